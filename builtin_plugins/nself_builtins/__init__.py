@@ -1,0 +1,1 @@
+"""nself's builtin capabilities, one plugin package each, registered through entry points."""

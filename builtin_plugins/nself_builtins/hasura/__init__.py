@@ -1,0 +1,165 @@
+"""Hasura GraphQL Engine at api.{domain}: admin and JWT secrets, console off outside dev."""
+
+from __future__ import annotations
+
+import json
+
+from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
+
+IMAGE = "hasura/graphql-engine:v2.44.0"
+JWT_DEFAULT = '{"type":"HS256","key":"${HASURA_JWT_KEY}"}'
+
+
+def enabled(config: Config) -> bool:
+    return config.flag("HASURA_ENABLED", True)
+
+
+@hookimpl
+def declare_settings() -> list[Setting]:
+    return [
+        Setting("HASURA_ENABLED", "true", "Run Hasura (required unless the stack has no API)."),
+        Setting("HASURA_IMAGE", IMAGE, "Hasura image."),
+        Setting("HASURA_SUBDOMAIN", "api", "Public subdomain of the GraphQL API."),
+        Setting(
+            "HASURA_GRAPHQL_ADMIN_SECRET",
+            description="Admin secret for the Hasura API.",
+            secret=True,
+            min_length=32,
+            generate="token",
+        ),
+        Setting(
+            "HASURA_JWT_KEY",
+            description="HS256 signing key shared by Hasura and Auth.",
+            secret=True,
+            min_length=32,
+            generate="token",
+        ),
+        Setting(
+            "HASURA_GRAPHQL_JWT_SECRET",
+            JWT_DEFAULT,
+            "JWT configuration (JSON) Hasura and Auth verify tokens with.",
+            secret=True,
+            min_length=32,
+        ),
+        Setting("HASURA_GRAPHQL_ENABLE_CONSOLE", None, "Serve the console (dev only)."),
+        Setting("HASURA_GRAPHQL_DEV_MODE", None, "Verbose errors (dev only)."),
+        Setting("HASURA_GRAPHQL_CORS_DOMAIN", None, "Allowed origins, comma-separated."),
+    ]
+
+
+def _cors(config: Config) -> str:
+    raw = config.get("HASURA_GRAPHQL_CORS_DOMAIN")
+    if raw is None:
+        origins = [f"https://*.{config.domain}", f"https://{config.domain}"]
+        if config.is_local:
+            origins.append("http://localhost:*")
+        return ",".join(origins)
+    # Hasura rejects spaces in the list.
+    return ",".join(part.strip() for part in raw.split(",") if part.strip())
+
+
+@hookimpl
+def contribute_env(config: Config) -> dict[str, str]:
+    if not enabled(config):
+        return {}
+    dev = config.is_local
+    console = config.flag("HASURA_GRAPHQL_ENABLE_CONSOLE", dev) and dev
+    dev_mode = config.flag("HASURA_GRAPHQL_DEV_MODE", dev) and dev
+    return {
+        "HASURA_GRAPHQL_CORS_DOMAIN_EFFECTIVE": _cors(config),
+        "HASURA_GRAPHQL_CONSOLE_EFFECTIVE": str(console).lower(),
+        "HASURA_GRAPHQL_DEV_MODE_EFFECTIVE": str(dev_mode).lower(),
+        "HASURA_GRAPHQL_URL": "http://hasura:8080/v1/graphql",
+    }
+
+
+@hookimpl
+def validate_config(config: Config) -> list[Problem]:
+    if not enabled(config):
+        return [Problem("warning", "HASURA_ENABLED=false: the stack has no GraphQL API")]
+    problems: list[Problem] = []
+    where = config.where("HASURA_GRAPHQL_JWT_SECRET")
+    raw = config.get("HASURA_GRAPHQL_JWT_SECRET") or ""
+    try:
+        jwt = json.loads(raw)
+    except ValueError:
+        return [
+            Problem(
+                "error",
+                f"{where}: HASURA_GRAPHQL_JWT_SECRET is not valid JSON",
+                'use {"type":"HS256","key":"<at least 32 characters>"}',
+            )
+        ]
+    if not isinstance(jwt, dict) or "type" not in jwt:
+        problems.append(
+            Problem(
+                "error",
+                f'{where}: HASURA_GRAPHQL_JWT_SECRET needs a "type"',
+                'use {"type":"HS256","key":"..."}',
+            )
+        )
+    elif str(jwt["type"]).startswith("HS") and len(str(jwt.get("key", ""))) < 32:
+        problems.append(
+            Problem(
+                "error",
+                f"{where}: the HS256 key in HASURA_GRAPHQL_JWT_SECRET is shorter than "
+                "32 characters",
+                "Hasura refuses shorter keys; run `nself secrets rotate HASURA_JWT_KEY`",
+            )
+        )
+    if not config.is_local:
+        for name in ("HASURA_GRAPHQL_ENABLE_CONSOLE", "HASURA_GRAPHQL_DEV_MODE"):
+            if config.flag(name, False):
+                problems.append(Problem("warning", f"{name}=true is ignored outside dev"))
+    return problems
+
+
+@hookimpl
+def contribute_services(config: Config) -> list[Service]:
+    if not enabled(config):
+        return []
+    return [
+        Service(
+            name="hasura",
+            title="Hasura",
+            image=config.text("HASURA_IMAGE", IMAGE),
+            port=8080,
+            environment={
+                "HASURA_GRAPHQL_DATABASE_URL": "${DATABASE_URL}",
+                "HASURA_GRAPHQL_METADATA_DATABASE_URL": "${DATABASE_URL}",
+                "HASURA_GRAPHQL_ADMIN_SECRET": "${HASURA_GRAPHQL_ADMIN_SECRET}",
+                "HASURA_GRAPHQL_JWT_SECRET": "${HASURA_GRAPHQL_JWT_SECRET}",
+                "HASURA_GRAPHQL_ENABLE_CONSOLE": "${HASURA_GRAPHQL_CONSOLE_EFFECTIVE}",
+                "HASURA_GRAPHQL_DEV_MODE": "${HASURA_GRAPHQL_DEV_MODE_EFFECTIVE}",
+                "HASURA_GRAPHQL_CORS_DOMAIN": "${HASURA_GRAPHQL_CORS_DOMAIN_EFFECTIVE}",
+                "HASURA_GRAPHQL_ENABLE_TELEMETRY": "false",
+                "HASURA_GRAPHQL_SERVER_PORT": "8080",
+                "HASURA_GRAPHQL_UNAUTHORIZED_ROLE": "public",
+            },
+            healthcheck=HealthCheck(
+                ("CMD", "curl", "-fsS", "http://localhost:8080/healthz"),
+                interval="10s",
+                timeout="5s",
+                retries=10,
+                start_period="30s",
+            ),
+            depends_on=("postgres",),
+            health_url="http://hasura:8080/healthz",
+        )
+    ]
+
+
+@hookimpl
+def contribute_nginx(config: Config) -> list[Route]:
+    if not enabled(config):
+        return []
+    return [
+        Route(
+            config.text("HASURA_SUBDOMAIN", "api"),
+            "hasura",
+            8080,
+            service="hasura",
+            websocket=True,
+            rate_zone="graphql",
+        )
+    ]

@@ -1,0 +1,138 @@
+"""Nginx: the only public entry point. TLS, one server per subdomain, rate limits."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from nself_sdk import (
+    Config,
+    GeneratedFile,
+    HealthCheck,
+    Mount,
+    PortBinding,
+    Problem,
+    Route,
+    Service,
+    Setting,
+    Stack,
+    hookimpl,
+)
+
+from . import render
+
+IMAGE = "nginx:1.25-alpine"
+RATE = re.compile(r"^\d+r/[sm]$")
+SERVER_NAME = re.compile(r"^\s*server_name\s+([^;]+);", re.MULTILINE)
+
+
+@hookimpl
+def declare_settings() -> list[Setting]:
+    return [
+        Setting("NGINX_IMAGE", IMAGE, "Nginx image."),
+        Setting("NGINX_HTTP_PORT", "80", "Host port for HTTP (redirects to HTTPS)."),
+        Setting("NGINX_HTTPS_PORT", "443", "Host port for HTTPS."),
+        Setting("NGINX_BIND", None, "Host address to publish on (dev: 127.0.0.1, else 0.0.0.0)."),
+        Setting("NGINX_CLIENT_MAX_BODY_SIZE", "100m", "Largest request body."),
+        Setting("RATE_LIMIT_GENERAL", "20r/s", "Requests per client IP for most routes."),
+        Setting("RATE_LIMIT_GRAPHQL", "30r/s", "Requests per client IP to the GraphQL API."),
+        Setting("RATE_LIMIT_AUTH", "30r/m", "Requests per client IP to Auth."),
+        Setting(
+            "SSL_CERTIFICATE", "", "Certificate file (PEM) under nginx/ssl/; empty: self-signed."
+        ),
+        Setting("SSL_CERTIFICATE_KEY", "", "Key of SSL_CERTIFICATE, under nginx/ssl/."),
+    ]
+
+
+def _bind(config: Config) -> str:
+    return config.text("NGINX_BIND", "127.0.0.1" if config.is_local else "0.0.0.0")
+
+
+@hookimpl
+def contribute_env(config: Config) -> dict[str, str]:
+    return {"PUBLIC_HTTPS_PORT": str(config.int("NGINX_HTTPS_PORT", 443))}
+
+
+@hookimpl
+def validate_config(config: Config) -> list[Problem]:
+    problems = []
+    for name in ("RATE_LIMIT_GENERAL", "RATE_LIMIT_GRAPHQL", "RATE_LIMIT_AUTH"):
+        value = config.text(name)
+        if not RATE.match(value):
+            problems.append(
+                Problem(
+                    "error",
+                    f"{config.where(name)}: {name}={value!r} is not a rate",
+                    "write it like 10r/s or 30r/m",
+                )
+            )
+    for name in ("NGINX_HTTP_PORT", "NGINX_HTTPS_PORT"):
+        port = config.int(name, 0)
+        if not 0 < port < 65536:
+            problems.append(Problem("error", f"{config.where(name)}: {name} must be 1-65535"))
+    if config.int("NGINX_HTTP_PORT", 80) == config.int("NGINX_HTTPS_PORT", 443):
+        problems.append(
+            Problem(
+                "error",
+                "NGINX_HTTP_PORT and NGINX_HTTPS_PORT are the same",
+                "give HTTP and HTTPS different host ports",
+            )
+        )
+    return problems
+
+
+@hookimpl
+def contribute_services(config: Config) -> list[Service]:
+    bind = _bind(config)
+    return [
+        Service(
+            name="nginx",
+            title="Nginx",
+            image=config.text("NGINX_IMAGE", IMAGE),
+            port=443,
+            command=("nginx", "-c", "/etc/nginx/nself/nginx.conf", "-g", "daemon off;"),
+            environment={"NGINX_ENTRYPOINT_QUIET_LOGS": "1"},
+            healthcheck=HealthCheck(
+                ("CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/health"),
+                interval="10s",
+                timeout="5s",
+                retries=5,
+                start_period="5s",
+            ),
+            mounts=(Mount("./nginx", "/etc/nginx/nself", read_only=True),),
+            published=(
+                PortBinding(80, config.int("NGINX_HTTP_PORT", 80), bind),
+                PortBinding(443, config.int("NGINX_HTTPS_PORT", 443), bind),
+            ),
+            cap_add=("CHOWN", "DAC_OVERRIDE", "NET_BIND_SERVICE", "SETGID", "SETUID"),
+            health_url="http://nginx:80/health",
+        )
+    ]
+
+
+def hand_written_names(project: Path) -> set[str]:
+    """Server names declared in nginx/conf.d/*.conf: those win over generated sites."""
+    names: set[str] = set()
+    for path in sorted((project / "nginx" / "conf.d").glob("*.conf")):
+        for match in SERVER_NAME.finditer(path.read_text(encoding="utf-8", errors="replace")):
+            names.update(match.group(1).split())
+    return names
+
+
+@hookimpl
+def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
+    files = [GeneratedFile("nginx/nginx.conf", render.main_conf(config))]
+    https_port = config.int("NGINX_HTTPS_PORT", 443)
+    files.append(GeneratedFile("nginx/sites/00-default.conf", render.default_servers(https_port)))
+    overridden = hand_written_names(config.project_dir)
+    for route in stack.routes:
+        host = render.host_of(route, config.domain)
+        if host in overridden:
+            continue
+        name = "zz-catch-all" if route.subdomain == "*" else route.subdomain
+        files.append(GeneratedFile(f"nginx/sites/{name}.conf", render.site(route, config, host)))
+    files.extend(render.certificate_files(config))
+    return files
+
+
+__all__ = ["Route"]

@@ -1,0 +1,132 @@
+"""The project a command works on: its folder, target environment and resolved settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import envfiles
+from .envfiles import Entry, Resolver
+from .errors import ConfigError, NselfError
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+PROJECT_MARKER = ".env.dev"
+
+
+@dataclass
+class Config:
+    """Resolved settings of one project for one target environment."""
+
+    project_dir: Path
+    env: str
+    resolver: Resolver
+    computed: dict[str, str] = field(default_factory=dict)
+
+    # -- reading values -------------------------------------------------------------------
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self.resolver.get(name)
+        return default if value is None else value
+
+    def text(self, name: str, default: str = "") -> str:
+        value = self.resolver.get(name)
+        return default if value is None or value == "" else value
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        value = self.resolver.get(name)
+        if value is None:
+            return default
+        low = value.strip().lower()
+        if low in TRUE:
+            return True
+        if low in FALSE:
+            return False
+        raise ConfigError(
+            f"{self.where(name)}: {name}={value!r} is not a boolean", "use true or false"
+        )
+
+    def int(self, name: str, default: int) -> int:
+        value = self.resolver.get(name)
+        if value is None or value.strip() == "":
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(
+                f"{self.where(name)}: {name}={value!r} is not a number", "use a whole number"
+            ) from None
+
+    def prefixed(self, prefix: str) -> dict[str, str]:
+        """All settings starting with ``prefix``, with the prefix removed."""
+        return {
+            key[len(prefix) :]: self.resolver.get(key) or ""
+            for key in sorted(self.resolver.history)
+            if key.startswith(prefix) and len(key) > len(prefix)
+        }
+
+    def names(self) -> list[str]:
+        return sorted(self.resolver.history)
+
+    def where(self, name: str) -> str:
+        entry = self.resolver.entry(name)
+        return entry.where if entry else "(default)"
+
+    def origins(self, name: str) -> list[Entry]:
+        """Every layer that set ``name``, lowest precedence first."""
+        return list(self.resolver.history.get(name, []))
+
+    # -- project-wide values the kernel itself needs ------------------------------------------
+    @property
+    def project_name(self) -> str:
+        raw = self.text("PROJECT_NAME", self.project_dir.name)
+        return "".join(c if c.isalnum() or c in "-_" else "-" for c in raw.lower()).strip("-_")
+
+    @property
+    def domain(self) -> str:
+        return self.text("BASE_DOMAIN", "local.nself.org")
+
+    @property
+    def is_local(self) -> bool:
+        return self.env == "dev"
+
+    def with_defaults(self, defaults: dict[str, str], label: str) -> None:
+        """Add values that apply only where no layer set the name (declared defaults)."""
+        missing = [Entry(k, v, label, 0) for k, v in defaults.items() if k not in self.resolver]
+        layered = self.resolver.history
+        for entry in missing:
+            layered[entry.key] = [entry]
+        self.resolver.add([])
+
+    def with_computed(self, computed: dict[str, str]) -> None:
+        """Add derived values (DATABASE_URL...) wherever the user did not set them."""
+        self.computed = {k: v for k, v in computed.items() if k not in self.resolver}
+        self.resolver.add(
+            Entry(k, v, envfiles.COMPUTED, 0, literal=True) for k, v in self.computed.items()
+        )
+
+
+def find_project(start: Path) -> Path:
+    """The nearest folder at or above ``start`` holding a project."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / PROJECT_MARKER).is_file():
+            return folder
+    raise NselfError(
+        f"no nself project in {start} or its parents",
+        "run `nself init` to create one, or cd into a project",
+    )
+
+
+def load(project_dir: Path, env: str | None = None) -> Config:
+    """Read the project's layers for the target environment."""
+    target = envfiles.target_env(project_dir, env)
+    resolver = Resolver(envfiles.read_layers(project_dir, target))
+    declared = resolver.entry("ENV")
+    if declared is not None and declared.raw.strip():
+        named = envfiles.canonical_env(declared.raw, declared.where)
+        if named != target:
+            raise ConfigError(
+                f"{declared.where}: ENV={declared.raw} but the target environment is {target}",
+                "remove ENV from the env files and use `nself env switch` or --env",
+            )
+    return Config(project_dir=project_dir, env=target, resolver=resolver)

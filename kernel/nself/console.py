@@ -1,0 +1,57 @@
+"""Terminal output shared by every command: plain, coloured only on a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class State:
+    """Global CLI options, set once by the root callback."""
+
+    debug: bool = False
+    project: Path | None = None
+
+
+state = State()
+
+_COLORS = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "dim": "2", "bold": "1"}
+
+
+def _color_ok(stream: Any) -> bool:
+    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+
+
+def paint(text: str, color: str, stream: Any = None) -> str:
+    if not _color_ok(stream or sys.stdout):
+        return text
+    return f"\033[{_COLORS[color]}m{text}\033[0m"
+
+
+def info(message: str = "") -> None:
+    print(message)
+
+
+def ok(message: str) -> None:
+    print(f"{paint('✓', 'green')} {message}")
+
+
+def warn(message: str, hint: str | None = None) -> None:
+    print(f"{paint('warning:', 'yellow', sys.stderr)} {message}", file=sys.stderr)
+    if hint:
+        print(f"  {paint('hint:', 'dim', sys.stderr)} {hint}", file=sys.stderr)
+
+
+def error(message: str, hint: str | None = None) -> None:
+    print(f"{paint('error:', 'red', sys.stderr)} {message}", file=sys.stderr)
+    if hint:
+        print(f"{paint('hint:', 'dim', sys.stderr)} {hint}", file=sys.stderr)
+
+
+def emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))

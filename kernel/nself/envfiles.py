@@ -1,0 +1,218 @@
+"""Layered env files: parsing, precedence and ``${VAR}`` / ``${VAR:-default}`` interpolation."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv.parser import parse_stream
+from dotenv.variables import Literal as _Literal
+from dotenv.variables import Variable as _Variable
+from dotenv.variables import parse_variables
+
+from .errors import ConfigError
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+ALIASES = {"local": "dev", "development": "dev", "production": "prod", "stage": "staging"}
+COMPUTED = ".env.computed"
+SECRETS = ".env.secrets"
+
+
+def canonical_env(name: str, where: str = "") -> str:
+    """Map ``local``/``production``... to dev/staging/prod, or fail naming the source."""
+    value = ALIASES.get(name.strip().lower(), name.strip().lower())
+    if value not in ENVIRONMENTS:
+        at = f" ({where})" if where else ""
+        raise ConfigError(
+            f"unknown environment {name!r}{at}",
+            "use one of: local (dev), staging, prod",
+        )
+    return value
+
+
+def layer_files(env: str) -> list[str]:
+    """The env files read for ``env``, lowest precedence first.
+
+    ``.env.local`` is a developer's own override, so it applies to the local target only:
+    nothing on a laptop can leak into a staging or production build.
+    """
+    files = [".env.dev"]
+    if env == "dev":
+        files.append(".env.local")
+    else:
+        files.append(f".env.{env}")
+    files.append(SECRETS)
+    return files
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ``KEY=value`` line: where it came from and whether it interpolates."""
+
+    key: str
+    raw: str
+    file: str
+    line: int
+    literal: bool = False
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+def parse_text(text: str, file: str) -> list[Entry]:
+    """Parse one env file; a malformed line is an error naming file and line."""
+    entries: list[Entry] = []
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            shown = binding.original.string.strip()[:60]
+            raise ConfigError(
+                f"{file}:{line}: cannot parse {shown!r}",
+                "lines look like KEY=value; quote values with spaces or '#'",
+            )
+        if binding.key is None:
+            continue
+        if not _valid_key(binding.key):
+            raise ConfigError(
+                f"{file}:{line}: invalid variable name {binding.key!r}",
+                "names use letters, digits and underscores and do not start with a digit",
+            )
+        after = (
+            binding.original.string.split("=", 1)[1].lstrip()
+            if "=" in binding.original.string
+            else ""
+        )
+        entries.append(
+            Entry(binding.key, binding.value or "", file, line, literal=after.startswith("'"))
+        )
+    return entries
+
+
+def _valid_key(key: str) -> bool:
+    return bool(key) and not key[0].isdigit() and all(c.isalnum() or c == "_" for c in key)
+
+
+def check_private(path: Path) -> None:
+    """Refuse a secrets file that group or others can read."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path.name} is readable by group or others (mode {mode:04o})",
+            f"run: chmod 600 {path.name}",
+        )
+
+
+def read_layers(project: Path, env: str) -> list[Entry]:
+    """All entries of the env's layers, in precedence order (later wins)."""
+    entries: list[Entry] = []
+    for name in layer_files(env):
+        path = project / name
+        if not path.is_file():
+            continue
+        if name == SECRETS:
+            check_private(path)
+        entries.extend(parse_text(path.read_text(encoding="utf-8"), name))
+    return entries
+
+
+class Resolver:
+    """Resolves ``${VAR}`` references lazily over merged layers, detecting cycles."""
+
+    def __init__(self, layers: Iterable[Entry]) -> None:
+        self.history: dict[str, list[Entry]] = {}
+        for entry in layers:
+            self.history.setdefault(entry.key, []).append(entry)
+        self._cache: dict[str, str] = {}
+
+    def add(self, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            self.history.setdefault(entry.key, []).append(entry)
+        self._cache.clear()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.history
+
+    def entry(self, key: str) -> Entry | None:
+        chain = self.history.get(key)
+        return chain[-1] if chain else None
+
+    def get(self, key: str) -> str | None:
+        if key not in self.history:
+            return None
+        return self._resolve(key, ())
+
+    def _resolve(self, key: str, stack: tuple[str, ...]) -> str:
+        if key in self._cache:
+            return self._cache[key]
+        entry = self.history[key][-1]
+        if key in stack:
+            cycle = " -> ".join((*stack, key))
+            raise ConfigError(f"{entry.where}: circular reference {cycle}", "break the cycle")
+        value = entry.raw if entry.literal else self._expand(entry, (*stack, key))
+        self._cache[key] = value
+        return value
+
+    def _expand(self, entry: Entry, stack: tuple[str, ...]) -> str:
+        if "${" not in entry.raw:
+            return entry.raw
+        out: list[str] = []
+        for atom in parse_variables(entry.raw):
+            if isinstance(atom, _Literal):
+                out.append(atom.value)
+                continue
+            assert isinstance(atom, _Variable)
+            if atom.name in self.history:
+                out.append(self._resolve(atom.name, stack))
+            elif atom.default is not None:
+                out.append(atom.default)
+            else:
+                raise ConfigError(
+                    f"{entry.where}: {entry.key} refers to undefined variable ${{{atom.name}}}",
+                    f"define {atom.name} or write ${{{atom.name}:-default}}",
+                )
+        return "".join(out)
+
+    def resolve_all(self) -> dict[str, str]:
+        return {key: self._resolve(key, ()) for key in sorted(self.history)}
+
+
+def render_env(values: dict[str, str], header: str) -> str:
+    """Serialise values so that Compose and our parser read them back unchanged."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    for key in sorted(values):
+        lines.append(f"{key}={quote(values[key])}")
+    return "\n".join(lines) + "\n"
+
+
+def quote(value: str) -> str:
+    """Single-quote anything that is not a plain word; single quotes keep JSON intact."""
+    if value and all(c.isalnum() or c in "-_./:@+,=" for c in value):
+        return value
+    if "'" not in value and "\n" not in value:
+        return f"'{value}'"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def current_env_file(project: Path) -> Path:
+    return project / ".nself" / "env"
+
+
+def target_env(project: Path, requested: str | None = None) -> str:
+    """``--env`` beats ``NSELF_ENV`` beats the last ``nself env switch`` beats dev."""
+    if requested:
+        return canonical_env(requested, "--env")
+    from_process = os.environ.get("NSELF_ENV")
+    if from_process:
+        return canonical_env(from_process, "NSELF_ENV")
+    marker = current_env_file(project)
+    if marker.is_file():
+        return canonical_env(
+            marker.read_text(encoding="utf-8").strip(), str(marker.relative_to(project))
+        )
+    return "dev"

@@ -1,0 +1,156 @@
+"""The typed contributions plugins hand to the kernel.
+
+Plain data: the kernel merges them, checks them for collisions and passes them on to
+the plugins that render files (compose, nginx, ...). Nothing here names a service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["core", "optional", "plugin", "custom", "monitoring"]
+Level = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """An env variable a plugin reads: documented, defaulted, generated if secret."""
+
+    name: str
+    default: str | None = None
+    description: str = ""
+    secret: bool = False
+    min_length: int = 0
+    # How `nself init` / `nself secrets generate` make a value: "token", "password" or "hex".
+    generate: str | None = None
+    # Values that are only written into `.env.dev` when the project is created.
+    scaffold: bool = False
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A container health check, in the exec form Compose expects."""
+
+    test: tuple[str, ...]
+    interval: str = "10s"
+    timeout: str = "5s"
+    retries: int = 5
+    start_period: str = "10s"
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    """A port published on the host. Only the proxy and dev tools should have any."""
+
+    container_port: int
+    host_port: int
+    host_ip: str = "127.0.0.1"
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A named volume (``source`` without a slash) or a bind mount of a project folder."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Service:
+    """One container of the stack."""
+
+    name: str
+    image: str
+    title: str = ""
+    role: Role = "core"
+    port: int | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    healthcheck: HealthCheck | None = None
+    depends_on: tuple[str, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    published: tuple[PortBinding, ...] = ()
+    user: str | None = None
+    cap_add: tuple[str, ...] = ()
+    drop_all_caps: bool = True
+    read_only: bool = False
+    tmpfs: tuple[str, ...] = ()
+    build: str | None = None
+    health_url: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    shm_size: str | None = None
+    stop_grace_period: str | None = None
+
+    @property
+    def display(self) -> str:
+        return self.title or self.name
+
+
+@dataclass(frozen=True)
+class Route:
+    """A public virtual host: ``subdomain.BASE_DOMAIN`` proxied to ``upstream``.
+
+    ``subdomain="*"`` is the catch-all for the frontend.
+    """
+
+    subdomain: str
+    upstream_host: str
+    upstream_port: int
+    service: str = ""
+    websocket: bool = False
+    rate_zone: str = "general"
+    max_body_size: str | None = None
+    internal_only: bool = False
+    extra: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change; plugin migrations run in dependency order with the project's."""
+
+    version: str
+    name: str
+    up_sql: str
+    down_sql: str | None = None
+    source: str = "project"
+    transactional: bool = True
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """A file ``nself build`` writes, relative to the project folder."""
+
+    path: str
+    content: str | bytes
+    mode: int = 0o644
+    # Written once and then left alone (e.g. a dev certificate).
+    keep_existing: bool = False
+    # ``${NAME}`` in the content refers to settings, resolved from .env.computed at run time.
+    env_refs: bool = False
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A finding of a ``validate_*`` hook; any error stops the build."""
+
+    level: Level
+    message: str
+    hint: str | None = None
+
+
+@dataclass
+class Stack:
+    """Everything the plugins contributed for one build, after the kernel checked it."""
+
+    services: list[Service]
+    routes: list[Route]
+    migrations: list[Migration]
+    owners: dict[str, str] = field(default_factory=dict)
+
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)

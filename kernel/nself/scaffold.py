@@ -1,0 +1,122 @@
+"""``nself init``: a new project folder with env layers, fresh dev secrets and folders."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pluggy
+
+from .atomic import write_atomic
+from .errors import NselfError, UsageError
+from .model import Setting
+from .plugins import call_each
+from .secretgen import generate
+
+GITIGNORE = """\
+# nself: per-developer, secret and generated files
+.env.local
+.env.secrets
+.env.computed
+.nself/
+nginx/ssl/
+backups/
+"""
+
+LOCAL = """\
+# Your own overrides for the local stack (gitignored). Applies to `nself env switch local` only.
+"""
+
+TARGET = """\
+# Shared {env} settings (committed). Secrets belong in .env.secrets on the {env} host.
+BASE_DOMAIN={domain}
+"""
+
+SECRETS = """\
+# Real secrets (gitignored, mode 0600). `nself secrets generate --env prod` fills this file.
+"""
+
+CONF_D = """\
+Hand-written nginx overrides. `nself build` never touches this folder and includes
+its *.conf files last, so a server block here wins over the generated one.
+"""
+
+NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+FILES = (".env.dev", ".env.local", ".env.staging", ".env.prod", ".env.secrets", ".gitignore")
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise UsageError(
+            f"invalid project name {name!r}",
+            "use lowercase letters, digits and '-', starting with a letter",
+        )
+    return name
+
+
+def check_domain(domain: str) -> str:
+    label = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+    if not re.fullmatch(rf"{label}(\.{label})+", domain.lower()):
+        raise UsageError(f"invalid domain {domain!r}", "use a DNS name such as example.com")
+    return domain.lower()
+
+
+def dev_env(pm: pluggy.PluginManager, name: str, domain: str) -> str:
+    lines = [
+        "# nself project: team defaults and dev-only secrets (committed).",
+        "# Layers, later wins: .env.dev < .env.local (local only) < .env.staging | .env.prod",
+        "#   < .env.secrets. `nself build` writes the result to .env.computed.",
+        f"PROJECT_NAME={name}",
+        f"BASE_DOMAIN={domain}",
+    ]
+    for plugin, settings in call_each(pm, "declare_settings"):
+        chosen: list[Setting] = [s for s in settings if s.scaffold or s.generate]
+        if not chosen:
+            continue
+        lines += ["", f"# --- {plugin} ---"]
+        for setting in chosen:
+            if setting.description:
+                lines.append(f"# {setting.description}")
+            value = generate(setting.generate) if setting.generate else (setting.default or "")
+            lines.append(f"{setting.name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def init(
+    pm: pluggy.PluginManager, folder: Path, name: str | None, domain: str, force: bool
+) -> list[str]:
+    """Create the project; refuses to overwrite one unless ``force``."""
+    name = check_name(name or slug(folder.resolve().name) or "app")
+    domain = check_domain(domain)
+    existing = [f for f in FILES if (folder / f).exists()]
+    if (folder / ".env.dev").exists() and not force:
+        raise NselfError(
+            f"{folder} already holds an nself project", "use --force to overwrite its env files"
+        )
+    if folder.exists() and not folder.is_dir():
+        raise NselfError(f"{folder} is not a folder")
+    contents = {
+        ".env.dev": (dev_env(pm, name, domain), 0o644),
+        ".env.local": (LOCAL, 0o644),
+        ".env.staging": (TARGET.format(env="staging", domain=f"staging.{domain}"), 0o644),
+        ".env.prod": (TARGET.format(env="prod", domain=domain), 0o644),
+        ".env.secrets": (SECRETS, 0o600),
+        ".gitignore": (GITIGNORE, 0o644),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for rel, (text, mode) in contents.items():
+        if rel in (".env.secrets", ".env.local") and rel in existing:
+            continue  # never throw away a developer's own overrides or real secrets
+        write_atomic(folder / rel, text, mode)
+    for sub in ("nginx/conf.d", "migrations", "services", "seeds"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    readme = folder / "nginx" / "conf.d" / "README"
+    if not readme.exists():
+        write_atomic(readme, CONF_D)
+    os.chmod(folder / ".env.secrets", 0o600)
+    return sorted(contents)

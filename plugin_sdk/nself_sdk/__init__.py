@@ -1,0 +1,71 @@
+"""The stable surface for nself plugin authors.
+
+Import everything a plugin needs from here, never from ``nself`` internals::
+
+    from nself_sdk import hookimpl, Service, Route, Setting
+
+    @hookimpl
+    def contribute_services(config):
+        return [Service(name="whoami", image="traefik/whoami:v1.10", port=80)]
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from nself import __version__ as nself_version
+from nself.config import TRUE, Config
+from nself.errors import ConfigError, NselfError, UsageError
+from nself.model import (
+    GeneratedFile,
+    HealthCheck,
+    Migration,
+    Mount,
+    PortBinding,
+    Problem,
+    Route,
+    Service,
+    Setting,
+    Stack,
+)
+
+from .project import (
+    build,
+    find_project,
+    load_config,
+    plan,
+    plugin_manager,
+    public_urls,
+    rollback,
+    runtime,
+)
+
+hookimpl = pluggy.HookimplMarker("nself")
+
+__all__ = [
+    "TRUE",
+    "Config",
+    "ConfigError",
+    "GeneratedFile",
+    "HealthCheck",
+    "Migration",
+    "Mount",
+    "NselfError",
+    "PortBinding",
+    "Problem",
+    "Route",
+    "Service",
+    "Setting",
+    "Stack",
+    "UsageError",
+    "build",
+    "find_project",
+    "hookimpl",
+    "load_config",
+    "nself_version",
+    "plan",
+    "plugin_manager",
+    "public_urls",
+    "rollback",
+    "runtime",
+]

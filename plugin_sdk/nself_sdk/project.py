@@ -1,0 +1,43 @@
+"""Working with the current project from a plugin's command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from nself import build as _build
+from nself.cli import project_dir
+from nself.config import Config
+from nself.errors import NselfError
+from nself.model import Stack
+from nself.plugins import make_manager
+
+find_project = project_dir
+plan = _build.plan
+build = _build.build
+rollback = _build.rollback
+public_urls = _build.public_urls
+
+
+def plugin_manager(project: Path | None = None) -> pluggy.PluginManager:
+    """The plugin manager for ``project`` (its declarative plugins included)."""
+    return make_manager(project)
+
+
+def load_config(project: Path | None = None, env: str | None = None) -> Config:
+    """The project's resolved settings: env layers, declared defaults and derived values."""
+    config, _pm, _settings = _build.load_config(project or project_dir(), env)
+    return config
+
+
+def runtime(config: Config) -> Any:
+    """The container runtime a plugin provides for ``config`` (see ``provide_runtime``)."""
+    found = make_manager(config.project_dir).hook.provide_runtime(config=config)
+    if found is None:
+        raise NselfError("no container runtime plugin is installed", "reinstall nself")
+    return found
+
+
+__all__ = ["Stack", "build", "find_project", "load_config", "plan", "plugin_manager", "runtime"]

@@ -1,0 +1,1 @@
+"""The plugin registry: signed index, server and client."""
