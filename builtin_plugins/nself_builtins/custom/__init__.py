@@ -1,0 +1,173 @@
+"""Custom services: the CS_1..CS_N slots of the env files, each a container with a route.
+
+CS_1_NAME=ping_api
+CS_1_IMAGE=nself/ping-api:latest      # or CS_1_BUILD=./services/ping_api
+CS_1_PORT=8001
+CS_1_SUBDOMAIN=ping                   # empty: internal only
+CS_1_ENV_DATABASE_URL=${DATABASE_URL}
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
+
+SLOT = re.compile(r"^CS_(\d+)_NAME$")
+HOSTNAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+MAX_SLOTS = 99
+
+
+@dataclass(frozen=True)
+class Slot:
+    number: int
+    name: str
+    host: str
+    image: str
+    build: str
+    port: int | None
+    subdomain: str
+    env: dict[str, str]
+    health_path: str
+    websocket: bool
+    depends_on: tuple[str, ...]
+
+    @property
+    def prefix(self) -> str:
+        return f"CS_{self.number}_"
+
+
+def hostname(name: str) -> str:
+    """Container names use '-' where env names use '_' (ping_api -> ping-api)."""
+    return name.lower().replace("_", "-")
+
+
+def slots(config: Config) -> list[Slot]:
+    found: list[Slot] = []
+    for key in config.names():
+        match = SLOT.match(key)
+        if not match:
+            continue
+        n = int(match.group(1))
+        name = config.text(key)
+        if not name:
+            continue
+        p = f"CS_{n}_"
+        port_raw = config.text(p + "PORT")
+        found.append(
+            Slot(
+                number=n,
+                name=name,
+                host=hostname(name),
+                image=config.text(p + "IMAGE"),
+                build=config.text(p + "BUILD"),
+                port=config.int(p + "PORT", 0) or None if port_raw else None,
+                subdomain=config.text(p + "SUBDOMAIN"),
+                env=config.prefixed(p + "ENV_"),
+                health_path=config.text(p + "HEALTH_PATH", "/health"),
+                websocket=config.flag(p + "WEBSOCKET", False),
+                depends_on=tuple(d for d in config.text(p + "DEPENDS_ON").split(",") if d),
+            )
+        )
+    return sorted(found, key=lambda s: s.number)
+
+
+@hookimpl
+def declare_settings() -> list[Setting]:
+    return [
+        Setting("CS_1_NAME", None, "Name of custom service 1 (slots CS_1..CS_N)."),
+    ]
+
+
+@hookimpl
+def validate_config(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for slot in slots(config):
+        where = config.where(slot.prefix + "NAME")
+        if slot.number > MAX_SLOTS:
+            problems.append(Problem("error", f"{where}: CS_{slot.number} is past CS_{MAX_SLOTS}"))
+        if not HOSTNAME.match(slot.host):
+            problems.append(
+                Problem(
+                    "error",
+                    f"{where}: {slot.prefix}NAME={slot.name!r} is not a valid hostname",
+                    "use lowercase letters, digits, '-' or '_', starting with a letter",
+                )
+            )
+        if slot.host in seen:
+            problems.append(
+                Problem(
+                    "error",
+                    f"{where}: custom service {slot.name!r} is also CS_{seen[slot.host]}",
+                    "give each custom service its own name",
+                )
+            )
+        seen[slot.host] = slot.number
+        if not slot.image and not slot.build:
+            problems.append(
+                Problem("error", f"{where}: {slot.prefix}IMAGE or {slot.prefix}BUILD must be set")
+            )
+        if slot.subdomain and slot.port is None:
+            problems.append(
+                Problem(
+                    "error",
+                    f"{where}: {slot.prefix}SUBDOMAIN needs {slot.prefix}PORT",
+                    "set the port the service listens on",
+                )
+            )
+        if slot.port is not None and not 0 < slot.port < 65536:
+            problems.append(Problem("error", f"{where}: {slot.prefix}PORT must be 1-65535"))
+    return problems
+
+
+def _env_name(slot: Slot, key: str) -> str:
+    return f"{slot.prefix}ENV_{key}"
+
+
+@hookimpl
+def contribute_services(config: Config) -> list[Service]:
+    services = []
+    for slot in slots(config):
+        env = {key: "${" + _env_name(slot, key) + "}" for key in slot.env}
+        if slot.port is not None:
+            env.setdefault("PORT", str(slot.port))
+        check = None
+        health_url = None
+        if slot.port is not None:
+            url = f"http://127.0.0.1:{slot.port}{slot.health_path}"
+            check = HealthCheck(
+                ("CMD", "wget", "-q", "-O", "/dev/null", url),
+                interval="10s",
+                timeout="5s",
+                retries=5,
+                start_period="20s",
+            )
+            health_url = f"http://{slot.host}:{slot.port}{slot.health_path}"
+        image = slot.image or f"nself-{config.project_name}-{slot.host}:local"
+        services.append(
+            Service(
+                name=slot.host,
+                title=slot.name,
+                image=image,
+                build=slot.build or None,
+                role="custom",
+                port=slot.port,
+                environment=env,
+                healthcheck=check,
+                depends_on=slot.depends_on,
+                health_url=health_url,
+                labels={"org.nself.slot": f"CS_{slot.number}"},
+            )
+        )
+    return services
+
+
+@hookimpl
+def contribute_nginx(config: Config) -> list[Route]:
+    return [
+        Route(slot.subdomain, slot.host, slot.port, service=slot.host, websocket=slot.websocket)
+        for slot in slots(config)
+        if slot.subdomain and slot.port is not None
+    ]
