@@ -14,7 +14,7 @@ import pluggy
 
 from . import __version__, envfiles
 from .atomic import write_atomic
-from .config import Config, load
+from .config import DEFAULT_LABEL, Config, load
 from .errors import NselfError
 from .model import GeneratedFile, Problem, Route, Service, Setting, Stack
 from .plugins import call_each, make_manager, tier_of
@@ -72,7 +72,7 @@ def load_config(
     config = load(project_dir, env)
     settings = declared_settings(pm)
     config.with_defaults(
-        {s.name: s.default for s in settings.values() if s.default is not None}, "(default)"
+        {s.name: s.default for s in settings.values() if s.default is not None}, DEFAULT_LABEL
     )
     computed: dict[str, str] = {"ENV": config.env}
     owner: dict[str, str] = {}

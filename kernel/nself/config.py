@@ -12,6 +12,7 @@ from .errors import ConfigError, NselfError
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
 PROJECT_MARKER = ".env.dev"
+DEFAULT_LABEL = "(default)"
 
 
 @dataclass
@@ -98,8 +99,13 @@ class Config:
         self.resolver.add([])
 
     def with_computed(self, computed: dict[str, str]) -> None:
-        """Add derived values (DATABASE_URL...) wherever the user did not set them."""
-        self.computed = {k: v for k, v in computed.items() if k not in self.resolver}
+        """Add derived values (DATABASE_URL...): they beat declared defaults, not env files."""
+        history = self.resolver.history
+        self.computed = {
+            k: v
+            for k, v in computed.items()
+            if k not in history or history[k][-1].file == DEFAULT_LABEL
+        }
         self.resolver.add(
             Entry(k, v, envfiles.COMPUTED, 0, literal=True) for k, v in self.computed.items()
         )
