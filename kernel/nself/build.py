@@ -71,6 +71,7 @@ def load_config(
     pm = pm or make_manager(project_dir)
     config = load(project_dir, env)
     settings = declared_settings(pm)
+    config.declared = settings
     config.with_defaults(
         {s.name: s.default for s in settings.values() if s.default is not None}, DEFAULT_LABEL
     )
@@ -86,6 +87,7 @@ def load_config(
             computed[key] = value
     config.with_computed(computed)
     config.resolver.resolve_all()  # surfaces undefined references, naming file and line
+    config.remember_secrets()
     return config, pm, settings
 
 

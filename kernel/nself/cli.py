@@ -150,17 +150,26 @@ def main(argv: list[str] | None = None) -> Any:
         command = typer.main.get_command(make_app())
         return command.main(args=args, prog_name="nself", standalone_mode=True)
     except NselfError as exc:
+        if debug:
+            _traceback()
         problems = getattr(exc, "problems", None)
         for problem in problems or [exc]:
             console.error(problem.message, problem.hint)
-        if debug:
-            raise
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.error("interrupted")
         sys.exit(130)
     except Exception as exc:
         if debug:
-            raise
+            _traceback()
         console.error(f"unexpected {type(exc).__name__}: {exc}", "rerun with --debug for details")
         sys.exit(1)
+
+
+def _traceback() -> None:
+    """The traceback for --debug, with secret values masked like all other output."""
+    import traceback
+
+    from .redact import scrub
+
+    sys.stderr.write(scrub(traceback.format_exc()))

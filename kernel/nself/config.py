@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import envfiles
+from . import envfiles, redact
 from .envfiles import Entry, Resolver
 from .errors import ConfigError, NselfError
+from .model import Setting
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -23,6 +24,8 @@ class Config:
     env: str
     resolver: Resolver
     computed: dict[str, str] = field(default_factory=dict)
+    # What the plugins declared (filled in by the build pipeline's ``load_config``).
+    declared: dict[str, Setting] = field(default_factory=dict)
 
     # -- reading values -------------------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -76,6 +79,27 @@ class Config:
         """Every layer that set ``name``, lowest precedence first."""
         return list(self.resolver.history.get(name, []))
 
+    # -- secrets ----------------------------------------------------------------------------
+    def is_secret(self, name: str) -> bool:
+        """Declared secret by a plugin, or named like one (PASSWORD, SECRET, KEY, TOKEN...)."""
+        setting = self.declared.get(name)
+        return (setting is not None and setting.secret) or redact.secret_name(name)
+
+    def redacted(self, name: str) -> str:
+        """The value as it may be shown: secrets masked, passwords in URLs masked."""
+        return redact.redacted(self.get(name) or "", self.is_secret(name))
+
+    def remember_secrets(self) -> None:
+        """Make sure no output of this process ever shows a secret value of this config."""
+        values: list[str] = []
+        for name in self.names():
+            value = self.get(name) or ""
+            if self.is_secret(name):
+                values.append(value)
+            elif (password := redact.url_password(value)) is not None:
+                values.append(password)
+        redact.remember(values)
+
     # -- project-wide values the kernel itself needs ------------------------------------------
     @property
     def project_name(self) -> str:
@@ -126,7 +150,12 @@ def find_project(start: Path) -> Path:
 def load(project_dir: Path, env: str | None = None) -> Config:
     """Read the project's layers for the target environment."""
     target = envfiles.target_env(project_dir, env)
-    resolver = Resolver(envfiles.read_layers(project_dir, target))
+    layers = envfiles.read_layers(project_dir, target)
+    # Secret-looking literals are masked in any output from here on, even in errors.
+    redact.remember(
+        e.raw for e in layers if redact.secret_name(e.key) and (e.literal or "${" not in e.raw)
+    )
+    resolver = Resolver(layers)
     declared = resolver.entry("ENV")
     if declared is not None and declared.raw.strip():
         named = envfiles.canonical_env(declared.raw, declared.where)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .redact import scrub, scrub_data
+
 
 @dataclass
 class State:
@@ -33,25 +35,27 @@ def paint(text: str, color: str, stream: Any = None) -> str:
     return f"\033[{_COLORS[color]}m{text}\033[0m"
 
 
+# Everything below scrubs known secret values and URL passwords (see redact.py).
 def info(message: str = "") -> None:
-    print(message)
+    print(scrub(message))
 
 
 def ok(message: str) -> None:
-    print(f"{paint('✓', 'green')} {message}")
+    print(f"{paint('✓', 'green')} {scrub(message)}")
 
 
 def warn(message: str, hint: str | None = None) -> None:
-    print(f"{paint('warning:', 'yellow', sys.stderr)} {message}", file=sys.stderr)
+    print(f"{paint('warning:', 'yellow', sys.stderr)} {scrub(message)}", file=sys.stderr)
     if hint:
-        print(f"  {paint('hint:', 'dim', sys.stderr)} {hint}", file=sys.stderr)
+        print(f"  {paint('hint:', 'dim', sys.stderr)} {scrub(hint)}", file=sys.stderr)
 
 
 def error(message: str, hint: str | None = None) -> None:
-    print(f"{paint('error:', 'red', sys.stderr)} {message}", file=sys.stderr)
+    print(f"{paint('error:', 'red', sys.stderr)} {scrub(message)}", file=sys.stderr)
     if hint:
-        print(f"{paint('hint:', 'dim', sys.stderr)} {hint}", file=sys.stderr)
+        print(f"{paint('hint:', 'dim', sys.stderr)} {scrub(hint)}", file=sys.stderr)
 
 
 def emit_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    data = json.loads(json.dumps(data, default=str))
+    print(json.dumps(scrub_data(data), indent=2, sort_keys=True))

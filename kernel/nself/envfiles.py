@@ -70,9 +70,11 @@ def parse_text(text: str, file: str) -> list[Entry]:
     for binding in parse_stream(io.StringIO(text)):
         line = binding.original.line
         if binding.error:
-            shown = binding.original.string.strip()[:60]
+            # Show the name only: the value may be a secret.
+            text = binding.original.string.strip()
+            shown = f" ({text.split('=', 1)[0][:40]!r}...)" if "=" in text else ""
             raise ConfigError(
-                f"{file}:{line}: cannot parse {shown!r}",
+                f"{file}:{line}: cannot parse the line{shown}",
                 "lines look like KEY=value; quote values with spaces or '#'",
             )
         if binding.key is None:

@@ -28,6 +28,7 @@ from nself.model import (
     Setting,
     Stack,
 )
+from nself.redact import MASK, scrub, secret_name
 
 from .project import (
     build,
@@ -39,10 +40,13 @@ from .project import (
     rollback,
     runtime,
 )
+from .safety import require_confirmation
+from .safety import rule as safety_rule
 
 hookimpl = pluggy.HookimplMarker("nself")
 
 __all__ = [
+    "MASK",
     "TRUE",
     "Config",
     "ConfigError",
@@ -66,6 +70,10 @@ __all__ = [
     "plan",
     "plugin_manager",
     "public_urls",
+    "require_confirmation",
     "rollback",
     "runtime",
+    "safety_rule",
+    "scrub",
+    "secret_name",
 ]

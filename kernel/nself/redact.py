@@ -1,0 +1,106 @@
+"""Keeping secrets out of output: which settings are secret, and masking their values.
+
+A setting is secret when a plugin declares it so, or when its name looks like one
+(``..._PASSWORD``, ``..._SECRET``, ``..._KEY``, ``..._TOKEN``...). Every secret value the
+process has seen is remembered, and all console output is scrubbed of those values and of
+credentials in URLs (``scheme://user:password@host``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+MASK = "<redacted>"
+# Name parts (split on "_") that mark a secret.
+SECRET_PARTS = frozenset(
+    {
+        "PASSWORD",
+        "PASSWD",
+        "PASS",
+        "PWD",
+        "SECRET",
+        "SECRETS",
+        "TOKEN",
+        "TOKENS",
+        "KEY",
+        "KEYS",
+        "APIKEY",
+        "PRIVATE",
+        "CREDENTIAL",
+        "CREDENTIALS",
+        "SALT",
+    }
+)
+# Shorter values are too likely to be ordinary words to scrub everywhere.
+MIN_SCRUB = 8
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*:)([^@\s/'\"]+)(@)")
+
+_known: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+
+def secret_name(name: str) -> bool:
+    """Whether ``name`` looks like it holds a secret."""
+    return any(part in SECRET_PARTS for part in name.upper().split("_"))
+
+
+def url_password(value: str) -> str | None:
+    """The password of the first ``scheme://user:password@host`` in ``value``, if any."""
+    match = _URL_CREDENTIALS.search(value)
+    return match.group(2) if match else None
+
+
+def mask_url_credentials(value: str) -> str:
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{MASK}{m.group(3)}", value)
+
+
+def redacted(value: str, secret: bool) -> str:
+    """How a setting's value may be shown: masked if secret, URL passwords always masked."""
+    if secret and value:
+        return MASK
+    return mask_url_credentials(value)
+
+
+def remember(values: Iterable[str]) -> None:
+    """Add secret values that must never be printed."""
+    global _pattern
+    from urllib.parse import quote
+
+    added = False
+    for value in values:
+        for form in {value, quote(value, safe="")}:
+            if len(form) >= MIN_SCRUB and form not in _known:
+                _known.add(form)
+                added = True
+    if added:
+        ordered = sorted(_known, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def forget_all() -> None:
+    """Drop every remembered value (tests run many projects in one process)."""
+    global _pattern
+    _known.clear()
+    _pattern = None
+
+
+def scrub(text: str) -> str:
+    """``text`` with remembered secret values and URL passwords masked."""
+    if _pattern is not None:
+        text = _pattern.sub(MASK, text)
+    if "://" in text:
+        text = mask_url_credentials(text)
+    return text
+
+
+def scrub_data(data: Any) -> Any:
+    """``scrub`` applied to every string inside JSON-like ``data``."""
+    if isinstance(data, str):
+        return scrub(data)
+    if isinstance(data, dict):
+        return {scrub_data(k): scrub_data(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [scrub_data(v) for v in data]
+    return data

@@ -1,0 +1,79 @@
+"""The safety-rules table (nself_sdk.require_confirmation) and output redaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import set_env
+
+from nself_sdk import MASK, NselfError, require_confirmation, safety_rule, scrub
+
+
+@pytest.mark.parametrize(
+    ("action", "dev", "staging", "prod"),
+    [
+        ("deploy", "free", "free", "confirm"),
+        ("migrate", "free", "caution", "confirm"),
+        ("delete-data", "free", "caution", "confirm"),
+        ("provision", "free", "confirm", "confirm"),
+        ("admin", "free", "refuse", "refuse"),
+    ],
+)
+def test_the_seed_table(action: str, dev: str, staging: str, prod: str) -> None:
+    assert [safety_rule(e, action) for e in ("dev", "staging", "prod")] == [  # type: ignore[arg-type]
+        dev,
+        staging,
+        prod,
+    ]
+
+
+def test_prod_needs_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(NselfError) as refused:
+        require_confirmation("prod", "delete-data", False, interactive=False)
+    assert "needs explicit confirmation" in refused.value.message
+    assert "--confirm" in (refused.value.hint or "")
+    require_confirmation("prod", "delete-data", True)  # confirmed: allowed
+    require_confirmation("dev", "delete-data", False)  # local: freely
+    require_confirmation("staging", "migrate", False)  # caution: a warning
+    assert "take care" in capsys.readouterr().err
+    with pytest.raises(NselfError, match="not allowed in staging"):
+        require_confirmation("staging", "admin", True)
+
+
+def test_delete_in_prod_asks_for_the_project_name(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nself_sdk import load_config
+
+    config = load_config(project, "dev")
+    config.env = "prod"  # the question only depends on the target
+    answers = iter(["wrong", "demo"])
+    monkeypatch.setattr("typer.prompt", lambda *a, **k: next(answers))
+    with pytest.raises(NselfError, match="cancelled"):
+        require_confirmation(config, "delete-data", False, interactive=True)
+    require_confirmation(config, "delete-data", False, interactive=True)
+
+
+def test_url_passwords_are_always_masked() -> None:
+    assert scrub("postgres://u:hunter2hunter2@db:5432/x") == f"postgres://u:{MASK}@db:5432/x"
+
+
+def test_malformed_secret_line_is_not_echoed(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    secret = "s3cr3t-value-that-must-not-leak"
+    (project / ".env.secrets").write_text(f'GOOD=1\nBROKEN="{secret}\n')
+    result = nself("build", cwd=project)
+    assert result.code == 1
+    assert ".env.secrets:2" in result.err
+    assert secret not in result.output
+
+
+def test_debug_traceback_is_scrubbed(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    secret = "Zq7-debug-secret-value-0123456789abcdef"
+    set_env(project, ".env.secrets", MY_API_TOKEN=secret, FLAG_X="${MY_API_TOKEN}")
+    set_env(project, ".env.local", HASURA_ENABLED="${MY_API_TOKEN}")  # not a boolean
+    result = nself("--debug", "build", cwd=project)
+    assert result.code == 1
+    assert "Traceback" in result.err
+    assert secret not in result.output
+    assert MASK in result.output
