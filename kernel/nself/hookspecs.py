@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from .config import Config
     from .model import GeneratedFile, Migration, Problem, Route, Service, Setting, Stack
+    from .runtime import Runtime
 
 hookspec = pluggy.HookspecMarker("nself")
 
@@ -80,10 +81,14 @@ def validate_license(config: Config, plugin: str, tier: str) -> Problem | None:
 
 
 @hookspec(firstresult=True)
-def provide_runtime(config: Config) -> Any:
-    """Return the container runtime that runs the stack for ``config``.
+def provide_runtime(config: Config) -> Runtime | None:
+    """Return the container runtime (``nself.runtime.Runtime``) that runs ``config``'s stack.
 
-    The first plugin that answers wins, so another engine can replace the default.
+    Called lazily by the commands that touch containers (start, stop, status, health, logs,
+    exec, ...) and by plugins through ``nself_sdk.runtime(config)``. The first plugin that
+    answers wins, so another engine (Podman, a cluster) can replace the builtin Docker one;
+    return ``None`` to let the next plugin answer (e.g. when your engine is not selected).
+    Construct cheaply: connect to the engine on first use, not here.
     """
 
 

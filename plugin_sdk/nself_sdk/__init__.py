@@ -29,6 +29,17 @@ from nself.model import (
     Stack,
 )
 from nself.redact import MASK, scrub, secret_name
+from nself.runtime import (
+    EXIT_DEGRADED,
+    ExecResult,
+    HealthResult,
+    HealthStatus,
+    Progress,
+    ProgressCallback,
+    Runtime,
+    ServiceState,
+    UpResult,
+)
 
 from .project import (
     build,
@@ -46,21 +57,30 @@ from .safety import rule as safety_rule
 hookimpl = pluggy.HookimplMarker("nself")
 
 __all__ = [
+    "EXIT_DEGRADED",
     "MASK",
     "TRUE",
     "Config",
     "ConfigError",
+    "ExecResult",
     "GeneratedFile",
     "HealthCheck",
+    "HealthResult",
+    "HealthStatus",
     "Migration",
     "Mount",
     "NselfError",
     "PortBinding",
     "Problem",
+    "Progress",
+    "ProgressCallback",
     "Route",
+    "Runtime",
     "Service",
+    "ServiceState",
     "Setting",
     "Stack",
+    "UpResult",
     "UsageError",
     "build",
     "find_project",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pluggy
 
@@ -13,6 +12,7 @@ from nself.config import Config
 from nself.errors import NselfError
 from nself.model import Stack
 from nself.plugins import make_manager
+from nself.runtime import Runtime
 
 find_project = project_dir
 plan = _build.plan
@@ -32,9 +32,10 @@ def load_config(project: Path | None = None, env: str | None = None) -> Config:
     return config
 
 
-def runtime(config: Config) -> Any:
+def runtime(config: Config, pm: pluggy.PluginManager | None = None) -> Runtime:
     """The container runtime a plugin provides for ``config`` (see ``provide_runtime``)."""
-    found = make_manager(config.project_dir).hook.provide_runtime(config=config)
+    manager = pm or make_manager(config.project_dir)
+    found: Runtime | None = manager.hook.provide_runtime(config=config)
     if found is None:
         raise NselfError("no container runtime plugin is installed", "reinstall nself")
     return found
