@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,8 @@ from .model import GeneratedFile, Problem, Route, Service, Setting, Stack
 from .plugins import call_each, make_manager, tier_of
 
 STATE_DIR = ".nself"
-MANIFEST = f"{STATE_DIR}/build.json"
+MANIFEST_NAME = "build.json"
+MANIFEST = f"{STATE_DIR}/{MANIFEST_NAME}"
 GENERATIONS = f"{STATE_DIR}/generations"
 KEEP_GENERATIONS = 5
 COMPUTED_HEADER = (
@@ -52,15 +51,19 @@ class BuildResult:
 
 
 def declared_settings(pm: pluggy.PluginManager) -> dict[str, Setting]:
+    """Every setting the plugins declare; a name declared twice fails naming both."""
     settings: dict[str, Setting] = {}
+    owners: dict[str, str] = {}
     for plugin, answer in call_each(pm, "declare_settings"):
         for setting in answer:
             if setting.name in settings:
                 raise NselfError(
-                    f"setting {setting.name} is declared by two plugins (one is {plugin})",
-                    "rename one of them",
+                    f"setting {setting.name} is declared by both {owners[setting.name]} "
+                    f"and {plugin}",
+                    "rename the setting in one of the plugins, or disable one of them",
                 )
             settings[setting.name] = setting
+            owners[setting.name] = plugin
     return settings
 
 
@@ -220,6 +223,8 @@ def unresolved_references(text: str, known: set[str]) -> list[str]:
 
 
 def _digest(data: bytes) -> str:
+    import hashlib
+
     return hashlib.sha256(data).hexdigest()
 
 
@@ -227,87 +232,159 @@ def _as_bytes(item: GeneratedFile) -> bytes:
     return item.content.encode("utf-8") if isinstance(item.content, str) else item.content
 
 
-def _previous_manifest(project: Path) -> dict[str, Any]:
-    path = project / MANIFEST
+def _read_manifest(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"files": {}}
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return data
     except ValueError:
         return {"files": {}}
+    if not isinstance(data.get("files"), dict):
+        data["files"] = {}
+    return data
 
 
 def diff(project: Path, files: list[GeneratedFile]) -> dict[str, str]:
-    """What writing ``files`` would change on disk."""
+    """What writing ``files`` would change on disk: path -> created | changed | removed."""
     changes: dict[str, str] = {}
     for item in files:
         target = project / item.path
-        if not target.exists():
+        try:
+            mode = target.stat().st_mode & 0o777
+        except FileNotFoundError:
             changes[item.path] = "created"
-        elif not item.keep_existing and target.read_bytes() != _as_bytes(item):
+            continue
+        if item.keep_existing:
+            continue
+        if mode != item.mode or target.read_bytes() != _as_bytes(item):
             changes[item.path] = "changed"
     wanted = {f.path for f in files}
-    for old in _previous_manifest(project)["files"]:
-        if old not in wanted and (project / old).exists():
+    for old in _read_manifest(project / MANIFEST)["files"]:
+        if old not in wanted and (project / old).is_file():
             changes[old] = "removed"
     return dict(sorted(changes.items()))
 
 
 def build(project_dir: Path, env: str | None = None, check: bool = False) -> BuildResult:
-    """Generate every file; with ``check`` only report what is invalid or out of date."""
+    """Generate every file; with ``check`` only report what is invalid or out of date.
+
+    Everything is computed and checked in memory first, so a failing build writes nothing.
+    Each file is replaced atomically; the previous generation is kept for ``rollback``.
+    """
     result = plan(project_dir, env)
     changes = diff(project_dir, result.files)
-    if check:
+    if check or not changes:
         return BuildResult(result, changes)
-    if changes:
-        _keep_generation(project_dir, changes)
-    for item in result.files:
-        if item.path in changes:
-            write_atomic(project_dir / item.path, item.content, item.mode)
-    for path, what in changes.items():
-        if what == "removed":
-            (project_dir / path).unlink()
-    manifest = {
-        "nself": __version__,
-        "env": result.config.env,
-        "files": {f.path: _digest((project_dir / f.path).read_bytes()) for f in result.files},
-    }
-    write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    with _locked(project_dir):
+        previous = _read_manifest(project_dir / MANIFEST)
+        _keep_generation(project_dir, previous)
+        for item in result.files:
+            if item.path in changes:
+                write_atomic(project_dir / item.path, item.content, item.mode)
+        for path, what in changes.items():
+            if what == "removed":
+                (project_dir / path).unlink()
+        manifest = {
+            "nself": __version__,
+            "env": result.config.env,
+            "files": {f.path: _digest((project_dir / f.path).read_bytes()) for f in result.files},
+        }
+        write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return BuildResult(result, changes)
 
 
-def _keep_generation(project: Path, changes: dict[str, str]) -> None:
-    """Copy the files about to be replaced, so a bad build can be rolled back."""
-    replaced = [p for p, what in changes.items() if what != "created"]
-    if not replaced:
-        return
+class _locked:
+    """An exclusive lock on the project's state folder: one build or rollback at a time."""
+
+    def __init__(self, project: Path) -> None:
+        self.path = project / STATE_DIR / "build.lock"
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        import fcntl
+        import os
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise NselfError(
+                "another `nself build` is writing this project right now",
+                "wait for it to finish and run the command again",
+            ) from None
+
+    def __exit__(self, *exc: object) -> None:
+        import os
+
+        os.close(self.fd)
+
+
+def _generations(project: Path) -> list[Path]:
     root = project / GENERATIONS
-    existing = sorted((int(p.name) for p in root.glob("[0-9]*") if p.name.isdigit()), reverse=True)
-    number = (existing[0] + 1) if existing else 1
-    target = root / f"{number:06d}"
-    for rel in replaced:
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _keep_generation(project: Path, previous: dict[str, Any]) -> None:
+    """Copy the files of the previous build (and its manifest) into a numbered folder."""
+    files = [rel for rel in previous["files"] if (project / rel).is_file()]
+    if not files:
+        return
+    import shutil
+
+    existing = _generations(project)
+    number = int(existing[-1].name) + 1 if existing else 1
+    target = project / GENERATIONS / f"{number:06d}"
+    target.mkdir(parents=True, mode=0o700)
+    (project / GENERATIONS).chmod(0o700)  # copies include .env.computed
+    for rel in files:
         dest = target / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(project / rel, dest)
-    for old in existing[KEEP_GENERATIONS - 1 :]:
-        shutil.rmtree(root / f"{old:06d}", ignore_errors=True)
+    write_atomic(target / MANIFEST_NAME, json.dumps(previous, indent=2, sort_keys=True) + "\n")
+    for old in existing[: max(0, len(existing) + 1 - KEEP_GENERATIONS)]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
-def rollback(project: Path) -> list[str]:
-    """Restore the files kept by the most recent build that replaced any."""
-    root = project / GENERATIONS
-    generations = sorted(p for p in root.glob("[0-9]*") if p.is_dir())
+def rollback(project: Path) -> dict[str, str]:
+    """Put back the files of the build before the last one: path -> restored | removed.
+
+    Files the last build created are removed, the kept generation is consumed (a second
+    rollback goes one build further back). The env files are not touched.
+    """
+    generations = _generations(project)
     if not generations:
-        raise NselfError("no previous build to roll back to", "builds keep one after a change")
+        raise NselfError(
+            "there is no previous build to roll back to",
+            "every `nself build` that changes files keeps the generation before it",
+        )
+    import shutil
+
     latest = generations[-1]
-    restored = []
-    for source in sorted(p for p in latest.rglob("*") if p.is_file()):
-        rel = source.relative_to(latest).as_posix()
-        write_atomic(project / rel, source.read_bytes(), source.stat().st_mode & 0o777)
-        restored.append(rel)
-    shutil.rmtree(latest)
-    return restored
+    kept = _read_manifest(latest / MANIFEST_NAME)
+    current = _read_manifest(project / MANIFEST)
+    done: dict[str, str] = {}
+    with _locked(project):
+        for rel in sorted(kept["files"]):
+            source, target = latest / rel, project / rel
+            if not source.is_file():
+                continue
+            data, mode = source.read_bytes(), source.stat().st_mode & 0o777
+            if target.is_file() and target.read_bytes() == data:
+                if target.stat().st_mode & 0o777 == mode:
+                    continue
+            write_atomic(target, data, mode)
+            done[rel] = "restored"
+        for rel in sorted(set(current["files"]) - set(kept["files"])):
+            if (project / rel).is_file():
+                (project / rel).unlink()
+                done[rel] = "removed"
+        write_atomic(project / MANIFEST, json.dumps(kept, indent=2, sort_keys=True) + "\n")
+        shutil.rmtree(latest)
+    return dict(sorted(done.items()))
 
 
 def referenced_settings(config: Config, files: list[GeneratedFile]) -> set[str]:
@@ -333,7 +410,13 @@ def referenced_settings(config: Config, files: list[GeneratedFile]) -> set[str]:
 def secret_problems(
     config: Config, settings: dict[str, Setting], files: list[GeneratedFile]
 ) -> list[Problem]:
-    """Outside dev, every secret the stack uses must be set, real and strong."""
+    """Outside dev, every secret the stack uses must be set, real and strong.
+
+    A dev stub is a value that comes from ``.env.dev`` or a plugin's default, or that
+    equals one of them. A secret composed of other settings (``{"key":"${JWT_KEY}"}``) is
+    judged through the settings it refers to. Optional credentials (no ``generate``, no
+    ``min_length``, e.g. an SMTP password) may stay empty.
+    """
     from .secretgen import weakness
 
     problems = []
@@ -342,15 +425,24 @@ def secret_problems(
         setting = settings.get(name)
         if setting is None or not setting.secret:
             continue
+        required = bool(setting.generate or setting.min_length)
         value = config.get(name) or ""
+        entry = config.resolver.entry(name)
         source = config.where(name)
         if not value:
-            problems.append(Problem("error", f"{name} is not set for {config.env}", fix))
-        elif source.startswith((".env.dev", "(default)")):
+            if required:
+                problems.append(Problem("error", f"{name} is not set for {config.env}", fix))
+            continue
+        if entry is not None and not entry.literal and "${" in entry.raw:
+            continue  # composed of other settings, each checked on its own
+        stubs = {e.raw for e in config.origins(name) if e.file in (".env.dev", DEFAULT_LABEL)}
+        if setting.default is not None:
+            stubs.add(setting.default)
+        if source.startswith((".env.dev", DEFAULT_LABEL)) or value in stubs:
             problems.append(
-                Problem("error", f"{name} still has the dev-stub value from {source}", fix)
+                Problem("error", f"{name} ({source}) still has the dev-stub value", fix)
             )
-        elif (why := weakness(value, setting.min_length)) is not None:
+        elif required and (why := weakness(value, setting.min_length)) is not None:
             problems.append(Problem("error", f"{name} ({source}) is too weak: {why}", fix))
     return problems
 

@@ -1,22 +1,26 @@
 """The ``nself`` command line: root options, ``init``, ``build``, ``version``.
 
-Every other command comes from a plugin through the ``register_commands`` hook.
+Every other command comes from a plugin through the ``register_commands`` hook. Typer is
+imported only once a command has to be parsed, so ``nself --version`` starts in a blink.
 """
-
-from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Annotated, Any
 
 from . import __version__, console
 from .console import state
-from .errors import NselfError
+from .errors import NselfError, UsageError
+
+if TYPE_CHECKING:
+    import typer
+
+    from .build import BuildResult
 
 HELP = "A complete, production-grade, self-hosted backend: one CLI, generated config."
 PANEL_PROJECT = "Project"
+# Root options that take a value (needed to find the command name in argv).
+_VALUE_OPTIONS = {"--project", "-C"}
 
 
 def project_dir() -> Path:
@@ -26,7 +30,10 @@ def project_dir() -> Path:
     return find_project(state.project or Path.cwd())
 
 
-def make_app() -> typer.Typer:
+def make_app() -> "typer.Typer":
+    """The Typer app: the kernel's commands plus every plugin's ``register_commands``."""
+    import typer
+
     app = typer.Typer(
         name="nself",
         help=HELP,
@@ -37,12 +44,15 @@ def make_app() -> typer.Typer:
 
     @app.callback()
     def root(
-        debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+        debug: Annotated[
+            bool, typer.Option("--debug", help="Show tracebacks (secrets masked).")
+        ] = False,
         project: Annotated[
             Path | None, typer.Option("--project", "-C", help="Project folder.")
         ] = None,
         version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
     ) -> None:
+        """A complete, production-grade, self-hosted backend: one CLI, generated config."""
         if version:
             typer.echo(f"nself {__version__}")
             raise typer.Exit()
@@ -54,56 +64,71 @@ def make_app() -> typer.Typer:
         folder: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path("."),
         name: Annotated[str | None, typer.Option(help="Project name (default: folder).")] = None,
         domain: Annotated[str, typer.Option(help="Base domain.")] = "local.nself.org",
-        wizard: Annotated[bool, typer.Option("--wizard", help="Ask interactively.")] = False,
-        force: Annotated[bool, typer.Option("--force", help="Overwrite a project.")] = False,
+        wizard: Annotated[
+            bool, typer.Option("--wizard", help="Ask for name, domain and services.")
+        ] = False,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Rewrite an existing project's committed env files."),
+        ] = False,
     ) -> None:
         """Create a project: env layers with fresh dev secrets, folders, .gitignore."""
         from .plugins import make_manager
         from .scaffold import init as do_init
-        from .scaffold import slug
+        from .scaffold import optional_switches, slug
 
+        pm = make_manager()
+        extra: dict[str, str] = {}
         if wizard:
             name = typer.prompt("Project name", default=name or slug(folder.resolve().name))
             domain = typer.prompt("Base domain", default=domain)
-        written = do_init(make_manager(), folder, name, domain, force)
+            for setting in optional_switches(pm):
+                label = setting.description or setting.name
+                if typer.confirm(f"{label} ({setting.name})", default=False):
+                    extra[setting.name] = "true"
+        written = do_init(pm, folder, name, domain, force, extra)
         console.ok(f"created nself project in {folder} ({', '.join(written)})")
         console.info("next: nself build && nself start")
 
     @app.command(rich_help_panel=PANEL_PROJECT)
     def build(
         check: Annotated[
-            bool, typer.Option("--check", help="Validate only; fail if out of date.")
+            bool,
+            typer.Option("--check", help="Validate and compare only; fail if out of date."),
         ] = False,
         env: Annotated[str | None, typer.Option("--env", help="local, staging or prod.")] = None,
+        rollback: Annotated[
+            bool,
+            typer.Option("--rollback", help="Restore the files of the previous build."),
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
     ) -> None:
         """Generate docker-compose.yml, nginx config and .env.computed from the env files."""
+        if rollback:
+            if check or env:
+                raise UsageError("--rollback cannot be combined with --check or --env")
+            from .build import rollback as do_rollback
+
+            restored = do_rollback(project_dir())
+            if as_json:
+                console.emit_json({"rolled_back": restored})
+            else:
+                console.ok(f"restored the previous build ({len(restored)} files)")
+                for path, what in restored.items():
+                    console.info(f"  {what}: {path}")
+                console.info("the env files are unchanged: the next `nself build` redoes it")
+            return
         from .build import build as do_build
-        from .build import public_urls
 
         result = do_build(project_dir(), env, check=check)
-        plan = result.plan
-        for problem in plan.warnings:
+        for problem in result.plan.warnings:
             console.warn(problem.message, problem.hint)
-        urls = public_urls(plan.config, plan.stack)
         if as_json:
-            console.emit_json(
-                {
-                    "env": plan.config.env,
-                    "services": [s.name for s in plan.stack.services],
-                    "urls": urls,
-                    "changes": result.changes,
-                    "up_to_date": not result.changes,
-                }
-            )
+            console.emit_json(_summary_data(result))
         elif check:
-            if result.changes:
-                for path, what in result.changes.items():
-                    console.info(f"  would be {what}: {path}")
-            else:
-                console.ok(f"configuration is valid and up to date ({plan.config.env})")
+            _check_report(result)
         else:
-            _summary(plan.config.env, [s.name for s in plan.stack.services], urls, result.changes)
+            _summary(result)
         if check and result.changes:
             raise NselfError("generated files are out of date", "run `nself build`")
 
@@ -112,16 +137,19 @@ def make_app() -> typer.Typer:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
     ) -> None:
         """Show the nself version and the plugins it loaded."""
-        from .plugins import installed_plugins
+        from .plugins import installed
 
-        names = [name for name, _ in installed_plugins()]
+        plugins = [
+            {"name": p.name, "distribution": p.dist, "version": p.version} for p in installed()
+        ]
+        python = sys.version.split()[0]
         if as_json:
-            console.emit_json(
-                {"version": __version__, "python": sys.version.split()[0], "plugins": names}
-            )
-        else:
-            console.info(f"nself {__version__} (Python {sys.version.split()[0]})")
-            console.info(f"plugins: {', '.join(names)}")
+            console.emit_json({"version": __version__, "python": python, "plugins": plugins})
+            return
+        console.info(f"nself {__version__} (Python {python})")
+        console.info(f"plugins ({len(plugins)}):")
+        for p in plugins:
+            console.info(f"  {p['name']:<16} {p['distribution']} {p['version']}")
 
     from .plugins import make_manager
 
@@ -129,26 +157,112 @@ def make_app() -> typer.Typer:
     return app
 
 
-def _summary(env: str, services: list[str], urls: dict[str, str], changes: dict[str, str]) -> None:
-    console.ok(f"built {len(services)} services for {env}: {', '.join(services)}")
-    for name, url in urls.items():
-        console.info(f"  {name:<14} {url}")
+def _summary_data(result: "BuildResult") -> dict[str, Any]:
+    from .build import public_urls
+
+    plan = result.plan
+    return {
+        "env": plan.config.env,
+        "project": plan.config.project_name,
+        "services": [s.name for s in plan.stack.services],
+        "urls": public_urls(plan.config, plan.stack),
+        "files": [f.path for f in plan.files],
+        "changes": result.changes,
+        "up_to_date": not result.changes,
+        "warnings": [p.message for p in plan.warnings],
+    }
+
+
+def _summary(result: "BuildResult") -> None:
+    data = _summary_data(result)
+    services = data["services"]
+    console.ok(f"built {data['project']} for {data['env']}: {len(services)} services")
+    console.info(f"  services: {', '.join(services)}")
+    urls: dict[str, str] = data["urls"]
+    if urls:
+        console.info("  urls:")
+        for name, url in urls.items():
+            console.info(f"    {name:<14} {url}")
+    changes: dict[str, str] = data["changes"]
     if changes:
-        shown = ", ".join(f"{p} ({w})" for p, w in changes.items())
-        console.info(f"  changed: {shown}")
+        console.info(f"  changed ({len(changes)}):")
+        for path, what in changes.items():
+            console.info(f"    {what:<8} {path}")
     else:
-        console.info("  no changes")
+        console.info("  no changes: every generated file was already up to date")
+
+
+def _check_report(result: "BuildResult") -> None:
+    env = result.plan.config.env
+    if result.changes:
+        console.info(f"the configuration is valid ({env}) but the generated files are stale:")
+        for path, what in result.changes.items():
+            console.info(f"  would be {what}: {path}")
+    else:
+        console.ok(f"the configuration is valid and the generated files are up to date ({env})")
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The first word of ``args`` that is not a root option or its value."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _VALUE_OPTIONS:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def get_command(app: "typer.Typer", only: str | None = None) -> Any:
+    """The Click command of ``app``; with ``only``, convert just that command or group.
+
+    Converting every plugin command costs start-up time on every run; a run needs the one
+    it executes (help and unknown names still see all of them).
+    """
+    import typer.main
+
+    if only is not None:
+        commands = [c for c in app.registered_commands if _name_of(c) == only]
+        groups = [g for g in app.registered_groups if _group_name(g) == only]
+        if commands or groups:
+            app.registered_commands, app.registered_groups = commands, groups
+    return typer.main.get_command(app)
+
+
+def _name_of(info: Any) -> str:
+    if info.name:
+        return str(info.name)
+    return str(info.callback.__name__).lower().replace("_", "-")
+
+
+def _group_name(info: Any) -> str:
+    name = info.name or getattr(getattr(info, "typer_instance", None), "info", None)
+    if isinstance(name, str):
+        return name
+    return str(getattr(name, "name", None) or "")
+
+
+def _click_exception(exc: BaseException) -> str | None:
+    """``usage`` or ``error`` when ``exc`` is one of Click's own exceptions."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "UsageError" in names:
+        return "usage"
+    if "ClickException" in names:
+        return "error"
+    return None
 
 
 def main(argv: list[str] | None = None) -> Any:
-    args = sys.argv[1:] if argv is None else argv
-    if args == ["--version"]:  # answer before loading Typer and the plugins
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args in (["--version"], ["-V"]):  # answer before loading Typer and the plugins
         print(f"nself {__version__}")
         return 0
     debug = "--debug" in args
     try:
-        command = typer.main.get_command(make_app())
-        return command.main(args=args, prog_name="nself", standalone_mode=True)
+        command = get_command(make_app(), _command_name(args))
+        return command.main(args=args, prog_name="nself", standalone_mode=False)
     except NselfError as exc:
         if debug:
             _traceback()
@@ -156,10 +270,24 @@ def main(argv: list[str] | None = None) -> Any:
         for problem in problems or [exc]:
             console.error(problem.message, problem.hint)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, EOFError):
         console.error("interrupted")
         sys.exit(130)
     except Exception as exc:
+        kind = _click_exception(exc)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # the help was shown already
+        if kind == "usage":
+            ctx = getattr(exc, "ctx", None)
+            path = ctx.command_path if ctx is not None else "nself"
+            console.error(exc.format_message(), f"see `{path} --help`")  # type: ignore[attr-defined]
+            sys.exit(2)
+        if kind == "error":
+            console.error(exc.format_message())  # type: ignore[attr-defined]
+            sys.exit(getattr(exc, "exit_code", 1))
+        if type(exc).__name__ == "Abort":
+            console.error("aborted")
+            sys.exit(1)
         if debug:
             _traceback()
         console.error(f"unexpected {type(exc).__name__}: {exc}", "rerun with --debug for details")

@@ -1,12 +1,18 @@
-"""Builds the plugin manager: entry-point plugins first, then those a project adds."""
+"""Builds the plugin manager: entry-point plugins first, then those a project adds.
+
+Builtin capabilities and third-party plugins are found the same way: as entry points of
+the group ``nself.plugins`` in the installed distributions' metadata. ``NSELF_PLUGINS``
+(allow-list) and ``NSELF_DISABLE_PLUGINS`` (deny-list) take comma-separated names.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
-from importlib.metadata import entry_points
+from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pluggy
 
@@ -18,51 +24,194 @@ ENTRY_POINT_GROUP = "nself.plugins"
 DISABLE_VAR = "NSELF_DISABLE_PLUGINS"
 ONLY_VAR = "NSELF_PLUGINS"
 
-_loaded: list[tuple[str, object]] | None = None
+
+class EntryPoint(NamedTuple):
+    """One ``name = module[:attr]`` line of an installed distribution's entry points."""
+
+    name: str
+    value: str
+    dist: str
+    version: str
+
+    def load(self) -> object:
+        module, _, attrs = self.value.partition(":")
+        found: object = import_module(module.strip())
+        for attr in filter(None, attrs.strip().split(".")):
+            found = getattr(found, attr)
+        return found
+
+
+class Installed(NamedTuple):
+    """A loaded entry-point plugin and the distribution that provides it."""
+
+    name: str
+    plugin: object
+    dist: str
+    version: str
 
 
 def _names(var: str) -> set[str]:
     return {n.strip() for n in os.environ.get(var, "").split(",") if n.strip()}
 
 
-def installed_plugins() -> list[tuple[str, object]]:
-    """Entry-point plugins, sorted by name so every build sees the same order."""
-    global _loaded
-    if _loaded is None:
-        disabled, only = _names(DISABLE_VAR), _names(ONLY_VAR)
-        found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
-        loaded = []
-        for ep in found:
-            if ep.name in disabled or (only and ep.name not in only):
+def _normalize(dist: str) -> str:
+    return dist.lower().replace("-", "_").replace(".", "_")
+
+
+def _entry_points_in(text: str, group: str) -> Iterator[tuple[str, str]]:
+    """``(name, value)`` pairs of ``group`` in an ``entry_points.txt`` (INI syntax)."""
+    inside = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            inside = line.strip("[] \t") == group
+        elif inside and "=" in line:
+            name, value = line.split("=", 1)
+            yield name.strip(), value.split("[", 1)[0].strip()  # drop any [extras]
+
+
+def scan_entry_points(group: str = ENTRY_POINT_GROUP) -> list[EntryPoint]:
+    """Entry points of ``group`` from the distributions on ``sys.path``.
+
+    Reads the same ``*.dist-info`` / ``*.egg-info`` metadata ``importlib.metadata`` does,
+    with the same rule (the first distribution of a name on ``sys.path`` wins), without
+    importing its email/zip machinery on every start-up. Zipped paths fall back to it.
+    """
+    seen: set[str] = set()
+    found: list[EntryPoint] = []
+    for entry in sys.path:
+        folder = entry or "."
+        if not os.path.isdir(folder):
+            if os.path.isfile(folder):
+                found.extend(_zipped(folder, group, seen))
+            continue
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for meta in names:
+            if not meta.endswith((".dist-info", ".egg-info")):
                 continue
+            stem = meta.rsplit(".", 1)[0]
+            dist, _, version = stem.partition("-")
+            key = _normalize(dist)
+            if key in seen:
+                continue
+            seen.add(key)
+            path = os.path.join(folder, meta, "entry_points.txt")
             try:
-                loaded.append((ep.name, ep.load()))
-            except Exception as exc:  # a broken third-party plugin must not hide the rest
-                raise NselfError(
-                    f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}",
-                    f"uninstall it or set {DISABLE_VAR}={ep.name}",
-                ) from exc
-        _loaded = loaded
-    return _loaded
+                with open(path, encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError:
+                continue
+            for name, value in _entry_points_in(text, group):
+                found.append(EntryPoint(name, value, dist, version.split("-")[0]))
+    return found
+
+
+def _zipped(path: str, group: str, seen: set[str]) -> Iterator[EntryPoint]:
+    from importlib.metadata import distributions
+
+    for dist in distributions(path=[path]):
+        key = _normalize(dist.metadata["Name"] or "")
+        if key in seen:
+            continue
+        seen.add(key)
+        for ep in dist.entry_points.select(group=group):
+            yield EntryPoint(ep.name, ep.value, dist.metadata["Name"], dist.version)
+
+
+_installed: dict[tuple[object, ...], list[Installed]] = {}
+_managers: dict[tuple[object, ...], pluggy.PluginManager] = {}
+
+
+def _key() -> tuple[object, ...]:
+    return (os.environ.get(DISABLE_VAR, ""), os.environ.get(ONLY_VAR, ""), tuple(sys.path))
+
+
+def installed() -> list[Installed]:
+    """Entry-point plugins after the switches, sorted by name so every build sees one order.
+
+    Scanned and imported once per process (per ``sys.path`` and switch values).
+    """
+    key = _key()
+    if key in _installed:
+        return _installed[key]
+    disabled, only = _names(DISABLE_VAR), _names(ONLY_VAR)
+    loaded: list[Installed] = []
+    owners: dict[str, EntryPoint] = {}
+    for ep in sorted(scan_entry_points(), key=lambda ep: (ep.name, ep.dist)):
+        if ep.name in disabled or (only and ep.name not in only):
+            continue
+        if ep.name in owners:
+            first = owners[ep.name]
+            raise NselfError(
+                f"plugin name {ep.name!r} is registered by both {first.dist} ({first.value}) "
+                f"and {ep.dist} ({ep.value})",
+                f"uninstall one of the two distributions, or set {DISABLE_VAR}={ep.name}",
+            )
+        owners[ep.name] = ep
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken third-party plugin must not hide the rest
+            raise NselfError(
+                f"plugin {ep.name!r} ({ep.value}, from {ep.dist}) failed to load: "
+                f"{type(exc).__name__}: {exc}",
+                f"uninstall it or set {DISABLE_VAR}={ep.name}",
+            ) from exc
+        loaded.append(Installed(ep.name, plugin, ep.dist, ep.version))
+    _installed[key] = loaded
+    return loaded
+
+
+def installed_plugins() -> list[tuple[str, object]]:
+    """``(name, plugin)`` of every entry-point plugin, sorted by name."""
+    return [(item.name, item.plugin) for item in installed()]
+
+
+def _base_manager() -> pluggy.PluginManager:
+    key = _key()
+    pm = _managers.get(key)
+    if pm is None:
+        pm = pluggy.PluginManager("nself")
+        pm.add_hookspecs(hookspecs)
+        for item in installed():
+            pm.register(item.plugin, name=item.name)
+        _managers[key] = pm
+    return pm
 
 
 def make_manager(project_dir: Path | None = None) -> pluggy.PluginManager:
-    """A manager with every installed plugin, plus the project's own when given."""
+    """A manager with every installed plugin, plus the project's own when given.
+
+    The manager of the installed plugins is built once per process and shared; a project
+    that brings its own plugins (``load_extra_plugins``) gets a manager of its own. Treat
+    managers as read-only: register nothing into them.
+    """
+    base = _base_manager()
+    if project_dir is None:
+        return base
+    extras = list(_flatten(base.hook.load_extra_plugins(project_dir=project_dir)))
+    disabled, only = _names(DISABLE_VAR), _names(ONLY_VAR)
+    extras = [
+        (getattr(extra, "nself_name", None) or type(extra).__name__, extra) for extra in extras
+    ]
+    extras = [(n, e) for n, e in extras if n not in disabled and (not only or n in only)]
+    if not extras:
+        return base
     pm = pluggy.PluginManager("nself")
     pm.add_hookspecs(hookspecs)
-    for name, plugin in installed_plugins():
-        pm.register(plugin, name=name)
-    if project_dir is not None:
-        disabled = _names(DISABLE_VAR)
-        for extra in _flatten(pm.hook.load_extra_plugins(project_dir=project_dir)):
-            name = getattr(extra, "nself_name", None) or type(extra).__name__
-            if name in disabled:
-                continue
-            if pm.has_plugin(name):
-                raise NselfError(
-                    f"plugin name {name!r} is used twice", "remove one of the two plugins"
-                )
-            pm.register(extra, name=name)
+    for item in installed():
+        pm.register(item.plugin, name=item.name)
+    for name, extra in extras:
+        if pm.has_plugin(name):
+            raise NselfError(
+                f"plugin name {name!r} is used by two plugins (one is from {project_dir})",
+                "rename or remove one of the two plugins",
+            )
+        pm.register(extra, name=name)
     return pm
 
 

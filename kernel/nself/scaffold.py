@@ -46,6 +46,10 @@ NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 FILES = (".env.dev", ".env.local", ".env.staging", ".env.prod", ".env.secrets", ".gitignore")
 
 
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
 
@@ -66,7 +70,32 @@ def check_domain(domain: str) -> str:
     return domain.lower()
 
 
-def dev_env(pm: pluggy.PluginManager, name: str, domain: str) -> str:
+def optional_switches(pm: pluggy.PluginManager) -> list[Setting]:
+    """The ``*_ENABLED`` settings that are off by default (what the wizard offers)."""
+    found = [
+        setting
+        for _plugin, settings in call_each(pm, "declare_settings")
+        for setting in settings
+        if setting.name.endswith("_ENABLED") and (setting.default or "").lower() == "false"
+    ]
+    return sorted(found, key=lambda s: s.name)
+
+
+def merged_gitignore(existing: str) -> str:
+    """``existing`` plus the lines nself needs that it lacks (a user's lines are kept)."""
+    if not existing.strip():
+        return GITIGNORE
+    have = {line.strip() for line in existing.splitlines()}
+    missing = [line for line in GITIGNORE.splitlines()[1:] if line.strip() not in have]
+    if not missing:
+        return existing
+    head = existing if existing.endswith("\n") else existing + "\n"
+    return head + "\n" + GITIGNORE.splitlines()[0] + "\n" + "\n".join(missing) + "\n"
+
+
+def dev_env(
+    pm: pluggy.PluginManager, name: str, domain: str, extra: dict[str, str] | None = None
+) -> str:
     lines = [
         "# nself project: team defaults and dev-only secrets (committed).",
         "# Layers, later wins: .env.dev < .env.local (local only) < .env.staging | .env.prod",
@@ -74,6 +103,7 @@ def dev_env(pm: pluggy.PluginManager, name: str, domain: str) -> str:
         f"PROJECT_NAME={name}",
         f"BASE_DOMAIN={domain}",
     ]
+    extra = dict(extra or {})
     for plugin, settings in call_each(pm, "declare_settings"):
         chosen: list[Setting] = [s for s in settings if s.scaffold or s.generate]
         if not chosen:
@@ -82,13 +112,26 @@ def dev_env(pm: pluggy.PluginManager, name: str, domain: str) -> str:
         for setting in chosen:
             if setting.description:
                 lines.append(f"# {setting.description}")
-            value = generate(setting.generate) if setting.generate else (setting.default or "")
+            if setting.name in extra:
+                value = extra.pop(setting.name)
+            elif setting.generate:
+                value = generate(setting.generate)
+            else:
+                value = setting.default or ""
             lines.append(f"{setting.name}={value}")
+    if extra:
+        lines += ["", "# --- chosen by `nself init --wizard` ---"]
+        lines += [f"{key}={value}" for key, value in sorted(extra.items())]
     return "\n".join(lines) + "\n"
 
 
 def init(
-    pm: pluggy.PluginManager, folder: Path, name: str | None, domain: str, force: bool
+    pm: pluggy.PluginManager,
+    folder: Path,
+    name: str | None,
+    domain: str,
+    force: bool,
+    extra: dict[str, str] | None = None,
 ) -> list[str]:
     """Create the project; refuses to overwrite one unless ``force``."""
     name = check_name(name or slug(folder.resolve().name) or "app")
@@ -101,12 +144,12 @@ def init(
     if folder.exists() and not folder.is_dir():
         raise NselfError(f"{folder} is not a folder")
     contents = {
-        ".env.dev": (dev_env(pm, name, domain), 0o644),
+        ".env.dev": (dev_env(pm, name, domain, extra), 0o644),
         ".env.local": (LOCAL, 0o644),
         ".env.staging": (TARGET.format(env="staging", domain=f"staging.{domain}"), 0o644),
         ".env.prod": (TARGET.format(env="prod", domain=domain), 0o644),
         ".env.secrets": (SECRETS, 0o600),
-        ".gitignore": (GITIGNORE, 0o644),
+        ".gitignore": (merged_gitignore(_read(folder / ".gitignore")), 0o644),
     }
     folder.mkdir(parents=True, exist_ok=True)
     for rel, (text, mode) in contents.items():
