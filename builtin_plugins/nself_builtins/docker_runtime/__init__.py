@@ -1,0 +1,27 @@
+"""The builtin container runtime: Docker Engine driven by Compose v2 and the Docker SDK.
+
+It answers ``provide_runtime`` unless ``NSELF_RUNTIME`` names another runtime, so a
+third-party plugin (Podman, a cluster) can take over by answering first or by name.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from nself_sdk import Config, hookimpl
+
+if TYPE_CHECKING:
+    from nself_sdk import Runtime
+
+NAME = "docker"
+
+
+@hookimpl(trylast=True)
+def provide_runtime(config: Config) -> Runtime | None:
+    wanted = os.environ.get("NSELF_RUNTIME") or config.text("NSELF_RUNTIME", NAME)
+    if wanted != NAME:
+        return None
+    from .engine import DockerRuntime
+
+    return DockerRuntime(config)

@@ -1,0 +1,903 @@
+"""The Docker runtime: Compose v2 for the lifecycle, the Docker SDK for state, health, exec.
+
+Everything is scoped by the Compose project label (``com.docker.compose.project``), never by
+container names, so another project's containers are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from nself_sdk import (
+    Config,
+    ExecResult,
+    HealthResult,
+    NselfError,
+    Progress,
+    ProgressCallback,
+    ServiceState,
+    UpResult,
+    UsageError,
+)
+
+from .compose import (
+    COMPOSE_FILE,
+    ENV_FILE,
+    ComposeService,
+    compose_command,
+    dependents,
+    read_project,
+    with_dependencies,
+)
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+POLL = 0.5
+# A container that crashed this many times while starting is given up on.
+MAX_RESTARTS = 2
+HEALTH_TIMEOUT = 10.0
+_PORT_TAKEN = re.compile(
+    r"(?:Bind for |listen tcp[46]? )\[?([0-9a-fA-F.:]*?)\]?:(\d+)"
+    r"(?: failed: port is already allocated|: bind: address already in use)"
+)
+_PULL_HINT = (
+    "set {var} to an image this host can get (a mirror or private registry), "
+    "or pre-load it with `docker load -i image.tar`"
+)
+
+
+def engine_host() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def engine_error(message: str) -> NselfError:
+    """Turn what the SDK or the CLI said about the engine into one line and a hint."""
+    host = engine_host()
+    low = message.lower()
+    if "permission denied" in low or "permissionerror" in low:
+        return NselfError(
+            f"no permission to use the Docker engine at {host}",
+            "add your user to the docker group (`sudo usermod -aG docker $USER`, then log in "
+            "again) or run nself as root",
+        )
+    markers = (
+        "filenotfounderror",
+        "no such file",
+        "connection refused",
+        "connectionrefused",
+        "cannot connect to the docker daemon",
+        "connection aborted",
+        "is the docker daemon running",
+        "timed out",
+        "max retries",
+    )
+    if any(m in low for m in markers):
+        return NselfError(
+            f"the Docker engine is not running (cannot reach {host})",
+            "start it (`sudo systemctl start docker`, or `dockerd &`), or fix DOCKER_HOST",
+        )
+    first = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    return NselfError(f"the Docker engine at {host} failed: {first}", "check `docker info`")
+
+
+def _parse_started(value: str) -> datetime | None:
+    if not value or value.startswith("0001-"):
+        return None
+    main, _, frac = value.rstrip("Z").partition(".")
+    try:
+        stamp = datetime.fromisoformat(main)
+    except ValueError:
+        return None
+    micros = int((frac[:6] or "0").ljust(6, "0")) if frac[:6].isdigit() else 0
+    return stamp.replace(microsecond=micros, tzinfo=UTC)
+
+
+def _ports(attrs: dict[str, Any]) -> tuple[str, ...]:
+    found = []
+    for inner, bindings in sorted(
+        ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).items()
+    ):
+        for binding in bindings or ():
+            found.append(f"{binding.get('HostIp') or '0.0.0.0'}:{binding.get('HostPort')}->{inner}")
+    return tuple(found)
+
+
+def state_of(name: str, role: str, container: Any) -> ServiceState:
+    attrs: dict[str, Any] = container.attrs
+    state = attrs.get("State") or {}
+    status = str(state.get("Status") or "unknown")
+    health = (state.get("Health") or {}).get("Status")
+    if health is None:
+        has_check = bool(((attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test"))
+        health = "starting" if has_check and status == "running" else "none"
+    started = _parse_started(str(state.get("StartedAt") or ""))
+    uptime = None
+    if status == "running" and started is not None:
+        uptime = max(0.0, (datetime.now(UTC) - started).total_seconds())
+    return ServiceState(
+        name=name,
+        state=status,
+        health=health if status == "running" else "",
+        uptime=uptime,
+        role=role,
+        image=str((attrs.get("Config") or {}).get("Image") or ""),
+        container=str(attrs.get("Id") or "")[:12],
+        exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
+        restarts=int(attrs.get("RestartCount") or 0),
+        ports=_ports(attrs),
+    )
+
+
+def image_variable(service: ComposeService) -> str:
+    """The setting that overrides a service's image."""
+    slot = service.labels.get("org.nself.slot")
+    if slot:
+        return f"{slot}_IMAGE"
+    return f"{service.name.upper().replace('-', '_')}_IMAGE"
+
+
+class DockerRuntime:
+    """Runs one project's generated stack on a Docker engine."""
+
+    name = "docker"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.project = config.project_name
+        self.folder = config.project_dir
+        self._client: Any = None
+        self._services: dict[str, ComposeService] | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _compose_args(self) -> list[str]:
+        if not (self.folder / ENV_FILE).is_file():
+            raise NselfError(f"{ENV_FILE} has not been generated yet", "run `nself build`")
+        return [
+            *compose_command(),
+            "--project-name",
+            self.project,
+            "--file",
+            str(self.folder / COMPOSE_FILE),
+            "--env-file",
+            str(self.folder / ENV_FILE),
+            "--project-directory",
+            str(self.folder),
+        ]
+
+    def compose(
+        self, *args: str, check: bool = True, timeout: float | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``docker compose`` on this project and capture its output."""
+        argv = [*self._compose_args(), "--ansi", "never", *args]
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, cwd=self.folder
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise NselfError(
+                f"docker compose {args[0]} did not finish within {timeout:.0f}s",
+                "check `docker info`; the engine may be overloaded",
+            ) from exc
+        if check and done.returncode != 0:
+            raise self._compose_failure(args[0], done.stderr or done.stdout)
+        return done
+
+    def _compose_failure(self, verb: str, output: str) -> NselfError:
+        low = output.lower()
+        if "docker daemon" in low or "permission denied" in low or "connect:" in low:
+            return engine_error(output)
+        taken = _PORT_TAKEN.search(output)
+        if taken:
+            return self._port_error(taken.group(1) or "0.0.0.0", int(taken.group(2)))
+        lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+        detail = lines[-1] if lines else "no output"
+        return NselfError(f"docker compose {verb} failed: {detail}", "run with --debug for details")
+
+    def _port_error(self, host_ip: str, port: int) -> NselfError:
+        settings = [
+            n
+            for n in self.config.names()
+            if n.endswith("PORT") and self.config.text(n) == str(port)
+        ]
+        where = f"set {' or '.join(settings)}" if settings else "change the host port"
+        return NselfError(
+            f"host port {port} ({host_ip}) is already taken by another program or container",
+            f"stop what uses it (`ss -ltnp 'sport = :{port}'`), or {where} in .env.local "
+            "and run `nself build`",
+        )
+
+    def client(self) -> Any:
+        """The Docker SDK client, connected on first use."""
+        if self._client is None:
+            import docker
+            from docker.errors import DockerException
+
+            try:
+                self._client = docker.from_env(timeout=60)
+            except DockerException as exc:
+                raise engine_error(str(exc)) from exc
+        return self._client
+
+    def _api(self, call: Callable[[], Any]) -> Any:
+        from docker.errors import APIError, DockerException
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+
+        try:
+            return call()
+        except (APIError, DockerException, RequestsConnectionError, PermissionError) as exc:
+            raise engine_error(str(exc)) from exc
+
+    def project_services(self) -> dict[str, ComposeService]:
+        if self._services is None:
+            self._services = read_project(self.config)
+        return self._services
+
+    def _known(self, names: Sequence[str] | None) -> list[str]:
+        services = self.project_services()
+        if names is None:
+            return list(services)
+        unknown = [n for n in names if n not in services]
+        if unknown:
+            raise UsageError(
+                f"unknown service {', '.join(unknown)}",
+                f"the stack has: {', '.join(services) or 'no services'}",
+            )
+        return list(dict.fromkeys(names))
+
+    def containers(self) -> dict[str, Any]:
+        """This project's service containers by service name (one-off runs excluded)."""
+        client = self.client()
+        found = self._api(
+            lambda: client.containers.list(
+                all=True, filters={"label": [f"{PROJECT_LABEL}={self.project}"]}
+            )
+        )
+        by_service: dict[str, Any] = {}
+        for container in found:
+            labels = container.labels or {}
+            if labels.get(PROJECT_LABEL) != self.project or labels.get(ONEOFF_LABEL) == "True":
+                continue
+            service = labels.get(SERVICE_LABEL)
+            if service and service not in by_service:
+                by_service[service] = container
+        return by_service
+
+    def _container(self, service: str) -> Any:
+        self._known([service])
+        container = self.containers().get(service)
+        if container is None or (container.attrs.get("State") or {}).get("Status") != "running":
+            raise NselfError(f"{service} is not running", f"start it: nself start {service}")
+        return container
+
+    # -- Runtime interface ----------------------------------------------------------------------
+    def check(self) -> None:
+        compose_command()
+        client = self.client()
+        self._api(client.ping)
+
+    def services(self) -> list[str]:
+        return list(self.project_services())
+
+    def status(self) -> list[ServiceState]:
+        services = self.project_services()
+        containers = self.containers()
+        states = []
+        for name in sorted(set(services) | set(containers)):
+            role = services[name].role if name in services else "orphan"
+            container = containers.get(name)
+            if container is None:
+                states.append(ServiceState(name=name, state="missing", role=role))
+            else:
+                states.append(state_of(name, role, container))
+        return states
+
+    def stop(self, services: Sequence[str] | None = None) -> None:
+        names = self._known(services) if services else []
+        self.compose("stop", *names)
+
+    def restart(self, services: Sequence[str] | None = None) -> None:
+        names = self._known(services) if services else []
+        self.compose("restart", *names)
+
+    def down(self, volumes: bool = False) -> None:
+        args = ["down", "--remove-orphans"]
+        if volumes:
+            args.append("--volumes")
+        self.compose(*args)
+
+    def logs(
+        self,
+        service: str,
+        *,
+        follow: bool = False,
+        since: str | None = None,
+        tail: int | None = None,
+    ) -> Iterator[str]:
+        self._known([service])
+        if service not in self.containers():
+            raise NselfError(f"{service} has no container yet", f"start it: nself start {service}")
+        args = [*self._compose_args(), "--ansi", "never", "logs", "--no-color", "--no-log-prefix"]
+        if follow:
+            args.append("--follow")
+        if since:
+            args += ["--since", since]
+        if tail is not None:
+            args += ["--tail", str(tail)]
+        args.append(service)
+        return self._stream_lines(args)
+
+    def _stream_lines(self, argv: list[str]) -> Iterator[str]:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            cwd=self.folder,
+        )
+        try:
+            assert proc.stdout is not None
+            yield from (line.rstrip("\n") for line in proc.stdout)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait()
+
+    def last_logs(self, service: str, lines: int = 20) -> list[str]:
+        """The last log lines of a service, or none when it has no container."""
+        try:
+            return list(self.logs(service, tail=lines))
+        except NselfError:
+            return []
+
+    def exec(
+        self,
+        service: str,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
+        if input is not None:
+            out, err = io.BytesIO(), io.BytesIO()
+            code = self.exec_stream(
+                service,
+                argv,
+                stdin=io.BytesIO(input),
+                stdout=out,
+                stderr=err,
+                env=env,
+                user=user,
+                workdir=workdir,
+            )
+            return ExecResult(code, out.getvalue(), err.getvalue())
+        container = self._container(service)
+        code, streams = self._api(
+            lambda: container.exec_run(
+                list(argv),
+                demux=True,
+                environment=dict(env) if env else None,
+                user=user or "",
+                workdir=workdir,
+            )
+        )
+        stdout, stderr = streams if streams else (b"", b"")
+        return ExecResult(int(code if code is not None else 1), stdout or b"", stderr or b"")
+
+    def exec_stream(
+        self,
+        service: str,
+        argv: Sequence[str],
+        *,
+        stdin: IO[bytes] | None = None,
+        stdout: IO[bytes] | None = None,
+        stderr: IO[bytes] | None = None,
+        tty: bool = False,
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> int:
+        container = self._container(service)
+        docker_cli = shutil.which("docker")
+        if tty and docker_cli is not None:
+            # A terminal session: the docker CLI handles raw mode and window resizes.
+            args = [docker_cli, "exec", "-it"]
+            for key, value in (env or {}).items():
+                args += ["-e", f"{key}={value}"]
+            if user:
+                args += ["-u", user]
+            if workdir:
+                args += ["-w", workdir]
+            return subprocess.call([*args, container.id, *argv])
+        source = stdin if stdin is not None else _terminal_in()
+        code: int = self._api(
+            lambda: _exec_attached(
+                self.client().api,
+                container.id,
+                list(argv),
+                source,
+                stdout or sys.stdout.buffer,
+                stderr or sys.stderr.buffer,
+                env=dict(env) if env else None,
+                user=user,
+                workdir=workdir,
+            )
+        )
+        return code
+
+    # -- health -----------------------------------------------------------------------------------
+    def health(self, services: Sequence[str] | None = None) -> list[HealthResult]:
+        known = self.project_services()
+        containers = self.containers()
+        if services is None:
+            # Optional services nobody started are not expected to run.
+            names = [n for n, s in known.items() if s.role != "optional" or n in containers]
+        else:
+            names = self._known(services)
+        results: dict[str, HealthResult] = {}
+        threads = []
+        for name in names:
+            title = known[name].title
+            container = containers.get(name)
+            if container is None:
+                results[name] = HealthResult(
+                    name,
+                    title,
+                    "unhealthy",
+                    0.0,
+                    "not started",
+                    f"start container manually: nself start {name}",
+                )
+                continue
+            state = state_of(name, known[name].role, container)
+            if state.state != "running":
+                what = state.state
+                if state.exit_code is not None:
+                    what = f"{state.state} (exit code {state.exit_code})"
+                results[name] = HealthResult(
+                    name,
+                    title,
+                    "unhealthy",
+                    0.0,
+                    what,
+                    f"start container manually: nself start {name}",
+                )
+                continue
+            thread = threading.Thread(
+                target=self._check_one, args=(name, title, state, container, results), daemon=True
+            )
+            thread.start()
+            threads.append((name, title, thread))
+        deadline = time.monotonic() + HEALTH_TIMEOUT
+        for name, title, thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                results[name] = HealthResult(
+                    name,
+                    title,
+                    "unhealthy",
+                    HEALTH_TIMEOUT * 1000,
+                    f"check timed out after {HEALTH_TIMEOUT:.0f}s",
+                    f"see `nself logs {name}`",
+                )
+        return [results[n] for n in names]
+
+    def _check_one(
+        self,
+        name: str,
+        title: str,
+        state: ServiceState,
+        container: Any,
+        results: dict[str, HealthResult],
+    ) -> None:
+        test = list(
+            ((container.attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+        )
+        if not test or test[0] == "NONE":
+            results[name] = HealthResult(name, title, "healthy", 0.0, "running, no health check")
+            return
+        argv = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+        begun = time.perf_counter()
+        try:
+            code, output = container.exec_run(argv, demux=False)
+        except Exception as exc:  # the engine answered badly for this one container
+            results[name] = HealthResult(
+                name, title, "unhealthy", 0.0, f"check could not run: {exc}", f"nself logs {name}"
+            )
+            return
+        latency = (time.perf_counter() - begun) * 1000
+        text = (output or b"").decode("utf-8", "replace").strip()
+        last = text.splitlines()[-1][:120] if text else ""
+        if code != 0:
+            results[name] = HealthResult(
+                name,
+                title,
+                "unhealthy",
+                latency,
+                last or f"check failed (exit code {code})",
+                f"see `nself logs {name}`, or restart it: nself restart {name}",
+            )
+        elif state.health == "starting":
+            results[name] = HealthResult(name, title, "degraded", latency, "still starting")
+        elif state.health == "unhealthy":
+            results[name] = HealthResult(
+                name, title, "degraded", latency, "recovering (the engine still reports unhealthy)"
+            )
+        else:
+            results[name] = HealthResult(name, title, "healthy", latency)
+
+    # -- up -----------------------------------------------------------------------------------
+    def up(
+        self,
+        services: Sequence[str] | None = None,
+        *,
+        wait: bool = True,
+        timeout: float = 300.0,
+        progress: ProgressCallback | None = None,
+        isolate: Callable[[str], bool] | None = None,
+    ) -> UpResult:
+        known = self.project_services()
+        names = self._known(services)
+        emit = progress or (lambda _p: None)
+        may_isolate = isolate or (lambda s: known[s].role != "core")
+        targets = with_dependencies(known, names)
+        result = UpResult()
+        self.check()
+        deadline = time.monotonic() + timeout
+
+        # 1. Images: build or pull what is missing, one service's failure at a time.
+        for name, reason in self._fetch_images(targets, emit).items():
+            self._fail(name, reason, result, may_isolate, emit)
+            for other in sorted(dependents(known, name) & set(targets)):
+                self._fail(other, f"needs {name}, which failed", result, may_isolate, emit)
+        core_failed = [n for n in result.failed if n not in result.isolated]
+        if core_failed:
+            return result
+        targets = [t for t in targets if t not in result.failed]
+        if not targets:
+            return result
+
+        # 2. Ports: refuse before anything starts if a host port is taken.
+        self._check_ports(targets)
+
+        # 3. Start, watching every container until healthy, failed or out of time.
+        for name in targets:
+            emit(Progress(name, "starting"))
+        argv = [
+            *self._compose_args(),
+            "--ansi",
+            "never",
+            "--progress",
+            "plain",
+            "up",
+            "--detach",
+            "--no-build",
+            "--pull",
+            "never",
+            "--remove-orphans",
+            *targets,
+        ]
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            cwd=self.folder,
+        )
+        output: list[str] = []
+        reader = threading.Thread(target=_collect, args=(proc, output), daemon=True)
+        reader.start()
+        pending = set(targets)
+        if wait:
+            self._watch(pending, proc, deadline, result, emit, may_isolate)
+        proc_done = _finish(proc, reader, deadline if wait else time.monotonic() + 60)
+        text = "".join(output)
+        if proc.returncode not in (0, None):
+            taken = _PORT_TAKEN.search(text)
+            low = text.lower()
+            if taken:
+                raise self._port_error(taken.group(1) or "0.0.0.0", int(taken.group(2)))
+            if "docker daemon" in low or "permission denied" in low:
+                raise engine_error(text)
+        if not wait:
+            if proc.returncode not in (0, None) or not proc_done:
+                raise self._compose_failure("up", text)
+            result.started = list(targets)
+            return result
+        for name in sorted(pending):
+            state = self._state(name)
+            reason = f"not healthy after {timeout:.0f}s"
+            if state is not None and state.health:
+                reason += f" (health: {state.health})"
+            elif state is not None:
+                reason = f"{state.state} after {timeout:.0f}s"
+            if not proc_done or proc.returncode not in (0, None):
+                lines = [ln for ln in text.strip().splitlines() if "rror" in ln]
+                if lines and name in lines[-1]:
+                    reason = lines[-1].strip()
+            self._fail(name, reason, result, may_isolate, emit)
+        # 4. Circuit breaker: stop what failed and may be isolated, with what needs it.
+        to_stop = set()
+        for name in list(result.isolated):
+            to_stop.add(name)
+            to_stop |= dependents(known, name) & set(targets)
+        for name in sorted(to_stop - set(result.failed)):
+            self._fail(name, "stopped: it needs an isolated service", result, may_isolate, emit)
+        running = sorted(n for n in to_stop if n in self.containers())
+        if running:
+            self.compose("stop", *running, check=False)
+        result.started = [t for t in targets if t not in result.failed]
+        return result
+
+    def _fail(
+        self,
+        name: str,
+        reason: str,
+        result: UpResult,
+        may_isolate: Callable[[str], bool],
+        emit: ProgressCallback,
+    ) -> None:
+        if name in result.failed:
+            return
+        result.failed[name] = reason
+        if may_isolate(name):
+            result.isolated.append(name)
+            emit(Progress(name, "isolated", reason))
+        else:
+            emit(Progress(name, "failed", reason))
+
+    def _state(self, name: str) -> ServiceState | None:
+        container = self.containers().get(name)
+        if container is None:
+            return None
+        return state_of(name, self.project_services()[name].role, container)
+
+    def _watch(
+        self,
+        pending: set[str],
+        proc: subprocess.Popen[str],
+        deadline: float,
+        result: UpResult,
+        emit: ProgressCallback,
+        may_isolate: Callable[[str], bool],
+    ) -> None:
+        known = self.project_services()
+        phases: dict[str, str] = {}
+        while pending and time.monotonic() < deadline:
+            finished = proc.poll() is not None
+            containers = self.containers()
+            for name in sorted(pending):
+                container = containers.get(name)
+                if container is None:
+                    phase, detail = "creating", ""
+                    if finished:
+                        phase, detail = "failed", "was not created"
+                else:
+                    state = state_of(name, known[name].role, container)
+                    phase, detail = _phase(state, finished)
+                if phase in ("healthy", "running"):
+                    pending.discard(name)
+                    emit(Progress(name, phase))
+                    continue
+                if phase == "failed":
+                    pending.discard(name)
+                    self._fail(name, detail, result, may_isolate, emit)
+                    continue
+                if phases.get(name) != phase:
+                    phases[name] = phase
+                    emit(Progress(name, phase, detail))
+            if pending:
+                time.sleep(POLL)
+
+    def _fetch_images(self, targets: list[str], emit: ProgressCallback) -> dict[str, str]:
+        """Build or pull the images ``targets`` lack; returns the services that failed."""
+        from docker.errors import ImageNotFound
+
+        known = self.project_services()
+        client = self.client()
+
+        def present(image: str) -> bool:
+            def get() -> bool:
+                try:
+                    client.images.get(image)
+                except ImageNotFound:
+                    return False
+                return True
+
+            return bool(self._api(get))
+
+        failed: dict[str, str] = {}
+        for name in targets:
+            service = known[name]
+            if not service.image:
+                failed[name] = "has no image"
+                continue
+            if present(service.image):
+                continue
+            if service.build:
+                emit(Progress(name, "building", service.image))
+                done = self.compose("build", name, check=False)
+                if done.returncode != 0:
+                    failed[name] = "image build failed: " + _last_error(done.stdout + done.stderr)
+                    continue
+            else:
+                emit(Progress(name, "pulling", service.image))
+                done = self.compose("pull", "--quiet", name, check=False)
+                if done.returncode != 0 or not present(service.image):
+                    failed[name] = f"image {service.image} cannot be pulled: " + _last_error(
+                        done.stdout + done.stderr
+                    )
+                    continue
+            emit(Progress(name, "pulled", service.image))
+        return failed
+
+    def pull_hint(self, service: str) -> str:
+        return _PULL_HINT.format(var=image_variable(self.project_services()[service]))
+
+    def _check_ports(self, targets: list[str]) -> None:
+        """Fail early when a host port a service publishes is taken by someone else."""
+        host = engine_host()
+        if not host.startswith("unix://"):
+            return  # a remote engine: its ports are not ours to probe
+        ours = self.containers()
+        for name in targets:
+            container = ours.get(name)
+            if container is not None and (container.attrs.get("State") or {}).get("Running"):
+                continue  # it holds its own ports
+            for host_ip, port in self.project_services()[name].ports:
+                if _port_taken(host_ip, port):
+                    raise self._port_error(host_ip, port)
+
+
+def _phase(state: ServiceState, compose_finished: bool) -> tuple[str, str]:
+    if state.state == "running":
+        if state.health in ("healthy",):
+            return "healthy", ""
+        if state.health == "none":
+            return "running", ""
+        if state.health == "unhealthy":
+            return "failed", "unhealthy (its health check keeps failing)"
+        if state.restarts >= MAX_RESTARTS:
+            return "failed", f"crashed and restarted {state.restarts} times"
+        return "waiting", "health: starting"
+    if state.state == "restarting":
+        if state.restarts >= MAX_RESTARTS:
+            return "failed", f"keeps crashing (restarted {state.restarts} times)"
+        return "starting", "restarting"
+    if state.state in ("exited", "dead"):
+        if state.restarts >= MAX_RESTARTS or compose_finished:
+            return "failed", f"exited with code {state.exit_code}"
+        return "starting", ""
+    if state.state == "created" and compose_finished:
+        return "failed", "was created but not started"
+    return "starting", state.state
+
+
+def _collect(proc: subprocess.Popen[str], output: list[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        output.append(line)
+
+
+def _finish(proc: subprocess.Popen[str], reader: threading.Thread, deadline: float) -> bool:
+    """Wait for compose to exit until ``deadline``; stop it when it is still waiting."""
+    try:
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=2)
+        return False
+    reader.join(timeout=2)
+    return True
+
+
+def _last_error(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "rror" in line or "denied" in line or "not found" in line:
+            return line[:200]
+    return lines[-1][:200] if lines else "no output"
+
+
+def _port_taken(host_ip: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host_ip or "0.0.0.0", port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def _terminal_in() -> IO[bytes] | None:
+    """The caller's standard input when something is piped in, else nothing."""
+    try:
+        if sys.stdin is None or sys.stdin.isatty():
+            return None
+        sys.stdin.fileno()
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    return sys.stdin.buffer
+
+
+def _exec_attached(
+    api: Any,
+    container_id: str,
+    argv: list[str],
+    stdin: IO[bytes] | None,
+    stdout: IO[bytes],
+    stderr: IO[bytes],
+    *,
+    env: dict[str, str] | None,
+    user: str | None,
+    workdir: str | None,
+) -> int:
+    """Run ``argv`` through the engine API with stdin sent and output demultiplexed."""
+    from docker.utils.socket import STDERR, frames_iter
+
+    exec_id = api.exec_create(
+        container_id,
+        argv,
+        stdin=stdin is not None,
+        stdout=True,
+        stderr=True,
+        environment=env,
+        user=user or "",
+        workdir=workdir,
+    )["Id"]
+    sock = api.exec_start(exec_id, socket=True)
+    raw = getattr(sock, "_sock", sock)
+    feeder = None
+    if stdin is not None:
+        feeder = threading.Thread(target=_feed, args=(stdin, raw), daemon=True)
+        feeder.start()
+    try:
+        for stream, data in frames_iter(sock, tty=False):
+            target = stderr if stream == STDERR else stdout
+            target.write(data)
+            target.flush()
+    finally:
+        with contextlib.suppress(OSError):
+            sock.close()
+    if feeder is not None:
+        feeder.join(timeout=1)
+    code = api.exec_inspect(exec_id).get("ExitCode")
+    return int(code) if code is not None else 1
+
+
+def _feed(source: IO[bytes], raw: Any) -> None:
+    """Copy ``source`` into the exec's socket, then close our side so it sees EOF."""
+    try:
+        while True:
+            chunk = source.read(65536)
+            if not chunk:
+                break
+            raw.sendall(chunk)
+    except (OSError, ValueError):
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_WR)

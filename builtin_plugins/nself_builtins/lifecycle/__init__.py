@@ -1,0 +1,18 @@
+"""Running the stack: start, stop, restart, down, status, health, logs, urls, exec.
+
+These commands work with whichever runtime a plugin provides (``provide_runtime``); the
+builtin one is Docker. Heavy imports stay inside the commands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nself_sdk import hookimpl
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    from .commands import register
+
+    register(app)
