@@ -102,11 +102,11 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
         tier = tier_of(plugin)
         if tier != "free":
             verdict = pm.hook.validate_license(config=config, plugin=name, tier=tier)
-            if verdict is None:
+            if verdict is None:  # no licence plugin answered: refuse
                 verdict = Problem(
                     "error", f"plugin {name} needs a {tier} licence", "run `nself license set KEY`"
                 )
-            if verdict is not None:
+            if isinstance(verdict, Problem):
                 problems.append(verdict)
     for _plugin, answer in call_each(pm, "validate_config", config=config):
         problems.extend(answer)

@@ -72,11 +72,12 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
 
 
 @hookspec(firstresult=True)
-def validate_license(config: Config, plugin: str, tier: str) -> Problem | None:
-    """Decide whether the licensed ``plugin`` of ``tier`` may be used.
+def validate_license(config: Config, plugin: str, tier: str) -> Problem | bool | None:
+    """Decide whether the licensed ``plugin`` of ``tier`` may be used in a build.
 
-    Return ``None`` to allow it or a ``Problem`` explaining the refusal. The first
-    non-``None`` answer wins.
+    Return ``True`` to allow it, a warning ``Problem`` to allow it with a warning, or an
+    error ``Problem`` explaining the refusal. The first non-``None`` answer wins; when no
+    plugin answers, the build refuses the plugin.
     """
 
 

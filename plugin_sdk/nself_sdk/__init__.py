@@ -14,6 +14,7 @@ from __future__ import annotations
 import pluggy
 
 from nself import __version__ as nself_version
+from nself.atomic import write_atomic
 from nself.config import TRUE, Config
 from nself.errors import ConfigError, NselfError, UsageError
 from nself.model import (
@@ -96,4 +97,5 @@ __all__ = [
     "safety_rule",
     "scrub",
     "secret_name",
+    "write_atomic",
 ]

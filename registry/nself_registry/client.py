@@ -1,0 +1,401 @@
+"""The registry client: a trusted, fresh index and verified archives, nothing less.
+
+``fetch(project, name, version)`` returns the path of a downloaded archive only after:
+the index signature verifies with a trusted key; the index is not expired and not older
+than (nor a different document with the same version as) the last index seen from that
+registry; the plugin exists and supports this nself; its licence allows the install; and
+the archive's size and SHA-256 match the index. Nothing is unpacked here.
+
+Registry URL: ``$NSELF_REGISTRY_URL``, else the project's ``NSELF_REGISTRY_URL`` setting,
+else the public registry. A private registry may require ``$NSELF_REGISTRY_TOKEN`` and
+its signing key in ``NSELF_REGISTRY_KEYS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from nself_sdk import NselfError, UsageError, nself_version, write_atomic
+
+from . import index as idx
+from . import keys, licensing, paths
+
+URL_VAR = "NSELF_REGISTRY_URL"
+TOKEN_VAR = "NSELF_REGISTRY_TOKEN"
+TIMEOUT_VAR = "NSELF_HTTP_TIMEOUT"
+TELEMETRY_VAR = "NSELF_TELEMETRY"
+DEFAULT_URL = "https://plugins.nself.org/"
+CHUNK = 1 << 16
+
+
+class Unreachable(Exception):
+    """The registry gave no usable answer (network, timeout, HTTP error)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where plugins come from, as configured for one project."""
+
+    url: str
+    extra_keys: str
+    ping_url: str
+
+    @property
+    def index_url(self) -> str:
+        return urljoin(self.url, "index.json")
+
+    @property
+    def cache(self) -> Path:
+        digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        return paths.cache() / "registry" / digest
+
+
+def timeout() -> float:
+    try:
+        return float(os.environ.get(TIMEOUT_VAR, "10"))
+    except ValueError:
+        raise UsageError(f"{TIMEOUT_VAR} must be a number of seconds") from None
+
+
+def source(project: Path | None) -> Source:
+    settings: dict[str, str] = {}
+    if project is not None and not os.environ.get(URL_VAR):
+        from nself_sdk import load_config
+
+        config = load_config(project)
+        for name in (URL_VAR, keys.REGISTRY_KEYS_VAR, licensing.PING_VAR):
+            settings[name] = config.text(name)
+    elif project is not None:
+        from nself_sdk import load_config
+
+        config = load_config(project)
+        settings[keys.REGISTRY_KEYS_VAR] = config.text(keys.REGISTRY_KEYS_VAR)
+        settings[licensing.PING_VAR] = config.text(licensing.PING_VAR)
+    url = os.environ.get(URL_VAR) or settings.get(URL_VAR) or DEFAULT_URL
+    if urlsplit(url).scheme not in {"http", "https"}:
+        raise UsageError(f"registry URL {url!r} must start with https:// (or http:// on loopback)")
+    if not url.endswith("/"):
+        url += "/"
+    return Source(
+        url=url,
+        extra_keys=settings.get(keys.REGISTRY_KEYS_VAR, ""),
+        ping_url=licensing.ping_url(settings.get(licensing.PING_VAR) or None),
+    )
+
+
+def notice(message: str) -> None:
+    print(f"notice: {message}", file=sys.stderr)
+
+
+def _headers() -> dict[str, str]:
+    token = os.environ.get(TOKEN_VAR, "")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _get(url: str) -> bytes:
+    import httpx
+
+    try:
+        response = httpx.get(url, headers=_headers(), timeout=timeout(), follow_redirects=True)
+    except httpx.TimeoutException:
+        raise Unreachable(f"no answer within {timeout():g}s") from None
+    except httpx.HTTPError as exc:
+        raise Unreachable(f"{type(exc).__name__}") from None
+    if response.status_code in (401, 403):
+        raise NselfError(
+            f"registry {url} refused access (HTTP {response.status_code})",
+            f"set {TOKEN_VAR} for a private registry",
+        )
+    if response.status_code != 200:
+        raise Unreachable(f"HTTP {response.status_code}")
+    return response.content
+
+
+# -- the index -------------------------------------------------------------------------------
+
+
+def _digest(doc: Any) -> str:
+    signed = doc.get("signed") if isinstance(doc, dict) else None
+    return hashlib.sha256(keys.canonical(signed)).hexdigest()
+
+
+def _state(src: Source) -> dict[str, Any]:
+    try:
+        data = json.loads((src.cache / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _check_fresh(src: Source, doc: Any, found: idx.Index, state: dict[str, Any]) -> None:
+    if idx.now() >= found.expires:
+        raise idx.IndexError_(
+            f"registry index (version {found.version}) expired on {idx.stamp(found.expires)}",
+            "the registry must publish a fresh index; tell its operator",
+        )
+    seen = int(state.get("version", 0))
+    if found.version < seen:
+        raise idx.IndexError_(
+            f"registry index version {found.version} is older than version {seen} already seen "
+            "(rollback or stale mirror)",
+            "refusing to go back; tell the registry operator",
+        )
+    if found.version == seen and state.get("digest") not in (None, _digest(doc)):
+        raise idx.IndexError_(
+            f"registry index version {found.version} changed without a new version number",
+            "refusing it; tell the registry operator",
+        )
+
+
+def load_index(src: Source, offline_ok: bool = True) -> idx.Index:
+    """The registry's verified, fresh index, from the network or, failing that, the cache."""
+    state = _state(src)
+    try:
+        raw = _get(src.index_url)
+    except Unreachable as exc:
+        cached = src.cache / "index.json"
+        if not offline_ok or not cached.is_file():
+            raise NselfError(
+                f"registry {src.url} is unreachable ({exc}) and nothing is cached",
+                f"check the network or {URL_VAR}",
+            ) from None
+        doc = json.loads(cached.read_text())
+        found = idx.verify_document(doc, src.extra_keys)
+        _check_fresh(src, doc, found, state)
+        notice(
+            f"registry {src.url} is unreachable ({exc}); working offline from the cached "
+            f"index (version {found.version}, fetched {state.get('fetched', '?')})"
+        )
+        return found
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise idx.IndexError_(
+            f"registry {src.url} served an index that is not JSON", idx.HINT
+        ) from None
+    found = idx.verify_document(doc, src.extra_keys)
+    _check_fresh(src, doc, found, state)
+    paths.private_dir(src.cache)
+    write_atomic(src.cache / "index.json", raw)
+    state = {
+        "url": src.url,
+        "version": found.version,
+        "digest": _digest(doc),
+        "fetched": idx.stamp(idx.now()),
+    }
+    write_atomic(src.cache / "state.json", json.dumps(state, indent=2) + "\n")
+    return found
+
+
+# -- choosing an artifact ----------------------------------------------------------------------
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``name`` or ``name@version``."""
+    name, _, version = spec.partition("@")
+    return name, (version or None)
+
+
+def choose(found: idx.Index, name: str, version: str | None) -> idx.Artifact:
+    versions = found.versions(name)
+    if not versions:
+        raise NselfError(
+            f"no plugin named {name!r} in the registry", "see `nself plugin search` for what exists"
+        )
+    if version is None:
+        return versions[-1]
+    for artifact in versions:
+        if artifact.version == version:
+            return artifact
+    listed = ", ".join(a.version for a in versions)
+    raise NselfError(f"plugin {name} has no version {version}", f"available: {listed}")
+
+
+def check_compatible(artifact: idx.Artifact, current: str = nself_version) -> None:
+    import semver
+
+    have = semver.Version.parse(current)
+    if have < semver.Version.parse(artifact.min_nself):
+        raise NselfError(
+            f"{artifact.name} {artifact.version} needs nself >= {artifact.min_nself} "
+            f"(this is nself {current})",
+            "upgrade nself, or install an older version with NAME@VERSION",
+        )
+    for clause in filter(None, (c.strip() for c in artifact.requires_nself.split(","))):
+        try:
+            fits = have.match(clause)
+        except ValueError:
+            raise NselfError(
+                f"{artifact.name} {artifact.version} has a bad nself requirement {clause!r}"
+            ) from None
+        if not fits:
+            raise NselfError(
+                f"{artifact.name} {artifact.version} needs nself {artifact.requires_nself} "
+                f"(this is nself {current})",
+                "upgrade nself, or install an older version with NAME@VERSION",
+            )
+
+
+# -- downloading -------------------------------------------------------------------------------
+
+
+def _verify_file(path: Path, artifact: idx.Artifact) -> str | None:
+    """None when ``path`` is the artifact, else what is wrong."""
+    size = path.stat().st_size
+    if size != artifact.size:
+        return f"size {size} instead of {artifact.size}"
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != artifact.sha256:
+        return "sha256 mismatch"
+    return None
+
+
+def _filename(artifact: idx.Artifact) -> str:
+    base = Path(urlsplit(artifact.url).path).name
+    ok = base and all(c.isalnum() or c in "._-" for c in base) and not base.startswith(".")
+    return base if ok else f"{artifact.name}-{artifact.version}.tar.gz"
+
+
+def download(src: Source, artifact: idx.Artifact) -> Path:
+    """The verified archive, from the cache or the registry."""
+    import httpx
+
+    folder = paths.private_dir(paths.cache() / "artifacts" / artifact.sha256)
+    target = folder / _filename(artifact)
+    if target.is_file() and _verify_file(target, artifact) is None:
+        return target
+    url = urljoin(src.index_url, artifact.url)
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".download.")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with httpx.stream(
+                    "GET", url, headers=_headers(), timeout=timeout(), follow_redirects=True
+                ) as response:
+                    if response.status_code != 200:
+                        raise NselfError(
+                            f"download of {artifact.name} {artifact.version} failed "
+                            f"(HTTP {response.status_code})",
+                            "retry later, or tell the registry operator",
+                        )
+                    received = 0
+                    for chunk in response.iter_bytes(CHUNK):
+                        received += len(chunk)
+                        if received > artifact.size:
+                            raise NselfError(
+                                f"download of {artifact.name} {artifact.version} is larger "
+                                f"than the {artifact.size} bytes the index promises: refused",
+                                idx.HINT,
+                            )
+                        out.write(chunk)
+            except httpx.HTTPError as exc:
+                raise NselfError(
+                    f"download of {artifact.name} {artifact.version} failed ({type(exc).__name__})",
+                    "check the network and retry",
+                ) from None
+        problem = _verify_file(tmp, artifact)
+        if problem:
+            raise NselfError(
+                f"download of {artifact.name} {artifact.version} does not match the signed "
+                f"index ({problem}): refused, nothing installed",
+                idx.HINT,
+            )
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return target
+
+
+# -- what the `plugin` commands call -----------------------------------------------------------
+
+
+def resolve(
+    project: Path | None, name: str, version: str | None = None
+) -> tuple[Source, idx.Artifact]:
+    """The artifact ``name[@version]`` would install, checked for compatibility."""
+    src = source(project)
+    found = load_index(src)
+    artifact = choose(found, name, version)
+    check_compatible(artifact)
+    return src, artifact
+
+
+def authorise(src: Source, artifact: idx.Artifact) -> None:
+    """Refuse a licensed artifact unless the licence allows it (asks the ping_api)."""
+    if not artifact.license_required:
+        return
+    verdict = licensing.check(
+        artifact.name, artifact.tier, "install", src.ping_url, timeout=min(timeout(), 5.0)
+    )
+    for message in verdict.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def fetch(project: Path | None, name: str, version: str | None = None) -> Path:
+    """Download ``name`` (latest, or ``version``) from the registry; return the archive.
+
+    Every check in this module's docstring has passed when this returns; any failure is an
+    ``NselfError`` with one clear line and nothing written outside the cache.
+    """
+    src, artifact = resolve(project, name, version)
+    authorise(src, artifact)
+    path = download(src, artifact)
+    telemetry(src, "install", artifact)
+    return path
+
+
+def search(project: Path | None, term: str = "") -> list[idx.Artifact]:
+    """The latest version of each plugin whose name or description contains ``term``."""
+    found = load_index(source(project))
+    term = term.lower()
+    hits = []
+    for name in found.names():
+        latest = found.latest(name)
+        if latest and (term in name or term in latest.description.lower()):
+            hits.append(latest)
+    return hits
+
+
+def telemetry(src: Source, event: str, artifact: idx.Artifact) -> None:
+    """Opt-in (``NSELF_TELEMETRY=1``): tell the ping_api what was installed. Never fails."""
+    if os.environ.get(TELEMETRY_VAR, "").lower() not in {"1", "true", "yes", "on"}:
+        return
+    import httpx
+
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(
+            f"{src.ping_url}/v1/telemetry",
+            json={
+                "event": event,
+                "plugin": artifact.name,
+                "version": artifact.version,
+                "nself": nself_version,
+            },
+            timeout=2.0,
+        )
+
+
+def cached_fetch_time(src: Source) -> datetime | None:
+    stamp = _state(src).get("fetched")
+    return idx.parse_stamp(stamp, "fetched") if stamp else None
+
+
+def clear_cache() -> None:
+    shutil.rmtree(paths.cache() / "registry", ignore_errors=True)
+    shutil.rmtree(paths.cache() / "artifacts", ignore_errors=True)

@@ -1,0 +1,224 @@
+"""Publisher tooling: keys, signed artifacts and a signed index from packed bundles."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tarfile
+import tomllib
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nself_sdk import NselfError, UsageError, nself_version, write_atomic
+
+from . import index as idx
+from . import keys
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+MANIFEST_NAMES = ("nself-plugin.toml", "plugin.toml")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+SIG_SUFFIX = ".sig"
+
+
+def keygen(out: Path, force: bool = False) -> tuple[str, str]:
+    """Write ``out`` (private, PEM, 0600) and ``out.pub``; return (key id, base64 public)."""
+    pub_path = out.with_name(out.name + ".pub")
+    for path in (out, pub_path):
+        if path.exists() and not force:
+            raise UsageError(f"{path} already exists", "pass --force to replace it")
+    key = keys.generate()
+    raw = keys.raw_public(key.public_key())
+    kid, pub = keys.key_id(raw), keys.b64(raw)
+    write_atomic(out, keys.private_pem(key), 0o600)
+    write_atomic(pub_path, f"{kid}:{pub}\n", 0o644)
+    return kid, pub
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What a packed archive says about itself."""
+
+    path: Path
+    name: str
+    version: str
+    description: str
+    tier: str
+    requires_nself: str
+    sha256: str
+    size: int
+
+
+def _manifest_from(archive: Path) -> dict[str, Any]:
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
+            for wanted in MANIFEST_NAMES:
+                for name, member in members.items():
+                    if name == wanted or (name.count("/") == 1 and name.endswith("/" + wanted)):
+                        handle = tar.extractfile(member)
+                        if handle is not None:
+                            return tomllib.loads(handle.read().decode())
+    except (tarfile.TarError, OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise NselfError(
+            f"{archive}: cannot read the bundle ({exc})", "re-pack it with `nself plugin pack`"
+        ) from None
+    raise NselfError(f"{archive}: no plugin manifest inside", "re-pack it with `nself plugin pack`")
+
+
+def read_bundle(archive: Path) -> Bundle:
+    data = _manifest_from(archive)
+    plugin = data.get("plugin", data)
+    if not isinstance(plugin, dict):
+        raise NselfError(f"{archive}: the manifest has no [plugin] table")
+    name, version = str(plugin.get("name", "")), str(plugin.get("version", ""))
+    if not idx.NAME.match(name):
+        raise NselfError(f"{archive}: manifest name {name!r} is not a plugin name")
+    import semver
+
+    if not semver.Version.is_valid(version):
+        raise NselfError(f"{archive}: manifest version {version!r} is not a semantic version")
+    tier = str(plugin.get("tier", plugin.get("license_tier", "free")) or "free")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    return Bundle(
+        path=archive,
+        name=name,
+        version=version,
+        description=str(plugin.get("description", "")),
+        tier=tier,
+        requires_nself=str(plugin.get("requires_nself", "")),
+        sha256=digest,
+        size=archive.stat().st_size,
+    )
+
+
+def min_version(requirement: str) -> str:
+    """The lowest nself a ``requires_nself`` range admits (its ``>=`` bound, else 0.0.0)."""
+    for clause in (c.strip() for c in requirement.split(",")):
+        for op in (">=", "=="):
+            if clause.startswith(op):
+                return clause[len(op) :].strip()
+    return "0.0.0"
+
+
+def artifact_for(bundle: Bundle, url: str) -> idx.Artifact:
+    return idx.Artifact(
+        name=bundle.name,
+        version=bundle.version,
+        sha256=bundle.sha256,
+        size=bundle.size,
+        url=url,
+        min_nself=min_version(bundle.requires_nself),
+        license_required=bundle.tier != "free",
+        publisher="",
+        signature="",
+        tier=bundle.tier,
+        requires_nself=bundle.requires_nself,
+        description=bundle.description,
+    )
+
+
+def sign_archive(archive: Path, key: Ed25519PrivateKey) -> Path:
+    """``nself plugin sign``: a detached publisher signature beside the archive."""
+    bundle = read_bundle(archive)
+    signed = idx.sign_artifact(key, artifact_for(bundle, ""))
+    out = archive.with_name(archive.name + SIG_SUFFIX)
+    doc = {"publisher": signed.publisher, "signature": signed.signature, "sha256": bundle.sha256}
+    write_atomic(out, json.dumps(doc, indent=2) + "\n")
+    return out
+
+
+def _signed(bundle: Bundle, url: str, key: Ed25519PrivateKey) -> idx.Artifact:
+    from dataclasses import replace
+
+    artifact = artifact_for(bundle, url)
+    sig_path = bundle.path.with_name(bundle.path.name + SIG_SUFFIX)
+    if not sig_path.is_file():
+        return idx.sign_artifact(key, artifact)
+    try:
+        doc = json.loads(sig_path.read_text())
+        return replace(artifact, publisher=str(doc["publisher"]), signature=str(doc["signature"]))
+    except (ValueError, KeyError, TypeError):
+        raise NselfError(
+            f"{sig_path} is not a signature file", "re-sign with `nself plugin sign`"
+        ) from None
+
+
+def archives(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder of packed plugins")
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(ARCHIVE_SUFFIXES))
+    if not found:
+        raise UsageError(
+            f"no packed plugins (*.tar.gz) in {folder}", "pack them with `nself plugin pack`"
+        )
+    return found
+
+
+def publish(
+    bundles: Path,
+    out: Path,
+    key: Ed25519PrivateKey,
+    name: str = "nself",
+    valid_for: timedelta = timedelta(days=30),
+    version: int | None = None,
+    extra_keys: str = "",
+) -> idx.Index:
+    """Copy the archives into ``out/artifacts`` and write a signed ``out/index.json``.
+
+    The index version is one more than the one already in ``out`` (or ``version``, which
+    must be higher). Every artifact is checked against the new index before it is written.
+    """
+    previous = 0
+    old_index = out / "index.json"
+    if old_index.is_file():
+        try:
+            previous = int(json.loads(old_index.read_text())["signed"]["version"])
+        except (ValueError, KeyError, TypeError):
+            raise NselfError(f"{old_index} is not an index", "move it away first") from None
+    new_version = previous + 1 if version is None else version
+    if new_version <= previous:
+        raise UsageError(
+            f"index version {new_version} is not above the published version {previous}",
+            "an index version only goes up",
+        )
+    artifacts_dir = out / "artifacts"
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    entries: list[idx.Artifact] = []
+    seen: set[tuple[str, str]] = set()
+    for archive in archives(bundles):
+        bundle = read_bundle(archive)
+        if (bundle.name, bundle.version) in seen:
+            raise UsageError(f"{bundle.name} {bundle.version} is in {bundles} twice")
+        seen.add((bundle.name, bundle.version))
+        target = artifacts_dir / f"{bundle.name}-{bundle.version}.tar.gz"
+        if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() != bundle.sha256:
+            raise UsageError(
+                f"{bundle.name} {bundle.version} was already published with other content",
+                "publish a new version instead of changing a released one",
+            )
+        entries.append(_signed(bundle, f"artifacts/{target.name}", key))
+        if not target.exists():
+            shutil.copyfile(archive, target)
+    if old_index.is_file():
+        kept = idx.verify_document(json.loads(old_index.read_text()), extra_keys or _own_key(key))
+        for artifact in kept.artifacts:
+            still_there = (out / artifact.url).is_file()
+            if (artifact.name, artifact.version) not in seen and still_there:
+                entries.append(artifact)
+    doc = idx.sign_index(key, name, new_version, entries, valid_for)
+    idx.verify_document(doc, extra_keys or _own_key(key))
+    write_atomic(old_index, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return idx.verify_document(doc, extra_keys or _own_key(key))
+
+
+def _own_key(key: Ed25519PrivateKey) -> str:
+    raw = keys.raw_public(key.public_key())
+    return f"{keys.key_id(raw)}:{keys.b64(raw)}"
+
+
+__all__ = ["keygen", "nself_version", "publish", "read_bundle", "sign_archive"]

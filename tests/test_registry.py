@@ -1,0 +1,225 @@
+"""The signed registry: a real Starlette/uvicorn server on loopback, real HTTP via httpx.
+
+Keys are throw-away pairs made here; nself trusts them through the documented test-only
+override ``NSELF_TEST_TRUSTED_KEYS`` (the embedded production keys stay the default).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nself_registry import client, keys, publish
+from nself_registry import index as idx
+from nself_registry.server import Background, Settings, create_app
+from nself_sdk import NselfError
+
+
+def make_bundle(folder: Path, name: str, version: str, **manifest: str) -> Path:
+    """A packed plugin with just a manifest and one migration."""
+    lines = [
+        "[plugin]",
+        f'name = "{name}"',
+        f'version = "{version}"',
+        f'description = "{name} for tests"',
+    ]
+    lines += [f'{k} = "{v}"' for k, v in manifest.items()]
+    files = {
+        "nself-plugin.toml": "\n".join(lines) + "\n",
+        "migrations/001_init.sql": f"create table {name.replace('-', '_')}_t (id int);\n",
+    }
+    path = folder / f"{name}-{version}.tar.gz"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for member, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}/{member}")
+            info.size, info.mtime = len(data), 0
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+class Trust:
+    def __init__(self, folder: Path) -> None:
+        self.registry = keys.generate()
+        self.license = keys.generate()
+        self.file = folder / "trusted.json"
+        self.file.write_text(
+            json.dumps({"registry": self.pairs(self.registry), "license": self.pairs(self.license)})
+        )
+
+    @staticmethod
+    def pairs(key: Any) -> dict[str, str]:
+        raw = keys.raw_public(key.public_key())
+        return {keys.key_id(raw): keys.b64(raw)}
+
+
+@pytest.fixture(scope="module")
+def trust(tmp_path_factory: pytest.TempPathFactory) -> Trust:
+    return Trust(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def server(trust: Trust) -> Iterator[tuple[Background, Settings]]:
+    settings = Settings(ping_key=trust.license)
+    with Background(create_app(settings)) as running:
+        yield running, settings
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trust: Trust, server: Any) -> Path:
+    running, settings = server
+    monkeypatch.setenv(keys.TEST_KEYS_VAR, str(trust.file))
+    monkeypatch.setenv("NSELF_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NSELF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv(client.URL_VAR, running.url + "/")
+    monkeypatch.setenv("NSELF_PING_API_URL", running.url)
+    monkeypatch.setenv(client.TIMEOUT_VAR, "2")
+    for var in ("NSELF_LICENSE_KEY", "NSELF_REGISTRY_TOKEN", "NSELF_REGISTRY_KEYS"):
+        monkeypatch.delenv(var, raising=False)
+    settings.root = tmp_path / "site"
+    settings.revoked_file = tmp_path / "revoked.txt"
+    settings.token = ""
+    return tmp_path
+
+
+def published(env: Path, trust: Trust, *bundles: tuple[str, str, dict[str, str]]) -> Path:
+    folder = env / "bundles"
+    for name, version, extra in bundles:
+        make_bundle(folder, name, version, **extra)
+    publish.publish(folder, env / "site", trust.registry)
+    return env / "site"
+
+
+def error_of(call: Any, *args: Any) -> str:
+    with pytest.raises(NselfError) as caught:
+        call(*args)
+    return caught.value.message
+
+
+def test_fetch_verifies_and_caches_an_artifact(env: Path, trust: Trust) -> None:
+    site = published(env, trust, ("pgbouncer", "1.0.0", {}), ("pgbouncer", "1.1.0", {}))
+    path = client.fetch(None, "pgbouncer")
+    expected = (site / "artifacts" / "pgbouncer-1.1.0.tar.gz").read_bytes()
+    assert path.read_bytes() == expected
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in str(path)
+    older = client.fetch(None, "pgbouncer", "1.0.0")
+    assert older.read_bytes() == (site / "artifacts" / "pgbouncer-1.0.0.tar.gz").read_bytes()
+    assert [a.name for a in client.search(None, "pgb")] == ["pgbouncer"]
+
+
+def test_tampered_artifact_is_refused_and_nothing_is_kept(env: Path, trust: Trust) -> None:
+    site = published(env, trust, ("redis-cache", "1.0.0", {}))
+    archive = site / "artifacts" / "redis-cache-1.0.0.tar.gz"
+    data = bytearray(archive.read_bytes())
+    data[-5] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    message = error_of(client.fetch, None, "redis-cache", None)
+    assert "does not match the signed index (sha256 mismatch)" in message
+    leftovers = [p for p in (env / "cache" / "artifacts").rglob("*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_larger_artifact_is_cut_off(env: Path, trust: Trust) -> None:
+    site = published(env, trust, ("redis-cache", "1.0.0", {}))
+    archive = site / "artifacts" / "redis-cache-1.0.0.tar.gz"
+    archive.write_bytes(archive.read_bytes() + b"\0" * 200_000)
+    assert "larger than" in error_of(client.fetch, None, "redis-cache", None)
+
+
+def rewrite_index(site: Path, change: Any) -> None:
+    path = site / "index.json"
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+
+
+def test_tampered_index_is_refused(env: Path, trust: Trust) -> None:
+    site = published(env, trust, ("redis-cache", "1.0.0", {}))
+
+    def grow(doc: dict[str, Any]) -> None:
+        doc["signed"]["artifacts"][0]["size"] += 1
+
+    rewrite_index(site, grow)
+    assert "signature does not verify" in error_of(client.fetch, None, "redis-cache", None)
+
+
+def test_unsigned_index_is_refused(env: Path, trust: Trust) -> None:
+    site = published(env, trust, ("redis-cache", "1.0.0", {}))
+    rewrite_index(site, lambda doc: doc.update(signatures=[]))
+    assert error_of(client.fetch, None, "redis-cache", None) == "registry index is not signed"
+
+
+def test_index_signed_by_an_unknown_key_is_refused(env: Path, trust: Trust) -> None:
+    folder = env / "bundles"
+    make_bundle(folder, "redis-cache", "1.0.0")
+    publish.publish(folder, env / "site", keys.generate())
+    assert "untrusted key" in error_of(client.fetch, None, "redis-cache", None)
+
+
+def test_index_rollback_is_refused(env: Path, trust: Trust) -> None:
+    site = published(env, trust, ("redis-cache", "1.0.0", {}))
+    old = (site / "index.json").read_text()
+    make_bundle(env / "bundles", "redis-cache", "1.1.0")
+    publish.publish(env / "bundles", site, trust.registry)
+    client.fetch(None, "redis-cache")
+    (site / "index.json").write_text(old)
+    message = error_of(client.fetch, None, "redis-cache", None)
+    assert "index version 1 is older than version 2 already seen" in message
+
+
+def test_expired_index_is_refused(env: Path, trust: Trust) -> None:
+    bundle = publish.read_bundle(make_bundle(env / "bundles", "redis-cache", "1.0.0"))
+    artifact = idx.sign_artifact(trust.registry, publish.artifact_for(bundle, "x.tar.gz"))
+    issued = idx.now() - timedelta(days=40)
+    doc = idx.sign_index(trust.registry, "t", 1, [artifact], timedelta(days=30), issued)
+    (env / "site").mkdir()
+    (env / "site" / "index.json").write_text(json.dumps(doc))
+    message = error_of(client.fetch, None, "redis-cache", None)
+    assert message.startswith("registry index (version 1) expired on")
+
+
+def test_unknown_plugin_and_version(env: Path, trust: Trust) -> None:
+    published(env, trust, ("redis-cache", "1.0.0", {}))
+    assert "no plugin named 'nope'" in error_of(client.fetch, None, "nope", None)
+    assert "has no version 9.9.9" in error_of(client.fetch, None, "redis-cache", "9.9.9")
+
+
+def test_incompatible_nself_version(env: Path, trust: Trust) -> None:
+    published(env, trust, ("future", "1.0.0", {"requires_nself": ">=99.0.0"}))
+    assert "needs nself >= 99.0.0" in error_of(client.fetch, None, "future", None)
+
+
+def test_offline_fallback_uses_the_cache_with_a_notice(
+    env: Path, trust: Trust, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    published(env, trust, ("redis-cache", "1.0.0", {}))
+    with Background(create_app(Settings(root=env / "site"))) as own:
+        monkeypatch.setenv(client.URL_VAR, own.url + "/")
+        first = client.fetch(None, "redis-cache")
+    capsys.readouterr()
+    again = client.fetch(None, "redis-cache")  # the server is gone now
+    assert again == first
+    err = capsys.readouterr().err
+    assert "is unreachable (ConnectError); working offline from the cached index (version 1" in err
+    client.clear_cache()
+    message = error_of(client.fetch, None, "redis-cache", None)
+    assert "is unreachable (ConnectError) and nothing is cached" in message
+
+
+def test_private_registry_needs_its_token(
+    env: Path, trust: Trust, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published(env, trust, ("redis-cache", "1.0.0", {}))
+    server[1].token = "s3cret-token-for-tests"
+    assert "refused access (HTTP 401)" in error_of(client.fetch, None, "redis-cache", None)
+    monkeypatch.setenv(client.TOKEN_VAR, "s3cret-token-for-tests")
+    assert client.fetch(None, "redis-cache").is_file()
