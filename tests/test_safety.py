@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import set_env
 
+from conftest import set_env
 from nself_sdk import MASK, NselfError, require_confirmation, safety_rule, scrub
 
 

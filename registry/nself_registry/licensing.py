@@ -439,6 +439,14 @@ def check(
         state.pop("last_error", None)
         checked = float(doc["signed"]["time"])
         state["high_water"] = int(max(state["high_water"], checked))
+    else:
+        since = checked if checked is not None else float(state.get("set_at", now))
+        if now - since > GRACE:  # not retried yet, but already stale
+            warnings.append(
+                f"licence {lic.lid} has not been confirmed by the licence server since "
+                f"{day(since)} ({state.get('last_error', 'not reachable')}); installed plugins "
+                "keep working, installs are refused"
+            )
     save_state(state)
     _raise_if_revoked(state, lic, purpose, warnings)
     return Verdict(lic, warnings, checked)

@@ -13,10 +13,9 @@ def search_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
 ) -> None:
     """Search the registry for plugins."""
+    from nself_registry import client
     from nself_sdk import NselfError, find_project
     from nself_sdk.console import emit_json, info
-
-    from . import client
 
     try:
         project: Path | None = find_project()
@@ -54,10 +53,9 @@ def sign_command(
     key: Annotated[Path, typer.Option("--key", "-k", help="Publisher signing key (PEM).")],
 ) -> None:
     """Write a detached publisher signature (ARCHIVE.sig) for `nself registry publish`."""
+    from nself_registry import keys
+    from nself_registry.publish import sign_archive
     from nself_sdk.console import ok
-
-    from . import keys
-    from .publish import sign_archive
 
     out = sign_archive(archive, keys.load_private(key))
     ok(f"signed {archive.name} with key {keys.key_id(keys.load_private(key).public_key())}: {out}")

@@ -50,9 +50,8 @@ def registry_app() -> typer.Typer:
         force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
     ) -> None:
         """Create an Ed25519 signing key pair (OUT and OUT.pub)."""
+        from nself_registry.publish import keygen as do_keygen
         from nself_sdk.console import info, ok
-
-        from .publish import keygen as do_keygen
 
         kid, pub = do_keygen(out, force)
         ok(f"wrote {out} (private, 0600) and {out}.pub")
@@ -72,10 +71,9 @@ def registry_app() -> typer.Typer:
         """Build and sign the registry index from a folder of packed plugins."""
         from datetime import timedelta
 
+        from nself_registry import keys
+        from nself_registry.publish import publish as do_publish
         from nself_sdk.console import info, ok
-
-        from . import keys
-        from .publish import publish as do_publish
 
         if days < 1:
             raise UsageError("--days must be at least 1")
@@ -116,10 +114,9 @@ def registry_app() -> typer.Typer:
         """Serve a registry (public, or private with a token) and the ping_api."""
         import os
 
+        from nself_registry import keys
+        from nself_registry.server import Settings, run
         from nself_sdk.console import info
-
-        from . import keys
-        from .server import Settings, run
 
         if folder is not None and not (folder / "index.json").is_file():
             raise UsageError(
@@ -159,10 +156,9 @@ def registry_app() -> typer.Typer:
         """Licensor tool: mint a licence key signed with KEY."""
         import time
 
+        from nself_registry import keys, licensing
         from nself_sdk import write_atomic
         from nself_sdk.console import ok
-
-        from . import keys, licensing
 
         now = int(time.time())
         minted = licensing.issue(
