@@ -94,6 +94,18 @@ def provide_runtime(config: Config) -> Runtime | None:
 
 
 @hookspec
+def rotate_secret(config: Config, name: str, value: str, runtime: Any) -> bool | None:
+    """Give secret ``name`` its new ``value`` inside the running stack, if it lives there.
+
+    Called by ``nself secrets rotate`` before the new value is written and the services
+    that use it restart (e.g. ``ALTER ROLE`` for a database password). ``runtime`` is the
+    stack's runtime, or ``None`` when no engine is available. Return ``True`` when this
+    plugin handled ``name``, ``None`` when it is not yours; raise ``NselfError`` to refuse
+    (nothing has been changed yet), e.g. when the service holding it is not running.
+    """
+
+
+@hookspec
 def register_commands(app: Any) -> None:
     """Add commands or command groups to the ``nself`` Typer ``app``.
 

@@ -26,6 +26,9 @@ class Setting:
     generate: str | None = None
     # Values that are only written into `.env.dev` when the project is created.
     scaffold: bool = False
+    # What rotating this secret does to users (e.g. "signed-in users must sign in again");
+    # `nself secrets rotate` shows it and asks for confirmation.
+    rotation: str = ""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ def declare_settings() -> list[Setting]:
             secret=True,
             min_length=32,
             generate="token",
+            rotation="Scripts, CI jobs and backends that call Hasura with the admin secret "
+            "stop working until they are given the new one.",
         ),
         Setting(
             "HASURA_JWT_KEY",
@@ -33,6 +35,9 @@ def declare_settings() -> list[Setting]:
             secret=True,
             min_length=32,
             generate="token",
+            rotation="Every token signed with the old key becomes invalid at once: all "
+            "signed-in users are signed out and must sign in again, and services holding "
+            "issued tokens get 'invalid JWT' errors until they fetch new ones.",
         ),
         Setting(
             "HASURA_GRAPHQL_JWT_SECRET",

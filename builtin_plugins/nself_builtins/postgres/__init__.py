@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from nself_sdk import Config, GeneratedFile, HealthCheck, Mount, Service, Setting, Stack, hookimpl
@@ -125,3 +126,14 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
             )
         )
     return files
+
+
+@hookimpl
+def rotate_secret(config: Config, name: str, value: str, runtime: Any) -> bool | None:
+    """A new POSTGRES_PASSWORD must be set inside the running database first."""
+    if name != "POSTGRES_PASSWORD":
+        return None
+    from .rotate import change_password
+
+    change_password(config, value, runtime)
+    return True

@@ -1,0 +1,276 @@
+"""``nself env switch|status|show``: never prints a secret value."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from nself_sdk import Config, NselfError, UsageError, find_project, load_config, plan
+from nself_sdk import build as run_build
+from nself_sdk.console import emit_json, info, ok, warn
+from nself_sdk.envs import (
+    COMPUTED,
+    MANIFEST,
+    canonical_env,
+    current_env_file,
+    layer_files,
+    parse_text,
+    services_using,
+    target_env,
+    write_atomic,
+)
+
+LABELS = {"dev": "local", "staging": "staging", "prod": "prod"}
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def label(env: str) -> str:
+    return f"{env} (local)" if env == "dev" else env
+
+
+def _requested(env: str | None) -> str | None:
+    if env is None:
+        return None
+    try:
+        return canonical_env(env, "--env")
+    except NselfError as exc:
+        raise UsageError(exc.message, exc.hint) from None
+
+
+def target_source(project: Path, env: str | None) -> str:
+    """Where the current target comes from, in the kernel's order of precedence."""
+    if env:
+        return "--env"
+    if os.environ.get("NSELF_ENV"):
+        return "NSELF_ENV"
+    if current_env_file(project).is_file():
+        return ".nself/env (nself env switch)"
+    return "default"
+
+
+# -- switch -------------------------------------------------------------------------------
+def switch(target: str) -> None:
+    try:
+        env = canonical_env(target, "nself env switch")
+    except NselfError as exc:
+        raise UsageError(exc.message, exc.hint) from None
+    project = find_project()
+    marker = current_env_file(project)
+    before = target_env(project) if not os.environ.get("NSELF_ENV") else None
+    write_atomic(marker, env + "\n")
+    ok(f"target environment: {label(env)}" + (f" (was {label(before)})" if before else ""))
+    info(f"  layers: {' < '.join(layer_files(env))}")
+    shell = os.environ.get("NSELF_ENV")
+    if shell and canonical_env(shell, "NSELF_ENV") != env:
+        warn(
+            f"NSELF_ENV={shell} is set in your shell and still wins over this",
+            "unset NSELF_ENV to use the switched environment",
+        )
+    try:
+        run_build(project, env, check=True)
+    except NselfError as exc:
+        warn(f"the {env} configuration does not build yet: {exc.message}", exc.hint)
+        return
+    info("next: nself build")
+
+
+# -- status -------------------------------------------------------------------------------
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _built_settings(project: Path) -> dict[str, str] | None:
+    path = project / COMPUTED
+    if not path.is_file():
+        return None
+    return {e.key: e.raw for e in parse_text(path.read_text(encoding="utf-8"), COMPUTED)}
+
+
+def status(env: str | None, as_json: bool) -> None:
+    project = find_project()
+    requested = _requested(env)
+    target = target_env(project, requested)
+    layers = []
+    config: Config | None = None
+    problem: str | None = None
+    try:
+        config = load_config(project, target)
+    except NselfError as exc:
+        problem = exc.message
+    for name in layer_files(target):
+        path = project / name
+        entry: dict[str, Any] = {"file": name, "present": path.is_file()}
+        if config is not None and path.is_file():
+            entry["settings"] = sum(
+                1 for key in config.names() for e in config.origins(key) if e.file == name
+            )
+            entry["winning"] = sum(
+                1 for key in config.names() if config.origins(key)[-1].file == name
+            )
+        layers.append(entry)
+
+    manifest_path = project / MANIFEST
+    last: dict[str, Any] | None = None
+    if manifest_path.is_file():
+        try:
+            last = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except ValueError:
+            last = None
+    report: dict[str, Any] = {
+        "env": target,
+        "source": target_source(project, requested),
+        "layers": layers,
+        "built": last is not None,
+        "last_build_env": (last or {}).get("env"),
+        "edited_by_hand": [],
+        "out_of_date": {},
+        "settings_changed": {},
+        "problem": problem,
+    }
+    if last is not None:
+        report["edited_by_hand"] = sorted(
+            path
+            for path, digest in last.get("files", {}).items()
+            if (project / path).is_file() and path != COMPUTED and _digest(project / path) != digest
+        )
+    if config is not None:
+        try:
+            result = run_build(project, target, check=True)
+        except NselfError as exc:
+            report["problem"] = exc.message
+        else:
+            report["out_of_date"] = result.changes
+            built = _built_settings(project)
+            if built is not None:
+                now = {k: config.get(k) or "" for k in config.names()}
+                changed = {k: "added" for k in now if k not in built}
+                changed.update({k: "removed" for k in built if k not in now})
+                changed.update({k: "changed" for k in now if k in built and built[k] != now[k]})
+                report["settings_changed"] = dict(sorted(changed.items()))
+    if as_json:
+        emit_json(report)
+        return
+    _print_status(report)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    info(f"target:  {label(report['env'])}  (from {report['source']})")
+    info("layers (later wins):")
+    for layer in report["layers"]:
+        if not layer["present"]:
+            info(f"  {layer['file']:<14} (not present)")
+        elif "settings" in layer:
+            info(
+                f"  {layer['file']:<14} {layer['settings']} settings, {layer['winning']} in effect"
+            )
+        else:
+            info(f"  {layer['file']:<14} present")
+    if report["problem"]:
+        warn(f"the configuration does not build: {report['problem']}")
+    if not report["built"]:
+        info("last build: never (run `nself build`)")
+        return
+    if report["last_build_env"] != report["env"]:
+        info(f"last build: for {label(report['last_build_env'])}, not {label(report['env'])}")
+    changes = report["out_of_date"]
+    settings = report["settings_changed"]
+    if not changes and not settings and not report["edited_by_hand"] and not report["problem"]:
+        ok("generated files are up to date with the env files")
+        return
+    for path, what in changes.items():
+        info(f"  would be {what}: {path}")
+    for name, what in settings.items():
+        info(f"  setting {what} since the last build: {name}")
+    for path in report["edited_by_hand"]:
+        warn(f"{path} was edited by hand since the last build; `nself build` overwrites it")
+    if changes or settings:
+        info("run `nself build` to apply")
+
+
+# -- show ---------------------------------------------------------------------------------
+def show(env: str | None, as_json: bool, explain: str | None) -> None:
+    project = find_project()
+    config = load_config(project, _requested(env))
+    if explain:
+        _explain(project, config, explain, as_json)
+        return
+    rows: dict[str, dict[str, Any]] = {
+        name: {
+            "value": config.redacted(name),
+            "source": _describe(config.where(name), short=True),
+            "secret": config.is_secret(name),
+        }
+        for name in config.names()
+    }
+    if as_json:
+        emit_json({"env": config.env, "settings": rows})
+        return
+    info(f"# resolved configuration for {label(config.env)}; secrets are redacted")
+    width = max((len(n) for n in rows), default=0)
+    for name, row in rows.items():
+        info(f"{name + '=' + row['value']:<{width + 20}}  # {row['source']}")
+
+
+def _explain(project: Path, config: Config, key: str, as_json: bool) -> None:
+    name = key.strip()
+    origins = config.origins(name)
+    if not origins:
+        close = difflib.get_close_matches(name.upper(), config.names(), n=3)
+        raise NselfError(
+            f"{name} is not set for {config.env}",
+            f"did you mean {', '.join(close)}?" if close else "see `nself env show`",
+        )
+    winner = origins[-1]
+    refs = sorted(set(_REF.findall(winner.raw))) if not winner.literal else []
+    declared = config.declared.get(name)
+    users = _services_using(project, config, name)
+    data: dict[str, Any] = {
+        "name": name,
+        "env": config.env,
+        "secret": config.is_secret(name),
+        "value": config.redacted(name),
+        "set_by": winner.where,
+        "overrides": [e.where for e in reversed(origins[:-1])],
+        "refers_to": refs,
+        "declared_default": declared is not None and declared.default is not None,
+        "description": declared.description if declared else "",
+        "used_by": users,
+    }
+    if as_json:
+        emit_json(data)
+        return
+    info(f"{name}{' (secret)' if data['secret'] else ''} for {label(config.env)}")
+    if data["description"]:
+        info(f"  {data['description']}")
+    info(f"  value:      {data['value']}")
+    info(f"  set by:     {_describe(winner.where)}")
+    if data["overrides"]:
+        info(f"  overrides:  {', '.join(_describe(w) for w in data['overrides'])}")
+    elif data["declared_default"] and winner.file != "(default)":
+        info("  overrides:  the plugin's declared default")
+    if refs:
+        info(f"  refers to:  {', '.join('${' + r + '}' for r in refs)}")
+    if users:
+        info(f"  used by:    {', '.join(users)}")
+
+
+def _describe(where: str, short: bool = False) -> str:
+    if where == "(default)":
+        return where if short else "(default declared by a plugin)"
+    if where == COMPUTED:
+        return "(derived)" if short else "derived at build time (.env.computed)"
+    return where
+
+
+def _services_using(project: Path, config: Config, name: str) -> list[str]:
+    """Services whose compose definition refers to ``name``, directly or through others."""
+    try:
+        stack = plan(project, config.env).stack
+    except NselfError:
+        return []
+    return services_using(config, stack, {name})

@@ -1,0 +1,62 @@
+"""Changing the superuser password inside the running database (``nself secrets rotate``).
+
+The server only ever sees a SCRAM-SHA-256 verifier, never the password itself, so the
+new password cannot end up in PostgreSQL's logs or statistics.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from nself_sdk import Config, NselfError
+
+ITERATIONS = 4096
+
+
+def scram_verifier(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
+    """The ``SCRAM-SHA-256$iter:salt$StoredKey:ServerKey`` form PostgreSQL stores."""
+    salt = salt or secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode("ascii")
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def change_password(config: Config, password: str, runtime: Any) -> None:
+    running = False
+    if runtime is not None:
+        running = any(s.name == "postgres" and s.running for s in runtime.status())
+    if not running:
+        raise NselfError(
+            "POSTGRES_PASSWORD is also stored inside the database, and the postgres service "
+            "is not running, so it cannot be changed there; nothing was changed",
+            "start the stack (`nself start`) and rotate again",
+        )
+    user = config.text("POSTGRES_USER", "postgres")
+    sql = f"ALTER ROLE {_ident(user)} WITH PASSWORD '{scram_verifier(password)}';\n"
+    result = runtime.exec(
+        "postgres",
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", "postgres"],
+        input=sql.encode("utf-8"),
+        user="postgres",
+    )
+    if result.exit_code != 0:
+        detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise NselfError(
+            "could not change the password inside the database: "
+            + (detail[-1] if detail else f"psql exited with {result.exit_code}"),
+            "nothing was changed; check `nself logs postgres`",
+        )
