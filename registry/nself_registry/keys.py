@@ -101,9 +101,6 @@ def private_pem(key: Ed25519PrivateKey) -> bytes:
 
 def load_private(path: Path) -> Ed25519PrivateKey:
     """Read a PEM (PKCS#8) Ed25519 private key written by ``nself registry keygen``."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -111,14 +108,23 @@ def load_private(path: Path) -> Ed25519PrivateKey:
             f"cannot read signing key {path}: {exc.strerror}",
             "create one with `nself registry keygen`",
         ) from None
+    return private_from_pem(data, str(path))
+
+
+def private_from_pem(data: bytes, where: str) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         raise NselfError(
-            f"{path} is not a PEM private key", "create one with `nself registry keygen`"
+            f"{where} is not a PEM private key", "create one with `nself registry keygen`"
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise NselfError(f"{path} is not an Ed25519 key", "create one with `nself registry keygen`")
+        raise NselfError(
+            f"{where} is not an Ed25519 key", "create one with `nself registry keygen`"
+        )
     return key
 
 

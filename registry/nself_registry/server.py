@@ -14,8 +14,10 @@ Run it with ``nself registry serve`` or, in a container (the CS_1 custom service
     PORT=8001  HOST=0.0.0.0
     NSELF_REGISTRY_DIR=/srv/registry        # folder with index.json + artifacts/ (optional)
     NSELF_REGISTRY_SERVE_TOKEN=...          # private registry: required bearer token
-    PING_SIGNING_KEY_FILE=/run/secrets/ping.pem   # licence-purpose Ed25519 key (PEM)
-    PING_REVOKED_FILE=/srv/ping/revoked.txt        # one revoked licence id per line
+    PING_SIGNING_KEY_FILE=/run/secrets/ping.pem   # licence-purpose Ed25519 key (PEM), or
+    PING_SIGNING_KEY=<base64 of that PEM>          # the same, inline (from .env.secrets)
+    PING_REVOKED_FILE=/srv/ping/revoked.txt        # one revoked licence id per line, and/or
+    PING_REVOKED=lic_0001,lic_0002                 # revoked licence ids, inline
     PING_TELEMETRY_FILE=/srv/ping/telemetry.jsonl  # where opt-in events go (optional)
 """
 
@@ -30,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from nself_sdk import NselfError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -48,23 +52,24 @@ class Settings:
     token: str = ""
     ping_key: Ed25519PrivateKey | None = None
     revoked_file: Path | None = None
+    revoked_ids: frozenset[str] = frozenset()
     telemetry_file: Path | None = None
     _revoked: tuple[float, frozenset[str]] = field(default=(-1.0, frozenset()))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def revoked(self) -> frozenset[str]:
-        """Revoked licence ids, re-read whenever the file changes."""
+        """Revoked licence ids: inline ones plus the file's, re-read whenever it changes."""
         if self.revoked_file is None:
-            return frozenset()
+            return self.revoked_ids
         try:
             mtime = self.revoked_file.stat().st_mtime
         except FileNotFoundError:
-            return frozenset()
+            return self.revoked_ids
         if mtime != self._revoked[0]:
             lines = self.revoked_file.read_text().splitlines()
             ids = frozenset(x.strip() for x in lines if x.strip() and not x.startswith("#"))
             self._revoked = (mtime, ids)
-        return self._revoked[1]
+        return self.revoked_ids | self._revoked[1]
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -184,11 +189,20 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
     key_file = env.get("PING_SIGNING_KEY_FILE")
     revoked = env.get("PING_REVOKED_FILE")
     telemetry = env.get("PING_TELEMETRY_FILE")
+    ping_key = keys.load_private(Path(key_file)) if key_file else None
+    if env.get("PING_SIGNING_KEY"):
+        try:
+            pem = keys.unb64(env["PING_SIGNING_KEY"].strip())
+        except ValueError:
+            raise NselfError("PING_SIGNING_KEY is not base64 (of a PEM key)") from None
+        ping_key = keys.private_from_pem(pem, "PING_SIGNING_KEY")
+    inline = {x.strip() for x in env.get("PING_REVOKED", "").split(",") if x.strip()}
     return Settings(
         root=Path(root) if root else None,
         token=env.get("NSELF_REGISTRY_SERVE_TOKEN", ""),
-        ping_key=keys.load_private(Path(key_file)) if key_file else None,
+        ping_key=ping_key,
         revoked_file=Path(revoked) if revoked else None,
+        revoked_ids=frozenset(inline),
         telemetry_file=Path(telemetry) if telemetry else None,
     )
 
@@ -228,11 +242,14 @@ class Background:
 
 def main() -> None:
     """Container entry point: everything from the environment."""
-    run(
-        settings_from_env(),
-        host=os.environ.get("HOST", "0.0.0.0"),
-        port=int(os.environ.get("PORT", "8001")),
-    )
+    import sys
+
+    try:
+        settings = settings_from_env()
+    except NselfError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(1)
+    run(settings, host=os.environ.get("HOST", "0.0.0.0"), port=int(os.environ.get("PORT", "8001")))
 
 
 if __name__ == "__main__":
