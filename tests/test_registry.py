@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import tarfile
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -223,3 +224,96 @@ def test_private_registry_needs_its_token(
     assert "refused access (HTTP 401)" in error_of(client.fetch, None, "redis-cache", None)
     monkeypatch.setenv(client.TOKEN_VAR, "s3cret-token-for-tests")
     assert client.fetch(None, "redis-cache").is_file()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, proc: Any) -> Any:
+    import httpx
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read())
+        try:
+            return httpx.get(url, timeout=1)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_ping_api_container_entry_runs_from_env(env: Path, trust: Trust) -> None:
+    """`python -m nself_registry.server`, configured only by env, as in the CS_1 image."""
+    import base64
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from nself_registry import licensing
+
+    port = free_port()
+    environ = dict(os.environ)
+    environ.update(
+        PORT=str(port),
+        HOST="127.0.0.1",
+        PING_SIGNING_KEY=base64.b64encode(keys.private_pem(trust.license)).decode(),
+        PING_REVOKED="lic_gone",
+        PING_TELEMETRY_FILE=str(env / "events.jsonl"),
+        NSELF_REGISTRY_DIR=str(published(env, trust, ("notify", "1.0.0", {}))),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nself_registry.server"],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert wait_for(url + "/health", proc).json()["ping_api"] is True
+        now = int(time.time())
+        for lid, status in (("lic_ok", "valid"), ("lic_gone", "revoked")):
+            key = licensing.issue(trust.license, lid, issued=now - 5, expires=now + 3600)
+            lic = licensing.parse(key)
+            doc = licensing.ask(url, lic)
+            assert doc["signed"]["status"] == status
+        telemetry = httpx.post(url + "/v1/telemetry", json={"event": "install", "secret": "x"})
+        assert telemetry.status_code == 202
+        assert json.loads((env / "events.jsonl").read_text())["event"] == "install"
+        assert "secret" not in (env / "events.jsonl").read_text()
+        assert httpx.get(url + "/index.json").json()["signed"]["version"] == 1
+        assert httpx.get(url + "/artifacts/..%2Findex.json").status_code == 404
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_ping_api_cs1_lines_from_the_docs_build(project: Path, nself: Any) -> None:
+    """The CS_1 block of docs/plugins/licences.md composes a ping-api service with a route."""
+    import re
+
+    import yaml
+
+    doc = (Path(__file__).parent.parent / "docs" / "plugins" / "licences.md").read_text()
+    block = re.search(r"<!-- cs1-begin -->\n```sh\n(.*?)```", doc, re.S)
+    assert block is not None
+    with (project / ".env.dev").open("a") as out:
+        out.write(block.group(1))
+    (project / ".env.local").open("a").write("PING_SIGNING_KEY=c2VjcmV0LXBlbQ==\n")
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    compose = yaml.safe_load((project / "docker-compose.yml").read_text())
+    service = compose["services"]["ping-api"]
+    assert service["image"] == "nself/ping-api:latest"
+    assert "PING_SIGNING_KEY" in str(service["environment"])
+    assert "ports" not in service
+    nginx = "".join(p.read_text() for p in (project / "nginx").rglob("*.conf"))
+    assert "ping.local.nself.org" in nginx
