@@ -373,9 +373,12 @@ def rollback(project: Path) -> dict[str, str]:
             if not source.is_file():
                 continue
             data, mode = source.read_bytes(), source.stat().st_mode & 0o777
-            if target.is_file() and target.read_bytes() == data:
-                if target.stat().st_mode & 0o777 == mode:
-                    continue
+            if (
+                target.is_file()
+                and target.read_bytes() == data
+                and target.stat().st_mode & 0o777 == mode
+            ):
+                continue
             write_atomic(target, data, mode)
             done[rel] = "restored"
         for rel in sorted(set(current["files"]) - set(kept["files"])):

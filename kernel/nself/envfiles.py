@@ -14,7 +14,7 @@ from dotenv.variables import Literal as _Literal
 from dotenv.variables import Variable as _Variable
 from dotenv.variables import parse_variables
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 ALIASES = {"local": "dev", "development": "dev", "production": "prod", "stage": "staging"}
@@ -79,6 +79,11 @@ def parse_text(text: str, file: str) -> list[Entry]:
             )
         if binding.key is None:
             continue
+        if binding.value is None:
+            raise ConfigError(
+                f"{file}:{line}: {binding.key[:40]!r} has no '=' and no value",
+                f"write {binding.key[:40]}=value (or {binding.key[:40]}= for empty)",
+            )
         if not _valid_key(binding.key):
             raise ConfigError(
                 f"{file}:{line}: invalid variable name {binding.key!r}",
@@ -208,7 +213,10 @@ def current_env_file(project: Path) -> Path:
 def target_env(project: Path, requested: str | None = None) -> str:
     """``--env`` beats ``NSELF_ENV`` beats the last ``nself env switch`` beats dev."""
     if requested:
-        return canonical_env(requested, "--env")
+        try:
+            return canonical_env(requested, "--env")
+        except ConfigError as exc:
+            raise UsageError(exc.message, exc.hint) from None
     from_process = os.environ.get("NSELF_ENV")
     if from_process:
         return canonical_env(from_process, "NSELF_ENV")

@@ -127,14 +127,28 @@ _installed: dict[tuple[object, ...], list[Installed]] = {}
 _managers: dict[tuple[object, ...], pluggy.PluginManager] = {}
 
 
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path or ".").st_mtime_ns
+    except OSError:
+        return 0
+
+
 def _key() -> tuple[object, ...]:
-    return (os.environ.get(DISABLE_VAR, ""), os.environ.get(ONLY_VAR, ""), tuple(sys.path))
+    """What the found plugins depend on: the switches and the folders on ``sys.path``.
+
+    A folder's mtime changes when a distribution is installed into it or removed (the
+    same signal Python's own import system uses to refresh its directory caches).
+    """
+    paths = tuple((path, _mtime(path)) for path in sys.path)
+    return (os.environ.get(DISABLE_VAR, ""), os.environ.get(ONLY_VAR, ""), paths)
 
 
 def installed() -> list[Installed]:
     """Entry-point plugins after the switches, sorted by name so every build sees one order.
 
-    Scanned and imported once per process (per ``sys.path`` and switch values).
+    Scanned and imported once per process (again only if the switches or the folders on
+    ``sys.path`` change).
     """
     key = _key()
     if key in _installed:
@@ -221,7 +235,11 @@ def _flatten(results: list[Any]) -> Iterator[Any]:
 
 
 def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call ``hook`` on each plugin in registration order, keeping who answered what."""
+    """Call ``hook`` on each plugin in pluggy's call order, keeping who answered what.
+
+    The order is fixed (plugins register sorted by name, pluggy calls the last one first),
+    so every build sees the same answers in the same order.
+    """
     caller = getattr(pm.hook, hook)
     answers: list[tuple[str, Any]] = []
     for impl in reversed(caller.get_hookimpls()):

@@ -1,0 +1,53 @@
+"""Helpers shared by the kernel's test modules."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from nself.envfiles import Resolver, parse_text
+
+__all__ = ["compose_config", "read_computed", "strong_secrets", "tree"]
+
+
+def strong_secrets(folder: Path) -> dict[str, str]:
+    """Fresh production-grade values for every secret the core stack needs."""
+    values = {
+        name: secrets.token_urlsafe(32)
+        for name in ("POSTGRES_PASSWORD", "HASURA_GRAPHQL_ADMIN_SECRET", "HASURA_JWT_KEY")
+    }
+    path = folder / ".env.secrets"
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    path.chmod(0o600)
+    return values
+
+
+def read_computed(folder: Path) -> dict[str, str]:
+    """``.env.computed`` read back with the kernel's own parser (literal values)."""
+    text = (folder / ".env.computed").read_text()
+    return Resolver(parse_text(text, ".env.computed")).resolve_all()
+
+
+def compose_config(folder: Path) -> dict[str, Any]:
+    """The project's compose file as the real ``docker compose config`` resolves it."""
+    done = subprocess.run(
+        ["docker", "compose", "--env-file", ".env.computed", "config", "--format", "json"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def tree(folder: Path, skip: tuple[str, ...] = (".nself/",)) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes), except state folders."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.relative_to(folder).as_posix().startswith(skip)
+    }

@@ -1,0 +1,128 @@
+"""The CLI root: version, help, exit codes, error lines, --debug, start-up imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import Result
+
+from nself import __version__
+
+Run = Callable[..., Result]
+# Never imported at start-up: commands that need them import them themselves.
+HEAVY = ("docker", "httpx", "cryptography", "jinja2", "psycopg", "starlette", "rich")
+
+
+def imported_after(code: str) -> set[str]:
+    """Top-level packages imported by a fresh interpreter running ``code``."""
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=Path(__file__).parent
+    )
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split()[-1000:])
+
+
+def test_version_flag_imports_neither_docker_nor_httpx() -> None:
+    loaded = imported_after("from nself.cli import main\nmain(['--version'])")
+    assert not loaded & {"docker", "httpx", "typer", "pluggy", "yaml", "rich"}, loaded
+
+
+def test_version_flag_with_the_real_script_and_importtime(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("nself")
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", str(script), "--version"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"nself {__version__}"
+    modules = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines()}
+    assert "docker" not in modules and "httpx" not in modules
+
+
+def test_loading_every_plugin_imports_nothing_heavy() -> None:
+    """Plugins are imported on every start-up: their module level must stay light."""
+    loaded = imported_after(
+        "from nself.cli import make_app, get_command\nget_command(make_app(), 'version')"
+    )
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_version_command(nself: Run) -> None:
+    result = nself("version")
+    assert result.code == 0
+    assert result.out.startswith(f"nself {__version__} (Python ")
+    data = json.loads(nself("version", "--json").out)
+    assert data["version"] == __version__
+    names = {p["name"] for p in data["plugins"]}
+    assert {"project", "postgres", "hasura", "auth", "nginx", "compose", "custom"} <= names
+
+
+def test_help_is_grouped(nself: Run) -> None:
+    result = nself("--help")
+    assert result.code == 0
+    assert "Project" in result.out
+    for command in ("init", "build", "version"):
+        assert command in result.out
+
+
+def test_build_help_lists_its_options(nself: Run) -> None:
+    result = nself("build", "--help")
+    assert result.code == 0
+    for option in ("--check", "--env", "--rollback", "--json"):
+        assert option in result.out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["no-such-command"], ["build", "--no-such-option"], ["init", "a", "b", "c"], []],
+)
+def test_usage_errors_exit_2(nself: Run, args: list[str], tmp_path: Path) -> None:
+    result = nself(*args, cwd=tmp_path)
+    assert result.code == 2
+    assert "Traceback" not in result.output
+    if args:
+        assert result.err.startswith("error: ")
+        assert "hint: see `nself" in result.err
+
+
+def test_failures_exit_1_with_one_error_line_and_a_hint(nself: Run, tmp_path: Path) -> None:
+    result = nself("build", cwd=tmp_path)
+    assert result.code == 1
+    lines = result.err.splitlines()
+    assert lines[0].startswith("error: no nself project in ")
+    assert lines[1].startswith("hint: ")
+    assert len(lines) == 2
+
+
+def test_debug_shows_the_traceback(nself: Run, tmp_path: Path) -> None:
+    assert "Traceback" not in nself("build", cwd=tmp_path).err
+    result = nself("--debug", "build", cwd=tmp_path)
+    assert result.code == 1
+    assert "Traceback (most recent call last)" in result.err
+    assert "error: no nself project" in result.err
+
+
+def test_project_option_points_at_a_project_elsewhere(
+    project: Path, nself: Run, tmp_path: Path
+) -> None:
+    result = nself("-C", str(project), "build", "--json", cwd=tmp_path)
+    assert result.code == 0, result.output
+    assert json.loads(result.out)["project"] == "demo"
+
+
+def test_build_runs_from_a_subfolder(project: Path, nself: Run) -> None:
+    assert nself("build", cwd=project / "migrations").code == 0
+    assert (project / "docker-compose.yml").is_file()
+
+
+def test_rollback_refuses_to_mix_with_check(project: Path, nself: Run) -> None:
+    result = nself("build", "--rollback", "--check", cwd=project)
+    assert result.code == 2 and result.err.startswith("error: ")
