@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from conftest import Result, needs_docker, set_env
 from kernel_helpers import compose_config, tree
 

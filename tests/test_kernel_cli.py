@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Result
 
+from conftest import Result
 from nself import __version__
 
 Run = Callable[..., Result]

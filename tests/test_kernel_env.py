@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from conftest import Result, needs_docker, set_env
 from kernel_helpers import compose_config, read_computed, strong_secrets
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from conftest import Result, needs_docker, set_env
 from kernel_helpers import compose_config
-
 from nself.plugins import scan_entry_points
 
 Run = Callable[..., Result]
