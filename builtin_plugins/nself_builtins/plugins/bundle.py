@@ -1,0 +1,255 @@
+"""A declarative bundle as a plugin object: the loader turns each installed bundle into one.
+
+The object implements the same hooks an entry-point plugin would, from the manifest and
+the bundle's data files only. Nothing from the bundle is executed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from nself_sdk import (
+    Config,
+    GeneratedFile,
+    HealthCheck,
+    Migration,
+    Mount,
+    Problem,
+    Route,
+    Service,
+    Setting,
+    Stack,
+    hookimpl,
+)
+from nself_sdk.manifest import PORT_FIRST, PORT_LAST, REF, Bundle
+
+from .store import LockEntry
+
+GENERATED_DIR = ".nself/plugin-files"
+HASURA_DIR = "hasura/plugins"
+
+
+class BundlePlugin:
+    """One installed bundle, registered under its own name like any other plugin."""
+
+    def __init__(self, bundle: Bundle, entry: LockEntry) -> None:
+        self.bundle = bundle
+        self.manifest = bundle.manifest
+        self.entry = entry
+        self.nself_name = self.manifest.name
+        self.nself_tier = self.manifest.tier
+        self.nself_version = self.manifest.version
+
+    def __repr__(self) -> str:
+        return f"<bundle {self.manifest.name} {self.manifest.version}>"
+
+    # -- helpers ----------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return self.manifest.name
+
+    def port(self, config: Config) -> int | None:
+        if self.manifest.service is None:
+            return None
+        return config.int(self.manifest.port_setting, self.entry.port or 0) or None
+
+    def missing_settings(self, config: Config) -> list[str]:
+        return [
+            s.name
+            for s in self.manifest.settings
+            if s.required and not (config.get(s.name) or "").strip()
+        ]
+
+    # -- hooks ------------------------------------------------------------------------------
+    @hookimpl
+    def declare_settings(self) -> list[Setting]:
+        return [
+            Setting(
+                s.name,
+                s.default,
+                s.description or f"Setting of plugin {self.manifest.name}.",
+                secret=s.secret,
+                min_length=s.min_length,
+                generate=s.generate,
+            )
+            for s in self.manifest.settings
+        ]
+
+    @hookimpl
+    def contribute_env(self, config: Config) -> dict[str, str]:
+        if self.manifest.service is None or self.entry.port is None:
+            return {}
+        return {
+            self.manifest.port_setting: str(self.entry.port),
+            self.manifest.host_setting: self.host,
+        }
+
+    @hookimpl
+    def validate_config(self, config: Config) -> list[Problem]:
+        problems: list[Problem] = []
+        name = self.manifest.name
+        for setting in self.missing_settings(config):
+            problems.append(
+                Problem(
+                    "error",
+                    f"plugin {name} needs {setting}, which is not set",
+                    f"set {setting} in .env.dev (or .env.secrets if it is secret)",
+                )
+            )
+        port = self.port(config)
+        if port is not None and not PORT_FIRST <= port <= PORT_LAST:
+            problems.append(
+                Problem(
+                    "error",
+                    f"{config.where(self.manifest.port_setting)}: "
+                    f"{self.manifest.port_setting}={port} is outside the plugin port block "
+                    f"{PORT_FIRST}-{PORT_LAST}",
+                    "remove the setting to use the port recorded in plugins.lock",
+                )
+            )
+        return problems
+
+    @hookimpl
+    def contribute_services(self, config: Config) -> list[Service]:
+        spec = self.manifest.service
+        if spec is None:
+            return []
+        port = self.port(config)
+        name = self.manifest.name
+        check = None
+        health_url = None
+        if spec.health is not None:
+            if spec.health.command is not None:
+                check = HealthCheck(
+                    spec.health.command,
+                    interval=spec.health.interval,
+                    timeout=spec.health.timeout,
+                    retries=spec.health.retries,
+                    start_period=spec.health.start_period,
+                )
+            if spec.health.path is not None and port is not None:
+                health_url = f"http://{self.host}:{port}{spec.health.path}"
+        mounts = [
+            Mount(f"./{GENERATED_DIR}/{name}/{f.source}", f.target, read_only=True)
+            for f in self.manifest.files
+        ]
+        mounts += [
+            Mount(volume_name(name, key), target) for key, target in sorted(spec.volumes.items())
+        ]
+        return [
+            Service(
+                name=self.host,
+                title=name,
+                image=spec.image,
+                role="plugin",
+                port=port,
+                environment=dict(spec.environment),
+                command=spec.command,
+                entrypoint=spec.entrypoint,
+                healthcheck=check,
+                depends_on=spec.depends_on,
+                mounts=tuple(mounts),
+                tmpfs=spec.tmpfs,
+                user=spec.user,
+                cap_add=spec.cap_add,
+                read_only=spec.read_only,
+                health_url=health_url,
+                labels={
+                    "org.nself.plugin-version": self.manifest.version,
+                    "org.nself.plugin-tier": self.manifest.tier,
+                },
+            )
+        ]
+
+    @hookimpl
+    def contribute_nginx(self, config: Config) -> list[Route]:
+        route = self.manifest.route
+        port = self.port(config)
+        if route is None or port is None:
+            return []
+        return [
+            Route(
+                subdomain=route.subdomain,
+                upstream_host=self.host,
+                upstream_port=port,
+                service=self.host,
+                websocket=route.websocket,
+                max_body_size=route.max_body_size,
+                internal_only=route.internal_only,
+                extra=self.bundle.fragment,
+            )
+        ]
+
+    @hookimpl
+    def contribute_migrations(self, config: Config) -> list[Migration]:
+        deps = tuple(sorted(self.manifest.dependencies))
+        return [
+            Migration(
+                version=m.version,
+                name=m.name,
+                up_sql=m.up,
+                down_sql=m.down,
+                source=self.manifest.name,
+                depends_on=deps,
+            )
+            for m in self.bundle.migrations
+        ]
+
+    @hookimpl
+    def contribute_files(self, config: Config, stack: Stack) -> list[GeneratedFile]:
+        name = self.manifest.name
+        files = [
+            GeneratedFile(
+                f"{GENERATED_DIR}/{name}/{source}", render_template(text, config, source, name)
+            )
+            for source, text in sorted(self.bundle.templates.items())
+        ]
+        if self.bundle.hasura_tables:
+            import yaml
+
+            files.append(
+                GeneratedFile(
+                    f"{HASURA_DIR}/{name}/tables.yaml",
+                    f"# Generated by `nself build` from plugin {name} {self.manifest.version}.\n"
+                    + yaml.safe_dump(self.bundle.hasura_tables, sort_keys=False),
+                )
+            )
+        return files
+
+
+def volume_name(plugin: str, key: str) -> str:
+    """The named volume holding a plugin's data (kept by `nself plugin remove`)."""
+    return "plugin_" + re.sub(r"[^a-z0-9_]", "_", plugin) + "_" + key
+
+
+def render_template(text: str, config: Config, source: str, plugin: str) -> str:
+    """Substitute ``${NAME}`` / ``${NAME:-default}`` from the resolved settings."""
+    from nself_sdk import NselfError
+
+    missing: list[str] = []
+
+    def value(match: re.Match[str]) -> str:
+        whole = match.group(0)
+        name = match.group(1)
+        got = config.get(name)
+        if got is not None and got != "":
+            return got
+        if ":-" in whole:
+            return whole[whole.index(":-") + 2 : -1]
+        if got is None:
+            missing.append(name)
+        return got or ""
+
+    rendered = REF.sub(value, text)
+    if missing:
+        raise NselfError(
+            f"plugin {plugin}: {source} refers to undefined setting(s): "
+            f"{', '.join(sorted(set(missing)))}",
+            "set them in an env file, or give a default with ${NAME:-value}",
+        )
+    return rendered
+
+
+def bundle_plugins(items: list[Any]) -> list[BundlePlugin]:
+    return [BundlePlugin(item.bundle, item.entry) for item in items]

@@ -1,0 +1,539 @@
+"""Where a project keeps its plugin bundles, the lock file, and the local installer.
+
+Layout (both committed, so every teammate and every server runs the same plugins)::
+
+    plugins/<name>/        the installed bundle, exactly as packed
+    plugins.lock           name -> version, sha256 of the installed files, port, source
+
+Installing never runs anything from the bundle. It checks the manifest, copies the
+bundle into ``.nself/tmp/`` (same file system), hashes it, then renames it into
+``plugins/<name>`` and rewrites the lock; on any failure nothing is left behind.
+Loading a project re-hashes every bundle and refuses one that no longer matches its lock
+entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nself_sdk import NselfError, nself_version, write_atomic
+from nself_sdk.manifest import (
+    MANIFEST_FILE,
+    PORT_FIRST,
+    PORT_LAST,
+    Bundle,
+    check_requires_nself,
+    load_bundle,
+    version_matches,
+)
+
+from . import archive as archives
+
+PLUGINS_DIR = "plugins"
+LOCK_FILE = "plugins.lock"
+TMP_DIR = ".nself/tmp"
+LOCK_HEADER = (
+    "# Plugin bundles installed in this project, written by `nself plugin install/remove`.\n"
+    "# Commit it together with plugins/: nself re-checks every bundle against its sha256.\n"
+)
+LOCK_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    name: str
+    version: str
+    sha256: str
+    port: int | None
+    tier: str = "free"
+    source: str = ""
+    archive_sha256: str | None = None
+
+    def as_toml(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"version": self.version, "sha256": self.sha256}
+        if self.port is not None:
+            data["port"] = self.port
+        data["tier"] = self.tier
+        if self.source:
+            data["source"] = self.source
+        if self.archive_sha256:
+            data["archive_sha256"] = self.archive_sha256
+        return data
+
+
+@dataclass(frozen=True)
+class Installed:
+    """The result of an install: what is now in ``plugins/<name>``."""
+
+    entry: LockEntry
+    path: Path
+    replaced: str | None = None  # the version it replaced, if any
+
+
+# -- the lock file ------------------------------------------------------------------------------
+
+
+def lock_path(project: Path) -> Path:
+    return project / LOCK_FILE
+
+
+def read_lock(project: Path) -> dict[str, LockEntry]:
+    path = lock_path(project)
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise NselfError(
+            f"{LOCK_FILE} is not valid TOML ({exc})",
+            f"restore it from version control, or reinstall the plugins in {PLUGINS_DIR}/",
+        ) from None
+    plugins = data.get("plugins", {})
+    if not isinstance(plugins, dict):
+        raise NselfError(f"{LOCK_FILE}: [plugins] must be a table", "restore it")
+    entries: dict[str, LockEntry] = {}
+    for name, raw in plugins.items():
+        if not isinstance(raw, dict) or not isinstance(raw.get("version"), str):
+            raise NselfError(f"{LOCK_FILE}: entry {name!r} is malformed", "restore it")
+        sha = raw.get("sha256")
+        if not isinstance(sha, str) or len(sha) != 64:
+            raise NselfError(f"{LOCK_FILE}: {name} has no valid sha256", "restore it")
+        port = raw.get("port")
+        if port is not None and not isinstance(port, int):
+            raise NselfError(f"{LOCK_FILE}: {name} port must be a number", "restore it")
+        entries[name] = LockEntry(
+            name=name,
+            version=raw["version"],
+            sha256=sha,
+            port=port,
+            tier=str(raw.get("tier", "free")),
+            source=str(raw.get("source", "")),
+            archive_sha256=raw.get("archive_sha256"),
+        )
+    return entries
+
+
+def write_lock(project: Path, entries: dict[str, LockEntry]) -> None:
+    import tomli_w
+
+    body = {
+        "format": LOCK_FORMAT,
+        "plugins": {name: entries[name].as_toml() for name in sorted(entries)},
+    }
+    write_atomic(lock_path(project), LOCK_HEADER + tomli_w.dumps(body))
+
+
+# -- hashing ------------------------------------------------------------------------------------
+
+
+def tree_sha256(root: Path) -> str:
+    """A digest of a bundle folder: every file's path, kind and content, in order.
+
+    Links are hashed as links (their target text), never followed.
+    """
+    digest = hashlib.sha256(b"nself-bundle-v1\0")
+    for path in archives.bundle_files(root):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            digest.update(b"L\0" + rel.encode() + b"\0" + os.readlink(path).encode() + b"\0")
+        else:
+            digest.update(
+                b"F\0" + rel.encode() + b"\0" + archives.sha256_file(path).encode() + b"\0"
+            )
+    return digest.hexdigest()
+
+
+# -- ports --------------------------------------------------------------------------------------
+
+
+def allocate_port(
+    entries: dict[str, LockEntry], name: str, wanted: int | None, keep: int | None = None
+) -> int:
+    """The plugin's port: the one it asks for, else the one it had, else the lowest free one."""
+    taken = {e.port: e.name for e in entries.values() if e.port is not None and e.name != name}
+    if wanted is not None:
+        if wanted in taken:
+            raise NselfError(
+                f"plugin {name} wants port {wanted}, which plugin {taken[wanted]} already uses",
+                f"remove {taken[wanted]} or ask the author of {name} to drop the fixed port",
+            )
+        return wanted
+    if keep is not None and keep not in taken and PORT_FIRST <= keep <= PORT_LAST:
+        return keep
+    for port in range(PORT_FIRST, PORT_LAST + 1):
+        if port not in taken:
+            return port
+    raise NselfError(
+        f"no free plugin port: all {PORT_LAST - PORT_FIRST + 1} ports of the block "
+        f"{PORT_FIRST}-{PORT_LAST} are taken",
+        "remove a plugin you no longer use (`nself plugin remove NAME`)",
+    )
+
+
+# -- installing ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def scratch(project: Path, what: str) -> Iterator[Path]:
+    """A temp folder on the project's file system, removed afterwards whatever happens."""
+    base = project / TMP_DIR
+    base.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{what}-", dir=base))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _copy_bundle(source: Path, target: Path) -> None:
+    """Copy the bundle's files; links must stay inside the bundle and are copied as links."""
+    root = source.resolve()
+    target.mkdir(parents=True)
+    for path in archives.bundle_files(source):
+        rel = path.relative_to(source)
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            real = path.resolve()
+            if real != root and root not in real.parents:
+                raise NselfError(
+                    f"{source / rel} is a link to {os.readlink(path)}, outside the bundle",
+                    "replace the link with the file itself; nothing was installed",
+                )
+            os.symlink(os.readlink(path), dest)
+            continue
+        if not path.is_file():
+            raise NselfError(f"{source / rel} is not a regular file", "remove it from the bundle")
+        shutil.copyfile(path, dest)
+        dest.chmod(0o644)
+
+
+def bundle_root(folder: Path) -> Path:
+    """The bundle inside an unpacked archive: its top folder, or the top-level files."""
+    if (folder / MANIFEST_FILE).is_file():
+        return folder
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    top = entries[0] if len(entries) == 1 else None
+    if top is not None and not top.is_symlink() and (top / MANIFEST_FILE).is_file():
+        return top
+    raise NselfError(
+        f"the archive holds no {MANIFEST_FILE} at its top or in a single top folder",
+        "pack bundles with `nself plugin pack`",
+    )
+
+
+def installed_python_plugins() -> dict[str, str]:
+    """Entry-point plugins (builtins included): name -> version of their distribution."""
+    from importlib.metadata import entry_points
+
+    found: dict[str, str] = {}
+    for ep in entry_points(group="nself.plugins"):
+        dist = getattr(ep, "dist", None)
+        found[ep.name] = dist.version if dist is not None else nself_version
+    return found
+
+
+def check_dependencies(project: Path, bundle: Bundle, entries: dict[str, LockEntry]) -> None:
+    python = installed_python_plugins()
+    for dep, spec in sorted(bundle.manifest.dependencies.items()):
+        have = entries[dep].version if dep in entries else python.get(dep)
+        if have is None:
+            raise NselfError(
+                f"plugin {bundle.manifest.name} needs plugin {dep} ({spec}), "
+                "which is not installed",
+                f"install it first: `nself plugin install {dep}`",
+            )
+        if not version_matches(spec, have):
+            raise NselfError(
+                f"plugin {bundle.manifest.name} needs {dep} {spec}, but {dep} {have} is installed",
+                f"update it: `nself plugin install {dep}@VERSION --force`",
+            )
+
+
+def check_licence(project: Path, bundle: Bundle) -> None:
+    """A pro bundle installs only when a licence plugin allows it (see ``validate_license``)."""
+    manifest = bundle.manifest
+    if manifest.tier == "free":
+        return
+    from nself_sdk import load_config, plugin_manager
+
+    config = load_config(project)
+    verdict = plugin_manager(project).hook.validate_license(
+        config=config, plugin=manifest.name, tier=manifest.tier
+    )
+    if verdict is None:
+        raise NselfError(
+            f"plugin {manifest.name} needs a {manifest.tier} licence",
+            "run `nself license set KEY`, then install again",
+        )
+    if verdict is not None and getattr(verdict, "level", "error") == "error":
+        raise NselfError(verdict.message, verdict.hint)
+
+
+def install_folder(
+    project: Path,
+    folder: Path,
+    *,
+    source: str = "",
+    replace: bool = False,
+    archive_sha256: str | None = None,
+    expected_name: str | None = None,
+    expected_version: str | None = None,
+    check_licence_with_hooks: bool = True,
+) -> Installed:
+    """Install the bundle in ``folder`` into ``project``: all or nothing.
+
+    ``replace`` allows replacing an installed version (update/reinstall). ``expected_*``
+    guard against a registry artifact that is not what was asked for.
+    """
+    project = project.resolve()
+    folder = folder.resolve()
+    plugins = project / PLUGINS_DIR
+    bundle = load_bundle(folder)
+    manifest = bundle.manifest
+    if expected_name is not None and manifest.name != expected_name:
+        raise NselfError(
+            f"the bundle is plugin {manifest.name!r}, not {expected_name!r}",
+            "the artifact does not match its index entry; nothing was installed",
+        )
+    if expected_version is not None and manifest.version != expected_version:
+        raise NselfError(
+            f"the bundle is {manifest.name} {manifest.version}, not {expected_version}",
+            "the artifact does not match its index entry; nothing was installed",
+        )
+    check_requires_nself(manifest, nself_version)
+    entries = read_lock(project)
+    old = entries.get(manifest.name)
+    dest = plugins / manifest.name
+    adopting = folder == dest.resolve()
+    if old is not None and not replace and not adopting:
+        raise NselfError(
+            f"plugin {manifest.name} {old.version} is already installed",
+            f"use --force to replace it with {manifest.version}, or remove it first",
+        )
+    if old is None and dest.exists() and not adopting:
+        raise NselfError(
+            f"{PLUGINS_DIR}/{manifest.name} exists but is not in {LOCK_FILE}",
+            f"move the folder away, or adopt it with `nself plugin install ./{PLUGINS_DIR}/"
+            f"{manifest.name}`",
+        )
+    python = installed_python_plugins()
+    if manifest.name in python:
+        raise NselfError(
+            f"a Python plugin named {manifest.name!r} is already installed",
+            "plugin names must be unique; uninstall the other one or rename the bundle",
+        )
+    check_dependencies(project, bundle, entries)
+    if check_licence_with_hooks:
+        check_licence(project, bundle)
+    wanted = manifest.service.port if manifest.service is not None else None
+    port = (
+        allocate_port(entries, manifest.name, wanted, keep=old.port if old else None)
+        if manifest.service is not None
+        else None
+    )
+    if adopting:
+        digest = tree_sha256(dest)
+        entry = LockEntry(
+            manifest.name, manifest.version, digest, port, manifest.tier, source or "folder"
+        )
+        entries[manifest.name] = entry
+        write_lock(project, entries)
+        return Installed(entry, dest, old.version if old else None)
+    with scratch(project, f"install-{manifest.name}") as tmp:
+        staged = tmp / manifest.name
+        _copy_bundle(folder, staged)
+        load_bundle(staged)  # the copy is what gets installed: check it, not the source
+        digest = tree_sha256(staged)
+        entry = LockEntry(
+            name=manifest.name,
+            version=manifest.version,
+            sha256=digest,
+            port=port,
+            tier=manifest.tier,
+            source=source or "folder",
+            archive_sha256=archive_sha256,
+        )
+        entries[manifest.name] = entry
+        plugins.mkdir(exist_ok=True)
+        backup = tmp / "previous"
+        if dest.exists():
+            os.rename(dest, backup)
+        try:
+            os.rename(staged, dest)
+            try:
+                write_lock(project, entries)
+            except BaseException:
+                shutil.rmtree(dest, ignore_errors=True)
+                raise
+        except BaseException:
+            if backup.exists():
+                os.rename(backup, dest)
+            raise
+    return Installed(entry, dest, old.version if old else None)
+
+
+def install_archive(
+    project: Path,
+    archive_path: Path,
+    *,
+    source: str = "",
+    replace: bool = False,
+    expected_name: str | None = None,
+    expected_version: str | None = None,
+    expected_sha256: str | None = None,
+    check_licence_with_hooks: bool = True,
+) -> Installed:
+    """Safely unpack a bundle archive and install it (see ``install_folder``).
+
+    The registry client calls this after it verified the artifact; ``expected_sha256``
+    re-checks the bytes on disk just before unpacking.
+    """
+    project = project.resolve()
+    if not archive_path.is_file():
+        raise NselfError(f"{archive_path} does not exist", "check the path of the archive")
+    digest = archives.sha256_file(archive_path)
+    if expected_sha256 is not None and digest != expected_sha256.lower():
+        raise NselfError(
+            f"{archive_path.name}: sha256 {digest} does not match the expected {expected_sha256}",
+            "the download is corrupt or was tampered with; nothing was installed",
+        )
+    with scratch(project, "unpack") as tmp:
+        unpacked = tmp / "bundle"
+        unpacked.mkdir()
+        archives.extract(archive_path, unpacked)
+        return install_folder(
+            project,
+            bundle_root(unpacked),
+            source=source or f"archive:{archive_path.name}",
+            replace=replace,
+            archive_sha256=digest,
+            expected_name=expected_name,
+            expected_version=expected_version,
+            check_licence_with_hooks=check_licence_with_hooks,
+        )
+
+
+def dependents(entries: dict[str, LockEntry], project: Path, name: str) -> list[str]:
+    """Installed bundles that depend on ``name``."""
+    found = []
+    for other in sorted(entries):
+        if other == name:
+            continue
+        try:
+            bundle = load_bundle(project / PLUGINS_DIR / other)
+        except NselfError:
+            continue
+        if name in bundle.manifest.dependencies:
+            found.append(other)
+    return found
+
+
+def remove(project: Path, name: str) -> LockEntry:
+    """Take ``name`` out of the project: its folder and its lock entry (data stays)."""
+    project = project.resolve()
+    entries = read_lock(project)
+    entry = entries.get(name)
+    if entry is None:
+        raise NselfError(
+            f"plugin {name} is not installed in this project",
+            "`nself plugin list` shows the installed plugins",
+        )
+    users = dependents(entries, project, name)
+    if users:
+        raise NselfError(
+            f"plugin {', '.join(users)} depends on {name}",
+            f"remove {', '.join(users)} first",
+        )
+    dest = project / PLUGINS_DIR / name
+    with scratch(project, f"remove-{name}") as tmp:
+        if dest.exists():
+            os.rename(dest, tmp / name)
+        del entries[name]
+        try:
+            write_lock(project, entries)
+        except BaseException:
+            if (tmp / name).exists():
+                os.rename(tmp / name, dest)
+            raise
+    return entry
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Loaded:
+    entry: LockEntry
+    bundle: Bundle
+
+
+def verified_bundles(project: Path) -> list[Loaded]:
+    """Every bundle of the lock file, re-hashed and checked; a mismatch is an error."""
+    entries = read_lock(project)
+    plugins = project / PLUGINS_DIR
+    loaded: list[Loaded] = []
+    for name in sorted(entries):
+        entry = entries[name]
+        folder = plugins / name
+        if not folder.is_dir():
+            raise NselfError(
+                f"{LOCK_FILE} lists plugin {name} but {PLUGINS_DIR}/{name} is missing",
+                f"reinstall it (`nself plugin install {name}`) or remove it from the lock "
+                f"(`nself plugin remove {name}`)",
+            )
+        digest = tree_sha256(folder)
+        if digest != entry.sha256:
+            raise NselfError(
+                f"{PLUGINS_DIR}/{name} does not match {LOCK_FILE} (sha256 {digest[:12]}…, "
+                f"locked {entry.sha256[:12]}…): its files were changed",
+                f"reinstall it with `nself plugin install {name} --force`, or if you changed "
+                f"it on purpose, re-lock it with `nself plugin install ./{PLUGINS_DIR}/{name}`",
+            )
+        bundle = load_bundle(folder)
+        if bundle.manifest.name != name or bundle.manifest.version != entry.version:
+            raise NselfError(
+                f"{PLUGINS_DIR}/{name} holds {bundle.manifest.name} {bundle.manifest.version}, "
+                f"but {LOCK_FILE} says {name} {entry.version}",
+                f"reinstall it with `nself plugin install {name} --force`",
+            )
+        check_requires_nself(bundle.manifest, nself_version)
+        loaded.append(Loaded(entry, bundle))
+    names = {item.entry.name for item in loaded}
+    python = installed_python_plugins()
+    for item in loaded:
+        for dep, spec in item.bundle.manifest.dependencies.items():
+            have = entries[dep].version if dep in names else python.get(dep)
+            if have is None:
+                raise NselfError(
+                    f"plugin {item.entry.name} needs plugin {dep}, which is not installed",
+                    f"install it: `nself plugin install {dep}`",
+                )
+            if not version_matches(spec, have):
+                raise NselfError(
+                    f"plugin {item.entry.name} needs {dep} {spec}, but {dep} {have} is installed",
+                    f"update {dep}",
+                )
+    return loaded
+
+
+def unlisted_folders(project: Path) -> list[str]:
+    """Folders in plugins/ the lock file does not know (copied by hand, half-merged...)."""
+    plugins = project / PLUGINS_DIR
+    if not plugins.is_dir():
+        return []
+    known = set(read_lock(project))
+    return sorted(
+        p.name
+        for p in plugins.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in known
+    )

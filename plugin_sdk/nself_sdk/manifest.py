@@ -1,0 +1,1108 @@
+"""The manifest of a declarative plugin bundle (``plugin.toml``): parse it, lint it.
+
+A bundle is a folder (or an archive of one) with a ``plugin.toml`` and the data files it
+names: SQL migrations, Hasura metadata, an nginx fragment, config templates. It holds no
+code nself runs. ``docs/plugins/manifest.md`` documents every field; this module is the
+reference implementation, and every mistake it finds is reported with the file, the line
+when it can be found, the field and what to write instead.
+
+Only the standard library is imported at module level: this module is loaded on every
+``nself build`` of a project with plugins.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from nself.errors import NselfError
+from nself.model import Problem
+
+MANIFEST_FILE = "plugin.toml"
+# The seed reserves this block for plugins (3010-3020 are frontend dev servers, 3021 admin).
+PORT_FIRST, PORT_LAST = 3820, 3849
+TIERS = ("free", "pro")
+NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+SETTING = re.compile(r"^[A-Z][A-Z0-9_]*$")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SUBDOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+TABLE_PREFIX = re.compile(r"^[a-z][a-z0-9]*_$")
+DURATION = re.compile(r"^\d+(ms|s|m|h)$")
+SIZE = re.compile(r"^\d+[kKmMgG]?$")
+MIGRATION_FILE = re.compile(r"^(\d{4,14})_([a-z0-9][a-z0-9_]*)\.(up|down)\.sql$")
+REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
+GENERATORS = ("token", "password", "hex")
+# Names nself itself or the CLI needs; a plugin may not take them.
+RESERVED_NAMES = frozenset({"nself", "plugin", "plugins", "all", "core", "builtin", "np"})
+# nginx directives a fragment may not use: they would reach outside the plugin's location.
+FORBIDDEN_DIRECTIVES = frozenset(
+    {
+        "include",
+        "load_module",
+        "root",
+        "alias",
+        "proxy_pass",
+        "server",
+        "location",
+        "ssl_certificate",
+        "ssl_certificate_key",
+        "perl",
+        "perl_set",
+        "js_import",
+        "js_content",
+        "js_set",
+        "content_by_lua",
+        "content_by_lua_block",
+        "access_by_lua",
+        "access_by_lua_block",
+        "set_by_lua",
+    }
+)
+CREATE_TABLE = re.compile(
+    r"\bcreate\s+(?:(?:global\s+|local\s+)?(?:temp|temporary)\s+|unlogged\s+)?table\s+"
+    r"(?:if\s+not\s+exists\s+)?((?:\"[^\"]+\"|[A-Za-z_][\w$]*)(?:\s*\.\s*(?:\"[^\"]+\"|[A-Za-z_][\w$]*))?)",
+    re.IGNORECASE,
+)
+CORE_TABLE_PREFIX = "np_"
+
+
+class ManifestError(NselfError):
+    """A bundle with one or more mistakes; ``problems`` lists each on its own line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        first = problems[0]
+        super().__init__(first.message, first.hint)
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """An env variable the plugin reads (``[settings.NAME]``)."""
+
+    name: str
+    default: str | None = None
+    description: str = ""
+    secret: bool = False
+    required: bool = False
+    generate: str | None = None
+    min_length: int = 0
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    """How to tell the plugin is healthy: an HTTP path, a command in the container, or both."""
+
+    path: str | None = None
+    command: tuple[str, ...] | None = None
+    interval: str = "10s"
+    timeout: str = "5s"
+    retries: int = 5
+    start_period: str = "20s"
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A config template in the bundle, rendered at build time and mounted read-only."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    image: str
+    port: int | None = None
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    health: HealthSpec | None = None
+    volumes: dict[str, str] = field(default_factory=dict)
+    tmpfs: tuple[str, ...] = ()
+    user: str | None = None
+    cap_add: tuple[str, ...] = ()
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """The plugin's public virtual host, ``subdomain.BASE_DOMAIN``."""
+
+    subdomain: str
+    websocket: bool = False
+    max_body_size: str | None = None
+    internal_only: bool = False
+    fragment: str | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseSpec:
+    table_prefix: str
+    migrations: str | None = None
+    hasura_metadata: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    description: str
+    tier: str = "free"
+    license: str | None = None
+    requires_nself: str = "*"
+    homepage: str | None = None
+    env_prefix: str = ""
+    dependencies: dict[str, str] = field(default_factory=dict)
+    service: ServiceSpec | None = None
+    settings: tuple[SettingSpec, ...] = ()
+    route: RouteSpec | None = None
+    files: tuple[FileSpec, ...] = ()
+    database: DatabaseSpec | None = None
+
+    @property
+    def port_setting(self) -> str:
+        """The derived setting holding the plugin's port (e.g. ``PGBOUNCER_PORT``)."""
+        return f"{self.env_prefix}PORT"
+
+    @property
+    def host_setting(self) -> str:
+        """The derived setting holding the plugin's hostname on the stack network."""
+        return f"{self.env_prefix}HOST"
+
+
+def default_env_prefix(name: str) -> str:
+    return name.upper().replace("-", "_") + "_"
+
+
+def default_table_prefix(name: str) -> str:
+    return name.replace("-", "_") + "_"
+
+
+# -- semver ranges ----------------------------------------------------------------------------
+
+_CLAUSE = re.compile(r"^(>=|<=|==|!=|>|<|=|\^|~)?\s*v?(\d+(?:\.\d+){0,2}(?:[-+][0-9A-Za-z.+-]+)?)$")
+
+
+def _version(text: str) -> Any:
+    import semver
+
+    return semver.Version.parse(text, optional_minor_and_patch=True)
+
+
+def parse_range(spec: str) -> list[tuple[str, Any]]:
+    """``">=0.1, <1.0"`` -> clauses; ``*`` or empty matches everything.
+
+    ``^1.2`` means ``>=1.2.0, <2.0.0`` (``^0.3`` means ``<0.4.0``), ``~1.2`` means
+    ``>=1.2.0, <1.3.0``; a bare version means exactly that version.
+    Raises ``ValueError`` with a readable reason.
+    """
+    spec = spec.strip()
+    if spec in ("", "*"):
+        return []
+    clauses: list[tuple[str, Any]] = []
+    for raw in spec.split(","):
+        part = raw.strip()
+        match = _CLAUSE.match(part)
+        if not match:
+            raise ValueError(f"{part!r} is not a version clause like '>=0.1.0'")
+        op, text = match.group(1) or "==", match.group(2)
+        try:
+            version = _version(text)
+        except ValueError as exc:
+            raise ValueError(f"{text!r} is not a semantic version ({exc})") from None
+        if op == "=":
+            op = "=="
+        if op == "^":
+            upper = (
+                version.bump_major()
+                if version.major
+                else (version.bump_minor() if version.minor else version.bump_patch())
+            )
+            clauses += [(">=", version), ("<", upper)]
+        elif op == "~":
+            clauses += [(">=", version), ("<", version.bump_minor())]
+        else:
+            clauses.append((op, version))
+    return clauses
+
+
+def version_matches(spec: str, version: str) -> bool:
+    """Whether ``version`` satisfies the range ``spec`` (see ``parse_range``)."""
+    have = _version(version)
+    for op, want in parse_range(spec):
+        cmp = have.compare(want)
+        ok = {
+            ">=": cmp >= 0,
+            "<=": cmp <= 0,
+            ">": cmp > 0,
+            "<": cmp < 0,
+            "==": cmp == 0,
+            "!=": cmp != 0,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+_SCHEMA: dict[str, set[str]] = {
+    "": {
+        "plugin",
+        "dependencies",
+        "service",
+        "settings",
+        "route",
+        "files",
+        "database",
+    },
+    "plugin": {
+        "name",
+        "version",
+        "description",
+        "tier",
+        "license",
+        "requires_nself",
+        "homepage",
+        "env_prefix",
+    },
+    "service": {
+        "image",
+        "port",
+        "command",
+        "entrypoint",
+        "environment",
+        "depends_on",
+        "health",
+        "volumes",
+        "tmpfs",
+        "user",
+        "cap_add",
+        "read_only",
+    },
+    "service.health": {"path", "command", "interval", "timeout", "retries", "start_period"},
+    "setting": {"default", "description", "secret", "required", "generate", "min_length"},
+    "route": {"subdomain", "websocket", "max_body_size", "internal_only", "fragment"},
+    "files": {"source", "target"},
+    "database": {"table_prefix", "migrations", "hasura_metadata"},
+}
+
+
+class _Collector:
+    """Gathers problems, each located in the manifest text when possible."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
+        self.source = source
+        self.problems: list[Problem] = []
+        self.lines: list[int] = []
+        self._lines = text.splitlines()
+
+    def sorted(self) -> list[Problem]:
+        """The problems in the order of the file (unlocated ones first)."""
+        order = sorted(range(len(self.problems)), key=lambda i: self.lines[i])
+        return [self.problems[i] for i in order]
+
+    def line_of(self, table: str, key: str | None = None) -> int | None:
+        """Line number of ``key`` inside ``[table]`` (or of the header), best effort."""
+        current = ""
+        header_line: int | None = None
+        for number, raw in enumerate(self._lines, start=1):
+            line = raw.strip()
+            header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", line)
+            if header:
+                current = header.group(1).replace('"', "").replace(" ", "")
+                if current == table and header_line is None:
+                    header_line = number
+                    if key is None:
+                        return number
+                continue
+            if key is not None and current == table:
+                match = re.match(r'^"?([A-Za-z0-9_.-]+)"?\s*=', line)
+                if match and match.group(1) == key:
+                    return number
+        if key is not None and "." not in key:
+            # inline tables: `health = { path = ... }` or dotted `health.path = ...`
+            parent, _, leaf = table.rpartition(".")
+            if parent or table:
+                found = self.line_of(parent, leaf) if parent else None
+                if found:
+                    return found
+        return header_line
+
+    def add(
+        self,
+        table: str,
+        key: str | None,
+        message: str,
+        hint: str | None = None,
+        *,
+        level: str = "error",
+    ) -> None:
+        where = self.source
+        line = self.line_of(table, key)
+        if line is not None:
+            where += f":{line}"
+        label = f"[{table}]" if table else ""
+        if key is not None:
+            label = f"{label} {key}".strip()
+        text = f"{where}: {label}: {message}" if label else f"{where}: {message}"
+        self.lines.append(line or 0)
+        self.problems.append(Problem("error" if level == "error" else "warning", text, hint))
+
+    def unknown_keys(self, table: str, data: dict[str, Any], schema: str | None = None) -> None:
+        allowed = _SCHEMA[schema if schema is not None else table]
+        for key in data:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else f"known keys: {', '.join(sorted(allowed))}"
+                )
+                self.add(table, key, "unknown key", hint)
+
+
+def _str(
+    c: _Collector, table: str, data: dict[str, Any], key: str, required: bool = False
+) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            c.add(table, key, "is required", f'add `{key} = "..."` to [{table}]')
+        return None
+    if not isinstance(value, str):
+        c.add(table, key, f"must be a string, not {type(value).__name__}")
+        return None
+    return value
+
+
+def _bool(c: _Collector, table: str, data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        c.add(table, key, f"must be true or false, not {value!r}")
+        return False
+    return value
+
+
+def _str_list(c: _Collector, table: str, data: dict[str, Any], key: str) -> tuple[str, ...] | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        c.add(table, key, "must be a list of strings", f'write it like {key} = ["a", "b"]')
+        return None
+    return tuple(value)
+
+
+def _str_map(c: _Collector, table: str, data: dict[str, Any], key: str) -> dict[str, str]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        c.add(table, key, "must be a table of strings", f"use a [{table}.{key}] table")
+        return {}
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if isinstance(v, bool | int) and not isinstance(v, bool):
+            v = str(v)
+        if not isinstance(v, str):
+            c.add(f"{table}.{key}", k, "must be a string", f'quote it: {k} = "{v}"')
+            continue
+        out[k] = v
+    return out
+
+
+def _safe_relative(c: _Collector, table: str, key: str, value: str) -> str | None:
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts or "\\" in value:
+        c.add(
+            table,
+            key,
+            f"{value!r} must be a path inside the bundle",
+            "use a relative path without '..'",
+        )
+        return None
+    return path.as_posix()
+
+
+def parse_manifest(text: str, source: str = MANIFEST_FILE) -> Manifest:
+    """Parse and check a manifest's text; raises ``ManifestError`` listing every mistake."""
+    manifest, problems = _parse(text, source)
+    errors = [p for p in problems if p.level == "error"]
+    if errors or manifest is None:
+        raise ManifestError(errors or problems)
+    return manifest
+
+
+def _parse(text: str, source: str) -> tuple[Manifest | None, list[Problem]]:
+    c = _Collector(text, source)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return None, [
+            Problem("error", f"{source}: not valid TOML: {exc}", "check quotes and brackets")
+        ]
+    c.unknown_keys("", data)
+    head = data.get("plugin")
+    if not isinstance(head, dict):
+        c.add("", None, "the [plugin] table is missing", "start the file with [plugin] name = ...")
+        return None, c.sorted()
+    c.unknown_keys("plugin", head)
+
+    name = _str(c, "plugin", head, "name", required=True) or ""
+    if name and not NAME.match(name):
+        c.add(
+            "plugin",
+            "name",
+            f"{name!r} is not a valid plugin name",
+            "use 2-40 lowercase letters, digits and '-', starting with a letter",
+        )
+    elif name in RESERVED_NAMES:
+        c.add("plugin", "name", f"{name!r} is reserved by nself", "choose another name")
+
+    version = _str(c, "plugin", head, "version", required=True) or ""
+    if version:
+        import semver
+
+        if not semver.Version.is_valid(version):
+            c.add(
+                "plugin",
+                "version",
+                f"{version!r} is not a semantic version",
+                "use MAJOR.MINOR.PATCH, e.g. 1.0.0",
+            )
+    description = _str(c, "plugin", head, "description", required=True) or ""
+    tier = _str(c, "plugin", head, "tier") or "free"
+    if tier not in TIERS:
+        c.add("plugin", "tier", f"{tier!r} is not a licence tier", "use free or pro")
+    requires = _str(c, "plugin", head, "requires_nself") or "*"
+    try:
+        parse_range(requires)
+    except ValueError as exc:
+        c.add("plugin", "requires_nself", str(exc), 'write a range like ">=0.1.0, <1.0.0"')
+    prefix = _str(c, "plugin", head, "env_prefix") or (default_env_prefix(name) if name else "")
+    if prefix and not re.fullmatch(r"[A-Z][A-Z0-9_]*_", prefix):
+        c.add(
+            "plugin",
+            "env_prefix",
+            f"{prefix!r} must be upper-case and end with '_'",
+            f'e.g. env_prefix = "{default_env_prefix(name or "my-plugin")}"',
+        )
+
+    dependencies: dict[str, str] = {}
+    deps = data.get("dependencies", {})
+    if not isinstance(deps, dict):
+        c.add("", "dependencies", "must be a table", '[dependencies]\nother-plugin = ">=1.0"')
+    else:
+        for dep, spec in deps.items():
+            if not NAME.match(dep):
+                c.add("dependencies", dep, f"{dep!r} is not a plugin name")
+            elif dep == name:
+                c.add("dependencies", dep, "a plugin cannot depend on itself")
+            if not isinstance(spec, str):
+                c.add("dependencies", dep, "must be a version range string", 'e.g. ">=1.0"')
+                continue
+            try:
+                parse_range(spec)
+            except ValueError as exc:
+                c.add("dependencies", dep, str(exc), 'write a range like ">=1.0.0, <2.0.0"')
+            dependencies[dep] = spec
+
+    settings = _settings(c, data, prefix)
+    secrets = {s.name for s in settings if s.secret}
+    service = _service(c, data, prefix)
+    route = _route(c, data, name, service)
+    files = _files(c, data, service)
+    database = _database(c, data, name)
+    if service is not None:
+        declared = {s.name for s in settings}
+        for key, value in service.environment.items():
+            for ref in REF.findall(value):
+                if (
+                    ref.startswith(prefix)
+                    and ref not in declared
+                    and ref
+                    not in (
+                        f"{prefix}PORT",
+                        f"{prefix}HOST",
+                    )
+                ):
+                    c.add(
+                        "service.environment",
+                        key,
+                        f"refers to ${{{ref}}}, which [settings] does not declare",
+                        f"add [settings.{ref}] or fix the name",
+                    )
+    del secrets  # secrets are checked where files are rendered (see lint_bundle)
+    if any(p.level == "error" for p in c.problems):
+        return None, c.sorted()
+    manifest = Manifest(
+        name=name,
+        version=version,
+        description=description,
+        tier=tier,
+        license=_str(c, "plugin", head, "license"),
+        requires_nself=requires,
+        homepage=_str(c, "plugin", head, "homepage"),
+        env_prefix=prefix,
+        dependencies=dependencies,
+        service=service,
+        settings=tuple(settings),
+        route=route,
+        files=tuple(files),
+        database=database,
+    )
+    return manifest, c.sorted()
+
+
+def _settings(c: _Collector, data: dict[str, Any], prefix: str) -> list[SettingSpec]:
+    raw = data.get("settings", {})
+    if not isinstance(raw, dict):
+        c.add("", "settings", "must be a table of [settings.NAME] tables")
+        return []
+    out: list[SettingSpec] = []
+    reserved = {f"{prefix}PORT", f"{prefix}HOST"}
+    for name, spec in raw.items():
+        table = f"settings.{name}"
+        if not isinstance(spec, dict):
+            c.add(table, None, "must be a table", f'[settings.{name}]\ndefault = "..."')
+            continue
+        c.unknown_keys(table, spec, "setting")
+        if not SETTING.match(name):
+            c.add(table, None, f"{name!r} is not an env variable name", "use UPPER_CASE")
+            continue
+        if prefix and not name.startswith(prefix):
+            c.add(
+                table,
+                None,
+                f"{name} does not start with the plugin's prefix {prefix}",
+                f"rename it {prefix}{name} so plugins never share a setting",
+            )
+        if name in reserved:
+            c.add(table, None, f"{name} is set by nself (the plugin's port or host)", "remove it")
+        default = spec.get("default")
+        if isinstance(default, bool):
+            default = "true" if default else "false"
+        elif isinstance(default, int | float):
+            default = str(default)
+        if default is not None and not isinstance(default, str):
+            c.add(table, "default", "must be a string, number or boolean")
+            default = None
+        secret = _bool(c, table, spec, "secret")
+        generate = _str(c, table, spec, "generate")
+        if generate is not None and generate not in GENERATORS:
+            c.add(
+                table, "generate", f"{generate!r} is not a generator", "use token, password or hex"
+            )
+        if secret and default:
+            c.add(
+                table,
+                "default",
+                "a secret cannot have a default",
+                'remove it; use generate = "token" to create one per project',
+            )
+        min_length = spec.get("min_length", 0)
+        if not isinstance(min_length, int) or isinstance(min_length, bool) or min_length < 0:
+            c.add(table, "min_length", "must be a whole number >= 0")
+            min_length = 0
+        out.append(
+            SettingSpec(
+                name=name,
+                default=default,
+                description=_str(c, table, spec, "description") or "",
+                secret=secret,
+                required=_bool(c, table, spec, "required"),
+                generate=generate,
+                min_length=min_length,
+            )
+        )
+    return out
+
+
+def _port(c: _Collector, table: str, data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        c.add(table, key, f"must be a whole number, not {value!r}")
+        return None
+    if not PORT_FIRST <= value <= PORT_LAST:
+        c.add(
+            table,
+            key,
+            f"{value} is outside the plugin port block {PORT_FIRST}-{PORT_LAST}",
+            "leave it out to get the next free port, or pick one inside the block",
+        )
+        return None
+    return value
+
+
+def _service(c: _Collector, data: dict[str, Any], prefix: str) -> ServiceSpec | None:
+    raw = data.get("service")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        c.add("", "service", "must be a table")
+        return None
+    c.unknown_keys("service", raw)
+    image = _str(c, "service", raw, "image", required=True) or ""
+    if image:
+        last = image.rsplit("/", 1)[-1]
+        if ":" not in last and "@" not in image:
+            c.add(
+                "service",
+                "image",
+                f"{image!r} has no tag",
+                f"pin a version, e.g. {image}:1.2.3, so every install runs the same image",
+            )
+        elif last.endswith(":latest"):
+            c.add("service", "image", "':latest' is not a pinned version", "pin a version tag")
+    health = None
+    raw_health = raw.get("health")
+    if raw_health is not None:
+        if not isinstance(raw_health, dict):
+            c.add("service", "health", "must be a table", '[service.health]\npath = "/health"')
+        else:
+            c.unknown_keys("service.health", raw_health)
+            path = _str(c, "service.health", raw_health, "path")
+            if path is not None and not path.startswith("/"):
+                c.add("service.health", "path", f"{path!r} must start with '/'")
+            command = _str_list(c, "service.health", raw_health, "command")
+            if path is None and command is None:
+                c.add("service.health", None, "needs a path, a command or both")
+            for key in ("interval", "timeout", "start_period"):
+                value = _str(c, "service.health", raw_health, key)
+                if value is not None and not DURATION.match(value):
+                    c.add("service.health", key, f"{value!r} is not a duration", "e.g. 10s or 1m")
+            retries = raw_health.get("retries", 5)
+            if not isinstance(retries, int) or isinstance(retries, bool) or retries < 1:
+                c.add("service.health", "retries", "must be a whole number >= 1")
+                retries = 5
+            health = HealthSpec(
+                path=path,
+                command=command,
+                interval=raw_health.get("interval", "10s"),
+                timeout=raw_health.get("timeout", "5s"),
+                retries=retries,
+                start_period=raw_health.get("start_period", "20s"),
+            )
+    environment = _str_map(c, "service", raw, "environment")
+    for key in environment:
+        if not ENV_KEY.match(key):
+            c.add("service.environment", key, f"{key!r} is not an env variable name")
+    volumes = _str_map(c, "service", raw, "volumes")
+    for key, target in volumes.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+            c.add("service.volumes", key, "volume names use lowercase letters, digits and '_'")
+        if not target.startswith("/"):
+            c.add("service.volumes", key, f"{target!r} must be an absolute container path")
+    cap_add = _str_list(c, "service", raw, "cap_add") or ()
+    for cap in cap_add:
+        if cap in ("SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "ALL"):
+            c.add("service", "cap_add", f"{cap} is not allowed for plugins", "drop it")
+    tmpfs = _str_list(c, "service", raw, "tmpfs") or ()
+    for item in tmpfs:
+        if not item.startswith("/"):
+            c.add("service", "tmpfs", f"{item!r} must be an absolute container path")
+    user = raw.get("user")
+    if user is not None and not isinstance(user, str):
+        c.add("service", "user", 'must be a string such as "1000:1000"')
+        user = None
+    return ServiceSpec(
+        image=image,
+        port=_port(c, "service", raw, "port"),
+        command=_str_list(c, "service", raw, "command"),
+        entrypoint=_str_list(c, "service", raw, "entrypoint"),
+        environment=environment,
+        depends_on=_str_list(c, "service", raw, "depends_on") or (),
+        health=health,
+        volumes=volumes,
+        tmpfs=tmpfs,
+        user=user,
+        cap_add=cap_add,
+        read_only=_bool(c, "service", raw, "read_only"),
+    )
+
+
+def _route(
+    c: _Collector, data: dict[str, Any], name: str, service: ServiceSpec | None
+) -> RouteSpec | None:
+    raw = data.get("route")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        c.add("", "route", "must be a table", '[route]\nsubdomain = "..."')
+        return None
+    c.unknown_keys("route", raw)
+    if service is None:
+        c.add("route", None, "a route needs a [service] to send traffic to", "add [service]")
+    subdomain = _str(c, "route", raw, "subdomain") or name
+    if not SUBDOMAIN.match(subdomain):
+        c.add(
+            "route",
+            "subdomain",
+            f"{subdomain!r} is not a DNS label",
+            "use lowercase letters, digits and '-'",
+        )
+    size = _str(c, "route", raw, "max_body_size")
+    if size is not None and not SIZE.match(size):
+        c.add("route", "max_body_size", f"{size!r} is not an nginx size", "e.g. 10m")
+    fragment = _str(c, "route", raw, "fragment")
+    if fragment is not None:
+        fragment = _safe_relative(c, "route", "fragment", fragment)
+    return RouteSpec(
+        subdomain=subdomain,
+        websocket=_bool(c, "route", raw, "websocket"),
+        max_body_size=size,
+        internal_only=_bool(c, "route", raw, "internal_only"),
+        fragment=fragment,
+    )
+
+
+def _files(c: _Collector, data: dict[str, Any], service: ServiceSpec | None) -> list[FileSpec]:
+    raw = data.get("files", [])
+    if not isinstance(raw, list):
+        c.add(
+            "", "files", "must be an array of tables", '[[files]]\nsource = "..."\ntarget = "/..."'
+        )
+        return []
+    if raw and service is None:
+        c.add("files", None, "config files need a [service] to mount them into", "add [service]")
+    out: list[FileSpec] = []
+    targets: set[str] = set()
+    for item in raw:
+        if not isinstance(item, dict):
+            c.add("files", None, "each [[files]] entry must be a table")
+            continue
+        c.unknown_keys("files", item)
+        source = _str(c, "files", item, "source", required=True)
+        target = _str(c, "files", item, "target", required=True)
+        if source is not None:
+            source = _safe_relative(c, "files", "source", source)
+        if target is not None and (not target.startswith("/") or ".." in target.split("/")):
+            c.add("files", "target", f"{target!r} must be an absolute container path")
+            target = None
+        if target in targets:
+            c.add("files", "target", f"{target} is mounted twice")
+        if source and target:
+            targets.add(target)
+            out.append(FileSpec(source, target))
+    return out
+
+
+def _database(c: _Collector, data: dict[str, Any], name: str) -> DatabaseSpec | None:
+    raw = data.get("database")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        c.add("", "database", "must be a table")
+        return None
+    c.unknown_keys("database", raw)
+    prefix = _str(c, "database", raw, "table_prefix") or default_table_prefix(name)
+    if not TABLE_PREFIX.match(prefix):
+        c.add(
+            "database",
+            "table_prefix",
+            f"{prefix!r} must be lowercase letters and digits ending with '_'",
+            f'e.g. table_prefix = "{default_table_prefix(name)}"',
+        )
+    elif prefix == CORE_TABLE_PREFIX:
+        c.add("database", "table_prefix", "np_ is reserved for nself's own tables")
+    migrations = _str(c, "database", raw, "migrations")
+    if migrations is not None:
+        migrations = _safe_relative(c, "database", "migrations", migrations)
+    metadata = _str(c, "database", raw, "hasura_metadata")
+    if metadata is not None:
+        metadata = _safe_relative(c, "database", "hasura_metadata", metadata)
+    return DatabaseSpec(table_prefix=prefix, migrations=migrations, hasura_metadata=metadata)
+
+
+# -- the whole bundle ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigrationFile:
+    version: str
+    name: str
+    up: str
+    down: str | None
+
+
+@dataclass
+class Bundle:
+    """A checked bundle folder: its manifest and the data its files hold."""
+
+    root: Path
+    manifest: Manifest
+    migrations: list[MigrationFile] = field(default_factory=list)
+    hasura_tables: list[dict[str, Any]] = field(default_factory=list)
+    fragment: tuple[str, ...] = ()
+    templates: dict[str, str] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def lint_bundle(root: Path) -> tuple[Bundle | None, list[Problem]]:
+    """Every problem of the bundle in ``root`` (errors and warnings), and the bundle if usable."""
+    path = root / MANIFEST_FILE
+    if not path.is_file():
+        return None, [
+            Problem(
+                "error",
+                f"{root}: no {MANIFEST_FILE}",
+                "a bundle is a folder with a plugin.toml (`nself plugin new NAME` makes one)",
+            )
+        ]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return None, [Problem("error", f"{path}: not UTF-8 text")]
+    manifest, problems = _parse(text, str(path))
+    if manifest is None:
+        return None, problems
+    c = _Collector(text, str(path))
+    bundle = Bundle(root=root, manifest=manifest)
+    _check_files(c, bundle)
+    problems = problems + c.sorted()
+    bundle.warnings = [p for p in problems if p.level != "error"]
+    if any(p.level == "error" for p in problems):
+        return None, problems
+    return bundle, problems
+
+
+def load_bundle(root: Path) -> Bundle:
+    """The checked bundle in ``root``; raises ``ManifestError`` listing every mistake."""
+    bundle, problems = lint_bundle(root)
+    if bundle is None:
+        raise ManifestError([p for p in problems if p.level == "error"])
+    return bundle
+
+
+def _inside(root: Path, rel: str) -> Path | None:
+    target = (root / rel).resolve()
+    base = root.resolve()
+    if target != base and base not in target.parents:
+        return None
+    return target
+
+
+def _read(c: _Collector, bundle: Bundle, table: str, key: str, rel: str) -> str | None:
+    target = _inside(bundle.root, rel)
+    if target is None:
+        c.add(table, key, f"{rel} leads outside the bundle")
+        return None
+    if not target.is_file():
+        c.add(table, key, f"{rel} does not exist in the bundle", "add the file or fix the path")
+        return None
+    try:
+        return target.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        c.add(table, key, f"{rel} is not UTF-8 text")
+        return None
+
+
+def _check_files(c: _Collector, bundle: Bundle) -> None:
+    m = bundle.manifest
+    secrets = {s.name for s in m.settings if s.secret}
+    for spec in m.files:
+        text = _read(c, bundle, "files", "source", spec.source)
+        if text is None:
+            continue
+        used = set(REF.findall(text))
+        leaked = sorted(used & secrets) + sorted(
+            r for r in used if re.search(r"(PASSWORD|SECRET|_KEY$|TOKEN)", r) and r not in secrets
+        )
+        if leaked:
+            c.add(
+                "files",
+                "source",
+                f"{spec.source} refers to secret setting(s) {', '.join(sorted(set(leaked)))}",
+                "rendered files are readable on disk; pass secrets to the container "
+                "through [service.environment] instead",
+            )
+        bundle.templates[spec.source] = text
+    if m.route is not None and m.route.fragment is not None:
+        text = _read(c, bundle, "route", "fragment", m.route.fragment)
+        if text is not None:
+            bundle.fragment = _check_fragment(c, m.route.fragment, text)
+    if m.database is not None:
+        db = m.database
+        if db.migrations is not None:
+            bundle.migrations = _check_migrations(c, bundle, db.migrations, db.table_prefix)
+        if db.hasura_metadata is not None:
+            text = _read(c, bundle, "database", "hasura_metadata", db.hasura_metadata)
+            if text is not None:
+                bundle.hasura_tables = _check_hasura(c, db.hasura_metadata, text, db.table_prefix)
+
+
+def _check_fragment(c: _Collector, rel: str, text: str) -> tuple[str, ...]:
+    lines: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{rel}:{number}"
+        if "{" in line or "}" in line:
+            c.add(
+                "route",
+                "fragment",
+                f"{where}: blocks are not allowed in a fragment",
+                "use plain directives; the fragment goes inside the plugin's location",
+            )
+            continue
+        if not line.endswith(";"):
+            c.add("route", "fragment", f"{where}: {line!r} does not end with ';'")
+            continue
+        directive = line.split()[0]
+        if directive in FORBIDDEN_DIRECTIVES:
+            c.add(
+                "route",
+                "fragment",
+                f"{where}: the {directive} directive is not allowed in a plugin fragment",
+                "a fragment may tune the plugin's own location only",
+            )
+            continue
+        lines.append(line)
+    return tuple(lines)
+
+
+def _table_name(raw: str) -> tuple[str | None, str]:
+    parts = [p.strip().strip('"') for p in raw.split(".")]
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def _check_migrations(c: _Collector, bundle: Bundle, rel: str, prefix: str) -> list[MigrationFile]:
+    folder = _inside(bundle.root, rel)
+    if folder is None or not folder.is_dir():
+        c.add("database", "migrations", f"{rel} is not a folder in the bundle")
+        return []
+    ups: dict[str, tuple[str, str]] = {}
+    downs: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        match = MIGRATION_FILE.match(path.name)
+        if not match or not path.is_file():
+            c.add(
+                "database",
+                "migrations",
+                f"{rel}/{path.name} is not named like 0001_create_things.up.sql",
+                "migrations are VERSION_NAME.up.sql with an optional VERSION_NAME.down.sql",
+            )
+            continue
+        version, name, kind = match.groups()
+        if version in names and names[version] != name:
+            c.add("database", "migrations", f"{rel}: version {version} is used twice")
+            continue
+        names[version] = name
+        try:
+            sql = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            c.add("database", "migrations", f"{rel}/{path.name} is not UTF-8 text")
+            continue
+        if kind == "up":
+            ups[version] = (name, sql)
+            for raw in CREATE_TABLE.findall(sql):
+                _schema, table = _table_name(raw)
+                if not table.lower().startswith(prefix):
+                    c.add(
+                        "database",
+                        "migrations",
+                        f"{rel}/{path.name} creates table {table!r} without the plugin's "
+                        f"prefix {prefix}",
+                        f"name it {prefix}{table} so plugin tables never clash",
+                    )
+        else:
+            downs[version] = sql
+    for version in sorted(set(downs) - set(ups)):
+        c.add(
+            "database", "migrations", f"{rel}: {version}_{names[version]}.down.sql has no .up.sql"
+        )
+    if not ups:
+        c.add("database", "migrations", f"{rel} holds no *.up.sql migration")
+    return [
+        MigrationFile(version, name, sql, downs.get(version))
+        for version, (name, sql) in sorted(ups.items())
+    ]
+
+
+def _check_hasura(c: _Collector, rel: str, text: str, prefix: str) -> list[dict[str, Any]]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        c.add(
+            "database",
+            "hasura_metadata",
+            f"{rel}{line}: not valid YAML ({getattr(exc, 'problem', exc)})",
+        )
+        return []
+    if not isinstance(data, list):
+        c.add(
+            "database",
+            "hasura_metadata",
+            f"{rel} must be a list of Hasura table entries",
+            "- table: {schema: public, name: my_table}",
+        )
+        return []
+    tables: list[dict[str, Any]] = []
+    for index, entry in enumerate(data, start=1):
+        table = entry.get("table") if isinstance(entry, dict) else None
+        if not isinstance(table, dict) or not isinstance(table.get("name"), str):
+            c.add(
+                "database",
+                "hasura_metadata",
+                f"{rel}: entry {index} has no table: {{schema, name}}",
+            )
+            continue
+        name = table["name"]
+        if not name.startswith(prefix):
+            c.add(
+                "database",
+                "hasura_metadata",
+                f"{rel}: entry {index} tracks {name!r}, which is not one of the plugin's "
+                f"tables (prefix {prefix})",
+                "a plugin's metadata may only describe its own tables",
+            )
+            continue
+        tables.append(entry)
+    return tables
+
+
+def check_requires_nself(manifest: Manifest, version: str) -> None:
+    """Raise a clear error when this nself ``version`` is outside ``requires_nself``."""
+    if not version_matches(manifest.requires_nself, version):
+        raise NselfError(
+            f"plugin {manifest.name} {manifest.version} requires nself "
+            f"{manifest.requires_nself}, but this is nself {version}",
+            "upgrade nself, or install a version of the plugin made for this nself",
+        )
+
+
+__all__ = [
+    "MANIFEST_FILE",
+    "PORT_FIRST",
+    "PORT_LAST",
+    "Bundle",
+    "DatabaseSpec",
+    "FileSpec",
+    "HealthSpec",
+    "Manifest",
+    "ManifestError",
+    "MigrationFile",
+    "RouteSpec",
+    "ServiceSpec",
+    "SettingSpec",
+    "check_requires_nself",
+    "lint_bundle",
+    "load_bundle",
+    "parse_manifest",
+    "parse_range",
+    "version_matches",
+]

@@ -1,0 +1,350 @@
+"""Installing bundles from folders and real archives: all or nothing, locked, re-checked."""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import Result
+from nself_builtins.plugins.archive import pack
+from nself_builtins.plugins.store import (
+    LOCK_FILE,
+    allocate_port,
+    install_archive,
+    install_folder,
+    read_lock,
+    remove,
+)
+from nself_sdk import NselfError
+from plugin_helpers import entry, good_manifest_member, make_bundle, manifest, tar_with
+
+Run = Callable[..., Result]
+
+
+def nothing_installed(project: Path) -> None:
+    assert not (project / "plugins").exists() or not any((project / "plugins").iterdir())
+    assert not (project / LOCK_FILE).exists() or not read_lock(project)
+    tmp = project / ".nself" / "tmp"
+    assert not tmp.exists() or not any(tmp.iterdir()), list(tmp.iterdir())
+
+
+def test_install_folder_copies_locks_and_allocates_ports(project: Path, tmp_path: Path) -> None:
+    first = install_folder(project, make_bundle(tmp_path, "alpha"))
+    second = install_folder(project, make_bundle(tmp_path, "beta"))
+    assert (first.entry.port, second.entry.port) == (3820, 3821)
+    assert (project / "plugins" / "alpha" / "plugin.toml").is_file()
+    lock = read_lock(project)
+    assert lock["alpha"].version == "1.0.0" and len(lock["alpha"].sha256) == 64
+    assert lock["beta"].port == 3821
+    text = (project / LOCK_FILE).read_text()
+    assert text.startswith("# Plugin bundles installed") and "[plugins.alpha]" in text
+
+
+def test_removed_port_is_reused_lowest_first(project: Path, tmp_path: Path) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        install_folder(project, make_bundle(tmp_path, name))
+    remove(project, "beta")
+    assert install_folder(project, make_bundle(tmp_path, "delta")).entry.port == 3821
+    assert not (project / "plugins" / "beta").exists()
+
+
+def test_reinstall_needs_force_and_keeps_the_port(project: Path, tmp_path: Path) -> None:
+    install_folder(project, make_bundle(tmp_path, "alpha"))
+    install_folder(project, make_bundle(tmp_path, "beta"))
+    newer = make_bundle(tmp_path / "v2", "alpha", "1.1.0")
+    with pytest.raises(NselfError, match=re.escape("alpha 1.0.0 is already installed")):
+        install_folder(project, newer)
+    done = install_folder(project, newer, replace=True)
+    assert done.replaced == "1.0.0" and done.entry.port == 3820
+    assert read_lock(project)["alpha"].version == "1.1.0"
+
+
+def test_fixed_port_conflict_is_a_clear_error(project: Path, tmp_path: Path) -> None:
+    fixed = '[service]\nimage = "nself-standin/http:3"\nport = 3830\n'
+    install_folder(project, make_bundle(tmp_path, "one", extra=fixed))
+    with pytest.raises(NselfError, match="wants port 3830, which plugin one already uses"):
+        install_folder(project, make_bundle(tmp_path, "two", extra=fixed))
+    assert "two" not in read_lock(project) and not (project / "plugins" / "two").exists()
+
+
+def test_port_block_exhausted(project: Path, tmp_path: Path) -> None:
+    for i in range(30):
+        install_folder(project, make_bundle(tmp_path, f"p{i:02d}"))
+    assert sorted(e.port for e in read_lock(project).values()) == list(range(3820, 3850))
+    with pytest.raises(NselfError, match="all 30 ports of the block 3820-3849 are taken"):
+        install_folder(project, make_bundle(tmp_path, "one-too-many"))
+    assert not (project / "plugins" / "one-too-many").exists()
+
+
+def test_allocation_is_deterministic() -> None:
+    assert allocate_port({}, "x", None) == 3820
+    assert allocate_port({}, "x", 3844) == 3844
+
+
+def test_pack_is_reproducible_and_installs(project: Path, tmp_path: Path) -> None:
+    folder = make_bundle(tmp_path, "alpha", files={"notes/readme.txt": "hi\n"})
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref")
+    a = pack(folder, tmp_path / "a.tar.gz", "alpha-1.0.0")
+    (folder / "notes" / "readme.txt").touch()  # new mtime, same bytes
+    b = pack(folder, tmp_path / "b.tar.gz", "alpha-1.0.0")
+    assert a == b
+    assert (tmp_path / "a.tar.gz").read_bytes() == (tmp_path / "b.tar.gz").read_bytes()
+    with tarfile.open(tmp_path / "a.tar.gz") as tar:
+        names = tar.getnames()
+    assert "alpha-1.0.0/plugin.toml" in names and not any(".git" in n for n in names)
+    done = install_archive(project, tmp_path / "a.tar.gz", expected_sha256=a)
+    assert done.entry.archive_sha256 == a and done.entry.source == "archive:a.tar.gz"
+    assert (project / "plugins" / "alpha" / "notes" / "readme.txt").read_text() == "hi\n"
+
+
+def test_hash_mismatch_before_unpacking(project: Path, tmp_path: Path) -> None:
+    folder = make_bundle(tmp_path, "alpha")
+    pack(folder, tmp_path / "a.tar.gz", "alpha-1.0.0")
+    with pytest.raises(NselfError, match="does not match the expected"):
+        install_archive(project, tmp_path / "a.tar.gz", expected_sha256="0" * 64)
+    nothing_installed(project)
+
+
+def test_expected_name_and_version_are_enforced(project: Path, tmp_path: Path) -> None:
+    pack(make_bundle(tmp_path, "alpha"), tmp_path / "a.tar.gz", "alpha-1.0.0")
+    with pytest.raises(NselfError, match="is plugin 'alpha', not 'beta'"):
+        install_archive(project, tmp_path / "a.tar.gz", expected_name="beta")
+    with pytest.raises(NselfError, match=re.escape("alpha 1.0.0, not 2.0.0")):
+        install_archive(project, tmp_path / "a.tar.gz", expected_version="2.0.0")
+    nothing_installed(project)
+
+
+@pytest.mark.parametrize(
+    ("members", "expected"),
+    [
+        ([good_manifest_member(), ("evil-1.0.0/../../escape.txt", b"x")], "('..')"),
+        ([good_manifest_member(), ("/tmp/nself-abs-escape.txt", b"x")], "absolute path"),
+        (
+            [good_manifest_member(), entry("evil-1.0.0/link", tarfile.SYMTYPE, "../../../etc")],
+            "symbolic link escapes",
+        ),
+        (
+            [good_manifest_member(), entry("evil-1.0.0/link", tarfile.SYMTYPE, "/etc/passwd")],
+            "symbolic link to the absolute path",
+        ),
+        (
+            [
+                good_manifest_member(),
+                entry("evil-1.0.0/d", tarfile.SYMTYPE, "."),
+                ("evil-1.0.0/d/x.txt", b"x"),
+            ],
+            "goes through a symbolic link",
+        ),
+        (
+            [good_manifest_member(), entry("evil-1.0.0/hard", tarfile.LNKTYPE, "/etc/passwd")],
+            "hard links",
+        ),
+        ([good_manifest_member(), entry("evil-1.0.0/dev", tarfile.CHRTYPE)], "device files"),
+        (
+            [good_manifest_member(), entry("evil-1.0.0/fifo", tarfile.FIFOTYPE)],
+            "device files and FIFOs",
+        ),
+        ([good_manifest_member(), good_manifest_member()], "holds this path twice"),
+    ],
+)
+def test_unsafe_archives_are_refused(
+    project: Path, tmp_path: Path, members: list[object], expected: str
+) -> None:
+    archive = tar_with(tmp_path / "evil.tar.gz", members)  # type: ignore[arg-type]
+    with pytest.raises(NselfError) as caught:
+        install_archive(project, archive)
+    assert expected in caught.value.message
+    assert caught.value.hint is not None and "nothing was installed" in caught.value.hint
+    nothing_installed(project)
+    assert not (tmp_path / "escape.txt").exists()
+    assert not Path("/tmp/nself-abs-escape.txt").exists()
+
+
+def test_links_inside_the_bundle_are_fine(project: Path, tmp_path: Path) -> None:
+    archive = tar_with(
+        tmp_path / "ok.tar.gz",
+        [
+            good_manifest_member("ok", "okay"),
+            ("ok/conf/real.ini", b"a=1\n"),
+            entry("ok/conf/alias.ini", tarfile.SYMTYPE, "real.ini"),
+        ],
+    )
+    done = install_archive(project, archive)
+    assert (done.path / "conf" / "alias.ini").read_text() == "a=1\n"
+
+
+def test_folder_with_escaping_link_is_refused(project: Path, tmp_path: Path) -> None:
+    folder = make_bundle(tmp_path, "alpha")
+    (folder / "secrets").symlink_to("/etc/passwd")
+    with pytest.raises(NselfError, match="outside the bundle"):
+        install_folder(project, folder)
+    nothing_installed(project)
+
+
+def test_garbage_archive_and_missing_manifest(project: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not an archive")
+    with pytest.raises(NselfError, match=re.escape("not a readable .tar.gz")):
+        install_archive(project, junk)
+    empty = tar_with(tmp_path / "empty.tar.gz", [("x/readme.txt", b"x")])
+    with pytest.raises(NselfError, match=re.escape("holds no plugin.toml")):
+        install_archive(project, empty)
+    nothing_installed(project)
+
+
+def test_manifest_errors_install_nothing(project: Path, tmp_path: Path) -> None:
+    archive = tar_with(
+        tmp_path / "bad.tar.gz",
+        [
+            (
+                "bad/plugin.toml",
+                manifest("bad").replace('version = "1.0.0"', 'version = "one"').encode(),
+            )
+        ],
+    )
+    with pytest.raises(
+        NselfError, match=r"plugin.toml:3: \[plugin\] version: 'one' is not a semantic"
+    ):
+        install_archive(project, archive)
+    nothing_installed(project)
+
+
+def test_incompatible_requires_nself(project: Path, tmp_path: Path) -> None:
+    folder = make_bundle(tmp_path, "future", extra='requires_nself = ">=9.0.0"\n')
+    with pytest.raises(NselfError, match=re.escape("requires nself >=9.0.0, but this is nself")):
+        install_folder(project, folder)
+    nothing_installed(project)
+
+
+def test_dependencies_must_be_installed_and_compatible(project: Path, tmp_path: Path) -> None:
+    needs = '[dependencies]\nbase = "^1.0"\n'
+    child = make_bundle(tmp_path, "child", extra=needs)
+    with pytest.raises(NselfError, match=r"needs plugin base \(\^1.0\), which is not installed"):
+        install_folder(project, child)
+    install_folder(project, make_bundle(tmp_path / "v2", "base", "2.0.0"))
+    with pytest.raises(NselfError, match=r"needs base \^1.0, but base 2.0.0 is installed"):
+        install_folder(project, child)
+    install_folder(project, make_bundle(tmp_path, "base", "1.4.0"), replace=True)
+    install_folder(project, child)
+    with pytest.raises(NselfError, match="plugin child depends on base"):
+        remove(project, "base")
+
+
+def test_builtin_name_cannot_be_taken(project: Path, tmp_path: Path) -> None:
+    with pytest.raises(NselfError, match="a Python plugin named 'postgres' is already installed"):
+        install_folder(project, make_bundle(tmp_path, "postgres"))
+
+
+def test_pro_bundle_needs_a_licence(project: Path, tmp_path: Path) -> None:
+    folder = make_bundle(tmp_path, "fancy", extra='tier = "pro"\n')
+    with pytest.raises(NselfError, match="plugin fancy needs a pro licence"):
+        install_folder(project, folder)
+    nothing_installed(project)
+
+
+# -- through the CLI, and the re-check when the project loads ---------------------------------
+
+
+def test_cli_install_build_remove(project: Path, tmp_path: Path, nself: Run) -> None:
+    folder = make_bundle(tmp_path, "alpha")
+    result = nself("plugin", "install", str(folder), cwd=project)
+    assert result.code == 0, result.output
+    assert "installed alpha 1.0.0, port 3820 in plugins/alpha" in result.out
+    listed = nself("plugin", "list", "--json", cwd=project)
+    assert '"kind": "bundle"' in listed.out and '"port": 3820' in listed.out
+    everything = nself("plugin", "list", "--all", cwd=project)
+    assert "postgres" in everything.out and "builtin" in everything.out
+    assert "postgres" not in nself("plugin", "list", cwd=project).out
+    built = nself("build", "--json", cwd=project)
+    assert built.code == 0, built.output
+    assert "alpha" in built.out
+    assert "ALPHA_PORT=3820" in (project / ".env.computed").read_text()
+    removed = nself("plugin", "remove", "alpha", cwd=project)
+    assert removed.code == 0, removed.output
+    assert nself("build", "--json", cwd=project).out.count("alpha") == 0
+
+
+def test_cli_errors_are_one_line_with_hint(project: Path, tmp_path: Path, nself: Run) -> None:
+    result = nself("plugin", "install", str(tmp_path / "nope"), cwd=project)
+    assert result.code == 1 and "error:" in result.err and "Traceback" not in result.output
+    result = nself("plugin", "remove", "ghost", cwd=project)
+    assert result.code == 1 and "plugin ghost is not installed" in result.err
+    assert "hint:" in result.err
+    result = nself("plugin", "install", "Not A Name", cwd=project)
+    assert result.code == 2 and "is not a plugin name, folder or archive" in result.err
+
+
+def test_registry_name_without_client_is_a_clear_error(
+    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nself_registry
+
+    monkeypatch.setitem(__import__("sys").modules, "nself_registry.client", None)
+    assert nself_registry is not None
+    result = nself("plugin", "install", "pgbouncer@1.0.0", cwd=project)
+    assert result.code == 1
+    assert "cannot install 'pgbouncer' from a registry" in result.err
+
+
+def test_tampered_file_is_refused_at_load(project: Path, tmp_path: Path, nself: Run) -> None:
+    install_folder(project, make_bundle(tmp_path, "alpha"))
+    with (project / "plugins" / "alpha" / "plugin.toml").open("a") as handle:
+        handle.write("# changed\n")
+    result = nself("build", cwd=project)
+    assert result.code == 1
+    assert "plugins/alpha does not match plugins.lock" in result.err
+    assert "hint:" in result.err
+    # Re-locking on purpose (adopting the changed folder) makes it loadable again.
+    assert nself("plugin", "install", "./plugins/alpha", cwd=project).code == 0
+    assert nself("build", cwd=project).code == 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('sha256 = "', 'sha256 = "0', "plugins.lock: alpha has no valid sha256"),
+        (
+            'version = "1.0.0"',
+            'version = "1.0.1"',
+            "holds alpha 1.0.0, but plugins.lock says alpha 1.0.1",
+        ),
+        (
+            "[plugins.alpha]",
+            "[plugins.alpha-gone]",
+            "lists plugin alpha-gone but plugins/alpha-gone is missing",
+        ),
+        ("format = 1", "format = [", "plugins.lock is not valid TOML"),
+    ],
+)
+def test_tampered_lock_entry_is_refused(
+    project: Path, tmp_path: Path, nself: Run, old: str, new: str, expected: str
+) -> None:
+    install_folder(project, make_bundle(tmp_path, "alpha"))
+    lock = project / LOCK_FILE
+    text = lock.read_text()
+    assert old in text
+    lock.write_text(text.replace(old, new, 1))
+    result = nself("build", cwd=project)
+    assert result.code == 1 and expected in result.err, result.err
+
+
+def test_changed_sha_in_lock_is_refused(project: Path, tmp_path: Path, nself: Run) -> None:
+    install_folder(project, make_bundle(tmp_path, "alpha"))
+    lock = project / LOCK_FILE
+    sha = read_lock(project)["alpha"].sha256
+    lock.write_text(lock.read_text().replace(sha, "f" * 64))
+    result = nself("build", cwd=project)
+    assert result.code == 1 and "does not match plugins.lock" in result.err
+
+
+def test_unlisted_folder_is_a_warning(project: Path, tmp_path: Path, nself: Run) -> None:
+    install_folder(project, make_bundle(tmp_path, "alpha"))
+    make_bundle(project / "plugins", "stray")
+    result = nself("build", cwd=project)
+    assert result.code == 0
+    assert "plugins/stray is not in plugins.lock" in result.err
