@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -50,6 +51,8 @@ POLL = 0.5
 # A container that crashed this many times while starting is given up on.
 MAX_RESTARTS = 2
 HEALTH_TIMEOUT = 10.0
+# A service without a health check counts as started once it has run this long.
+STABLE_AFTER = 3.0
 _PORT_TAKEN = re.compile(
     r"(?:Bind for |listen tcp[46]? )\[?([0-9a-fA-F.:]*?)\]?:(\d+)"
     r"(?: failed: port is already allocated|: bind: address already in use)"
@@ -577,6 +580,10 @@ class DockerRuntime:
         self._check_ports(targets)
 
         # 3. Start, watching every container until healthy, failed or out of time.
+        baseline = {
+            name: (c.id, int(c.attrs.get("RestartCount") or 0))
+            for name, c in self.containers().items()
+        }
         for name in targets:
             emit(Progress(name, "starting"))
         argv = [
@@ -606,7 +613,7 @@ class DockerRuntime:
         reader.start()
         pending = set(targets)
         if wait:
-            self._watch(pending, proc, deadline, result, emit, may_isolate)
+            self._watch(pending, proc, deadline, result, emit, may_isolate, baseline)
         proc_done = _finish(proc, reader, deadline if wait else time.monotonic() + 60)
         text = "".join(output)
         if proc.returncode not in (0, None):
@@ -677,6 +684,7 @@ class DockerRuntime:
         result: UpResult,
         emit: ProgressCallback,
         may_isolate: Callable[[str], bool],
+        baseline: dict[str, tuple[str, int]],
     ) -> None:
         known = self.project_services()
         phases: dict[str, str] = {}
@@ -691,6 +699,9 @@ class DockerRuntime:
                         phase, detail = "failed", "was not created"
                 else:
                     state = state_of(name, known[name].role, container)
+                    seen_id, seen_restarts = baseline.get(name, ("", 0))
+                    if seen_id == container.id:  # count only the restarts of this start
+                        state = replace(state, restarts=max(0, state.restarts - seen_restarts))
                     phase, detail = _phase(state, finished)
                 if phase in ("healthy", "running"):
                     pending.discard(name)
@@ -771,7 +782,10 @@ def _phase(state: ServiceState, compose_finished: bool) -> tuple[str, str]:
         if state.health in ("healthy",):
             return "healthy", ""
         if state.health == "none":
-            return "running", ""
+            # Without a health check, staying up for a moment is the best sign there is.
+            if state.uptime is not None and state.uptime >= STABLE_AFTER:
+                return "running", ""
+            return "waiting", "no health check: watching it stay up"
         if state.health == "unhealthy":
             return "failed", "unhealthy (its health check keeps failing)"
         if state.restarts >= MAX_RESTARTS:
