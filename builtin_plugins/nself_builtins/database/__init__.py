@@ -1,0 +1,53 @@
+"""The database lifecycle: migrations, verified backups, restore, PITR, seeds and shell.
+
+Commands live under ``nself db``. The engine modules (``migrations``, ``backups``,
+``pitr``) talk to PostgreSQL only through a ``Transport`` (``transport.py``), so the same
+code runs against the local stack (tools inside the postgres service) and against any
+server reachable directly (tests, CI, ``NSELF_DB_URL``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nself_sdk import Config, Problem, Service, Setting, hookimpl
+
+
+@hookimpl
+def declare_settings() -> list[Setting]:
+    return [
+        Setting("BACKUP_SCHEDULE", "", "Cron schedule of automatic backups (UTC), e.g. 0 2 * * *."),
+        Setting(
+            "BACKUP_RETENTION_DAYS", "30", "Days backups are kept (the newest verified stays)."
+        ),
+        Setting("BACKUP_S3_BUCKET", "", "S3 bucket that receives a copy of every backup."),
+        Setting(
+            "BACKUP_S3_ENDPOINT", "", "S3 endpoint URL (empty: AWS; the project's MinIO works)."
+        ),
+        Setting("BACKUP_S3_REGION", "us-east-1", "S3 region."),
+        Setting("BACKUP_S3_ACCESS_KEY", "", "S3 access key id."),
+        Setting("BACKUP_S3_SECRET_KEY", "", "S3 secret access key.", secret=True),
+        Setting("BACKUP_DIR", "backups", "Folder of the project that holds backups."),
+        Setting("PITR_ENABLED", "false", "Archive WAL continuously for point-in-time recovery."),
+    ]
+
+
+@hookimpl
+def validate_config(config: Config) -> list[Problem]:
+    from .schedule import validate
+
+    return validate(config)
+
+
+@hookimpl
+def contribute_services(config: Config) -> list[Service]:
+    from .schedule import services
+
+    return services(config)
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    from .commands import db_app
+
+    app.add_typer(db_app(), name="db", rich_help_panel="Database")

@@ -1,0 +1,671 @@
+"""Backups that are proven by restoring them, and restores that refuse bad backups.
+
+A backup ``NAME`` (``backup-2026-05-01-02-00[-label].dump``) is four files in the
+project's backup folder (mode 0700, files 0600):
+
+* ``NAME``: custom-format ``pg_dump`` of the database, taken in an exported snapshot;
+* ``NAME.globals.sql``: roles (``pg_dumpall --globals-only``);
+* ``NAME.json``: the manifest, written last (label, size, sha256 of both files, PostgreSQL
+  and nself versions, time, per-table row counts and a schema fingerprint taken in the
+  *same* snapshot as the dump);
+* ``NAME.verified.json``: written by ``verify`` after a successful scratch restore.
+
+Every file is written to a temp name, fsynced and renamed; a backup without a manifest
+does not exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nself_sdk import Config, NselfError, UsageError, nself_version
+
+from .transport import Transport
+
+if TYPE_CHECKING:
+    import psycopg
+
+FORMAT = 1
+SUFFIX = ".dump"
+REQUIRED = ("format", "name", "created", "size", "sha256", "globals_sha256", "database", "tables")
+Say = Callable[[str], None]
+# Extensions whose objects live in one database only (pg_cron: cron.database_name).
+DATABASE_BOUND = ("pg_cron",)
+
+TABLES_SQL = """
+SELECT n.nspname, c.relname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname NOT IN ('cron')
+ ORDER BY 1, 2
+"""
+
+SCHEMA_SQL = """
+SELECT format('column %I.%I.%I %s%s', n.nspname, c.relname, a.attname,
+              format_type(a.atttypid, a.atttypmod), CASE WHEN a.attnotnull THEN ' not null' END)
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'cron')
+   AND n.nspname NOT LIKE 'pg\\_%'
+UNION ALL
+SELECT format('index %s', indexdef) FROM pg_indexes
+ WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'cron')
+UNION ALL
+SELECT format('constraint %I.%I %s', n.nspname, con.conname, pg_get_constraintdef(con.oid))
+  FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'cron')
+UNION ALL
+SELECT format('function %I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'cron')
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT format('extension %I', extname) FROM pg_extension
+ WHERE extname NOT IN ('plpgsql', 'pg_cron')
+"""
+
+
+# -- the folder -------------------------------------------------------------------------------
+
+
+@dataclass
+class Store:
+    root: Path
+
+    @classmethod
+    def for_project(cls, project: Path, config: Config) -> Store:
+        return cls(project / config.text("BACKUP_DIR", "backups"))
+
+    def ensure(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        return self.root
+
+    def dump(self, name: str) -> Path:
+        return self.root / name
+
+    def globals_file(self, name: str) -> Path:
+        return self.root / f"{name}.globals.sql"
+
+    def manifest_file(self, name: str) -> Path:
+        return self.root / f"{name}.json"
+
+    def verified_file(self, name: str) -> Path:
+        return self.root / f"{name}.verified.json"
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        found = [p.name[: -len(".json")] for p in self.root.glob(f"*{SUFFIX}.json")]
+        return sorted(found, key=lambda n: self._created(n), reverse=True)
+
+    def _created(self, name: str) -> str:
+        try:
+            return str(json.loads(self.manifest_file(name).read_text())["created"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
+
+    def resolve_name(self, name: str | None) -> str:
+        names = self.names()
+        if name is None:
+            if not names:
+                raise NselfError("there are no backups yet", "take one with `nself db backup`")
+            return names[0]
+        base = Path(name).name
+        for candidate in (base, base + SUFFIX):
+            if self.manifest_file(candidate).exists() or self.dump(candidate).exists():
+                return candidate
+        raise NselfError(f"no backup named {name} in {self.root}", "see `nself db backup list`")
+
+    def verification(self, name: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.verified_file(name).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def listing(self) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.names():
+            try:
+                manifest = json.loads(self.manifest_file(name).read_text())
+            except (OSError, ValueError):
+                manifest = {}
+            record = self.verification(name)
+            verified = None
+            if record and record.get("ok") and record.get("sha256") == manifest.get("sha256"):
+                verified = f"verified {str(record.get('at', ''))[:19]}"
+            rows.append(
+                {
+                    "name": name,
+                    "label": manifest.get("label"),
+                    "created": manifest.get("created", ""),
+                    "size": manifest.get("size", 0),
+                    "postgres_version": manifest.get("postgres_version"),
+                    "verified": verified,
+                }
+            )
+        return rows
+
+    def new_name(self, label: str | None, now: datetime) -> str:
+        stem = "backup-" + now.strftime("%Y-%m-%d-%H-%M")
+        if label:
+            clean = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-.")
+            if not clean:
+                raise UsageError(f"invalid backup label {label!r}", "use letters, digits, . _ -")
+            stem += "-" + clean
+        name, n = stem + SUFFIX, 2
+        while self.manifest_file(name).exists() or self.dump(name).exists():
+            name, n = f"{stem}-{n}{SUFFIX}", n + 1
+        return name
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _temp_in(folder: Path, name: str) -> Iterator[tuple[Path, Any]]:
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    os.fchmod(fd, 0o600)
+    handle = os.fdopen(fd, "wb")
+    try:
+        yield Path(tmp), handle
+    except BaseException:
+        handle.close()
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _finish(handle: Any) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with _temp_in(path.parent, path.name) as (tmp, handle):
+        handle.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+        _finish(handle)
+        os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def snapshot_facts(conn: psycopg.Connection[Any]) -> tuple[dict[str, int], list[str]]:
+    """Per-table row counts and the schema lines, read in the connection's snapshot."""
+    from psycopg import sql
+
+    counts: dict[str, int] = {}
+    for schema, table in conn.execute(TABLES_SQL).fetchall():
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(table)
+        )
+        row = conn.execute(query).fetchone()
+        counts[f"{schema}.{table}"] = int(row[0]) if row else 0
+    schema_lines = sorted(str(r[0]) for r in conn.execute(SCHEMA_SQL).fetchall())
+    return counts, schema_lines
+
+
+def schema_hash(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def jobs() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+# -- take -------------------------------------------------------------------------------------
+
+
+def take(
+    transport: Transport,
+    store: Store,
+    label: str | None = None,
+    say: Say = lambda _: None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Dump the database and its roles; returns the manifest."""
+    now = now or datetime.now(UTC)
+    folder = store.ensure()
+    name = store.new_name(label, now)
+    started = time.monotonic()
+    say(f"backing up {transport.describe()} to {name}")
+    with transport.connect() as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        row = conn.execute(
+            "SELECT pg_export_snapshot(), current_setting('server_version'), current_database()"
+        ).fetchone()
+        assert row is not None
+        snapshot, server_version, database = row
+        with _temp_in(folder, name) as (tmp, handle):
+            failure: list[BaseException] = []
+
+            def dump() -> None:
+                try:
+                    transport.run_tool(
+                        "pg_dump",
+                        ["-Fc", f"--snapshot={snapshot}", "--no-password", "-d", database],
+                        stdout=handle,
+                    )
+                except BaseException as exc:
+                    failure.append(exc)
+
+            worker = threading.Thread(target=dump, name="pg_dump")
+            worker.start()
+            counts, schema_lines = snapshot_facts(conn)  # same snapshot, while pg_dump runs
+            worker.join()
+            conn.execute("COMMIT")
+            if failure:
+                raise failure[0]
+            _finish(handle)
+            with _temp_in(folder, name + ".globals.sql") as (gtmp, ghandle):
+                result = transport.run_tool(
+                    "pg_dumpall", ["--globals-only", "--no-password"], stdout=ghandle, check=False
+                )
+                if result.returncode != 0:  # not a superuser (managed database): no passwords
+                    ghandle.seek(0)
+                    ghandle.truncate()
+                    transport.run_tool(
+                        "pg_dumpall",
+                        ["--globals-only", "--no-role-passwords", "--no-password"],
+                        stdout=ghandle,
+                    )
+                _finish(ghandle)
+                manifest = {
+                    "format": FORMAT,
+                    "name": name,
+                    "label": label,
+                    "created": now.isoformat(),
+                    "size": tmp.stat().st_size,
+                    "sha256": file_sha256(tmp),
+                    "globals_sha256": file_sha256(gtmp),
+                    "database": database,
+                    "postgres_version": server_version,
+                    "nself_version": nself_version,
+                    "tables": counts,
+                    "rows": sum(counts.values()),
+                    "schema_sha256": schema_hash(schema_lines),
+                    "schema": schema_lines,
+                    "seconds": round(time.monotonic() - started, 2),
+                }
+                os.replace(gtmp, store.globals_file(name))
+                os.replace(tmp, store.dump(name))
+                _fsync_dir(folder)
+    _write_json(store.manifest_file(name), manifest)  # last: now the backup exists
+    return manifest
+
+
+# -- integrity --------------------------------------------------------------------------------
+
+
+def check_integrity(store: Store, name: str) -> dict[str, Any]:
+    """The manifest, after checking every file against it; nothing is touched."""
+    hint = "pick another backup (`nself db backup list`); nothing was changed"
+    try:
+        manifest = json.loads(store.manifest_file(name).read_text())
+    except FileNotFoundError:
+        raise NselfError(f"backup {name} has no manifest ({name}.json)", hint) from None
+    except (OSError, ValueError) as exc:
+        raise NselfError(f"the manifest of backup {name} is unreadable: {exc}", hint) from None
+    if not isinstance(manifest, dict) or any(k not in manifest for k in REQUIRED):
+        raise NselfError(f"the manifest of backup {name} is incomplete", hint)
+    if manifest["format"] != FORMAT or manifest["name"] != name:
+        raise NselfError(f"the manifest of backup {name} does not describe this backup", hint)
+    dump = store.dump(name)
+    if not dump.is_file():
+        raise NselfError(f"backup {name}: the dump file is missing", hint)
+    size = dump.stat().st_size
+    if size != manifest["size"]:
+        raise NselfError(
+            f"backup {name} is damaged: {size} bytes, the manifest says {manifest['size']}"
+            + (" (truncated)" if size < manifest["size"] else ""),
+            hint,
+        )
+    if file_sha256(dump) != manifest["sha256"]:
+        raise NselfError(f"backup {name} is damaged: its sha256 does not match the manifest", hint)
+    globals_file = store.globals_file(name)
+    if not globals_file.is_file() or file_sha256(globals_file) != manifest["globals_sha256"]:
+        raise NselfError(f"backup {name}: the roles file is missing or damaged", hint)
+    return manifest
+
+
+def _toc(transport: Transport, staged: str, name: str) -> list[str]:
+    result = transport.run_tool("pg_restore", ["--list", staged], check=False)
+    if result.returncode != 0:
+        err = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise NselfError(
+            f"backup {name} is unreadable by pg_restore: {err[-1] if err else 'unknown error'}",
+            "pick another backup; nothing was changed",
+        )
+    return result.stdout.decode("utf-8", "replace").splitlines()
+
+
+def _split_toc(lines: list[str]) -> tuple[list[str], list[str]]:
+    """(entries to restore anywhere, entries bound to their database such as pg_cron's)."""
+    main: list[str] = []
+    bound: list[str] = []
+    for line in lines:
+        is_bound = any(f"EXTENSION - {ext}" in line for ext in DATABASE_BOUND) or re.search(
+            r"\b(TABLE DATA|SEQUENCE SET) cron ", line
+        )
+        (bound if is_bound else main).append(line)
+    return main, bound
+
+
+# -- restore into a database ------------------------------------------------------------------
+
+
+def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None) -> None:
+    from psycopg import sql
+
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    if like is None:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        return
+    row = conn.execute(
+        "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype"
+        " FROM pg_database WHERE datname = %s",
+        (like,),
+    ).fetchone()
+    if row is None:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        return
+    owner, encoding, collate, ctype = row
+    conn.execute(
+        sql.SQL(
+            "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}"
+        ).format(
+            sql.Identifier(name),
+            sql.Identifier(owner),
+            sql.Literal(encoding),
+            sql.Literal(collate),
+            sql.Literal(ctype),
+        )
+    )
+    for (setting,) in conn.execute(
+        "SELECT unnest(setconfig) FROM pg_db_role_setting s JOIN pg_database d"
+        " ON d.oid = s.setdatabase WHERE d.datname = %s AND s.setrole = 0",
+        (like,),
+    ).fetchall():
+        key, _, value = str(setting).partition("=")
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(name), sql.Identifier(key), sql.Literal(value)
+            )
+        )
+
+
+def _drop_db(conn: psycopg.Connection[Any], name: str) -> None:
+    from psycopg import sql
+
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _missing_roles(conn: psycopg.Connection[Any], globals_sql: str) -> list[str]:
+    """Statements creating the roles of the backup that this cluster lacks."""
+    existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+    statements: dict[str, list[str]] = {}
+    for line in globals_sql.splitlines():
+        match = re.match(r'^(CREATE|ALTER) ROLE ("(?:[^"]|"")+"|[^\s;]+)', line)
+        if match:
+            role = match.group(2)
+            plain = role[1:-1].replace('""', '"') if role.startswith('"') else role
+            if plain not in existing:
+                statements.setdefault(plain, []).append(line)
+    return [s for lines in statements.values() for s in lines]
+
+
+def _restore_into(
+    transport: Transport, staged: str, toc: list[str], database: str, tmpdir: Path
+) -> list[str]:
+    """pg_restore in parallel into ``database``; returns the database-bound entries left out."""
+    main, bound = _split_toc(toc)
+    listing = tmpdir / "toc.list"
+    listing.write_text("\n".join(main) + "\n")
+    with transport.stage(listing) as staged_list:
+        transport.run_tool(
+            "pg_restore",
+            [
+                "--exit-on-error",
+                "--no-password",
+                f"--jobs={jobs()}",
+                "-L",
+                staged_list,
+                "-d",
+                database,
+                staged,
+            ],
+        )
+    return bound
+
+
+def _compare(conn: psycopg.Connection[Any], manifest: dict[str, Any], name: str) -> tuple[int, int]:
+    counts, schema_lines = snapshot_facts(conn)
+    expected: dict[str, int] = manifest["tables"]
+    if counts != expected:
+        diffs = [
+            f"{t}: {expected.get(t, 'absent')} -> {counts.get(t, 'absent')}"
+            for t in sorted(set(counts) | set(expected))
+            if counts.get(t) != expected.get(t)
+        ]
+        raise NselfError(
+            f"backup {name}: restored row counts differ from the source: " + "; ".join(diffs[:5])
+        )
+    if manifest.get("schema_sha256") and schema_hash(schema_lines) != manifest["schema_sha256"]:
+        before = set(manifest.get("schema") or [])
+        after = set(schema_lines)
+        changes = [f"-{x}" for x in sorted(before - after)] + [
+            f"+{x}" for x in sorted(after - before)
+        ]
+        raise NselfError(
+            f"backup {name}: the restored schema differs from the source: " + "; ".join(changes[:5])
+        )
+    return len(counts), sum(counts.values())
+
+
+def verify(
+    transport: Transport, store: Store, name: str, say: Say = lambda _: None
+) -> dict[str, Any]:
+    """Hash check, then a real restore into a scratch database compared with the source."""
+    started = time.monotonic()
+    record: dict[str, Any] = {"at": datetime.now(UTC).isoformat(), "ok": False}
+    try:
+        manifest = check_integrity(store, name)
+        record["sha256"] = manifest["sha256"]
+        scratch = f"nself_verify_{secrets.token_hex(4)}"
+        say(f"verifying {name}: restoring into scratch database {scratch}")
+        with (
+            tempfile.TemporaryDirectory(prefix="nself-verify-") as tmp,
+            transport.stage(store.dump(name)) as staged,
+        ):
+            toc = _toc(transport, staged, name)
+            with transport.connect(dbname="postgres", autocommit=True) as admin:
+                for statement in _missing_roles(admin, store.globals_file(name).read_text()):
+                    admin.execute(statement.encode())
+                _create_db(admin, scratch)
+                try:
+                    _restore_into(transport, staged, toc, scratch, Path(tmp))
+                    with transport.connect(dbname=scratch) as conn:
+                        tables, rows = _compare(conn, manifest, name)
+                finally:
+                    _drop_db(admin, scratch)
+        record.update(
+            ok=True, tables=tables, rows=rows, seconds=round(time.monotonic() - started, 2)
+        )
+        return record
+    except NselfError as exc:
+        record["error"] = exc.message
+        raise
+    finally:
+        if store.manifest_file(name).exists():
+            _write_json(store.verified_file(name), record)
+
+
+def restore(
+    transport: Transport,
+    store: Store,
+    name: str,
+    safety_backup: bool = True,
+    say: Say = lambda _: None,
+) -> dict[str, Any]:
+    """Replace the project's database with backup ``name``.
+
+    Checked first (manifest, size, sha256, pg_restore's table of contents); then a safety
+    backup of the current data; then a parallel restore into a new database, compared with
+    the manifest, which only then takes the old one's name. A failure at any step leaves
+    the current database as it was.
+    """
+    from psycopg import sql
+
+    manifest = check_integrity(store, name)
+    target = transport.dbname
+    result: dict[str, Any] = {"database": target, "safety_backup": None}
+    with (
+        tempfile.TemporaryDirectory(prefix="nself-restore-") as tmp,
+        transport.stage(store.dump(name)) as staged,
+    ):
+        toc = _toc(transport, staged, name)
+        if safety_backup:
+            say("taking a safety backup of the current database first")
+            safety = take(transport, store, label=f"pre-restore-{time.strftime('%H%M%S')}")
+            result["safety_backup"] = safety["name"]
+        incoming = f"{target}__nself_restore"
+        old = f"{target}__nself_old"
+        with transport.connect(dbname="postgres", autocommit=True) as admin:
+            for statement in _missing_roles(admin, store.globals_file(name).read_text()):
+                admin.execute(statement.encode())
+            _create_db(admin, incoming, like=target)
+            try:
+                say(f"restoring {name} ({jobs()} parallel jobs)")
+                bound = _restore_into(transport, staged, toc, incoming, Path(tmp))
+                with transport.connect(dbname=incoming) as conn:
+                    _compare(conn, manifest, name)
+            except BaseException:
+                _drop_db(admin, incoming)
+                raise
+            say(f"switching {target} to the restored data")
+            _drop_db(admin, old)
+            exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,))
+            if exists.fetchone():
+                admin.execute(
+                    sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(
+                        sql.Identifier(target)
+                    )
+                )
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (target,),
+                )
+                for attempt in range(50):
+                    try:
+                        admin.execute(
+                            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                                sql.Identifier(target), sql.Identifier(old)
+                            )
+                        )
+                        break
+                    except Exception:
+                        if attempt == 49:
+                            admin.execute(
+                                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                                    sql.Identifier(target)
+                                )
+                            )
+                            _drop_db(admin, incoming)
+                            raise
+                        time.sleep(0.1)
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(incoming), sql.Identifier(target)
+                )
+            )
+            _drop_db(admin, old)
+        if bound:
+            _restore_bound(transport, staged, bound, target, Path(tmp))
+    return result
+
+
+def _restore_bound(
+    transport: Transport, staged: str, bound: list[str], database: str, tmpdir: Path
+) -> None:
+    """pg_cron and friends can only live in their own database: restore them there last."""
+    listing = tmpdir / "bound.list"
+    listing.write_text("\n".join(bound) + "\n")
+    with transport.stage(listing) as staged_list:
+        transport.run_tool(
+            "pg_restore",
+            ["--exit-on-error", "--no-password", "-L", staged_list, "-d", database, staged],
+        )
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+def prune(
+    store: Store, days: int, apply: bool, now: datetime | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """Backups older than ``days``; never the newest verified one, nor the newest one."""
+    if days < 1:
+        raise UsageError("retention must be at least 1 day")
+    now = now or datetime.now(UTC)
+    names = store.names()  # newest first
+    keep: dict[str, str] = {}
+    if names:
+        keep[names[0]] = "newest backup"
+    for row in store.listing():
+        if row["verified"]:
+            keep.setdefault(row["name"], "newest verified backup")
+            break
+    cutoff = now - timedelta(days=days)
+    doomed = []
+    for name in names:
+        created = store._created(name)
+        try:
+            when = datetime.fromisoformat(created)
+        except ValueError:
+            continue
+        if when < cutoff and name not in keep:
+            doomed.append(name)
+    if apply:
+        for name in doomed:
+            for path in (
+                store.manifest_file(name),  # first: without it the rest is not a backup
+                store.dump(name),
+                store.globals_file(name),
+                store.verified_file(name),
+            ):
+                path.unlink(missing_ok=True)
+        if doomed:
+            _fsync_dir(store.root)
+    kept = {n: why for n, why in keep.items() if n in names}
+    return doomed, kept

@@ -1,0 +1,58 @@
+"""Which database a `nself db` command works on, and the production safety rules."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nself_sdk import Config, NselfError, UsageError, find_project, load_config
+
+from .transport import ComposeTransport, DirectTransport, Transport
+
+URL_VAR = "NSELF_DB_URL"
+BINDIR_VAR = "NSELF_PG_BINDIR"
+
+
+@dataclass
+class Target:
+    project: Path
+    config: Config
+    env: str
+
+    @property
+    def is_prod(self) -> bool:
+        return self.env == "prod"
+
+    def transport(self) -> Transport:
+        url = os.environ.get(URL_VAR, "").strip()
+        if url:
+            bindir = os.environ.get(BINDIR_VAR, "").strip()
+            return DirectTransport.from_url(url, Path(bindir) if bindir else None)
+        if self.env == "dev":
+            return ComposeTransport(
+                project_dir=self.project,
+                user=self.config.text("POSTGRES_USER", "postgres"),
+                password=self.config.text("POSTGRES_PASSWORD"),
+                dbname=self.config.text("POSTGRES_DB", "nself"),
+            )
+        raise NselfError(
+            f"reaching the {self.env} database is not available yet: it arrives with "
+            "`nself deploy`",
+            f"for now, open a tunnel yourself and set {URL_VAR}=postgres://user:pw@host:port/db",
+        )
+
+
+def resolve(env: str | None = None) -> Target:
+    project = find_project()
+    config = load_config(project, env)
+    return Target(project=project, config=config, env=config.env)
+
+
+def guard(target: Target, confirm: bool, dry_run: bool, what: str) -> None:
+    """Production changes need ``--confirm``; a dry run never does."""
+    if target.is_prod and not confirm and not dry_run:
+        raise UsageError(
+            f"{what} on production needs --confirm",
+            "look first with --dry-run, then run again with --confirm",
+        )

@@ -1,0 +1,198 @@
+"""`nself db backup / verify / restore` against a real PostgreSQL 15 cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import pg_cluster
+from pg_cluster import Cluster
+
+pytestmark = pytest.mark.postgres
+pg, db = pg_cluster.pg, pg_cluster.db
+
+DATA = """
+CREATE ROLE app_reader NOLOGIN;
+CREATE TABLE customers (id serial PRIMARY KEY, email text UNIQUE NOT NULL, note text);
+CREATE TABLE orders (id bigserial PRIMARY KEY, customer int REFERENCES customers,
+                     total numeric(10,2), at timestamptz DEFAULT now());
+CREATE INDEX orders_customer ON orders (customer);
+CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 50;
+GRANT SELECT ON customers TO app_reader;
+INSERT INTO customers (email, note)
+     SELECT 'c' || g || '@example.com', repeat('x', g % 50) FROM generate_series(1, 2000) g;
+INSERT INTO orders (customer, total) SELECT 1 + g % 2000, g % 97 FROM generate_series(1, 5000) g;
+"""
+
+
+def checksums(pg: Cluster, database: str) -> dict[str, str]:
+    """A content checksum per table: md5 over the rows in primary-key order."""
+    out = {}
+    for table in ("customers", "orders"):
+        row = pg.sql(f"SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM {table} t", database)
+        out[table] = row[0][0]
+    return out
+
+
+@pytest.fixture
+def target(project: Path, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NSELF_DB_URL", pg.url(db))
+    monkeypatch.setenv("NSELF_PG_BINDIR", str(pg.bindir))
+    with pg.connect(db) as conn:
+        conn.execute("DROP ROLE IF EXISTS app_reader")
+        conn.execute(DATA)
+    yield project
+    with pg.connect() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{db}"')
+        conn.execute("DROP ROLE IF EXISTS app_reader")
+
+
+def backup(nself, project: Path, *args: str) -> dict:  # type: ignore[no-untyped-def]
+    r = nself("db", "backup", "--json", *args, cwd=project)
+    assert r.code == 0, r.output
+    return json.loads(r.out[r.out.index("{") :])
+
+
+def test_round_trip_backup_verify_restore(target: Path, nself, pg: Cluster, db: str) -> None:
+    before = checksums(pg, db)
+    manifest = backup(nself, target, "--label", "pre-migration-v1.2")
+    name = manifest["name"]
+    assert name.startswith("backup-") and name.endswith("-pre-migration-v1.2.dump")
+    folder = target / "backups"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    for path in (folder / name, folder / f"{name}.globals.sql", folder / f"{name}.json"):
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert manifest["tables"] == {"public.customers": 2000, "public.orders": 5000}
+    assert manifest["postgres_version"].startswith("15") and manifest["nself_version"]
+    assert "app_reader" in (folder / f"{name}.globals.sql").read_text()
+    assert not list(folder.glob(".*.part"))
+
+    r = nself("db", "backup", "list", cwd=target)
+    assert r.code == 0 and name in r.out and "NEVER VERIFIED" in r.out
+    r = nself("db", "backup", "verify", name, cwd=target)
+    assert r.code == 0, r.output
+    assert "2 tables, 7000 rows match" in r.out
+    r = nself("db", "backup", "list", cwd=target)
+    assert "NEVER VERIFIED" not in r.out and "verified" in r.out
+    assert not [
+        d for (d,) in pg.sql("SELECT datname FROM pg_database") if d.startswith("nself_verify")
+    ]
+
+    # change everything, then restore
+    pg.sql("DELETE FROM orders WHERE id > 10; UPDATE customers SET note = 'changed'", db)
+    assert checksums(pg, db) != before
+    r = nself("db", "restore", name, cwd=target)
+    assert r.code == 0, r.output
+    assert checksums(pg, db) == before
+    assert pg.sql("SELECT count(*) FROM big_orders", db)[0][0] > 0
+    # the safety backup holds the data from just before the restore
+    safety = [n for n in os.listdir(folder) if "pre-restore" in n and n.endswith(".dump")]
+    assert len(safety) == 1
+    safety_manifest = json.loads((folder / f"{safety[0]}.json").read_text())
+    assert safety_manifest["tables"]["public.orders"] == 10
+    leftovers = [d for (d,) in pg.sql("SELECT datname FROM pg_database") if "__nself" in d]
+    assert leftovers == []
+
+
+def test_restore_recreates_missing_roles(target: Path, nself, pg: Cluster, db: str) -> None:
+    name = backup(nself, target)["name"]
+    pg.sql("DROP OWNED BY app_reader; DROP ROLE app_reader", db)
+    r = nself("db", "restore", name, "--no-safety-backup", cwd=target)
+    assert r.code == 0, r.output
+    assert pg.sql("SELECT count(*) FROM pg_roles WHERE rolname = 'app_reader'") == [(1,)]
+    grants = pg.sql("SELECT has_table_privilege('app_reader', 'customers', 'SELECT')", db)
+    assert grants == [(True,)]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted", "wrong-hash", "no-manifest"])
+def test_damaged_backups_are_refused_before_anything_changes(
+    damage: str, target: Path, nself, pg: Cluster, db: str
+) -> None:
+    name = backup(nself, target)["name"]
+    folder = target / "backups"
+    dump = folder / name
+    data = dump.read_bytes()
+    if damage == "truncated":
+        dump.write_bytes(data[: len(data) // 2])
+    elif damage == "corrupted":
+        middle = len(data) // 2
+        dump.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
+    elif damage == "wrong-hash":
+        manifest = json.loads((folder / f"{name}.json").read_text())
+        manifest["sha256"] = "0" * 64
+        (folder / f"{name}.json").write_text(json.dumps(manifest))
+    else:
+        (folder / f"{name}.json").unlink()
+    pg.sql("INSERT INTO customers (email) VALUES ('after@example.com')", db)
+    before = checksums(pg, db)
+    backups_before = sorted(os.listdir(folder))
+    r = nself("db", "restore", name, cwd=target)
+    assert r.code == 1
+    expected = {
+        "truncated": "is damaged: ",
+        "corrupted": "sha256 does not match",
+        "wrong-hash": "sha256 does not match",
+        "no-manifest": "has no manifest",
+    }[damage]
+    assert expected in r.err and "nothing was changed" in r.err
+    if damage == "truncated":
+        assert "(truncated)" in r.err
+    assert checksums(pg, db) == before  # the database was not touched
+    assert sorted(os.listdir(folder)) == backups_before  # not even a safety backup
+    if damage != "no-manifest":
+        r = nself("db", "backup", "verify", name, cwd=target)
+        assert r.code == 1 and "failed verification" in r.err
+
+
+def test_a_broken_dump_with_a_matching_hash_fails_pg_restore_checks(
+    target: Path, nself, pg: Cluster, db: str
+) -> None:
+    """Damage made before hashing (a bad disk or tool) is still caught before restoring."""
+    from nself_builtins.database.backups import file_sha256
+
+    name = backup(nself, target)["name"]
+    folder = target / "backups"
+    dump = folder / name
+    dump.write_bytes(dump.read_bytes()[:200])
+    manifest = json.loads((folder / f"{name}.json").read_text())
+    manifest.update(size=dump.stat().st_size, sha256=file_sha256(dump))
+    (folder / f"{name}.json").write_text(json.dumps(manifest))
+    before = checksums(pg, db)
+    r = nself("db", "restore", name, cwd=target)
+    assert r.code == 1 and "unreadable by pg_restore" in r.err
+    assert checksums(pg, db) == before
+    assert len(list(folder.glob("*.dump"))) == 1
+
+
+def test_verify_all_and_retention(target: Path, nself, pg: Cluster, db: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    names = [backup(nself, target, "--label", f"n{i}")["name"] for i in range(3)]
+    folder = target / "backups"
+    r = nself("db", "backup", "verify", "--all", cwd=target)
+    assert r.code == 0, r.output
+    # age all three; the newest (verified) one must survive
+    for i, name in enumerate(names):
+        path = folder / f"{name}.json"
+        manifest = json.loads(path.read_text())
+        manifest["created"] = (datetime.now(UTC) - timedelta(days=40 - i)).isoformat()
+        path.write_text(json.dumps(manifest))
+    r = nself("db", "backup", "prune", cwd=target)
+    assert r.code == 0 and "would delete" in r.out and "dry run" in r.out
+    assert len(list(folder.glob("*.dump"))) == 3
+    r = nself("db", "backup", "prune", "--yes", cwd=target)
+    assert r.code == 0, r.output
+    left = sorted(p.name for p in folder.glob("*.dump"))
+    assert left == [names[2]]
+
+
+def test_restore_on_production_needs_confirm(target: Path, nself) -> None:
+    name = backup(nself, target)["name"]
+    r = nself("db", "restore", name, "--env", "prod", cwd=target)
+    assert r.code == 2 and "needs --confirm" in r.err
+    r = nself("db", "restore", name, "--env", "prod", "--dry-run", cwd=target)
+    assert r.code == 0 and "would restore" in r.out
