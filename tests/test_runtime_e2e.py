@@ -204,6 +204,13 @@ def test_the_stack_runs_end_to_end(stack: tuple[Path, str, int], nself: Run) -> 
         "the killed container to be restarted",
     )
 
+    # restart one service: it comes back healthy with a fresh uptime.
+    restart = nself("restart", "postgres", "--timeout", "120", cwd=folder)
+    assert restart.code == 0, restart.output
+    rows = {r["service"]: r for r in json.loads(nself("status", "--json", cwd=folder).out)}
+    assert rows["postgres"]["health"] == "healthy"
+    assert rows["postgres"]["uptime_s"] < rows["nginx"]["uptime_s"]
+
     # stop everything, start again: the row is still there.
     assert nself("stop", cwd=folder).code == 0
     assert all(
@@ -297,3 +304,18 @@ def test_a_core_image_that_cannot_be_pulled_names_its_override(
     assert "POSTGRES_IMAGE" in result.err and "docker load" in result.err
     assert "Traceback" not in result.output
     assert project_objects(name)["containers"] == []
+
+
+def test_a_failing_core_service_is_named_with_its_last_log_lines(
+    stack: tuple[Path, str, int], nself: Run
+) -> None:
+    folder, _, _ = stack
+    # A hand-written override nginx cannot load: nginx exits at once, again and again.
+    (folder / "nginx" / "conf.d" / "broken.conf").write_text("this_is_not_a_directive on;\n")
+    result = nself("start", "--timeout", "90", cwd=folder)
+    assert result.code == 1, result.output
+    assert "error: Nginx (nginx) failed to start" in result.err
+    assert "log lines of nginx" in result.err
+    assert "unknown directive" in result.err  # nginx's own words, from its logs
+    assert "hint: see `nself logs nginx`" in result.err
+    assert "Traceback" not in result.output

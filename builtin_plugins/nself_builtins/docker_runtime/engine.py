@@ -264,11 +264,23 @@ class DockerRuntime:
     def containers(self) -> dict[str, Any]:
         """This project's service containers by service name (one-off runs excluded)."""
         client = self.client()
-        found = self._api(
-            lambda: client.containers.list(
+
+        def listing() -> list[Any]:
+            from docker.errors import NotFound
+
+            summaries = client.api.containers(
                 all=True, filters={"label": [f"{PROJECT_LABEL}={self.project}"]}
             )
-        )
+            found = []
+            for summary in summaries:
+                try:  # a container may vanish between the listing and its inspection
+                    attrs = client.api.inspect_container(summary["Id"])
+                except NotFound:
+                    continue
+                found.append(client.containers.prepare_model(attrs))
+            return found
+
+        found = self._api(listing)
         by_service: dict[str, Any] = {}
         for container in found:
             labels = container.labels or {}
@@ -613,7 +625,7 @@ class DockerRuntime:
         reader.start()
         pending = set(targets)
         if wait:
-            self._watch(pending, proc, deadline, result, emit, may_isolate, baseline)
+            self._watch(pending, proc, deadline, result, emit, may_isolate, baseline, output)
         proc_done = _finish(proc, reader, deadline if wait else time.monotonic() + 60)
         text = "".join(output)
         if proc.returncode not in (0, None):
@@ -685,6 +697,7 @@ class DockerRuntime:
         emit: ProgressCallback,
         may_isolate: Callable[[str], bool],
         baseline: dict[str, tuple[str, int]],
+        output: list[str],
     ) -> None:
         known = self.project_services()
         phases: dict[str, str] = {}
@@ -709,6 +722,8 @@ class DockerRuntime:
                     continue
                 if phase == "failed":
                     pending.discard(name)
+                    if finished and proc.returncode and detail.startswith("was "):
+                        detail += f" ({_last_error(''.join(output))})"  # compose said why
                     self._fail(name, detail, result, may_isolate, emit)
                     continue
                 if phases.get(name) != phase:
