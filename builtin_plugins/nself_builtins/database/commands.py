@@ -323,6 +323,80 @@ def _backup_app() -> typer.Typer:
     return app
 
 
+def _pitr_app() -> typer.Typer:
+    app = typer.Typer(
+        help="Point-in-time recovery from base backups and archived WAL.",
+        invoke_without_command=True,
+    )
+
+    @app.callback()
+    def pitr_cmd(
+        ctx: typer.Context,
+        target_time: Annotated[
+            str | None, typer.Option("--target", help='e.g. "2026-05-01 14:30:00 UTC".')
+        ] = None,
+        env: EnvOpt = None,
+        confirm: ConfirmOpt = False,
+        dry_run: DryRunOpt = False,
+        yes: Annotated[bool, typer.Option("--yes", help="Do not ask before recovering.")] = False,
+    ) -> None:
+        """Recover the whole cluster to an instant (shows the plan and window first)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if target_time is None:
+            raise UsageError('say when: --target "2026-05-01 14:30:00 UTC"')
+        from .pitr import fmt, parse_target, pitr_for_target
+
+        target = resolve(env)
+        guard(target, confirm, dry_run, "point-in-time recovery")
+        when = parse_target(target_time)
+        engine = pitr_for_target(target)
+        plan = engine.plan(when)
+        for line in plan.describe():
+            info(line)
+        if dry_run:
+            info("dry run: nothing changed")
+            return
+        if not yes and not typer.confirm("Stop the database and recover to this point?"):
+            raise NselfError("cancelled; nothing changed")
+        aside = engine.recover(plan, say=info)
+        ok(f"recovered to {fmt(when)}; the previous data folder is kept at {aside}")
+
+    @app.command("backup")
+    def base_cmd(env: EnvOpt = None) -> None:
+        """Take a base backup (the starting point of every recovery)."""
+        from .pitr import pitr_for_target
+
+        target = resolve(env)
+        manifest = pitr_for_target(target).base_backup(say=info)
+        ok(f"base backup {manifest['name']} ({_size(manifest['size'])})")
+
+    @app.command("status")
+    def status_cmd(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
+        """Show base backups, archived WAL and the recoverable window."""
+        from .pitr import fmt, pitr_for_target
+
+        target = resolve(env)
+        engine = pitr_for_target(target)
+        bases = engine.base_backups()
+        newest = engine.newest_point()
+        data = {
+            "base_backups": bases,
+            "earliest": bases[0]["end"] if bases else None,
+            "newest": newest.isoformat() if newest else None,
+        }
+        if as_json:
+            emit_json(data)
+            return
+        info(f"  base backups: {len(bases)}")
+        if bases and newest:
+            info(f"  recoverable window: {bases[0]['end'][:19]} UTC .. {fmt(newest)}")
+        else:
+            info("  nothing is recoverable yet (`nself db pitr backup`)")
+
+    return app
+
+
 def _size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
@@ -339,6 +413,7 @@ def db_app() -> typer.Typer:
     )
     app.add_typer(_migrate_app(), name="migrate")
     app.add_typer(_backup_app(), name="backup")
+    app.add_typer(_pitr_app(), name="pitr")
 
     @app.command("restore")
     def restore_cmd(
@@ -373,34 +448,6 @@ def db_app() -> typer.Typer:
         ok(f"restored {resolved} into {result['database']}")
         if result.get("safety_backup"):
             info(f"  the previous data is in backup {result['safety_backup']}")
-
-    @app.command("pitr")
-    def pitr_cmd(
-        target_time: Annotated[
-            str, typer.Option("--target", help='e.g. "2026-05-01 14:30:00 UTC".')
-        ],
-        env: EnvOpt = None,
-        confirm: ConfirmOpt = False,
-        dry_run: DryRunOpt = False,
-        yes: Annotated[bool, typer.Option("--yes", help="Do not ask before restoring.")] = False,
-    ) -> None:
-        """Restore the cluster to an instant (needs PITR_ENABLED=true and a base backup)."""
-        from .pitr import parse_target, pitr_for_target
-
-        target = resolve(env)
-        guard(target, confirm, dry_run, "point-in-time recovery")
-        when = parse_target(target_time)
-        engine = pitr_for_target(target)
-        plan = engine.plan(when)
-        for line in plan.describe():
-            info(line)
-        if dry_run:
-            info("dry run: nothing changed")
-            return
-        if not yes and not typer.confirm("Stop the database and recover to this point?"):
-            raise NselfError("cancelled; nothing changed")
-        engine.recover(plan, say=info)
-        ok(f"recovered to {when:%Y-%m-%d %H:%M:%S %Z}")
 
     @app.command("shell")
     def shell_cmd(env: EnvOpt = None) -> None:

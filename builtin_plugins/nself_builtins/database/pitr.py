@@ -1,16 +1,51 @@
-"""Point-in-time recovery: continuous WAL archiving plus base backups."""
+"""Point-in-time recovery: continuous WAL archiving plus base backups.
+
+* ``archive_command()`` is what PostgreSQL runs for every finished WAL segment: copy into
+  the archive, never overwriting a segment with different content.
+* ``Pitr.base_backup()`` streams ``pg_basebackup -Ft -X fetch`` (a self-contained tar) into
+  the backup folder with a manifest (sha256, start/end time).
+* ``Pitr.plan(target)`` forces the current WAL segment into the archive, finds the window
+  (end of the oldest base backup .. last commit in the archive) and the base backup to
+  start from; ``Pitr.recover(plan)`` stops the server, keeps the old data folder aside,
+  unpacks the base backup, sets ``recovery_target_time`` and waits for the promotion. Any
+  failure puts the old data folder back.
+
+The server is controlled through ``ClusterControl``; ``LocalCluster`` drives a server whose
+data folder is on this machine (``pg_ctl``).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import pwd
 import re
 import shlex
+import shutil
+import subprocess
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nself_sdk import NselfError, UsageError
 
+from .backups import _fsync_dir, _temp_in, _write_json, file_sha256
+from .transport import Transport
+
 if TYPE_CHECKING:
     from .target import Target
+
+Say = Callable[[str], None]
+DATA_VAR = "NSELF_PITR_DATA_DIR"
+ARCHIVE_VAR = "NSELF_PITR_ARCHIVE"
+OS_USER_VAR = "NSELF_PG_OS_USER"
+COMMIT = re.compile(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
+SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+RECOVERY_KEYS = ("restore_command", "recovery_target_time", "recovery_target_action")
 
 
 def archive_command(archive_dir: str) -> str:
@@ -45,8 +80,348 @@ def parse_target(text: str) -> datetime:
     return when.astimezone(UTC)
 
 
-def pitr_for_target(target: Target) -> Any:
-    raise NselfError(
-        "point-in-time recovery of this database is not available yet",
-        "it is coming; for now restore the newest backup with `nself db restore`",
+def fmt(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+class ClusterControl(Protocol):
+    """Stopping and starting the server and replacing its data folder."""
+
+    def stop(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def replace_data(self, base_tar: Path, settings: dict[str, str]) -> Path:
+        """Move the data folder aside (returned), unpack ``base_tar``, add ``settings``."""
+        ...
+
+    def put_back(self, aside: Path) -> None:
+        """Undo ``replace_data``: the kept folder becomes the data folder again."""
+        ...
+
+    def log_tail(self) -> str: ...
+
+
+@dataclass
+class LocalCluster:
+    """A server whose data folder is on this machine, run by ``pg_ctl``."""
+
+    data_dir: Path
+    bindir: Path | None = None
+    os_user: str | None = None
+
+    def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        program = str(self.bindir / "pg_ctl") if self.bindir else "pg_ctl"
+        argv = [program, "-D", str(self.data_dir), *args]
+        if self.os_user and os.geteuid() == 0:
+            argv = ["runuser", "-u", self.os_user, "--", *argv]
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+    @property
+    def logfile(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}.pitr.log"
+
+    def stop(self) -> None:
+        result = self._pg_ctl("-m", "fast", "-w", "-t", "120", "stop")
+        if result.returncode != 0 and "Is server running?" not in result.stderr:
+            raise NselfError(f"could not stop the server: {result.stderr.strip()}")
+
+    def start(self) -> None:
+        if not self.logfile.exists():
+            self.logfile.touch()
+            self._chown(self.logfile)
+        result = self._pg_ctl("-l", str(self.logfile), "-w", "-t", "300", "start")
+        if result.returncode != 0:
+            raise NselfError(
+                "the server did not start: " + (self.log_tail() or result.stderr.strip())
+            )
+
+    def _chown(self, path: Path) -> None:
+        if not (self.os_user and os.geteuid() == 0):
+            return
+        entry = pwd.getpwnam(self.os_user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+        if path.is_dir():
+            for folder, dirs, files in os.walk(path):
+                for name in dirs + files:
+                    os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid)
+
+    def replace_data(self, base_tar: Path, settings: dict[str, str]) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        aside = self.data_dir.with_name(f"{self.data_dir.name}.pre-pitr-{stamp}")
+        os.rename(self.data_dir, aside)
+        try:
+            self.data_dir.mkdir(mode=0o700)
+            with tarfile.open(base_tar) as tar:
+                tar.extractall(self.data_dir, filter="data")
+            for keep in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
+                if (aside / keep).is_file() and not (self.data_dir / keep).is_file():
+                    shutil.copy2(aside / keep, self.data_dir / keep)
+            (self.data_dir / "recovery.signal").touch()
+            auto = self.data_dir / "postgresql.auto.conf"
+            lines = [
+                line
+                for line in (auto.read_text().splitlines() if auto.exists() else [])
+                if line.split("=")[0].strip() not in settings
+            ]
+            lines += [f"{k} = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in settings.items()]
+            auto.write_text("\n".join(lines) + "\n")
+            for stale in ("postmaster.pid", "backup_label.old"):
+                (self.data_dir / stale).unlink(missing_ok=True)
+            os.chmod(self.data_dir, 0o700)
+            self._chown(self.data_dir)
+        except BaseException:
+            self.put_back(aside)
+            raise
+        return aside
+
+    def put_back(self, aside: Path) -> None:
+        if self.data_dir.exists():
+            failed = self.data_dir.with_name(self.data_dir.name + ".failed-pitr")
+            shutil.rmtree(failed, ignore_errors=True)
+            os.rename(self.data_dir, failed)
+        os.rename(aside, self.data_dir)
+
+    def log_tail(self) -> str:
+        try:
+            lines = self.logfile.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        important = [line for line in lines if "FATAL" in line or "ERROR" in line]
+        return "; ".join((important or lines)[-2:])
+
+
+# -- the engine ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    target: datetime
+    base: dict[str, Any]
+    earliest: datetime
+    newest: datetime
+    segments: int
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> list[str]:
+        return [
+            f"recover the whole cluster to {fmt(self.target)}",
+            f"  recoverable window: {fmt(self.earliest)} .. {fmt(self.newest)}"
+            " (newest restorable point: last commit in the WAL archive)",
+            f"  start from base backup {self.base['name']} (ended {self.base['end'][:19]})",
+            f"  replay archived WAL ({self.segments} segments in the archive)",
+            "  the server stops; its current data folder is kept aside, not deleted",
+            *self.notes,
+        ]
+
+
+class Pitr:
+    def __init__(
+        self,
+        transport: Transport,
+        control: ClusterControl,
+        archive: Path,
+        base_dir: Path,
+        bindir: Path | None = None,
+        archive_as_seen_by_server: str | None = None,
+    ) -> None:
+        self.transport = transport
+        self.control = control
+        self.archive = archive
+        self.base_dir = base_dir
+        self.bindir = bindir
+        self.server_archive = archive_as_seen_by_server or str(archive)
+
+    # -- base backups ------------------------------------------------------------------------
+    def base_backups(self) -> list[dict[str, Any]]:
+        found = []
+        for path in sorted(self.base_dir.glob("base-*.tar.json")):
+            try:
+                found.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return sorted(found, key=lambda m: str(m.get("end", "")))
+
+    def base_backup(self, say: Say = lambda _: None) -> dict[str, Any]:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base_dir, 0o700)
+        with self.transport.connect(autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT current_setting('archive_mode'), current_setting('wal_level'), now()"
+            ).fetchone()
+        assert row is not None
+        mode, level, started = row
+        if mode not in ("on", "always") or level == "minimal":
+            raise NselfError(
+                f"WAL archiving is off (archive_mode={mode}, wal_level={level})",
+                "set PITR_ENABLED=true, rebuild and restart the database",
+            )
+        name = "base-" + datetime.now(UTC).strftime("%Y-%m-%d-%H-%M-%S") + ".tar"
+        say(f"taking base backup {name}")
+        with _temp_in(self.base_dir, name) as (tmp, handle):
+            self.transport.run_tool(
+                "pg_basebackup",
+                ["-D", "-", "-Ft", "-X", "fetch", "--checkpoint=fast", "--no-password"],
+                stdout=handle,
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            end = datetime.now(UTC)
+            manifest = {
+                "name": name,
+                "start": started.astimezone(UTC).isoformat(),
+                "end": end.isoformat(),
+                "size": tmp.stat().st_size,
+                "sha256": file_sha256(tmp),
+            }
+            os.replace(tmp, self.base_dir / name)
+            _fsync_dir(self.base_dir)
+        _write_json(self.base_dir / f"{name}.json", manifest)
+        return manifest
+
+    # -- the window --------------------------------------------------------------------------
+    def _segments(self) -> list[Path]:
+        if not self.archive.is_dir():
+            return []
+        return sorted(p for p in self.archive.iterdir() if SEGMENT.match(p.name))
+
+    def flush_wal(self) -> None:
+        """Close the current WAL segment and wait until the archiver stored it."""
+        with self.transport.connect(autocommit=True) as conn:
+            row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+            assert row is not None
+            wanted = str(row[0])
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if (self.archive / wanted).exists():
+                    return
+                failed = conn.execute(
+                    "SELECT last_failed_wal, last_failed_time FROM pg_stat_archiver"
+                ).fetchone()
+                time.sleep(0.2)
+            detail = f" (last failure: {failed[0]} at {failed[1]})" if failed and failed[0] else ""
+            raise NselfError(
+                f"WAL segment {wanted} did not reach the archive within 60s{detail}",
+                "check the server log for archive_command errors",
+            )
+
+    def newest_point(self) -> datetime | None:
+        """The last commit time found in the archived WAL."""
+        program = str(self.bindir / "pg_waldump") if self.bindir else "pg_waldump"
+        for segment in reversed(self._segments()[-6:]):
+            result = subprocess.run(
+                [program, "--rmgr=Transaction", str(segment)],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "TZ": "UTC", "PGTZ": "UTC"},
+                check=False,
+            )
+            stamps = COMMIT.findall(result.stdout)
+            if stamps:
+                return datetime.fromisoformat(stamps[-1]).replace(tzinfo=UTC)
+        return None
+
+    def plan(self, target: datetime, flush: bool = True) -> Plan:
+        bases = self.base_backups()
+        if not bases:
+            raise NselfError(
+                "there is no base backup to recover from",
+                "take one with `nself db pitr backup` (and regularly after that)",
+            )
+        if flush:
+            self.flush_wal()
+        newest = self.newest_point()
+        earliest = datetime.fromisoformat(bases[0]["end"])
+        if newest is None:
+            raise NselfError("the WAL archive holds no commits yet", "write something first")
+        if target < earliest or target > newest:
+            raise NselfError(
+                f"{fmt(target)} is outside the recoverable window {fmt(earliest)} .. {fmt(newest)}",
+                "pick a time inside the window (the newest restorable point is the last "
+                "commit archived)",
+            )
+        usable = [b for b in bases if datetime.fromisoformat(b["end"]) <= target]
+        return Plan(
+            target=target,
+            base=usable[-1],
+            earliest=earliest,
+            newest=newest,
+            segments=len(self._segments()),
+        )
+
+    def recover(self, plan: Plan, say: Say = lambda _: None) -> Path:
+        base = self.base_dir / plan.base["name"]
+        if not base.is_file() or file_sha256(base) != plan.base["sha256"]:
+            raise NselfError(
+                f"base backup {plan.base['name']} is missing or damaged; nothing was changed",
+                "take a new base backup; older points in time may be lost",
+            )
+        archive = shlex.quote(self.server_archive.rstrip("/"))
+        settings = {
+            "restore_command": f'cp {archive}/"%f" "%p"',
+            "recovery_target_time": plan.target.isoformat(),
+            "recovery_target_action": "promote",
+        }
+        say("stopping the server")
+        self.control.stop()
+        aside = self.control.replace_data(base, settings)
+        say(f"recovering (the previous data folder is kept at {aside})")
+        try:
+            self.control.start()
+            self._wait_promoted()
+        except BaseException as exc:
+            detail = self.control.log_tail()
+            self.control.stop()
+            self.control.put_back(aside)
+            self.control.start()
+            message = exc.message if isinstance(exc, NselfError) else str(exc)
+            raise NselfError(
+                f"recovery failed, the previous data is back in place: {message}"
+                + (f" ({detail})" if detail and detail not in message else ""),
+            ) from None
+        with self.transport.connect(autocommit=True) as conn:
+            for key in RECOVERY_KEYS:
+                conn.execute(f"ALTER SYSTEM RESET {key}")
+            conn.execute("SELECT pg_reload_conf()")
+        return aside
+
+    def _wait_promoted(self, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with self.transport.connect(dbname="postgres", autocommit=True) as conn:
+                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                    if row and not row[0]:
+                        return
+            except NselfError:
+                pass
+            time.sleep(0.3)
+        raise NselfError("the server did not finish recovery in time")
+
+
+def pitr_for_target(target: Target) -> Pitr:
+    """The PITR engine for the command's target database."""
+    from .backups import Store
+
+    data = os.environ.get(DATA_VAR, "").strip()
+    archive = os.environ.get(ARCHIVE_VAR, "").strip()
+    if not data or not archive:
+        raise NselfError(
+            "point-in-time recovery needs a server whose data folder this machine controls",
+            f"for a server on this machine set {DATA_VAR} and {ARCHIVE_VAR}; recovery of the "
+            "Docker stack's volume is not available yet (restore a backup instead)",
+        )
+    bindir_raw = os.environ.get("NSELF_PG_BINDIR", "").strip()
+    bindir = Path(bindir_raw) if bindir_raw else None
+    store = Store.for_project(target.project, target.config)
+    return Pitr(
+        transport=target.transport(),
+        control=LocalCluster(Path(data), bindir, os.environ.get(OS_USER_VAR) or None),
+        archive=Path(archive),
+        base_dir=store.root / "pitr",
+        bindir=bindir,
     )
