@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pg_cluster import Cluster, available
 
 from nself_builtins.database.pitr import archive_command
+from pg_cluster import Cluster, available
 
 pytestmark = pytest.mark.postgres
 
