@@ -20,7 +20,7 @@ import pytest
 
 from conftest import Result, needs_docker, set_env
 from kernel_helpers import compose_config
-from nself.plugins import scan_entry_points
+from nself.plugins import forget, scan_entry_points
 
 Run = Callable[..., Result]
 
@@ -79,6 +79,7 @@ def make_distribution(
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
     (info / "entry_points.txt").write_text(f"[nself.plugins]\n{plugin} = {module}\n")
+    forget()  # installed while this process runs: like after `pip install`, scan again
     return module
 
 

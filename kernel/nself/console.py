@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .redact import scrub, scrub_data
 
 
-@dataclass
 class State:
     """Global CLI options, set once by the root callback."""
 
-    debug: bool = False
-    project: Path | None = None
+    def __init__(self, debug: bool = False, project: Path | None = None) -> None:
+        self.debug = debug
+        self.project = project
 
 
 state = State()

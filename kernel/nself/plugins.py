@@ -127,28 +127,22 @@ _installed: dict[tuple[object, ...], list[Installed]] = {}
 _managers: dict[tuple[object, ...], pluggy.PluginManager] = {}
 
 
-def _mtime(path: str) -> int:
-    try:
-        return os.stat(path or ".").st_mtime_ns
-    except OSError:
-        return 0
-
-
 def _key() -> tuple[object, ...]:
-    """What the found plugins depend on: the switches and the folders on ``sys.path``.
+    """What the found plugins depend on: the switches and ``sys.path``."""
+    return (os.environ.get(DISABLE_VAR, ""), os.environ.get(ONLY_VAR, ""), tuple(sys.path))
 
-    A folder's mtime changes when a distribution is installed into it or removed (the
-    same signal Python's own import system uses to refresh its directory caches).
-    """
-    paths = tuple((path, _mtime(path)) for path in sys.path)
-    return (os.environ.get(DISABLE_VAR, ""), os.environ.get(ONLY_VAR, ""), paths)
+
+def forget() -> None:
+    """Scan again on next use (after installing a distribution into this very process)."""
+    _installed.clear()
+    _managers.clear()
 
 
 def installed() -> list[Installed]:
     """Entry-point plugins after the switches, sorted by name so every build sees one order.
 
-    Scanned and imported once per process (again only if the switches or the folders on
-    ``sys.path`` change).
+    Scanned and imported once per process (again if the switches or ``sys.path`` change,
+    or after ``forget()``).
     """
     key = _key()
     if key in _installed:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
-
 from nself_sdk import Config, GeneratedFile, Service, Stack, hookimpl
 
 NETWORK = "nself"
@@ -17,10 +15,17 @@ HEADER = (
 # `${NAME}` refers to a setting in .env.computed; every other `$` is literal.
 _LITERAL_DOLLAR = re.compile(r"\$(?!\{[A-Za-z_][A-Za-z0-9_]*\})")
 
-try:  # the C dumper is several times faster when libyaml is present
-    from yaml import CSafeDumper as _Dumper
-except ImportError:  # pragma: no cover
-    from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
+
+def dump_yaml(doc: dict[str, Any]) -> str:
+    """``doc`` as block YAML, keys in insertion order (PyYAML, imported only to build)."""
+    import yaml
+
+    try:  # the C dumper is several times faster when libyaml is present
+        from yaml import CSafeDumper as dumper
+    except ImportError:  # pragma: no cover
+        from yaml import SafeDumper as dumper  # type: ignore[assignment]
+    text: str = yaml.dump(doc, Dumper=dumper, sort_keys=False, default_flow_style=False, width=4096)
+    return text
 
 
 def esc(value: str) -> str:
@@ -100,7 +105,7 @@ def render(config: Config, stack: Stack) -> str:
     }
     if volumes:
         doc["volumes"] = {v: {"labels": {"org.nself.project": project}} for v in volumes}
-    body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096)
+    body = dump_yaml(doc)
     return HEADER + body
 
 

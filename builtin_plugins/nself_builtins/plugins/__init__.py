@@ -23,14 +23,20 @@ if TYPE_CHECKING:
 _loaded: dict[Path, list[Any]] = {}
 
 
+# Checked before importing the installer: most projects have no bundles, and every
+# `nself` command in a project calls these hooks (store.LOCK_FILE / store.PLUGINS_DIR).
+_LOCK_FILE = "plugins.lock"
+_PLUGINS_DIR = "plugins"
+
+
 @hookimpl
 def load_extra_plugins(project_dir: Path) -> list[object]:
-    from .bundle import bundle_plugins
-    from .store import LOCK_FILE, verified_bundles
-
-    if not (project_dir / LOCK_FILE).is_file():
+    if not (project_dir / _LOCK_FILE).is_file():
         _loaded[project_dir.resolve()] = []
         return []
+    from .bundle import bundle_plugins
+    from .store import verified_bundles
+
     plugins = bundle_plugins(verified_bundles(project_dir))
     _loaded[project_dir.resolve()] = plugins
     return list(plugins)
@@ -43,6 +49,8 @@ def loaded_bundles(project_dir: Path) -> list[Any]:
 
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
+    if not (config.project_dir / _PLUGINS_DIR).is_dir() and not loaded_bundles(config.project_dir):
+        return []
     from .store import LOCK_FILE, PLUGINS_DIR, unlisted_folders
 
     problems: list[Problem] = []

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Benchmark (not a test): wall time of `nself build` for the full stack and `nself --version`.
+
+Every run is a fresh process, so the figures include interpreter start-up, imports and
+plugin discovery, exactly what a user waits for. The project has every optional service
+switched on (each declared ``*_ENABLED`` setting whose default is false) and three custom
+services. Byte-code caches are allowed (as after any normal install).
+
+    .venv/bin/python bench/startup.py [--runs 30] [--json]
+
+Goals (docs/performance.md): build <= 0.25 s median, --version <= 0.15 s median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).with_name("nself")
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([str(BIN), *args], cwd=cwd, env=env, capture_output=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"nself {' '.join(args)} failed:\n{done.stderr.decode()}")
+    return elapsed
+
+
+def full_stack(folder: Path, env: dict[str, str]) -> list[str]:
+    subprocess.run(
+        [str(BIN), "init", str(folder), "--name", "bench"], env=env, check=True, capture_output=True
+    )
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "kernel"))
+    from nself.plugins import make_manager
+    from nself.scaffold import optional_switches
+
+    switches = [s.name for s in optional_switches(make_manager())]
+    lines = [f"{name}=true" for name in switches]
+    for n, (name, port) in enumerate([("ping_api", 8001), ("worker", 8002), ("shop", 8003)], 1):
+        lines += [
+            f"CS_{n}_NAME={name}",
+            f"CS_{n}_IMAGE=nself-standin/http:3",
+            f"CS_{n}_PORT={port}",
+            f"CS_{n}_SUBDOMAIN={name.split('_')[0]}",
+            f"CS_{n}_ENV_DATABASE_URL=${{DATABASE_URL}}",
+        ]
+    with open(folder / ".env.local", "a") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return switches
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {
+        "median_s": round(statistics.median(times), 4),
+        "min_s": round(min(times), 4),
+        "max_s": round(max(times), 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--json", action="store_true")
+    opts = parser.parse_args()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "bench"
+        switches = full_stack(folder, env)
+        out = subprocess.run(
+            [str(BIN), "build", "--json"],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        services = json.loads(out.stdout)["services"]
+        for _ in range(3):  # warm the byte-code and file caches
+            run(["build"], folder, env)
+            run(["--version"], folder, env)
+        unchanged = [run(["build"], folder, env) for _ in range(opts.runs)]
+        changed = []
+        local = folder / ".env.local"
+        base = local.read_text()
+        for i in range(opts.runs):
+            local.write_text(base + f"NGINX_CLIENT_MAX_BODY_SIZE={10 + i % 2}m\n")
+            changed.append(run(["build"], folder, env))
+        version = [run(["--version"], folder, env) for _ in range(opts.runs)]
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.python_implementation()} {platform.python_version()}",
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "services": len(services),
+        "optional_switches": switches,
+        "runs": opts.runs,
+        "build_unchanged": summary(unchanged),
+        "build_after_a_change": summary(changed),
+        "version": summary(version),
+    }
+    if opts.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"machine: {result['machine']}; load average {result['load_average']}")
+    print(f"stack: {len(services)} services ({', '.join(services)})")
+    for key in ("build_unchanged", "build_after_a_change", "version"):
+        s = result[key]
+        print(
+            f"{key:<22} median {s['median_s']:.3f} s  "
+            f"(min {s['min_s']:.3f}, max {s['max_s']:.3f}, {opts.runs} runs)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""The ``nself`` executable's entry point.
+
+It answers ``nself --version`` before importing anything else (no Typer, no plugins), and
+hands every other command to ``nself.cli``.
+"""
+
+import sys
+
+from . import __version__
+
+
+def main(argv: list[str] | None = None) -> object:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args in (["--version"], ["-V"]):
+        print(f"nself {__version__}")
+        return 0
+    from .cli import main as run
+
+    return run(args)
