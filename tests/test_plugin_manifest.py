@@ -312,6 +312,11 @@ def test_bundle_files_are_read_and_checked(tmp_path: Path) -> None:
             "blocks are not allowed in a fragment",
         ),
         ("nginx/location.conf", "proxy_read_timeout 30s\n", "does not end with ';'"),
+        (
+            "nginx/location.conf",
+            "proxy_http_version 1.0;\n",
+            "proxy_http_version is already set by nself",
+        ),
     ],
 )
 def test_bundle_file_mistakes(tmp_path: Path, rel: str, text: str, expected: str) -> None:

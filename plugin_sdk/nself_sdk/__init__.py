@@ -29,6 +29,7 @@ from nself.model import (
     Setting,
     Stack,
 )
+from nself.plugins import scan_entry_points as entry_point_plugins
 from nself.redact import MASK, scrub, secret_name
 from nself.runtime import (
     EXIT_DEGRADED,
@@ -84,6 +85,7 @@ __all__ = [
     "UpResult",
     "UsageError",
     "build",
+    "entry_point_plugins",
     "find_project",
     "hookimpl",
     "load_config",

@@ -28,6 +28,12 @@ def command_group(app: Any, name: str, help: str = "", panel: str | None = None)
         group = typer.Typer(name=name, help=help or None, no_args_is_help=True)
         app.add_typer(group, name=name, help=help or None, rich_help_panel=panel)
         groups[name] = group
+    elif help or panel:
+        # Whoever owns the group may come after a plugin that only adds to it.
+        for info in app.registered_groups:
+            if info.typer_instance is group:
+                info.help = help or info.help
+                info.rich_help_panel = panel or info.rich_help_panel
     return group
 
 

@@ -36,6 +36,8 @@ SIZE = re.compile(r"^\d+[kKmMgG]?$")
 MIGRATION_FILE = re.compile(r"^(\d{4,14})_([a-z0-9][a-z0-9_]*)\.(up|down)\.sql$")
 REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
 GENERATORS = ("token", "password", "hex")
+SETTING_TYPES = ("string", "integer", "boolean")
+BOOLEANS = frozenset({"1", "0", "true", "false", "yes", "no", "on", "off"})
 # Names nself itself or the CLI needs; a plugin may not take them.
 RESERVED_NAMES = frozenset({"nself", "plugin", "plugins", "all", "core", "builtin", "np"})
 # nginx directives a fragment may not use: they would reach outside the plugin's location.
@@ -90,6 +92,21 @@ class SettingSpec:
     required: bool = False
     generate: str | None = None
     min_length: int = 0
+    type: str = "string"
+    choices: tuple[str, ...] = ()
+
+    def problem(self, value: str) -> str | None:
+        """Why ``value`` is not acceptable for this setting, or ``None``."""
+        if self.type == "integer":
+            try:
+                int(value)
+            except ValueError:
+                return f"{value!r} is not a whole number"
+        if self.type == "boolean" and value.strip().lower() not in BOOLEANS:
+            return f"{value!r} is not true or false"
+        if self.choices and value not in self.choices:
+            return f"{value!r} is not one of {', '.join(self.choices)}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -285,7 +302,16 @@ _SCHEMA: dict[str, set[str]] = {
         "read_only",
     },
     "service.health": {"path", "command", "interval", "timeout", "retries", "start_period"},
-    "setting": {"default", "description", "secret", "required", "generate", "min_length"},
+    "setting": {
+        "default",
+        "description",
+        "secret",
+        "required",
+        "generate",
+        "min_length",
+        "type",
+        "choices",
+    },
     "route": {"subdomain", "websocket", "max_body_size", "internal_only", "fragment"},
     "files": {"source", "target"},
     "database": {"table_prefix", "migrations", "hasura_metadata"},
@@ -608,17 +634,27 @@ def _settings(c: _Collector, data: dict[str, Any], prefix: str) -> list[SettingS
         if not isinstance(min_length, int) or isinstance(min_length, bool) or min_length < 0:
             c.add(table, "min_length", "must be a whole number >= 0")
             min_length = 0
-        out.append(
-            SettingSpec(
-                name=name,
-                default=default,
-                description=_str(c, table, spec, "description") or "",
-                secret=secret,
-                required=_bool(c, table, spec, "required"),
-                generate=generate,
-                min_length=min_length,
+        kind = _str(c, table, spec, "type") or "string"
+        if kind not in SETTING_TYPES:
+            c.add(
+                table, "type", f"{kind!r} is not a setting type", "use string, integer or boolean"
             )
+            kind = "string"
+        choices = _str_list(c, table, spec, "choices") or ()
+        setting = SettingSpec(
+            name=name,
+            default=default,
+            description=_str(c, table, spec, "description") or "",
+            secret=secret,
+            required=_bool(c, table, spec, "required"),
+            generate=generate,
+            min_length=min_length,
+            type=kind,
+            choices=choices,
         )
+        if default is not None and (why := setting.problem(default)) is not None:
+            c.add(table, "default", why)
+        out.append(setting)
     return out
 
 
@@ -926,7 +962,7 @@ def _check_files(c: _Collector, bundle: Bundle) -> None:
     if m.route is not None and m.route.fragment is not None:
         text = _read(c, bundle, "route", "fragment", m.route.fragment)
         if text is not None:
-            bundle.fragment = _check_fragment(c, m.route.fragment, text)
+            bundle.fragment = _check_fragment(c, m.route.fragment, text, m.route.websocket)
     if m.database is not None:
         db = m.database
         if db.migrations is not None:
@@ -937,8 +973,10 @@ def _check_files(c: _Collector, bundle: Bundle) -> None:
                 bundle.hasura_tables = _check_hasura(c, db.hasura_metadata, text, db.table_prefix)
 
 
-def _check_fragment(c: _Collector, rel: str, text: str) -> tuple[str, ...]:
+def _check_fragment(c: _Collector, rel: str, text: str, websocket: bool) -> tuple[str, ...]:
     lines: list[str] = []
+    # Directives the generated location sets already; nginx refuses duplicates.
+    taken = {"proxy_http_version", "limit_req"} | ({"proxy_read_timeout"} if websocket else set())
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -962,6 +1000,16 @@ def _check_fragment(c: _Collector, rel: str, text: str) -> tuple[str, ...]:
                 "fragment",
                 f"{where}: the {directive} directive is not allowed in a plugin fragment",
                 "a fragment may tune the plugin's own location only",
+            )
+            continue
+        if directive in taken:
+            c.add(
+                "route",
+                "fragment",
+                f"{where}: {directive} is already set by nself for this route",
+                "remove it (websocket = true sets proxy_read_timeout 3600s)"
+                if directive == "proxy_read_timeout"
+                else "remove it",
             )
             continue
         lines.append(line)

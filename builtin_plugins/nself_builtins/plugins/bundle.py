@@ -40,6 +40,8 @@ class BundlePlugin:
         self.nself_name = self.manifest.name
         self.nself_tier = self.manifest.tier
         self.nself_version = self.manifest.version
+        # The other bundles of the project, by name (set by ``bundle_plugins``).
+        self.peers: dict[str, BundlePlugin] = {}
 
     def __repr__(self) -> str:
         return f"<bundle {self.manifest.name} {self.manifest.version}>"
@@ -97,6 +99,20 @@ class BundlePlugin:
                     f"set {setting} in .env.dev (or .env.secrets if it is secret)",
                 )
             )
+        for spec in self.manifest.settings:
+            value = config.get(spec.name)
+            if value is None or value == "":
+                continue
+            why = spec.problem(value)
+            if why is not None:
+                hint = (
+                    f"use one of: {', '.join(spec.choices)}"
+                    if spec.choices
+                    else f"{spec.name} must be a {spec.type}"
+                )
+                problems.append(
+                    Problem("error", f"{config.where(spec.name)}: {spec.name}={why}", hint)
+                )
         port = self.port(config)
         if port is not None and not PORT_FIRST <= port <= PORT_LAST:
             problems.append(
@@ -183,7 +199,14 @@ class BundlePlugin:
 
     @hookimpl
     def contribute_migrations(self, config: Config) -> list[Migration]:
-        deps = tuple(sorted(self.manifest.dependencies))
+        # Run after the migrations of the bundles this one depends on (those that have any).
+        deps = tuple(
+            sorted(
+                d
+                for d in self.manifest.dependencies
+                if d in self.peers and self.peers[d].bundle.migrations
+            )
+        )
         return [
             Migration(
                 version=m.version,
@@ -252,4 +275,8 @@ def render_template(text: str, config: Config, source: str, plugin: str) -> str:
 
 
 def bundle_plugins(items: list[Any]) -> list[BundlePlugin]:
-    return [BundlePlugin(item.bundle, item.entry) for item in items]
+    plugins = [BundlePlugin(item.bundle, item.entry) for item in items]
+    peers = {p.nself_name: p for p in plugins}
+    for plugin in plugins:
+        plugin.peers = peers
+    return plugins

@@ -11,23 +11,21 @@ from nself_sdk import NselfError
 
 def python_plugin_rows(show_all: bool) -> list[dict[str, Any]]:
     """Entry-point plugins; builtins (shipped with nself) only with ``show_all``."""
-    from importlib.metadata import entry_points
+    from nself_sdk import entry_point_plugins
 
     rows = []
-    for ep in sorted(entry_points(group="nself.plugins"), key=lambda e: e.name):
-        dist = getattr(ep, "dist", None)
-        dist_name = (dist.metadata["Name"] if dist is not None else "") or ""
-        builtin = dist_name.lower() == "nself"
+    for ep in sorted(entry_point_plugins(), key=lambda e: e.name):
+        builtin = ep.dist.lower() == "nself"
         if builtin and not show_all:
             continue
         rows.append(
             {
                 "name": ep.name,
-                "version": dist.version if dist is not None else "?",
+                "version": ep.version or "?",
                 "kind": "builtin" if builtin else "python",
                 "tier": "free",
                 "port": None,
-                "source": dist_name or ep.value,
+                "source": ep.dist,
             }
         )
     return rows

@@ -233,13 +233,9 @@ def bundle_root(folder: Path) -> Path:
 
 def installed_python_plugins() -> dict[str, str]:
     """Entry-point plugins (builtins included): name -> version of their distribution."""
-    from importlib.metadata import entry_points
+    from nself_sdk import entry_point_plugins
 
-    found: dict[str, str] = {}
-    for ep in entry_points(group="nself.plugins"):
-        dist = getattr(ep, "dist", None)
-        found[ep.name] = dist.version if dist is not None else nself_version
-    return found
+    return {ep.name: ep.version or nself_version for ep in entry_point_plugins()}
 
 
 def check_dependencies(project: Path, bundle: Bundle, entries: dict[str, LockEntry]) -> None:

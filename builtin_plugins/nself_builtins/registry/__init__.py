@@ -190,4 +190,7 @@ def add_plugin_commands(plugin_app: Any) -> None:
 
 @hookimpl
 def register_commands(app: Any) -> None:
+    from nself_sdk.commands import command_group
+
     app.add_typer(registry_app(), name="registry", rich_help_panel=PANEL)
+    add_plugin_commands(command_group(app, "plugin"))

@@ -1,0 +1,103 @@
+"""Python plugins (found through the ``nself.plugins`` entry points) and the author helper."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Result
+from nself_sdk import NselfError
+from nself_sdk.testing import plugin_stack
+from plugin_helpers import make_bundle
+
+Run = Callable[..., Result]
+
+MODULE = '''\
+"""A third-party plugin, installed like `pip install nself-greeter` would."""
+from nself_sdk import Route, Service, Setting, hookimpl
+
+
+@hookimpl
+def declare_settings():
+    return [Setting("GREETER_TEXT", "hi", "What the greeter says.")]
+
+
+@hookimpl
+def contribute_services(config):
+    return [
+        Service(
+            name="greeter",
+            image="nself-standin/http:3",
+            role="plugin",
+            port=3833,
+            environment={"PORT": "3833", "TEXT": "${GREETER_TEXT}"},
+        )
+    ]
+
+
+@hookimpl
+def contribute_nginx(config):
+    return [Route("greeter", "greeter", 3833, service="greeter")]
+'''
+
+
+@pytest.fixture
+def greeter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A real distribution on sys.path: module + dist-info with an entry point."""
+    site = tmp_path / "site"
+    (site / "nself_greeter").mkdir(parents=True)
+    (site / "nself_greeter" / "__init__.py").write_text(MODULE)
+    meta = site / "nself_greeter-1.2.0.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: nself-greeter\nVersion: 1.2.0\n")
+    (meta / "entry_points.txt").write_text("[nself.plugins]\ngreeter = nself_greeter\n")
+    monkeypatch.syspath_prepend(str(site))
+    yield
+    sys.modules.pop("nself_greeter", None)
+
+
+def test_pip_installed_plugin_joins_the_stack(
+    greeter: None, project: Path, nself: Run, tmp_path: Path
+) -> None:
+    listed = nself("plugin", "list", cwd=project)
+    assert listed.code == 0, listed.output
+    assert "greeter" in listed.out and "python" in listed.out and "1.2.0" in listed.out
+    built = nself("build", cwd=project)
+    assert built.code == 0, built.output
+    compose = (project / "docker-compose.yml").read_text()
+    assert "greeter:" in compose and "org.nself.plugin: greeter" in compose
+    assert (project / "nginx/sites/greeter.conf").is_file()
+    # A bundle cannot take the name of an installed Python plugin.
+    result = nself("plugin", "install", str(make_bundle(tmp_path, "greeter")), cwd=project)
+    assert result.code == 1 and "a Python plugin named 'greeter'" in result.err
+
+
+def test_bundle_may_depend_on_a_python_plugin(greeter: None, tmp_path: Path) -> None:
+    folder = make_bundle(
+        tmp_path / "b", "greeter-addon", extra='[dependencies]\ngreeter = ">=1.0"\n'
+    )
+    stack = plugin_stack(folder, tmp_path)
+    assert {"greeter", "greeter-addon"} <= {s.name for s in stack.services}
+
+
+def test_plugin_stack_helper(tmp_path: Path) -> None:
+    bundle = Path(__file__).resolve().parents[1] / "registry" / "catalogue" / "pgbouncer"
+    stack = plugin_stack(bundle, tmp_path, env={"PGBOUNCER_POOL_SIZE": "7"})
+    assert stack.service("pgbouncer")["image"].startswith("edoburu/pgbouncer:")
+    assert stack.port("pgbouncer") == 3820
+    assert stack.setting("PGBOUNCER_POOL_SIZE") == "7"
+    assert "default_pool_size = 7" in stack.file(
+        ".nself/plugin-files/pgbouncer/config/pgbouncer.ini"
+    )
+    assert stack.env["PGBOUNCER_PORT"] == "3820"
+    with pytest.raises(AssertionError, match="no service 'nope'"):
+        stack.service("nope")
+
+
+def test_plugin_stack_raises_what_a_user_would_see(tmp_path: Path) -> None:
+    folder = make_bundle(tmp_path / "b", "future", extra='requires_nself = ">=9"\n')
+    with pytest.raises(NselfError, match="requires nself >=9"):
+        plugin_stack(folder, tmp_path)
