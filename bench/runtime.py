@@ -40,7 +40,8 @@ def run(argv: list[str], cwd: Path, ok: tuple[int, ...] = (0,)) -> float:
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
     took = time.perf_counter() - began
     if done.returncode not in ok:
-        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        command = " ".join(argv)
+        raise SystemExit(f"{command} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     return took
 
 
