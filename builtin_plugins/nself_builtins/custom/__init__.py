@@ -5,6 +5,7 @@ CS_1_IMAGE=nself/ping-api:latest      # or CS_1_BUILD=./services/ping_api
 CS_1_PORT=8001
 CS_1_SUBDOMAIN=ping                   # empty: internal only
 CS_1_ENV_DATABASE_URL=${DATABASE_URL}
+CS_1_HEALTHCHECK=wget                 # wget (default), image (the Dockerfile's) or none
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hoo
 SLOT = re.compile(r"^CS_(\d+)_NAME$")
 HOSTNAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_SLOTS = 99
+# How Compose checks a slot's health: wget on PORT/HEALTH_PATH, the image's own HEALTHCHECK
+# (templates ship one that works without wget), or no check at all.
+HEALTHCHECKS = ("wget", "image", "none")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Slot:
     health_path: str
     websocket: bool
     depends_on: tuple[str, ...]
+    healthcheck: str = "wget"
 
     @property
     def prefix(self) -> str:
@@ -68,6 +73,7 @@ def slots(config: Config) -> list[Slot]:
                 health_path=config.text(p + "HEALTH_PATH", "/health"),
                 websocket=config.flag(p + "WEBSOCKET", False),
                 depends_on=tuple(d for d in config.text(p + "DEPENDS_ON").split(",") if d),
+                healthcheck=config.text(p + "HEALTHCHECK", "wget").lower(),
             )
         )
     return sorted(found, key=lambda s: s.number)
@@ -119,6 +125,14 @@ def validate_config(config: Config) -> list[Problem]:
             )
         if slot.port is not None and not 0 < slot.port < 65536:
             problems.append(Problem("error", f"{where}: {slot.prefix}PORT must be 1-65535"))
+        if slot.healthcheck not in HEALTHCHECKS:
+            problems.append(
+                Problem(
+                    "error",
+                    f"{where}: {slot.prefix}HEALTHCHECK={slot.healthcheck!r} is unknown",
+                    "use " + ", ".join(HEALTHCHECKS),
+                )
+            )
     return problems
 
 
@@ -135,7 +149,7 @@ def contribute_services(config: Config) -> list[Service]:
             env.setdefault("PORT", str(slot.port))
         check = None
         health_url = None
-        if slot.port is not None:
+        if slot.port is not None and slot.healthcheck == "wget":
             url = f"http://127.0.0.1:{slot.port}{slot.health_path}"
             check = HealthCheck(
                 ("CMD", "wget", "-q", "-O", "/dev/null", url),
@@ -144,6 +158,7 @@ def contribute_services(config: Config) -> list[Service]:
                 retries=5,
                 start_period="20s",
             )
+        if slot.port is not None:
             health_url = f"http://{slot.host}:{slot.port}{slot.health_path}"
         image = slot.image or f"nself-{config.project_name}-{slot.host}:local"
         services.append(

@@ -1,0 +1,329 @@
+"""``nself service add`` and ``remove``: render a template, then claim or free a CS_N slot.
+
+Nothing is left half-done: the service is rendered into a hidden folder, the env file is
+replaced atomically, the whole stack is planned again, and only then is the folder moved
+into place. Any failure restores the env file and removes the folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nself_sdk import NselfError, Stack, UsageError, plan, plugin_manager, write_atomic
+
+from . import envslots
+from .catalog import SUFFIX, Template, catalog, suggest
+
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+FIRST_PORT = 8001
+SERVICES_DIR = "services"
+# Every service can reach the database and the GraphQL API through these references;
+# the values live in .env.computed only, never in the service's code.
+BASE_ENV = (
+    ("DATABASE_URL", "${DATABASE_URL}"),
+    ("HASURA_GRAPHQL_URL", "${HASURA_GRAPHQL_URL:-http://hasura:8080/v1/graphql}"),
+    ("HASURA_GRAPHQL_ADMIN_SECRET", "${HASURA_GRAPHQL_ADMIN_SECRET:-}"),
+    ("JWT_SECRET", "${HASURA_GRAPHQL_JWT_SECRET}"),
+)
+
+
+def host_of(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+def template(name: str) -> Template:
+    found = catalog().get(name)
+    if found is None:
+        close = suggest(name)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise UsageError(
+            f"unknown template {name!r}", hint + "run `nself service templates` to list them"
+        )
+    return found
+
+
+def check_name(name: str) -> None:
+    if not NAME.match(name) or name.endswith(("-", "_")):
+        raise UsageError(
+            f"invalid service name {name!r}: it must be a valid hostname",
+            "use 1-40 lowercase letters, digits, '-' or '_', starting with a letter "
+            "(e.g. api, ml-server)",
+        )
+
+
+def check_subdomain(subdomain: str) -> None:
+    if not LABEL.match(subdomain):
+        raise UsageError(
+            f"invalid subdomain {subdomain!r}",
+            "use one DNS label: lowercase letters, digits and '-' (e.g. api)",
+        )
+
+
+def context(
+    name: str, port: int, subdomain: str, project_name: str, base_domain: str, slot: int
+) -> dict[str, Any]:
+    """The placeholders every template may use."""
+    words = [w for w in re.split(r"[-_]+", name) if w]
+    return {
+        "service_name": name,
+        "service_host": host_of(name),
+        "service_ident": "_".join(words),
+        "service_pascal": "".join(w.capitalize() for w in words),
+        "port": port,
+        "subdomain": subdomain,
+        "project_name": project_name,
+        "base_domain": base_domain,
+        "public_url": f"https://{subdomain}.{base_domain}" if subdomain else "",
+        "slot": f"CS_{slot}",
+    }
+
+
+def out_path(rel: str, values: dict[str, Any]) -> str:
+    """Where a template file lands: ``.j2`` dropped, ``__service_ident__`` in names filled."""
+    return rel.removesuffix(SUFFIX).replace("__service_ident__", values["service_ident"])
+
+
+def render(tpl: Template, target: Path, values: dict[str, Any]) -> list[str]:
+    """Render every file of ``tpl`` into ``target``; returns the written paths."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(tpl.folder)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    written = []
+    for rel in tpl.files():
+        out = target / out_path(rel, values)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            text = env.get_template(rel).render(**values)
+        except jinja2.TemplateError as exc:  # a broken template is our bug, say where
+            raise NselfError(f"template {tpl.name}/{rel} does not render: {exc}") from exc
+        out.write_text(text, encoding="utf-8")
+        mode = stat.S_IMODE((tpl.folder / rel).stat().st_mode)
+        out.chmod(0o755 if mode & 0o111 else 0o644)
+        written.append(out.relative_to(target).as_posix())
+    return written
+
+
+@dataclass
+class Taken:
+    """Names, subdomains and ports the stack and the env files already use."""
+
+    names: dict[str, str]
+    subdomains: dict[str, str]
+    ports: dict[int, str]
+
+
+def taken(project: Path, stack: Stack) -> Taken:
+    names: dict[str, str] = {}
+    subdomains: dict[str, str] = {}
+    ports: dict[int, str] = {}
+    for plugin_name, _plugin in plugin_manager(project).list_name_plugin():
+        names.setdefault(host_of(plugin_name), f"plugin {plugin_name}")
+    for service in stack.services:
+        owner = stack.owners.get(service.name, "")
+        what = f"service {service.name}" + (f" ({owner})" if owner else "")
+        names[service.name] = what
+        if service.port is not None:
+            ports.setdefault(service.port, what)
+        for binding in service.published:
+            ports.setdefault(binding.host_port, what)
+    for route in stack.routes:
+        subdomains[route.subdomain] = f"service {route.service or route.upstream_host}"
+    for slot in envslots.read(project).values():
+        what = f"custom service {slot.name or '?'} (CS_{slot.number})"
+        if slot.name:
+            names[host_of(slot.name)] = what
+        if slot.values.get("SUBDOMAIN"):
+            subdomains.setdefault(slot.values["SUBDOMAIN"], what)
+        if slot.values.get("PORT", "").isdigit():
+            ports.setdefault(int(slot.values["PORT"]), what)
+    return Taken(names, subdomains, ports)
+
+
+@dataclass
+class Added:
+    name: str
+    slot: int
+    template: str
+    port: int
+    subdomain: str
+    folder: str
+    files: list[str]
+    env_file: str
+    url: str
+
+
+def add(
+    project: Path,
+    name: str,
+    template_name: str,
+    port: int | None = None,
+    subdomain: str | None = None,
+    internal: bool = False,
+    use_existing: bool = False,
+) -> Added:
+    tpl = template(template_name)
+    check_name(name)
+    if subdomain is not None and internal:
+        raise UsageError("--subdomain and --internal contradict each other", "pass one of them")
+    if subdomain is not None:
+        check_subdomain(subdomain)
+    if port is not None and not 0 < port < 65536:
+        raise UsageError(f"invalid port {port}", "use a port between 1 and 65535")
+
+    before = plan(project)
+    used = taken(project, before.stack)
+    host = host_of(name)
+    if host in used.names:
+        raise NselfError(
+            f"the name {name!r} is already used by {used.names[host]}",
+            "pick another name, or `nself service remove` the old one",
+        )
+    if not internal and subdomain is None and tpl.public:
+        subdomain = host
+    subdomain = subdomain or ""
+    if subdomain and subdomain in used.subdomains:
+        raise NselfError(
+            f"subdomain {subdomain!r} is already routed to {used.subdomains[subdomain]}",
+            "choose another with --subdomain S, or --internal for no public route",
+        )
+    if port is None:
+        port = next(p for p in range(FIRST_PORT, 65536) if p not in used.ports)
+    elif port in used.ports:
+        free = next(p for p in range(FIRST_PORT, 65536) if p not in used.ports)
+        raise NselfError(
+            f"port {port} is already used by {used.ports[port]}",
+            f"choose another with --port (e.g. --port {free}) or leave it out",
+        )
+    number = envslots.next_free(project)
+    if number is None:
+        raise NselfError(
+            f"all {envslots.MAX_SLOTS} custom service slots are taken",
+            "remove a service with `nself service remove NAME`",
+        )
+
+    services = project / SERVICES_DIR
+    folder = services / name
+    if folder.exists() and not use_existing:
+        raise NselfError(
+            f"{SERVICES_DIR}/{name} already exists",
+            "pass --use-existing to give that code a slot, or remove the folder",
+        )
+    if use_existing and not folder.is_dir():
+        raise NselfError(f"--use-existing: {SERVICES_DIR}/{name} is not a folder")
+
+    values = context(
+        name, port, subdomain, before.config.project_name, before.config.domain, number
+    )
+    staging: Path | None = None
+    files: list[str] = []
+    env_path = project / envslots.TARGET_FILE
+    original = env_path.read_text(encoding="utf-8")
+    mode = stat.S_IMODE(env_path.stat().st_mode)
+    try:
+        if not use_existing:
+            services.mkdir(exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=services))
+            staging.chmod(0o755)
+            files = render(tpl, staging, values)
+        block = slot_values(name, tpl, port, subdomain)
+        write_atomic(env_path, envslots.appended(original, name, number, block), mode)
+        try:
+            plan(project)
+        except NselfError as exc:
+            raise NselfError(
+                f"the stack would not build with {name}: {exc.message}",
+                exc.hint or "nothing was changed",
+            ) from exc
+        if staging is not None:
+            os.replace(staging, folder)
+            staging = None
+    except BaseException:
+        if env_path.read_text(encoding="utf-8") != original:
+            write_atomic(env_path, original, mode)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    url = f"https://{subdomain}.{before.config.domain}" if subdomain else ""
+    return Added(
+        name,
+        number,
+        tpl.name,
+        port,
+        subdomain,
+        f"{SERVICES_DIR}/{name}",
+        files,
+        envslots.TARGET_FILE,
+        url,
+    )
+
+
+def slot_values(name: str, tpl: Template, port: int, subdomain: str) -> list[tuple[str, str]]:
+    values = [
+        ("NAME", name),
+        ("TEMPLATE", tpl.name),
+        ("BUILD", f"./{SERVICES_DIR}/{name}"),
+        ("PORT", str(port)),
+        ("SUBDOMAIN", subdomain),
+        # The template's Dockerfile has a HEALTHCHECK that needs no wget in the image.
+        ("HEALTHCHECK", "image"),
+    ]
+    if tpl.websocket:
+        values.append(("WEBSOCKET", "true"))
+    env = dict(BASE_ENV)
+    env.update(tpl.env)
+    values += [(f"ENV_{key}", value) for key, value in env.items()]
+    return values
+
+
+@dataclass
+class Removed:
+    name: str
+    slot: int
+    files: list[str]
+    deleted_code: bool
+    folder: str
+
+
+def find(project: Path, name: str) -> envslots.DeclaredSlot:
+    slots = envslots.read(project)
+    for slot in slots.values():
+        if slot.name == name or (slot.name and host_of(slot.name) == host_of(name)):
+            return slot
+    names = [s.name for s in slots.values() if s.name]
+    hint = (
+        f"custom services: {', '.join(names)}"
+        if names
+        else "there are none; add one with `nself service add NAME --template T`"
+    )
+    raise NselfError(f"no custom service named {name!r}", hint)
+
+
+def remove(project: Path, name: str, delete_code: bool = False) -> Removed:
+    slot = find(project, name)
+    changed = []
+    for file in slot.files:
+        path = project / file
+        text = path.read_text(encoding="utf-8")
+        new = envslots.without(text, slot.number, slot.name)
+        if new != text:
+            write_atomic(path, new, stat.S_IMODE(path.stat().st_mode))
+            changed.append(file)
+    folder = project / SERVICES_DIR / slot.name
+    deleted = False
+    if delete_code and folder.is_dir():
+        shutil.rmtree(folder)
+        deleted = True
+    return Removed(slot.name, slot.number, changed, deleted, f"{SERVICES_DIR}/{slot.name}")
