@@ -317,3 +317,60 @@ def test_ping_api_cs1_lines_from_the_docs_build(project: Path, nself: Any) -> No
     assert "ports" not in service
     nginx = "".join(p.read_text() for p in (project / "nginx").rglob("*.conf"))
     assert "ping.local.nself.org" in nginx
+
+
+def test_publisher_cli_keygen_publish_and_licence_minting(
+    env: Path, nself: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = env / "keys" / "registry.pem"
+    made = nself("registry", "keygen", str(key))
+    assert made.code == 0, made.output
+    assert key.stat().st_mode & 0o777 == 0o600
+    kid, _, pub = (env / "keys" / "registry.pem.pub").read_text().strip().partition(":")
+    assert f"NSELF_REGISTRY_KEYS={kid}:{pub}" in made.out
+    assert nself("registry", "keygen", str(key)).code == 2  # never overwrites silently
+    make_bundle(env / "bundles", "notify", "1.0.0")
+    site = env / "site"
+    first = nself(
+        "registry", "publish", str(env / "bundles"), "--out", str(site), "--key", str(key)
+    )
+    assert first.code == 0, first.output
+    assert "published index version 1 with 1 artifacts" in first.out
+    make_bundle(env / "bundles", "notify", "1.1.0", tier="pro")
+    second = nself("registry", "publish", str(env / "bundles"), "-o", str(site), "-k", str(key))
+    assert "published index version 2 with 2 artifacts" in second.out
+    assert "notify 1.1.0 [pro]" in second.out
+    back = nself(
+        "registry",
+        "publish",
+        str(env / "bundles"),
+        "-o",
+        str(site),
+        "-k",
+        str(key),
+        "--version",
+        "2",
+    )
+    assert back.code == 2 and "only goes up" in back.err
+    # a private key a client does not trust yet, then trusted through NSELF_REGISTRY_KEYS
+    assert "untrusted key" in error_of(client.fetch, None, "notify", "1.0.0")
+    monkeypatch.setenv("NSELF_REGISTRY_KEYS", f"{kid}:{pub}")
+    assert client.fetch(None, "notify", "1.0.0").is_file()
+    # changing a released version's bytes is refused
+    archive = make_bundle(env / "bundles", "notify", "1.0.0", description_extra="changed")
+    assert archive.is_file()
+    again = nself("registry", "publish", str(env / "bundles"), "-o", str(site), "-k", str(key))
+    assert again.code == 2 and "already published with other content" in again.err
+    lic_key = env / "keys" / "licence.pem"
+    assert nself("registry", "keygen", str(lic_key)).code == 0
+    minted = nself(
+        "registry", "issue-license", "-k", str(lic_key), "--id", "lic_9", "--plugin", "ai"
+    )
+    assert minted.code == 0 and minted.out.startswith("nself_pro_")
+
+
+def test_serve_refuses_a_folder_without_an_index(env: Path, nself: Any) -> None:
+    (env / "empty").mkdir()
+    result = nself("registry", "serve", str(env / "empty"))
+    assert result.code == 2 and "has no index.json" in result.err
+    assert nself("registry", "serve").code == 2
