@@ -26,15 +26,11 @@ from nself_sdk import NselfError
 
 def make_bundle(folder: Path, name: str, version: str, **manifest: str) -> Path:
     """A packed plugin with just a manifest and one migration."""
-    lines = [
-        "[plugin]",
-        f'name = "{name}"',
-        f'version = "{version}"',
-        f'description = "{name} for tests"',
-    ]
+    manifest.setdefault("description", f"{name} for tests")
+    lines = ["[plugin]", f'name = "{name}"', f'version = "{version}"']
     lines += [f'{k} = "{v}"' for k, v in manifest.items()]
     files = {
-        "nself-plugin.toml": "\n".join(lines) + "\n",
+        "plugin.toml": "\n".join(lines) + "\n",
         "migrations/001_init.sql": f"create table {name.replace('-', '_')}_t (id int);\n",
     }
     path = folder / f"{name}-{version}.tar.gz"
@@ -42,7 +38,7 @@ def make_bundle(folder: Path, name: str, version: str, **manifest: str) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         for member, text in files.items():
             data = text.encode()
-            info = tarfile.TarInfo(f"{name}/{member}")
+            info = tarfile.TarInfo(f"{name}-{version}/{member}")
             info.size, info.mtime = len(data), 0
             tar.addfile(info, io.BytesIO(data))
     return path
@@ -357,7 +353,7 @@ def test_publisher_cli_keygen_publish_and_licence_minting(
     monkeypatch.setenv("NSELF_REGISTRY_KEYS", f"{kid}:{pub}")
     assert client.fetch(None, "notify", "1.0.0").is_file()
     # changing a released version's bytes is refused
-    archive = make_bundle(env / "bundles", "notify", "1.0.0", description_extra="changed")
+    archive = make_bundle(env / "bundles", "notify", "1.0.0", description="changed")
     assert archive.is_file()
     again = nself("registry", "publish", str(env / "bundles"), "-o", str(site), "-k", str(key))
     assert again.code == 2 and "already published with other content" in again.err

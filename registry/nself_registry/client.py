@@ -69,19 +69,14 @@ def timeout() -> float:
 
 
 def source(project: Path | None) -> Source:
+    """The registry, extra keys and licence server for ``project`` (env wins over settings)."""
     settings: dict[str, str] = {}
-    if project is not None and not os.environ.get(URL_VAR):
+    if project is not None:
         from nself_sdk import load_config
 
         config = load_config(project)
         for name in (URL_VAR, keys.REGISTRY_KEYS_VAR, licensing.PING_VAR):
             settings[name] = config.text(name)
-    elif project is not None:
-        from nself_sdk import load_config
-
-        config = load_config(project)
-        settings[keys.REGISTRY_KEYS_VAR] = config.text(keys.REGISTRY_KEYS_VAR)
-        settings[licensing.PING_VAR] = config.text(licensing.PING_VAR)
     url = os.environ.get(URL_VAR) or settings.get(URL_VAR) or DEFAULT_URL
     if urlsplit(url).scheme not in {"http", "https"}:
         raise UsageError(f"registry URL {url!r} must start with https:// (or http:// on loopback)")
@@ -222,29 +217,44 @@ def choose(found: idx.Index, name: str, version: str | None) -> idx.Artifact:
     raise NselfError(f"plugin {name} has no version {version}", f"available: {listed}")
 
 
-def check_compatible(artifact: idx.Artifact, current: str = nself_version) -> None:
+def incompatibility(artifact: idx.Artifact, current: str = nself_version) -> str | None:
+    """Why ``artifact`` cannot run on nself ``current``, or None."""
     import semver
 
     have = semver.Version.parse(current)
     if have < semver.Version.parse(artifact.min_nself):
+        return f"needs nself >= {artifact.min_nself}"
+    from nself_sdk.manifest import version_matches
+
+    try:
+        fits = version_matches(artifact.requires_nself, current)
+    except ValueError:
+        return f"has a bad nself requirement {artifact.requires_nself!r}"
+    return None if fits else f"needs nself {artifact.requires_nself}"
+
+
+def check_compatible(artifact: idx.Artifact, current: str = nself_version) -> None:
+    why = incompatibility(artifact, current)
+    if why:
         raise NselfError(
-            f"{artifact.name} {artifact.version} needs nself >= {artifact.min_nself} "
-            f"(this is nself {current})",
+            f"{artifact.name} {artifact.version} {why} (this is nself {current})",
             "upgrade nself, or install an older version with NAME@VERSION",
         )
-    for clause in filter(None, (c.strip() for c in artifact.requires_nself.split(","))):
-        try:
-            fits = have.match(clause)
-        except ValueError:
-            raise NselfError(
-                f"{artifact.name} {artifact.version} has a bad nself requirement {clause!r}"
-            ) from None
-        if not fits:
-            raise NselfError(
-                f"{artifact.name} {artifact.version} needs nself {artifact.requires_nself} "
-                f"(this is nself {current})",
-                "upgrade nself, or install an older version with NAME@VERSION",
-            )
+
+
+def newest_compatible(found: idx.Index, name: str) -> idx.Artifact | None:
+    """The highest version of ``name`` this nself can run."""
+    usable = [a for a in found.versions(name) if incompatibility(a) is None]
+    return usable[-1] if usable else None
+
+
+def is_newer(candidate: str, installed: str) -> bool:
+    import semver
+
+    try:
+        return bool(semver.Version.parse(candidate) > semver.Version.parse(installed))
+    except ValueError:
+        return candidate != installed
 
 
 # -- downloading -------------------------------------------------------------------------------

@@ -6,11 +6,10 @@ import hashlib
 import json
 import shutil
 import tarfile
-import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import NselfError, UsageError, nself_version, write_atomic
 
@@ -20,7 +19,7 @@ from . import keys
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-MANIFEST_NAMES = ("nself-plugin.toml", "plugin.toml")
+MANIFEST_FILE = "plugin.toml"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 SIG_SUFFIX = ".sig"
 
@@ -53,56 +52,52 @@ class Bundle:
     size: int
 
 
-def _manifest_from(archive: Path) -> dict[str, Any]:
+def _manifest_text(archive: Path) -> str:
+    """The ``plugin.toml`` at the root of the archive's single top folder (or its root)."""
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
-            for wanted in MANIFEST_NAMES:
-                for name, member in members.items():
-                    if name == wanted or (name.count("/") == 1 and name.endswith("/" + wanted)):
-                        handle = tar.extractfile(member)
-                        if handle is not None:
-                            return tomllib.loads(handle.read().decode())
-    except (tarfile.TarError, OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            for member in tar.getmembers():
+                name = member.name.removeprefix("./")
+                top_level = name == MANIFEST_FILE
+                one_down = name.count("/") == 1 and name.endswith("/" + MANIFEST_FILE)
+                if member.isfile() and (top_level or one_down):
+                    handle = tar.extractfile(member)
+                    if handle is not None:
+                        return handle.read(1 << 20).decode()
+    except (tarfile.TarError, OSError, UnicodeDecodeError, EOFError) as exc:
         raise NselfError(
             f"{archive}: cannot read the bundle ({exc})", "re-pack it with `nself plugin pack`"
         ) from None
-    raise NselfError(f"{archive}: no plugin manifest inside", "re-pack it with `nself plugin pack`")
+    raise NselfError(f"{archive}: no {MANIFEST_FILE} inside", "re-pack it with `nself plugin pack`")
 
 
 def read_bundle(archive: Path) -> Bundle:
-    data = _manifest_from(archive)
-    plugin = data.get("plugin", data)
-    if not isinstance(plugin, dict):
-        raise NselfError(f"{archive}: the manifest has no [plugin] table")
-    name, version = str(plugin.get("name", "")), str(plugin.get("version", ""))
-    if not idx.NAME.match(name):
-        raise NselfError(f"{archive}: manifest name {name!r} is not a plugin name")
-    import semver
+    """Name, version, tier and nself range of a packed bundle, from its checked manifest."""
+    from nself_sdk.manifest import parse_manifest
 
-    if not semver.Version.is_valid(version):
-        raise NselfError(f"{archive}: manifest version {version!r} is not a semantic version")
-    tier = str(plugin.get("tier", plugin.get("license_tier", "free")) or "free")
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    manifest = parse_manifest(_manifest_text(archive), f"{archive.name}:{MANIFEST_FILE}")
     return Bundle(
         path=archive,
-        name=name,
-        version=version,
-        description=str(plugin.get("description", "")),
-        tier=tier,
-        requires_nself=str(plugin.get("requires_nself", "")),
-        sha256=digest,
+        name=manifest.name,
+        version=manifest.version,
+        description=manifest.description,
+        tier=manifest.tier,
+        requires_nself=manifest.requires_nself,
+        sha256=hashlib.sha256(archive.read_bytes()).hexdigest(),
         size=archive.stat().st_size,
     )
 
 
 def min_version(requirement: str) -> str:
-    """The lowest nself a ``requires_nself`` range admits (its ``>=`` bound, else 0.0.0)."""
-    for clause in (c.strip() for c in requirement.split(",")):
-        for op in (">=", "=="):
-            if clause.startswith(op):
-                return clause[len(op) :].strip()
-    return "0.0.0"
+    """The lowest nself a ``requires_nself`` range admits (0.0.0 when unbounded)."""
+    from nself_sdk.manifest import parse_range
+
+    lows = [str(v) for op, v in parse_range(requirement) if op in (">=", "==", ">")]
+    if not lows:
+        return "0.0.0"
+    import semver
+
+    return str(max(semver.Version.parse(v) for v in lows))
 
 
 def artifact_for(bundle: Bundle, url: str) -> idx.Artifact:

@@ -266,12 +266,14 @@ def check_licence(project: Path, bundle: Bundle) -> None:
     verdict = plugin_manager(project).hook.validate_license(
         config=config, plugin=manifest.name, tier=manifest.tier
     )
+    if verdict is True:  # allowed
+        return
     if verdict is None:
         raise NselfError(
             f"plugin {manifest.name} needs a {manifest.tier} licence",
             "run `nself license set KEY`, then install again",
         )
-    if verdict is not None and getattr(verdict, "level", "error") == "error":
+    if getattr(verdict, "level", "error") == "error":
         raise NselfError(verdict.message, verdict.hint)
 
 

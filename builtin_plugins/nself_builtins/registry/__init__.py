@@ -180,17 +180,14 @@ def registry_app() -> typer.Typer:
     return app
 
 
-def add_plugin_commands(plugin_app: Any) -> None:
-    """``nself plugin search`` and ``nself plugin update``, added to the plugin group."""
-    from .commands import search_command, sign_command
-
-    plugin_app.command("search")(search_command)
-    plugin_app.command("sign")(sign_command)
-
-
 @hookimpl
 def register_commands(app: Any) -> None:
     from nself_sdk.commands import command_group
 
+    from .commands import search_command, sign_command, update_command
+
     app.add_typer(registry_app(), name="registry", rich_help_panel=PANEL)
-    add_plugin_commands(command_group(app, "plugin"))
+    group = command_group(app, "plugin")
+    group.command("search")(search_command)
+    group.command("update")(update_command)
+    group.command("sign")(sign_command)
