@@ -342,3 +342,21 @@ def test_templates_may_not_carry_secrets(tmp_path: Path) -> None:
     root = write_bundle(tmp_path / "cfg", manifest, {"c.ini": "password = ${POSTGRES_PASSWORD}\n"})
     _bundle, problems = lint_bundle(root)
     assert any("refers to secret setting(s) POSTGRES_PASSWORD" in p.message for p in problems)
+
+
+def test_every_manifest_key_is_documented() -> None:
+    from nself_sdk.manifest import _SCHEMA
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "plugins" / "manifest.md").read_text()
+
+    def documented(table: str, key: str) -> bool:
+        full = f"{table}.{key}" if table else key
+        return f"`{key}`" in docs or f"[{full}" in docs or f"[[{full}]]" in docs
+
+    missing = sorted(
+        f"{table}.{key}"
+        for table, keys in _SCHEMA.items()
+        for key in keys
+        if not documented(table, key)
+    )
+    assert not missing, f"docs/plugins/manifest.md does not document: {missing}"

@@ -101,3 +101,34 @@ def test_plugin_stack_raises_what_a_user_would_see(tmp_path: Path) -> None:
     folder = make_bundle(tmp_path / "b", "future", extra='requires_nself = ">=9"\n')
     with pytest.raises(NselfError, match="requires nself >=9"):
         plugin_stack(folder, tmp_path)
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins" / "python.md"
+
+
+def test_the_documented_python_plugin_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """python.md's module, entry point and test, run as written."""
+    import re
+
+    code = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    module, test = code[0], code[-1]
+    site = tmp_path / "site"
+    (site / "nself_whoami").mkdir(parents=True)
+    (site / "nself_whoami" / "__init__.py").write_text(module)
+    meta = site / "nself_whoami-1.0.0.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: nself-whoami\nVersion: 1.0.0\n")
+    (meta / "entry_points.txt").write_text(
+        '[nself.plugins]\nwhoami = "nself_whoami"\n'.replace('"', "")
+    )
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        namespace: dict[str, object] = {}
+        exec(compile(test, str(DOCS), "exec"), namespace)
+        test_function = namespace["test_whoami_is_routed"]
+        assert callable(test_function)
+        test_function(tmp_path / "work")
+    finally:
+        sys.modules.pop("nself_whoami", None)
