@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -374,25 +375,60 @@ def rotate(name: str, env: str | None, yes: bool, timeout: float) -> None:
         if not users:
             info("  no service of the stack uses it")
         return
+    rt = runtime(after.config)  # the rebuilt stack
     for service in live:
         info(f"  restarting {service} ...")
-        outcome = rt.up([service], wait=True, timeout=timeout)
-        failed = getattr(outcome, "failed", {})
-        if failed:
-            reason = "; ".join(f"{k}: {v}" for k, v in failed.items())
-            raise NselfError(
-                f"{service} did not come back after rotating {name}: {reason}",
-                f"the new value is in {SECRETS}; see `nself logs {service}`",
-            )
-        checks = rt.health([service])
-        bad = [h for h in checks if h.status == "unhealthy"]
-        if bad:
-            raise NselfError(
-                f"{service} is unhealthy after rotating {name}: {bad[0].detail}",
-                bad[0].hint or f"see `nself logs {service}`",
-            )
+        _restart(rt, service, name, timeout)
         ok(f"{service} healthy")
     ok(f"{len(live)} service(s) restarted and healthy with the new {name}")
+
+
+def _state(rt: Any, service: str) -> Any:
+    return next((s for s in rt.status() if s.name == service), None)
+
+
+def _restart(rt: Any, service: str, secret: str, timeout: float) -> None:
+    """Recreate ``service`` with the new value and wait until the new container is healthy.
+
+    "New" matters: right after the restart begins the old container may still answer as
+    healthy, so wait for a different container (or one started after we began).
+    """
+    before = _state(rt, service)
+    old_id = before.container if before is not None else ""
+    begun = time.monotonic()
+    hint = f"the new value is in {SECRETS}; see `nself logs {service}`"
+    outcome = rt.up([service], wait=True, timeout=timeout, isolate=lambda _name: False)
+    failed = getattr(outcome, "failed", {})
+    if failed:
+        reason = "; ".join(f"{k}: {v}" for k, v in failed.items())
+        raise NselfError(f"{service} did not come back after rotating {secret}: {reason}", hint)
+
+    def fresh(state: Any) -> bool:
+        if state is None or not state.running:
+            return False
+        age = state.uptime if state.uptime is not None else float("inf")
+        return bool(state.container != old_id or age < time.monotonic() - begun)
+
+    if not fresh(_state(rt, service)):
+        rt.restart([service])  # same definition: compose kept the container
+    deadline = begun + timeout
+    while True:
+        state = _state(rt, service)
+        if fresh(state) and state.health in ("healthy", "none"):
+            break
+        if fresh(state) and state.health == "unhealthy":
+            raise NselfError(f"{service} is unhealthy after rotating {secret}", hint)
+        if time.monotonic() > deadline:
+            raise NselfError(
+                f"{service} was not healthy within {timeout:.0f}s of rotating {secret}", hint
+            )
+        time.sleep(0.5)
+    checks = [h for h in rt.health([service]) if h.status != "healthy"]
+    if checks:
+        raise NselfError(
+            f"{service} is {checks[0].status} after rotating {secret}: {checks[0].detail}",
+            checks[0].hint or hint,
+        )
 
 
 def _derived(config: Config, name: str) -> set[str]:
