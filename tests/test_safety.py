@@ -77,3 +77,13 @@ def test_debug_traceback_is_scrubbed(project: Path, nself) -> None:  # type: ign
     assert "Traceback" in result.err
     assert secret not in result.output
     assert MASK in result.output
+
+
+def test_deleting_volumes_in_prod_needs_confirmation(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    assert nself("env", "switch", "prod", cwd=project).code == 0
+    assert nself("secrets", "generate", cwd=project).code == 0
+    assert nself("build", cwd=project).code == 0
+    refused = nself("down", "--volumes", cwd=project)
+    assert refused.code == 1
+    assert "deleting data" in refused.err and "in prod needs explicit confirmation" in refused.err
+    assert "--confirm" in refused.err
