@@ -38,7 +38,7 @@ MIN_SCRUB = 8
 _URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*:)([^@\s/'\"]+)(@)")
 
 _known: set[str] = set()
-_pattern: re.Pattern[str] | None = None
+_ordered: list[str] | None = None
 
 
 def secret_name(name: str) -> bool:
@@ -65,7 +65,7 @@ def redacted(value: str, secret: bool) -> str:
 
 def remember(values: Iterable[str]) -> None:
     """Add secret values that must never be printed."""
-    global _pattern
+    global _ordered
     from urllib.parse import quote
 
     added = False
@@ -75,21 +75,25 @@ def remember(values: Iterable[str]) -> None:
                 _known.add(form)
                 added = True
     if added:
-        ordered = sorted(_known, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        _ordered = None
 
 
 def forget_all() -> None:
     """Drop every remembered value (tests run many projects in one process)."""
-    global _pattern
+    global _ordered
     _known.clear()
-    _pattern = None
+    _ordered = None
 
 
 def scrub(text: str) -> str:
     """``text`` with remembered secret values and URL passwords masked."""
-    if _pattern is not None:
-        text = _pattern.sub(MASK, text)
+    global _ordered
+    if _known:
+        if _ordered is None:  # longest first, so a value containing another is masked whole
+            _ordered = sorted(_known, key=lambda v: (-len(v), v))
+        for value in _ordered:
+            if value in text:
+                text = text.replace(value, MASK)
     if "://" in text:
         text = mask_url_credentials(text)
     return text

@@ -17,15 +17,10 @@ _LITERAL_DOLLAR = re.compile(r"\$(?!\{[A-Za-z_][A-Za-z0-9_]*\})")
 
 
 def dump_yaml(doc: dict[str, Any]) -> str:
-    """``doc`` as block YAML, keys in insertion order (PyYAML, imported only to build)."""
-    import yaml
+    """``doc`` as block YAML, keys in insertion order (see ``yamlout``)."""
+    from .yamlout import dump
 
-    try:  # the C dumper is several times faster when libyaml is present
-        from yaml import CSafeDumper as dumper
-    except ImportError:  # pragma: no cover
-        from yaml import SafeDumper as dumper  # type: ignore[assignment]
-    text: str = yaml.dump(doc, Dumper=dumper, sort_keys=False, default_flow_style=False, width=4096)
-    return text
+    return dump(doc)
 
 
 def esc(value: str) -> str:

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from nself_sdk import NselfError, UsageError
 from nself_sdk.console import emit_json, info, ok, warn
 
-from .target import Target, guard, resolve
+if TYPE_CHECKING:
+    from .target import Target
+
+
+# `nself db` is registered on every start-up: the target/transport machinery is imported
+# only when a db command runs.
+def resolve(env: str | None) -> Target:
+    from .target import resolve as resolve_target
+
+    return resolve_target(env)
+
+
+def guard(target: Target, confirm: bool, dry_run: bool, action: str) -> None:
+    from .target import guard as guard_target
+
+    guard_target(target, confirm, dry_run, action)
+
 
 EnvOpt = Annotated[str | None, typer.Option("--env", help="local, staging or prod.")]
 ConfirmOpt = Annotated[bool, typer.Option("--confirm", help="Required for production changes.")]
