@@ -63,6 +63,7 @@ def test_catalogue_stack_builds_and_compose_accepts_it(full_project: Path, nself
         "./.nself/plugin-files/pgbouncer/config/pgbouncer.ini:/etc/pgbouncer/pgbouncer.ini:ro"
     ]
     assert pgb["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert pgb["healthcheck"]["test"][:3] == ["CMD", "pg_isready", "-q"]  # exec form
     ntfy = services["ntfy"]
     assert "plugin_ntfy_cache:/var/cache/ntfy" in ntfy["volumes"]
     assert "plugin_ntfy_data" in compose["volumes"]

@@ -137,8 +137,11 @@ class BundlePlugin:
         health_url = None
         if spec.health is not None:
             if spec.health.command is not None:
+                test = spec.health.command
+                if test[:1] not in (("CMD",), ("CMD-SHELL",), ("NONE",)):
+                    test = ("CMD", *test)  # exec form: no shell in between
                 check = HealthCheck(
-                    spec.health.command,
+                    test,
                     interval=spec.health.interval,
                     timeout=spec.health.timeout,
                     retries=spec.health.retries,

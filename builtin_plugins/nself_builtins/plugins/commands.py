@@ -131,7 +131,8 @@ def register(app: Any) -> None:
         """Remove a plugin from the project. Its data (volumes, tables) is kept by default."""
         from nself_sdk import load_config, require_confirmation
 
-        from .data import data_summary, delete_volumes, plugin_volumes
+        from .data import data_summary, plugin_volumes
+        from .data import delete_data as wipe
         from .store import read_lock, remove
 
         project = find_project()
@@ -147,10 +148,11 @@ def register(app: Any) -> None:
             require_confirmation(
                 config, "delete-data", yes, detail=f"plugin {name}: {summary}", flag="--yes"
             )
+        deleted = wipe(project_name, name, volumes) if delete_data else []
         entry = remove(project, name)
         out.ok(f"removed {entry.name} {entry.version} from plugins/ and plugins.lock")
         if delete_data:
-            for line in delete_volumes(project_name, volumes):
+            for line in deleted:
                 out.info(f"  {line}")
             if "tables" in summary:
                 out.warn(

@@ -42,28 +42,53 @@ def plugin_volumes(project: Path, name: str) -> list[str]:
     return [volume_name(name, k) for k in sorted(manifest.service.volumes)]
 
 
-def delete_volumes(project_name: str, volumes: list[str]) -> list[str]:
-    """Delete the plugin's named volumes of this project (Compose names them PROJECT_VOLUME)."""
-    import shutil
+def _docker(argv: list[str]) -> tuple[int, str]:
     import subprocess
 
-    if not volumes:
-        return []
+    done = subprocess.run(["docker", *argv], capture_output=True, text=True, check=False)
+    return done.returncode, (done.stdout + done.stderr).strip()
+
+
+def delete_data(project_name: str, service: str, volumes: list[str]) -> list[str]:
+    """Remove the plugin's container and its named volumes (Compose: PROJECT_VOLUME).
+
+    Runs before the plugin is removed: if anything fails, the plugin stays installed.
+    """
+    import shutil
+
     if shutil.which("docker") is None:
-        raise NselfError("docker is not installed, so the plugin's volumes cannot be deleted")
-    done = []
+        raise NselfError(
+            "docker is not installed, so the plugin's data cannot be deleted",
+            "remove the plugin without --delete-data",
+        )
+    done: list[str] = []
+    code, out = _docker(
+        [
+            "ps",
+            "-aq",
+            "--filter",
+            f"label=org.nself.project={project_name}",
+            "--filter",
+            f"label=org.nself.service={service}",
+        ]
+    )
+    if code != 0:
+        raise NselfError(f"cannot list the plugin's containers: {out}", "is Docker running?")
+    for container in out.split():
+        code, out = _docker(["rm", "-f", container])
+        if code != 0:
+            raise NselfError(f"could not remove container {container}: {out}")
+        done.append(f"removed container {container[:12]}")
     for volume in volumes:
         full = f"{project_name}_{volume}"
-        result = subprocess.run(
-            ["docker", "volume", "rm", full], capture_output=True, text=True, check=False
-        )
-        if result.returncode == 0:
+        code, out = _docker(["volume", "rm", full])
+        if code == 0:
             done.append(f"deleted volume {full}")
-        elif "no such volume" in result.stderr.lower():
+        elif "no such volume" in out.lower():
             done.append(f"volume {full} did not exist")
         else:
             raise NselfError(
-                f"could not delete volume {full}: {result.stderr.strip()}",
-                "stop the stack first (`nself stop`), then run the removal again",
+                f"could not delete volume {full}: {out}",
+                "stop what uses it, then run the removal again; the plugin is still installed",
             )
     return done

@@ -1,0 +1,96 @@
+"""A bundle's container on the real engine: status, logs, and remove --delete-data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Result, set_env, standin
+from nself_builtins.plugins.store import install_folder, read_lock
+from nself_sdk import load_config, runtime
+from plugin_helpers import make_bundle
+
+Run = Callable[..., Result]
+
+SERVICE = f"""
+[service]
+image = "{standin("http")}"
+command = ["sh", "-c", "echo hello-started; exec busybox httpd -f -p $PORT -h /www"]
+
+[service.environment]
+PORT = "${{HELLO_PORT}}"
+
+[service.volumes]
+data = "/data"
+
+[service.health]
+path = "/health"
+command = ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:${{HELLO_PORT}}/health"]
+interval = "1s"
+start_period = "1s"
+retries = 30
+"""
+
+
+@pytest.fixture
+def running(project: Path, tmp_path: Path, nself: Run, docker_engine: None) -> Iterator[Path]:
+    name = f"plugrt{os.getpid()}"
+    set_env(project, PROJECT_NAME=name)
+    install_folder(project, make_bundle(tmp_path, "hello", extra=SERVICE))
+    assert nself("build", cwd=project).code == 0
+    rt = runtime(load_config(project))
+    try:
+        outcome = rt.up(["hello"], timeout=60)
+        assert outcome.ok, outcome.failed
+        yield project
+    finally:
+        rt.down(volumes=True)
+
+
+def volumes(project_name: str) -> list[str]:
+    done = subprocess.run(
+        [
+            "docker",
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={project_name}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.split()
+
+
+@pytest.mark.docker
+def test_status_logs_and_delete_data(running: Path, nself: Run) -> None:
+    project = running
+    name = f"plugrt{os.getpid()}"
+    status = nself("plugin", "status", "--json", cwd=project)
+    assert status.code == 0, status.output
+    (row,) = json.loads(status.out)
+    assert row["name"] == "hello" and row["health"] == "healthy" and row["port"] == 3820
+    assert row["missing"] == []
+    logs = nself("plugin", "logs", "hello", "--tail", "20", cwd=project)
+    assert logs.code == 0 and "hello-started" in logs.out, logs.output
+    assert f"{name}_plugin_hello_data" in volumes(name)
+    # Without --delete-data the data stays; with it, container and volume go first.
+    removed = nself("plugin", "remove", "hello", "--delete-data", "--yes", cwd=project)
+    assert removed.code == 0, removed.output
+    assert f"deleted volume {name}_plugin_hello_data" in removed.out
+    assert "removed container" in removed.out
+    assert volumes(name) == []
+    assert "hello" not in read_lock(project)
+
+
+@pytest.mark.docker
+def test_logs_of_unknown_plugin(project: Path, nself: Run) -> None:
+    result = nself("plugin", "logs", "ghost", cwd=project)
+    assert result.code == 1 and "plugin ghost is not installed" in result.err
