@@ -374,9 +374,9 @@ def _split_toc(lines: list[str]) -> tuple[list[str], list[str]]:
     main: list[str] = []
     bound: list[str] = []
     for line in lines:
-        is_bound = any(f"EXTENSION - {ext}" in line for ext in DATABASE_BOUND) or re.search(
-            r"\b(TABLE DATA|SEQUENCE SET) cron ", line
-        )
+        is_bound = any(
+            re.search(rf"\bEXTENSION (- )?{re.escape(ext)}\s*$", line) for ext in DATABASE_BOUND
+        ) or re.search(r"\b(TABLE DATA|SEQUENCE SET) cron ", line)
         (bound if is_bound else main).append(line)
     return main, bound
 
@@ -581,12 +581,13 @@ def restore(
                         sql.Identifier(target)
                     )
                 )
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (target,),
-                )
                 for attempt in range(50):
+                    # every client, and background workers such as pg_cron's launcher
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = %s AND pid <> pg_backend_pid()",
+                        (target,),
+                    )
                     try:
                         admin.execute(
                             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(

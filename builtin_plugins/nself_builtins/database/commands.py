@@ -507,7 +507,7 @@ def db_app() -> typer.Typer:
             f"Drop every table of {target.config.text('POSTGRES_DB', 'nself')} and start over?"
         ):
             raise NselfError("cancelled; nothing changed")
-        reset(target.transport())
+        reset(target.transport(), target.project / "postgres" / "init")
         outcome = _runner(target).up()
         info(f"  applied {len(outcome.applied)} migration(s)")
         if seed:

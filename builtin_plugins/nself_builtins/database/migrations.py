@@ -509,14 +509,22 @@ class Runner:
                 problems = check(self.items, applied)
                 if problems:
                     raise MigrationsBlocked(problems)
-                for item in self._select_pending(applied, to):
-                    self._apply(conn, item)
+                todo = self._select_pending(applied, to)
+                for n, item in enumerate(todo, start=1):
+                    self._apply(conn, item, durable=n == len(todo))
                     outcome.applied.append(item)
             finally:
                 self._unlock(conn)
         return outcome
 
-    def _apply(self, conn: psycopg.Connection[Any], item: Item) -> None:
+    def _apply(self, conn: psycopg.Connection[Any], item: Item, durable: bool = True) -> None:
+        """Run one migration and record it, atomically when it is transactional.
+
+        All but the last migration of a run commit without waiting for the WAL flush
+        (``synchronous_commit = off``): a crash can then only lose whole migrations
+        together with their history rows, never half of one, and the last, durable commit
+        flushes every earlier one. It makes long runs several times faster.
+        """
         psycopg = _psycopg()
         self.say(f"applying {item.label}" + ("" if item.transactional else " (no transaction)"))
         started = time.monotonic()
@@ -527,6 +535,8 @@ class Runner:
         try:
             if item.transactional:
                 with conn.transaction():
+                    if not durable:
+                        conn.execute("SET LOCAL synchronous_commit = off")
                     conn.execute(item.up_sql.encode("utf-8"))
                     if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
                         raise NselfError(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nself_sdk import Config, NselfError, UsageError, find_project, load_config
 
-from .transport import ComposeTransport, DirectTransport, Transport
+from .transport import DirectTransport, StackTransport, Transport
 
 URL_VAR = "NSELF_DB_URL"
 BINDIR_VAR = "NSELF_PG_BINDIR"
@@ -30,8 +30,8 @@ class Target:
             bindir = os.environ.get(BINDIR_VAR, "").strip()
             return DirectTransport.from_url(url, Path(bindir) if bindir else None)
         if self.env == "dev":
-            return ComposeTransport(
-                project_dir=self.project,
+            return StackTransport(
+                config=self.config,
                 user=self.config.text("POSTGRES_USER", "postgres"),
                 password=self.config.text("POSTGRES_PASSWORD"),
                 dbname=self.config.text("POSTGRES_DB", "nself"),

@@ -7,7 +7,7 @@ The engine (migrations, backups, verify, restore) only ever asks a ``Transport``
   standard output/input streamed to/from the caller.
 
 ``DirectTransport`` talks to a server it can reach itself (tests, CI, a managed
-database): host tools from ``bindir``. ``ComposeTransport`` talks to the project's
+database): host tools from ``bindir``. ``StackTransport`` talks to the project's
 running stack, where Postgres is never published: the tools run *inside* the
 postgres service (so their version always matches the server's) and SQL connections
 go to the container's address on the project's bridge network.
@@ -84,9 +84,13 @@ def psycopg_module() -> Any:
 
 
 def _tool_error(program: str, result: subprocess.CompletedProcess[bytes]) -> NselfError:
-    err = (result.stderr or b"").decode("utf-8", "replace").strip().splitlines()
-    tail = "; ".join(line.strip() for line in err[-3:]) or f"exit status {result.returncode}"
-    return NselfError(f"{program} failed: {tail}")
+    lines = [x.strip() for x in (result.stderr or b"").decode("utf-8", "replace").splitlines()]
+    lines = [x for x in lines if x]
+    # the first error says what went wrong; later ones are often consequences
+    errors = [x for x in lines if "error:" in x.lower() or x.startswith(("ERROR", "FATAL"))]
+    shown = errors[:2] if errors else lines[-2:]
+    detail = "; ".join(shown) or f"exit status {result.returncode}"
+    return NselfError(f"{program} failed: {detail}")
 
 
 @dataclass
@@ -134,6 +138,7 @@ class DirectTransport:
                 autocommit=autocommit,
                 connect_timeout=CONNECT_TIMEOUT,
                 application_name="nself",
+                client_encoding="utf8",  # text, not bytes, even from SQL_ASCII databases
             )
         except driver.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -198,73 +203,65 @@ class DirectTransport:
 
 
 @dataclass
-class ComposeTransport:
-    """The project's own stack: tools run in the postgres service, SQL over the bridge.
+class StackTransport:
+    """The project's own stack, reached through the container runtime (``nself_sdk.runtime``).
 
-    Postgres is never published on the host. ``docker compose exec`` gives the tools (of
-    the server's own version) and streams their output; SQL connections go to the
-    container's IP address on the project network, which the Docker host can reach.
+    Postgres is never published on the host. The tools run *inside* the postgres service
+    (``Runtime.exec_stream``, so their version always matches the server's; they use the
+    local socket there) and their output streams back to this machine. SQL connections
+    (migrations, verification) go to the container's address on the project's bridge
+    network, which a Linux Docker host can reach; elsewhere set ``NSELF_DB_URL``.
     """
 
-    project_dir: Path
+    config: Any
     user: str
     password: str
     dbname: str
     service: str = "postgres"
+    _runtime: Any = None
     _address: str | None = None
 
     def describe(self) -> str:
         return f"{self.user}@{self.service} (local stack)/{self.dbname}"
 
-    def _compose(self) -> list[str]:
-        compose = self.project_dir / "docker-compose.yml"
-        if not compose.is_file():
-            raise NselfError("the stack is not built yet", "run `nself build && nself start`")
-        env_file = self.project_dir / ".env.computed"
-        return [
-            "docker",
-            "compose",
-            "--project-directory",
-            str(self.project_dir),
-            "-f",
-            str(compose),
-            "--env-file",
-            str(env_file),
-        ]
+    def runtime(self) -> Any:
+        if self._runtime is None:
+            from nself_sdk import runtime
 
-    def _container(self) -> str:
-        if shutil.which("docker") is None:
-            raise NselfError("docker is not installed", "install Docker to run the local stack")
-        out = subprocess.run(
-            [*self._compose(), "ps", "-q", self.service],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        cid = out.stdout.strip().splitlines()
-        if out.returncode != 0 or not cid:
+            self._runtime = runtime(self.config)
+        return self._runtime
+
+    def _state(self) -> Any:
+        runtime = self.runtime()
+        state = next((s for s in runtime.status() if s.name == self.service), None)
+        if state is None or not state.running:
             raise NselfError(
                 f"the {self.service} service is not running", "start the stack with `nself start`"
             )
-        return cid[0]
+        return state
 
     def address(self) -> str:
         if self._address is None:
-            cid = self._container()
+            state = self._state()
+            if getattr(self.runtime(), "name", "") != "docker" or shutil.which("docker") is None:
+                raise NselfError(
+                    "SQL connections to the stack need the Docker runtime on this machine",
+                    "set NSELF_DB_URL to a connection you can reach (e.g. a tunnel)",
+                )
             out = subprocess.run(
                 [
                     "docker",
                     "inspect",
                     "-f",
                     "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-                    cid,
+                    state.container,
                 ],
                 capture_output=True,
                 text=True,
                 check=False,
             )
             ips = out.stdout.split()
-            if not ips:
+            if out.returncode != 0 or not ips:
                 raise NselfError(f"the {self.service} container has no network address")
             self._address = ips[0]
         return self._address
@@ -275,20 +272,13 @@ class ComposeTransport:
         direct = DirectTransport(self.address(), 5432, self.user, self.password, self.dbname)
         return direct.connect(dbname, autocommit)
 
-    def _exec(self, interactive: bool = False) -> list[str]:
-        flags = [] if interactive else ["-T"]
-        return [
-            *self._compose(),
-            "exec",
-            *flags,
-            "-e",
-            f"PGUSER={self.user}",
-            "-e",
-            f"PGDATABASE={self.dbname}",
-            "-e",
-            "PGHOST=/var/run/postgresql",
-            self.service,
-        ]
+    def _env(self) -> dict[str, str]:
+        return {
+            "PGUSER": self.user,
+            "PGDATABASE": self.dbname,
+            "PGHOST": "/var/run/postgresql",
+            "PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+        }
 
     def run_tool(
         self,
@@ -298,30 +288,40 @@ class ComposeTransport:
         stdout: IO[bytes] | None = None,
         check: bool = True,
     ) -> subprocess.CompletedProcess[bytes]:
-        self._container()
-        result = subprocess.run(
-            [*self._exec(), program, *args],
-            stdin=stdin if stdin is not None else subprocess.DEVNULL,
-            stdout=stdout if stdout is not None else subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            check=False,
+        import io
+
+        self._state()
+        out = stdout if stdout is not None else io.BytesIO()
+        err = io.BytesIO()
+        code = self.runtime().exec_stream(
+            self.service,
+            [program, *args],
+            stdin=stdin,
+            stdout=out,
+            stderr=err,
+            env=self._env(),
         )
-        if check and result.returncode != 0:
+        captured = out.getvalue() if isinstance(out, io.BytesIO) else b""
+        result = subprocess.CompletedProcess([program, *args], code, captured, err.getvalue())
+        if check and code != 0:
             raise _tool_error(program, result)
         return result
 
     @contextlib.contextmanager
     def stage(self, path: Path) -> Iterator[str]:
-        cid = self._container()
         inside = f"/tmp/nself-{os.getpid()}-{path.name}"
-        subprocess.run(["docker", "cp", str(path), f"{cid}:{inside}"], check=True)
+        with path.open("rb") as source:
+            self.run_tool("sh", ["-c", f"cat > '{inside}'"], stdin=source)
         try:
             yield inside
         finally:
-            subprocess.run(
-                ["docker", "exec", cid, "rm", "-f", inside], capture_output=True, check=False
-            )
+            self.run_tool("rm", ["-f", inside], check=False)
 
     def interactive(self, program: str, args: Sequence[str]) -> int:
-        self._container()
-        return subprocess.call([*self._exec(interactive=True), program, *args])
+        import sys
+
+        self._state()
+        code: int = self.runtime().exec_stream(
+            self.service, [program, *args], tty=sys.stdin.isatty(), env=self._env()
+        )
+        return code

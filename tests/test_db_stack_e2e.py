@@ -1,0 +1,106 @@
+"""`nself db` against the started local stack: Postgres is reached only through the runtime.
+
+The postgres service runs the local stand-in image (PostgreSQL 17, official-image contract);
+Hasura and Auth are disabled because their images cannot be obtained here. Nothing is
+published: tools run inside the service, SQL goes to its address on the project network.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import set_env, standin
+from test_runtime_e2e import free_port, remove_project
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
+
+
+@pytest.fixture
+def stack(tmp_path: Path, nself, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("NSELF_DB_URL", raising=False)
+    name = f"nselfdb{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / name
+    assert nself("init", str(folder), "--name", name).code == 0
+    set_env(
+        folder,
+        ".env.local",
+        HASURA_ENABLED="false",
+        AUTH_ENABLED="false",
+        POSTGRES_IMAGE=standin("postgres"),
+        NGINX_IMAGE=standin("nginx"),
+        NGINX_HTTP_PORT=str(free_port()),
+        NGINX_HTTPS_PORT=str(free_port()),
+    )
+    try:
+        assert nself("build", cwd=folder).code == 0
+        started = nself("start", "postgres", "--timeout", "120", cwd=folder)
+        assert started.code == 0, started.output
+        yield folder
+    finally:
+        remove_project(name)
+
+
+def test_db_commands_on_the_running_stack(stack: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    folder = stack
+    r = nself("db", "migrate", "create", "notes", cwd=folder)
+    assert r.code == 0, r.output
+    up = next((folder / "migrations").glob("*_notes")) / "up.sql"
+    up.write_text("CREATE TABLE notes (id serial PRIMARY KEY, body text);\n")
+    (up.parent / "down.sql").write_text("DROP TABLE notes;\n")
+    r = nself("db", "migrate", "up", cwd=folder)
+    assert r.code == 0, r.output
+    (folder / "seeds" / "01_notes.sql").write_text(
+        "INSERT INTO notes (body) SELECT 'n' || g FROM generate_series(1, 500) g;\n"
+    )
+    r = nself("db", "seed", cwd=folder)
+    assert r.code == 0, r.output
+    r = nself("db", "migrate", "status", "--json", cwd=folder)
+    assert r.code == 0, r.output
+    assert json.loads(r.out)["migrations"][0]["state"] == "applied"
+
+    r = nself("db", "backup", "--json", cwd=folder)
+    assert r.code == 0, r.output
+    manifest = json.loads(r.out[r.out.index("{") :])
+    assert manifest["postgres_version"].startswith("17")
+    assert manifest["tables"]["public.notes"] == 500
+    name = manifest["name"]
+    r = nself("db", "backup", "verify", name, cwd=folder)
+    assert r.code == 0, r.output
+
+    r = nself(
+        "exec",
+        "postgres",
+        "--",
+        "psql",
+        "-U",
+        "postgres",
+        "-d",
+        "nself",
+        "-Atc",
+        "DELETE FROM notes WHERE id > 10",
+        cwd=folder,
+    )
+    assert r.code == 0, r.output
+    r = nself("db", "restore", name, cwd=folder)
+    assert r.code == 0, r.output
+    r = nself(
+        "exec",
+        "postgres",
+        "--",
+        "psql",
+        "-U",
+        "postgres",
+        "-d",
+        "nself",
+        "-Atc",
+        "SELECT count(*) FROM notes",
+        cwd=folder,
+    )
+    assert r.out.strip() == "500"
+    r = nself("db", "migrate", "verify", cwd=folder)
+    assert r.code == 0, r.output
