@@ -263,3 +263,42 @@ def test_clock_rollback_is_detected(
     assert "clock rollback" in error_of(client.fetch, None, "ai", None)
     verdict = validate_license(load_config(project), "ai", "pro")
     assert isinstance(verdict, Problem) and verdict.level == "warning"
+
+
+def test_licence_key_rotation_and_retirement(
+    env: Path,  # noqa: F811
+    trust: Trust,  # noqa: F811
+    nself: Callable[..., Result],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    new = keys.generate()
+    both = json.loads(trust.file.read_text())
+    both["license"].update(Trust.pairs(new))
+    rotated = env / "rotated.json"
+    rotated.write_text(json.dumps(both))
+    monkeypatch.setenv(keys.TEST_KEYS_VAR, str(rotated))
+    # keys signed by the old and by the new licence key are both accepted
+    assert licensing.parse(mint(trust, new)).kid == keys.key_id(new.public_key())
+    assert licensing.parse(mint(trust)).kid == keys.key_id(trust.license.public_key())
+    old_kid = keys.key_id(trust.license.public_key())
+    monkeypatch.setitem(keys.RETIRED, "license", {old_kid})
+    result = nself("license", "set", mint(trust))
+    assert result.code == 1 and f"key id {old_kid} has been retired" in result.err
+
+
+def test_opt_in_telemetry_reaches_the_ping_api(
+    pro_site: Path,
+    server: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = pro_site.parent / "events.jsonl"
+    server[1].telemetry_file = events
+    try:
+        client.fetch(None, "notify")
+        assert not events.exists()  # nothing without consent
+        monkeypatch.setenv("NSELF_TELEMETRY", "1")
+        client.fetch(None, "notify")
+        event = json.loads(events.read_text())
+        assert (event["event"], event["plugin"], event["version"]) == ("install", "notify", "1.0.0")
+    finally:
+        server[1].telemetry_file = None

@@ -370,3 +370,27 @@ def test_serve_refuses_a_folder_without_an_index(env: Path, nself: Any) -> None:
     result = nself("registry", "serve", str(env / "empty"))
     assert result.code == 2 and "has no index.json" in result.err
     assert nself("registry", "serve").code == 2
+
+
+def test_index_signed_during_a_key_rotation(env: Path, trust: Trust) -> None:
+    """Old clients know only the old key, new ones the new: an index may carry both."""
+    site = published(env, trust, ("notify", "1.0.0", {}))
+    doc = json.loads((site / "index.json").read_text())
+    newcomer = keys.generate()
+    extra = {
+        "keyid": keys.key_id(newcomer.public_key()),
+        "sig": keys.sign(newcomer, keys.DOMAIN_INDEX, keys.canonical(doc["signed"])),
+    }
+    doc["signatures"].insert(0, extra)
+    (site / "index.json").write_text(json.dumps(doc))
+    assert client.fetch(None, "notify").is_file()
+    # and a signature made for another purpose never counts
+    doc["signatures"] = [
+        {
+            "keyid": keys.key_id(trust.registry.public_key()),
+            "sig": keys.sign(trust.registry, keys.DOMAIN_ARTIFACT, keys.canonical(doc["signed"])),
+        }
+    ]
+    (site / "index.json").write_text(json.dumps(doc))
+    client.clear_cache()
+    assert "signature does not verify" in error_of(client.fetch, None, "notify", None)
