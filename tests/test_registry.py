@@ -394,3 +394,22 @@ def test_index_signed_during_a_key_rotation(env: Path, trust: Trust) -> None:
     (site / "index.json").write_text(json.dumps(doc))
     client.clear_cache()
     assert "signature does not verify" in error_of(client.fetch, None, "notify", None)
+
+
+def test_artifact_publisher_signature_is_checked(env: Path, trust: Trust) -> None:
+    """A validly signed index listing an artifact its publisher did not sign is refused."""
+    stranger = keys.generate()
+    archive = make_bundle(env / "bundles", "notify", "1.0.0")
+    publish.sign_archive(archive, stranger)  # notify-1.0.0.tar.gz.sig by an unknown key
+    site = published(env, trust)
+    assert "published by an untrusted key" in error_of(client.fetch, None, "notify", None)
+    doc = json.loads((site / "index.json").read_text())
+    entry = doc["signed"]["artifacts"][0]
+    entry["publisher"] = keys.key_id(trust.registry.public_key())  # a claim, not a proof
+    doc["signed"]["version"] = 2
+    doc["signatures"][0]["sig"] = keys.sign(
+        trust.registry, keys.DOMAIN_INDEX, keys.canonical(doc["signed"])
+    )
+    (site / "index.json").write_text(json.dumps(doc))
+    message = error_of(client.fetch, None, "notify", None)
+    assert message == "the publisher signature of notify 1.0.0 does not verify"

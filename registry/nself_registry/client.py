@@ -284,6 +284,7 @@ def download(src: Source, artifact: idx.Artifact) -> Path:
     """The verified archive, from the cache or the registry."""
     import httpx
 
+    idx.verify_publisher(artifact, src.extra_keys)
     folder = paths.private_dir(paths.cache() / "artifacts" / artifact.sha256)
     target = folder / _filename(artifact)
     if target.is_file() and _verify_file(target, artifact) is None:
@@ -343,6 +344,7 @@ def resolve(
     found = load_index(src)
     artifact = choose(found, name, version)
     check_compatible(artifact)
+    idx.verify_publisher(artifact, src.extra_keys)
     return src, artifact
 
 

@@ -168,10 +168,10 @@ def verify_document(doc: Any, extra_keys: str = "") -> Index:
                 "for a private registry, add its key to NSELF_REGISTRY_KEYS",
             )
         raise IndexError_("registry index signature does not verify (tampered index?)", HINT)
-    return _parse(signed, trusted, signed_by)
+    return _parse(signed, signed_by)
 
 
-def _parse(signed: dict[str, Any], trusted: dict[str, Any], signed_by: str) -> Index:
+def _parse(signed: dict[str, Any], signed_by: str) -> Index:
     if signed.get("type") != TYPE or signed.get("format") != FORMAT:
         raise IndexError_(
             f"registry index has type {signed.get('type')!r} format {signed.get('format')!r}",
@@ -183,23 +183,7 @@ def _parse(signed: dict[str, Any], trusted: dict[str, Any], signed_by: str) -> I
     items = signed.get("artifacts")
     if not isinstance(items, list):
         raise IndexError_("registry index: artifacts must be a list", HINT)
-    artifacts = []
-    for raw in items:
-        artifact = _artifact(raw)
-        key = trusted.get(artifact.publisher)
-        if key is None:
-            raise IndexError_(
-                f"registry index: {artifact.name} {artifact.version} is published by an "
-                f"untrusted key ({keys.describe_unknown('registry', artifact.publisher)})",
-                "for a private registry, add its key to NSELF_REGISTRY_KEYS",
-            )
-        if not keys.verify(key, keys.DOMAIN_ARTIFACT, artifact.payload(), artifact.signature):
-            raise IndexError_(
-                f"registry index: the publisher signature of {artifact.name} "
-                f"{artifact.version} does not verify",
-                HINT,
-            )
-        artifacts.append(artifact)
+    artifacts = [_artifact(raw) for raw in items]
     return Index(
         name=str(signed.get("name", "")),
         version=version,
@@ -208,6 +192,26 @@ def _parse(signed: dict[str, Any], trusted: dict[str, Any], signed_by: str) -> I
         artifacts=tuple(artifacts),
         signed_by=signed_by,
     )
+
+
+def verify_publisher(artifact: Artifact, extra_keys: str = "") -> None:
+    """Check the publisher's own signature of one artifact (done before it is downloaded).
+
+    The index signature already vouches for every entry; this adds the publisher's word,
+    and is only checked for the artifact about to be used (an index may list thousands).
+    """
+    key = keys.trusted("registry", extra_keys).get(artifact.publisher)
+    if key is None:
+        why = keys.describe_unknown("registry", artifact.publisher)
+        raise IndexError_(
+            f"{artifact.name} {artifact.version} is published by an untrusted key ({why})",
+            "for a private registry, add its key to NSELF_REGISTRY_KEYS",
+        )
+    if not keys.verify(key, keys.DOMAIN_ARTIFACT, artifact.payload(), artifact.signature):
+        raise IndexError_(
+            f"the publisher signature of {artifact.name} {artifact.version} does not verify",
+            HINT,
+        )
 
 
 def _artifact(raw: Any) -> Artifact:

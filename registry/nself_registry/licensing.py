@@ -394,6 +394,7 @@ def check(
             "upgrade the licence, or remove the plugin",
         )
     state = load_state()
+    original = dict(state)
     if state.get("lid") != lic.lid:
         state = {"lid": lic.lid, "set_at": int(now)}
     high = max(int(state.get("high_water", 0)), _answer_time(state, lic.lid))
@@ -405,7 +406,8 @@ def check(
         if purpose == "install":
             raise LicenceError(message, "fix the system clock (NTP), then retry")
         return Verdict(lic, [message], None)
-    state["high_water"] = int(max(now, high))
+    if max(now, high) - int(state.get("high_water", 0)) > 60:  # spare a write per build
+        state["high_water"] = int(max(now, high))
 
     checked: float | None = _answer_time(state, lic.lid) or None
     due = checked is None or now - checked >= lic.ttl
@@ -438,7 +440,7 @@ def check(
         state["answer"] = doc
         state.pop("last_error", None)
         checked = float(doc["signed"]["time"])
-        state["high_water"] = int(max(state["high_water"], checked))
+        state["high_water"] = int(max(state.get("high_water", 0), checked, now))
     else:
         since = checked if checked is not None else float(state.get("set_at", now))
         if now - since > GRACE:  # not retried yet, but already stale
@@ -447,7 +449,8 @@ def check(
                 f"{day(since)} ({state.get('last_error', 'not reachable')}); installed plugins "
                 "keep working, installs are refused"
             )
-    save_state(state)
+    if state != original:
+        save_state(state)
     _raise_if_revoked(state, lic, purpose, warnings)
     return Verdict(lic, warnings, checked)
 
