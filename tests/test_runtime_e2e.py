@@ -160,6 +160,10 @@ def test_the_stack_runs_end_to_end(stack: tuple[Path, str, int], nself: Run) -> 
     assert len(lines) == 3
     assert all(line.startswith("✓ ") and line.endswith("ms)") for line in lines), lines
     assert any(line.startswith("✓ PostgreSQL healthy (") for line in lines)
+    # --now runs every check again, concurrently, instead of reading the engine's probes.
+    again = nself("health", "--now", "--json", cwd=folder)
+    assert again.code == 0, again.output
+    assert [r["status"] for r in json.loads(again.out)] == ["healthy"] * 3
 
     # status --json: the right services, running and healthy, with the custom service's URL.
     status = nself("status", "--json", cwd=folder)

@@ -132,3 +132,21 @@ def test_urls_need_no_engine(project: Path, nself: Run) -> None:
     assert result.code == 0, result.output
     urls = json.loads(result.out)
     assert urls["hasura"] == "https://api.local.nself.org:8443"
+
+
+def test_the_builtin_runtime_implements_the_interface(project: Path) -> None:
+    from nself_sdk import Runtime, runtime
+
+    rt = runtime(load_config(project))  # constructing it touches no engine
+    assert isinstance(rt, Runtime)
+    assert (rt.name, rt.project) == ("docker", "demo")
+
+
+def test_another_runtime_can_be_chosen_by_name(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nself_sdk import NselfError, runtime
+
+    monkeypatch.setenv("NSELF_RUNTIME", "podman")  # no such plugin installed here
+    with pytest.raises(NselfError, match="no container runtime plugin"):
+        runtime(load_config(project))

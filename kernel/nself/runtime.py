@@ -153,8 +153,14 @@ class Runtime(Protocol):
         """The state of every service of the stack, ``missing`` when it has no container."""
         ...
 
-    def health(self, services: Sequence[str] | None = None) -> list[HealthResult]:
-        """Run the health checks of ``services`` concurrently and report each."""
+    def health(
+        self, services: Sequence[str] | None = None, *, now: bool = False
+    ) -> list[HealthResult]:
+        """The health of ``services`` (default: all that are expected to run), concurrently.
+
+        A runtime may answer from the engine's own recent probes of each service's health
+        check; with ``now`` it runs every check at once instead.
+        """
         ...
 
     def logs(

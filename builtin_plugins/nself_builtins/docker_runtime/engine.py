@@ -457,7 +457,9 @@ class DockerRuntime:
         return code
 
     # -- health -----------------------------------------------------------------------------------
-    def health(self, services: Sequence[str] | None = None) -> list[HealthResult]:
+    def health(
+        self, services: Sequence[str] | None = None, *, now: bool = False
+    ) -> list[HealthResult]:
         known = self.project_services()
         containers = self.containers()
         if services is None:
@@ -494,6 +496,11 @@ class DockerRuntime:
                     f"start container manually: nself start {name}",
                 )
                 continue
+            if not now:
+                recent = _from_probe(name, title, container)
+                if recent is not None:
+                    results[name] = recent
+                    continue
             thread = threading.Thread(
                 target=self._check_one, args=(name, title, state, container, results), daemon=True
             )
@@ -790,6 +797,64 @@ class DockerRuntime:
             for host_ip, port in self.project_services()[name].ports:
                 if _port_taken(host_ip, port):
                     raise self._port_error(host_ip, port)
+
+
+def _nanos(value: Any, default: float) -> float:
+    """A Docker duration (nanoseconds) in seconds."""
+    return int(value) / 1e9 if value else default
+
+
+def _from_probe(name: str, title: str, container: Any) -> HealthResult | None:
+    """The engine's latest probe of the service's own health check, if it is recent.
+
+    The engine runs every container's check on its interval; reading its result costs
+    nothing, while running the check again would cost a process in the container. Returns
+    ``None`` (check it now) when there is no probe yet or the engine stopped probing.
+    """
+    attrs = container.attrs
+    config = (attrs.get("Config") or {}).get("Healthcheck") or {}
+    test = config.get("Test") or []
+    if not test or test[0] == "NONE":
+        return HealthResult(name, title, "healthy", 0.0, "running, no health check")
+    health = (attrs.get("State") or {}).get("Health") or {}
+    log = health.get("Log") or []
+    if not log:
+        return None
+    last = log[-1]
+    began, ended = _parse_started(str(last.get("Start"))), _parse_started(str(last.get("End")))
+    if began is None or ended is None:
+        return None
+    interval = _nanos(config.get("Interval"), 30.0)
+    timeout = _nanos(config.get("Timeout"), 30.0)
+    if (datetime.now(UTC) - ended).total_seconds() > 2 * interval + timeout:
+        return None  # stale: the engine is not probing it any more
+    latency = max(0.0, (ended - began).total_seconds() * 1000)
+    output = str(last.get("Output") or "").strip()
+    detail = output.splitlines()[-1][:120] if output else ""
+    passed = last.get("ExitCode") == 0
+    status = health.get("Status")
+    if status == "unhealthy":
+        return HealthResult(
+            name,
+            title,
+            "unhealthy",
+            latency,
+            detail or f"health check failing ({health.get('FailingStreak', 0)} times in a row)",
+            f"see `nself logs {name}`, or restart it: nself restart {name}",
+        )
+    if status == "starting":
+        return HealthResult(name, title, "degraded", latency, "still starting")
+    if not passed:
+        streak = health.get("FailingStreak", 1)
+        return HealthResult(
+            name,
+            title,
+            "degraded",
+            latency,
+            f"last check failed ({streak} in a row){': ' + detail if detail else ''}",
+            f"see `nself logs {name}`",
+        )
+    return HealthResult(name, title, "healthy", latency)
 
 
 def _phase(state: ServiceState, compose_finished: bool) -> tuple[str, str]:

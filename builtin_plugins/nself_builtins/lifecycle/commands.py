@@ -316,11 +316,15 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Argument(help="Default: every service.")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+        now: Annotated[
+            bool,
+            typer.Option("--now", help="Run every check now instead of using the latest probe."),
+        ] = False,
     ) -> None:
         """Check every service concurrently; exit 1 when one is unhealthy, 3 when degraded."""
         project = open_project(rebuild=False)
         names = project.resolve(services) if services else None
-        results = project.runtime.health(names)
+        results = project.runtime.health(names, now=now)
         results = [_retitle(project, r) for r in results]
         if as_json:
             out.emit_json(

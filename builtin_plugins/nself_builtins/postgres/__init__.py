@@ -97,7 +97,19 @@ def contribute_services(config: Config) -> list[Service]:
                 "password_encryption=scram-sha-256",
             ),
             healthcheck=HealthCheck(
-                ("CMD", "pg_isready", "-q", "-U", "${POSTGRES_USER}", "-d", "${POSTGRES_DB}"),
+                # Over TCP: the entrypoint's first-run server (init scripts) listens only on
+                # the Unix socket, so a socket check would pass before the real server runs.
+                (
+                    "CMD",
+                    "pg_isready",
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "${POSTGRES_USER}",
+                    "-d",
+                    "${POSTGRES_DB}",
+                ),
                 interval="5s",
                 timeout="5s",
                 retries=10,
