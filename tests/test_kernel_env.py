@@ -211,3 +211,23 @@ def read_dev_value(project: Path, name: str) -> str:
         if line.startswith(name + "="):
             return line.split("=", 1)[1]
     raise AssertionError(f"{name} not in .env.dev")
+
+
+def test_multiline_values_escapes_and_line_numbers(project: Path, nself: Run) -> None:
+    (project / ".env.local").write_text(
+        'CERT="-----BEGIN-----\nabc\n-----END-----"\n'
+        "QUOTE='it\\'s'\n"
+        'ESCAPED="tab\\there \\"q\\""\r\n'
+        "AFTER=${MISSING}\n"
+    )
+    result = nself("build", cwd=project)
+    assert result.code == 1
+    assert result.err.startswith("error: .env.local:6: AFTER refers to undefined variable")
+    (project / ".env.local").write_text(
+        (project / ".env.local").read_text().replace("${MISSING}", "${CERT}")
+    )
+    assert nself("build", cwd=project).code == 0
+    computed = read_computed(project)
+    assert computed["CERT"] == "-----BEGIN-----\nabc\n-----END-----" == computed["AFTER"]
+    assert computed["QUOTE"] == "it's"
+    assert computed["ESCAPED"] == 'tab\there "q"'
