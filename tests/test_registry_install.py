@@ -19,7 +19,7 @@ from nself_builtins.plugins.authoring import pack_bundle
 from nself_builtins.plugins.store import LOCK_FILE, read_lock
 from nself_registry import publish
 from plugin_helpers import make_bundle
-from test_license import mint
+from test_license import age_answer, mint, silent  # noqa: F401
 from test_registry import Trust, env, server, trust  # noqa: F401
 
 Run = Callable[..., Result]
@@ -114,6 +114,34 @@ def test_pro_plugin_needs_a_licence_to_install(
     assert installed(project) == {"ai": "1.0.0"}
     built = nself("build", cwd=project)
     assert built.code == 0, built.output
+    assert "warning" not in built.err
+
+
+def test_lapsed_licence_never_stops_an_installed_pro_plugin(
+    env: Path,  # noqa: F811
+    trust: Trust,  # noqa: F811
+    project: Path,
+    nself: Run,
+    monkeypatch: pytest.MonkeyPatch,
+    silent: str,  # noqa: F811
+) -> None:
+    pack(env, "ai", "1.0.0", extra='tier = "pro"\n')
+    publish.publish(env / "bundles", env / "site", trust.registry)
+    assert nself("license", "set", mint(trust), cwd=project).code == 0
+    assert nself("plugin", "install", "ai", cwd=project).code == 0
+    # the licence server has been unreachable for 8 days: past the 7-day grace window
+    monkeypatch.setenv("NSELF_PING_API_URL", silent)
+    monkeypatch.setenv("NSELF_HTTP_TIMEOUT", "0.5")
+    age_answer(trust, 8)
+    built = nself("build", cwd=project)
+    assert built.code == 0, built.output
+    assert "grace period is over" in built.err and "installed plugins keep working" in built.err
+    again = nself("plugin", "install", "ai", "--force", cwd=project)
+    one_error(again, "the 7-day grace period is over")
+    assert installed(project) == {"ai": "1.0.0"}
+    # without any licence the build refuses the pro plugin (one clear error)
+    assert nself("license", "clear", cwd=project).code == 0
+    one_error(nself("build", cwd=project), "plugin ai needs a pro licence and none is set")
 
 
 @pytest.mark.parametrize(

@@ -444,10 +444,11 @@ def check(
     else:
         since = checked if checked is not None else float(state.get("set_at", now))
         if now - since > GRACE:  # not retried yet, but already stale
+            reason = f" ({state['last_error']})" if state.get("last_error") else ""
             warnings.append(
                 f"licence {lic.lid} has not been confirmed by the licence server since "
-                f"{day(since)} ({state.get('last_error', 'not reachable')}); installed plugins "
-                "keep working, installs are refused"
+                f"{day(since)}; the {GRACE // 86400}-day grace period is over{reason}; "
+                "installed plugins keep working, installs are refused"
             )
     if state != original:
         save_state(state)
