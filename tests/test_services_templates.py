@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dockerfile_parse import DockerfileParser
 
+from conftest import standin
+from nself_builtins.services import envslots
 from nself_builtins.services.catalog import KINDS, SUFFIX, TEMPLATES, Template, catalog
 from nself_builtins.services.scaffold import context, render
 
@@ -164,6 +169,85 @@ def test_sources_are_valid_syntax(name: str, renders: dict[str, Path]) -> None:
             assert done.returncode == 0, f"{name}/{path.name}: {done.stderr}"
         elif path.suffix == ".json":
             json.loads(path.read_text())
+
+
+@pytest.mark.docker
+def test_every_template_becomes_a_compose_service_and_an_nginx_route(
+    project: Path, nself: Any, docker_engine: None
+) -> None:
+    """All templates in one project, through the real CLI, Compose and nginx -t."""
+    for name in NAMES:
+        result = nself("service", "add", name, "--template", name, "--subdomain", name, cwd=project)
+        assert result.code == 0, result.output
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    done = subprocess.run(
+        ["docker", "compose", "--env-file", ".env.computed", "config", "--format", "json"],
+        cwd=project, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    slots = {s.name: s.values for s in envslots.read(project).values()}
+    for name in NAMES:
+        service = services[name]
+        port = slots[name]["PORT"]
+        assert Path(service["build"]["context"]) == project / "services" / name
+        assert (project / "services" / name / "Dockerfile").is_file()
+        env = service["environment"]
+        assert env["PORT"] == port and env["DATABASE_URL"].startswith("postgres://")
+        assert env["HASURA_GRAPHQL_URL"] == "http://hasura:8080/v1/graphql"
+        assert env["HASURA_GRAPHQL_ADMIN_SECRET"] and env["JWT_SECRET"].startswith("{")
+        assert "ports" not in service, f"{name} must not be published on the host"
+        assert "healthcheck" not in service  # the image's HEALTHCHECK applies
+        assert service["cap_drop"] == ["ALL"]
+        site = (project / "nginx" / "sites" / f"{name}.conf").read_text()
+        assert f"server_name {name}.local.nself.org;" in site
+        assert f"http://{name}:{port};" in site
+        if catalog()[name].websocket:
+            assert "Upgrade" in site
+    checked = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none",
+         "-v", f"{project / 'nginx'}:/etc/nginx/nself:ro",
+         standin("nginx"), "nginx", "-t", "-c", "/etc/nginx/nself/nginx.conf"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_installed_wheel_ships_every_template(tmp_path: Path) -> None:
+    """Build the real wheel (hatchling), unpack it and render every template from it."""
+    root = Path(__file__).parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path / "dist")],
+        cwd=root, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (wheel,) = (tmp_path / "dist").glob("nself-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "site")
+    prefix = "nself_builtins/services/templates/"
+    assert prefix + "catalog.toml" in names
+    for tpl in catalog().values():
+        for rel in tpl.files():
+            assert f"{prefix}{tpl.name}/{rel}" in names, f"wheel misses {tpl.name}/{rel}"
+    script = (
+        "import sys, pathlib, nself_builtins.services.scaffold as s\n"
+        "from nself_builtins.services.catalog import catalog\n"
+        "assert s.__file__.startswith(sys.argv[1]), s.__file__\n"
+        "for t in catalog().values():\n"
+        "    s.render(t, pathlib.Path(sys.argv[2]) / t.name,"
+        " s.context('w', 8001, 'w', 'p', 'example.com', 1))\n"
+        "print(len(catalog()))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    ran = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "site"), str(tmp_path / "out")],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert int(ran.stdout) == len(NAMES)
+    assert (tmp_path / "out" / "phoenix" / "lib" / "w_web" / "router.ex").is_file()
 
 
 def test_every_template_is_documented() -> None:
