@@ -35,10 +35,11 @@ def stack(tmp_path: Path, nself, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         NGINX_IMAGE=standin("nginx"),
         NGINX_HTTP_PORT=str(free_port()),
         NGINX_HTTPS_PORT=str(free_port()),
+        BACKUP_SCHEDULE='"0 3 * * *"',
     )
     try:
         assert nself("build", cwd=folder).code == 0
-        started = nself("start", "postgres", "--timeout", "120", cwd=folder)
+        started = nself("start", "postgres", "db-backup", "--timeout", "120", cwd=folder)
         assert started.code == 0, started.output
         yield folder
     finally:
@@ -104,3 +105,15 @@ def test_db_commands_on_the_running_stack(stack: Path, nself) -> None:  # type: 
     assert r.out.strip() == "500"
     r = nself("db", "migrate", "verify", cwd=folder)
     assert r.code == 0, r.output
+
+    # the in-stack scheduler writes backups nself verifies and restores like its own
+    r = nself("exec", "db-backup", "--", "sh", "/nself/backup.sh", "now", cwd=folder)
+    assert r.code == 0, r.output
+    scheduled = sorted((folder / "backups").glob("*-scheduled.dump"))
+    assert len(scheduled) == 1
+    assert (folder / "backups" / f"{scheduled[0].name}.json").stat().st_mode & 0o777 == 0o600
+    r = nself("db", "backup", "list", cwd=folder)
+    assert scheduled[0].name in r.out
+    r = nself("db", "backup", "verify", scheduled[0].name, cwd=folder)
+    assert r.code == 0, r.output
+    assert "rows match" in r.out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nself_sdk import Config, Problem, Service, Setting, hookimpl
+from nself_sdk import Config, GeneratedFile, Problem, Service, Setting, Stack, hookimpl
 
 
 @hookimpl
@@ -28,6 +28,7 @@ def declare_settings() -> list[Setting]:
         Setting("BACKUP_S3_ACCESS_KEY", "", "S3 access key id."),
         Setting("BACKUP_S3_SECRET_KEY", "", "S3 secret access key.", secret=True),
         Setting("BACKUP_DIR", "backups", "Folder of the project that holds backups."),
+        Setting("BACKUP_PRUNE", "false", "Let scheduled retention delete (else it only logs)."),
         Setting("PITR_ENABLED", "false", "Archive WAL continuously for point-in-time recovery."),
     ]
 
@@ -44,6 +45,13 @@ def contribute_services(config: Config) -> list[Service]:
     from .schedule import services
 
     return services(config)
+
+
+@hookimpl
+def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
+    from .schedule import files
+
+    return files(config, stack)
 
 
 @hookimpl
