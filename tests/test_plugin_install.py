@@ -348,3 +348,41 @@ def test_unlisted_folder_is_a_warning(project: Path, tmp_path: Path, nself: Run)
     result = nself("build", cwd=project)
     assert result.code == 0
     assert "plugins/stray is not in plugins.lock" in result.err
+
+
+def test_bundle_migrations_run_after_their_dependencies(project: Path, tmp_path: Path) -> None:
+    """The database plugin's runner orders bundle migrations by ``depends_on``."""
+    from nself_builtins.database.migrations import ordered, plugin_migrations
+    from nself_sdk import plan
+
+    def with_table(name: str, extra: str = "") -> Path:
+        prefix = name.replace("-", "_") + "_"
+        return make_bundle(
+            tmp_path,
+            name,
+            extra=extra + '[database]\nmigrations = "migrations"\n',
+            files={"migrations/0001_init.up.sql": f"CREATE TABLE {prefix}t (id int);\n"},
+        )
+
+    install_folder(project, make_bundle(tmp_path, "nodb"))
+    install_folder(project, with_table("zbase"))
+    install_folder(project, with_table("achild", '[dependencies]\nzbase = "*"\nnodb = "*"\n'))
+    migrations = plan(project).stack.migrations
+    by_source = {m.source: m for m in migrations}
+    assert by_source["achild"].depends_on == ("zbase",)  # nodb has no migrations
+    order = [item.source for item in ordered(plugin_migrations(migrations))]
+    assert order.index("zbase") < order.index("achild")
+
+
+def test_nself_upgrade_outside_requires_nself_is_refused_at_load(
+    project: Path, tmp_path: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nself_builtins.plugins import store
+
+    install_folder(project, make_bundle(tmp_path, "old", extra='requires_nself = "~0.1"\n'))
+    assert read_lock(project)["old"].checked_with == store.nself_version
+    assert nself("build", cwd=project).code == 0
+    monkeypatch.setattr(store, "nself_version", "0.2.0")  # as after upgrading nself
+    result = nself("build", cwd=project)
+    assert result.code == 1
+    assert "plugin old 1.0.0 requires nself ~0.1, but this is nself 0.2.0" in result.err

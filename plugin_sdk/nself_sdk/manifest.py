@@ -12,7 +12,6 @@ Only the standard library is imported at module level: this module is loaded on 
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -384,6 +383,8 @@ class _Collector:
         allowed = _SCHEMA[schema if schema is not None else table]
         for key in data:
             if key not in allowed:
+                import difflib
+
                 close = difflib.get_close_matches(key, sorted(allowed), n=1)
                 hint = (
                     f"did you mean {close[0]!r}?"
@@ -875,13 +876,18 @@ class Bundle:
     manifest: Manifest
     migrations: list[MigrationFile] = field(default_factory=list)
     hasura_tables: list[dict[str, Any]] = field(default_factory=list)
+    hasura_text: str = ""
     fragment: tuple[str, ...] = ()
     templates: dict[str, str] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)
 
 
-def lint_bundle(root: Path) -> tuple[Bundle | None, list[Problem]]:
-    """Every problem of the bundle in ``root`` (errors and warnings), and the bundle if usable."""
+def lint_bundle(root: Path, deep: bool = True) -> tuple[Bundle | None, list[Problem]]:
+    """Every problem of the bundle in ``root`` (errors and warnings), and the bundle if usable.
+
+    ``deep=False`` skips parsing the Hasura metadata (YAML): for a bundle that passed the
+    full check when it was installed and whose files still match their locked sha256.
+    """
     path = root / MANIFEST_FILE
     if not path.is_file():
         return None, [
@@ -900,7 +906,7 @@ def lint_bundle(root: Path) -> tuple[Bundle | None, list[Problem]]:
         return None, problems
     c = _Collector(text, str(path))
     bundle = Bundle(root=root, manifest=manifest)
-    _check_files(c, bundle)
+    _check_files(c, bundle, deep)
     problems = problems + c.sorted()
     bundle.warnings = [p for p in problems if p.level != "error"]
     if any(p.level == "error" for p in problems):
@@ -908,9 +914,9 @@ def lint_bundle(root: Path) -> tuple[Bundle | None, list[Problem]]:
     return bundle, problems
 
 
-def load_bundle(root: Path) -> Bundle:
+def load_bundle(root: Path, deep: bool = True) -> Bundle:
     """The checked bundle in ``root``; raises ``ManifestError`` listing every mistake."""
-    bundle, problems = lint_bundle(root)
+    bundle, problems = lint_bundle(root, deep)
     if bundle is None:
         raise ManifestError([p for p in problems if p.level == "error"])
     return bundle
@@ -939,7 +945,7 @@ def _read(c: _Collector, bundle: Bundle, table: str, key: str, rel: str) -> str 
         return None
 
 
-def _check_files(c: _Collector, bundle: Bundle) -> None:
+def _check_files(c: _Collector, bundle: Bundle, deep: bool = True) -> None:
     m = bundle.manifest
     secrets = {s.name for s in m.settings if s.secret}
     for spec in m.files:
@@ -970,7 +976,11 @@ def _check_files(c: _Collector, bundle: Bundle) -> None:
         if db.hasura_metadata is not None:
             text = _read(c, bundle, "database", "hasura_metadata", db.hasura_metadata)
             if text is not None:
-                bundle.hasura_tables = _check_hasura(c, db.hasura_metadata, text, db.table_prefix)
+                bundle.hasura_text = text
+                if deep:
+                    bundle.hasura_tables = _check_hasura(
+                        c, db.hasura_metadata, text, db.table_prefix
+                    )
 
 
 def _check_fragment(c: _Collector, rel: str, text: str, websocket: bool) -> tuple[str, ...]:

@@ -16,23 +16,14 @@ from pathlib import Path, PurePosixPath
 
 from nself_sdk import NselfError
 
+from .files import bundle_files
+
 MAX_MEMBERS = 2000
 MAX_TOTAL_BYTES = 64 * 1024 * 1024
-# Never packed: version control, editor and Python droppings, and the author's own tests.
-SKIP_NAMES = frozenset({".git", ".hg", ".svn", "__pycache__", ".pytest_cache", ".DS_Store"})
-SKIP_TOP = frozenset({"tests", "dist"})
 
 
 class UnsafeArchive(NselfError):
     """An archive member that would write outside the target or is not a plain file."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _refuse(archive: Path, member: str, why: str) -> UnsafeArchive:
@@ -130,25 +121,6 @@ def zlib_error() -> type[Exception]:
     import zlib
 
     return zlib.error
-
-
-def bundle_files(root: Path) -> list[Path]:
-    """Files of a bundle folder, sorted, without version-control and test droppings."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel = Path(dirpath).relative_to(root)
-        dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if d not in SKIP_NAMES
-            and not d.startswith(".")
-            and not (rel == Path(".") and d in SKIP_TOP)
-        )
-        for name in sorted(filenames):
-            if name in SKIP_NAMES or name.startswith(".") or name.endswith(".pyc"):
-                continue
-            found.append(Path(dirpath, name))
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 def pack(root: Path, output: Path, prefix: str) -> str:

@@ -36,7 +36,7 @@ from nself_sdk.manifest import (
     version_matches,
 )
 
-from . import archive as archives
+from . import files
 
 PLUGINS_DIR = "plugins"
 LOCK_FILE = "plugins.lock"
@@ -57,6 +57,9 @@ class LockEntry:
     tier: str = "free"
     source: str = ""
     archive_sha256: str | None = None
+    # The nself version that checked requires_nself when installing: loading with the same
+    # version needs no second check (and no semver import on every build).
+    checked_with: str = ""
 
     def as_toml(self) -> dict[str, Any]:
         data: dict[str, Any] = {"version": self.version, "sha256": self.sha256}
@@ -67,6 +70,8 @@ class LockEntry:
             data["source"] = self.source
         if self.archive_sha256:
             data["archive_sha256"] = self.archive_sha256
+        if self.checked_with:
+            data["nself"] = self.checked_with
         return data
 
 
@@ -118,6 +123,7 @@ def read_lock(project: Path) -> dict[str, LockEntry]:
             tier=str(raw.get("tier", "free")),
             source=str(raw.get("source", "")),
             archive_sha256=raw.get("archive_sha256"),
+            checked_with=str(raw.get("nself", "")),
         )
     return entries
 
@@ -141,14 +147,12 @@ def tree_sha256(root: Path) -> str:
     Links are hashed as links (their target text), never followed.
     """
     digest = hashlib.sha256(b"nself-bundle-v1\0")
-    for path in archives.bundle_files(root):
+    for path in files.bundle_files(root):
         rel = path.relative_to(root).as_posix()
         if path.is_symlink():
             digest.update(b"L\0" + rel.encode() + b"\0" + os.readlink(path).encode() + b"\0")
         else:
-            digest.update(
-                b"F\0" + rel.encode() + b"\0" + archives.sha256_file(path).encode() + b"\0"
-            )
+            digest.update(b"F\0" + rel.encode() + b"\0" + files.sha256_file(path).encode() + b"\0")
     return digest.hexdigest()
 
 
@@ -198,7 +202,7 @@ def _copy_bundle(source: Path, target: Path) -> None:
     """Copy the bundle's files; links must stay inside the bundle and are copied as links."""
     root = source.resolve()
     target.mkdir(parents=True)
-    for path in archives.bundle_files(source):
+    for path in files.bundle_files(source):
         rel = path.relative_to(source)
         dest = target / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -360,6 +364,7 @@ def install_folder(
             tier=manifest.tier,
             source=source or "folder",
             archive_sha256=archive_sha256,
+            checked_with=nself_version,
         )
         entries[manifest.name] = entry
         plugins.mkdir(exist_ok=True)
@@ -399,7 +404,7 @@ def install_archive(
     project = project.resolve()
     if not archive_path.is_file():
         raise NselfError(f"{archive_path} does not exist", "check the path of the archive")
-    digest = archives.sha256_file(archive_path)
+    digest = files.sha256_file(archive_path)
     if expected_sha256 is not None and digest != expected_sha256.lower():
         raise NselfError(
             f"{archive_path.name}: sha256 {digest} does not match the expected {expected_sha256}",
@@ -408,7 +413,9 @@ def install_archive(
     with scratch(project, "unpack") as tmp:
         unpacked = tmp / "bundle"
         unpacked.mkdir()
-        archives.extract(archive_path, unpacked)
+        from .archive import extract
+
+        extract(archive_path, unpacked)
         return install_folder(
             project,
             bundle_root(unpacked),
@@ -497,20 +504,23 @@ def verified_bundles(project: Path) -> list[Loaded]:
                 f"reinstall it with `nself plugin install {name} --force`, or if you changed "
                 f"it on purpose, re-lock it with `nself plugin install ./{PLUGINS_DIR}/{name}`",
             )
-        bundle = load_bundle(folder)
+        bundle = load_bundle(folder, deep=False)  # fully checked on install; sha256 matched
         if bundle.manifest.name != name or bundle.manifest.version != entry.version:
             raise NselfError(
                 f"{PLUGINS_DIR}/{name} holds {bundle.manifest.name} {bundle.manifest.version}, "
                 f"but {LOCK_FILE} says {name} {entry.version}",
                 f"reinstall it with `nself plugin install {name} --force`",
             )
-        check_requires_nself(bundle.manifest, nself_version)
+        if entry.checked_with != nself_version and bundle.manifest.requires_nself != "*":
+            check_requires_nself(bundle.manifest, nself_version)
         loaded.append(Loaded(entry, bundle))
     names = {item.entry.name for item in loaded}
-    python = installed_python_plugins()
+    python: dict[str, str] | None = None
     for item in loaded:
         for dep, spec in item.bundle.manifest.dependencies.items():
-            have = entries[dep].version if dep in names else python.get(dep)
+            if dep not in names and python is None:
+                python = installed_python_plugins()
+            have = entries[dep].version if dep in names else (python or {}).get(dep)
             if have is None:
                 raise NselfError(
                     f"plugin {item.entry.name} needs plugin {dep}, which is not installed",
