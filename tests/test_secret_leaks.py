@@ -112,6 +112,14 @@ def test_no_command_output_or_generated_file_contains_a_secret(
         ("logs", "postgres"),
         ("exec", "postgres", "--", "env"),
         ("license", "status"),
+        ("service", "add", "worker", "--template", "python"),
+        ("service", "list"),
+        ("plugin", "list"),
+        ("plugin", "status"),
+        ("db", "migrate", "status"),
+        ("db", "migrate", "up", "--confirm"),
+        ("db", "backup", "list"),
+        ("db", "seed"),  # refused in prod without --confirm
         ("--debug", "build", "--check"),
         ("env", "switch", "local"),
     ]:
@@ -179,6 +187,7 @@ def test_no_command_output_or_generated_file_contains_a_secret(
     leaks = [(cmd, s) for cmd, text in outputs for s in secrets if s in text]
     assert not leaks, f"secret printed by: {sorted({cmd for cmd, _ in leaks})}"
 
+    assert any((folder / "services" / "worker").iterdir())  # a scaffolded service is checked
     written = [p for p in folder.rglob("*") if p.is_file() and p.name not in ALLOWED]
     assert any(p.name == "docker-compose.yml" for p in written)
     assert any(".nself" in p.parts for p in written)
