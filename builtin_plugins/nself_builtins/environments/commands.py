@@ -61,7 +61,10 @@ def switch(target: str) -> None:
         raise UsageError(exc.message, exc.hint) from None
     project = find_project()
     marker = current_env_file(project)
-    before = target_env(project) if not os.environ.get("NSELF_ENV") else None
+    try:
+        before = target_env(project) if not os.environ.get("NSELF_ENV") else None
+    except NselfError:  # a damaged .nself/env: switching is how to repair it
+        before = None
     write_atomic(marker, env + "\n")
     ok(f"target environment: {label(env)}" + (f" (was {label(before)})" if before else ""))
     info(f"  layers: {' < '.join(layer_files(env))}")
