@@ -79,6 +79,8 @@ def test_show_redacts_every_secret(project: Path, nself) -> None:  # type: ignor
     assert data["DATABASE_URL"]["value"].startswith(f"postgres://postgres:{MASK}@postgres:5432/")
     assert data["MY_URL"]["value"] == f"https://bob:{MASK}@example.com/x"
     assert data["POSTGRES_USER"]["value"] == "postgres"  # ordinary values are shown
+    only = json.loads(nself("env", "show", "postgres_u", "--json", cwd=project).out)["settings"]
+    assert set(only) == {"POSTGRES_URL", "POSTGRES_USER"}
 
 
 def test_explain_names_the_winner_and_what_it_overrode(project: Path, nself) -> None:  # type: ignore[no-untyped-def]

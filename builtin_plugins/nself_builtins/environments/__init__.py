@@ -59,6 +59,9 @@ def register_commands(app: Any) -> None:
 
     @env_app.command("show")
     def show(
+        match: Annotated[
+            str | None, typer.Argument(help="Only names containing this (e.g. POSTGRES).")
+        ] = None,
         env: Annotated[str | None, typer.Option("--env", help=ENV_HELP)] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
         explain: Annotated[
@@ -69,6 +72,6 @@ def register_commands(app: Any) -> None:
         """The resolved configuration, every secret redacted."""
         from .commands import show as run
 
-        run(env, as_json, explain)
+        run(env, as_json, explain, match)
 
     app.add_typer(env_app, name="env", rich_help_panel=PANEL)

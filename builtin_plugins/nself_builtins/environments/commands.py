@@ -196,7 +196,7 @@ def _print_status(report: dict[str, Any]) -> None:
 
 
 # -- show ---------------------------------------------------------------------------------
-def show(env: str | None, as_json: bool, explain: str | None) -> None:
+def show(env: str | None, as_json: bool, explain: str | None, match: str | None = None) -> None:
     project = find_project()
     config = load_config(project, _requested(env))
     if explain:
@@ -209,6 +209,7 @@ def show(env: str | None, as_json: bool, explain: str | None) -> None:
             "secret": config.is_secret(name),
         }
         for name in config.names()
+        if not match or match.upper() in name.upper()
     }
     if as_json:
         emit_json({"env": config.env, "settings": rows})
