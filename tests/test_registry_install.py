@@ -138,6 +138,9 @@ def test_lapsed_licence_never_stops_an_installed_pro_plugin(
     assert "grace period is over" in built.err and "installed plugins keep working" in built.err
     again = nself("plugin", "install", "ai", "--force", cwd=project)
     one_error(again, "the 7-day grace period is over")
+    archive = env / "bundles" / "ai-1.0.0.tar.gz"
+    local = nself("plugin", "install", str(archive), "--force", cwd=project)
+    one_error(local, "the 7-day grace period is over")  # local archives are installs too
     assert installed(project) == {"ai": "1.0.0"}
     # without any licence the build refuses the pro plugin (one clear error)
     assert nself("license", "clear", cwd=project).code == 0

@@ -101,7 +101,9 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     for name, plugin in pm.list_name_plugin():
         tier = tier_of(plugin)
         if tier != "free":
-            verdict = pm.hook.validate_license(config=config, plugin=name, tier=tier)
+            verdict = pm.hook.validate_license(
+                config=config, plugin=name, tier=tier, purpose="build"
+            )
             if verdict is None:  # no licence plugin answered: refuse
                 verdict = Problem(
                     "error", f"plugin {name} needs a {tier} licence", "run `nself license set KEY`"

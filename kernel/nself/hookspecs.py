@@ -72,8 +72,9 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
 
 
 @hookspec(firstresult=True)
-def validate_license(config: Config, plugin: str, tier: str) -> Problem | bool | None:
-    """Decide whether the licensed ``plugin`` of ``tier`` may be used in a build.
+def validate_license(config: Config, plugin: str, tier: str, purpose: str) -> Problem | bool | None:
+    """Decide whether the licensed ``plugin`` of ``tier`` may be used (``purpose="build"``)
+    or installed (``purpose="install"``, which may be stricter).
 
     Return ``True`` to allow it, a warning ``Problem`` to allow it with a warning, or an
     error ``Problem`` explaining the refusal. The first non-``None`` answer wins; when no

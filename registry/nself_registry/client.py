@@ -353,10 +353,16 @@ def authorise(src: Source, artifact: idx.Artifact) -> None:
     if not artifact.license_required:
         return
     verdict = licensing.check(
-        artifact.name, artifact.tier, "install", src.ping_url, timeout=min(timeout(), 5.0)
+        artifact.name,
+        artifact.tier,
+        "install",
+        src.ping_url,
+        timeout=min(timeout(), 5.0),
+        reuse_recent=False,
     )
     for message in verdict.warnings:
         print(f"warning: {message}", file=sys.stderr)
+    licensing.confirmed_for_install(verdict, artifact.name)
 
 
 def fetch(project: Path | None, name: str, version: str | None = None) -> Path:

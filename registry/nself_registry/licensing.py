@@ -365,6 +365,7 @@ def check(
     ping: str,
     now: float | None = None,
     timeout: float = 5.0,
+    reuse_recent: bool = True,
 ) -> Verdict:
     """May ``plugin`` of ``tier`` be installed (``install``) or built (``use``)?
 
@@ -412,7 +413,9 @@ def check(
     checked: float | None = _answer_time(state, lic.lid) or None
     due = checked is None or now - checked >= lic.ttl
     recently_tried = now - float(state.get("last_attempt", 0)) < RETRY
-    if purpose == "install" or (due and not recently_tried):
+    recent = _confirmed.pop((lic.lid, plugin), 0.0)
+    just_confirmed = reuse_recent and recent > time.monotonic() - 60
+    if (purpose == "install" and not just_confirmed) or (due and not recently_tried):
         state["last_attempt"] = int(now)
         try:
             doc = ask(ping, lic, plugin, timeout=timeout)
@@ -454,6 +457,16 @@ def check(
         save_state(state)
     _raise_if_revoked(state, lic, purpose, warnings)
     return Verdict(lic, warnings, checked)
+
+
+# (licence id, plugin) -> monotonic time an install check passed online in this process,
+# so the registry client's check before the download and the installer's check after it
+# ask the licence server once. Each entry is used once.
+_confirmed: dict[tuple[str, str], float] = {}
+
+
+def confirmed_for_install(verdict: Verdict, plugin: str) -> None:
+    _confirmed[(verdict.licence.lid, plugin)] = time.monotonic()
 
 
 def _answer_time(state: dict[str, Any], lid: str) -> int:

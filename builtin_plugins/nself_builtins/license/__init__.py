@@ -18,22 +18,26 @@ PANEL = "Plugins"
 
 
 @hookimpl
-def validate_license(config: Config, plugin: str, tier: str) -> Problem | bool:
+def validate_license(
+    config: Config, plugin: str, tier: str, purpose: str = "build"
+) -> Problem | bool:
     """Offline verification on every build; online refresh only when due.
 
     A build never fails because the licence server is down or the licence lapsed for a
     plugin that is already installed: that is a warning. It fails when there is no usable
-    licence at all, or the licence does not cover the plugin.
+    licence at all, or the licence does not cover the plugin. An install (``purpose``
+    ``"install"``) is strict and always asks the licence server.
     """
     from nself_registry import licensing
 
+    strict = purpose == "install"
     try:
         verdict = licensing.check(
             plugin,
             tier,
-            "use",
+            "install" if strict else "use",
             licensing.ping_url(config.text(licensing.PING_VAR) or None),
-            timeout=2.0,
+            timeout=5.0 if strict else 2.0,
         )
     except licensing.LicenceError as exc:
         return Problem("error", exc.message, exc.hint)

@@ -268,7 +268,7 @@ def check_licence(project: Path, bundle: Bundle) -> None:
 
     config = load_config(project)
     verdict = plugin_manager(project).hook.validate_license(
-        config=config, plugin=manifest.name, tier=manifest.tier
+        config=config, plugin=manifest.name, tier=manifest.tier, purpose="install"
     )
     if verdict is True:  # allowed
         return
