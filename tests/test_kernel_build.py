@@ -222,9 +222,12 @@ def test_rollback_restores_the_previous_generation(project: Path, nself: Run) ->
     first.pop(".env.local")
     assert after == first
     assert (project / ".env.local").read_text() == local  # env files are not rolled back
-    # The generation is consumed: nothing older is left.
+    # Each rollback consumes one generation: the next one undoes the first build.
     again = nself("build", "--rollback", cwd=project)
-    assert again.code == 1 and "no previous build" in again.err
+    assert again.code == 0 and "removed: docker-compose.yml" in again.out
+    assert not (project / "docker-compose.yml").exists()
+    last = nself("build", "--rollback", cwd=project)
+    assert last.code == 1 and "no previous build" in last.err
 
 
 def test_generations_are_bounded_and_private(project: Path, nself: Run) -> None:
@@ -234,8 +237,31 @@ def test_generations_are_bounded_and_private(project: Path, nself: Run) -> None:
     root = project / ".nself" / "generations"
     assert len(list(root.iterdir())) == 5
     assert root.stat().st_mode & 0o077 == 0
-    kept = sorted(root.iterdir())[-1] / ".env.computed"
+    kept = sorted(root.iterdir())[-1] / "files" / ".env.computed"
     assert kept.stat().st_mode & 0o777 == 0o600
+
+
+def test_rollback_after_two_builds_walks_back_one_at_a_time(project: Path, nself: Run) -> None:
+    states = []
+    for size in ("1m", "2m", "3m"):
+        set_env(project, ".env.local", NGINX_CLIENT_MAX_BODY_SIZE=size)
+        assert nself("build", cwd=project).code == 0
+        states.append(tree(project))
+    for expected in (states[1], states[0]):
+        assert nself("build", "--rollback", cwd=project).code == 0
+        now = tree(project)
+        assert {k: v for k, v in now.items() if k != ".env.local"} == {
+            k: v for k, v in expected.items() if k != ".env.local"
+        }
+
+
+def test_a_hand_written_file_replaced_by_the_first_build_is_kept(project: Path, nself: Run) -> None:
+    mine = project / "docker-compose.yml"
+    mine.write_text("services: {}  # my own, from before nself\n")
+    assert nself("build", cwd=project).code == 0
+    assert "my own" not in mine.read_text()
+    assert nself("build", "--rollback", cwd=project).code == 0
+    assert mine.read_text() == "services: {}  # my own, from before nself\n"
 
 
 def test_a_file_no_longer_generated_is_removed(project: Path, nself: Run) -> None:

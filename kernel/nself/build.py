@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from .plugins import call_each, make_manager, tier_of
 STATE_DIR = ".nself"
 MANIFEST_NAME = "build.json"
 MANIFEST = f"{STATE_DIR}/{MANIFEST_NAME}"
+FILES_DIR = "files"
 GENERATIONS = f"{STATE_DIR}/generations"
 KEEP_GENERATIONS = 5
 COMPUTED_HEADER = (
@@ -279,18 +281,20 @@ def build(project_dir: Path, env: str | None = None, check: bool = False) -> Bui
         return BuildResult(result, changes)
     with _locked(project_dir):
         previous = _read_manifest(project_dir / MANIFEST)
-        _keep_generation(project_dir, previous)
+        _keep_generation(project_dir, previous, changes)
         for item in result.files:
             if item.path in changes:
                 write_atomic(project_dir / item.path, item.content, item.mode)
         for path, what in changes.items():
             if what == "removed":
                 (project_dir / path).unlink()
-        manifest = {
-            "nself": __version__,
-            "env": result.config.env,
-            "files": {f.path: _digest((project_dir / f.path).read_bytes()) for f in result.files},
+        digests = {
+            f.path: _digest(
+                (project_dir / f.path).read_bytes() if f.keep_existing else _as_bytes(f)
+            )
+            for f in result.files
         }
+        manifest = {"nself": __version__, "env": result.config.env, "files": digests}
         write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return BuildResult(result, changes)
 
@@ -330,63 +334,65 @@ def _generations(project: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def _keep_generation(project: Path, previous: dict[str, Any]) -> None:
-    """Copy the files of the previous build (and its manifest) into a numbered folder."""
-    files = [rel for rel in previous["files"] if (project / rel).is_file()]
-    if not files:
-        return
+def _keep_generation(project: Path, previous: dict[str, Any], changes: dict[str, str]) -> None:
+    """Keep what this build replaces, and the previous manifest, in a numbered folder.
+
+    Files about to be changed or removed are hard-linked (writes replace files by rename,
+    so the link keeps the old content; copied where links are impossible). Files the build
+    leaves alone need no copy: a rollback finds them as they were.
+    """
     import shutil
 
     existing = _generations(project)
     number = int(existing[-1].name) + 1 if existing else 1
     target = project / GENERATIONS / f"{number:06d}"
     target.mkdir(parents=True, mode=0o700)
-    (project / GENERATIONS).chmod(0o700)  # copies include .env.computed
-    for rel in files:
-        dest = target / rel
+    (project / GENERATIONS).chmod(0o700)  # the kept files include .env.computed
+    for rel, what in changes.items():
+        if what == "created":
+            continue
+        dest = target / FILES_DIR / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(project / rel, dest)
+        try:
+            os.link(project / rel, dest)
+        except OSError:
+            shutil.copy2(project / rel, dest)
     write_atomic(target / MANIFEST_NAME, json.dumps(previous, indent=2, sort_keys=True) + "\n")
     for old in existing[: max(0, len(existing) + 1 - KEEP_GENERATIONS)]:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def rollback(project: Path) -> dict[str, str]:
-    """Put back the files of the build before the last one: path -> restored | removed.
+    """Undo the last build that changed files: path -> restored | removed.
 
-    Files the last build created are removed, the kept generation is consumed (a second
-    rollback goes one build further back). The env files are not touched.
+    Files it replaced or removed come back, files it created go, the manifest of the build
+    before it is restored; the kept generation is consumed (a second rollback goes one
+    build further back). The env files are not touched.
     """
     generations = _generations(project)
     if not generations:
         raise NselfError(
             "there is no previous build to roll back to",
-            "every `nself build` that changes files keeps the generation before it",
+            "every `nself build` that changes files keeps what it replaced",
         )
     import shutil
 
     latest = generations[-1]
     kept = _read_manifest(latest / MANIFEST_NAME)
     current = _read_manifest(project / MANIFEST)
+    stored_root = latest / FILES_DIR
+    stored = {
+        p.relative_to(stored_root).as_posix(): p for p in stored_root.rglob("*") if p.is_file()
+    }
     done: dict[str, str] = {}
     with _locked(project):
-        for rel in sorted(kept["files"]):
-            source, target = latest / rel, project / rel
-            if not source.is_file():
-                continue
-            data, mode = source.read_bytes(), source.stat().st_mode & 0o777
-            if (
-                target.is_file()
-                and target.read_bytes() == data
-                and target.stat().st_mode & 0o777 == mode
-            ):
-                continue
-            write_atomic(target, data, mode)
-            done[rel] = "restored"
-        for rel in sorted(set(current["files"]) - set(kept["files"])):
+        for rel in sorted(set(current["files"]) - set(kept["files"]) - set(stored)):
             if (project / rel).is_file():
                 (project / rel).unlink()
                 done[rel] = "removed"
+        for rel, source in sorted(stored.items()):
+            write_atomic(project / rel, source.read_bytes(), source.stat().st_mode & 0o777)
+            done[rel] = "restored"
         write_atomic(project / MANIFEST, json.dumps(kept, indent=2, sort_keys=True) + "\n")
         shutil.rmtree(latest)
     return dict(sorted(done.items()))

@@ -11,6 +11,8 @@ Import everything a plugin needs from here, never from ``nself`` internals::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pluggy
 
 from nself import __version__ as nself_version
@@ -31,17 +33,19 @@ from nself.model import (
 )
 from nself.plugins import scan_entry_points as entry_point_plugins
 from nself.redact import MASK, scrub, secret_name
-from nself.runtime import (
-    EXIT_DEGRADED,
-    ExecResult,
-    HealthResult,
-    HealthStatus,
-    Progress,
-    ProgressCallback,
-    Runtime,
-    ServiceState,
-    UpResult,
-)
+
+if TYPE_CHECKING:
+    from nself.runtime import (
+        EXIT_DEGRADED,
+        ExecResult,
+        HealthResult,
+        HealthStatus,
+        Progress,
+        ProgressCallback,
+        Runtime,
+        ServiceState,
+        UpResult,
+    )
 
 from .project import (
     build,
@@ -55,6 +59,35 @@ from .project import (
 )
 from .safety import require_confirmation
 from .safety import rule as safety_rule
+
+# The runtime's types are needed by the commands that touch containers, not by every start
+# of nself: they are imported on first use (`from nself_sdk import Runtime` works as usual).
+_LAZY = {
+    name: "nself.runtime"
+    for name in (
+        "EXIT_DEGRADED",
+        "ExecResult",
+        "HealthResult",
+        "HealthStatus",
+        "Progress",
+        "ProgressCallback",
+        "Runtime",
+        "ServiceState",
+        "UpResult",
+    )
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nself_sdk' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 hookimpl = pluggy.HookimplMarker("nself")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -12,7 +13,9 @@ from nself.config import Config
 from nself.errors import NselfError
 from nself.model import Stack
 from nself.plugins import make_manager
-from nself.runtime import Runtime
+
+if TYPE_CHECKING:
+    from nself.runtime import Runtime
 
 find_project = project_dir
 plan = _build.plan
