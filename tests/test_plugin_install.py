@@ -386,3 +386,31 @@ def test_nself_upgrade_outside_requires_nself_is_refused_at_load(
     result = nself("build", cwd=project)
     assert result.code == 1
     assert "plugin old 1.0.0 requires nself ~0.1, but this is nself 0.2.0" in result.err
+
+
+def test_one_plugin_change_at_a_time(project: Path, tmp_path: Path) -> None:
+    from nself_builtins.plugins.store import exclusive
+
+    with exclusive(project), pytest.raises(NselfError, match="another `nself plugin` command"):
+        install_folder(project, make_bundle(tmp_path, "alpha"))
+    nothing_installed(project)
+    install_folder(project, make_bundle(tmp_path, "alpha"))  # free again afterwards
+
+
+def test_bundle_secret_is_generated_by_nself_secrets(
+    project: Path, tmp_path: Path, nself: Run
+) -> None:
+    secret = (
+        '[settings.VAULTY_TOKEN]\nsecret = true\nrequired = true\ngenerate = "token"\n'
+        "min_length = 32\n"
+    )
+    folder = make_bundle(tmp_path, "vaulty", extra=secret)
+    installed = nself("plugin", "install", str(folder), cwd=project)
+    assert installed.code == 0, installed.output
+    assert "next: nself secrets generate (creates VAULTY_TOKEN)" in installed.out
+    refused = nself("build", cwd=project)
+    assert refused.code == 1 and "plugin vaulty needs VAULTY_TOKEN" in refused.err
+    assert nself("secrets", "generate", cwd=project).code == 0
+    assert "VAULTY_TOKEN=" in (project / ".env.secrets").read_text()
+    built = nself("build", cwd=project)
+    assert built.code == 0, built.output

@@ -117,7 +117,7 @@ def register(app: Any) -> None:
         port = f", port {entry.port}" if entry.port is not None else ""
         was = f" (was {done.replaced})" if done.replaced and done.replaced != entry.version else ""
         out.ok(f"installed {entry.name} {entry.version}{was}{port} in plugins/{entry.name}")
-        out.info("next: nself build && nself start")
+        _next_steps(done.path)
 
     @group.command("remove")
     def remove_cmd(
@@ -279,6 +279,21 @@ def register(app: Any) -> None:
         archive, digest = pack_bundle(folder, output)
         out.ok(f"packed {archive} ({archive.stat().st_size} bytes)")
         out.info(f"sha256 {digest}")
+
+
+def _next_steps(folder: Path) -> None:
+    """What the user still has to do: secrets to generate, settings without a default."""
+    from nself_sdk.manifest import load_bundle
+
+    manifest = load_bundle(folder, deep=False).manifest
+    generated = [s.name for s in manifest.settings if s.generate]
+    needed = [s.name for s in manifest.settings if s.required and not s.generate and not s.default]
+    if needed:
+        out.info(f"set {', '.join(needed)} in .env.dev (or .env.secrets if secret)")
+    if generated:
+        out.info(f"next: nself secrets generate (creates {', '.join(generated)}), then nself build")
+    else:
+        out.info("next: nself build && nself start")
 
 
 def _project_or_none() -> Path | None:

@@ -187,6 +187,27 @@ def allocate_port(
 
 
 @contextmanager
+def exclusive(project: Path) -> Iterator[None]:
+    """One install or removal at a time per project (an advisory lock in .nself/)."""
+    import fcntl
+
+    path = project / ".nself" / "plugins.lck"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NselfError(
+                "another `nself plugin` command is changing this project's plugins",
+                "wait for it to finish, then run the command again",
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
 def scratch(project: Path, what: str) -> Iterator[Path]:
     """A temp folder on the project's file system, removed afterwards whatever happens."""
     base = project / TMP_DIR
@@ -298,7 +319,30 @@ def install_folder(
     guard against a registry artifact that is not what was asked for.
     """
     project = project.resolve()
-    folder = folder.resolve()
+    with exclusive(project):
+        return _install_folder(
+            project,
+            folder.resolve(),
+            source=source,
+            replace=replace,
+            archive_sha256=archive_sha256,
+            expected_name=expected_name,
+            expected_version=expected_version,
+            check_licence_with_hooks=check_licence_with_hooks,
+        )
+
+
+def _install_folder(
+    project: Path,
+    folder: Path,
+    *,
+    source: str,
+    replace: bool,
+    archive_sha256: str | None,
+    expected_name: str | None,
+    expected_version: str | None,
+    check_licence_with_hooks: bool,
+) -> Installed:
     plugins = project / PLUGINS_DIR
     bundle = load_bundle(folder)
     manifest = bundle.manifest
@@ -446,6 +490,11 @@ def dependents(entries: dict[str, LockEntry], project: Path, name: str) -> list[
 def remove(project: Path, name: str) -> LockEntry:
     """Take ``name`` out of the project: its folder and its lock entry (data stays)."""
     project = project.resolve()
+    with exclusive(project):
+        return _remove(project, name)
+
+
+def _remove(project: Path, name: str) -> LockEntry:
     entries = read_lock(project)
     entry = entries.get(name)
     if entry is None:
