@@ -302,3 +302,17 @@ def test_opt_in_telemetry_reaches_the_ping_api(
         assert (event["event"], event["plugin"], event["version"]) == ("install", "notify", "1.0.0")
     finally:
         server[1].telemetry_file = None
+
+
+def test_status_reports_revocation_after_a_refresh(
+    pro_site: Path,
+    trust: Trust,  # noqa: F811
+    nself: Callable[..., Result],
+) -> None:
+    assert nself("license", "set", mint(trust, plugins=("ai",), tiers=())).code == 0
+    (pro_site.parent / "revoked.txt").write_text("lic_test\n")
+    quiet = json.loads(nself("license", "status", "--json").out)
+    assert quiet["state"] == "valid"  # not due for a refresh yet: no network
+    data = json.loads(nself("license", "status", "--json", "--refresh").out)
+    assert data["state"] == "degraded"
+    assert data["problems"] == ["licence lic_test was revoked by the licence server"]

@@ -389,7 +389,7 @@ def check(
         if purpose == "install":
             raise
         warnings.append(exc.message + "; installed plugins keep working, installs are refused")
-    if not lic.entitles(plugin, tier):
+    if plugin and not lic.entitles(plugin, tier):  # "" (licence status) checks no plugin
         raise LicenceError(
             f"licence {lic.lid} ({lic.tier}) does not include plugin {plugin}",
             "upgrade the licence, or remove the plugin",

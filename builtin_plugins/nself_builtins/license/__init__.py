@@ -113,13 +113,11 @@ def license_app() -> typer.Typer:
             return
         lic = licensing.parse(key)
         now = time.time()
-        if refresh:
-            state = licensing.load_state()
-            state.pop("last_attempt", None)
-            state.pop("answer", None) if state.get("lid") != lic.lid else None
-            licensing.save_state(state)
+        purpose: licensing.Purpose = "install" if refresh else "use"  # install: ask now
         try:
-            verdict = licensing.check("*", lic.tier, "use", _ping_url(), now=now, timeout=5.0)
+            verdict = licensing.check(
+                "", lic.tier, purpose, _ping_url(), now=now, timeout=5.0, reuse_recent=False
+            )
             problems = verdict.warnings
             checked = verdict.checked
         except licensing.LicenceError as exc:
