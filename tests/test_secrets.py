@@ -127,9 +127,13 @@ def test_rotating_the_jwt_key_explains_and_asks(project: Path, nself) -> None:  
     assert "rerun with --yes" in refused.err
     assert {p: (project / p).read_bytes() for p in before} == before
 
-    old = values(project / ".env.dev")["HASURA_JWT_KEY"]
+    old = "Lq3-local-override-of-the-jwt-key-0123456789"
+    set_env(project, ".env.local", HASURA_JWT_KEY=old)
     done = nself("secrets", "rotate", "HASURA_JWT_KEY", "--yes", cwd=project)
     assert done.code == 0, done.output
+    assert "old value is still written in .env.local:2" in done.err
+    # the stack is not running: its users are named, to pick it up when started
+    assert "will use the new value when started: hasura, auth" in done.out
     new = values(project / ".env.secrets")["HASURA_JWT_KEY"]
     assert new != old and len(new) >= 32
     assert new in (project / ".env.computed").read_text()

@@ -367,6 +367,12 @@ def rotate(name: str, env: str | None, yes: bool, timeout: float) -> None:
     )
     result = run_build(project, target)
     ok(f"rotated {name} in {SECRETS}; rebuilt ({len(result.changes)} file(s) changed)")
+    stale = [e.where for e in config.origins(name) if e.file not in (SECRETS, DEV_FILE, COMPUTED)]
+    if stale:
+        warn(
+            f"the old value is still written in {', '.join(stale)} (now overridden)",
+            "delete it there: old secrets should not linger in files",
+        )
     live = [u for u in users if u in running]
     idle = [u for u in users if u not in running]
     if idle:
