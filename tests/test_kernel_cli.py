@@ -29,8 +29,15 @@ def imported_after(code: str) -> set[str]:
 
 
 def test_version_flag_imports_neither_docker_nor_httpx() -> None:
-    loaded = imported_after("from nself.cli import main\nmain(['--version'])")
-    assert not loaded & {"docker", "httpx", "typer", "pluggy", "yaml", "rich"}, loaded
+    for entry in ("nself.launch", "nself.cli"):
+        loaded = imported_after(f"from {entry} import main\nmain(['--version'])")
+        assert not loaded & {"docker", "httpx", "typer", "pluggy", "yaml", "rich"}, loaded
+
+
+def test_the_executable_answers_version_before_importing_the_cli() -> None:
+    loaded = imported_after("from nself.launch import main\nmain(['-V'])")
+    assert "nself" in loaded
+    assert not loaded & {"typing", "pathlib", "json", "dataclasses"}, loaded
 
 
 def test_version_flag_with_the_real_script_and_importtime(tmp_path: Path) -> None:
