@@ -1,0 +1,68 @@
+"""`nself db seed` and `nself db reset` against a real PostgreSQL 15 cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import pg_cluster
+from pg_cluster import Cluster
+
+pytestmark = pytest.mark.postgres
+pg, db = pg_cluster.pg, pg_cluster.db
+
+
+@pytest.fixture
+def target(project: Path, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NSELF_DB_URL", pg.url(db))
+    folder = project / "migrations" / "1_colors"
+    folder.mkdir(parents=True)
+    (folder / "up.sql").write_text("CREATE TABLE colors (name text PRIMARY KEY);")
+    seeds = project / "seeds"
+    (seeds / "01_base.sql").write_text(
+        "-- nself:prod-safe\nINSERT INTO colors VALUES ('red') ON CONFLICT DO NOTHING;\n"
+    )
+    (seeds / "02_demo.sql").write_text("INSERT INTO colors VALUES ('demo-only') ON CONFLICT DO NOTHING;\n")
+    return project
+
+
+def colors(pg: Cluster, db: str) -> list[str]:
+    return [r[0] for r in pg.sql("SELECT name FROM colors ORDER BY 1", db)]
+
+
+def test_seed_runs_in_order_and_prod_runs_only_safe_files(
+    target: Path, nself, pg: Cluster, db: str
+) -> None:
+    assert nself("db", "migrate", "up", cwd=target).code == 0
+    r = nself("db", "seed", "--env", "prod", cwd=target)
+    assert r.code == 2 and "needs --confirm" in r.err
+    r = nself("db", "seed", "--env", "prod", "--dry-run", cwd=target)
+    assert r.code == 0 and "would run seeds/01_base.sql" in r.out and "02_demo" not in r.out
+    r = nself("db", "seed", "--env", "prod", "--confirm", cwd=target)
+    assert r.code == 0, r.output
+    assert colors(pg, db) == ["red"]
+    r = nself("db", "seed", cwd=target)
+    assert r.code == 0, r.output
+    assert colors(pg, db) == ["demo-only", "red"]
+    # a failing seed file is rolled back and named
+    (target / "seeds" / "03_bad.sql").write_text(
+        "INSERT INTO colors VALUES ('half');\nINSERT INTO nope VALUES (1);\n"
+    )
+    r = nself("db", "seed", cwd=target)
+    assert r.code == 1 and "seeds/03_bad.sql failed" in r.err
+    assert "half" not in colors(pg, db)
+
+
+def test_reset_is_dev_only_and_rebuilds_from_migrations(
+    target: Path, nself, pg: Cluster, db: str
+) -> None:
+    assert nself("db", "migrate", "up", cwd=target).code == 0
+    pg.sql("CREATE TABLE stray (id int); INSERT INTO colors VALUES ('blue')", db)
+    r = nself("db", "reset", "--env", "staging", "--yes", cwd=target)
+    assert r.code == 2 and "only works on the local dev database" in r.err
+    r = nself("db", "reset", "--yes", cwd=target)
+    assert r.code == 0, r.output
+    tables = {t for (t,) in pg.sql("SELECT tablename FROM pg_tables WHERE schemaname='public'", db)}
+    assert "stray" not in tables and "colors" in tables
+    assert colors(pg, db) == ["demo-only", "red"]
