@@ -23,7 +23,9 @@ def target(project: Path, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch)
     (seeds / "01_base.sql").write_text(
         "-- nself:prod-safe\nINSERT INTO colors VALUES ('red') ON CONFLICT DO NOTHING;\n"
     )
-    (seeds / "02_demo.sql").write_text("INSERT INTO colors VALUES ('demo-only') ON CONFLICT DO NOTHING;\n")
+    (seeds / "02_demo.sql").write_text(
+        "INSERT INTO colors VALUES ('demo-only')\n ON CONFLICT DO NOTHING;\n"
+    )
     return project
 
 

@@ -1,4 +1,5 @@
-"""`nself db` against the started local stack: Postgres is reached only through the runtime.
+"""`nself db` against the started local stack (Postgres reached only through the runtime),
+including point-in-time recovery of its data volume.
 
 The postgres service runs the local stand-in image (PostgreSQL 17, official-image contract);
 Hasura and Auth are disabled because their images cannot be obtained here. Nothing is
@@ -117,3 +118,47 @@ def test_db_commands_on_the_running_stack(stack: Path, nself) -> None:  # type: 
     r = nself("db", "backup", "verify", scheduled[0].name, cwd=folder)
     assert r.code == 0, r.output
     assert "rows match" in r.out
+
+    point_in_time_recovery(folder, nself)
+
+
+def point_in_time_recovery(folder: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    """PITR of the stack: archiving on, base backup, write, note, write, drop, recover."""
+    import time
+    from datetime import UTC, datetime
+
+    def psql(sql: str) -> str:
+        r = nself(
+            "exec",
+            "postgres",
+            "--",
+            "psql",
+            "-U",
+            "postgres",
+            "-d",
+            "nself",
+            "-Atc",
+            sql,
+            cwd=folder,
+        )
+        assert r.code == 0, r.output
+        return r.out.strip()
+
+    r = nself("db", "pitr", "enable", cwd=folder)
+    assert r.code == 0, r.output
+    psql("CREATE TABLE ledger (id int, note text); CREATE TABLE keep (id int)")
+    r = nself("db", "pitr", "backup", cwd=folder)
+    assert r.code == 0, r.output
+    psql(
+        "INSERT INTO ledger SELECT g, 'first' FROM generate_series(1, 100) g;"
+        " INSERT INTO keep VALUES (1)"
+    )
+    time.sleep(1.2)
+    noted = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    time.sleep(1.2)
+    psql("INSERT INTO ledger SELECT g, 'later' FROM generate_series(101, 150) g; DROP TABLE keep")
+    r = nself("db", "pitr", "--target", noted, "--yes", cwd=folder)
+    assert r.code == 0, r.output
+    assert psql("SELECT note || ':' || count(*) FROM ledger GROUP BY note") == "first:100"
+    assert psql("SELECT count(*) FROM keep") == "1"
+    assert psql("SELECT pg_is_in_recovery()") == "f"

@@ -378,6 +378,21 @@ def _pitr_app() -> typer.Typer:
         aside = engine.recover(plan, say=info)
         ok(f"recovered to {fmt(when)}; the previous data folder is kept at {aside}")
 
+    @app.command("enable")
+    def enable_cmd(env: EnvOpt = None, confirm: ConfirmOpt = False) -> None:
+        """Turn continuous WAL archiving on (restarts PostgreSQL if needed) and prove it."""
+        from .pitr import pitr_for_target
+
+        target = resolve(env)
+        guard(target, confirm, False, "turning WAL archiving on")
+        engine = pitr_for_target(target)
+        restarted = engine.enable(say=info)
+        ok(
+            "WAL archiving is on and a segment reached the archive"
+            + (" (restarted)" if restarted else "")
+        )
+        info("  next: `nself db pitr backup` takes the base backup recoveries start from")
+
     @app.command("backup")
     def base_cmd(env: EnvOpt = None) -> None:
         """Take a base backup (the starting point of every recovery)."""

@@ -58,7 +58,7 @@ def archive_command(archive_dir: str) -> str:
     """
     d = shlex.quote(archive_dir.rstrip("/"))
     return (
-        f'test -f {d}/%f && {{ cmp -s "%p" {d}/%f; exit $?; }}; '
+        f'mkdir -p {d} && {{ test ! -f {d}/%f || {{ cmp -s "%p" {d}/%f; exit; }}; }} && '
         f'cp "%p" {d}/%f.part && sync {d}/%f.part && mv {d}/%f.part {d}/%f'
     )
 
@@ -103,6 +103,10 @@ class ClusterControl(Protocol):
         ...
 
     def log_tail(self) -> str: ...
+
+    def prepare_archive(self, path: str) -> None:
+        """Create the archive folder, owned by the server's user."""
+        ...
 
 
 @dataclass
@@ -178,6 +182,13 @@ class LocalCluster:
             raise
         return aside
 
+    def prepare_archive(self, path: str) -> None:
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.os_user and os.geteuid() == 0:
+            entry = pwd.getpwnam(self.os_user)
+            os.chown(folder, entry.pw_uid, entry.pw_gid)
+
     def put_back(self, aside: Path) -> None:
         if self.data_dir.exists():
             failed = self.data_dir.with_name(self.data_dir.name + ".failed-pitr")
@@ -192,6 +203,163 @@ class LocalCluster:
             return ""
         important = [line for line in lines if "FATAL" in line or "ERROR" in line]
         return "; ".join((important or lines)[-2:])
+
+
+STACK_DATA = "/var/lib/postgresql/data"
+STACK_PGDATA = f"{STACK_DATA}/pgdata"
+STACK_ARCHIVE = f"{STACK_DATA}/wal-archive"
+
+
+@dataclass
+class StackCluster:
+    """The stack's postgres service: stopped and started through the runtime; its data
+    volume is changed by a short-lived helper container of the same image (Docker)."""
+
+    transport: Any  # StackTransport
+    service: str = "postgres"
+
+    def _state(self) -> Any:
+        runtime = self.transport.runtime()
+        state = next((s for s in runtime.status() if s.name == self.service), None)
+        if state is None or not state.container:
+            raise NselfError(f"the {self.service} service has no container", "run `nself start`")
+        return state
+
+    def stop(self) -> None:
+        self.transport.runtime().stop([self.service])
+
+    def start(self) -> None:
+        result = self.transport.runtime().up([self.service], wait=True, timeout=600)
+        self.transport._address = None  # a restarted container may get a new address
+        if not result.ok:
+            raise NselfError(
+                f"{self.service} did not come back: {result.failed.get(self.service, '')}"
+            )
+
+    def _helper(
+        self, script: str, stdin: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        if shutil.which("docker") is None:
+            raise NselfError("recovering the stack's database needs the docker CLI")
+        state = self._state()
+        argv = ["docker", "run", "--rm", "-i", "--network", "none", "--user", "root"]
+        argv += ["--volumes-from", state.container, "--entrypoint", "sh"]
+        for key, value in (env or {}).items():
+            argv += ["-e", f"{key}={value}"]
+        argv += [state.image, "-c", script]
+        with stdin.open("rb") if stdin else open(os.devnull, "rb") as source:
+            result = subprocess.run(argv, stdin=source, capture_output=True, check=False)
+        if result.returncode != 0:
+            err = result.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise NselfError(f"changing the data volume failed: {err[-1] if err else 'error'}")
+
+    def replace_data(self, base_tar: Path, settings: dict[str, str]) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        aside = f"{STACK_PGDATA}.pre-pitr-{stamp}"
+        lines = "\n".join(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in settings.items())
+        script = f"""set -e
+P={STACK_PGDATA}; A={aside}
+mv "$P" "$A"
+mkdir "$P"
+tar -x -C "$P"
+for f in postgresql.conf pg_hba.conf pg_ident.conf; do
+  [ -f "$P/$f" ] || [ ! -f "$A/$f" ] || cp -p "$A/$f" "$P/$f"
+done
+rm -f "$P/postmaster.pid" "$P/backup_label.old"
+touch "$P/postgresql.auto.conf"
+sed -i -e '/^restore_command/d' -e '/^recovery_target/d' "$P/postgresql.auto.conf"
+printf '%b\\n' "$NSELF_RECOVERY" >> "$P/postgresql.auto.conf"
+touch "$P/recovery.signal"
+chown -R postgres:postgres "$P"
+chmod 700 "$P"
+"""
+        try:
+            self._helper(script, stdin=base_tar, env={"NSELF_RECOVERY": lines})
+        except NselfError:
+            back = f'rm -rf "{STACK_PGDATA}"; mv "{aside}" "{STACK_PGDATA}"'
+            self._helper(f'[ ! -d "{aside}" ] || {{ {back}; }}')
+            raise
+        return Path(aside)
+
+    def put_back(self, aside: Path) -> None:
+        self._helper(f'rm -rf "{STACK_PGDATA}" && mv "{aside}" "{STACK_PGDATA}"')
+
+    def prepare_archive(self, path: str) -> None:
+        folder = shlex.quote(path)
+        self._helper(f"mkdir -p {folder} && chown postgres:postgres {folder} && chmod 700 {folder}")
+
+    def log_tail(self) -> str:
+        try:
+            lines = list(self.transport.runtime().logs(self.service, tail=30))
+        except NselfError:
+            return ""
+        important = [line for line in lines if "FATAL" in line]
+        return "; ".join((important or lines)[-2:]).strip()
+
+
+# -- the archive --------------------------------------------------------------------------------
+
+
+class Archive(Protocol):
+    """Read access to the WAL archive, wherever it lives."""
+
+    @property
+    def path(self) -> str:
+        """The archive folder as the server sees it (for restore_command)."""
+        ...
+
+    def names(self) -> list[str]: ...
+
+    def commits(self, name: str) -> list[str]:
+        """The COMMIT timestamps (UTC text) recorded in segment ``name``."""
+        ...
+
+
+@dataclass
+class LocalArchive:
+    """An archive folder on this machine."""
+
+    folder: Path
+    bindir: Path | None = None
+
+    @property
+    def path(self) -> str:
+        return str(self.folder)
+
+    def names(self) -> list[str]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.name for p in self.folder.iterdir() if SEGMENT.match(p.name))
+
+    def commits(self, name: str) -> list[str]:
+        program = str(self.bindir / "pg_waldump") if self.bindir else "pg_waldump"
+        result = subprocess.run(
+            [program, "--rmgr=Transaction", str(self.folder / name)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TZ": "UTC", "PGTZ": "UTC"},
+            check=False,
+        )
+        return COMMIT.findall(result.stdout)
+
+
+@dataclass
+class ServerArchive:
+    """An archive only the server's machine sees (the stack's volume): read with its tools."""
+
+    transport: Transport
+    path: str
+
+    def names(self) -> list[str]:
+        result = self.transport.run_tool("sh", ["-c", f"ls -1 {shlex.quote(self.path)} || true"])
+        return sorted(n for n in result.stdout.decode().split() if SEGMENT.match(n))
+
+    def commits(self, name: str) -> list[str]:
+        segment = shlex.quote(f"{self.path}/{name}")
+        result = self.transport.run_tool(
+            "sh", ["-c", f"TZ=UTC pg_waldump --rmgr=Transaction {segment} 2>/dev/null; true"]
+        )
+        return COMMIT.findall(result.stdout.decode("utf-8", "replace"))
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -220,20 +388,49 @@ class Plan:
 
 class Pitr:
     def __init__(
-        self,
-        transport: Transport,
-        control: ClusterControl,
-        archive: Path,
-        base_dir: Path,
-        bindir: Path | None = None,
-        archive_as_seen_by_server: str | None = None,
+        self, transport: Transport, control: ClusterControl, archive: Archive, base_dir: Path
     ) -> None:
         self.transport = transport
         self.control = control
         self.archive = archive
         self.base_dir = base_dir
-        self.bindir = bindir
-        self.server_archive = archive_as_seen_by_server or str(archive)
+
+    # -- switching archiving on -----------------------------------------------------------
+    def enable(self, say: Say = lambda _: None) -> bool:
+        """Turn WAL archiving on (ALTER SYSTEM); restarts the server when needed.
+
+        Returns whether it restarted. Proves archiving works by archiving a segment.
+        """
+        from psycopg import sql
+
+        self.control.prepare_archive(self.archive.path)
+        wanted = {
+            "wal_level": "replica",
+            "archive_mode": "on",
+            "archive_command": archive_command(self.archive.path),
+            "archive_timeout": "60s",
+        }
+        with self.transport.connect(autocommit=True) as conn:
+            current = {
+                k: str(conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(k))).fetchone()[0])  # type: ignore[index]
+                for k in wanted
+            }
+            for key, value in wanted.items():
+                conn.execute(
+                    sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                        sql.Identifier(key), sql.Literal(value)
+                    )
+                )
+            conn.execute("SELECT pg_reload_conf()")
+        restart = current["wal_level"] not in ("replica", "logical") or current[
+            "archive_mode"
+        ] not in ("on", "always")
+        if restart:
+            say("restarting PostgreSQL to turn WAL archiving on")
+            self.control.stop()
+            self.control.start()
+        self.flush_wal()
+        return restart
 
     # -- base backups ------------------------------------------------------------------------
     def base_backups(self) -> list[dict[str, Any]]:
@@ -284,10 +481,8 @@ class Pitr:
         return manifest
 
     # -- the window --------------------------------------------------------------------------
-    def _segments(self) -> list[Path]:
-        if not self.archive.is_dir():
-            return []
-        return sorted(p for p in self.archive.iterdir() if SEGMENT.match(p.name))
+    def _segments(self) -> list[str]:
+        return self.archive.names()
 
     def flush_wal(self) -> None:
         """Close the current WAL segment and wait until the archiver stored it."""
@@ -297,7 +492,7 @@ class Pitr:
             wanted = str(row[0])
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                if (self.archive / wanted).exists():
+                if wanted in self.archive.names():
                     return
                 failed = conn.execute(
                     "SELECT last_failed_wal, last_failed_time FROM pg_stat_archiver"
@@ -311,16 +506,8 @@ class Pitr:
 
     def newest_point(self) -> datetime | None:
         """The last commit time found in the archived WAL."""
-        program = str(self.bindir / "pg_waldump") if self.bindir else "pg_waldump"
-        for segment in reversed(self._segments()[-6:]):
-            result = subprocess.run(
-                [program, "--rmgr=Transaction", str(segment)],
-                capture_output=True,
-                text=True,
-                env={**os.environ, "TZ": "UTC", "PGTZ": "UTC"},
-                check=False,
-            )
-            stamps = COMMIT.findall(result.stdout)
+        for name in reversed(self._segments()[-6:]):
+            stamps = self.archive.commits(name)
             if stamps:
                 return datetime.fromisoformat(stamps[-1]).replace(tzinfo=UTC)
         return None
@@ -360,7 +547,7 @@ class Pitr:
                 f"base backup {plan.base['name']} is missing or damaged; nothing was changed",
                 "take a new base backup; older points in time may be lost",
             )
-        archive = shlex.quote(self.server_archive.rstrip("/"))
+        archive = shlex.quote(self.archive.path.rstrip("/"))
         settings = {
             "restore_command": f'cp {archive}/"%f" "%p"',
             "recovery_target_time": plan.target.isoformat(),
@@ -406,22 +593,31 @@ class Pitr:
 def pitr_for_target(target: Target) -> Pitr:
     """The PITR engine for the command's target database."""
     from .backups import Store
+    from .target import URL_VAR
 
+    store = Store.for_project(target.project, target.config)
+    base_dir = store.root / "pitr"
     data = os.environ.get(DATA_VAR, "").strip()
     archive = os.environ.get(ARCHIVE_VAR, "").strip()
-    if not data or not archive:
-        raise NselfError(
-            "point-in-time recovery needs a server whose data folder this machine controls",
-            f"for a server on this machine set {DATA_VAR} and {ARCHIVE_VAR}; recovery of the "
-            "Docker stack's volume is not available yet (restore a backup instead)",
+    if data and archive:
+        bindir_raw = os.environ.get("NSELF_PG_BINDIR", "").strip()
+        bindir = Path(bindir_raw) if bindir_raw else None
+        return Pitr(
+            transport=target.transport(),
+            control=LocalCluster(Path(data), bindir, os.environ.get(OS_USER_VAR) or None),
+            archive=LocalArchive(Path(archive), bindir),
+            base_dir=base_dir,
         )
-    bindir_raw = os.environ.get("NSELF_PG_BINDIR", "").strip()
-    bindir = Path(bindir_raw) if bindir_raw else None
-    store = Store.for_project(target.project, target.config)
-    return Pitr(
-        transport=target.transport(),
-        control=LocalCluster(Path(data), bindir, os.environ.get(OS_USER_VAR) or None),
-        archive=Path(archive),
-        base_dir=store.root / "pitr",
-        bindir=bindir,
+    if target.env == "dev" and not os.environ.get(URL_VAR, "").strip():
+        transport = target.transport()
+        return Pitr(
+            transport=transport,
+            control=StackCluster(transport),
+            archive=ServerArchive(transport, STACK_ARCHIVE),
+            base_dir=base_dir,
+        )
+    raise NselfError(
+        f"point-in-time recovery of the {target.env} database is not available yet",
+        f"it works for the local stack, and for a server on this machine with {DATA_VAR} "
+        f"and {ARCHIVE_VAR}; otherwise restore a backup (`nself db restore`)",
     )
