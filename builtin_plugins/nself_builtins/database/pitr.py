@@ -454,7 +454,7 @@ class Pitr:
         if mode not in ("on", "always") or level == "minimal":
             raise NselfError(
                 f"WAL archiving is off (archive_mode={mode}, wal_level={level})",
-                "set PITR_ENABLED=true, rebuild and restart the database",
+                "turn it on with `nself db pitr enable`",
             )
         name = "base-" + datetime.now(UTC).strftime("%Y-%m-%d-%H-%M-%S") + ".tar"
         say(f"taking base backup {name}")
