@@ -9,12 +9,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+
+class Shown:
+    """The usual dataclass ``repr``, shared instead of generated per class.
+
+    Generating ``__repr__`` (and the other methods) for each dataclass is most of what
+    importing this module costs, and it is imported on every start of nself.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        from dataclasses import fields
+
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))  # type: ignore[arg-type]
+        return f"{type(self).__qualname__}({shown})"
+
+
 Role = Literal["core", "optional", "plugin", "custom", "monitoring"]
 Level = Literal["error", "warning"]
 
 
-@dataclass(frozen=True)
-class Setting:
+@dataclass(frozen=True, repr=False)
+class Setting(Shown):
     """An env variable a plugin reads: documented, defaulted, generated if secret."""
 
     name: str
@@ -31,8 +48,8 @@ class Setting:
     rotation: str = ""
 
 
-@dataclass(frozen=True)
-class HealthCheck:
+@dataclass(frozen=True, repr=False)
+class HealthCheck(Shown):
     """A container health check, in the exec form Compose expects."""
 
     test: tuple[str, ...]
@@ -42,8 +59,8 @@ class HealthCheck:
     start_period: str = "10s"
 
 
-@dataclass(frozen=True)
-class PortBinding:
+@dataclass(frozen=True, repr=False)
+class PortBinding(Shown):
     """A port published on the host. Only the proxy and dev tools should have any."""
 
     container_port: int
@@ -52,8 +69,8 @@ class PortBinding:
     protocol: str = "tcp"
 
 
-@dataclass(frozen=True)
-class Mount:
+@dataclass(frozen=True, repr=False)
+class Mount(Shown):
     """A named volume (``source`` without a slash) or a bind mount of a project folder."""
 
     source: str
@@ -61,8 +78,8 @@ class Mount:
     read_only: bool = False
 
 
-@dataclass(frozen=True)
-class Service:
+@dataclass(frozen=True, repr=False)
+class Service(Shown):
     """One container of the stack."""
 
     name: str
@@ -93,8 +110,8 @@ class Service:
         return self.title or self.name
 
 
-@dataclass(frozen=True)
-class Route:
+@dataclass(frozen=True, repr=False)
+class Route(Shown):
     """A public virtual host: ``subdomain.BASE_DOMAIN`` proxied to ``upstream``.
 
     ``subdomain="*"`` is the catch-all for the frontend.
@@ -111,8 +128,8 @@ class Route:
     extra: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Migration:
+@dataclass(frozen=True, repr=False)
+class Migration(Shown):
     """One schema change; plugin migrations run in dependency order with the project's."""
 
     version: str
@@ -124,8 +141,8 @@ class Migration:
     depends_on: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class GeneratedFile:
+@dataclass(frozen=True, repr=False)
+class GeneratedFile(Shown):
     """A file ``nself build`` writes, relative to the project folder."""
 
     path: str
@@ -137,8 +154,8 @@ class GeneratedFile:
     env_refs: bool = False
 
 
-@dataclass(frozen=True)
-class Problem:
+@dataclass(frozen=True, repr=False)
+class Problem(Shown):
     """A finding of a ``validate_*`` hook; any error stops the build."""
 
     level: Level
@@ -146,8 +163,8 @@ class Problem:
     hint: str | None = None
 
 
-@dataclass
-class Stack:
+@dataclass(repr=False)
+class Stack(Shown):
     """Everything the plugins contributed for one build, after the kernel checked it."""
 
     services: list[Service]
