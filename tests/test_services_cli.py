@@ -184,11 +184,11 @@ def test_a_refused_plan_rolls_everything_back(
     real = scaffold.plan
     calls = []
 
-    def refuse_second(project_dir: Path):  # type: ignore[no-untyped-def]
+    def refuse_second(project_dir: Path, env: str | None = None):  # type: ignore[no-untyped-def]
         calls.append(project_dir)
         if len(calls) == 2:
             raise NselfError("some plugin refused", "fix it")
-        return real(project_dir)
+        return real(project_dir, env)
 
     monkeypatch.setattr(scaffold, "plan", refuse_second)
     before = snapshot(project)
@@ -224,6 +224,22 @@ def test_remove_unknown_names_the_services(project: Path, nself: Run) -> None:
     assert "nself service add" in result.err
     nself("service", "add", "real", "-t", "node", cwd=project)
     assert "custom services: real" in nself("service", "remove", "ghost", cwd=project).err
+
+
+def test_add_checks_the_dev_stack_whatever_the_target(project: Path, nself: Run) -> None:
+    """The slot lands in .env.dev: a prod target with dev-stub secrets does not block it."""
+    assert nself("env", "switch", "prod", cwd=project).code == 0
+    result = nself("service", "add", "api1", "-t", "node", cwd=project)
+    assert result.code == 0, result.output
+    assert "https://api1.local.nself.org" in result.out
+
+
+def test_urls_carry_a_non_standard_https_port(project: Path, nself: Run) -> None:
+    set_env(project, ".env.dev", NGINX_HTTPS_PORT="8443")
+    result = nself("service", "add", "api1", "-t", "node", "--json", cwd=project)
+    assert json.loads(result.out)["url"] == "https://api1.local.nself.org:8443"
+    rows = json.loads(nself("service", "list", "--json", cwd=project).out)
+    assert rows[0]["url"] == "https://api1.local.nself.org:8443"
 
 
 def test_env_block_round_trips() -> None:

@@ -331,3 +331,56 @@ def test_java_template_builds_and_runs(tmp_path: Path, start: Any, graphql: Grap
     assert done.returncode == 0, done.stderr
     running = start(folder, ["java", "-cp", "out", "app.Main"], port)
     check_service(running, graphql, has_db=False)
+
+
+# -- every template whose packages come from npm or PyPI (opt-in: cold installs take minutes)
+ALL = os.environ.get("NSELF_TEST_ALL_TEMPLATES") == "1"
+NODE_EXTRA = ("fastify", "koa", "socketio", "websocket", "hasura-actions")
+NODE_TS = ("nest", "hono", "trpc", "graphql-yoga")
+PY_EXTRA = ("django", "cron", "aiohttp", "litestar")
+WITH_DB = {"fastify", "koa", "nest", "hono", "django", "aiohttp", "litestar"}
+WITH_GRAPHQL = {"fastify", "koa", "nest", "hono", "django", "aiohttp", "litestar"}
+
+
+@pytest.mark.skipif(not ALL, reason="set NSELF_TEST_ALL_TEMPLATES=1 (installs from npm/PyPI)")
+@pytest.mark.parametrize("name", NODE_EXTRA + NODE_TS + PY_EXTRA)
+def test_more_templates_run(name: str, tmp_path: Path, start: Any, graphql: GraphQLStandIn) -> None:
+    port = free_port()
+    folder = rendered(name, tmp_path / name, port)
+    prefix = ""
+    if name in PY_EXTRA:
+        venv = CACHE / f"py-extra-{name}"
+        if not (venv / ".complete").is_file():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            pip = [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
+            subprocess.run([*pip, "-r", str(folder / "requirements.txt")], check=True)
+            (venv / ".complete").touch()
+        prefix = str(venv / "bin")
+    elif name in NODE_TS:
+        done = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefer-offline"],
+            cwd=folder, capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        done = subprocess.run(["npm", "run", "build"], cwd=folder, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    else:
+        node_modules(folder)
+    running = start(folder, exec_form(dockerfile(folder)["CMD"][-1]), port, path_prefix=prefix)
+    body = running.wait_healthy()
+    assert body["status"] == "ok" and body["service"] == SERVICE, body
+    if name in WITH_GRAPHQL:
+        status, answer = running.get("/graphql")
+        assert status == 200 and answer == {"data": {"__typename": "query_root"}}, answer
+    if name in WITH_DB:
+        status, row = running.get("/db")
+        assert status == 200 and row["database"] == running.env["DATABASE"], row
+    if name == "graphql-yoga":  # a remote schema: its resolvers reach Postgres and Hasura
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/graphql",
+            data=json.dumps({"query": "{ serverTime hasuraTypename }"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            data = json.loads(response.read())["data"]
+        assert data["hasuraTypename"] == "query_root" and data["serverTime"], data

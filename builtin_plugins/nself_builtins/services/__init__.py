@@ -80,6 +80,8 @@ def register_commands(app: Any) -> None:
 
         project = find_project()
         config = load_config(project, env)
+        https = config.text("PUBLIC_HTTPS_PORT", "443")
+        suffix = "" if https == "443" else f":{https}"
         rows = []
         for slot in slots(config):
             rows.append(
@@ -89,7 +91,11 @@ def register_commands(app: Any) -> None:
                     "template": config.text(slot.prefix + "TEMPLATE"),
                     "port": slot.port,
                     "subdomain": slot.subdomain,
-                    "url": f"https://{slot.subdomain}.{config.domain}" if slot.subdomain else "",
+                    "url": (
+                        f"https://{slot.subdomain}.{config.domain}{suffix}"
+                        if slot.subdomain
+                        else ""
+                    ),
                     "build": slot.build,
                     "image": slot.image,
                     "code": bool(slot.build) and (project / slot.build).is_dir(),
@@ -148,6 +154,9 @@ def register_commands(app: Any) -> None:
                         "language": t.language,
                         "kind": t.kind,
                         "description": t.description,
+                        "manifest": t.manifest,
+                        "websocket": t.websocket,
+                        "public": t.public,
                     }
                     for t in items
                 ]

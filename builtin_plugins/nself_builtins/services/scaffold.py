@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nself_sdk import NselfError, Stack, UsageError, plan, plugin_manager, write_atomic
+from nself_sdk import (
+    NselfError,
+    Stack,
+    UsageError,
+    plan,
+    plugin_manager,
+    public_urls,
+    write_atomic,
+)
 
 from . import envslots
 from .catalog import SUFFIX, Template, catalog, suggest
@@ -25,6 +33,9 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 FIRST_PORT = 8001
 SERVICES_DIR = "services"
+# Slots go to .env.dev, so they are checked against the stack of the env that file is for:
+# it builds on any laptop, whatever target `nself env switch` chose.
+CHECK_ENV = "dev"
 # Every service can reach the database and the GraphQL API through these references;
 # the values live in .env.computed only, never in the service's code.
 BASE_ENV = (
@@ -183,7 +194,7 @@ def add(
     if port is not None and not 0 < port < 65536:
         raise UsageError(f"invalid port {port}", "use a port between 1 and 65535")
 
-    before = plan(project)
+    before = plan(project, CHECK_ENV)
     used = taken(project, before.stack)
     host = host_of(name)
     if host in used.names:
@@ -241,7 +252,7 @@ def add(
         block = slot_values(name, tpl, port, subdomain)
         write_atomic(env_path, envslots.appended(original, name, number, block), mode)
         try:
-            plan(project)
+            after = plan(project, CHECK_ENV)
         except NselfError as exc:
             raise NselfError(
                 f"the stack would not build with {name}: {exc.message}",
@@ -256,7 +267,7 @@ def add(
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         raise
-    url = f"https://{subdomain}.{before.config.domain}" if subdomain else ""
+    url = public_urls(after.config, after.stack).get(host, "") if subdomain else ""
     return Added(
         name,
         number,
