@@ -25,7 +25,6 @@ from nself_sdk.envs import (
     write_atomic,
 )
 
-LABELS = {"dev": "local", "staging": "staging", "prod": "prod"}
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 

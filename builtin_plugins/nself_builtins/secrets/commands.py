@@ -292,8 +292,8 @@ def _confirm(config: Config, setting: Setting, yes: bool, users: list[str]) -> N
         notes.append(f"These services restart: {', '.join(users)} (brief interruption).")
     if not config.is_local:
         notes.append(f"This changes the {config.env} environment.")
-    if not (setting.rotation or not config.is_local):
-        return
+    if not setting.rotation and config.is_local:
+        return  # nothing users would notice
     for note in notes:
         warn(note)
     if yes:
@@ -365,7 +365,13 @@ def rotate(name: str, env: str | None, yes: bool, timeout: float) -> None:
     users = in_dependency_order(
         after.stack, [s.name for s in after.stack.services if service_references(s) & changed]
     )
-    result = run_build(project, target)
+    try:
+        result = run_build(project, target)
+    except NselfError as exc:  # the new value is in place (and in the database): say so
+        raise NselfError(
+            f"{name} was rotated (new value in {SECRETS}) but the rebuild failed: {exc.message}",
+            "fix that, then run `nself build` and `nself restart`",
+        ) from exc
     ok(f"rotated {name} in {SECRETS}; rebuilt ({len(result.changes)} file(s) changed)")
     stale = [e.where for e in config.origins(name) if e.file not in (SECRETS, DEV_FILE, COMPUTED)]
     if stale:
