@@ -231,3 +231,18 @@ def test_multiline_values_escapes_and_line_numbers(project: Path, nself: Run) ->
     assert computed["CERT"] == "-----BEGIN-----\nabc\n-----END-----" == computed["AFTER"]
     assert computed["QUOTE"] == "it's"
     assert computed["ESCAPED"] == 'tab\there "q"'
+
+
+@needs_docker
+def test_a_secret_with_quotes_and_dollars_reaches_compose_unchanged(
+    project: Path, nself: Run
+) -> None:
+    (project / ".env.local").write_text('POSTGRES_PASSWORD="pa\\$s\'w0rd-${NOT_A_VAR}x"\n')
+    result = nself("build", cwd=project)
+    # ${NOT_A_VAR} is still a reference in double quotes: undefined, so refused.
+    assert result.code == 1 and "NOT_A_VAR" in result.err
+    (project / ".env.local").write_text('POSTGRES_PASSWORD="pa\\$s\'w0rd\\\\x"\n')
+    assert nself("build", cwd=project).code == 0
+    env = compose_config(project)["services"]["postgres"]["environment"]
+    # Compose prints a literal "$" as "$$" in its output.
+    assert env["POSTGRES_PASSWORD"].replace("$$", "$") == "pa$s'w0rd\\x"

@@ -239,7 +239,10 @@ def quote(value: str) -> str:
         return value
     if "'" not in value and "\n" not in value:
         return f"'{value}'"
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    # Double quotes: escape what Compose would otherwise interpret (``$`` starts a variable).
+    escaped = (
+        value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("$", "\\$")
+    )
     return f'"{escaped}"'
 
 
