@@ -30,9 +30,18 @@ if ! have "$base"; then
   rm -rf "$work"
 fi
 
+# The base is cached by tag; each service image also carries a hash of its recipe, so a
+# changed Dockerfile (or entrypoint) rebuilds that image in seconds, never the base.
+recipe() {
+  cat "$here/$1.Dockerfile"
+  [ "$1" != postgres ] || cat "$here/postgres-entrypoint.sh"
+}
 for svc in postgres nginx redis http; do
   img="nself-standin/$svc:$tag"
-  have "$img" && continue
-  docker build -q --build-arg BASE="$base" -t "$img" -f "$here/$svc.Dockerfile" "$here" >/dev/null
+  sum=$(recipe "$svc" | sha256sum | cut -c1-16)
+  current=$(docker image inspect -f '{{index .Config.Labels "org.nself.standin.recipe"}}' "$img" 2>/dev/null || true)
+  [ "$current" = "$sum" ] && continue
+  out=$(docker build -q --build-arg BASE="$base" --label "org.nself.standin.recipe=$sum" \
+    -t "$img" -f "$here/$svc.Dockerfile" "$here" 2>&1) || { echo "$out" >&2; exit 1; }
 done
 echo "stand-in images ready (tag $tag)"

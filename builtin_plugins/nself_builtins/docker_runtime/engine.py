@@ -261,8 +261,11 @@ class DockerRuntime:
             )
         return list(dict.fromkeys(names))
 
-    def containers(self) -> dict[str, Any]:
-        """This project's service containers by service name (one-off runs excluded)."""
+    def containers(self, only: set[str] | None = None) -> dict[str, Any]:
+        """This project's service containers by service name (one-off runs excluded).
+
+        With ``only``, just those services' containers are inspected (cheaper polling).
+        """
         client = self.client()
 
         def listing() -> list[Any]:
@@ -273,6 +276,9 @@ class DockerRuntime:
             )
             found = []
             for summary in summaries:
+                labels = summary.get("Labels") or {}
+                if only is not None and labels.get(SERVICE_LABEL) not in only:
+                    continue
                 try:  # a container may vanish between the listing and its inspection
                     attrs = client.api.inspect_container(summary["Id"])
                 except NotFound:
@@ -483,6 +489,11 @@ class DockerRuntime:
                 )
                 continue
             state = state_of(name, known[name].role, container)
+            if state.state == "paused":
+                results[name] = HealthResult(
+                    name, title, "degraded", 0.0, "paused", f"resume it: nself restart {name}"
+                )
+                continue
             if state.state != "running":
                 what = state.state
                 if state.exit_code is not None:
@@ -633,6 +644,11 @@ class DockerRuntime:
         pending = set(targets)
         if wait:
             self._watch(pending, proc, deadline, result, emit, may_isolate, baseline, output)
+        core_down = any(n not in result.isolated for n in result.failed)
+        if core_down:
+            # A core service failed: report now rather than wait out the others.
+            pending.clear()
+            deadline = min(deadline, time.monotonic() + 5)
         proc_done = _finish(proc, reader, deadline if wait else time.monotonic() + 60)
         text = "".join(output)
         if proc.returncode not in (0, None):
@@ -710,7 +726,7 @@ class DockerRuntime:
         phases: dict[str, str] = {}
         while pending and time.monotonic() < deadline:
             finished = proc.poll() is not None
-            containers = self.containers()
+            containers = self.containers(only=pending)
             for name in sorted(pending):
                 container = containers.get(name)
                 if container is None:
@@ -732,6 +748,8 @@ class DockerRuntime:
                     if finished and proc.returncode and detail.startswith("was "):
                         detail += f" ({_last_error(''.join(output))})"  # compose said why
                     self._fail(name, detail, result, may_isolate, emit)
+                    if not may_isolate(name):
+                        return  # a core service failed: the start has failed
                     continue
                 if phases.get(name) != phase:
                     phases[name] = phase
