@@ -27,7 +27,7 @@ def test_a_dead_engine_socket_is_one_clear_error(
 ) -> None:
     assert nself("build", cwd=project).code == 0
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/gone.sock")
-    for command in (["status"], ["health"], ["start"], ["logs", "postgres"]):
+    for command in (["status"], ["health"], ["start"], ["stop"], ["down"], ["logs", "postgres"]):
         result = nself(*command, cwd=project)
         assert result.code == 1, (command, result.output)
         assert f"the Docker engine is not running (cannot reach unix://{tmp_path}" in result.err

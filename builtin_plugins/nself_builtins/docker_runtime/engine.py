@@ -57,6 +57,9 @@ _PORT_TAKEN = re.compile(
     r"(?:Bind for |listen tcp[46]? )\[?([0-9a-fA-F.:]*?)\]?:(\d+)"
     r"(?: failed: port is already allocated|: bind: address already in use)"
 )
+_ENGINE_TROUBLE = re.compile(
+    r"Cannot connect to the Docker daemon|permission denied while trying to connect", re.I
+)
 _PULL_HINT = (
     "set {var} to an image this host can get (a mirror or private registry), "
     "or pre-load it with `docker load -i image.tar`"
@@ -195,6 +198,10 @@ class DockerRuntime:
                 f"docker compose {args[0]} did not finish within {timeout:.0f}s",
                 "check `docker info`; the engine may be overloaded",
             ) from exc
+        said = (done.stderr or "") + (done.stdout or "")
+        if _ENGINE_TROUBLE.search(said):
+            # Compose may exit 0 when it could not reach the engine at all.
+            raise engine_error(said)
         if check and done.returncode != 0:
             raise self._compose_failure(args[0], done.stderr or done.stdout)
         return done
