@@ -62,14 +62,14 @@ def contribute_services(config: Config) -> list[Service]:
         "HASURA_GRAPHQL_GRAPHQL_URL": "${HASURA_GRAPHQL_URL}",
         "HASURA_GRAPHQL_ADMIN_SECRET": "${HASURA_GRAPHQL_ADMIN_SECRET}",
         "HASURA_GRAPHQL_JWT_SECRET": "${HASURA_GRAPHQL_JWT_SECRET}",
-        "AUTH_SMTP_HOST": "${AUTH_SMTP_HOST}",
-        "AUTH_SMTP_PORT": "${AUTH_SMTP_PORT}",
-        "AUTH_SMTP_USER": "${AUTH_SMTP_USER}",
-        "AUTH_SMTP_PASS": "${AUTH_SMTP_PASS}",
-        "AUTH_SMTP_SECURE": "${AUTH_SMTP_SECURE}",
-        "AUTH_SMTP_SENDER": "${AUTH_SMTP_SENDER}",
         "AUTH_LOG_LEVEL": "info" if not config.is_local else "debug",
     }
+    # Mail settings only when a server is configured (the mail plugin derives them), so
+    # a stack without mail needs no SMTP password.
+    smtp = ["HOST", "PORT", "SECURE", "SENDER"] if config.text("AUTH_SMTP_HOST") else []
+    if smtp and config.text("AUTH_SMTP_USER"):
+        smtp += ["USER", "PASS"]
+    env.update({f"AUTH_SMTP_{key}": "${AUTH_SMTP_" + key + "}" for key in smtp})
     return [
         Service(
             name="auth",

@@ -1,0 +1,221 @@
+"""Mail: a catcher for local development, or one of many SMTP providers for real delivery.
+
+MAIL_PROVIDER picks the mode. ``mailpit`` (the dev default) runs a Mailpit container,
+host ``mail``: SMTP on 1025 and a web UI on 8025 at mail.{domain}, private networks only.
+A provider name (sendgrid, ses, postmark, ...) fills the SMTP host, port and TLS mode;
+no container runs and mail goes straight to the provider. Either way Auth's
+``AUTH_SMTP_*`` settings are derived from the mail settings (an env file still wins).
+"""
+
+from __future__ import annotations
+
+from nself_sdk import Config, HealthCheck, Mount, Problem, Route, Service, Setting, hookimpl
+
+from .presets import CATCHER, GENERIC, PRESETS, canonical, names
+
+IMAGE = "axllent/mailpit:v1.21.8"
+SMTP_PORT = 1025
+UI_PORT = 8025
+
+
+def enabled(config: Config) -> bool:
+    return config.flag("MAIL_ENABLED", False)
+
+
+def provider(config: Config) -> str:
+    """The chosen provider; empty outside dev when none is set."""
+    raw = config.text("MAIL_PROVIDER")
+    if not raw:
+        return CATCHER if config.is_local else ""
+    return canonical(raw)
+
+
+def catching(config: Config) -> bool:
+    return enabled(config) and provider(config) == CATCHER
+
+
+@hookimpl
+def declare_settings() -> list[Setting]:
+    return [
+        Setting("MAIL_ENABLED", "false", "Send mail: a local catcher or an SMTP provider."),
+        Setting(
+            "MAIL_PROVIDER",
+            None,
+            "mailpit (local catcher, dev default), smtp (set MAIL_SMTP_HOST) or a provider: "
+            + ", ".join(sorted(PRESETS)),
+        ),
+        Setting("MAIL_IMAGE", IMAGE, "Image of the local mail catcher (Mailpit)."),
+        Setting("MAIL_SUBDOMAIN", "mail", "Subdomain of the catcher's web UI (private only)."),
+        Setting("MAIL_SMTP_HOST", "", "SMTP server; empty: the provider's."),
+        Setting("MAIL_SMTP_PORT", "", "SMTP port; empty: the provider's."),
+        Setting("MAIL_SMTP_SECURE", "", "TLS from the start (465) instead of STARTTLS."),
+        Setting("MAIL_SMTP_USER", "", "SMTP user name; empty: the provider's fixed one."),
+        Setting("MAIL_SMTP_PASSWORD", "", "SMTP password or API key.", secret=True),
+        Setting("MAIL_FROM", "noreply@${BASE_DOMAIN}", "Sender address."),
+        Setting("MAIL_REGION", "", "Provider region where the host has one (ses)."),
+    ]
+
+
+def smtp(config: Config) -> dict[str, str]:
+    """The effective SMTP settings: explicit MAIL_SMTP_* over the provider's preset."""
+    chosen = provider(config)
+    if chosen == CATCHER:
+        host, port, secure, user = "mail", SMTP_PORT, False, ""
+    elif chosen in PRESETS:
+        preset = PRESETS[chosen]
+        region = config.text("MAIL_REGION", preset.region)
+        host, port, secure, user = (
+            preset.host.format(region=region),
+            preset.port,
+            preset.secure,
+            preset.user,
+        )
+    else:
+        host, port, secure, user = "", 587, False, ""
+    secure_raw = config.text("MAIL_SMTP_SECURE")
+    return {
+        "host": config.text("MAIL_SMTP_HOST") or host,
+        "port": str(config.int("MAIL_SMTP_PORT", port)),
+        "secure": str(config.flag("MAIL_SMTP_SECURE", secure) if secure_raw else secure).lower(),
+        "user": config.text("MAIL_SMTP_USER") or user,
+        "password": "" if chosen == CATCHER else config.text("MAIL_SMTP_PASSWORD"),
+    }
+
+
+@hookimpl
+def validate_config(config: Config) -> list[Problem]:
+    if not enabled(config):
+        return []
+    raw = config.text("MAIL_PROVIDER")
+    chosen = provider(config)
+    where = config.where("MAIL_PROVIDER")
+    if not chosen:
+        return [
+            Problem(
+                "error",
+                f"MAIL_ENABLED=true but MAIL_PROVIDER is not set for {config.env}",
+                "set MAIL_PROVIDER in .env." + config.env + " (e.g. sendgrid, ses, postmark, "
+                "smtp) or MAIL_PROVIDER=mailpit to only catch mail",
+            )
+        ]
+    if chosen not in PRESETS and chosen not in (CATCHER, GENERIC):
+        return [
+            Problem(
+                "error",
+                f"{where}: unknown MAIL_PROVIDER {raw!r}",
+                "use one of: " + ", ".join(names()),
+            )
+        ]
+    problems: list[Problem] = []
+    settings = smtp(config)
+    if chosen == GENERIC and not config.text("MAIL_SMTP_HOST"):
+        problems.append(
+            Problem(
+                "error",
+                f"{where}: MAIL_PROVIDER=smtp needs MAIL_SMTP_HOST",
+                "set MAIL_SMTP_HOST (and MAIL_SMTP_PORT, MAIL_SMTP_USER, MAIL_SMTP_PASSWORD)",
+            )
+        )
+    port = int(settings["port"])
+    if not 0 < port < 65536:
+        problems.append(Problem("error", f"{config.where('MAIL_SMTP_PORT')}: bad SMTP port"))
+    if chosen != CATCHER and settings["user"] and not settings["password"]:
+        problems.append(
+            Problem(
+                "error",
+                f"MAIL_PROVIDER={chosen} needs MAIL_SMTP_PASSWORD (the SMTP password or API key)",
+                "set MAIL_SMTP_PASSWORD in .env.secrets",
+            )
+        )
+    if chosen not in (CATCHER, GENERIC) and not settings["user"]:
+        problems.append(
+            Problem(
+                "error",
+                f"MAIL_PROVIDER={chosen} needs MAIL_SMTP_USER",
+                "set MAIL_SMTP_USER (and MAIL_SMTP_PASSWORD in .env.secrets)",
+            )
+        )
+    if not config.is_local:
+        source = config.where("MAIL_SMTP_PASSWORD")
+        if settings["password"] and source.startswith(".env.dev"):
+            problems.append(
+                Problem(
+                    "error",
+                    f"MAIL_SMTP_PASSWORD comes from the committed {source}",
+                    "move it to .env.secrets",
+                )
+            )
+        if chosen == CATCHER:
+            problems.append(
+                Problem(
+                    "warning",
+                    f"MAIL_PROVIDER=mailpit in {config.env}: mail is caught, never delivered",
+                )
+            )
+    return problems
+
+
+@hookimpl
+def contribute_env(config: Config) -> dict[str, str]:
+    if not enabled(config) or not provider(config):
+        return {}
+    settings = smtp(config)
+    sender = config.text("MAIL_FROM") or f"noreply@{config.domain}"
+    return {
+        "MAIL_SMTP_HOST": settings["host"],
+        "MAIL_SMTP_PORT": settings["port"],
+        "MAIL_SMTP_SECURE": settings["secure"],
+        "MAIL_SMTP_USER": settings["user"],
+        "AUTH_SMTP_HOST": settings["host"],
+        "AUTH_SMTP_PORT": settings["port"],
+        "AUTH_SMTP_SECURE": settings["secure"],
+        "AUTH_SMTP_USER": settings["user"],
+        "AUTH_SMTP_PASS": settings["password"],
+        "AUTH_SMTP_SENDER": sender,
+    }
+
+
+@hookimpl
+def contribute_services(config: Config) -> list[Service]:
+    if not catching(config):
+        return []
+    return [
+        Service(
+            name="mail",
+            title="Mail (Mailpit)",
+            image=config.text("MAIL_IMAGE", IMAGE),
+            role="optional",
+            port=UI_PORT,
+            environment={
+                "MP_SMTP_BIND_ADDR": f"0.0.0.0:{SMTP_PORT}",
+                "MP_UI_BIND_ADDR": f"0.0.0.0:{UI_PORT}",
+                "MP_DATABASE": "/data/mailpit.db",
+                "MP_MAX_MESSAGES": "5000",
+            },
+            healthcheck=HealthCheck(
+                ("CMD", "/mailpit", "readyz"),
+                interval="10s",
+                timeout="5s",
+                retries=10,
+                start_period="5s",
+            ),
+            mounts=(Mount("mail_data", "/data"),),
+            health_url=f"http://mail:{UI_PORT}/readyz",
+        )
+    ]
+
+
+@hookimpl
+def contribute_nginx(config: Config) -> list[Route]:
+    if not catching(config):
+        return []
+    return [
+        Route(
+            config.text("MAIL_SUBDOMAIN", "mail"),
+            "mail",
+            UI_PORT,
+            service="mail",
+            websocket=True,
+            internal_only=True,
+        )
+    ]
