@@ -14,11 +14,17 @@ __all__ = ["compose_config", "read_computed", "strong_secrets", "tree"]
 
 
 def strong_secrets(folder: Path) -> dict[str, str]:
-    """Fresh production-grade values for every secret the core stack needs."""
-    values = {
-        name: secrets.token_urlsafe(32)
-        for name in ("POSTGRES_PASSWORD", "HASURA_GRAPHQL_ADMIN_SECRET", "HASURA_JWT_KEY")
-    }
+    """Fresh production-grade values for every secret the default stack needs.
+
+    Outside dev that includes monitoring, which is on by default there (Grafana's password).
+    """
+    names = (
+        "POSTGRES_PASSWORD",
+        "HASURA_GRAPHQL_ADMIN_SECRET",
+        "HASURA_JWT_KEY",
+        "GRAFANA_ADMIN_PASSWORD",
+    )
+    values = {name: secrets.token_urlsafe(32) for name in names}
     path = folder / ".env.secrets"
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     path.chmod(0o600)

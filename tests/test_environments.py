@@ -73,7 +73,10 @@ def test_show_redacts_every_secret(project: Path, nself) -> None:  # type: ignor
     for output in (text.output, json.dumps(data)):
         for value in [*secrets.values(), "sk_live_abcdefghijklmnop1234", "hunter22hunter"]:
             assert value not in output
-    assert data["POSTGRES_PASSWORD"] == {"value": MASK, "source": ".env.dev:9", "secret": True}
+    lines = (project / ".env.dev").read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if text.startswith("POSTGRES_PASSWORD="))
+    source = f".env.dev:{line}"
+    assert data["POSTGRES_PASSWORD"] == {"value": MASK, "source": source, "secret": True}
     assert data["HASURA_GRAPHQL_JWT_SECRET"]["value"] == MASK
     assert data["CS_1_ENV_STRIPE_KEY"]["secret"] is True  # named like a secret
     assert data["DATABASE_URL"]["value"].startswith(f"postgres://postgres:{MASK}@postgres:5432/")
@@ -92,7 +95,9 @@ def test_explain_names_the_winner_and_what_it_overrode(project: Path, nself) -> 
     assert "the plugin's declared default" in result.out
     jwt = json.loads(nself("env", "show", "--explain", "HASURA_JWT_KEY", "--json", cwd=project).out)
     assert jwt["set_by"] == ".env.secrets:2"
-    assert jwt["overrides"] == [".env.dev:15"]
+    dev_lines = (project / ".env.dev").read_text().splitlines()
+    key_line = next(n for n, t in enumerate(dev_lines, 1) if t.startswith("HASURA_JWT_KEY="))
+    assert jwt["overrides"] == [f".env.dev:{key_line}"]
     assert jwt["value"] == MASK and jwt["used_by"] == ["hasura", "auth"]
     derived = json.loads(
         nself("env", "show", "--explain", "HASURA_GRAPHQL_JWT_SECRET", "--json", cwd=project).out

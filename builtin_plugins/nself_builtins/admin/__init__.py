@@ -11,6 +11,7 @@ from nself_sdk import (
     Service,
     Setting,
     hookimpl,
+    safety_rule,
 )
 
 IMAGE = "nself/nself-admin:0.9.0"
@@ -31,20 +32,19 @@ def declare_settings() -> list[Setting]:
     ]
 
 
+def allowed(config: Config) -> bool:
+    """The safety table allows the admin UI locally only.
+
+    Outside dev the environments plugin refuses ADMIN_ENABLED=true with one error; this
+    plugin never contributes the container there either way.
+    """
+    return safety_rule(config.env, "admin") != "refuse"
+
+
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
-    if not enabled(config):
+    if not enabled(config) or not allowed(config):
         return []
-    if not config.is_local:
-        return [
-            Problem(
-                "error",
-                f"ADMIN_ENABLED=true ({config.where('ADMIN_ENABLED')}) is refused for "
-                f"{config.env}: the admin UI is a local dev tool",
-                f"remove ADMIN_ENABLED from the {config.env} env files "
-                "(set it in .env.local instead)",
-            )
-        ]
     port = config.int("ADMIN_PORT", PORT)
     if not 0 < port < 65536:
         return [Problem("error", f"{config.where('ADMIN_PORT')}: ADMIN_PORT must be 1-65535")]
@@ -53,14 +53,14 @@ def validate_config(config: Config) -> list[Problem]:
 
 @hookimpl
 def contribute_env(config: Config) -> dict[str, str]:
-    if not enabled(config) or not config.is_local:
+    if not enabled(config) or not allowed(config):
         return {}
     return {"ADMIN_URL": f"http://{BIND}:{config.int('ADMIN_PORT', PORT)}"}
 
 
 @hookimpl
 def contribute_services(config: Config) -> list[Service]:
-    if not enabled(config) or not config.is_local:
+    if not enabled(config) or not allowed(config):
         return []
     env = {
         "PORT": str(PORT),
