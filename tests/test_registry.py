@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 import time
 from collections.abc import Iterator
@@ -413,3 +414,18 @@ def test_artifact_publisher_signature_is_checked(env: Path, trust: Trust) -> Non
     (site / "index.json").write_text(json.dumps(doc))
     message = error_of(client.fetch, None, "notify", None)
     assert message == "the publisher signature of notify 1.0.0 does not verify"
+
+
+def test_registry_url_from_the_project_settings(
+    env: Path, trust: Trust, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published(env, trust, ("notify", "1.0.0", {}))
+    url = os.environ[client.URL_VAR]
+    monkeypatch.delenv(client.URL_VAR)
+    assert client.source(project).url == client.DEFAULT_URL  # nothing set: the public one
+    (project / ".env.local").open("a").write(f"NSELF_REGISTRY_URL={url.rstrip('/')}\n")
+    assert client.source(project).url == url
+    assert client.fetch(project, "notify").is_file()
+    monkeypatch.setenv(client.URL_VAR, "ftp://example.invalid/")  # the environment wins
+    with pytest.raises(NselfError, match="must start with https://"):
+        client.source(project)

@@ -79,7 +79,7 @@ def source(project: Path | None) -> Source:
             settings[name] = config.text(name)
     url = os.environ.get(URL_VAR) or settings.get(URL_VAR) or DEFAULT_URL
     if urlsplit(url).scheme not in {"http", "https"}:
-        raise UsageError(f"registry URL {url!r} must start with https:// (or http:// on loopback)")
+        raise UsageError(f"registry URL {url!r} must start with https:// or http://")
     if not url.endswith("/"):
         url += "/"
     return Source(
