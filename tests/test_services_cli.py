@@ -249,3 +249,18 @@ def test_env_block_round_trips() -> None:
         "CS_2_NAME=api\nCS_2_PORT=8002\n"
     )
     assert envslots.without(added, 2, "api") == text
+
+
+def test_start_up_stays_light() -> None:
+    """Loading the plugin (on every nself start) must not pull in Jinja2 or the catalogue."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, nself_builtins.services as s\n"
+        "heavy = [m for m in ('jinja2', 'dotenv', 'tomllib',"
+        " 'nself_builtins.services.scaffold') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
