@@ -68,3 +68,22 @@ def test_reset_is_dev_only_and_rebuilds_from_migrations(
     tables = {t for (t,) in pg.sql("SELECT tablename FROM pg_tables WHERE schemaname='public'", db)}
     assert "stray" not in tables and "colors" in tables
     assert colors(pg, db) == ["demo-only", "red"]
+
+
+def test_shell_runs_psql_on_the_database(target: Path, pg: Cluster, db: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    nself = str(Path(sys.executable).parent / "nself")
+    result = subprocess.run(
+        [nself, "db", "shell"],
+        cwd=target,
+        input="SELECT 40 + 2 AS answer, current_database();\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NSELF_PG_BINDIR": str(pg.bindir)},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "42" in result.stdout and db in result.stdout

@@ -613,11 +613,26 @@ def restore(
                             _drop_db(admin, incoming)
                             raise
                         time.sleep(0.1)
-            admin.execute(
-                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    sql.Identifier(incoming), sql.Identifier(target)
+            try:
+                admin.execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(incoming), sql.Identifier(target)
+                    )
                 )
-            )
+            except BaseException:  # put the old database back under its name
+                if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (old,)).fetchone():
+                    admin.execute(
+                        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                            sql.Identifier(old), sql.Identifier(target)
+                        )
+                    )
+                    admin.execute(
+                        sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                            sql.Identifier(target)
+                        )
+                    )
+                _drop_db(admin, incoming)
+                raise
             _drop_db(admin, old)
         if bound:
             _restore_bound(transport, staged, bound, target, Path(tmp))
