@@ -242,15 +242,24 @@ def test_the_stack_runs_end_to_end(stack: tuple[Path, str, int], nself: Run) -> 
             CS_2_IMAGE=f"nself-standin/does-not-exist-{name}:1",
             CS_3_NAME="crasher",
             CS_3_IMAGE=f"{name}-crash:1",
+            # Runs, but its health check never passes: --timeout gives up on it.
+            CS_4_NAME="sleepy",
+            CS_4_IMAGE=standin("http"),
+            CS_4_PORT="8001",
+            CS_4_HEALTH_PATH="/missing",
         )
-        degraded = nself("start", "--timeout", "120", cwd=folder)
+        degraded = nself("start", "--timeout", "20", cwd=folder)
         assert degraded.code == 3, degraded.output  # EXIT_DEGRADED
         assert "rebuilt generated files" in degraded.out
         assert "ghost (ghost) isolated by the circuit breaker" in degraded.err
         assert "cannot be pulled" in degraded.err and "CS_2_IMAGE" in degraded.err
         assert "crasher (crasher) isolated by the circuit breaker" in degraded.err
         assert "stack is degraded" in degraded.out
-        assert container_of(name, "crasher")["State"]["Status"] == "exited"  # stopped
+        assert "sleepy (sleepy) isolated by the circuit breaker: not healthy after 20s" in (
+            degraded.err
+        )
+        for isolated in ("crasher", "sleepy"):  # stopped, not left crashing or half-up
+            assert container_of(name, isolated)["State"]["Status"] == "exited"
         core = nself("health", "postgres", "nginx", "echo_api", cwd=folder)
         assert core.code == 0, core.output
         assert https_get(https, f"echo.{DOMAIN}")[0] == 200
