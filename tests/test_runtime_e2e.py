@@ -8,6 +8,7 @@ machine; their generated config stays covered by the build tests.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from conftest import Result, set_env, standin
+from nself_sdk import load_config, runtime
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
@@ -181,6 +183,21 @@ def test_the_stack_runs_end_to_end(stack: tuple[Path, str, int], nself: Run) -> 
     assert psql(nself, folder, "SELECT body FROM notes").out.strip() == "kept"
     failing = nself("exec", "postgres", "--", "sh", "-c", "exit 7", cwd=folder)
     assert failing.code == 7
+
+    # The same through the SDK, as the database and secrets plugins use it: stdin in,
+    # output captured, and a dump streamed out.
+    rt = runtime(load_config(folder))
+    fed = rt.exec("postgres", ["psql", "-U", "postgres", "-d", "nself", "-At"], input=b"SELECT 6*7")
+    assert (fed.exit_code, fed.output.strip()) == (0, "42")
+    dump = io.BytesIO()
+    code = rt.exec_stream("postgres", ["pg_dump", "-U", "postgres", "nself"], stdout=dump)
+    assert code == 0 and b"CREATE TABLE public.notes" in dump.getvalue()
+    assert {s.name: s.health for s in rt.status()}["postgres"] == "healthy"
+
+    # The table for people.
+    table = nself("status", cwd=folder).out.splitlines()
+    assert table[0].split() == ["SERVICE", "STATE", "HEALTH", "UPTIME", "URL"]
+    assert any(line.split()[:3] == ["postgres", "running", "healthy"] for line in table[1:])
 
     # logs of one service.
     logs = nself("logs", "postgres", "--tail", "50", cwd=folder)
