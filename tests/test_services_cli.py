@@ -242,6 +242,22 @@ def test_urls_carry_a_non_standard_https_port(project: Path, nself: Run) -> None
     assert rows[0]["url"] == "https://api1.local.nself.org:8443"
 
 
+def test_queue_workers_depend_on_redis_when_it_runs(project: Path, nself: Run) -> None:
+    result = nself("service", "add", "jobs", "-t", "bullmq", cwd=project)
+    assert result.code == 0, result.output
+    assert "needs redis, which is not part of the stack" in result.err
+    assert "CS_1_DEPENDS_ON=redis" in result.err
+    assert "DEPENDS_ON" not in envslots.read(project)[1].values
+    set_env(project, ".env.dev", REDIS_ENABLED="true")
+    result = nself("service", "add", "tasks", "-t", "celery", cwd=project)
+    assert result.code == 0 and "warning" not in result.err, result.output
+    assert envslots.read(project)[2].values["DEPENDS_ON"] == "redis"
+    built = nself("build", cwd=project)
+    assert built.code == 0, built.output
+    computed = (project / ".env.computed").read_text()
+    assert "CS_2_ENV_REDIS_URL=redis://:" in computed  # the stack's password-protected Redis
+
+
 def test_env_block_round_trips() -> None:
     text = "A=1\n# mine\nCS_1_NAME=x\n"
     added = envslots.appended(text, "api", 2, [("NAME", "api"), ("PORT", "8002")])

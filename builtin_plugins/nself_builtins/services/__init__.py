@@ -47,7 +47,7 @@ def register_commands(app: Any) -> None:
         from dataclasses import asdict
 
         from nself_sdk import find_project
-        from nself_sdk.console import emit_json, info, ok
+        from nself_sdk.console import emit_json, info, ok, warn
 
         from . import scaffold
 
@@ -65,6 +65,8 @@ def register_commands(app: Any) -> None:
         if added.files:
             info(f"  code: {added.folder}/ ({len(added.files)} files)")
         info(f"  slot: CS_{added.slot}_* in {added.env_file}")
+        for message in added.warnings:
+            warn(message)
         info("next: nself build && nself start")
 
     @group.command("list")

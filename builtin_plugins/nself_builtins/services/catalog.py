@@ -27,6 +27,8 @@ class Template:
     compiled: bool = False
     websocket: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    # Stack services the template cannot work without (e.g. redis for queue workers).
+    needs: tuple[str, ...] = ()
 
     @property
     def folder(self) -> Path:
@@ -57,7 +59,10 @@ class Template:
 def catalog() -> dict[str, Template]:
     with CATALOG.open("rb") as handle:
         raw = tomllib.load(handle)
-    return {name: Template(name=name, **fields) for name, fields in sorted(raw.items())}
+    return {
+        name: Template(name=name, **{**fields, "needs": tuple(fields.get("needs", ()))})
+        for name, fields in sorted(raw.items())
+    }
 
 
 def suggest(name: str, limit: int = 3) -> list[str]:

@@ -174,6 +174,7 @@ class Added:
     files: list[str]
     env_file: str
     url: str
+    warnings: list[str]
 
 
 def add(
@@ -238,6 +239,14 @@ def add(
     values = context(
         name, port, subdomain, before.config.project_name, before.config.domain, number
     )
+    running = {s.name for s in before.stack.services}
+    depends = [need for need in tpl.needs if need in running]
+    warnings = [
+        f"template {tpl.name} needs {need}, which is not part of the stack: enable it "
+        f"({need.upper()}_ENABLED=true in .env.dev), then set CS_{number}_DEPENDS_ON={need}"
+        for need in tpl.needs
+        if need not in running
+    ]
     staging: Path | None = None
     files: list[str] = []
     env_path = project / envslots.TARGET_FILE
@@ -249,7 +258,7 @@ def add(
             staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=services))
             staging.chmod(0o755)
             files = render(tpl, staging, values)
-        block = slot_values(name, tpl, port, subdomain)
+        block = slot_values(name, tpl, port, subdomain, depends)
         write_atomic(env_path, envslots.appended(original, name, number, block), mode)
         try:
             after = plan(project, CHECK_ENV)
@@ -278,10 +287,13 @@ def add(
         files,
         envslots.TARGET_FILE,
         url,
+        warnings,
     )
 
 
-def slot_values(name: str, tpl: Template, port: int, subdomain: str) -> list[tuple[str, str]]:
+def slot_values(
+    name: str, tpl: Template, port: int, subdomain: str, depends: list[str]
+) -> list[tuple[str, str]]:
     values = [
         ("NAME", name),
         ("TEMPLATE", tpl.name),
@@ -293,6 +305,8 @@ def slot_values(name: str, tpl: Template, port: int, subdomain: str) -> list[tup
     ]
     if tpl.websocket:
         values.append(("WEBSOCKET", "true"))
+    if depends:
+        values.append(("DEPENDS_ON", ",".join(depends)))
     env = dict(BASE_ENV)
     env.update(tpl.env)
     values += [(f"ENV_{key}", value) for key, value in env.items()]
