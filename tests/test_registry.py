@@ -429,3 +429,33 @@ def test_registry_url_from_the_project_settings(
     monkeypatch.setenv(client.URL_VAR, "ftp://example.invalid/")  # the environment wins
     with pytest.raises(NselfError, match="must start with https://"):
         client.source(project)
+
+
+def test_nself_registry_serve_private(env: Path, trust: Trust) -> None:
+    """`nself registry serve FOLDER --token-env VAR` as a real process."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    site = published(env, trust, ("notify", "1.0.0", {}))
+    ping_key = env / "ping.pem"
+    ping_key.write_bytes(keys.private_pem(trust.license))
+    port = free_port()
+    environ = dict(os.environ, REG_TOKEN="a-long-enough-private-token")
+    nself_bin = Path(sys.executable).with_name("nself")
+    proc = subprocess.Popen(
+        [str(nself_bin), "registry", "serve", str(site), "--port", str(port),
+         "--token-env", "REG_TOKEN", "--ping-key", str(ping_key)],
+        env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        health = wait_for(url + "/health", proc).json()
+        assert health == {"status": "ok", "registry": True, "ping_api": True}
+        assert httpx.get(url + "/index.json").status_code == 401
+        auth = {"Authorization": "Bearer a-long-enough-private-token"}
+        assert httpx.get(url + "/index.json", headers=auth).json()["signed"]["version"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
