@@ -30,12 +30,22 @@ BUNDLES = ("pgbouncer", "ntfy", "audit")
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
+CPU: dict[Path, list[float]] = {}
+
+
 def nself(args: list[str], cwd: Path) -> float:
+    """Wall time of one run; its CPU time (user + system) is kept in CPU[cwd]."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([str(BIN), *args], cwd=cwd, env=ENV, capture_output=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         sys.exit(f"nself {' '.join(args)} failed:\n{done.stderr.decode()}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    CPU.setdefault(cwd, []).append(cpu)
     return elapsed
 
 
@@ -58,15 +68,21 @@ def main() -> None:
             nself(["build"], plain)
             nself(["build"], bundled)
         times: dict[str, list[float]] = {"without_bundles": [], "with_3_bundles": []}
+        CPU.clear()
         for _ in range(opts.runs):  # interleaved, so load changes hit both alike
             times["without_bundles"].append(nself(["build"], plain))
             times["with_3_bundles"].append(nself(["build"], bundled))
+        cpu = {
+            "without_bundles": statistics.median(CPU[plain]),
+            "with_3_bundles": statistics.median(CPU[bundled]),
+        }
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{platform.python_implementation()} {platform.python_version()}",
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "runs": opts.runs,
         **{key: summary(values) for key, values in times.items()},
+        "cpu_median_s": {key: round(value, 4) for key, value in cpu.items()},
     }
     result["overhead_median_s"] = round(
         result["with_3_bundles"]["median_s"] - result["without_bundles"]["median_s"], 4
@@ -78,7 +94,13 @@ def main() -> None:
     for key in times:
         s = result[key]
         print(f"build {key:<16} median {s['median_s']:.3f} s (min {s['min_s']:.3f})")
-    print(f"bundles add {result['overhead_median_s'] * 1000:.0f} ms (median)")
+    print(f"bundles add {result['overhead_median_s'] * 1000:.0f} ms (median wall time)")
+    c = result["cpu_median_s"]
+    print(
+        f"CPU time median: {c['without_bundles']:.3f} s without, "
+        f"{c['with_3_bundles']:.3f} s with bundles "
+        f"(+{(c['with_3_bundles'] - c['without_bundles']) * 1000:.0f} ms)"
+    )
 
 
 if __name__ == "__main__":

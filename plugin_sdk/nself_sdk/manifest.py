@@ -203,6 +203,30 @@ def default_table_prefix(name: str) -> str:
 _CLAUSE = re.compile(r"^(>=|<=|==|!=|>|<|=|\^|~)?\s*v?(\d+(?:\.\d+){0,2}(?:[-+][0-9A-Za-z.+-]+)?)$")
 
 
+_NUM = r"(?:0|[1-9]\d*)"
+_IDENT = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
+_PRE = rf"(?:-{_IDENT}(?:\.{_IDENT})*)?"
+_BUILD = r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
+# Semantic Versioning 2.0.0, checked without importing ``semver`` (bundles load on every
+# build); ``semver`` does the comparisons.
+SEMVER = re.compile(rf"^{_NUM}\.{_NUM}\.{_NUM}{_PRE}{_BUILD}$")
+_PARTIAL = re.compile(rf"^{_NUM}(?:\.{_NUM}(?:\.{_NUM}{_PRE}{_BUILD})?)?$")
+
+
+def check_range(spec: str) -> None:
+    """Raise ``ValueError`` with a readable reason unless ``spec`` is a valid range."""
+    spec = spec.strip()
+    if spec in ("", "*"):
+        return
+    for raw in spec.split(","):
+        part = raw.strip()
+        match = _CLAUSE.match(part)
+        if not match:
+            raise ValueError(f"{part!r} is not a version clause like '>=0.1.0'")
+        if not _PARTIAL.match(match.group(2)):
+            raise ValueError(f"{match.group(2)!r} is not a semantic version")
+
+
 def _version(text: str) -> Any:
     import semver
 
@@ -491,23 +515,20 @@ def _parse(text: str, source: str) -> tuple[Manifest | None, list[Problem]]:
         c.add("plugin", "name", f"{name!r} is reserved by nself", "choose another name")
 
     version = _str(c, "plugin", head, "version", required=True) or ""
-    if version:
-        import semver
-
-        if not semver.Version.is_valid(version):
-            c.add(
-                "plugin",
-                "version",
-                f"{version!r} is not a semantic version",
-                "use MAJOR.MINOR.PATCH, e.g. 1.0.0",
-            )
+    if version and not SEMVER.match(version):
+        c.add(
+            "plugin",
+            "version",
+            f"{version!r} is not a semantic version",
+            "use MAJOR.MINOR.PATCH, e.g. 1.0.0",
+        )
     description = _str(c, "plugin", head, "description", required=True) or ""
     tier = _str(c, "plugin", head, "tier") or "free"
     if tier not in TIERS:
         c.add("plugin", "tier", f"{tier!r} is not a licence tier", "use free or pro")
     requires = _str(c, "plugin", head, "requires_nself") or "*"
     try:
-        parse_range(requires)
+        check_range(requires)
     except ValueError as exc:
         c.add("plugin", "requires_nself", str(exc), 'write a range like ">=0.1.0, <1.0.0"')
     prefix = _str(c, "plugin", head, "env_prefix") or (default_env_prefix(name) if name else "")
@@ -533,7 +554,7 @@ def _parse(text: str, source: str) -> tuple[Manifest | None, list[Problem]]:
                 c.add("dependencies", dep, "must be a version range string", 'e.g. ">=1.0"')
                 continue
             try:
-                parse_range(spec)
+                check_range(spec)
             except ValueError as exc:
                 c.add("dependencies", dep, str(exc), 'write a range like ">=1.0.0, <2.0.0"')
             dependencies[dep] = spec
