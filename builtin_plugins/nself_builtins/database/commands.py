@@ -314,6 +314,46 @@ def _backup_app() -> typer.Typer:
         if failed:
             raise NselfError(f"{failed} of {len(names)} backup(s) failed verification")
 
+    @app.command("push")
+    def push_cmd(
+        name: Annotated[str | None, typer.Argument(help="Backup name (default: newest).")] = None,
+        all_: Annotated[bool, typer.Option("--all", help="Push every backup.")] = False,
+        env: EnvOpt = None,
+    ) -> None:
+        """Copy backups to S3 (BACKUP_S3_BUCKET; MinIO or any S3), checked after upload."""
+        from .backups import Store
+        from .offsite import Bucket, push
+
+        target = resolve(env)
+        store = Store.for_project(target.project, target.config)
+        bucket = Bucket.from_config(target.config)
+        names = [r["name"] for r in store.listing()] if all_ else [store.resolve_name(name)]
+        for each in names:
+            keys = push(store, each, bucket)
+            ok(f"{each}: {len(keys)} files in s3://{bucket.name}/{bucket.prefix}/")
+
+    @app.command("pull")
+    def pull_cmd(
+        name: Annotated[
+            str | None, typer.Argument(help="Backup name (default: list them).")
+        ] = None,
+        env: EnvOpt = None,
+    ) -> None:
+        """Download a backup from S3 into the backup folder (checked like a restore)."""
+        from .backups import Store
+        from .offsite import Bucket, pull, remote_names
+
+        target = resolve(env)
+        store = Store.for_project(target.project, target.config)
+        bucket = Bucket.from_config(target.config)
+        if name is None:
+            for each in remote_names(bucket):
+                info(f"  {each}")
+            return
+        manifest = pull(store, name, bucket)
+        ok(f"downloaded {name} ({_size(manifest['size'])})")
+        info(f"  restore it with `nself db restore {name}`")
+
     @app.command("prune")
     def prune_cmd(
         yes: Annotated[bool, typer.Option("--yes", help="Really delete.")] = False,

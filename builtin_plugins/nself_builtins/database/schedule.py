@@ -61,12 +61,13 @@ def validate(config: Config) -> list[Problem]:
                 "BACKUP_RETENTION_DAYS must be at least 1",
             )
         )
-    if config.text("BACKUP_S3_BUCKET"):
+    if config.text("BACKUP_S3_BUCKET") and config.text("BACKUP_SCHEDULE"):
         problems.append(
             Problem(
                 "warning",
-                "BACKUP_S3_BUCKET is set, but uploading backups to S3 is not available yet",
-                "backups stay in the project's backup folder; copy them off the host yourself",
+                "scheduled backups stay on the host: the in-stack scheduler does not upload to "
+                "S3 yet",
+                "copy them with `nself db backup push --all` (e.g. from the host's cron)",
             )
         )
     return problems
