@@ -258,6 +258,38 @@ def test_queue_workers_depend_on_redis_when_it_runs(project: Path, nself: Run) -
     assert "CS_2_ENV_REDIS_URL=redis://:" in computed  # the stack's password-protected Redis
 
 
+def test_an_image_gets_a_slot_without_code(project: Path, nself: Run) -> None:
+    """The seed's CS_1 pattern: a ready image, routed at its subdomain."""
+    args = ("ping_api", "--image", "nself/ping-api:latest", "--port", "8001", "--subdomain", "ping")
+    result = nself("service", "add", *args, cwd=project)
+    assert result.code == 0, result.output
+    assert "image nself/ping-api:latest" in result.out
+    values = envslots.read(project)[1].values
+    assert values["IMAGE"] == "nself/ping-api:latest" and "BUILD" not in values
+    assert values["ENV_DATABASE_URL"] == "${DATABASE_URL}"
+    assert list((project / "services").iterdir()) == []
+    result = nself("build", "--json", cwd=project)
+    assert json.loads(result.out)["urls"]["ping-api"] == "https://ping.local.nself.org"
+    compose = (project / "docker-compose.yml").read_text()
+    assert "image: nself/ping-api:latest" in compose
+    assert "http://127.0.0.1:8001/health" in compose  # Compose's wget check for images
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["x"], "pass either --template T"),
+        (["x", "-t", "node", "--image", "nginx:1"], "pass either --template T"),
+        (["x", "--image", "Not An Image"], "invalid image reference"),
+        (["x", "--image", "nginx:1", "--use-existing"], "an --image has no code"),
+    ],
+)
+def test_template_or_image(project: Path, nself: Run, args: list[str], message: str) -> None:
+    result = nself("service", "add", *args, cwd=project)
+    assert result.code == 2 and message in result.err, result.output
+    assert result.err.splitlines()[1].startswith("hint: ")
+
+
 def test_env_block_round_trips() -> None:
     text = "A=1\n# mine\nCS_1_NAME=x\n"
     added = envslots.appended(text, "api", 2, [("NAME", "api"), ("PORT", "8002")])

@@ -27,8 +27,12 @@ def register_commands(app: Any) -> None:
     def add(
         name: Annotated[str, typer.Argument(help="Service name; also its hostname and folder.")],
         template: Annotated[
-            str, typer.Option("--template", "-t", help="Template (see `nself service templates`).")
-        ],
+            str | None,
+            typer.Option("--template", "-t", help="Template (see `nself service templates`)."),
+        ] = None,
+        image: Annotated[
+            str | None, typer.Option("--image", help="Run this image instead (no code).")
+        ] = None,
         port: Annotated[
             int | None, typer.Option(help="Port the service listens on (default: next free).")
         ] = None,
@@ -43,7 +47,7 @@ def register_commands(app: Any) -> None:
         ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
     ) -> None:
-        """Scaffold services/NAME from a template and give it the next free CS_N slot."""
+        """Scaffold services/NAME from a template (or use --image) in the next free CS_N slot."""
         from dataclasses import asdict
 
         from nself_sdk import find_project
@@ -52,16 +56,14 @@ def register_commands(app: Any) -> None:
         from . import scaffold
 
         added = scaffold.add(
-            find_project(), name, template, port, subdomain, internal, use_existing
+            find_project(), name, template, port, subdomain, internal, use_existing, image
         )
         if as_json:
             emit_json(asdict(added))
             return
         where = added.url or "internal only"
-        ok(
-            f"added {added.name} (template {added.template}) as CS_{added.slot} on port "
-            f"{added.port}: {where}"
-        )
+        source = f"template {added.template}" if added.template else f"image {image}"
+        ok(f"added {added.name} ({source}) as CS_{added.slot} on port {added.port}: {where}")
         if added.files:
             info(f"  code: {added.folder}/ ({len(added.files)} files)")
         info(f"  slot: CS_{added.slot}_* in {added.env_file}")

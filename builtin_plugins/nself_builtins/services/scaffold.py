@@ -70,6 +70,19 @@ def check_name(name: str) -> None:
         )
 
 
+IMAGE = re.compile(
+    r"^[a-z0-9][a-z0-9._-]*(:[0-9]+)?(/[a-z0-9._-]+)*(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+
+
+def check_image(image: str) -> None:
+    if not IMAGE.match(image):
+        raise UsageError(
+            f"invalid image reference {image!r}",
+            "write it like nginx:1.27, ghcr.io/acme/api:1.4 or registry:5000/team/app@sha256:...",
+        )
+
+
 def check_subdomain(subdomain: str) -> None:
     if not LABEL.match(subdomain):
         raise UsageError(
@@ -180,13 +193,26 @@ class Added:
 def add(
     project: Path,
     name: str,
-    template_name: str,
+    template_name: str | None,
     port: int | None = None,
     subdomain: str | None = None,
     internal: bool = False,
     use_existing: bool = False,
+    image: str | None = None,
 ) -> Added:
-    tpl = template(template_name)
+    if (template_name is None) == (image is None):
+        raise UsageError(
+            "pass either --template T (scaffold code) or --image IMAGE (run an image)",
+            "see `nself service templates`",
+        )
+    tpl = template(template_name) if template_name is not None else None
+    if image is not None:
+        check_image(image)
+        if use_existing:
+            raise UsageError(
+                "--use-existing gives code a slot; an --image has no code",
+                "drop --use-existing, or use --template for services/NAME",
+            )
     check_name(name)
     if subdomain is not None and internal:
         raise UsageError("--subdomain and --internal contradict each other", "pass one of them")
@@ -203,7 +229,7 @@ def add(
             f"the name {name!r} is already used by {used.names[host]}",
             "pick another name, or `nself service remove` the old one",
         )
-    if not internal and subdomain is None and tpl.public:
+    if not internal and subdomain is None and (tpl is None or tpl.public):
         subdomain = host
     subdomain = subdomain or ""
     if subdomain and subdomain in used.subdomains:
@@ -228,7 +254,7 @@ def add(
 
     services = project / SERVICES_DIR
     folder = services / name
-    if folder.exists() and not use_existing:
+    if folder.exists() and not use_existing and tpl is not None:
         raise NselfError(
             f"{SERVICES_DIR}/{name} already exists",
             "pass --use-existing to give that code a slot, or remove the folder",
@@ -240,11 +266,12 @@ def add(
         name, port, subdomain, before.config.project_name, before.config.domain, number
     )
     running = {s.name for s in before.stack.services}
-    depends = [need for need in tpl.needs if need in running]
+    needs = tpl.needs if tpl is not None else ()
+    depends = [need for need in needs if need in running]
     warnings = [
-        f"template {tpl.name} needs {need}, which is not part of the stack: enable it "
+        f"template {template_name} needs {need}, which is not part of the stack: enable it "
         f"({need.upper()}_ENABLED=true in .env.dev), then set CS_{number}_DEPENDS_ON={need}"
-        for need in tpl.needs
+        for need in needs
         if need not in running
     ]
     staging: Path | None = None
@@ -253,12 +280,12 @@ def add(
     original = env_path.read_text(encoding="utf-8")
     mode = stat.S_IMODE(env_path.stat().st_mode)
     try:
-        if not use_existing:
+        if tpl is not None and not use_existing:
             services.mkdir(exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=services))
             staging.chmod(0o755)
             files = render(tpl, staging, values)
-        block = slot_values(name, tpl, port, subdomain, depends)
+        block = slot_values(name, tpl, port, subdomain, depends, image)
         write_atomic(env_path, envslots.appended(original, name, number, block), mode)
         try:
             after = plan(project, CHECK_ENV)
@@ -280,10 +307,10 @@ def add(
     return Added(
         name,
         number,
-        tpl.name,
+        tpl.name if tpl is not None else "",
         port,
         subdomain,
-        f"{SERVICES_DIR}/{name}",
+        f"{SERVICES_DIR}/{name}" if tpl is not None else "",
         files,
         envslots.TARGET_FILE,
         url,
@@ -292,23 +319,33 @@ def add(
 
 
 def slot_values(
-    name: str, tpl: Template, port: int, subdomain: str, depends: list[str]
+    name: str,
+    tpl: Template | None,
+    port: int,
+    subdomain: str,
+    depends: list[str],
+    image: str | None = None,
 ) -> list[tuple[str, str]]:
-    values = [
-        ("NAME", name),
-        ("TEMPLATE", tpl.name),
-        ("BUILD", f"./{SERVICES_DIR}/{name}"),
-        ("PORT", str(port)),
-        ("SUBDOMAIN", subdomain),
-        # The template's Dockerfile has a HEALTHCHECK that needs no wget in the image.
-        ("HEALTHCHECK", "image"),
-    ]
-    if tpl.websocket:
+    if tpl is None:
+        # An image of its own: Compose checks PORT/health with wget (CS_N_HEALTHCHECK).
+        values = [("NAME", name), ("IMAGE", image or ""), ("PORT", str(port))]
+        values.append(("SUBDOMAIN", subdomain))
+    else:
+        values = [
+            ("NAME", name),
+            ("TEMPLATE", tpl.name),
+            ("BUILD", f"./{SERVICES_DIR}/{name}"),
+            ("PORT", str(port)),
+            ("SUBDOMAIN", subdomain),
+            # The template's Dockerfile has a HEALTHCHECK that needs no wget in the image.
+            ("HEALTHCHECK", "image"),
+        ]
+    if tpl is not None and tpl.websocket:
         values.append(("WEBSOCKET", "true"))
     if depends:
         values.append(("DEPENDS_ON", ",".join(depends)))
     env = dict(BASE_ENV)
-    env.update(tpl.env)
+    env.update(tpl.env if tpl is not None else {})
     values += [(f"ENV_{key}", value) for key, value in env.items()]
     return values
 
