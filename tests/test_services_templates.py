@@ -38,6 +38,51 @@ REQUIRED = {
     "rust", "axum", "actix-web", "spring-boot", "ktor", "aspnet", "rails", "sinatra",
     "laravel", "phoenix", "static", "cron", "websocket",
 }  # fmt: skip
+# Template names are stable identifiers users type and CS_N_TEMPLATE records: a name may be
+# added, never renamed or removed.
+STABLE = {
+    "actix-web",
+    "aiohttp",
+    "aspnet",
+    "axum",
+    "bullmq",
+    "bun",
+    "celery",
+    "chi",
+    "cron",
+    "deno",
+    "django",
+    "echo",
+    "express",
+    "fastapi",
+    "fastify",
+    "fiber",
+    "flask",
+    "gin",
+    "go",
+    "graphql-yoga",
+    "grpc",
+    "hasura-actions",
+    "hono",
+    "java",
+    "koa",
+    "ktor",
+    "laravel",
+    "litestar",
+    "nest",
+    "node",
+    "phoenix",
+    "python",
+    "rails",
+    "rust",
+    "sinatra",
+    "slim",
+    "socketio",
+    "spring-boot",
+    "static",
+    "trpc",
+    "websocket",
+}
 PLACEHOLDER = re.compile(r"\{\{-?\s*[A-Za-z_][A-Za-z0-9_]*\s*(\|[^}]*)?-?\}\}|\{%|%\}|\{#")
 
 
@@ -56,6 +101,7 @@ def renders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_catalog_covers_the_issue_and_matches_the_folders() -> None:
     assert len(NAMES) >= 40
     assert set(NAMES) >= REQUIRED, sorted(REQUIRED - set(NAMES))
+    assert set(NAMES) >= STABLE, f"renamed or removed: {sorted(STABLE - set(NAMES))}"
     folders = {p.name for p in TEMPLATES.iterdir() if p.is_dir()}
     assert folders == set(NAMES)
     for tpl in catalog().values():
