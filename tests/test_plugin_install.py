@@ -414,3 +414,39 @@ def test_bundle_secret_is_generated_by_nself_secrets(
     assert "VAULTY_TOKEN=" in (project / ".env.secrets").read_text()
     built = nself("build", cwd=project)
     assert built.code == 0, built.output
+
+
+@pytest.mark.parametrize("reference", ["${DATABASE_URL}", "${POSTGRES_URL}"])
+def test_rendered_files_never_hold_secrets(
+    project: Path, tmp_path: Path, nself: Run, reference: str
+) -> None:
+    files = '[[files]]\nsource = "app.conf"\ntarget = "/etc/app.conf"\n'
+    service = '[service]\nimage = "nself-standin/http:3"\n'
+    folder = make_bundle(
+        tmp_path, "leaky", extra=service + files, files={"app.conf": f"db = {reference}\n"}
+    )
+    install_folder(project, folder)
+    result = nself("build", cwd=project)
+    assert result.code == 1
+    assert "would write secret setting(s)" in result.err and "into a file on disk" in result.err
+    assert not (project / ".nself/plugin-files/leaky/app.conf").exists()
+
+
+def test_two_bundles_on_one_port_stop_the_build(project: Path, tmp_path: Path, nself: Run) -> None:
+    install_folder(project, make_bundle(tmp_path, "alpha"))
+    install_folder(project, make_bundle(tmp_path, "beta"))
+    (project / ".env.local").write_text("BETA_PORT=3820\n")
+    result = nself("build", cwd=project)
+    assert result.code == 1 and "plugins alpha and beta both use port 3820" in result.err
+
+
+def test_status_names_missing_settings(project: Path, tmp_path: Path, nself: Run) -> None:
+    import json
+
+    needs = '[settings.KEYED_API_URL]\nrequired = true\ndescription = "Where to send."\n'
+    install_folder(project, make_bundle(tmp_path, "keyed", extra=needs))
+    result = nself("plugin", "status", "--json", cwd=project)
+    assert result.code == 0, result.output
+    (row,) = json.loads(result.out)
+    assert row["name"] == "keyed" and row["missing"] == ["KEYED_API_URL"]
+    assert row["port"] == 3820

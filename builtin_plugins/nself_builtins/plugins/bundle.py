@@ -250,16 +250,31 @@ def volume_name(plugin: str, key: str) -> str:
     return "plugin_" + re.sub(r"[^a-z0-9_]", "_", plugin) + "_" + key
 
 
+def _has_password(value: str) -> bool:
+    """A URL with a password in it (e.g. DATABASE_URL)."""
+    if "://" not in value or "@" not in value:
+        return False
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(value).password is not None
+    except ValueError:
+        return True
+
+
 def render_template(text: str, config: Config, source: str, plugin: str) -> str:
     """Substitute ``${NAME}`` / ``${NAME:-default}`` from the resolved settings."""
     from nself_sdk import NselfError
 
     missing: list[str] = []
+    secret: list[str] = []
 
     def value(match: re.Match[str]) -> str:
         whole = match.group(0)
         name = match.group(1)
         got = config.get(name)
+        if config.is_secret(name) or _has_password(got or ""):
+            secret.append(name)
         if got is not None and got != "":
             return got
         if ":-" in whole:
@@ -269,6 +284,12 @@ def render_template(text: str, config: Config, source: str, plugin: str) -> str:
         return got or ""
 
     rendered = REF.sub(value, text)
+    if secret:
+        raise NselfError(
+            f"plugin {plugin}: {source} would write secret setting(s) "
+            f"{', '.join(sorted(set(secret)))} into a file on disk",
+            "pass secrets to the container through [service.environment] instead",
+        )
     if missing:
         raise NselfError(
             f"plugin {plugin}: {source} refers to undefined setting(s): "
