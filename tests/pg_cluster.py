@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -109,6 +110,28 @@ class Cluster:
             ),
             check=True,
             capture_output=True,
+        )
+        self._watchdog()
+
+    def _watchdog(self) -> None:
+        """Stop the server and delete its folder once this process is gone, even if it was
+        killed (a timeout, ^C twice): a killed test run must not leave a server behind."""
+        stop = " ".join(
+            shlex.quote(a)
+            for a in self._as_server_user(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
+            )
+        )
+        script = (
+            f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 3; done; "
+            f"{stop} >/dev/null 2>&1; rm -rf {shlex.quote(str(self.root))}"
+        )
+        subprocess.Popen(
+            ["sh", "-c", script],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def stop(self, mode: str = "fast") -> None:
