@@ -71,7 +71,10 @@ def test_without_docker_installed_commands_say_so(
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
-    result = nself("start", cwd=project)
-    assert result.code == 1
-    assert "error: Docker is not installed" in result.err
-    assert "hint: install Docker Engine" in result.err
+    # No docker command, and no engine socket where one would be.
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    for command in (["start"], ["status"], ["stop"]):
+        result = nself(*command, cwd=project)
+        assert result.code == 1, (command, result.output)
+        assert "error: Docker is not installed" in result.err
+        assert "hint: install Docker Engine" in result.err

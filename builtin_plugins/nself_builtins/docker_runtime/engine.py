@@ -37,6 +37,7 @@ from nself_sdk import (
 from .compose import (
     COMPOSE_FILE,
     ENV_FILE,
+    INSTALL_HINT,
     ComposeService,
     compose_command,
     dependents,
@@ -79,6 +80,12 @@ def engine_error(message: str) -> NselfError:
             f"no permission to use the Docker engine at {host}",
             "add your user to the docker group (`sudo usermod -aG docker $USER`, then log in "
             "again) or run nself as root",
+        )
+    socket_path = host[len("unix://") :] if host.startswith("unix://") else ""
+    if socket_path and not os.path.exists(socket_path) and shutil.which("docker") is None:
+        return NselfError(
+            f"Docker is not installed (no docker command, no engine socket at {socket_path})",
+            INSTALL_HINT,
         )
     markers = (
         "filenotfounderror",
@@ -655,7 +662,10 @@ class DockerRuntime:
         if core_down:
             # A core service failed: report now rather than wait out the others.
             pending.clear()
-            deadline = min(deadline, time.monotonic() + 5)
+        if wait:
+            # Every target is settled, so Compose has started what it could; it may still
+            # be waiting on a dependency that failed: give it a moment, not the timeout.
+            deadline = min(deadline, time.monotonic() + (5 if core_down else 15))
         proc_done = _finish(proc, reader, deadline if wait else time.monotonic() + 60)
         text = "".join(output)
         if proc.returncode not in (0, None):
