@@ -34,6 +34,7 @@ class Component:
     image: str
     port: int
     optional: bool = False  # may be switched off with <NAME>_ENABLED=false
+    health: str = "/"  # the HTTP path its health check asks
 
     @property
     def env(self) -> str:
@@ -41,13 +42,13 @@ class Component:
 
 
 COMPONENTS = (
-    Component("prometheus", "Prometheus", "prom/prometheus:v2.53.2", 9090),
-    Component("grafana", "Grafana", "grafana/grafana:11.3.0", 3000),
-    Component("loki", "Loki", "grafana/loki:3.2.1", 3100),
-    Component("promtail", "Promtail", "grafana/promtail:3.2.1", 9080, optional=True),
-    Component("tempo", "Tempo", "grafana/tempo:2.6.1", 3200),
-    Component("alertmanager", "Alertmanager", "prom/alertmanager:v0.27.0", 9093),
-    Component("cadvisor", "cAdvisor", "gcr.io/cadvisor/cadvisor:v0.49.1", 8080, optional=True),
+    Component("prometheus", "Prometheus", "prom/prometheus:v2.53.2", 9090, health="/-/ready"),
+    Component("grafana", "Grafana", "grafana/grafana:11.3.0", 3000, health="/api/health"),
+    Component("loki", "Loki", "grafana/loki:3.2.1", 3100, health="/ready"),
+    Component("promtail", "Promtail", "grafana/promtail:3.2.1", 9080, True, "/ready"),
+    Component("tempo", "Tempo", "grafana/tempo:2.6.1", 3200, health="/ready"),
+    Component("alertmanager", "Alertmanager", "prom/alertmanager:v0.27.0", 9093, health="/-/ready"),
+    Component("cadvisor", "cAdvisor", "gcr.io/cadvisor/cadvisor:v0.49.1", 8080, True, "/healthz"),
     Component("node-exporter", "Node Exporter", "prom/node-exporter:v1.8.2", 9100, optional=True),
     Component(
         "postgres-exporter",
@@ -55,7 +56,13 @@ COMPONENTS = (
         "prometheuscommunity/postgres-exporter:v0.15.0",
         9187,
     ),
-    Component("redis-exporter", "Redis Exporter", "oliver006/redis_exporter:v1.62.0-alpine", 9121),
+    Component(
+        "redis-exporter",
+        "Redis Exporter",
+        "oliver006/redis_exporter:v1.62.0-alpine",
+        9121,
+        health="/health",
+    ),
 )
 BY_NAME = {c.name: c for c in COMPONENTS}
 # Loki/Prometheus durations (days allowed) and Go durations (Tempo: hours at most).
@@ -201,9 +208,11 @@ def _service(config: Config, component: Component) -> Service:
         image=image,
         role="monitoring",
         port=c.port,
-        health_url=f"http://{c.name}:{c.port}/",
+        health_url=f"http://{c.name}:{c.port}{c.health}",
     )
-    check = HealthCheck(_http_check(c.port, "/"), interval="15s", retries=5, start_period="20s")
+    check = HealthCheck(
+        _http_check(c.port, c.health), interval="15s", retries=5, start_period="20s"
+    )
     if c.name == "prometheus":
         return replace(
             base,
@@ -213,7 +222,7 @@ def _service(config: Config, component: Component) -> Service:
                 "--storage.tsdb.retention.time=${PROMETHEUS_RETENTION}",
                 "--web.enable-lifecycle",
             ),
-            healthcheck=HealthCheck(_http_check(c.port, "/-/ready"), interval="15s"),
+            healthcheck=HealthCheck(_http_check(c.port, c.health), interval="15s"),
             mounts=(
                 Mount("./monitoring/prometheus", "/etc/prometheus", read_only=True),
                 Mount("prometheus_data", "/prometheus"),
@@ -226,7 +235,7 @@ def _service(config: Config, component: Component) -> Service:
                 "--config.file=/etc/alertmanager/alertmanager.yml",
                 "--storage.path=/alertmanager",
             ),
-            healthcheck=HealthCheck(_http_check(c.port, "/-/ready"), interval="15s"),
+            healthcheck=HealthCheck(_http_check(c.port, c.health), interval="15s"),
             mounts=(
                 Mount("./monitoring/alertmanager", "/etc/alertmanager", read_only=True),
                 Mount("alertmanager_data", "/alertmanager"),
@@ -249,7 +258,7 @@ def _service(config: Config, component: Component) -> Service:
                 "GF_LOG_MODE": "console",
             },
             healthcheck=HealthCheck(
-                _http_check(c.port, "/api/health", tool="curl"), interval="15s", start_period="30s"
+                _http_check(c.port, c.health, tool="curl"), interval="15s", start_period="30s"
             ),
             depends_on=depends,
             mounts=(
@@ -269,7 +278,7 @@ def _service(config: Config, component: Component) -> Service:
             base,
             command=("-config.file=/etc/loki/loki.yml",),
             healthcheck=HealthCheck(
-                _http_check(c.port, "/ready"), interval="15s", start_period="30s"
+                _http_check(c.port, c.health), interval="15s", start_period="30s"
             ),
             mounts=(
                 Mount("./monitoring/loki", "/etc/loki", read_only=True),
@@ -294,7 +303,7 @@ def _service(config: Config, component: Component) -> Service:
             base,
             command=("-config.file=/etc/tempo/tempo.yml",),
             healthcheck=HealthCheck(
-                _http_check(c.port, "/ready"), interval="15s", start_period="30s"
+                _http_check(c.port, c.health), interval="15s", start_period="30s"
             ),
             mounts=(
                 Mount("./monitoring/tempo", "/etc/tempo", read_only=True),
@@ -310,7 +319,7 @@ def _service(config: Config, component: Component) -> Service:
                 "--store_container_labels=false",
                 "--whitelisted_container_labels=org.nself.project,org.nself.service",
             ),
-            healthcheck=HealthCheck(_http_check(c.port, "/healthz"), interval="15s"),
+            healthcheck=HealthCheck(_http_check(c.port, c.health), interval="15s"),
             mounts=(
                 Mount("/", "/rootfs", read_only=True),
                 Mount("/var/run", "/var/run", read_only=True),
@@ -351,7 +360,7 @@ def _service(config: Config, component: Component) -> Service:
     return replace(
         base,
         environment={"REDIS_ADDR": "redis://redis:6379", "REDIS_PASSWORD": "${REDIS_PASSWORD}"},
-        healthcheck=HealthCheck(_http_check(c.port, "/health"), interval="15s"),
+        healthcheck=HealthCheck(_http_check(c.port, c.health), interval="15s"),
         depends_on=("redis",),
     )
 
