@@ -14,6 +14,7 @@ import yaml
 from dotenv import dotenv_values
 
 from conftest import Result, needs_docker, set_env, standin
+from test_services_matrix import compose_cmd
 
 Nself = Callable[..., Result]
 
@@ -36,7 +37,7 @@ def test_redis_refuses_clients_without_the_password(
     assert nself("build", cwd=project).code == 0
     password = dotenv_values(project / ".env.computed")["REDIS_PASSWORD"]
     assert password
-    compose = ["docker", "compose", "-p", f"nself-test-redis-{uuid.uuid4().hex[:8]}"]
+    compose = [*compose_cmd(), "-p", f"nself-test-redis-{uuid.uuid4().hex[:8]}"]
     compose += ["--env-file", ".env.computed"]
     try:
         # --wait returns once the generated health check, which authenticates, passes.

