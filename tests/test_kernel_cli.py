@@ -15,7 +15,19 @@ from nself import __version__
 
 Run = Callable[..., Result]
 # Never imported at start-up: commands that need them import them themselves.
-HEAVY = ("docker", "httpx", "cryptography", "jinja2", "psycopg", "starlette", "rich")
+HEAVY = (
+    "docker",
+    "httpx",
+    "cryptography",
+    "jinja2",
+    "psycopg",
+    "starlette",
+    "rich",
+    "boto3",
+    "botocore",
+    "yaml",
+    "dotenv",
+)
 
 
 def imported_after(code: str) -> set[str]:

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Literal, Protocol, runtime_checkable
 
+from .errors import EXIT_DEGRADED as EXIT_DEGRADED
+
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
 
-# Exit status of `nself start` / `nself health` when the stack runs but is degraded: an
-# optional, plugin or custom service failed and was isolated, core services are up.
-EXIT_DEGRADED = 3
+# EXIT_DEGRADED (exit status of a running but degraded stack) lives in errors.py, so the
+# SDK can offer it without importing this module at start-up.
 
 
 @dataclass(frozen=True)

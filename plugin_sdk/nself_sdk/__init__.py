@@ -18,7 +18,7 @@ import pluggy
 from nself import __version__ as nself_version
 from nself.atomic import write_atomic
 from nself.config import TRUE, Config
-from nself.errors import ConfigError, NselfError, UsageError
+from nself.errors import EXIT_DEGRADED, ConfigError, NselfError, UsageError
 from nself.model import (
     GeneratedFile,
     HealthCheck,
@@ -36,7 +36,6 @@ from nself.redact import MASK, scrub, secret_name
 
 if TYPE_CHECKING:
     from nself.runtime import (
-        EXIT_DEGRADED,
         ExecResult,
         HealthResult,
         HealthStatus,
@@ -65,7 +64,6 @@ from .safety import rule as safety_rule
 _LAZY = {
     name: "nself.runtime"
     for name in (
-        "EXIT_DEGRADED",
         "ExecResult",
         "HealthResult",
         "HealthStatus",
