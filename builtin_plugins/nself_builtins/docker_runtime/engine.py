@@ -802,7 +802,7 @@ class DockerRuntime:
             if service.build:
                 emit(Progress(name, "building", service.image))
                 done = self.compose("build", name, check=False)
-                if done.returncode != 0:
+                if done.returncode != 0 or not present(service.image):
                     failed[name] = "image build failed: " + _last_error(done.stdout + done.stderr)
                     continue
             else:

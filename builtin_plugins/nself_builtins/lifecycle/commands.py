@@ -124,6 +124,8 @@ def _pull_hint(project: Project, name: str) -> str:
 def _hint_for(project: Project, name: str, reason: str) -> str:
     if "cannot be pulled" in reason or "build failed" in reason:
         return _pull_hint(project, name)
+    if reason.startswith("needs "):
+        return "it starts once what it needs is fixed"
     return f"see `nself logs {name}`; fix it and run `nself start {name}`"
 
 
@@ -150,7 +152,7 @@ def report_up(project: Project, result: UpResult, began: float) -> int:
             f"{project.title(name)} ({name}) failed to start: {reason}",
             _hint_for(project, name, reason),
         )
-        if "cannot be pulled" not in reason:
+        if "cannot be pulled" not in reason and not reason.startswith("needs "):
             _print_last_logs(project, name)
     if core_failed:
         return 1
