@@ -459,3 +459,18 @@ def test_nself_registry_serve_private(env: Path, trust: Trust) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_separate_publisher_signs_with_nself_plugin_sign(
+    env: Path, trust: Trust, nself: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher = env / "publisher.pem"
+    assert nself("registry", "keygen", str(publisher)).code == 0
+    archive = make_bundle(env / "bundles", "notify", "1.0.0")
+    signed = nself("plugin", "sign", str(archive), "--key", str(publisher))
+    assert signed.code == 0, signed.output
+    assert (env / "bundles" / "notify-1.0.0.tar.gz.sig").is_file()
+    published(env, trust)
+    assert "published by an untrusted key" in error_of(client.fetch, None, "notify", None)
+    monkeypatch.setenv("NSELF_REGISTRY_KEYS", (env / "publisher.pem.pub").read_text().strip())
+    assert client.fetch(None, "notify").is_file()
