@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import set_env
-from nself_sdk import MASK, NselfError, require_confirmation, safety_rule, scrub
+from nself_sdk import MASK, NselfError, require_confirmation, safety_rule, scrub, secret_name
 
 
 @pytest.mark.parametrize(
@@ -87,3 +87,23 @@ def test_deleting_volumes_in_prod_needs_confirmation(project: Path, nself) -> No
     assert refused.code == 1
     assert "deleting data" in refused.err and "in prod needs explicit confirmation" in refused.err
     assert "--confirm" in refused.err
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("POSTGRES_PASSWORD", True),
+        ("PGPASSWORD", True),
+        ("HASURA_GRAPHQL_JWT_SECRET", True),
+        ("HASURA_JWT_KEY", True),
+        ("MEILI_MASTERKEY", True),
+        ("AUTH_SMTP_PASS", True),
+        ("GITHUB_TOKEN", True),
+        ("POSTGRES_USER", False),
+        ("S3_ACCESS_KEY_ID", False),
+        ("JWT_KEY_FILE", False),
+        ("KEYCLOAK_REALM", False),
+    ],
+)
+def test_names_that_look_secret(name: str, secret: bool) -> None:
+    assert secret_name(name) is secret

@@ -13,25 +13,14 @@ from collections.abc import Iterable
 from typing import Any
 
 MASK = "<redacted>"
-# Name parts (split on "_") that mark a secret.
-SECRET_PARTS = frozenset(
-    {
-        "PASSWORD",
-        "PASSWD",
-        "PASS",
-        "PWD",
-        "SECRET",
-        "SECRETS",
-        "TOKEN",
-        "TOKENS",
-        "KEY",
-        "KEYS",
-        "APIKEY",
-        "PRIVATE",
-        "CREDENTIAL",
-        "CREDENTIALS",
-        "SALT",
-    }
+# A name holding one of these anywhere marks a secret (PGPASSWORD, GITHUB_TOKEN...).
+SECRET_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL", "APIKEY", "PRIVATEKEY")
+# ... or one of these as a whole "_"-separated part, or a part ending in KEY (MASTERKEY).
+SECRET_PARTS = frozenset({"PASS", "PWD", "KEY", "KEYS", "SALT", "PRIVATE"})
+# A name ending in one of these describes a secret rather than holding one
+# (JWT_KEY_FILE, S3_ACCESS_KEY_ID, SECRET_NAME, ..._TOKEN_URL).
+NOT_SECRET_LAST = frozenset(
+    {"URL", "URI", "HOST", "PORT", "PATH", "FILE", "DIR", "ID", "NAME", "TYPE", "ENABLED"}
 )
 # Shorter values are too likely to be ordinary words to scrub everywhere.
 MIN_SCRUB = 8
@@ -43,7 +32,13 @@ _ordered: list[str] | None = None
 
 def secret_name(name: str) -> bool:
     """Whether ``name`` looks like it holds a secret."""
-    return any(part in SECRET_PARTS for part in name.upper().split("_"))
+    upper = name.upper()
+    parts = upper.split("_")
+    if parts[-1] in NOT_SECRET_LAST:
+        return False
+    return any(word in upper for word in SECRET_WORDS) or any(
+        part in SECRET_PARTS or part.endswith("KEY") for part in parts
+    )
 
 
 def url_password(value: str) -> str | None:
