@@ -15,7 +15,7 @@ from . import __version__, envfiles
 from .atomic import write_atomic
 from .config import DEFAULT_LABEL, Config, load
 from .errors import NselfError
-from .model import GeneratedFile, Problem, Route, Service, Setting, Stack
+from .model import GeneratedFile, Problem, Route, Service, Setting, Shown, Stack
 from .plugins import call_each, make_manager, tier_of
 
 STATE_DIR = ".nself"
@@ -31,8 +31,8 @@ COMPUTED_HEADER = (
 _REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 
-@dataclass
-class Plan:
+@dataclass(repr=False)
+class Plan(Shown):
     """What a build would write, before anything touches the disk."""
 
     config: Config
@@ -42,8 +42,8 @@ class Plan:
     warnings: list[Problem] = field(default_factory=list)
 
 
-@dataclass
-class BuildResult:
+@dataclass(repr=False)
+class BuildResult(Shown):
     plan: Plan
     changes: dict[str, str]  # path -> created | changed | removed
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, UsageError
+from .model import Shown
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 ALIASES = {"local": "dev", "development": "dev", "production": "prod", "stage": "staging"}
@@ -44,8 +45,8 @@ def layer_files(env: str) -> list[str]:
     return files
 
 
-@dataclass(frozen=True)
-class Entry:
+@dataclass(frozen=True, repr=False)
+class Entry(Shown):
     """One ``KEY=value`` line: where it came from and whether it interpolates."""
 
     key: str

@@ -102,8 +102,8 @@ def scan_entry_points(group: str = ENTRY_POINT_GROUP) -> list[EntryPoint]:
             seen.add(key)
             path = os.path.join(folder, meta, "entry_points.txt")
             try:
-                with open(path, encoding="utf-8") as handle:
-                    text = handle.read()
+                with open(path, "rb") as handle:
+                    text = handle.read().decode("utf-8", "replace")
             except OSError:
                 continue
             for name, value in _entry_points_in(text, group):
