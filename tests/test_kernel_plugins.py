@@ -217,6 +217,15 @@ def test_a_file_generated_twice(site: Path, project: Path, nself: Run) -> None:
     assert "docker-compose.yml" in error and both(error, "compose", "demo")
 
 
+@pytest.mark.parametrize("path", [".env.secrets", ".env.computed", ".nself/build.json", "/etc/x"])
+def test_a_plugin_cannot_write_env_files_state_or_outside(
+    site: Path, project: Path, nself: Run, path: str
+) -> None:
+    make_distribution(site, file=path)
+    error = build_error(project, nself)
+    assert "demo" in error and path in error
+
+
 def test_a_setting_declared_twice(site: Path, project: Path, nself: Run) -> None:
     make_distribution(site, prefix="POSTGRES_PASSWORD_NOT", plugin="demo")
     code = textwrap.dedent(

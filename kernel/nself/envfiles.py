@@ -16,6 +16,8 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 ALIASES = {"local": "dev", "development": "dev", "production": "prod", "stage": "staging"}
 COMPUTED = ".env.computed"
 SECRETS = ".env.secrets"
+# The env files a project keeps (and .env.computed, which only the kernel writes).
+RESERVED = frozenset({".env.dev", ".env.local", ".env.staging", ".env.prod", SECRETS, COMPUTED})
 
 
 def canonical_env(name: str, where: str = "") -> str:
