@@ -241,7 +241,8 @@ def test_a_secret_with_quotes_and_dollars_reaches_compose_unchanged(
     result = nself("build", cwd=project)
     # ${NOT_A_VAR} is still a reference in double quotes: undefined, so refused.
     assert result.code == 1 and "NOT_A_VAR" in result.err
-    (project / ".env.local").write_text('POSTGRES_PASSWORD="pa\\$s\'w0rd\\\\x"\n')
+    # python-dotenv syntax: a lone "$" is literal; a doubled backslash is one backslash.
+    (project / ".env.local").write_text('POSTGRES_PASSWORD="pa$s\'w0rd\\\\x"\n')
     assert nself("build", cwd=project).code == 0
     env = compose_config(project)["services"]["postgres"]["environment"]
     # Compose prints a literal "$" as "$$" in its output.

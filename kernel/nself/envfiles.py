@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import os
-import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,71 +62,36 @@ class Entry(Shown):
         return f"{self.file}:{self.line}" if self.line else self.file
 
 
-# One binding: optional `export`, a name, `=`, then a value that is single-quoted
-# (literal), double-quoted (escapes, interpolation) or bare (up to a ` #` comment). Quoted
-# values may span lines. The same syntax python-dotenv and Docker Compose read.
-_BINDING = re.compile(
-    r"""[ \t]*(?:export[ \t]+)?(?P<key>[^=\s#'"]+)[ \t]*
-    (?:=[ \t]*(?:
-        '(?P<single>(?:\\'|[^'])*)'
-        |"(?P<double>(?:\\.|[^"\\])*)"
-        |(?P<bare>(?!['"])[^\r\n]*)
-    ))?
-    (?P<rest>[^\r\n]*)(?:\r?\n|\Z)""",
-    re.VERBOSE,
-)
-_SKIP = re.compile(r"[ \t]*(?:#[^\r\n]*)?(?:\r?\n|\Z)")
-_TRAILER = re.compile(r"[ \t]*(?:#.*)?")
-_COMMENT = re.compile(r"\s+#.*")
-_SINGLE_ESCAPES = re.compile(r"\\([\\'])")
-_DOUBLE_ESCAPES = re.compile(r"\\([\\'\"abfnrtv$])")
-_ESCAPED = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
-_VARIABLE = re.compile(r"\$\{(?P<name>[^}:]*)(?::-(?P<default>[^}]*))?\}")
-
-
 def parse_text(text: str, file: str) -> list[Entry]:
-    """Parse one env file; a malformed line is an error naming file and line."""
+    """Parse one env file with python-dotenv; a malformed line names file and line.
+
+    The syntax is the one python-dotenv and Docker Compose read: ``export``, single quotes
+    (literal), double quotes (escapes, interpolation), bare values up to a `` #`` comment,
+    quoted values spanning lines.
+    """
+    from dotenv.parser import parse_stream  # python-dotenv
+
     entries: list[Entry] = []
-    pos, line, size = 0, 1, len(text)
-    while pos < size:
-        skipped = _SKIP.match(text, pos)
-        if skipped and skipped.end() > pos:
-            line += 1
-            pos = skipped.end()
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            raise _unparsable(file, line, binding.original.string)
+        key = binding.key
+        if key is None:
             continue
-        match = _BINDING.match(text, pos)
-        start_line = line
-        if match is None or match.end() == pos:
-            raise _unparsable(file, start_line, text[pos:].split("\n", 1)[0])
-        key = match.group("key")
-        if not _TRAILER.fullmatch(match.group("rest")):
-            raise _unparsable(file, start_line, match.group(0))
-        literal = match.group("single") is not None
-        if literal:
-            value = _SINGLE_ESCAPES.sub(r"\1", match.group("single"))
-        elif match.group("double") is not None:
-            value = _DOUBLE_ESCAPES.sub(_unescape, match.group("double"))
-        elif match.group("bare") is not None:
-            value = _COMMENT.sub("", match.group("bare")).strip()
-        else:
+        if binding.value is None:
             raise ConfigError(
-                f"{file}:{start_line}: {key[:40]!r} has no '=' and no value",
+                f"{file}:{line}: {key[:40]!r} has no '=' and no value",
                 f"write {key[:40]}=value (or {key[:40]}= for empty)",
             )
         if not _valid_key(key):
             raise ConfigError(
-                f"{file}:{start_line}: invalid variable name {key!r}",
+                f"{file}:{line}: invalid variable name {key!r}",
                 "names use letters, digits and underscores and do not start with a digit",
             )
-        entries.append(Entry(key, value, file, start_line, literal=literal))
-        line += match.group(0).count("\n")
-        pos = match.end()
+        after = binding.original.string.split("=", 1)[1].lstrip()
+        entries.append(Entry(key, binding.value, file, line, literal=after.startswith("'")))
     return entries
-
-
-def _unescape(match: re.Match[str]) -> str:
-    char = match.group(1)
-    return _ESCAPED.get(char, char)
 
 
 def _unparsable(file: str, line: int, text: str) -> ConfigError:
@@ -206,12 +171,14 @@ class Resolver:
     def _expand(self, entry: Entry, stack: tuple[str, ...]) -> str:
         if "${" not in entry.raw:
             return entry.raw
+        from dotenv.variables import Literal, parse_variables
+
         out: list[str] = []
-        pos = 0
-        for match in _VARIABLE.finditer(entry.raw):
-            out.append(entry.raw[pos : match.start()])
-            pos = match.end()
-            name, default = match.group("name"), match.group("default")
+        for atom in parse_variables(entry.raw):
+            if isinstance(atom, Literal):
+                out.append(atom.value)
+                continue
+            name, default = atom.name, atom.default  # type: ignore[attr-defined]
             if name in self.history:
                 out.append(self._resolve(name, stack))
             elif default is not None:
@@ -221,7 +188,6 @@ class Resolver:
                     f"{entry.where}: {entry.key} refers to undefined variable ${{{name}}}",
                     f"define {name} or write ${{{name}:-default}}",
                 )
-        out.append(entry.raw[pos:])
         return "".join(out)
 
     def resolve_all(self) -> dict[str, str]:

@@ -17,10 +17,18 @@ _LITERAL_DOLLAR = re.compile(r"\$(?!\{[A-Za-z_][A-Za-z0-9_]*\})")
 
 
 def dump_yaml(doc: dict[str, Any]) -> str:
-    """``doc`` as block YAML, keys in insertion order (see ``yamlout``)."""
-    from .yamlout import dump
+    """``doc`` as block YAML with PyYAML, keys in insertion order."""
+    import yaml
 
-    return dump(doc)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present
+    return yaml.dump(
+        doc,
+        Dumper=dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        width=4096,
+        allow_unicode=True,
+    )
 
 
 def esc(value: str) -> str:
