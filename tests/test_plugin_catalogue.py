@@ -74,7 +74,7 @@ def test_catalogue_stack_builds_and_compose_accepts_it(full_project: Path, nself
     assert pgb["environment"]["DB_PASSWORD"] == "${POSTGRES_PASSWORD}"  # from .env.computed
     assert "ports" not in pgb  # never published
     assert pgb["volumes"] == [
-        "./.nself/plugin-files/pgbouncer/config/pgbouncer.ini:/etc/pgbouncer/pgbouncer.ini:ro"
+        "./plugin-files/pgbouncer/config/pgbouncer.ini:/etc/pgbouncer/pgbouncer.ini:ro"
     ]
     assert pgb["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert pgb["healthcheck"]["test"][:3] == ["CMD", "pg_isready", "-q"]  # exec form
@@ -103,7 +103,7 @@ def test_pgbouncer_settings_reach_the_config(project: Path, nself: Run) -> None:
     install_folder(project, CATALOGUE / "pgbouncer")
     set_env(project, PGBOUNCER_POOL_SIZE="40", PGBOUNCER_DEFAULT_POOL_MODE="session")
     assert nself("build", cwd=project).code == 0
-    ini = (project / ".nself/plugin-files/pgbouncer/config/pgbouncer.ini").read_text()
+    ini = (project / "plugin-files/pgbouncer/config/pgbouncer.ini").read_text()
     assert "default_pool_size = 40" in ini and "pool_mode = session" in ini
     assert "max_client_conn = 1000" in ini and "listen_port = 3820" in ini
     password = next(
@@ -213,7 +213,7 @@ def test_rendered_pgbouncer_ini_runs_in_the_real_pgbouncer(
         pytest.skip("pgbouncer is not installed (scripts/test installs it)")
     install_folder(project, CATALOGUE / "pgbouncer")
     assert nself("build", cwd=project).code == 0
-    rendered = (project / ".nself/plugin-files/pgbouncer/config/pgbouncer.ini").read_text()
+    rendered = (project / "plugin-files/pgbouncer/config/pgbouncer.ini").read_text()
     # Only what differs between the container and this machine changes: where PostgreSQL
     # and the auth file are, and where to listen. Everything nself rendered stays.
     port = free_port()

@@ -429,7 +429,7 @@ def test_rendered_files_never_hold_secrets(
     result = nself("build", cwd=project)
     assert result.code == 1
     assert "would write secret setting(s)" in result.err and "into a file on disk" in result.err
-    assert not (project / ".nself/plugin-files/leaky/app.conf").exists()
+    assert not (project / "plugin-files/leaky/app.conf").exists()
 
 
 def test_two_bundles_on_one_port_stop_the_build(project: Path, tmp_path: Path, nself: Run) -> None:

@@ -27,7 +27,7 @@ from nself_sdk.manifest import PORT_FIRST, PORT_LAST, REF, Bundle
 if TYPE_CHECKING:
     from .store import LockEntry
 
-GENERATED_DIR = ".nself/plugin-files"
+GENERATED_DIR = "plugin-files"
 HASURA_DIR = "hasura/plugins"
 
 
