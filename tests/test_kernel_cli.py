@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -145,3 +146,35 @@ def test_build_runs_from_a_subfolder(project: Path, nself: Run) -> None:
 def test_rollback_refuses_to_mix_with_check(project: Path, nself: Run) -> None:
     result = nself("build", "--rollback", "--check", cwd=project)
     assert result.code == 2 and result.err.startswith("error: ")
+
+
+def test_bare_build_answers_like_the_parsed_command(
+    project: Path, nself: Run, tmp_path: Path
+) -> None:
+    """`nself build` skips Typer (nothing to parse) and says exactly what `build` via Typer says."""
+    nself("build", cwd=project)
+    direct = nself("build", cwd=project)
+    parsed = nself("-C", str(project), "build", cwd=tmp_path)
+    assert (direct.code, direct.out, direct.err) == (parsed.code, parsed.out, parsed.err)
+    assert "no changes" in direct.out
+    outside = nself("build", cwd=tmp_path)
+    via_typer = nself("-C", str(tmp_path), "build", cwd=tmp_path)
+    assert outside.code == via_typer.code == 1
+    assert outside.err == via_typer.err
+
+
+def test_loading_the_plugins_for_a_build_imports_no_cli_framework() -> None:
+    """A build loads every plugin module; their commands (and Typer) load only for the CLI."""
+    loaded = imported_after("from nself.plugins import make_manager\nmake_manager()")
+    assert not loaded & ({"typer", "click"} | set(HEAVY)), loaded & ({"typer"} | set(HEAVY))
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`nself version | head -0`: no traceback and no error line when the reader is gone."""
+    read, write = os.pipe()
+    os.close(read)
+    script = Path(sys.executable).with_name("nself")
+    done = subprocess.run([str(script), "version"], stdout=write, stderr=subprocess.PIPE)
+    os.close(write)
+    assert done.returncode == 1
+    assert done.stderr == b""

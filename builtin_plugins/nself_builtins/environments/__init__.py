@@ -7,14 +7,9 @@ The kernel picks the target from ``--env`` > ``NSELF_ENV`` > ``.nself/env`` (wri
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-import typer  # already loaded by the CLI root; annotations need it at module level
+from typing import Any
 
 from nself_sdk import Config, Problem, hookimpl, safety_rule
-
-PANEL = "Environments and secrets"
-ENV_HELP = "local, staging or prod (default: the current target)."
 
 
 @hookimpl
@@ -34,44 +29,6 @@ def validate_config(config: Config) -> list[Problem]:
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    env_app = typer.Typer(
-        help="Switch, inspect and explain the target environment.", no_args_is_help=True
-    )
+    from .cli import register
 
-    @env_app.command("switch")
-    def switch(
-        target: Annotated[str, typer.Argument(help="local, staging or prod.")],
-    ) -> None:
-        """Make TARGET the environment every command works on (stored in .nself/env)."""
-        from .commands import switch as run
-
-        run(target)
-
-    @env_app.command("status")
-    def status(
-        env: Annotated[str | None, typer.Option("--env", help=ENV_HELP)] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
-    ) -> None:
-        """Current target, the files that feed it, and what changed since the last build."""
-        from .commands import status as run
-
-        run(env, as_json)
-
-    @env_app.command("show")
-    def show(
-        match: Annotated[
-            str | None, typer.Argument(help="Only names containing this (e.g. POSTGRES).")
-        ] = None,
-        env: Annotated[str | None, typer.Option("--env", help=ENV_HELP)] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
-        explain: Annotated[
-            str | None,
-            typer.Option("--explain", metavar="KEY", help="Which file set KEY, and what it beat."),
-        ] = None,
-    ) -> None:
-        """The resolved configuration, every secret redacted."""
-        from .commands import show as run
-
-        run(env, as_json, explain, match)
-
-    app.add_typer(env_app, name="env", rich_help_panel=PANEL)
+    register(app)
