@@ -247,3 +247,46 @@ def test_one_plugin_name_from_two_distributions(site: Path, project: Path, nself
     make_distribution(site, plugin="twin", dist="second-dist")
     error = build_error(project, nself)
     assert "'twin'" in error and "first_dist" in error and "second_dist" in error
+
+
+# -- hook implementations: checked against the specifications -----------------------------
+
+
+def test_a_misspelled_hook_is_named(site: Path, project: Path, nself: Run) -> None:
+    code = (
+        "from nself_sdk import hookimpl\n\n@hookimpl\n"
+        "def contribute_servces(config):\n    return []\n"
+    )
+    make_distribution(site, plugin="typo", code=code)
+    error = build_error(project, nself)
+    assert "plugin 'typo'" in error and "contribute_servces" in error
+
+
+def test_a_hook_with_an_unknown_argument_is_named(site: Path, project: Path, nself: Run) -> None:
+    code = (
+        "from nself_sdk import hookimpl\n\n@hookimpl\n"
+        "def contribute_services(config, colour):\n    return []\n"
+    )
+    make_distribution(site, plugin="extra-arg", code=code)
+    error = build_error(project, nself)
+    assert "plugin 'extra-arg'" in error and "colour" in error
+
+
+def test_only_marked_functions_are_hooks(site: Path, project: Path, nself: Run) -> None:
+    """A module's helper named like a hook is not called: only ``@hookimpl`` marks one."""
+    code = textwrap.dedent(
+        """\
+        from nself_sdk import hookimpl
+
+        def contribute_services(config):  # no @hookimpl: a helper
+            raise RuntimeError("a helper was called as a hook")
+
+        @hookimpl
+        def declare_settings():
+            return []
+        """
+    )
+    make_distribution(site, plugin="helper", code=code)
+    result = nself("build", "--json", cwd=project)
+    assert result.code == 0, result.output
+    assert "helper" not in json.loads(result.out)["services"]

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import pluggy
@@ -179,15 +180,46 @@ def installed_plugins() -> list[tuple[str, object]]:
     return [(item.name, item.plugin) for item in installed()]
 
 
+class Manager(pluggy.PluginManager):
+    """pluggy's manager, quicker to register module plugins with.
+
+    pluggy reads every attribute of a plugin through ``inspect.getattr_static``; for a
+    module that is every name it imports. A module's attributes are its ``__dict__``, so
+    only the names carrying the ``@hookimpl`` marker are handed on to pluggy (which still
+    rejects implementations of unknown hooks).
+    """
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
+        marker = f"{self.project_name}_impl"
+        if isinstance(plugin, ModuleType) and not hasattr(vars(plugin).get(name), marker):
+            return None
+        return super().parse_hookimpl_opts(plugin, name)
+
+
 def _base_manager() -> pluggy.PluginManager:
     key = _key()
     pm = _managers.get(key)
     if pm is None:
-        pm = pluggy.PluginManager("nself")
-        pm.add_hookspecs(hookspecs)
-        for item in installed():
-            pm.register(item.plugin, name=item.name)
+        pm = _manager([(item.name, item.plugin) for item in installed()])
         _managers[key] = pm
+    return pm
+
+
+def _manager(plugins: list[tuple[str, object]]) -> pluggy.PluginManager:
+    """A manager of ``plugins``, each checked against the hook specifications."""
+    pm = Manager("nself")
+    pm.add_hookspecs(hookspecs)
+    try:
+        for name, plugin in plugins:
+            pm.register(plugin, name=name)
+        pm.check_pending()  # implementations of hooks that do not exist (typos)
+    except pluggy.PluginValidationError as exc:
+        name = next((n for n, p in plugins if p is exc.plugin), "?")
+        why = str(exc).splitlines()[-1].split(" in plugin ")[0]  # pluggy's own reason
+        raise NselfError(
+            f"plugin {name!r} does not fit nself's hooks: {why}",
+            f"see docs/hooks.md for the hooks and their arguments, or set {DISABLE_VAR}={name}",
+        ) from None
     return pm
 
 
@@ -209,18 +241,15 @@ def make_manager(project_dir: Path | None = None) -> pluggy.PluginManager:
     extras = [(n, e) for n, e in extras if n not in disabled and (not only or n in only)]
     if not extras:
         return base
-    pm = pluggy.PluginManager("nself")
-    pm.add_hookspecs(hookspecs)
-    for item in installed():
-        pm.register(item.plugin, name=item.name)
-    for name, extra in extras:
-        if pm.has_plugin(name):
+    taken = {item.name for item in installed()}
+    for name, _extra in extras:
+        if name in taken:
             raise NselfError(
                 f"plugin name {name!r} is used by two plugins (one is from {project_dir})",
                 "rename or remove one of the two plugins",
             )
-        pm.register(extra, name=name)
-    return pm
+        taken.add(name)
+    return _manager([(item.name, item.plugin) for item in installed()] + extras)
 
 
 def _flatten(results: list[Any]) -> Iterator[Any]:
