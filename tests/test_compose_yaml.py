@@ -107,3 +107,60 @@ def test_compose_reads_awkward_values_unchanged(
 @pytest.mark.parametrize("text", ["yes", "No", "8080", "a: b", "-x", "ünï"])
 def test_strings_that_look_like_other_types_stay_strings(text: str) -> None:
     assert yaml.safe_load(dump({"k": text})) == {"k": text}
+
+
+# -- reuse: an unchanged stack is not rendered again ----------------------------------------
+
+
+def compose_after_build(project: Path, nself: Callable[..., Result], *args: str) -> str:
+    result = nself("build", *args, cwd=project)
+    assert result.code == 0, result.output
+    return (project / "docker-compose.yml").read_text()
+
+
+def test_an_unchanged_stack_reuses_the_file_without_loading_yaml(
+    project: Path, nself: Callable[..., Result]
+) -> None:
+    import subprocess
+    import sys
+
+    first = compose_after_build(project, nself)
+    probe = (
+        "import io, contextlib, sys\nfrom nself.launch import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()): main(['build'])\n"
+        "print('yaml' in sys.modules, 'typer' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [b"False", b"False"]  # neither PyYAML nor Typer was needed
+    assert (project / "docker-compose.yml").read_text() == first
+
+
+def test_a_changed_stack_is_rendered_again(project: Path, nself: Callable[..., Result]) -> None:
+    first = compose_after_build(project, nself)
+    set_env(project, ".env.local", REDIS_ENABLED="true")
+    second = compose_after_build(project, nself)
+    assert second != first and "redis" in yaml.safe_load(second)["services"]
+    set_env(project, ".env.local", REDIS_ENABLED="false")
+    assert compose_after_build(project, nself) == first  # byte-identical again
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text.replace("restart: unless-stopped", "restart: always", 1),  # body
+        lambda text: text.split("\n", 1)[1],  # header line gone
+        lambda text: text[: len(text) // 2],  # truncated
+        lambda text: "",
+    ],
+    ids=["edited-body", "edited-header", "truncated", "empty"],
+)
+def test_a_damaged_file_is_reported_and_rendered_again(
+    project: Path, nself: Callable[..., Result], damage: Callable[[str], str]
+) -> None:
+    path = project / "docker-compose.yml"
+    first = compose_after_build(project, nself)
+    path.write_text(damage(first))
+    check = nself("build", "--check", cwd=project)
+    assert check.code == 1 and "docker-compose.yml" in check.out
+    assert compose_after_build(project, nself) == first
