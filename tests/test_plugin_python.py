@@ -89,9 +89,7 @@ def test_plugin_stack_helper(tmp_path: Path) -> None:
     assert stack.service("pgbouncer")["image"].startswith("edoburu/pgbouncer:")
     assert stack.port("pgbouncer") == 3820
     assert stack.setting("PGBOUNCER_POOL_SIZE") == "7"
-    assert "default_pool_size = 7" in stack.file(
-        "plugin-files/pgbouncer/config/pgbouncer.ini"
-    )
+    assert "default_pool_size = 7" in stack.file("plugin-files/pgbouncer/config/pgbouncer.ini")
     assert stack.env["PGBOUNCER_PORT"] == "3820"
     with pytest.raises(AssertionError, match="no service 'nope'"):
         stack.service("nope")
