@@ -64,6 +64,7 @@ def test_round_trip_backup_verify_restore(target: Path, nself, pg: Cluster, db: 
     assert name.startswith("backup-") and name.endswith("-pre-migration-v1.2.dump")
     folder = target / "backups"
     assert folder.stat().st_mode & 0o777 == 0o700
+    assert (folder / ".gitignore").read_text().splitlines()[-1] == "*"  # never committed
     for path in (folder / name, folder / f"{name}.globals.sql", folder / f"{name}.json"):
         assert path.stat().st_mode & 0o777 == 0o600
     assert manifest["tables"] == {"public.customers": 2000, "public.orders": 5000}

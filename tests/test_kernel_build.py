@@ -25,8 +25,13 @@ def test_init_scaffolds_a_project(tmp_path: Path, nself: Run) -> None:
     for name in (".env.dev", ".env.local", ".env.staging", ".env.prod", ".env.secrets"):
         assert (folder / name).is_file(), name
     assert (folder / ".env.secrets").stat().st_mode & 0o777 == 0o600
-    assert (folder / "nginx" / "conf.d").is_dir()
-    assert (folder / "migrations").is_dir()
+    # Folders come from the plugins that read them (contribute_scaffold), with a README.
+    for readme in ("nginx/conf.d/README", "migrations/README", "seeds/README", "services/README"):
+        assert (folder / readme).is_file(), readme
+    assert (folder / "nginx" / "ssl" / ".gitignore").read_text().splitlines()[-2:] == [
+        "*",
+        "!.gitignore",
+    ]
     ignored = (folder / ".gitignore").read_text().splitlines()
     for name in (".env.local", ".env.secrets", ".env.computed"):
         assert name in ignored
@@ -60,6 +65,15 @@ def test_init_refuses_to_clobber_without_force(project: Path, nself: Run) -> Non
     assert result.code == 0, result.output
     assert (project / ".env.dev").read_text() != before  # fresh dev secrets
     assert "REAL=keep-me" in (project / ".env.secrets").read_text()  # never thrown away
+
+
+def test_init_keeps_the_projects_own_scaffold_files(tmp_path: Path, nself: Run) -> None:
+    folder = tmp_path / "own"
+    (folder / "migrations").mkdir(parents=True)
+    (folder / "migrations" / "README").write_text("our own notes\n")
+    assert nself("init", str(folder)).code == 0
+    assert nself("init", str(folder), "--force").code == 0
+    assert (folder / "migrations" / "README").read_text() == "our own notes\n"
 
 
 def test_init_keeps_an_existing_gitignore(tmp_path: Path, nself: Run) -> None:

@@ -290,3 +290,42 @@ def test_only_marked_functions_are_hooks(site: Path, project: Path, nself: Run) 
     result = nself("build", "--json", cwd=project)
     assert result.code == 0, result.output
     assert "helper" not in json.loads(result.out)["services"]
+
+
+def test_scaffold_files_come_from_plugins_and_are_checked(
+    site: Path, tmp_path: Path, nself: Run
+) -> None:
+    code = textwrap.dedent(
+        """\
+        from nself_sdk import GeneratedFile, hookimpl
+
+        @hookimpl
+        def contribute_scaffold():
+            return [GeneratedFile("whoami/README", "Pages the whoami service serves.\\n")]
+        """
+    )
+    make_distribution(site, plugin="whoami", code=code)
+    result = nself("init", str(tmp_path / "ok"))
+    assert result.code == 0, result.output
+    assert (
+        tmp_path / "ok" / "whoami" / "README"
+    ).read_text() == "Pages the whoami service serves.\n"
+
+
+def test_a_scaffold_path_claimed_twice_fails_init_before_writing(
+    site: Path, tmp_path: Path, nself: Run
+) -> None:
+    code = textwrap.dedent(
+        """\
+        from nself_sdk import GeneratedFile, hookimpl
+
+        @hookimpl
+        def contribute_scaffold():
+            return [GeneratedFile("migrations/README", "mine\\n")]
+        """
+    )
+    make_distribution(site, plugin="zz-clash", code=code)
+    result = nself("init", str(tmp_path / "clash"))
+    assert result.code == 1
+    assert "migrations/README" in result.err and both(result.err, "database", "zz-clash")
+    assert not (tmp_path / "clash").exists()  # nothing half-done

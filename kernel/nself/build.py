@@ -203,9 +203,15 @@ def _collect_stack(pm: pluggy.PluginManager, config: Config) -> Stack:
 
 
 def _collect_files(pm: pluggy.PluginManager, config: Config, stack: Stack) -> list[GeneratedFile]:
+    return collect_files(pm, "contribute_files", config=config, stack=stack)
+
+
+def collect_files(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[GeneratedFile]:
+    """The files plugins answer to ``hook``, sorted; each inside the project, not one of
+    the kernel's own, and claimed by one plugin only."""
     by_path: dict[str, str] = {}
     files: list[GeneratedFile] = []
-    for plugin, answer in call_each(pm, "contribute_files", config=config, stack=stack):
+    for plugin, answer in call_each(pm, hook, **kwargs):
         for item in answer:
             path = Path(item.path)
             if path.is_absolute() or ".." in path.parts:

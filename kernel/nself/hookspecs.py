@@ -71,6 +71,16 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
     """Render files from the checked ``stack`` (compose file, nginx config, init scripts)."""
 
 
+@hookspec
+def contribute_scaffold() -> list[GeneratedFile]:
+    """Return files ``nself init`` adds to a new project where they do not exist yet.
+
+    The folders this plugin reads from (with a README saying what goes there) and
+    ``.gitignore`` files for folders that must never be committed. Existing files are
+    never overwritten, not even with ``--force``.
+    """
+
+
 @hookspec(firstresult=True)
 def validate_license(config: Config, plugin: str, tier: str, purpose: str) -> Problem | bool | None:
     """Decide whether the licensed ``plugin`` of ``tier`` may be used (``purpose="build"``)

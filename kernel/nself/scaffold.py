@@ -9,6 +9,7 @@ from pathlib import Path
 import pluggy
 
 from .atomic import write_atomic
+from .build import collect_files
 from .errors import NselfError, UsageError
 from .model import Setting
 from .plugins import call_each
@@ -20,8 +21,6 @@ GITIGNORE = """\
 .env.secrets
 .env.computed
 .nself/
-nginx/ssl/
-backups/
 """
 
 LOCAL = """\
@@ -35,11 +34,6 @@ BASE_DOMAIN={domain}
 
 SECRETS = """\
 # Real secrets (gitignored, mode 0600). `nself secrets generate --env prod` fills this file.
-"""
-
-CONF_D = """\
-Hand-written nginx overrides. `nself build` never touches this folder and includes
-its *.conf files last, so a server block here wins over the generated one.
 """
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
@@ -143,6 +137,7 @@ def init(
         )
     if folder.exists() and not folder.is_dir():
         raise NselfError(f"{folder} is not a folder")
+    scaffold = collect_files(pm, "contribute_scaffold")  # checked before anything is written
     contents = {
         ".env.dev": (dev_env(pm, name, domain, extra), 0o644),
         ".env.local": (LOCAL, 0o644),
@@ -156,10 +151,8 @@ def init(
         if rel in (".env.secrets", ".env.local") and rel in existing:
             continue  # never throw away a developer's own overrides or real secrets
         write_atomic(folder / rel, text, mode)
-    for sub in ("nginx/conf.d", "migrations", "services", "seeds"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    readme = folder / "nginx" / "conf.d" / "README"
-    if not readme.exists():
-        write_atomic(readme, CONF_D)
+    for item in scaffold:
+        if not (folder / item.path).exists():  # the project's own files always win
+            write_atomic(folder / item.path, item.content, item.mode)
     os.chmod(folder / ".env.secrets", 0o600)
     return sorted(contents)

@@ -32,6 +32,25 @@ def declare_settings() -> list[Setting]:
     ]
 
 
+MIGRATIONS_README = """\
+Schema migrations, applied in version order by `nself db migrate up`:
+<version>_<name>/up.sql and down.sql (`nself db migrate create NAME` starts one).
+An applied up.sql must not change afterwards: nself checks its checksum.
+"""
+SEEDS_README = """\
+Seed data: `nself db seed` runs seeds/*.sql in name order, each in a transaction.
+In production only files marked `-- nself:prod-safe` run.
+"""
+
+
+@hookimpl
+def contribute_scaffold() -> list[GeneratedFile]:
+    return [
+        GeneratedFile("migrations/README", MIGRATIONS_README),
+        GeneratedFile("seeds/README", SEEDS_README),
+    ]
+
+
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
     from .schedule import validate

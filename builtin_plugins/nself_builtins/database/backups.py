@@ -93,6 +93,9 @@ class Store:
     def ensure(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
+        ignore = self.root / ".gitignore"
+        if not ignore.exists():  # dumps hold every row and role: never committed
+            ignore.write_text("# nself: backups stay out of version control\n*\n")
         return self.root
 
     def dump(self, name: str) -> Path:

@@ -119,6 +119,22 @@ def hand_written_names(project: Path) -> set[str]:
     return names
 
 
+CONF_D_README = """\
+Hand-written nginx overrides. `nself build` never touches this folder and includes
+its *.conf files last, so a server block here wins over the generated one.
+"""
+# Certificates and their keys (the dev one is generated here): never committed.
+SSL_GITIGNORE = "# nself: certificates and keys stay out of version control\n*\n!.gitignore\n"
+
+
+@hookimpl
+def contribute_scaffold() -> list[GeneratedFile]:
+    return [
+        GeneratedFile("nginx/conf.d/README", CONF_D_README),
+        GeneratedFile("nginx/ssl/.gitignore", SSL_GITIGNORE),
+    ]
+
+
 @hookimpl
 def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
     files = [GeneratedFile("nginx/nginx.conf", render.main_conf(config))]

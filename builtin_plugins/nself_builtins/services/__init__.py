@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from nself_sdk import hookimpl
+from nself_sdk import GeneratedFile, hookimpl
+
+README = """\
+Code of the custom services: `nself service add NAME --template T` writes services/NAME/
+from a template and gives it a CS_N slot in the env files.
+"""
+
+
+@hookimpl
+def contribute_scaffold() -> list[GeneratedFile]:
+    return [GeneratedFile("services/README", README)]
 
 
 @hookimpl
