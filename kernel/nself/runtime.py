@@ -188,6 +188,15 @@ class Runtime(Protocol):
         """Run ``argv`` in the running ``service`` and capture its output."""
         ...
 
+    def run(self, service: str, argv: Sequence[str]) -> ExecResult:
+        """Run ``argv`` in a new, throw-away container of ``service`` and capture its output.
+
+        The container has the service's image, mounts and settings, publishes no port and
+        starts nothing the service depends on; it works whether the service runs or not
+        (e.g. to test a configuration before it is loaded).
+        """
+        ...
+
     def exec_stream(
         self,
         service: str,

@@ -435,6 +435,15 @@ class DockerRuntime:
         stdout, stderr = streams if streams else (b"", b"")
         return ExecResult(int(code if code is not None else 1), stdout or b"", stderr or b"")
 
+    def run(self, service: str, argv: Sequence[str]) -> ExecResult:
+        self._known([service])
+        done = self.compose(
+            "run", "--rm", "--no-deps", "-T", "--quiet-pull", service, *argv, check=False
+        )
+        if done.returncode == 125 or "no such service" in (done.stderr or "").lower():
+            raise self._compose_failure("run", done.stderr or done.stdout)
+        return ExecResult(done.returncode, done.stdout.encode(), done.stderr.encode())
+
     def exec_stream(
         self,
         service: str,

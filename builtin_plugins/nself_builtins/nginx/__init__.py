@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from nself_sdk import (
     Config,
@@ -125,6 +126,13 @@ its *.conf files last, so a server block here wins over the generated one.
 """
 # Certificates and their keys (the dev one is generated here): never committed.
 SSL_GITIGNORE = "# nself: certificates and keys stay out of version control\n*\n!.gitignore\n"
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    from .cli import register
+
+    register(app)
 
 
 @hookimpl

@@ -1,0 +1,119 @@
+"""`nself nginx test|reload|show` on a real Docker engine with the nginx stand-in image.
+
+Hasura and Auth are disabled (their images cannot be obtained on this machine); the
+nginx checks run the stand-in's real nginx binary on the project's files.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Result, set_env, standin
+from test_runtime_e2e import free_port, remove_project
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
+
+Run = Callable[..., Result]
+HOST = "custom.local.nself.org"
+
+
+def http_get(port: int, host: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/", headers={"Host": host})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def started_at(project: str) -> str:
+    ids = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={project}",
+            "--filter",
+            "label=com.docker.compose.service=nginx",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(ids) == 1
+    inspect = subprocess.run(["docker", "inspect", ids[0]], capture_output=True, text=True)
+    return str(json.loads(inspect.stdout)[0]["State"]["StartedAt"])
+
+
+@pytest.fixture
+def stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str, int]]:
+    name = f"nselfng{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / name
+    assert nself("init", str(folder), "--name", name).code == 0
+    port = free_port()
+    set_env(
+        folder,
+        ".env.local",
+        HASURA_ENABLED="false",  # no image obtainable here
+        AUTH_ENABLED="false",
+        POSTGRES_IMAGE=standin("postgres"),
+        NGINX_IMAGE=standin("nginx"),
+        NGINX_HTTP_PORT=str(port),
+        NGINX_HTTPS_PORT=str(free_port()),
+    )
+    try:
+        yield folder, name, port
+    finally:
+        remove_project(name)
+
+
+def test_test_reload_and_show(stack: tuple[Path, str, int], nself: Run) -> None:
+    folder, name, port = stack
+    assert nself("build", cwd=folder).code == 0
+
+    # Before nginx runs: checked in a throw-away container of the service.
+    r = nself("nginx", "test", cwd=folder)
+    assert r.code == 0, r.output
+    assert "throw-away" in r.out
+    r = nself("nginx", "reload", cwd=folder)
+    assert r.code == 1 and "nginx is not running" in r.err
+
+    r = nself("start", "nginx", cwd=folder)
+    assert r.code == 0, r.output
+    before = started_at(name)
+
+    # A broken hand-written file: named with its line, refused, the old config keeps serving.
+    broken = folder / "nginx" / "conf.d" / "broken.conf"
+    broken.write_text("server {\n  listen 80;\n  this_is_not_a_directive on;\n}\n")
+    r = nself("nginx", "test", cwd=folder)
+    assert r.code == 1 and "nginx/conf.d/broken.conf:3" in r.err and "Traceback" not in r.output
+    r = nself("nginx", "reload", cwd=folder)
+    assert r.code == 1 and "not reloaded" in r.err and "keeps serving" in r.err
+    assert http_get(port, HOST)[0] == 301  # still the generated HTTP -> HTTPS redirect
+
+    # A valid one: loaded by the running nginx, without a restart.
+    broken.unlink()
+    (folder / "nginx" / "conf.d" / "custom.conf").write_text(
+        f'server {{\n  listen 80;\n  server_name {HOST};\n  return 200 "hello-reload\\n";\n}}\n'
+    )
+    r = nself("nginx", "test", cwd=folder)
+    assert r.code == 0 and "the running nginx" in r.out
+    r = nself("nginx", "reload", cwd=folder)
+    assert r.code == 0, r.output
+    assert http_get(port, HOST) == (200, "hello-reload\n")
+    assert started_at(name) == before  # reloaded, not restarted
+
+    r = nself("nginx", "show", cwd=folder)
+    assert r.code == 0
+    assert "# --- nginx/nginx.conf ---" in r.out and "# --- nginx/conf.d/custom.conf ---" in r.out
+    r = nself("nginx", "show", "no-such-site", cwd=folder)
+    assert r.code == 1 and "no generated site 'no-such-site'" in r.err
