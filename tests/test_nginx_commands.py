@@ -76,7 +76,18 @@ def stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str, int]]:
         remove_project(name)
 
 
-def test_test_reload_and_show(stack: tuple[Path, str, int], nself: Run) -> None:
+def served_issuer(port: int, host: str) -> str:
+    """The issuer of the certificate nginx presents for ``host`` (openssl's own client)."""
+    done = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", host],
+        input="", capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return next((line for line in done.stdout.splitlines() if "issuer=" in line), "")
+
+
+def test_test_reload_and_show(
+    stack: tuple[Path, str, int], nself: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder, name, port = stack
     assert nself("build", cwd=folder).code == 0
 
@@ -111,6 +122,18 @@ def test_test_reload_and_show(stack: tuple[Path, str, int], nself: Run) -> None:
     assert r.code == 0, r.output
     assert http_get(port, HOST) == (200, "hello-reload\n")
     assert started_at(name) == before  # reloaded, not restarted
+
+    # A new development certificate is loaded by the running nginx at once.
+    https = int(next(
+        line.split("=", 1)[1] for line in (folder / ".env.local").read_text().splitlines()
+        if line.startswith("NGINX_HTTPS_PORT=")
+    ))  # fmt: skip
+    assert "mkcert" not in served_issuer(https, "api.local.nself.org")
+    monkeypatch.setenv("CAROOT", str(tmp_path / "caroot"))  # mkcert's CA, kept out of $HOME
+    r = nself("ssl", "generate", cwd=folder)
+    assert r.code == 0 and "nginx reloaded with it" in r.out, r.output
+    assert "mkcert development CA" in served_issuer(https, "api.local.nself.org")
+    assert started_at(name) == before
 
     r = nself("nginx", "show", cwd=folder)
     assert r.code == 0

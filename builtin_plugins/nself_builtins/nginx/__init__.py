@@ -39,10 +39,71 @@ def declare_settings() -> list[Setting]:
         Setting("RATE_LIMIT_GRAPHQL", "30r/s", "Requests per client IP to the GraphQL API."),
         Setting("RATE_LIMIT_AUTH", "30r/m", "Requests per client IP to Auth."),
         Setting(
-            "SSL_CERTIFICATE", "", "Certificate file (PEM) under nginx/ssl/; empty: self-signed."
+            "SSL_CERTIFICATE_FILE",
+            "",
+            "Your certificate (PEM, full chain) in nginx/ssl/; empty: nself's development one.",
         ),
-        Setting("SSL_CERTIFICATE_KEY", "", "Key of SSL_CERTIFICATE, under nginx/ssl/."),
+        Setting(
+            "SSL_CERTIFICATE_KEY_FILE",
+            "",
+            "The private key of SSL_CERTIFICATE_FILE, in nginx/ssl/.",
+        ),
     ]
+
+
+def _certificate_problems(config: Config) -> list[Problem]:
+    """The project's own certificate: both files named, inside nginx/ssl/ (the only place
+    the nginx container sees), present, the key private."""
+    cert, key = config.text("SSL_CERTIFICATE_FILE"), config.text("SSL_CERTIFICATE_KEY_FILE")
+    if not cert and not key:
+        if config.is_local:
+            return []
+        return [
+            Problem(
+                "warning",
+                f"{config.env} serves nself's self-signed certificate: browsers will warn",
+                "put your certificate and key in nginx/ssl/ and set SSL_CERTIFICATE_FILE and "
+                "SSL_CERTIFICATE_KEY_FILE",
+            )
+        ]
+    if not cert or not key:
+        have, lack = ("SSL_CERTIFICATE_FILE", "SSL_CERTIFICATE_KEY_FILE")[:: 1 if cert else -1]
+        return [
+            Problem(
+                "error",
+                f"{config.where(have)}: {have} is set but {lack} is not",
+                f"set {lack} to the file of the other half, in nginx/ssl/",
+            )
+        ]
+    problems = []
+    for name in ("SSL_CERTIFICATE_FILE", "SSL_CERTIFICATE_KEY_FILE"):
+        relative = Path(render.in_ssl(config.text(name)))
+        path = config.project_dir / "nginx" / "ssl" / relative
+        if relative.is_absolute() or ".." in relative.parts:
+            problems.append(
+                Problem(
+                    "error",
+                    f"{config.where(name)}: {name} must name a file in nginx/ssl/",
+                    "copy the file into nginx/ssl/ (the nginx container sees only nginx/)",
+                )
+            )
+        elif not path.is_file():
+            problems.append(
+                Problem(
+                    "error",
+                    f"{config.where(name)}: {name}: nginx/ssl/{relative} does not exist",
+                    "copy the file into nginx/ssl/ or fix the name",
+                )
+            )
+        elif name.endswith("KEY_FILE") and path.stat().st_mode & 0o077:
+            problems.append(
+                Problem(
+                    "warning",
+                    f"the private key nginx/ssl/{relative} is readable by other users",
+                    f"chmod 600 nginx/ssl/{relative}",
+                )
+            )
+    return problems
 
 
 def _bind(config: Config) -> str:
@@ -71,6 +132,7 @@ def validate_config(config: Config) -> list[Problem]:
         port = config.int(name, 0)
         if not 0 < port < 65536:
             problems.append(Problem("error", f"{config.where(name)}: {name} must be 1-65535"))
+    problems += _certificate_problems(config)
     if config.int("NGINX_HTTP_PORT", 80) == config.int("NGINX_HTTPS_PORT", 443):
         problems.append(
             Problem(
@@ -147,7 +209,10 @@ def contribute_scaffold() -> list[GeneratedFile]:
 def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
     files = [GeneratedFile("nginx/nginx.conf", render.main_conf(config))]
     https_port = config.int("NGINX_HTTPS_PORT", 443)
-    files.append(GeneratedFile("nginx/sites/00-default.conf", render.default_servers(https_port)))
+    cert, key = render.certificate(config)
+    files.append(
+        GeneratedFile("nginx/sites/00-default.conf", render.default_servers(https_port, cert, key))
+    )
     overridden = hand_written_names(config.project_dir)
     for route in stack.routes:
         host = render.host_of(route, config.domain)
