@@ -29,6 +29,11 @@ def declare_settings() -> list[Setting]:
         Setting("BACKUP_S3_SECRET_KEY", "", "S3 secret access key.", secret=True),
         Setting("BACKUP_DIR", "backups", "Folder of the project that holds backups."),
         Setting("BACKUP_PRUNE", "false", "Let scheduled retention delete (else it only logs)."),
+        Setting(
+            "PITR_RETENTION_DAYS",
+            "7",
+            "Point-in-time recovery window to keep, in days (`nself db pitr prune`).",
+        ),
     ]
 
 

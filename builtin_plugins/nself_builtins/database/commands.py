@@ -444,17 +444,28 @@ def _pitr_app() -> typer.Typer:
 
     @app.command("status")
     def status_cmd(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
-        """Show base backups, archived WAL and the recoverable window."""
+        """Show base backups, archived WAL, the recoverable window and retention."""
         from .pitr import fmt, pitr_for_target
+        from .retention import configured_days, plan_prune, size_text
 
         target = resolve(env)
+        days = configured_days(target.config)
         engine = pitr_for_target(target)
         bases = engine.base_backups()
         newest = engine.newest_point()
+        retention: dict[str, Any] = {"days": days}
+        try:
+            plan = plan_prune(engine, days)
+        except NselfError as exc:
+            retention["prune"] = None
+            retention["note"] = exc.message
+        else:
+            retention["prune"] = plan.to_json()
         data = {
             "base_backups": bases,
             "earliest": bases[0]["end"] if bases else None,
             "newest": newest.isoformat() if newest else None,
+            "retention": retention,
         }
         if as_json:
             emit_json(data)
@@ -464,8 +475,71 @@ def _pitr_app() -> typer.Typer:
             info(f"  recoverable window: {bases[0]['end'][:19]} UTC .. {fmt(newest)}")
         else:
             info("  nothing is recoverable yet (`nself db pitr backup`)")
+        info(f"  retention: PITR_RETENTION_DAYS={days}")
+        if retention["prune"] is None:
+            info(f"  prune: nothing to do ({retention['note']})")
+        else:
+            prune = plan
+            info(
+                f"  `nself db pitr prune --yes` would delete {len(prune.drop)} base backup(s)"
+                f" and {len(prune.wal)} WAL file(s), freeing {size_text(prune.freed)}"
+            )
+
+    @app.command("prune")
+    def prune_cmd(
+        yes: Annotated[bool, typer.Option("--yes", help="Really delete.")] = False,
+        days: Annotated[
+            int | None, typer.Option("--days", help="Override PITR_RETENTION_DAYS.")
+        ] = None,
+        env: EnvOpt = None,
+        confirm: ConfirmOpt = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Apply PITR_RETENTION_DAYS to base backups and WAL (dry run unless --yes)."""
+        from nself_sdk import require_confirmation, safety_rule
+
+        from .pitr import pitr_for_target
+        from .retention import apply_prune, check_days, configured_days, plan_prune
+
+        if days is not None:
+            check_days(days, "--days")
+        target = resolve(env)
+        keep_days = days if days is not None else configured_days(target.config)
+        engine = pitr_for_target(target)
+        plan = plan_prune(engine, keep_days)
+        if not yes:
+            if as_json:
+                emit_json(plan.to_json())
+                return
+            for line in plan.describe():
+                info(line)
+            info("dry run: nothing deleted; add --yes to delete")
+            return
+        if not as_json and safety_rule(target.env, "delete-data") != "free":
+            for line in plan.describe():  # what the confirmation is about
+                info(line)
+        require_confirmation(
+            target.config,
+            "delete-data",
+            confirm,
+            detail="deletes PITR base backups and WAL",
+        )
+        apply_prune(engine, plan)
+        if as_json:
+            emit_json(plan.to_json())
+            return
+        for line in plan.describe():
+            info(line)
+        ok(
+            f"deleted {len(plan.drop)} base backup(s) and {len(plan.wal)} WAL file(s);"
+            f" every point from {_when(plan.earliest_after)} stays recoverable"
+        )
 
     return app
+
+
+def _when(iso: str) -> str:
+    return iso[:19].replace("T", " ") + " UTC"
 
 
 def _size(n: int) -> str:

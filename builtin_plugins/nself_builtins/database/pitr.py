@@ -84,6 +84,40 @@ def fmt(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
+START_WAL = re.compile(r"^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$", re.MULTILINE)
+START_TIMELINE = re.compile(r"^START TIMELINE: (\d+)$", re.MULTILINE)
+
+
+def backup_label(base_tar: Path) -> dict[str, Any]:
+    """The first WAL segment and timeline of a base backup, from its ``backup_label``.
+
+    ``pg_basebackup`` sends ``backup_label`` as the first member of the tar, so this reads
+    only the start of the file.
+    """
+    try:
+        with tarfile.open(base_tar, mode="r|") as tar:  # a stream: stop at the member
+            for member in tar:
+                if member.name.lstrip("./") == "backup_label" and member.isfile():
+                    handle = tar.extractfile(member)
+                    text = handle.read().decode("utf-8", "replace") if handle else ""
+                    break
+            else:
+                text = ""
+    except (OSError, tarfile.TarError):
+        text = ""
+    wal = START_WAL.search(text)
+    if wal is None:
+        raise NselfError(
+            f"cannot read the start of base backup {base_tar.name} (no backup_label in it)",
+            "the file is missing or damaged; take a new base backup",
+        )
+    timeline = START_TIMELINE.search(text)
+    return {
+        "start_wal": wal.group(1),
+        "timeline": int(timeline.group(1)) if timeline else int(wal.group(1)[:8], 16),
+    }
+
+
 # -- the server ---------------------------------------------------------------------------------
 
 
@@ -314,6 +348,21 @@ class Archive(Protocol):
         """The COMMIT timestamps (UTC text) recorded in segment ``name``."""
         ...
 
+    def files(self) -> dict[str, int]:
+        """Every file of the archive folder with its size; an error if there is no folder."""
+        ...
+
+    def remove(self, names: list[str]) -> None:
+        """Delete these files of the archive (names only, never paths)."""
+        ...
+
+
+def _missing_archive(path: str) -> NselfError:
+    return NselfError(
+        f"the WAL archive folder {path} does not exist",
+        "switch archiving on with `nself db pitr enable` (or check " + ARCHIVE_VAR + ")",
+    )
+
 
 @dataclass
 class LocalArchive:
@@ -342,6 +391,23 @@ class LocalArchive:
         )
         return COMMIT.findall(result.stdout)
 
+    def files(self) -> dict[str, int]:
+        if not self.folder.is_dir():
+            raise _missing_archive(self.path)
+        found = {}
+        for entry in os.scandir(self.folder):
+            if entry.is_file(follow_symlinks=False):
+                found[entry.name] = entry.stat(follow_symlinks=False).st_size
+        return found
+
+    def remove(self, names: list[str]) -> None:
+        for name in names:
+            if "/" in name or name in ("", ".", ".."):
+                raise NselfError(f"refusing to delete {name!r} from the archive")
+            (self.folder / name).unlink(missing_ok=True)
+        if names:
+            _fsync_dir(self.folder)
+
 
 @dataclass
 class ServerArchive:
@@ -360,6 +426,35 @@ class ServerArchive:
             "sh", ["-c", f"TZ=UTC pg_waldump --rmgr=Transaction {segment} 2>/dev/null; true"]
         )
         return COMMIT.findall(result.stdout.decode("utf-8", "replace"))
+
+    def files(self) -> dict[str, int]:
+        folder = shlex.quote(self.path)
+        # one exec: sizes of every plain file (stat -c works with coreutils and busybox)
+        script = (
+            f"[ -d {folder} ] || exit 3; cd {folder} && "
+            "ls -1A | xargs -r stat -c '%F|%s|%n' -- 2>/dev/null; true"
+        )
+        result = self.transport.run_tool("sh", ["-c", script], check=False)
+        if result.returncode == 3:
+            raise _missing_archive(self.path)
+        if result.returncode != 0:
+            raise NselfError(f"cannot list the WAL archive {self.path}")
+        found = {}
+        for line in result.stdout.decode("utf-8", "replace").splitlines():
+            kind, _, rest = line.partition("|")
+            size, _, name = rest.partition("|")
+            if kind.startswith("regular") and size.isdigit() and name:
+                found[name] = int(size)
+        return found
+
+    def remove(self, names: list[str]) -> None:
+        for name in names:
+            if not re.fullmatch(r"[0-9A-Za-z._-]+", name) or name in (".", ".."):
+                raise NselfError(f"refusing to delete {name!r} from the archive")
+        folder = shlex.quote(self.path)
+        for start in range(0, len(names), 400):  # a bounded command line per exec
+            chunk = " ".join(names[start : start + 400])
+            self.transport.run_tool("sh", ["-c", f"cd {folder} && rm -f -- {chunk}"])
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -468,12 +563,15 @@ class Pitr:
             os.fsync(handle.fileno())
             handle.close()
             end = datetime.now(UTC)
+            label = backup_label(tmp)
             manifest = {
                 "name": name,
                 "start": started.astimezone(UTC).isoformat(),
                 "end": end.isoformat(),
                 "size": tmp.stat().st_size,
                 "sha256": file_sha256(tmp),
+                "start_wal": label["start_wal"],
+                "timeline": label["timeline"],
             }
             os.replace(tmp, self.base_dir / name)
             _fsync_dir(self.base_dir)

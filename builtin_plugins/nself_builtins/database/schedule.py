@@ -63,6 +63,14 @@ def validate(config: Config) -> list[Problem]:
                 "BACKUP_RETENTION_DAYS must be at least 1",
             )
         )
+    if config.int("PITR_RETENTION_DAYS", 7) < 1:
+        problems.append(
+            Problem(
+                "error",
+                f"{config.where('PITR_RETENTION_DAYS')}: PITR_RETENTION_DAYS must be at least 1",
+                "the point-in-time recovery window to keep, in days",
+            )
+        )
     return problems
 
 
