@@ -162,3 +162,50 @@ def point_in_time_recovery(folder: Path, nself) -> None:  # type: ignore[no-unty
     assert psql("SELECT note || ':' || count(*) FROM ledger GROUP BY note") == "first:100"
     assert psql("SELECT count(*) FROM keep") == "1"
     assert psql("SELECT pg_is_in_recovery()") == "f"
+    pitr_retention(folder, nself)
+
+
+def pitr_retention(folder: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    """`nself db pitr prune` on the stack: the archive lives in the postgres data volume
+    and is listed and pruned inside the postgres service."""
+    from datetime import datetime, timedelta
+
+    def archive() -> set[str]:
+        r = nself(
+            "exec", "postgres", "--", "ls", "/var/lib/postgresql/data/wal-archive", cwd=folder
+        )
+        assert r.code == 0, r.output
+        return set(r.out.split())
+
+    r = nself("db", "pitr", "backup", cwd=folder)  # a second base backup, after the recovery
+    assert r.code == 0, r.output
+    manifests = sorted((folder / "backups" / "pitr").glob("base-*.tar.json"))
+    assert len(manifests) == 2
+    olds = []
+    for manifest, days in zip(manifests, (10, 8), strict=True):  # both before the window
+        data = json.loads(manifest.read_text())
+        for key in ("start", "end"):
+            data[key] = (datetime.fromisoformat(data[key]) - timedelta(days=days)).isoformat()
+        manifest.write_text(json.dumps(data))
+        olds.append(data)
+    first, second = olds
+    assert second["timeline"] == 2  # taken on the timeline the recovery started
+
+    before = archive()
+    r = nself("db", "pitr", "prune", "--json", cwd=folder)  # PITR_RETENTION_DAYS: 7
+    assert r.code == 0, r.output
+    plan = json.loads(r.out)
+    assert plan["delete"]["base_backups"] == [first["name"]]
+    assert plan["keep"]["wal_from"] == second["start_wal"]
+    assert archive() == before
+    r = nself("db", "pitr", "prune", "--yes", cwd=folder)
+    assert r.code == 0, r.output
+    after = archive()
+    gone = before - after
+    assert len(gone) == plan["delete"]["wal"]["count"] >= 1
+    assert all(n[8:24] < second["start_wal"][8:] for n in gone)
+    assert second["start_wal"] in after and "00000002.history" in after
+    assert [m.exists() for m in manifests] == [False, True]
+    r = nself("db", "pitr", "status", "--json", cwd=folder)
+    assert r.code == 0, r.output
+    assert json.loads(r.out)["retention"]["prune"]["delete"]["wal"]["count"] == 0
