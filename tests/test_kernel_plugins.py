@@ -329,3 +329,20 @@ def test_a_scaffold_path_claimed_twice_fails_init_before_writing(
     assert result.code == 1
     assert "migrations/README" in result.err and both(result.err, "database", "zz-clash")
     assert not (tmp_path / "clash").exists()  # nothing half-done
+
+
+def test_no_plugin_submodule_shadows_a_hook() -> None:
+    """A submodule named like a hook (``plugin/diagnose.py``) replaces the package's hook
+    function once imported, and the next manager would silently miss the hook."""
+    import types
+
+    from nself import hookspecs
+    from nself.plugins import installed_plugins
+
+    hooks = {name for name in vars(hookspecs) if hasattr(getattr(hookspecs, name), "nself_spec")}
+    assert "diagnose" in hooks
+    for plugin_name, plugin in installed_plugins():
+        folder = Path(getattr(plugin, "__file__", "") or "").parent
+        for hook in hooks:
+            assert not (folder / f"{hook}.py").exists(), f"{plugin_name}/{hook}.py"
+            assert not isinstance(getattr(plugin, hook, None), types.ModuleType), plugin_name

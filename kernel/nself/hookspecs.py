@@ -14,7 +14,16 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .config import Config
-    from .model import GeneratedFile, Migration, Problem, Route, Service, Setting, Stack
+    from .model import (
+        Finding,
+        GeneratedFile,
+        Migration,
+        Problem,
+        Route,
+        Service,
+        Setting,
+        Stack,
+    )
     from .runtime import Runtime
 
 hookspec = pluggy.HookspecMarker("nself")
@@ -113,6 +122,17 @@ def rotate_secret(config: Config, name: str, value: str, runtime: Any) -> bool |
     stack's runtime, or ``None`` when no engine is available. Return ``True`` when this
     plugin handled ``name``, ``None`` when it is not yours; raise ``NselfError`` to refuse
     (nothing has been changed yet), e.g. when the service holding it is not running.
+    """
+
+
+@hookspec
+def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
+    """Check what this plugin is responsible for, for ``nself doctor``.
+
+    Return one ``Finding`` per check: ``ok``, ``warning`` or ``error``, with a hint for
+    anything not ok. Skip the checks whose names are not in ``only`` (when it is not
+    empty). Quick checks always run; slow ones (a scratch restore, a throw-away
+    container) only with ``deep``. Report a failed check as a finding; never raise.
     """
 
 

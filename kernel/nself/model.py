@@ -28,6 +28,7 @@ class Shown:
 
 Role = Literal["core", "optional", "plugin", "custom", "monitoring"]
 Level = Literal["error", "warning"]
+Verdict = Literal["ok", "warning", "error"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -159,6 +160,16 @@ class Problem(Shown):
     """A finding of a ``validate_*`` hook; any error stops the build."""
 
     level: Level
+    message: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class Finding(Shown):
+    """The outcome of one check of ``nself doctor`` (a ``diagnose`` hook answer)."""
+
+    check: str  # short name, selectable with `nself doctor --check NAME`
+    level: Verdict
     message: str
     hint: str | None = None
 

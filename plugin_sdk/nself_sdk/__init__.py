@@ -20,6 +20,7 @@ from nself.atomic import write_atomic
 from nself.config import TRUE, Config
 from nself.errors import EXIT_DEGRADED, ConfigError, NselfError, UsageError
 from nself.model import (
+    Finding,
     GeneratedFile,
     HealthCheck,
     Migration,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 from .project import (
     build,
+    call_each,
     find_project,
     load_config,
     plan,
@@ -96,6 +98,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ExecResult",
+    "Finding",
     "GeneratedFile",
     "HealthCheck",
     "HealthResult",
@@ -116,6 +119,7 @@ __all__ = [
     "UpResult",
     "UsageError",
     "build",
+    "call_each",
     "entry_point_plugins",
     "find_project",
     "hookimpl",

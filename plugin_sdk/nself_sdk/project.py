@@ -12,7 +12,7 @@ from nself.cli import project_dir
 from nself.config import Config
 from nself.errors import NselfError
 from nself.model import Stack
-from nself.plugins import make_manager
+from nself.plugins import call_each, make_manager
 
 if TYPE_CHECKING:
     from nself.runtime import Runtime
@@ -44,4 +44,13 @@ def runtime(config: Config, pm: pluggy.PluginManager | None = None) -> Runtime:
     return found
 
 
-__all__ = ["Stack", "build", "find_project", "load_config", "plan", "plugin_manager", "runtime"]
+__all__ = [
+    "Stack",
+    "build",
+    "call_each",
+    "find_project",
+    "load_config",
+    "plan",
+    "plugin_manager",
+    "runtime",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nself_sdk import Config, GeneratedFile, Problem, Service, Setting, Stack, hookimpl
+from nself_sdk import Config, Finding, GeneratedFile, Problem, Service, Setting, Stack, hookimpl
 
 
 @hookimpl
@@ -82,3 +82,12 @@ def register_commands(app: Any) -> None:
     from .commands import db_app
 
     app.add_typer(db_app(), name="db", rich_help_panel="Database")
+
+
+@hookimpl
+def diagnose(config: Config, deep: bool, only: list[str]) -> list[Finding]:
+    """``migrations``: pending or changed ones; ``backups``: the newest is intact, recent
+    (with a schedule) and proven by a restore (``deep`` runs that restore)."""
+    from .checks import findings
+
+    return findings(config, deep, only)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from nself_sdk import Config, hookimpl
+from nself_sdk import Config, Finding, NselfError, hookimpl
 
 if TYPE_CHECKING:
     from nself_sdk import Runtime
@@ -25,3 +25,18 @@ def provide_runtime(config: Config) -> Runtime | None:
     from .engine import DockerRuntime
 
     return DockerRuntime(config)
+
+
+@hookimpl
+def diagnose(config: Config, deep: bool, only: list[str]) -> list[Finding]:
+    """The engine and Compose v2 can be reached (when this runtime is the one in use)."""
+    wanted = os.environ.get("NSELF_RUNTIME") or config.text("NSELF_RUNTIME", NAME)
+    if wanted != NAME or (only and "engine" not in only):
+        return []
+    from .engine import DockerRuntime
+
+    try:
+        DockerRuntime(config).check()
+    except NselfError as exc:
+        return [Finding("engine", "error", exc.message, exc.hint)]
+    return [Finding("engine", "ok", "the Docker engine and Compose v2 answer")]

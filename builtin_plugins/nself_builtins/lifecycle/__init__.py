@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nself_sdk import hookimpl
+from nself_sdk import Config, Finding, hookimpl
 
 
 @hookimpl
@@ -16,3 +16,13 @@ def register_commands(app: Any) -> None:
     from .commands import register
 
     register(app)
+
+
+@hookimpl
+def diagnose(config: Config, only: list[str]) -> list[Finding]:
+    """Every service that should run is running and healthy (the engine's latest probes)."""
+    if only and "services" not in only:
+        return []
+    from .checks import stack_findings
+
+    return stack_findings(config)

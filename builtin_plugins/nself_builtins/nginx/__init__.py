@@ -8,6 +8,7 @@ from typing import Any
 
 from nself_sdk import (
     Config,
+    Finding,
     GeneratedFile,
     HealthCheck,
     Mount,
@@ -225,3 +226,16 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
 
 
 __all__ = ["Route"]
+
+
+@hookimpl
+def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
+    """``ssl``: the certificate in use; ``nginx`` (deep): ``nginx -t`` on the files."""
+    from .cli import configuration_findings, ssl_findings
+
+    findings = []
+    if not only or "ssl" in only:
+        findings += ssl_findings(config, stack)
+    if deep and (not only or "nginx" in only):
+        findings += configuration_findings(config)
+    return findings

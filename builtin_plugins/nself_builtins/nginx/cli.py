@@ -328,3 +328,53 @@ def register_ssl(app: Any) -> None:
         if subprocess.run([mkcert, "-install"]).returncode != 0:
             raise NselfError("mkcert -install failed", "see its message above")
         ok("mkcert's local CA is trusted here: run `nself ssl generate`")
+
+
+# -- nself doctor ------------------------------------------------------------------------------
+
+
+def ssl_findings(config: Any, stack: Any) -> list[Any]:
+    from nself_sdk import Finding, NselfError
+
+    try:
+        report = certificate_report(config.project_dir, config, stack)
+    except NselfError as exc:
+        return [Finding("ssl", "error", exc.message, exc.hint)]
+    if report["problems"]:
+        return [
+            Finding(
+                "ssl",
+                "error",
+                f"{report['file']}: {'; '.join(report['problems'])}",
+                "locally: `nself ssl generate`; elsewhere: a certificate for these hosts in "
+                "SSL_CERTIFICATE_FILE and SSL_CERTIFICATE_KEY_FILE",
+            )
+        ]
+    until = f"valid until {report['not_after'][:10]} ({report['days_left']} days)"
+    if report["renew_soon"]:
+        return [
+            Finding(
+                "ssl",
+                "warning",
+                f"{report['file']} expires soon: {until}",
+                "replace it before it expires",
+            )
+        ]
+    kind = "self-signed" if report["self_signed"] else "issued"
+    return [Finding("ssl", "ok", f"{report['file']} ({kind}) covers every host, {until}")]
+
+
+def configuration_findings(config: Any) -> list[Any]:
+    from nself_sdk import Finding, NselfError, runtime
+
+    try:
+        rt = runtime(config)
+        running = _running(rt)
+        why = tested(rt, running)
+    except NselfError as exc:
+        return [Finding("nginx", "warning", f"not checked: {exc.message}", exc.hint)]
+    if why is not None:
+        return [
+            Finding("nginx", "error", f"nginx -t fails: {why}", "fix it, then nself nginx reload")
+        ]
+    return [Finding("nginx", "ok", "nginx -t accepts the configuration on disk")]

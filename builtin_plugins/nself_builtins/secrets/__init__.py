@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nself_sdk import hookimpl
+from nself_sdk import Config, Finding, hookimpl
 
 
 @hookimpl
@@ -16,3 +16,28 @@ def register_commands(app: Any) -> None:
     from .cli import register
 
     register(app)
+
+
+@hookimpl
+def diagnose(config: Config, only: list[str]) -> list[Finding]:
+    """``secrets``: the audit of ``nself secrets audit`` (weak, reused, dev stubs outside
+    local, committed, missing, readable files); values are never shown."""
+    if only and "secrets" not in only:
+        return []
+    from .commands import audit_findings
+
+    _env, checked, found, _readable_ok = audit_findings(config.project_dir, config.env)
+    if not found:
+        return [Finding("secrets", "ok", f"{checked} secrets checked: no findings")]
+    findings = []
+    for item in found:
+        serious = item["kind"] in ("readable", "dev-stub", "committed") or not config.is_local
+        findings.append(
+            Finding(
+                "secrets",
+                "error" if serious and item["kind"] != "reused" else "warning",
+                f"{item['kind']}: {item['name']}: {item['message']}",
+                "nself secrets generate (missing), nself secrets rotate NAME (weak or reused)",
+            )
+        )
+    return findings

@@ -186,6 +186,26 @@ def _boring(value: str) -> bool:
 
 def audit(env: str | None, as_json: bool) -> None:
     project = find_project()
+    target, checked, findings, secrets_file_ok = audit_findings(project, _env(env))
+    result = {"env": target, "checked": checked, "findings": findings}
+    if as_json:
+        emit_json(result)
+    elif not findings:
+        ok(f"{checked} secret(s) checked for {target}: no findings")
+    else:
+        for f in findings:
+            where = "" if f["where"] == f["name"] else f" ({f['where']})"
+            warn(f"{f['kind']}: {f['name']}{where}: {f['message']}")
+        if not secrets_file_ok:
+            info(f"fix the mode of {SECRETS} first; the values were not checked")
+    if findings:
+        raise SystemExit(1)
+
+
+def audit_findings(
+    project: Path, target: str | None
+) -> tuple[str | None, int, list[dict[str, str]], bool]:
+    """``(env, secrets checked, findings, whether .env.secrets could be read safely)``."""
     findings: list[dict[str, str]] = []
 
     def add(kind: str, name: str, where: str, message: str) -> None:
@@ -202,7 +222,6 @@ def audit(env: str | None, as_json: bool) -> None:
             if path.name == SECRETS and rel == SECRETS:
                 secrets_file_ok = False
     checked = 0
-    target = _env(env)
     if secrets_file_ok:
         config = load_config(project, target)
         target = config.env
@@ -248,19 +267,7 @@ def audit(env: str | None, as_json: bool) -> None:
                 for name in names:
                     others = ", ".join(n for n in names if n != name)
                     add("reused", name, config.where(name), f"same value as {others}")
-    result = {"env": target, "checked": checked, "findings": findings}
-    if as_json:
-        emit_json(result)
-    elif not findings:
-        ok(f"{checked} secret(s) checked for {target}: no findings")
-    else:
-        for f in findings:
-            where = "" if f["where"] == f["name"] else f" ({f['where']})"
-            warn(f"{f['kind']}: {f['name']}{where}: {f['message']}")
-        if not secrets_file_ok:
-            info(f"fix the mode of {SECRETS} first; the values were not checked")
-    if findings:
-        raise SystemExit(1)
+    return target, checked, findings, secrets_file_ok
 
 
 # -- rotate -------------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""The ``migrations`` and ``backups`` checks of ``nself doctor``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from nself_sdk import Config, Finding, NselfError
+
+from .backups import Store, check_integrity
+from .target import Target
+
+# A scheduled backup older than this (hours) means the schedule stopped working.
+STALE_HOURS = 26
+
+
+def findings(config: Config, deep: bool, only: list[str]) -> list[Finding]:
+    found = []
+    if not only or "migrations" in only:
+        found += _migrations(config)
+    if not only or "backups" in only:
+        found += _backups(config, deep)
+    return found
+
+
+def _migrations(config: Config) -> list[Finding]:
+    from .commands import _runner
+
+    try:
+        rows, problems = _runner(Target(config.project_dir, config, config.env)).status()
+    except NselfError as exc:
+        return [Finding("migrations", "warning", f"not checked: {exc.message}", exc.hint)]
+    found = [Finding("migrations", "error", p.message, p.hint) for p in problems]
+    pending = [f"{r['version']}_{r['name']}" for r in rows if r["state"] == "pending"]
+    if pending:
+        found.append(
+            Finding(
+                "migrations",
+                "warning",
+                f"{len(pending)} pending: {', '.join(pending[:5])}"
+                + (" ..." if len(pending) > 5 else ""),
+                "nself db migrate up",
+            )
+        )
+    if not found:
+        applied = sum(r["state"] == "applied" for r in rows)
+        found.append(Finding("migrations", "ok", f"{applied} applied, none pending or changed"))
+    return found
+
+
+def _backups(config: Config, deep: bool) -> list[Finding]:
+    store = Store.for_project(config.project_dir, config)
+    names = store.names()
+    if not names:
+        return [Finding("backups", "warning", "no backup yet", "nself db backup")]
+    newest = names[0]
+    try:
+        manifest = check_integrity(store, newest)
+    except NselfError as exc:
+        return [Finding("backups", "error", f"newest backup {newest}: {exc.message}", exc.hint)]
+    found = []
+    age = datetime.now(UTC) - datetime.fromisoformat(str(manifest["created"]))
+    hours = age.total_seconds() / 3600
+    if config.text("BACKUP_SCHEDULE") and hours > STALE_HOURS:
+        found.append(
+            Finding(
+                "backups",
+                "warning",
+                f"the newest backup is {hours:.0f} hours old although BACKUP_SCHEDULE is set",
+                "see `nself logs db-backup`",
+            )
+        )
+    verified = _verified(store, newest)
+    if deep:
+        from .backups import verify
+
+        try:
+            record = verify(
+                Target(config.project_dir, config, config.env).transport(), store, newest
+            )
+            verified = bool(record.get("ok"))
+            if not verified:
+                found.append(
+                    Finding(
+                        "backups",
+                        "error",
+                        f"{newest} failed its restore test",
+                        f"nself db backup verify {newest}",
+                    )
+                )
+        except NselfError as exc:
+            found.append(Finding("backups", "error", f"{newest}: {exc.message}", exc.hint))
+    elif not verified:
+        found.append(
+            Finding(
+                "backups",
+                "warning",
+                f"the newest backup {newest} has never been restored as a test",
+                f"nself db backup verify {newest} (or nself doctor --deep)",
+            )
+        )
+    if not found:
+        proof = "restored as a test" if verified else "hashes match"
+        found.append(Finding("backups", "ok", f"newest {newest}, {hours:.0f} h old, {proof}"))
+    return found
+
+
+def _verified(store: Store, name: str) -> bool:
+    try:
+        return bool(json.loads(store.verified_file(name).read_text()).get("ok"))
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -1,0 +1,156 @@
+"""`nself doctor`: every plugin's `diagnose` checks in one report.
+
+The database checks run against the real PostgreSQL 15 test cluster (NSELF_DB_URL), the
+engine check against the real Docker engine; certificates are real ones made on the fly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import pg_cluster
+from conftest import Result, set_env
+from pg_cluster import Cluster
+from test_kernel_plugins import make_distribution, site  # noqa: F401  (fixture)
+from test_ssl import make_certificate
+
+Run = Callable[..., Result]
+pg, db = pg_cluster.pg, pg_cluster.db
+
+
+def doctor(nself: Run, folder: Path, *args: str) -> tuple[Result, list[dict[str, str]]]:
+    result = nself("doctor", "--json", *args, cwd=folder)
+    return result, json.loads(result.out) if result.out.strip() else []
+
+
+def levels(findings: list[dict[str, str]], check: str) -> list[str]:
+    return [f["level"] for f in findings if f["check"] == check]
+
+
+def test_a_fresh_project(project: Path, nself: Run) -> None:
+    assert nself("build", cwd=project).code == 0
+    result, findings = doctor(nself, project, "--check", "config", "--check", "ssl",
+                              "--check", "secrets", "--check", "backups")  # fmt: skip
+    assert result.code == 0, result.output
+    assert next(f["check"] for f in findings) == "config"  # what everything rests on, first
+    assert levels(findings, "config") == ["ok"]
+    assert levels(findings, "ssl") == ["ok"]
+    assert levels(findings, "secrets") == ["ok"]
+    assert levels(findings, "backups") == ["warning"]  # no backup yet
+    text = nself("doctor", "--check", "backups", cwd=project)
+    assert "! backups" in text.out and "hint: nself db backup" in text.out
+    assert "0 errors" in text.out
+
+
+def test_an_invalid_configuration_is_the_only_finding(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", RATE_LIMIT_AUTH="lots")
+    result, findings = doctor(nself, project)
+    assert result.code == 1
+    assert {f["check"] for f in findings} == {"config"}
+    assert "RATE_LIMIT_AUTH='lots' is not a rate" in findings[0]["message"]
+
+
+def test_stale_files_and_a_bad_certificate(project: Path, nself: Run) -> None:
+    make_certificate(project, "old", "local.nself.org", days=-1)
+    set_env(
+        project, ".env.local", SSL_CERTIFICATE_FILE="old.crt", SSL_CERTIFICATE_KEY_FILE="old.key"
+    )
+    assert nself("build", cwd=project).code == 0
+    set_env(project, ".env.local", NGINX_CLIENT_MAX_BODY_SIZE="5m")
+    result, findings = doctor(nself, project, "--check", "config", "--check", "ssl")
+    assert result.code == 1
+    stale = [f for f in findings if f["level"] == "warning" and f["check"] == "config"]
+    assert stale and "nginx/nginx.conf" in stale[0]["message"]
+    assert levels(findings, "ssl") == ["error"]
+    assert "expired on" in next(f["message"] for f in findings if f["check"] == "ssl")
+
+
+def test_secrets_outside_local_are_errors_and_never_shown(
+    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev = dict(
+        line.split("=", 1)
+        for line in (project / ".env.dev").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    monkeypatch.setenv("NSELF_ENV", "staging")
+    # Staging refuses the dev stubs already in the configuration check, one line each.
+    result, findings = doctor(nself, project)
+    assert result.code == 1 and {f["check"] for f in findings} == {"config"}
+    assert any("POSTGRES_PASSWORD" in f["message"] for f in findings)
+    text = nself("doctor", cwd=project)
+    for name, value in dev.items():
+        if name.endswith(("PASSWORD", "SECRET", "_KEY")) and len(value) >= 8:
+            assert value not in result.output + text.output, name
+
+
+def test_unknown_check_is_a_usage_error(project: Path, nself: Run) -> None:
+    result = nself("doctor", "--check", "nope", cwd=project)
+    assert result.code == 2 and "no check named nope" in result.err
+
+
+def test_the_engine_check(project: Path, nself: Run, docker_engine: None) -> None:
+    assert nself("build", cwd=project).code == 0
+    result, findings = doctor(nself, project, "--check", "engine")
+    assert result.code == 0 and levels(findings, "engine") == ["ok"]
+    result, findings = doctor(nself, project, "--check", "services")
+    assert levels(findings, "services") == ["warning"]  # this project never started
+    assert "not running" in findings[0]["message"]
+
+
+def test_a_third_party_plugin_joins_the_report(
+    site: Path,  # noqa: F811
+    project: Path,
+    nself: Run,
+) -> None:
+    code = (
+        "from nself_sdk import Finding, hookimpl\n\n@hookimpl\n"
+        "def diagnose(config, only):\n"
+        "    if only and 'whoami' not in only:\n        return []\n"
+        "    return [Finding('whoami', 'error', 'the greeting is missing', 'set it')]\n"
+    )
+    make_distribution(site, plugin="whoami", code=code)
+    result = nself("doctor", "--check", "whoami", cwd=project)
+    assert result.code == 1
+    assert "✗ whoami" in result.out and "hint: set it" in result.out
+
+
+@pytest.mark.postgres
+def test_migrations_and_backups_on_a_real_database(
+    project: Path, nself: Run, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NSELF_DB_URL", pg.url(db))
+    monkeypatch.setenv("NSELF_PG_BINDIR", str(pg.bindir))
+    migration = project / "migrations" / "1_notes"
+    migration.mkdir(parents=True)
+    (migration / "up.sql").write_text("CREATE TABLE notes (id int PRIMARY KEY);\n")
+    (migration / "down.sql").write_text("DROP TABLE notes;\n")
+
+    r, findings = doctor(nself, project, "--check", "migrations")
+    assert levels(findings, "migrations") == ["warning"], r.output
+    assert "1 pending: 1_notes" in findings[0]["message"]
+    assert nself("db", "migrate", "up", cwd=project).code == 0
+    result, findings = doctor(nself, project, "--check", "migrations")
+    assert result.code == 0 and levels(findings, "migrations") == ["ok"]
+    (migration / "up.sql").write_text("CREATE TABLE notes (id bigint PRIMARY KEY);\n")
+    result, findings = doctor(nself, project, "--check", "migrations")
+    assert result.code == 1 and "error" in levels(findings, "migrations")
+
+    (migration / "up.sql").write_text("CREATE TABLE notes (id int PRIMARY KEY);\n")
+    assert nself("db", "backup", cwd=project).code == 0
+    _r, findings = doctor(nself, project, "--check", "backups")
+    assert levels(findings, "backups") == ["warning"]
+    assert "never been restored" in findings[0]["message"]
+    result, findings = doctor(nself, project, "--check", "backups", "--deep")
+    assert result.code == 0, result.output
+    assert levels(findings, "backups") == ["ok"] and "restored as a test" in findings[0]["message"]
+    _r, findings = doctor(nself, project, "--check", "backups")  # the proof is remembered
+    assert levels(findings, "backups") == ["ok"]
+    dump = next((project / "backups").glob("*.dump"))
+    dump.write_bytes(dump.read_bytes()[:-20])
+    result, findings = doctor(nself, project, "--check", "backups")
+    assert result.code == 1 and levels(findings, "backups") == ["error"]
