@@ -187,7 +187,10 @@ def plan_prune(engine: Pitr, days: int, now: datetime | None = None) -> PrunePla
             "take one with `nself db pitr backup` (pruning keeps every point after it)",
         )
     files = engine.archive.files()  # an error when the archive folder is missing
-    window_start = now - timedelta(days=days)
+    try:
+        window_start = now - timedelta(days=days)
+    except OverflowError:  # a window longer than the calendar: keep everything
+        window_start = datetime.min.replace(tzinfo=UTC)
     keep: list[tuple[dict[str, Any], str]] = []
     before: list[dict[str, Any]] = []
     for base in bases:
