@@ -23,8 +23,10 @@ def register(app: typer.Typer) -> None:
         env: Annotated[str | None, typer.Option("--env", help="local, staging or prod.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
     ) -> None:
-        """Check the project end to end: configuration, engine, services, certificates,
-        migrations, backups, secrets. Exit 1 when a check fails."""
+        """Check configuration, engine, services, certificates, migrations, backups, secrets.
+
+        Exit 1 when a check fails.
+        """
         from nself_sdk.console import emit_json, info, paint
 
         from .run import diagnose_project

@@ -245,8 +245,7 @@ def register_ssl(app: Any) -> None:
     def status(
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
     ) -> None:
-        """The certificate in use: issuer, names, expiry; exit 1 when it is expired or
-        misses a routed host."""
+        """The certificate in use: issuer, names, expiry (exit 1: expired, or a host missing)."""
         from nself_sdk import NselfError, find_project, plan
         from nself_sdk.console import emit_json, info, ok, warn
 
