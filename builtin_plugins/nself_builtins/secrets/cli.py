@@ -19,8 +19,10 @@ def register(app: Any) -> None:
         env: Annotated[str | None, typer.Option("--env", help=ENV_HELP)] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
     ) -> None:
-        """Fill missing secrets (and dev stubs outside local) into .env.secrets; never
-        overwrites a value already set."""
+        """Fill missing secrets (and dev stubs outside local) into .env.secrets.
+
+        Never overwrites a value already set.
+        """
         from .commands import generate as run
 
         run(env, as_json)
@@ -36,8 +38,10 @@ def register(app: Any) -> None:
             float, typer.Option("--timeout", help="Seconds to wait for each service.")
         ] = 180.0,
     ) -> None:
-        """Regenerate NAME, rebuild, restart the services that use it (in dependency order)
-        and check they come back healthy."""
+        """Regenerate NAME, restart the services that use it and check they come back healthy.
+
+        The services restart in dependency order after a rebuild.
+        """
         from .commands import rotate as run
 
         run(name, env, yes, timeout)
