@@ -71,8 +71,9 @@ class ExecResult:
 class Progress:
     """A step of ``up`` for one service, reported to the progress callback.
 
-    ``phase`` is one of: pulling, pulled, building, creating, starting, waiting, healthy,
-    running, failed, isolated.
+    ``phase`` is one of: pulling, pulled, building, creating, recreating (the old container
+    is still there, waiting to be replaced), starting, waiting, healthy, running, failed,
+    isolated.
     """
 
     service: str

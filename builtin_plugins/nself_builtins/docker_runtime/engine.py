@@ -48,6 +48,10 @@ from .compose import (
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
+# What Compose stamps on a container to decide later whether it must be recreated: the
+# hash of the service's definition, and the id of the image it was created from.
+CONFIG_HASH_LABEL = "com.docker.compose.config-hash"
+IMAGE_LABEL = "com.docker.compose.image"
 POLL = 0.5
 # A container that crashed this many times while starting is given up on.
 MAX_RESTARTS = 2
@@ -279,6 +283,15 @@ class DockerRuntime:
         """This project's service containers by service name (one-off runs excluded).
 
         With ``only``, just those services' containers are inspected (cheaper polling).
+        When a service has several (Compose is replacing one), the newest is given.
+        """
+        return {name: found[0] for name, found in self.all_containers(only).items()}
+
+    def all_containers(self, only: set[str] | None = None) -> dict[str, list[Any]]:
+        """Every container of each service, newest first.
+
+        While Compose recreates a service, its old container (renamed) and the new one
+        exist side by side for a moment.
         """
         client = self.client()
 
@@ -289,7 +302,7 @@ class DockerRuntime:
                 all=True, filters={"label": [f"{PROJECT_LABEL}={self.project}"]}
             )
             found = []
-            for summary in summaries:
+            for summary in sorted(summaries, key=lambda s: -int(s.get("Created") or 0)):
                 labels = summary.get("Labels") or {}
                 if only is not None and labels.get(SERVICE_LABEL) not in only:
                     continue
@@ -301,14 +314,14 @@ class DockerRuntime:
             return found
 
         found = self._api(listing)
-        by_service: dict[str, Any] = {}
+        by_service: dict[str, list[Any]] = {}
         for container in found:
             labels = container.labels or {}
             if labels.get(PROJECT_LABEL) != self.project or labels.get(ONEOFF_LABEL) == "True":
                 continue
             service = labels.get(SERVICE_LABEL)
-            if service and service not in by_service:
-                by_service[service] = container
+            if service:
+                by_service.setdefault(service, []).append(container)
         return by_service
 
     def _container(self, service: str) -> Any:
@@ -632,11 +645,14 @@ class DockerRuntime:
         # 2. Ports: refuse before anything starts if a host port is taken.
         self._check_ports(targets)
 
-        # 3. Start, watching every container until healthy, failed or out of time.
+        # 3. Start, watching every container until healthy, failed or out of time. Only
+        # the containers this `up` leaves are judged: one Compose recreates (its definition
+        # or image changed) may still run, healthy, until Compose replaces it.
         baseline = {
             name: (c.id, int(c.attrs.get("RestartCount") or 0))
             for name, c in self.containers().items()
         }
+        expected = self._expected(targets) if wait else {}
         for name in targets:
             emit(Progress(name, "starting"))
         argv = [
@@ -666,7 +682,9 @@ class DockerRuntime:
         reader.start()
         pending = set(targets)
         if wait:
-            self._watch(pending, proc, deadline, result, emit, may_isolate, baseline, output)
+            self._watch(
+                pending, proc, deadline, result, emit, may_isolate, baseline, expected, output
+            )
         core_down = any(n not in result.isolated for n in result.failed)
         if core_down:
             # A core service failed: report now rather than wait out the others.
@@ -737,6 +755,40 @@ class DockerRuntime:
             return None
         return state_of(name, self.project_services()[name].role, container)
 
+    def _expected(self, targets: list[str]) -> dict[str, tuple[str, str]]:
+        """What each target's container carries once Compose has brought it up to date.
+
+        ``(config hash, image id)``: the hash Compose computes for the service's definition
+        in the generated file (``docker compose config --hash``, the value it stamps on the
+        container as ``com.docker.compose.config-hash``) and the id of the service's image
+        (stamped as ``com.docker.compose.image``). Compose recreates a container when either
+        differs. A part that cannot be read is ``""``: such a container is then judged only
+        once it is new or Compose has finished.
+        """
+        done = self.compose("config", "--hash", "*", check=False, timeout=60)
+        hashes: dict[str, str] = {}
+        if done.returncode == 0:
+            for line in done.stdout.splitlines():
+                parts = line.split()
+                if len(parts) == 2 and re.fullmatch(r"[0-9a-f]{64}", parts[1]):
+                    hashes[parts[0]] = parts[1]
+        client = self.client()
+        known = self.project_services()
+
+        def image_ids() -> dict[str, str]:
+            from docker.errors import ImageNotFound
+
+            ids: dict[str, str] = {}
+            for name in targets:
+                try:
+                    ids[name] = str(client.api.inspect_image(known[name].image).get("Id") or "")
+                except ImageNotFound:
+                    ids[name] = ""
+            return ids
+
+        images: dict[str, str] = self._api(image_ids)
+        return {name: (hashes.get(name, ""), images.get(name, "")) for name in targets}
+
     def _watch(
         self,
         pending: set[str],
@@ -746,16 +798,28 @@ class DockerRuntime:
         emit: ProgressCallback,
         may_isolate: Callable[[str], bool],
         baseline: dict[str, tuple[str, int]],
+        expected: dict[str, tuple[str, str]],
         output: list[str],
     ) -> None:
         known = self.project_services()
         phases: dict[str, str] = {}
         while pending and time.monotonic() < deadline:
             finished = proc.poll() is not None
-            containers = self.containers(only=pending)
+            every = self.all_containers(only=pending)
             for name in sorted(pending):
-                container = containers.get(name)
-                if container is None:
+                found = every.get(name, [])
+                old_id = baseline.get(name, ("", 0))[0]
+                want = expected.get(name, ("", ""))
+                container = next((c for c in found if _current(c, old_id, want)), None)
+                if container is None and found and finished and not proc.returncode:
+                    container = found[0]  # Compose is done and kept it: it is the one
+                if container is None and found:
+                    # The old container is still there: Compose has yet to replace it, so
+                    # its state (maybe still healthy) says nothing about this start.
+                    phase, detail = "recreating", ""
+                    if finished:
+                        phase, detail = "failed", "was not recreated"
+                elif container is None:
                     phase, detail = "creating", ""
                     if finished:
                         phase, detail = "failed", "was not created"
@@ -841,6 +905,24 @@ class DockerRuntime:
             for host_ip, port in self.project_services()[name].ports:
                 if _port_taken(host_ip, port):
                     raise self._port_error(host_ip, port)
+
+
+def _current(container: Any, old_id: str, want: tuple[str, str]) -> bool:
+    """Is ``container`` the one Compose leaves for its service after this ``up``?
+
+    True when it was created during this ``up`` (its id is not the one seen before), or
+    when it already carries the expected config hash and image id, so Compose keeps it.
+    """
+    if container.id != old_id:
+        return True
+    config_hash, image_id = want
+    if not config_hash:
+        return False  # unknown: wait until Compose has finished
+    labels = container.labels or {}
+    if labels.get(CONFIG_HASH_LABEL) != config_hash:
+        return False
+    runs = labels.get(IMAGE_LABEL) or str(container.attrs.get("Image") or "")
+    return not image_id or runs == image_id
 
 
 def _nanos(value: Any, default: float) -> float:

@@ -19,6 +19,7 @@ WORDS = {
     "pulled": "image ready",
     "building": "building image",
     "creating": "creating",
+    "recreating": "replacing its old container",
     "starting": "starting",
     "waiting": "waiting until healthy",
     "healthy": "healthy",
