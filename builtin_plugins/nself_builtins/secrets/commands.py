@@ -6,7 +6,6 @@ import contextlib
 import io
 import os
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -402,52 +401,33 @@ def rotate(name: str, env: str | None, yes: bool, timeout: float) -> None:
     ok(f"{len(live)} service(s) restarted and healthy with the new {name}")
 
 
-def _state(rt: Any, service: str) -> Any:
-    return next((s for s in rt.status() if s.name == service), None)
+def _container(rt: Any, service: str) -> str:
+    state = next((s for s in rt.status() if s.name == service), None)
+    return str(state.container) if state is not None else ""
 
 
 def _restart(rt: Any, service: str, secret: str, timeout: float) -> None:
-    """Recreate ``service`` with the new value and wait until the new container is healthy.
+    """Recreate ``service`` with the new value and wait until it is healthy.
 
-    "New" matters: right after the restart begins the old container may still answer as
-    healthy, so wait for a different container (or one started after we began).
+    ``up`` recreates the container whose definition changed and judges only the new one
+    (never the old container, healthy until Compose replaces it). When Compose keeps the
+    container (the value reaches the service some other way than its definition), it is
+    restarted, and ``up`` waits for it again.
     """
-    before = _state(rt, service)
-    old_id = before.container if before is not None else ""
-    begun = time.monotonic()
+    old = _container(rt, service)
     hint = f"the new value is in {SECRETS}; see `nself logs {service}`"
-    outcome = rt.up([service], wait=True, timeout=timeout, isolate=lambda _name: False)
-    failed = getattr(outcome, "failed", {})
-    if failed:
-        reason = "; ".join(f"{k}: {v}" for k, v in failed.items())
-        raise NselfError(f"{service} did not come back after rotating {secret}: {reason}", hint)
 
-    def fresh(state: Any) -> bool:
-        if state is None or not state.running:
-            return False
-        age = state.uptime if state.uptime is not None else float("inf")
-        return bool(state.container != old_id or age < time.monotonic() - begun)
+    def up() -> None:
+        outcome = rt.up([service], wait=True, timeout=timeout, isolate=lambda _name: False)
+        failed = getattr(outcome, "failed", {})
+        if failed:
+            reason = "; ".join(f"{k}: {v}" for k, v in failed.items())
+            raise NselfError(f"{service} did not come back after rotating {secret}: {reason}", hint)
 
-    if not fresh(_state(rt, service)):
-        rt.restart([service])  # same definition: compose kept the container
-    deadline = begun + timeout
-    while True:
-        state = _state(rt, service)
-        if fresh(state) and state.health in ("healthy", "none"):
-            break
-        if fresh(state) and state.health == "unhealthy":
-            raise NselfError(f"{service} is unhealthy after rotating {secret}", hint)
-        if time.monotonic() > deadline:
-            raise NselfError(
-                f"{service} was not healthy within {timeout:.0f}s of rotating {secret}", hint
-            )
-        time.sleep(0.5)
-    checks = [h for h in rt.health([service]) if h.status != "healthy"]
-    if checks:
-        raise NselfError(
-            f"{service} is {checks[0].status} after rotating {secret}: {checks[0].detail}",
-            checks[0].hint or hint,
-        )
+    up()
+    if old and _container(rt, service) == old:
+        rt.restart([service])  # same definition: Compose kept the container
+        up()
 
 
 def _derived(config: Config, name: str) -> set[str]:
