@@ -150,3 +150,30 @@ def test_another_runtime_can_be_chosen_by_name(
     monkeypatch.setenv("NSELF_RUNTIME", "podman")  # no such plugin installed here
     with pytest.raises(NselfError, match="no container runtime plugin"):
         runtime(load_config(project))
+
+
+class _Container:
+    """The two things `_current` reads of a Docker SDK container."""
+
+    def __init__(self, id: str, labels: dict[str, str], image: str = "") -> None:
+        self.id, self.labels, self.attrs = id, labels, {"Image": image}
+
+
+def test_only_a_new_or_up_to_date_container_is_judged_during_up() -> None:
+    from nself_builtins.docker_runtime.engine import CONFIG_HASH_LABEL, IMAGE_LABEL, _current
+
+    labels = {CONFIG_HASH_LABEL: "h1", IMAGE_LABEL: "sha256:i1"}
+    old = _Container("old", labels)
+    # created by this up: judged, whatever it carries
+    assert _current(_Container("new", {}), "old", ("h2", "sha256:i1"))
+    assert _current(old, "", ("", ""))  # nothing was there before
+    # the container seen before: only while it matches what Compose will keep
+    assert _current(old, "old", ("h1", "sha256:i1"))
+    assert not _current(old, "old", ("h2", "sha256:i1"))  # definition changed: recreated
+    assert not _current(old, "old", ("h1", "sha256:i2"))  # image rebuilt under its tag
+    assert not _current(old, "old", ("", ""))  # unknown hash: wait until Compose is done
+    # without Compose's image label, the image the container runs
+    assert _current(
+        _Container("c", {CONFIG_HASH_LABEL: "h1"}, "sha256:i1"), "c", ("h1", "sha256:i1")
+    )
+    assert _current(old, "old", ("h1", ""))  # image id unknown: the hash decides

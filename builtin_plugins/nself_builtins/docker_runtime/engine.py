@@ -652,7 +652,8 @@ class DockerRuntime:
             name: (c.id, int(c.attrs.get("RestartCount") or 0))
             for name, c in self.containers().items()
         }
-        expected = self._expected(targets) if wait else {}
+        # Nothing to tell apart on a first start (no container yet): skip asking Compose.
+        expected = self._expected(targets) if wait and set(baseline) & set(targets) else {}
         for name in targets:
             emit(Progress(name, "starting"))
         argv = [
