@@ -135,6 +135,17 @@ def test_test_reload_and_show(
     assert "mkcert development CA" in served_issuer(https, "api.local.nself.org")
     assert started_at(name) == before
 
+    # `nself start` on a running nginx loads what changed since it (re)loaded, and only then.
+    (folder / "nginx" / "conf.d" / "custom.conf").write_text(
+        f'server {{\n  listen 80;\n  server_name {HOST};\n  return 200 "after-start\\n";\n}}\n'
+    )
+    r = nself("start", "nginx", cwd=folder)
+    assert r.code == 0 and "nginx reloaded: its configuration changed" in r.out, r.output
+    assert http_get(port, HOST) == (200, "after-start\n")
+    r = nself("start", "nginx", cwd=folder)
+    assert r.code == 0 and "nginx reloaded" not in r.out, r.output
+    assert started_at(name) == before
+
     r = nself("nginx", "show", cwd=folder)
     assert r.code == 0
     assert "# --- nginx/nginx.conf ---" in r.out and "# --- nginx/conf.d/custom.conf ---" in r.out

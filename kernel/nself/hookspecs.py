@@ -126,6 +126,16 @@ def rotate_secret(config: Config, name: str, value: str, runtime: Any) -> bool |
 
 
 @hookspec
+def stack_started(config: Config, runtime: Runtime, services: list[str]) -> None:
+    """React to ``nself start`` having brought ``services`` up (healthy or isolated).
+
+    For what a running service picks up without a restart: e.g. reload a server whose
+    generated configuration changed while it kept running. Report through the console;
+    raise ``NselfError`` only when the stack cannot be used as started.
+    """
+
+
+@hookspec
 def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
     """Check what this plugin is responsible for, for ``nself doctor``.
 

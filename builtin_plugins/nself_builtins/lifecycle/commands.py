@@ -226,6 +226,12 @@ def register(app: typer.Typer) -> None:
 
         with ProgressView(project.title) as view:
             result = project.runtime.up(chosen, wait=True, timeout=timeout, progress=view)
+        if result.started:
+            from nself_sdk import plugin_manager
+
+            plugin_manager(project.folder).hook.stack_started(
+                config=project.config, runtime=project.runtime, services=list(result.started)
+            )
         code = report_up(project, result, began)
         if code:
             raise typer.Exit(code)

@@ -377,3 +377,58 @@ def configuration_findings(config: Any) -> list[Any]:
             Finding("nginx", "error", f"nginx -t fails: {why}", "fix it, then nself nginx reload")
         ]
     return [Finding("nginx", "ok", "nginx -t accepts the configuration on disk")]
+
+
+# -- after `nself start` ------------------------------------------------------------------------
+
+
+# Seconds since nginx's first worker started, i.e. since nginx (re)loaded its configuration
+# (field 22 of /proc/PID/stat is the start in clock ticks after boot).
+LOADED_AGO = (
+    "w=$(cut -d' ' -f1 /proc/$(cat /tmp/nginx.pid)/task/*/children); "
+    "hz=$(getconf CLK_TCK 2>/dev/null || echo 100); "
+    "awk -v up=\"$(cut -d' ' -f1 /proc/uptime)\" -v hz=\"$hz\" "
+    "'{sub(/^.*\\) /, \"\"); print up - $20 / hz}' /proc/$w/stat"
+)
+
+
+def _loaded_ago(rt: Any) -> float | None:
+    result = rt.exec(SERVICE, ["sh", "-c", LOADED_AGO])
+    try:
+        return float(result.output.strip()) if result.exit_code == 0 else None
+    except ValueError:
+        return None
+
+
+def apply_changes(config: Any, rt: Any) -> None:
+    """Reload the running nginx when its files changed after its container started.
+
+    The configuration folder is mounted, so Compose keeps the container when only files
+    change, and nginx goes on serving what it loaded. An invalid new configuration is
+    not loaded: nginx keeps the old one, and the warning says why.
+    """
+    import time
+
+    from nself_sdk import NselfError
+    from nself_sdk.console import info, warn
+
+    try:
+        state = next((s for s in rt.status() if s.name == SERVICE), None)
+        if state is None or not state.running or state.uptime is None:
+            return
+        folder = config.project_dir / "nginx"
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        newest = max((p.stat().st_mtime for p in files), default=0.0)
+        if newest <= time.time() - min(state.uptime, _loaded_ago(rt) or state.uptime):
+            return
+        why = tested(rt, True)
+        if why is not None:
+            warn(
+                f"nginx keeps its previous configuration: the new one is invalid: {why}",
+                "fix it, then `nself nginx reload`",
+            )
+            return
+        reload_running(rt)
+        info("nginx reloaded: its configuration changed since it started")
+    except NselfError as exc:
+        warn(f"nginx was not reloaded: {exc.message}", "nself nginx reload")
