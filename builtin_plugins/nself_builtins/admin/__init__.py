@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from nself_sdk import (
     Config,
     HealthCheck,
@@ -98,3 +100,10 @@ def contribute_services(config: Config) -> list[Service]:
             health_url=f"http://admin:{PORT}/api/health",
         )
     ]
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    from .cli import register
+
+    register(app)

@@ -387,7 +387,7 @@ def configuration_findings(config: Any) -> list[Any]:
 LOADED_AGO = (
     "w=$(cut -d' ' -f1 /proc/$(cat /tmp/nginx.pid)/task/*/children); "
     "hz=$(getconf CLK_TCK 2>/dev/null || echo 100); "
-    "awk -v up=\"$(cut -d' ' -f1 /proc/uptime)\" -v hz=\"$hz\" "
+    'awk -v up="$(cut -d\' \' -f1 /proc/uptime)" -v hz="$hz" '
     "'{sub(/^.*\\) /, \"\"); print up - $20 / hz}' /proc/$w/stat"
 )
 
