@@ -24,7 +24,8 @@ def test_the_scheduler_service_is_internal_and_uses_the_postgres_image(scheduled
     service = compose["services"]["db-backup"]
     assert "ports" not in service
     assert {"./backups:/backups", "./db-backup:/nself:ro"} <= set(service["volumes"])
-    assert service["image"] == "nself-postgres:16-demo"
+    assert service["image"].startswith("nself-postgres:16-demo-")
+    assert service["image"] == compose["services"]["postgres"]["image"]
     script = scheduled / "db-backup" / "backup.sh"
     assert script.is_file()
 
@@ -66,3 +67,21 @@ def test_a_bad_schedule_stops_the_build(project: Path, nself) -> None:  # type: 
 def test_no_schedule_no_service(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
     assert nself("build", cwd=project).code == 0
     assert "db-backup" not in (project / "docker-compose.yml").read_text()
+
+
+def test_the_built_image_follows_its_dockerfile(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    def image() -> str:
+        assert nself("build", cwd=project).code == 0
+        compose = yaml.safe_load((project / "docker-compose.yml").read_text())
+        return str(compose["services"]["postgres"]["image"])
+
+    first = image()
+    set_env(project, ".env.local", POSTGRES_BASE_IMAGE="mirror.example/postgres:16-bookworm")
+    second = image()
+    assert second != first and second.startswith("nself-postgres:16-demo-")  # built anew
+
+
+def test_a_schedule_with_a_bucket_but_no_keys_warns(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    set_env(project, ".env.local", BACKUP_SCHEDULE='"0 2 * * *"', BACKUP_S3_BUCKET="b")
+    r = nself("build", cwd=project)
+    assert r.code == 0 and "scheduled backups will not reach S3" in r.err

@@ -154,3 +154,10 @@ def test_migrations_and_backups_on_a_real_database(
     dump.write_bytes(dump.read_bytes()[:-20])
     result, findings = doctor(nself, project, "--check", "backups")
     assert result.code == 1 and levels(findings, "backups") == ["error"]
+
+
+def test_check_names_are_checked(project: Path, nself: Run) -> None:
+    result = nself("doctor", "--check", "ssl", "--check", "typo", cwd=project)
+    assert result.code == 2 and "no check named typo" in result.err
+    result = nself("doctor", "--check", "nginx", cwd=project)
+    assert result.code == 2 and "--deep" in result.err

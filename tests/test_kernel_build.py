@@ -296,3 +296,17 @@ def test_compose_accepts_the_build_and_publishes_only_nginx(project: Path, nself
     published = {name: s.get("ports", []) for name, s in services.items() if s.get("ports")}
     assert set(published) == {"nginx"}
     assert {p["host_ip"] for p in published["nginx"]} == {"127.0.0.1"}  # dev default
+
+
+def test_a_formerly_generated_file_edited_by_hand_is_left_alone(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", CS_1_NAME="shop", CS_1_IMAGE="busybox", CS_1_PORT="8001",
+            CS_1_SUBDOMAIN="shop")  # fmt: skip
+    assert nself("build", cwd=project).code == 0
+    site = project / "nginx" / "sites" / "shop.conf"
+    untouched = project / "nginx" / "sites" / "auth.conf"
+    site.write_text(site.read_text() + "# my note\n")
+    set_env(project, ".env.local", CS_1_NAME="", AUTH_ENABLED="false")
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    assert site.is_file() and "# my note" in site.read_text()  # someone's own now: kept
+    assert not untouched.exists() and "removed  nginx/sites/auth.conf" in result.out

@@ -151,3 +151,15 @@ def test_test_reload_and_show(
     assert "# --- nginx/nginx.conf ---" in r.out and "# --- nginx/conf.d/custom.conf ---" in r.out
     r = nself("nginx", "show", "no-such-site", cwd=folder)
     assert r.code == 1 and "no generated site 'no-such-site'" in r.err
+
+
+def test_an_image_that_cannot_be_had_is_an_error_not_valid(
+    stack: tuple[Path, str, int], nself: Run
+) -> None:
+    """Compose can exit 0 when the image of a one-off container cannot be pulled."""
+    folder, _name, _port = stack
+    set_env(folder, ".env.local", NGINX_IMAGE="localhost:1/nowhere/nginx:1")  # refused at once
+    assert nself("build", cwd=folder).code == 0
+    r = nself("nginx", "test", cwd=folder)
+    assert r.code == 1 and "cannot be pulled" in r.err and "valid" not in r.out
+    assert "NGINX_IMAGE" in r.err

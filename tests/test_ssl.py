@@ -198,7 +198,8 @@ def test_status_fails_for_expired_or_foreign_certificates(project: Path, nself: 
     assert nself("build", cwd=project).code == 0
     result, report = status(nself, project)
     assert result.code == 1 and "does not cover api.local.nself.org" in result.err
-    assert "local.nself.org" in report["uncovered"]  # type: ignore[operator]
+    assert "api.local.nself.org" in report["uncovered"]  # type: ignore[operator]
+    assert "local.nself.org" not in report["hosts"]  # the apex is not routed here
 
     make_certificate(project, "soon", "local.nself.org", days=10)
     set_env(
@@ -274,3 +275,44 @@ def test_generate_is_for_local_only(
     assert result.code == 1 and "not ones for staging" in result.err
     assert "SSL_CERTIFICATE_FILE" in result.err
     assert sorted(p.name for p in (project / "nginx" / "ssl").iterdir()) == before
+
+
+def test_an_own_certificate_named_like_the_dev_one_survives_builds(
+    project: Path, nself: Run
+) -> None:
+    """Replacing the generated files with your own (same names) makes them yours."""
+    assert nself("build", cwd=project).code == 0
+    make_certificate(project, "local.nself.org", "local.nself.org", days=400)
+    mine = (project / "nginx" / "ssl" / "local.nself.org.crt").read_bytes()
+    set_env(
+        project,
+        ".env.local",
+        SSL_CERTIFICATE_FILE="local.nself.org.crt",
+        SSL_CERTIFICATE_KEY_FILE="local.nself.org.key",
+    )
+    for _ in range(2):
+        result = nself("build", cwd=project)
+        assert result.code == 0, result.output
+        assert "removed" not in result.out
+    assert (project / "nginx" / "ssl" / "local.nself.org.crt").read_bytes() == mine
+    assert (project / "nginx" / "ssl" / "local.nself.org.key").is_file()
+
+
+def test_certificate_names_nginx_cannot_use(project: Path, nself: Run, tmp_path: Path) -> None:
+    make_certificate(project, "example", "local.nself.org")
+    (project / "nginx" / "ssl" / "my cert.pem").write_text("x")
+    set_env(
+        project,
+        ".env.local",
+        SSL_CERTIFICATE_FILE='"my cert.pem"',
+        SSL_CERTIFICATE_KEY_FILE="example.key",
+    )
+    result = nself("build", cwd=project)
+    assert result.code == 1 and "is not a plain file name" in result.err
+    # A link out of nginx/ (e.g. into an ACME client's folder) is dangling in the container.
+    outside = tmp_path / "live.crt"
+    outside.write_text("x")
+    (project / "nginx" / "ssl" / "linked.crt").symlink_to(outside)
+    set_env(project, ".env.local", SSL_CERTIFICATE_FILE="linked.crt")
+    result = nself("build", cwd=project)
+    assert result.code == 1 and "links outside nginx/" in result.err

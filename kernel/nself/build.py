@@ -274,8 +274,10 @@ def diff(project: Path, files: list[GeneratedFile]) -> dict[str, str]:
         if mode != item.mode or target.read_bytes() != _as_bytes(item):
             changes[item.path] = "changed"
     wanted = {f.path for f in files}
-    for old in _read_manifest(project / MANIFEST)["files"]:
-        if old not in wanted and (project / old).is_file():
+    for old, digest in _read_manifest(project / MANIFEST)["files"].items():
+        path = project / old
+        # A file replaced or edited since nself wrote it is someone's own now: left alone.
+        if old not in wanted and path.is_file() and _digest(path.read_bytes()) == digest:
             changes[old] = "removed"
     return dict(sorted(changes.items()))
 

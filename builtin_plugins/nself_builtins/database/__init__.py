@@ -50,9 +50,12 @@ In production only files marked `-- nself:prod-safe` run.
 
 @hookimpl
 def contribute_scaffold() -> list[GeneratedFile]:
+    from .backups import GITIGNORE
+
     return [
         GeneratedFile("migrations/README", MIGRATIONS_README),
         GeneratedFile("seeds/README", SEEDS_README),
+        GeneratedFile("backups/.gitignore", GITIGNORE),  # the default BACKUP_DIR
     ]
 
 

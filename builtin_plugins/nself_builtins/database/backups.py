@@ -82,6 +82,10 @@ SELECT format('extension %I', extname) FROM pg_extension
 # -- the folder -------------------------------------------------------------------------------
 
 
+# In the backup folder: dumps hold every row and role, base backups every file.
+GITIGNORE = "# nself: backups stay out of version control\n*\n"
+
+
 @dataclass
 class Store:
     root: Path
@@ -95,7 +99,7 @@ class Store:
         os.chmod(self.root, 0o700)
         ignore = self.root / ".gitignore"
         if not ignore.exists():  # dumps hold every row and role: never committed
-            ignore.write_text("# nself: backups stay out of version control\n*\n")
+            ignore.write_text(GITIGNORE)
         return self.root
 
     def dump(self, name: str) -> Path:

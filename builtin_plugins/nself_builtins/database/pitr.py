@@ -540,6 +540,9 @@ class Pitr:
     def base_backup(self, say: Say = lambda _: None) -> dict[str, Any]:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base_dir, 0o700)
+        ignore = self.base_dir / ".gitignore"  # base backups hold the whole cluster
+        if not ignore.exists():
+            ignore.write_text("# nself: base backups stay out of version control\n*\n")
         with self.transport.connect(autocommit=True) as conn:
             row = conn.execute(
                 "SELECT current_setting('archive_mode'), current_setting('wal_level'), now()"

@@ -71,6 +71,19 @@ def validate(config: Config) -> list[Problem]:
                 "the point-in-time recovery window to keep, in days",
             )
         )
+    if (
+        config.text("BACKUP_SCHEDULE")
+        and config.text("BACKUP_S3_BUCKET")
+        and not (config.text("BACKUP_S3_ACCESS_KEY") and config.text("BACKUP_S3_SECRET_KEY"))
+    ):
+        problems.append(
+            Problem(
+                "warning",
+                "scheduled backups will not reach S3: BACKUP_S3_ACCESS_KEY and "
+                "BACKUP_S3_SECRET_KEY are not both set",
+                "set both (the secret in .env.secrets) for the scheduler's uploads",
+            )
+        )
     return problems
 
 
@@ -79,7 +92,7 @@ def _postgres_image(config: Config) -> tuple[str, str | None]:
     image = config.text("POSTGRES_IMAGE")
     if image:
         return image, None
-    return f"nself-postgres:16-{config.project_name}", "./postgres"
+    return config.text("POSTGRES_BUILT_IMAGE"), "./postgres"
 
 
 def services(config: Config) -> list[Service]:
@@ -202,6 +215,9 @@ cron_matches() {
 }
 
 backup() {
+  # dumps hold every row and role: never committed, whoever created the folder
+  [ -e "$DIR/.gitignore" ] \
+    || printf '# nself: backups stay out of version control\n*\n' > "$DIR/.gitignore"
   stamp=$(date -u +%Y-%m-%d-%H-%M)
   name="backup-$stamp-scheduled.dump"
   [ -e "$DIR/$name.json" ] && return 0
@@ -264,6 +280,8 @@ SQL
   log "wrote $name ($size bytes, sha256 $sum)"
 }
 
+quoted() { printf '%s' "$1" | sed 's/[\\"]/\\&/g'; }
+
 # s3 FILE [curl args...]: one signed request for the object of FILE
 s3() {
   file=$1; shift
@@ -274,8 +292,10 @@ s3() {
   else
     url="https://$BACKUP_S3_BUCKET.s3.$region.amazonaws.com/$key"
   fi
-  # The credentials go through stdin, never the command line (`ps` shows that).
-  printf 'user = "%s:%s"\n' "${BACKUP_S3_ACCESS_KEY:-}" "${BACKUP_S3_SECRET_KEY:-}" \
+  # The credentials go through stdin, never the command line (`ps` shows that); curl's
+  # config syntax needs \ and " escaped inside quotes.
+  printf 'user = "%s:%s"\n' "$(quoted "${BACKUP_S3_ACCESS_KEY:-}")" \
+    "$(quoted "${BACKUP_S3_SECRET_KEY:-}")" \
     | curl -K - -fsS --retry 3 --connect-timeout 10 --aws-sigv4 "aws:amz:$region:s3" "$@" "$url"
 }
 

@@ -450,6 +450,10 @@ class DockerRuntime:
 
     def run(self, service: str, argv: Sequence[str]) -> ExecResult:
         self._known([service])
+        # Compose may exit 0 when the image cannot be had and nothing ran: get it first.
+        failed = self._fetch_images([service], lambda _progress: None)
+        if service in failed:
+            raise NselfError(f"{service}: {failed[service]}", self.pull_hint(service))
         done = self.compose(
             "run", "--rm", "--no-deps", "-T", "--quiet-pull", service, *argv, check=False
         )

@@ -54,9 +54,11 @@ def diagnose_project(env: str | None, deep: bool, only: list[str]) -> list[tuple
     # What everything else rests on first: configuration, engine, services; then the rest.
     first = {"config": 0, "engine": 1, "services": 2}
     findings.sort(key=lambda item: first.get(item[1].check, len(first)))
-    if wanted and not findings:
+    unknown = wanted - {finding.check for _plugin, finding in findings}
+    if unknown:
         raise UsageError(
-            f"no check named {', '.join(sorted(wanted))}",
-            "run `nself doctor` to see every check's name",
+            f"no check named {', '.join(sorted(unknown))}"
+            + ("" if deep else " (or it runs only with --deep)"),
+            "run `nself doctor --deep` to see every check's name",
         )
     return findings

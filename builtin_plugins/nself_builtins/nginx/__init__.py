@@ -80,7 +80,16 @@ def _certificate_problems(config: Config) -> list[Problem]:
     for name in ("SSL_CERTIFICATE_FILE", "SSL_CERTIFICATE_KEY_FILE"):
         relative = Path(render.in_ssl(config.text(name)))
         path = config.project_dir / "nginx" / "ssl" / relative
-        if relative.is_absolute() or ".." in relative.parts:
+        inside = config.project_dir.joinpath("nginx").resolve()
+        if not relative.parts or re.search(r"[\s;{}'\"$]", str(relative)):
+            problems.append(
+                Problem(
+                    "error",
+                    f"{config.where(name)}: {name}={config.text(name)!r} is not a plain file name",
+                    "rename the file without spaces, quotes, ';', '{', '}' or '$'",
+                )
+            )
+        elif relative.is_absolute() or ".." in relative.parts:
             problems.append(
                 Problem(
                     "error",
@@ -94,6 +103,15 @@ def _certificate_problems(config: Config) -> list[Problem]:
                     "error",
                     f"{config.where(name)}: {name}: nginx/ssl/{relative} does not exist",
                     "copy the file into nginx/ssl/ or fix the name",
+                )
+            )
+        elif not path.resolve().is_relative_to(inside):
+            problems.append(
+                Problem(
+                    "error",
+                    f"{config.where(name)}: {name}: nginx/ssl/{relative} links outside nginx/, "
+                    "which the nginx container cannot see",
+                    "copy the file itself into nginx/ssl/ (e.g. after each renewal)",
                 )
             )
         elif name.endswith("KEY_FILE") and path.stat().st_mode & 0o077:

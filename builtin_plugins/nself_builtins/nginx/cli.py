@@ -16,6 +16,7 @@ import typer
 PANEL = "Run"
 SERVICE = "nginx"
 CONF = "/etc/nginx/nself/nginx.conf"
+PASSED = "nself-nginx-config-ok"
 
 
 def _runtime() -> tuple[Any, Any]:
@@ -37,11 +38,23 @@ def _problems(output: str) -> list[str]:
 
 
 def tested(rt: Any, running: bool) -> str | None:
-    """Why nginx refuses the configuration on disk, or ``None`` when it is valid."""
-    argv = ["nginx", "-t", "-q", "-c", CONF]
+    """Why nginx refuses the configuration on disk, or ``None`` when it is valid.
+
+    Valid means nginx said so: the marker is printed only after ``nginx -t`` succeeded,
+    so an exit status of 0 from a container that never ran does not count.
+    """
+    from nself_sdk import NselfError
+
+    argv = ["sh", "-c", f"nginx -t -q -c {CONF} && echo {PASSED}"]
     result = rt.exec(SERVICE, argv) if running else rt.run(SERVICE, argv)
     if result.exit_code == 0:
-        return None
+        if PASSED in result.output:
+            return None
+        said = (result.stderr.decode("utf-8", "replace") + result.output).strip()
+        raise NselfError(
+            f"nginx -t did not run: {said.splitlines()[-1] if said else 'no output'}",
+            "check the nginx image (NGINX_IMAGE) and `nself logs nginx`",
+        )
     text = result.stderr.decode("utf-8", "replace") + result.output
     return "; ".join(_problems(text)) or f"nginx -t exited with {result.exit_code}"
 
@@ -181,7 +194,7 @@ def certificate_report(folder: Any, config: Any, stack: Any) -> dict[str, Any]:
         names = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     now = datetime.datetime.now(datetime.UTC)
     days = (cert.not_valid_after_utc - now).days
-    hosts = sorted({host_of(route, config.domain) for route in stack.routes} | {config.domain})
+    hosts = sorted({host_of(route, config.domain) for route in stack.routes})
     uncovered = [h for h in hosts if not covers(names, h)]
     problems = []
     if cert.not_valid_after_utc <= now:

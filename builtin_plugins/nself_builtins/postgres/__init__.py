@@ -61,6 +61,8 @@ def contribute_env(config: Config) -> dict[str, str]:
     ssl = "disable"  # traffic stays on the private bridge network
     url = f"postgres://{user}:{password}@postgres:5432/{db}?sslmode={ssl}"
     return {
+        # What other services built from the same Dockerfile run (the backup scheduler).
+        "POSTGRES_BUILT_IMAGE": "" if config.text("POSTGRES_IMAGE") else built_image(config),
         "DATABASE_URL": url,
         "POSTGRES_URL": url,
         "POSTGRES_HOST": "postgres",
@@ -68,12 +70,25 @@ def contribute_env(config: Config) -> dict[str, str]:
     }
 
 
+def dockerfile(config: Config) -> str:
+    return DOCKERFILE.format(base=config.text("POSTGRES_BASE_IMAGE", BASE_IMAGE))
+
+
+def built_image(config: Config) -> str:
+    """The tag of the extension image, with a digest of its Dockerfile: a changed Dockerfile
+    (a new nself, another base image) is a new tag, so Compose builds it again."""
+    import hashlib
+
+    digest = hashlib.sha256(dockerfile(config).encode()).hexdigest()[:10]
+    return f"nself-postgres:16-{config.project_name}-{digest}"
+
+
 @hookimpl
 def contribute_services(config: Config) -> list[Service]:
     image = config.text("POSTGRES_IMAGE")
     build = None
     if not image:
-        image = f"nself-postgres:16-{config.project_name}"
+        image = built_image(config)
         build = "./postgres"
     return [
         Service(
@@ -136,7 +151,7 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
         files.append(
             GeneratedFile(
                 "postgres/Dockerfile",
-                DOCKERFILE.format(base=config.text("POSTGRES_BASE_IMAGE", BASE_IMAGE)),
+                dockerfile(config),
             )
         )
     return files
