@@ -87,3 +87,31 @@ def docker_engine() -> Iterator[None]:
     if not docker_ok():
         pytest.fail("the Docker engine is not running (scripts/test starts it as root)")
     yield
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for host ports of a test stack)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def use_standins(folder: Path, layer: str = ".env.local", **values: str) -> tuple[int, int]:
+    """Point a project at the local stand-in images on free host ports; returns the
+    (HTTP, HTTPS) ports. Hasura and Auth are disabled: their images (hasura/graphql-engine,
+    nhost/hasura-auth) cannot be obtained on this machine."""
+    http, https = free_port(), free_port()
+    set_env(
+        folder,
+        layer,
+        HASURA_ENABLED="false",
+        AUTH_ENABLED="false",
+        POSTGRES_IMAGE=standin("postgres"),
+        NGINX_IMAGE=standin("nginx"),
+        NGINX_HTTP_PORT=str(http),
+        NGINX_HTTPS_PORT=str(https),
+        **values,
+    )
+    return http, https

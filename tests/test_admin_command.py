@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, set_env, standin
-from test_runtime_e2e import container_of, free_port, remove_project
+from conftest import Result, free_port, standin, use_standins
+from test_runtime_e2e import container_of, remove_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]
@@ -41,15 +41,9 @@ def stack(tmp_path: Path, nself: Run, admin_image: str) -> Iterator[tuple[Path, 
     folder = tmp_path / name
     assert nself("init", str(folder), "--name", name).code == 0
     port = free_port()
-    set_env(
+    use_standins(
         folder,
         ".env.dev",
-        HASURA_ENABLED="false",  # no image obtainable here
-        AUTH_ENABLED="false",
-        POSTGRES_IMAGE=standin("postgres"),
-        NGINX_IMAGE=standin("nginx"),
-        NGINX_HTTP_PORT=str(free_port()),
-        NGINX_HTTPS_PORT=str(free_port()),
         ADMIN_IMAGE=admin_image,
         ADMIN_PORT=str(port),
     )

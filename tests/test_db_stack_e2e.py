@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import set_env, standin
-from test_runtime_e2e import free_port, remove_project
+from conftest import use_standins
+from test_runtime_e2e import remove_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
@@ -27,15 +27,8 @@ def stack(tmp_path: Path, nself, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     name = f"nselfdb{uuid.uuid4().hex[:8]}"
     folder = tmp_path / name
     assert nself("init", str(folder), "--name", name).code == 0
-    set_env(
+    use_standins(
         folder,
-        ".env.local",
-        HASURA_ENABLED="false",
-        AUTH_ENABLED="false",
-        POSTGRES_IMAGE=standin("postgres"),
-        NGINX_IMAGE=standin("nginx"),
-        NGINX_HTTP_PORT=str(free_port()),
-        NGINX_HTTPS_PORT=str(free_port()),
         BACKUP_SCHEDULE='"0 3 * * *"',
     )
     try:

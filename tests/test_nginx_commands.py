@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, set_env, standin
-from test_runtime_e2e import free_port, remove_project
+from conftest import Result, set_env, use_standins
+from test_runtime_e2e import remove_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
@@ -59,17 +59,7 @@ def stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str, int]]:
     name = f"nselfng{uuid.uuid4().hex[:8]}"
     folder = tmp_path / name
     assert nself("init", str(folder), "--name", name).code == 0
-    port = free_port()
-    set_env(
-        folder,
-        ".env.local",
-        HASURA_ENABLED="false",  # no image obtainable here
-        AUTH_ENABLED="false",
-        POSTGRES_IMAGE=standin("postgres"),
-        NGINX_IMAGE=standin("nginx"),
-        NGINX_HTTP_PORT=str(port),
-        NGINX_HTTPS_PORT=str(free_port()),
-    )
+    port, _https = use_standins(folder)
     try:
         yield folder, name, port
     finally:

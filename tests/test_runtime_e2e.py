@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Result, set_env, standin
+from conftest import Result, set_env, standin, use_standins
 from nself_sdk import load_config, runtime
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
@@ -31,12 +31,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 PROJECT_LABEL = "com.docker.compose.project"
 DOMAIN = "local.nself.org"
 Run = Callable[..., Result]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def docker(*args: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -102,17 +96,8 @@ def stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str, int]]:
     folder = tmp_path / name
     result = nself("init", str(folder), "--name", name)
     assert result.code == 0, result.output
-    https = free_port()
-    set_env(
+    _http, https = use_standins(
         folder,
-        ".env.local",
-        # Their images cannot be obtained on this machine (no registry is reachable).
-        HASURA_ENABLED="false",
-        AUTH_ENABLED="false",
-        POSTGRES_IMAGE=standin("postgres"),
-        NGINX_IMAGE=standin("nginx"),
-        NGINX_HTTP_PORT=str(free_port()),
-        NGINX_HTTPS_PORT=str(https),
         CS_1_NAME="echo_api",
         CS_1_IMAGE=standin("http"),
         CS_1_PORT="8001",

@@ -11,7 +11,6 @@ makes Compose recreate it while the old container is still running and healthy.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Result, set_env, standin
+from conftest import Result, set_env, standin, use_standins
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]
@@ -34,12 +33,6 @@ CMD ["sh", "-c", "(sleep ${{READY_AFTER:-0}}; touch /tmp/ready) & {serve}"]
 """
 # The http stand-in's own command: httpd, stopped at once on TERM.
 SERVE = "trap 'kill $pid; exit 0' TERM INT; busybox httpd -f -p $PORT -h /www & pid=$!; wait $pid"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def docker(*args: str, check: bool = False, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -83,16 +76,8 @@ def stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str]]:
         input=PROBE.format(image=standin("http"), serve=SERVE),
         check=True,
     )
-    set_env(
+    use_standins(
         folder,
-        ".env.local",
-        # Their images cannot be obtained on this machine (no registry is reachable).
-        HASURA_ENABLED="false",
-        AUTH_ENABLED="false",
-        POSTGRES_IMAGE=standin("postgres"),
-        NGINX_IMAGE=standin("nginx"),
-        NGINX_HTTP_PORT=str(free_port()),
-        NGINX_HTTPS_PORT=str(free_port()),
         CS_1_NAME="probe",
         CS_1_IMAGE=image,
         CS_1_PORT="8001",

@@ -10,7 +10,6 @@ its health after a rotation proves it got, and the database accepts, the new pas
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Result, set_env, standin
+from conftest import Result, standin, use_standins
 from nself_sdk.envs import parse_text
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.usefixtures("docker_engine")]
@@ -48,12 +47,6 @@ done &
 busybox httpd -f -p "$PORT" -h /tmp/www &
 wait
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def docker(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
@@ -107,16 +100,8 @@ def stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str]]:
     check.mkdir(parents=True)
     (check / "Dockerfile").write_text(DBCHECK.format(image=standin("postgres")))
     (check / "run.sh").write_text(RUN_SH)
-    set_env(
+    use_standins(
         folder,
-        ".env.local",
-        # Their images cannot be obtained on this machine (no registry is reachable).
-        HASURA_ENABLED="false",
-        AUTH_ENABLED="false",
-        POSTGRES_IMAGE=standin("postgres"),
-        NGINX_IMAGE=standin("nginx"),
-        NGINX_HTTP_PORT=str(free_port()),
-        NGINX_HTTPS_PORT=str(free_port()),
         CS_1_NAME="dbcheck",
         CS_1_BUILD="./services/dbcheck",
         CS_1_PORT="8001",

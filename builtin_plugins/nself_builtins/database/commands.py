@@ -539,16 +539,15 @@ def _pitr_app() -> typer.Typer:
 
 
 def _when(iso: str) -> str:
-    return iso[:19].replace("T", " ") + " UTC"
+    from .retention import _when as when
+
+    return when(iso)
 
 
 def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+    from .retention import size_text
+
+    return size_text(n)
 
 
 def db_app() -> typer.Typer:
