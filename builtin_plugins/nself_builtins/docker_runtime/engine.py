@@ -178,6 +178,7 @@ class DockerRuntime:
         self.folder = config.project_dir
         self._client: Any = None
         self._services: dict[str, ComposeService] | None = None
+        self._built: list[str] = []  # services whose image this runtime built
 
     # -- plumbing ---------------------------------------------------------------------------
     def _compose_args(self) -> list[str]:
@@ -735,6 +736,10 @@ class DockerRuntime:
         if running:
             self.compose("stop", *running, check=False)
         result.started = [t for t in targets if t not in result.failed]
+        for name in self._built:  # the new containers run: older builds can go
+            if name in result.started:
+                self._drop_previous_builds(name, known[name].image)
+        self._built.clear()
         return result
 
     def _fail(
@@ -883,6 +888,7 @@ class DockerRuntime:
                 if done.returncode != 0 or not present(service.image):
                     failed[name] = "image build failed: " + _last_error(done.stdout + done.stderr)
                     continue
+                self._built.append(name)
             else:
                 emit(Progress(name, "pulling", service.image))
                 done = self.compose("pull", "--quiet", name, check=False)
@@ -893,6 +899,25 @@ class DockerRuntime:
                     continue
             emit(Progress(name, "pulled", service.image))
         return failed
+
+    def _drop_previous_builds(self, service: str, image: str | None) -> None:
+        """Remove this project's earlier builds of ``service`` (Compose labels the images it
+        builds), so a changed Dockerfile does not leave the old image filling the disk.
+        Images a container still uses are kept (the engine refuses to remove them)."""
+        from docker.errors import APIError
+
+        if not image:
+            return
+        client = self.client()
+        labels = [f"{PROJECT_LABEL}={self.project}", f"{SERVICE_LABEL}={service}"]
+        current = self._api(lambda: client.images.get(image)).id
+        for old in self._api(lambda: client.images.list(filters={"label": labels})):
+            if old.id == current:
+                continue
+            try:
+                client.images.remove(old.id)
+            except APIError:  # in use by a container, or already gone
+                continue
 
     def pull_hint(self, service: str) -> str:
         return _PULL_HINT.format(var=image_variable(self.project_services()[service]))

@@ -1,0 +1,54 @@
+"""Images nself builds: a rebuilt one replaces the project's previous build (real engine)."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Result, standin, use_standins
+from test_runtime_e2e import remove_project
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
+Run = Callable[..., Result]
+
+
+def image_exists(tag: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str]]:
+    name = f"nselfimg{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / name
+    assert nself("init", str(folder), "--name", name).code == 0
+    try:
+        yield folder, name
+    finally:
+        remove_project(name)
+        for version in (1, 2):
+            subprocess.run(["docker", "image", "rm", "-f", f"{name}-app:{version}"],
+                           capture_output=True)  # fmt: skip
+
+
+def test_a_rebuilt_image_replaces_the_previous_build(stack: tuple[Path, str], nself: Run) -> None:
+    folder, name = stack
+    code = folder / "services" / "app"
+    code.mkdir(parents=True)
+
+    def release(version: int) -> Result:
+        (code / "Dockerfile").write_text(f"FROM {standin('http')}\nLABEL release={version}\n")
+        use_standins(folder, CS_1_NAME="app", CS_1_BUILD="./services/app",
+                     CS_1_IMAGE=f"{name}-app:{version}", CS_1_PORT="8080")  # fmt: skip
+        return nself("start", "app", "--timeout", "120", cwd=folder)
+
+    first = release(1)
+    assert first.code == 0, first.output
+    assert image_exists(f"{name}-app:1")
+    second = release(2)
+    assert second.code == 0, second.output
+    assert image_exists(f"{name}-app:2")
+    assert not image_exists(f"{name}-app:1")  # the old build went once the new one ran
