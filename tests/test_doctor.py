@@ -161,3 +161,17 @@ def test_check_names_are_checked(project: Path, nself: Run) -> None:
     assert result.code == 2 and "no check named typo" in result.err
     result = nself("doctor", "--check", "nginx", cwd=project)
     assert result.code == 2 and "--deep" in result.err
+
+
+def test_the_disk_check(project: Path, nself: Run, docker_engine: None) -> None:
+    import os
+
+    result, findings = doctor(nself, project, "--check", "disk")
+    assert result.code in (0, 1) and findings and {f["check"] for f in findings} == {"disk"}
+    mine = next(f for f in findings if "the project" in f["message"])
+    st = os.statvfs(project)
+    free_gib = st.f_bavail * st.f_frsize / 1024**3
+    said = float(mine["message"].split(" GiB free")[0])
+    assert abs(said - free_gib) < 1.0  # what statvfs says, give or take other writers
+    expected = "ok" if free_gib >= 5 and st.f_bavail / st.f_blocks >= 0.15 else mine["level"]
+    assert mine["level"] == expected

@@ -31,12 +31,18 @@ def provide_runtime(config: Config) -> Runtime | None:
 def diagnose(config: Config, deep: bool, only: list[str]) -> list[Finding]:
     """The engine and Compose v2 can be reached (when this runtime is the one in use)."""
     wanted = os.environ.get("NSELF_RUNTIME") or config.text("NSELF_RUNTIME", NAME)
-    if wanted != NAME or (only and "engine" not in only):
+    if wanted != NAME or (only and "engine" not in only and "disk" not in only):
         return []
     from .engine import DockerRuntime
 
+    runtime = DockerRuntime(config)
     try:
-        DockerRuntime(config).check()
+        runtime.check()
     except NselfError as exc:
         return [Finding("engine", "error", exc.message, exc.hint)]
-    return [Finding("engine", "ok", "the Docker engine and Compose v2 answer")]
+    found = [Finding("engine", "ok", "the Docker engine and Compose v2 answer")]
+    if not only or "disk" in only:
+        from .disk import disk_findings
+
+        found += disk_findings(config.project_dir, runtime)
+    return found
