@@ -316,3 +316,28 @@ def test_status_reports_revocation_after_a_refresh(
     data = json.loads(nself("license", "status", "--json", "--refresh").out)
     assert data["state"] == "degraded"
     assert data["problems"] == ["licence lic_test was revoked by the licence server"]
+
+
+@pytest.mark.parametrize(
+    ("days", "level", "text"),
+    [(100, "ok", "valid until"), (5, "warning", "days left"), (-2, "error", "expired on")],
+)
+def test_doctor_reports_the_licence(
+    env: Path,  # noqa: F811
+    trust: Trust,  # noqa: F811
+    project: Path,
+    nself: Callable[..., Result],
+    monkeypatch: pytest.MonkeyPatch,
+    days: int,
+    level: str,
+    text: str,
+) -> None:
+    now = int(time.time())
+    key = mint(trust, issued=now - 200 * DAY, expires=now + days * DAY)
+    monkeypatch.setenv(licensing.KEY_VAR, key)
+    result = nself("doctor", "--check", "licence", "--json", cwd=project)
+    assert result.out.strip(), result.output
+    [finding] = json.loads(result.out)
+    assert finding["level"] == level and text in finding["message"]
+    assert key not in result.output  # the key itself is never shown
+    assert result.code == (1 if level == "error" else 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nself_sdk import Config, Problem, hookimpl
+from nself_sdk import Config, Finding, Problem, hookimpl
 
 
 @hookimpl
@@ -45,3 +45,42 @@ def register_commands(app: Any) -> None:
     from .cli import register
 
     register(app)
+
+
+@hookimpl
+def diagnose(config: Config, only: list[str]) -> list[Finding]:
+    """``licence``: a stored pro licence verifies offline and is not about to expire (only
+    when one is set: free plugins need none)."""
+    if only and "licence" not in only:
+        return []
+    import time
+
+    from nself_registry import licensing
+
+    try:
+        lic = licensing.current()
+    except licensing.LicenceError as exc:
+        return [Finding("licence", "error", exc.message, exc.hint)]
+    if lic is None:
+        return []
+    days = int((lic.expires - time.time()) // 86400)
+    until = f"licence {lic.lid} ({lic.tier}) valid until {licensing.day(lic.expires)}"
+    if days < 0:
+        return [
+            Finding(
+                "licence",
+                "error",
+                f"licence {lic.lid} expired on {licensing.day(lic.expires)}",
+                "renew it, then `nself license set`",
+            )
+        ]
+    if days < 14:
+        return [
+            Finding(
+                "licence",
+                "warning",
+                f"{until}: {days} days left",
+                "renew it before it expires (`nself license set` the new key)",
+            )
+        ]
+    return [Finding("licence", "ok", f"{until} ({days} days)")]
