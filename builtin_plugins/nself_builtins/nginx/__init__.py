@@ -251,7 +251,7 @@ def stack_started(config: Config, runtime: Any, services: list[str]) -> None:
     """A running nginx keeps the configuration it loaded: reload it (tested first) when
     files under nginx/ are newer than its container."""
     if "nginx" in services:
-        from .cli import apply_changes
+        from .live import apply_changes
 
         apply_changes(config, runtime)
 
@@ -259,7 +259,7 @@ def stack_started(config: Config, runtime: Any, services: list[str]) -> None:
 @hookimpl
 def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
     """``ssl``: the certificate in use; ``nginx`` (deep): ``nginx -t`` on the files."""
-    from .cli import configuration_findings, ssl_findings
+    from .checks import configuration_findings, ssl_findings
 
     findings = []
     if not only or "ssl" in only:
