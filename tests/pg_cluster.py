@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -166,15 +165,16 @@ class Cluster:
             self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def pg() -> Iterator[Cluster]:
+@contextlib.contextmanager
+def archiving_cluster(prefix: str) -> Iterator[Cluster]:
+    """A throw-away cluster archiving its WAL with nself's archiver; gone afterwards."""
     if not available():
         pytest.fail(
             f"PostgreSQL server binaries not found in {BINDIR} (scripts/test installs them)"
         )
     from nself_builtins.database.pitr import archive_command
 
-    root = Path(tempfile.mkdtemp(prefix="nself-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(root, 0o755)
     cluster = Cluster(root)
     cluster.init(archive_command(str(cluster.archive)))
@@ -184,7 +184,12 @@ def pg() -> Iterator[Cluster]:
     finally:
         cluster.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
-        time.sleep(0)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Cluster]:
+    with archiving_cluster("nself-pg-") as cluster:
+        yield cluster
 
 
 @pytest.fixture

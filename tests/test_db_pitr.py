@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,25 +13,15 @@ import pytest
 
 from conftest import set_env
 from nself_builtins.database.pitr import archive_command
-from pg_cluster import Cluster, available
+from pg_cluster import Cluster, archiving_cluster
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    if not available():
-        pytest.fail("PostgreSQL server binaries are missing (scripts/test installs them)")
-    root = Path(tempfile.mkdtemp(prefix="nself-pitr-"))
-    os.chmod(root, 0o755)
-    c = Cluster(root)
-    c.init(archive_command(str(c.archive)))
-    c.start()
-    try:
+    with archiving_cluster("nself-pitr-") as c:
         yield c
-    finally:
-        c.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_archiver_never_overwrites_a_segment_with_other_content(tmp_path: Path) -> None:
@@ -119,16 +106,8 @@ def test_prod_pitr_needs_confirm(project: Path, nself) -> None:
 @pytest.fixture(scope="module")
 def fresh() -> Iterator[Cluster]:
     """A cluster of its own, so the archive holds only what the retention tests wrote."""
-    root = Path(tempfile.mkdtemp(prefix="nself-pitr-keep-"))
-    os.chmod(root, 0o755)
-    c = Cluster(root)
-    c.init(archive_command(str(c.archive)))
-    c.start()
-    try:
+    with archiving_cluster("nself-pitr-keep-") as c:
         yield c
-    finally:
-        c.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _point_at(c: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
