@@ -175,3 +175,22 @@ def test_the_disk_check(project: Path, nself: Run, docker_engine: None) -> None:
     assert abs(said - free_gib) < 1.0  # what statvfs says, give or take other writers
     expected = "ok" if free_gib >= 5 and st.f_bavail / st.f_blocks >= 0.15 else mine["level"]
     assert mine["level"] == expected
+
+
+def test_the_ports_check(project: Path, nself: Run, docker_engine: None) -> None:
+    import socket
+
+    from conftest import free_port
+
+    http = free_port()
+    set_env(project, ".env.local", NGINX_HTTP_PORT=str(http), NGINX_HTTPS_PORT=str(free_port()))
+    assert nself("build", cwd=project).code == 0
+    result, findings = doctor(nself, project, "--check", "ports")
+    assert result.code == 0 and levels(findings, "ports") == ["ok"]
+    with socket.socket() as squatter:  # another program holds the HTTP port
+        squatter.bind(("127.0.0.1", http))
+        squatter.listen()
+        result, findings = doctor(nself, project, "--check", "ports")
+    assert result.code == 1 and levels(findings, "ports") == ["error"]
+    assert f"host port {http}" in findings[0]["message"]
+    assert "NGINX_HTTP_PORT" in (findings[0]["hint"] or "")

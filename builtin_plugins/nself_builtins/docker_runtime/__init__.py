@@ -31,7 +31,7 @@ def provide_runtime(config: Config) -> Runtime | None:
 def diagnose(config: Config, deep: bool, only: list[str]) -> list[Finding]:
     """The engine and Compose v2 can be reached (when this runtime is the one in use)."""
     wanted = os.environ.get("NSELF_RUNTIME") or config.text("NSELF_RUNTIME", NAME)
-    if wanted != NAME or (only and "engine" not in only and "disk" not in only):
+    if wanted != NAME or (only and not {"engine", "disk", "ports"} & set(only)):
         return []
     from .engine import DockerRuntime
 
@@ -41,6 +41,13 @@ def diagnose(config: Config, deep: bool, only: list[str]) -> list[Finding]:
     except NselfError as exc:
         return [Finding("engine", "error", exc.message, exc.hint)]
     found = [Finding("engine", "ok", "the Docker engine and Compose v2 answer")]
+    if (not only or "ports" in only) and (config.project_dir / "docker-compose.yml").is_file():
+        taken = runtime.taken_ports()
+        for host_ip, port in taken:
+            error = runtime.port_error(host_ip, port)
+            found.append(Finding("ports", "error", error.message, error.hint))
+        if not taken:
+            found.append(Finding("ports", "ok", "every published host port is free or ours"))
     if not only or "disk" in only:
         from .disk import disk_findings
 

@@ -924,17 +924,26 @@ class DockerRuntime:
 
     def _check_ports(self, targets: list[str]) -> None:
         """Fail early when a host port a service publishes is taken by someone else."""
-        host = engine_host()
-        if not host.startswith("unix://"):
-            return  # a remote engine: its ports are not ours to probe
+        for host_ip, port in self.taken_ports(targets)[:1]:
+            raise self._port_error(host_ip, port)
+
+    def taken_ports(self, targets: list[str] | None = None) -> list[tuple[str, int]]:
+        """Host ports ``targets`` publish that something other than their own running
+        container holds (empty for a remote engine: its ports are not ours to probe)."""
+        if not engine_host().startswith("unix://"):
+            return []
         ours = self.containers()
-        for name in targets:
+        taken = []
+        for name in targets if targets is not None else list(self.project_services()):
             container = ours.get(name)
             if container is not None and (container.attrs.get("State") or {}).get("Running"):
                 continue  # it holds its own ports
-            for host_ip, port in self.project_services()[name].ports:
-                if _port_taken(host_ip, port):
-                    raise self._port_error(host_ip, port)
+            taken += [(ip, port) for ip, port in self.project_services()[name].ports
+                      if _port_taken(ip, port)]  # fmt: skip
+        return taken
+
+    def port_error(self, host_ip: str, port: int) -> NselfError:
+        return self._port_error(host_ip, port)
 
 
 def _current(container: Any, old_id: str, want: tuple[str, str]) -> bool:
