@@ -153,3 +153,18 @@ def test_an_image_that_cannot_be_had_is_an_error_not_valid(
     r = nself("nginx", "test", cwd=folder)
     assert r.code == 1 and "cannot be pulled" in r.err and "valid" not in r.out
     assert "NGINX_IMAGE" in r.err
+
+
+def test_start_says_when_the_certificate_expires_soon(
+    stack: tuple[Path, str, int], nself: Run
+) -> None:
+    from test_ssl import make_certificate
+
+    folder, _name, _port = stack
+    make_certificate(folder, "soon", "local.nself.org", days=10)
+    set_env(
+        folder, ".env.local", SSL_CERTIFICATE_FILE="soon.crt", SSL_CERTIFICATE_KEY_FILE="soon.key"
+    )
+    r = nself("start", "nginx", cwd=folder)
+    assert r.code == 0, r.output
+    assert "certificate: nginx/ssl/soon.crt expires soon" in r.err

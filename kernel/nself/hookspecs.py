@@ -126,7 +126,7 @@ def rotate_secret(config: Config, name: str, value: str, runtime: Any) -> bool |
 
 
 @hookspec
-def stack_started(config: Config, runtime: Runtime, services: list[str]) -> None:
+def stack_started(config: Config, stack: Stack, runtime: Runtime, services: list[str]) -> None:
     """React to ``nself start`` having brought ``services`` up (healthy or isolated).
 
     For what a running service picks up without a restart: e.g. reload a server whose

@@ -230,7 +230,10 @@ def register(app: typer.Typer) -> None:
             from nself_sdk import plugin_manager
 
             plugin_manager(project.folder).hook.stack_started(
-                config=project.config, runtime=project.runtime, services=list(result.started)
+                config=project.config,
+                stack=project.stack,
+                runtime=project.runtime,
+                services=list(result.started),
             )
         code = report_up(project, result, began)
         if code:

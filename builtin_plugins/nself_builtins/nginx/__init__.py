@@ -247,13 +247,21 @@ __all__ = ["Route"]
 
 
 @hookimpl
-def stack_started(config: Config, runtime: Any, services: list[str]) -> None:
+def stack_started(config: Config, stack: Stack, runtime: Any, services: list[str]) -> None:
     """A running nginx keeps the configuration it loaded: reload it (tested first) when
-    files under nginx/ are newer than its container."""
-    if "nginx" in services:
-        from .live import apply_changes
+    files under nginx/ are newer than its last load. Then say so when the certificate it
+    serves has expired, misses a routed host or expires within 30 days."""
+    if "nginx" not in services:
+        return
+    from nself_sdk.console import warn
 
-        apply_changes(config, runtime)
+    from .checks import ssl_findings
+    from .live import apply_changes
+
+    apply_changes(config, runtime)
+    for finding in ssl_findings(config, stack):
+        if finding.level != "ok":
+            warn(f"certificate: {finding.message}", finding.hint)
 
 
 @hookimpl
