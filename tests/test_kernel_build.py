@@ -269,6 +269,61 @@ def test_rollback_after_two_builds_walks_back_one_at_a_time(project: Path, nself
         }
 
 
+def test_rollback_after_a_failed_build_restores_the_build_before(
+    project: Path, nself: Run, tmp_path: Path
+) -> None:
+    """A build that fails while writing leaves no half-kept generation behind: the rollback
+    after it undoes the last successful build instead of removing every generated file."""
+    assert nself("build", cwd=project).code == 0
+    first = tree(project)
+    set_env(project, ".env.local", REDIS_ENABLED="true")
+    assert nself("build", cwd=project).code == 0
+    compose = project / "docker-compose.yml"
+    compose.rename(tmp_path / "dc")
+    compose.mkdir()
+    assert nself("build", cwd=project).code == 1
+    kept = project / ".nself" / "generations"
+    assert all((g / "build.json").is_file() for g in kept.iterdir() if g.name.isdigit())
+    compose.rmdir()
+    (tmp_path / "dc").rename(compose)
+    result = nself("build", "--rollback", cwd=project)
+    assert result.code == 0, result.output
+    assert "redis" not in compose.read_text()
+    assert (project / "nginx" / "ssl" / "local.nself.org.key").is_file()
+    after = {k: v for k, v in tree(project).items() if k != ".env.local"}
+    assert after == {k: v for k, v in first.items() if k != ".env.local"}
+
+
+def test_rollback_skips_a_generation_without_its_manifest(project: Path, nself: Run) -> None:
+    """An older nself could leave a generation folder without build.json; it is not a build."""
+    assert nself("build", cwd=project).code == 0
+    set_env(project, ".env.local", NGINX_CLIENT_MAX_BODY_SIZE="3m")
+    assert nself("build", cwd=project).code == 0
+    broken = project / ".nself" / "generations" / "000009"
+    (broken / "files").mkdir(parents=True)
+    (broken / "files" / "docker-compose.yml").write_text("half\n")
+    result = nself("build", "--rollback", cwd=project)
+    assert result.code == 0, result.output
+    assert "restored: nginx/nginx.conf" in result.out
+    assert (project / "docker-compose.yml").read_text() != "half\n"
+    assert (project / "nginx" / "ssl" / "local.nself.org.crt").is_file()
+    # The next build numbers past the leftover and clears it away.
+    set_env(project, ".env.local", NGINX_CLIENT_MAX_BODY_SIZE="4m")
+    assert nself("build", cwd=project).code == 0
+    assert sorted(g.name for g in broken.parent.iterdir()) == ["000001", "000010"]
+
+
+def test_rollback_refuses_a_damaged_kept_manifest(project: Path, nself: Run) -> None:
+    assert nself("build", cwd=project).code == 0
+    set_env(project, ".env.local", NGINX_CLIENT_MAX_BODY_SIZE="3m")
+    assert nself("build", cwd=project).code == 0
+    before = tree(project)
+    (project / ".nself" / "generations" / "000002" / "build.json").write_text("{trunc")
+    result = nself("build", "--rollback", cwd=project)
+    assert result.code == 1 and "damaged" in result.err and "hint: " in result.err
+    assert tree(project) == before
+
+
 def test_a_hand_written_file_replaced_by_the_first_build_is_kept(project: Path, nself: Run) -> None:
     mine = project / "docker-compose.yml"
     mine.write_text("services: {}  # my own, from before nself\n")

@@ -340,11 +340,18 @@ class _locked:
         os.close(self.fd)
 
 
-def _generations(project: Path) -> list[Path]:
+def _generations(project: Path, complete: bool = True) -> list[Path]:
+    """The kept generations, oldest first; only complete ones (with their manifest) unless
+    ``complete`` is false. A generation is written in a temporary folder and renamed, so an
+    incomplete one is a leftover of an older nself whose build failed while keeping it."""
     root = project / GENERATIONS
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and p.name.isdigit() and (not complete or (p / MANIFEST_NAME).is_file())
+    )
 
 
 def _keep_generation(project: Path, previous: dict[str, Any], changes: dict[str, str]) -> None:
@@ -356,23 +363,53 @@ def _keep_generation(project: Path, previous: dict[str, Any], changes: dict[str,
     """
     import shutil
 
-    existing = _generations(project)
-    number = int(existing[-1].name) + 1 if existing else 1
-    target = project / GENERATIONS / f"{number:06d}"
-    target.mkdir(parents=True, mode=0o700)
-    (project / GENERATIONS).chmod(0o700)  # the kept files include .env.computed
-    for rel, what in changes.items():
-        if what == "created":
-            continue
-        dest = target / FILES_DIR / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(project / rel, dest)
-        except OSError:
-            shutil.copy2(project / rel, dest)
-    write_atomic(target / MANIFEST_NAME, json.dumps(previous, indent=2, sort_keys=True) + "\n")
-    for old in existing[: max(0, len(existing) + 1 - KEEP_GENERATIONS)]:
+    root = project / GENERATIONS
+    numbered = _generations(project, complete=False)
+    number = int(numbered[-1].name) + 1 if numbered else 1
+    root.mkdir(parents=True, mode=0o700, exist_ok=True)
+    root.chmod(0o700)  # the kept files include .env.computed
+    for leftover in root.glob(".*.tmp"):  # a build killed while keeping its generation
+        shutil.rmtree(leftover, ignore_errors=True)
+    # Filled in a temporary folder and renamed: a generation is complete or absent, never
+    # a folder without its manifest (which a rollback would read as "no files").
+    staging = root / f".{number:06d}.tmp"
+    staging.mkdir(mode=0o700)
+    try:
+        for rel, what in changes.items():
+            if what == "created":
+                continue
+            dest = staging / FILES_DIR / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(project / rel, dest)
+            except OSError:
+                shutil.copy2(project / rel, dest)
+        write_atomic(staging / MANIFEST_NAME, json.dumps(previous, indent=2, sort_keys=True) + "\n")
+        os.rename(staging, root / f"{number:06d}")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    complete = _generations(project)
+    stale = complete[: max(0, len(complete) - KEEP_GENERATIONS)]
+    stale += [p for p in numbered if not (p / MANIFEST_NAME).is_file()]
+    for old in stale:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _kept_manifest(project: Path, generation: Path) -> dict[str, Any]:
+    """The manifest a generation kept; a damaged one is refused, never read as "no files"
+    (which would make the rollback remove every generated file)."""
+    path = generation / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+        raise NselfError(
+            f"the kept build {path.relative_to(project)} is damaged: nothing was rolled back",
+            f"remove {generation.relative_to(project)} to roll back to the build before it",
+        )
+    return data
 
 
 def rollback(project: Path) -> dict[str, str]:
@@ -391,7 +428,7 @@ def rollback(project: Path) -> dict[str, str]:
     import shutil
 
     latest = generations[-1]
-    kept = _read_manifest(latest / MANIFEST_NAME)
+    kept = _kept_manifest(project, latest)
     current = _read_manifest(project / MANIFEST)
     stored_root = latest / FILES_DIR
     stored = {
