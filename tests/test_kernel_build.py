@@ -236,12 +236,13 @@ def test_rollback_restores_the_previous_generation(project: Path, nself: Run) ->
     first.pop(".env.local")
     assert after == first
     assert (project / ".env.local").read_text() == local  # env files are not rolled back
-    # Each rollback consumes one generation: the next one undoes the first build.
+    # Each rollback consumes one generation; the first build has none before it, and
+    # undoing it would only delete the stack (and the dev certificate): refused.
     again = nself("build", "--rollback", cwd=project)
-    assert again.code == 0 and "removed: docker-compose.yml" in again.out
-    assert not (project / "docker-compose.yml").exists()
-    last = nself("build", "--rollback", cwd=project)
-    assert last.code == 1 and "no previous build" in last.err
+    assert again.code == 1 and "no earlier build" in again.err and "hint: " in again.err
+    after_refusal = tree(project)
+    after_refusal.pop(".env.local")
+    assert after_refusal == first
 
 
 def test_generations_are_bounded_and_private(project: Path, nself: Run) -> None:
@@ -329,8 +330,25 @@ def test_a_hand_written_file_replaced_by_the_first_build_is_kept(project: Path, 
     mine.write_text("services: {}  # my own, from before nself\n")
     assert nself("build", cwd=project).code == 0
     assert "my own" not in mine.read_text()
-    assert nself("build", "--rollback", cwd=project).code == 0
-    assert mine.read_text() == "services: {}  # my own, from before nself\n"
+    result = nself("build", "--rollback", cwd=project)
+    assert result.code == 1 and "the project's first" in result.err
+    where = ".nself/generations/000001/files/"
+    assert f"hint: nothing was changed; the files that build replaced are kept in {where}" in (
+        result.err
+    )
+    kept = project / where / "docker-compose.yml"
+    assert kept.read_text() == "services: {}  # my own, from before nself\n"
+
+
+def test_rolling_back_the_first_build_deletes_nothing(project: Path, nself: Run) -> None:
+    assert nself("build", cwd=project).code == 0
+    before = tree(project)
+    result = nself("build", "--rollback", cwd=project)
+    assert result.code == 1, result.output
+    assert result.err.startswith("error: there is no earlier build to roll back to")
+    assert "restored" not in result.out
+    assert tree(project) == before
+    assert (project / "nginx" / "ssl" / "local.nself.org.key").is_file()
 
 
 def test_a_file_no_longer_generated_is_removed(project: Path, nself: Run) -> None:

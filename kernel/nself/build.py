@@ -417,7 +417,9 @@ def rollback(project: Path) -> dict[str, str]:
 
     Files it replaced or removed come back, files it created go, the manifest of the build
     before it is restored; the kept generation is consumed (a second rollback goes one
-    build further back). The env files are not touched.
+    build further back). The env files are not touched. The project's first build has no
+    build before it to go back to: refused, since undoing it would only delete the stack
+    (and the dev certificate and key, which a browser may trust by now).
     """
     generations = _generations(project)
     if not generations:
@@ -429,11 +431,19 @@ def rollback(project: Path) -> dict[str, str]:
 
     latest = generations[-1]
     kept = _kept_manifest(project, latest)
-    current = _read_manifest(project / MANIFEST)
     stored_root = latest / FILES_DIR
     stored = {
         p.relative_to(stored_root).as_posix(): p for p in stored_root.rglob("*") if p.is_file()
     }
+    if not kept["files"]:  # the last build was the project's first
+        where = stored_root.relative_to(project).as_posix()
+        raise NselfError(
+            "there is no earlier build to roll back to: the last build was the project's first",
+            f"nothing was changed; the files that build replaced are kept in {where}/"
+            if stored
+            else "nothing was changed; delete the generated files by hand to start over",
+        )
+    current = _read_manifest(project / MANIFEST)
     done: dict[str, str] = {}
     with _locked(project):
         for rel in sorted(set(current["files"]) - set(kept["files"]) - set(stored)):
