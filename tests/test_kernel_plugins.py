@@ -226,6 +226,32 @@ def test_a_plugin_cannot_write_env_files_state_or_outside(
     assert "demo" in error and path in error
 
 
+@pytest.mark.parametrize("subdomain", ["a;b", "x y", "Api", "evil { return 200; }"])
+def test_nginx_refuses_a_plugin_route_that_would_inject(
+    site: Path, project: Path, nself: Run, subdomain: str
+) -> None:
+    make_distribution(site, subdomain=subdomain)
+    error = build_error(project, nself)
+    assert "demo" in error and f"subdomain {subdomain!r} is not a DNS label" in error
+    assert not (project / "nginx" / "sites").exists()
+
+
+def test_a_plugins_own_subdomain_setting_is_checked_with_file_and_line(
+    site: Path, project: Path, nself: Run
+) -> None:
+    code = PLUGIN.replace('"{subdomain}"', 'config.text("DEMO_SUBDOMAIN", "demo")').replace(
+        'return [Setting("{prefix}_GREETING", "hello", "What the demo service says.")]',
+        'return [Setting("DEMO_SUBDOMAIN", "demo", "Where."), Setting("DEMO_GREETING", "hi")]',
+    )
+    make_distribution(
+        site, code=code.format(prefix="DEMO", service="demo", published=(), file="d/x")
+    )
+    set_env(project, ".env.local", DEMO_SUBDOMAIN="a;b")
+    error = build_error(project, nself)
+    lines = len((project / ".env.local").read_text().splitlines())
+    assert error == f"error: .env.local:{lines}: DEMO_SUBDOMAIN='a;b' is not a DNS label"
+
+
 def test_a_setting_declared_twice(site: Path, project: Path, nself: Run) -> None:
     make_distribution(site, prefix="POSTGRES_PASSWORD_NOT", plugin="demo")
     code = textwrap.dedent(

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
+from nself_sdk.web import label_problem
 
 SLOT = re.compile(r"^CS_(\d+)_NAME$")
 HOSTNAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -123,6 +124,8 @@ def validate_config(config: Config) -> list[Problem]:
                     "set the port the service listens on",
                 )
             )
+        if (subdomain := label_problem(config, slot.prefix + "SUBDOMAIN")) is not None:
+            problems.append(subdomain)
         if slot.port is not None and not 0 < slot.port < 65536:
             problems.append(Problem("error", f"{where}: {slot.prefix}PORT must be 1-65535"))
         if slot.healthcheck not in HEALTHCHECKS:

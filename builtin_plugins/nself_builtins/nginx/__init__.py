@@ -12,6 +12,7 @@ from nself_sdk import (
     GeneratedFile,
     HealthCheck,
     Mount,
+    NselfError,
     PortBinding,
     Problem,
     Route,
@@ -20,6 +21,7 @@ from nself_sdk import (
     Stack,
     hookimpl,
 )
+from nself_sdk.web import label_problem, size_problem
 
 from . import render
 
@@ -134,6 +136,23 @@ def contribute_env(config: Config) -> dict[str, str]:
     return {"PUBLIC_HTTPS_PORT": str(config.int("NGINX_HTTPS_PORT", 443))}
 
 
+def _value_problems(config: Config) -> list[Problem]:
+    """Every declared ``*_SUBDOMAIN`` must be a DNS label and every ``*_MAX_BODY_SIZE`` an
+    nginx size, whichever plugin declares them: nginx writes them into its configuration."""
+    problems = []
+    for name in sorted(config.declared):
+        check = (
+            label_problem
+            if name.endswith("_SUBDOMAIN")
+            else size_problem
+            if name.endswith("_MAX_BODY_SIZE")
+            else None
+        )
+        if check is not None and (problem := check(config, name)) is not None:
+            problems.append(problem)
+    return problems
+
+
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
     problems = []
@@ -151,6 +170,7 @@ def validate_config(config: Config) -> list[Problem]:
         port = config.int(name, 0)
         if not 0 < port < 65536:
             problems.append(Problem("error", f"{config.where(name)}: {name} must be 1-65535"))
+    problems += _value_problems(config)
     problems += _certificate_problems(config)
     if config.int("NGINX_HTTP_PORT", 80) == config.int("NGINX_HTTPS_PORT", 443):
         problems.append(
@@ -234,6 +254,14 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
     )
     overridden = hand_written_names(config.project_dir)
     for route in stack.routes:
+        why = render.route_problem(route, config.domain)
+        if why is not None:
+            owner = stack.owners.get(route.service or route.upstream_host, "a plugin")
+            raise NselfError(
+                f"the route of {route.service or route.upstream_host} ({owner}) cannot be "
+                f"written into the nginx configuration: {why}",
+                "fix the setting it comes from, or the plugin",
+            )
         host = render.host_of(route, config.domain)
         if host in overridden:
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nself_sdk import Config, Problem, Setting, hookimpl
+from nself_sdk.web import domain_problem
 
 
 @hookimpl
@@ -15,6 +16,9 @@ def declare_settings() -> list[Setting]:
 
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
+    problems = []
     if not config.project_name:
-        return [Problem("error", "PROJECT_NAME is empty", "set PROJECT_NAME in .env.dev")]
-    return []
+        problems.append(Problem("error", "PROJECT_NAME is empty", "set PROJECT_NAME in .env.dev"))
+    if (domain := domain_problem(config, "BASE_DOMAIN")) is not None:
+        problems.append(domain)
+    return problems

@@ -1,0 +1,90 @@
+"""Values that end up in the nginx configuration and in public URLs, checked in one place.
+
+A subdomain or the base domain becomes a ``server_name`` and a certificate name, a size a
+``client_max_body_size``: a value with ``;``, ``{``, a space or a quote would change what
+the configuration says. Plugins check such settings in ``validate_config`` with these::
+
+    from nself_sdk.web import label_problem
+
+    @hookimpl
+    def validate_config(config):
+        problem = label_problem(config, "MYAPP_SUBDOMAIN")
+        return [problem] if problem else []
+
+A subdomain is one DNS label (``api``, not ``api.v2``): the certificates nself makes and
+the usual wildcard certificates cover ``*.BASE_DOMAIN``, one level deep.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nself.config import Config
+from nself.model import Problem
+
+LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+SIZE = re.compile(r"^\d+[kKmMgG]?$")
+LABEL_HINT = (
+    "use one DNS label (one level below BASE_DOMAIN, no '.'): 1-63 lowercase letters, "
+    "digits and '-', not starting or ending with '-' (e.g. api)"
+)
+DOMAIN_HINT = (
+    "use a lowercase DNS name: labels of letters, digits and '-' joined by '.' (e.g. example.com)"
+)
+
+
+def is_label(value: str) -> bool:
+    return bool(LABEL.match(value))
+
+
+def is_domain(value: str) -> bool:
+    return len(value) <= 253 and all(LABEL.match(part) for part in value.split("."))
+
+
+def is_size(value: str) -> bool:
+    return bool(SIZE.match(value))
+
+
+def label_problem(config: Config, name: str) -> Problem | None:
+    """An error when setting ``name`` is set but is not one DNS label (empty is not checked)."""
+    value = config.text(name)
+    if not value or is_label(value):
+        return None
+    return Problem(
+        "error", f"{config.where(name)}: {name}={value!r} is not a DNS label", LABEL_HINT
+    )
+
+
+def domain_problem(config: Config, name: str) -> Problem | None:
+    """An error when setting ``name`` is set but is not a DNS name."""
+    value = config.text(name)
+    if not value or is_domain(value):
+        return None
+    return Problem(
+        "error", f"{config.where(name)}: {name}={value!r} is not a domain name", DOMAIN_HINT
+    )
+
+
+def size_problem(config: Config, name: str) -> Problem | None:
+    """An error when setting ``name`` is set but is not an nginx size (``100m``, ``5g``)."""
+    value = config.text(name)
+    if not value or is_size(value):
+        return None
+    return Problem(
+        "error",
+        f"{config.where(name)}: {name}={value!r} is not a size",
+        "write a number with an optional unit k, m or g (e.g. 100m)",
+    )
+
+
+def https_suffix(config: Config) -> str:
+    """``:PORT`` when nginx publishes HTTPS on another host port than 443, else nothing."""
+    port = config.int("NGINX_HTTPS_PORT", 443)
+    return "" if port == 443 else f":{port}"
+
+
+def public_url(config: Config, subdomain: str = "") -> str:
+    """The public address of ``subdomain.BASE_DOMAIN`` (or of the domain itself), with the
+    HTTPS port when it is not 443."""
+    host = f"{subdomain}.{config.domain}" if subdomain else config.domain
+    return f"https://{host}{https_suffix(config)}"
