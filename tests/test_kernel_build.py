@@ -204,6 +204,52 @@ def test_check_writes_nothing_and_fails_when_out_of_date(project: Path, nself: R
     assert changes == {".env.computed": "changed", "nginx/nginx.conf": "changed"}
 
 
+@pytest.mark.parametrize("check", [False, True])
+@pytest.mark.parametrize(
+    ("path", "make", "expect"),
+    [
+        ("docker-compose.yml", "folder", "docker-compose.yml is a folder, where nself build"),
+        (".env.computed", "folder", ".env.computed is a folder, where nself build"),
+        ("nginx/sites", "file", "nginx/sites is a file, where nself build needs a folder"),
+    ],
+)
+def test_something_in_the_way_of_a_generated_file_is_one_clear_error(
+    project: Path, nself: Run, tmp_path: Path, check: bool, path: str, make: str, expect: str
+) -> None:
+    """A folder where a generated file belongs (or a file where its folder belongs): the
+    build and --check name the path with a hint, write nothing and keep no generation."""
+    assert nself("build", cwd=project).code == 0
+    set_env(project, ".env.local", REDIS_ENABLED="true")
+    (project / path).rename(tmp_path / "moved")
+    if make == "folder":
+        # Mode 0644 like the generated file: --check then has to look inside.
+        (project / path).mkdir(mode=0o644 if path == "docker-compose.yml" else 0o700)
+    else:
+        (project / path).write_text("in the way\n")
+    before = tree(project, skip=())
+    result = nself("build", *(["--check"] if check else []), cwd=project)
+    assert result.code == 1, result.output
+    lines = result.err.splitlines()
+    assert lines[0].startswith(f"error: {expect}"), result.err
+    assert lines[1] == f"hint: move {path} out of the way and run the build again"
+    assert len(lines) == 2 and "Traceback" not in result.output
+    assert tree(project, skip=()) == before  # nothing written, no generation kept
+    (project / path).chmod(0o700)
+
+
+def test_a_file_where_the_state_folder_belongs_is_one_clear_error(
+    project: Path, nself: Run
+) -> None:
+    (project / ".nself").write_text("in the way\n")
+    result = nself("build", cwd=project)
+    assert result.code == 1, result.output
+    assert result.err.splitlines()[0] == (
+        "error: .nself (or a folder above it) is a file, where nself needs a folder"
+    )
+    assert "hint: " in result.err and "unexpected" not in result.err
+    assert not (project / "docker-compose.yml").exists()
+
+
 def test_check_fails_on_invalid_config(project: Path, nself: Run) -> None:
     assert nself("build", cwd=project).code == 0
     set_env(project, ".env.local", NGINX_HTTPS_PORT="99999")

@@ -261,17 +261,33 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 def diff(project: Path, files: list[GeneratedFile]) -> dict[str, str]:
     """What writing ``files`` would change on disk: path -> created | changed | removed."""
+    import stat
+
     changes: dict[str, str] = {}
     for item in files:
         target = project / item.path
         try:
-            mode = target.stat().st_mode & 0o777
+            st = target.stat()
         except FileNotFoundError:
             changes[item.path] = "created"
             continue
+        except NotADirectoryError:
+            raise _folder_is_a_file(project, item.path) from None
+        except OSError as exc:
+            raise fs_error(project, exc, "read") from None
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise NselfError(
+                f"{item.path} is {kind}, where nself build writes a file",
+                f"move {item.path} out of the way and run the build again",
+            )
         if item.keep_existing:
             continue
-        if mode != item.mode or target.read_bytes() != _as_bytes(item):
+        try:
+            same = (st.st_mode & 0o777) == item.mode and target.read_bytes() == _as_bytes(item)
+        except OSError as exc:
+            raise fs_error(project, exc, "read") from None
+        if not same:
             changes[item.path] = "changed"
     wanted = {f.path for f in files}
     for old, digest in _read_manifest(project / MANIFEST)["files"].items():
@@ -280,6 +296,38 @@ def diff(project: Path, files: list[GeneratedFile]) -> dict[str, str]:
         if old not in wanted and path.is_file() and _digest(path.read_bytes()) == digest:
             changes[old] = "removed"
     return dict(sorted(changes.items()))
+
+
+def _folder_is_a_file(project: Path, rel: str) -> NselfError:
+    """The error for a generated file whose folder (or one above it) is a file."""
+    for parent in reversed(Path(rel).parents[:-1]):
+        where = project / parent
+        if where.exists() and not where.is_dir():
+            name = parent.as_posix()
+            return NselfError(
+                f"{name} is a file, where nself build needs a folder (for {rel})",
+                f"move {name} out of the way and run the build again",
+            )
+    return NselfError(f"cannot reach {rel}: a folder on its path is not a folder")
+
+
+def fs_error(project: Path, exc: OSError, doing: str) -> NselfError:
+    """An OSError as one line naming the path (relative to the project when inside it)."""
+    path = str(exc.filename or "")
+    if path and Path(path).is_relative_to(project):
+        path = Path(path).relative_to(project).as_posix()
+    if path and isinstance(exc, IsADirectoryError):
+        message = f"{path} is a folder, where nself needs a file"
+    elif path and isinstance(exc, (FileExistsError, NotADirectoryError)):
+        message = f"{path} (or a folder above it) is a file, where nself needs a folder"
+    else:
+        reason = (exc.strerror or str(exc)).lower()
+        message = f"cannot {doing} {path}: {reason}" if path else f"cannot {doing}: {reason}"
+    return NselfError(
+        message,
+        "fix the path (move what is in the way, check permissions and free space) "
+        "and run the command again",
+    )
 
 
 def build(project_dir: Path, env: str | None = None, check: bool = False) -> BuildResult:
@@ -292,7 +340,7 @@ def build(project_dir: Path, env: str | None = None, check: bool = False) -> Bui
     changes = diff(project_dir, result.files)
     if check or not changes:
         return BuildResult(result, changes)
-    with _locked(project_dir):
+    with _fs_errors(project_dir, "write"), _locked(project_dir):
         previous = _read_manifest(project_dir / MANIFEST)
         _keep_generation(project_dir, previous, changes)
         for item in result.files:
@@ -338,6 +386,20 @@ class _locked:
         import os
 
         os.close(self.fd)
+
+
+class _fs_errors:
+    """Turns an OSError while writing the project into one line naming the path."""
+
+    def __init__(self, project: Path, doing: str) -> None:
+        self.project, self.doing = project, doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, OSError):
+            raise fs_error(self.project, exc, self.doing) from exc
 
 
 def _generations(project: Path, complete: bool = True) -> list[Path]:
@@ -445,7 +507,7 @@ def rollback(project: Path) -> dict[str, str]:
         )
     current = _read_manifest(project / MANIFEST)
     done: dict[str, str] = {}
-    with _locked(project):
+    with _fs_errors(project, "restore"), _locked(project):
         for rel in sorted(set(current["files"]) - set(kept["files"]) - set(stored)):
             if (project / rel).is_file():
                 (project / rel).unlink()

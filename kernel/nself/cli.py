@@ -289,6 +289,17 @@ def main(argv: list[str] | None = None) -> Any:
     except (KeyboardInterrupt, EOFError):
         console.error("interrupted")
         sys.exit(130)
+    except OSError as exc:  # a folder where a file belongs, permissions, a full disk...
+        if debug:
+            _traceback()
+        reason = (exc.strerror or str(exc)).lower()
+        where = f"cannot use {exc.filename}: " if exc.filename else ""
+        console.error(
+            f"{where}{reason}" if where else f"{type(exc).__name__}: {reason}",
+            "fix that path (a folder where a file belongs, permissions, free space) "
+            "and run the command again; --debug shows where it happened",
+        )
+        sys.exit(1)
     except Exception as exc:
         kind = _click_exception(exc)
         if type(exc).__name__ == "NoArgsIsHelpError":
