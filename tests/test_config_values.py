@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, set_env
+from conftest import Result, needs_docker, set_env
+from kernel_helpers import compose_config
 
 Run = Callable[..., Result]
 
@@ -74,3 +75,25 @@ def test_valid_values_still_build(project: Path, nself: Run, name: str, value: s
     assert result.code == 0, result.output
     sites = "".join(p.read_text() for p in (project / "nginx").rglob("*.conf"))
     assert value in sites
+
+
+# -- F3: NGINX_BIND is an IP address ------------------------------------------------------
+
+
+@pytest.mark.parametrize("bind", ["not-an-ip", "0.0.0.0:1", "localhost", "[::1]", "1.2.3.4.5"])
+def test_a_bind_address_that_is_not_an_ip_is_refused(project: Path, nself: Run, bind: str) -> None:
+    set_env(project, ".env.local", NGINX_BIND=bind)
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    line = lines_of(project)
+    assert f"error: .env.local:{line}: NGINX_BIND={bind!r} is not an IP address" in result.err
+    assert "hint: use one address of this host without a port" in result.err
+
+
+@needs_docker
+@pytest.mark.parametrize("bind", ["::1", "0.0.0.0", "127.0.0.1"])
+def test_ip_addresses_bind_and_compose_accepts_them(project: Path, nself: Run, bind: str) -> None:
+    set_env(project, ".env.local", NGINX_BIND=bind)
+    assert nself("build", cwd=project).code == 0
+    ports = compose_config(project)["services"]["nginx"]["ports"]
+    assert {p["host_ip"] for p in ports} == {bind}

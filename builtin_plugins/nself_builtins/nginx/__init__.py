@@ -153,6 +153,27 @@ def _value_problems(config: Config) -> list[Problem]:
     return problems
 
 
+def _bind_problems(config: Config) -> list[Problem]:
+    """NGINX_BIND is one IP address of the host (IPv4 or IPv6), without a port."""
+    import ipaddress
+
+    bind = config.text("NGINX_BIND")
+    if not bind:
+        return []
+    try:
+        ipaddress.ip_address(bind)
+    except ValueError:
+        return [
+            Problem(
+                "error",
+                f"{config.where('NGINX_BIND')}: NGINX_BIND={bind!r} is not an IP address",
+                "use one address of this host without a port (127.0.0.1, 0.0.0.0, ::1); "
+                "the ports are NGINX_HTTP_PORT and NGINX_HTTPS_PORT",
+            )
+        ]
+    return []
+
+
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
     problems = []
@@ -171,6 +192,7 @@ def validate_config(config: Config) -> list[Problem]:
         if not 0 < port < 65536:
             problems.append(Problem("error", f"{config.where(name)}: {name} must be 1-65535"))
     problems += _value_problems(config)
+    problems += _bind_problems(config)
     problems += _certificate_problems(config)
     if config.int("NGINX_HTTP_PORT", 80) == config.int("NGINX_HTTPS_PORT", 443):
         problems.append(
