@@ -200,5 +200,45 @@ def test_no_command_output_or_generated_file_contains_a_secret(
     assert computed.stat().st_mode & 0o077 == 0
 
 
+@pytest.mark.parametrize("file", [".env.secrets", ".env.local", ".env.dev"])
+@pytest.mark.parametrize(
+    ("line", "where"),
+    [
+        ("SuperSecretValue123", "the line has no '='"),  # a pasted secret, on its own
+        ("Sup3r Secret Value 123", "cannot parse"),
+        ("9Sup3rSecretValue=123", "invalid variable name"),
+        ("Sup3r-Secret=Value123", "invalid variable name"),
+    ],
+)
+def test_a_malformed_line_is_never_echoed(
+    project: Path, nself: Run, file: str, line: str, where: str
+) -> None:
+    """A line that is not KEY=value may be a secret pasted in the wrong place: errors name
+    the file and line only, in every mode (--debug, --json, as a real process)."""
+    path = project / file
+    path.write_text(path.read_text() + line + "\n")
+    number = len(path.read_text().splitlines())
+    pieces = {line, *line.replace("=", " ").split()}
+    outputs = [
+        nself(*args, cwd=project)
+        for args in (
+            ("build",),
+            ("--debug", "build"),
+            ("build", "--json"),
+            ("env", "show"),
+            ("--debug", "secrets", "audit"),
+        )
+    ]
+    done = subprocess.run(
+        [_nself(), "--debug", "build"], cwd=project, capture_output=True, text=True
+    )
+    outputs.append(Result(done.returncode, done.stdout, done.stderr))
+    for result in outputs:
+        assert result.code != 0
+        assert f"{file}:{number}: " in result.err and where in result.err, result.err
+        leaked = [p for p in pieces if len(p) > 3 and p in result.output]
+        assert not leaked, result.output
+
+
 def _nself() -> str:
     return str(Path(sys.executable).with_name("nself"))

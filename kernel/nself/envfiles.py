@@ -79,14 +79,16 @@ def parse_text(text: str, file: str) -> list[Entry]:
         key = binding.key
         if key is None:
             continue
+        # Never show the line itself: a line without '=' or with a strange name may well
+        # be a pasted secret. File and line are enough to find it.
         if binding.value is None:
             raise ConfigError(
-                f"{file}:{line}: {key[:40]!r} has no '=' and no value",
-                f"write {key[:40]}=value (or {key[:40]}= for empty)",
+                f"{file}:{line}: the line has no '=' (not shown: it may be a secret)",
+                "lines look like KEY=value (KEY= for empty); remove or fix that line",
             )
         if not _valid_key(key):
             raise ConfigError(
-                f"{file}:{line}: invalid variable name {key!r}",
+                f"{file}:{line}: invalid variable name before '=' (not shown: it may be a secret)",
                 "names use letters, digits and underscores and do not start with a digit",
             )
         after = binding.original.string.split("=", 1)[1].lstrip()
@@ -95,9 +97,10 @@ def parse_text(text: str, file: str) -> list[Entry]:
 
 
 def _unparsable(file: str, line: int, text: str) -> ConfigError:
-    # Show the name only: the value may be a secret.
-    text = text.strip()
-    shown = f" ({text.split('=', 1)[0][:40]!r}...)" if "=" in text else ""
+    # Show the name only, and only when it is one: the rest may be a secret.
+    text = text.strip().removeprefix("export ").strip()
+    name = text.split("=", 1)[0].strip()
+    shown = f" ({name[:40]}=...)" if "=" in text and _valid_key(name) else ""
     return ConfigError(
         f"{file}:{line}: cannot parse the line{shown}",
         "lines look like KEY=value; quote values with spaces or '#'",
