@@ -97,3 +97,50 @@ def test_ip_addresses_bind_and_compose_accepts_them(project: Path, nself: Run, b
     assert nself("build", cwd=project).code == 0
     ports = compose_config(project)["services"]["nginx"]["ports"]
     assert {p["host_ip"] for p in ports} == {bind}
+
+
+# -- F4: public URLs carry the HTTPS port when it is not 443 --------------------------------
+
+
+def computed(project: Path) -> dict[str, str | None]:
+    from dotenv import dotenv_values
+
+    return dict(dotenv_values(project / ".env.computed"))
+
+
+def test_public_urls_and_cors_origins_carry_a_non_default_https_port(
+    project: Path, nself: Run
+) -> None:
+    set_env(project, ".env.local", NGINX_HTTP_PORT="8080", NGINX_HTTPS_PORT="8443")
+    set_env(project, ".env.local", FUNCTIONS_ENABLED="true", STORAGE_ENABLED="true")
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    assert "https://auth.local.nself.org:8443" in result.out  # the summary already did
+    env = computed(project)
+    assert env["AUTH_SERVER_URL"] == "https://auth.local.nself.org:8443"
+    assert env["AUTH_CLIENT_URL"] == "https://local.nself.org:8443"
+    cors = str(env["HASURA_GRAPHQL_CORS_DOMAIN_EFFECTIVE"]).split(",")
+    assert "https://*.local.nself.org:8443" in cors and "https://local.nself.org:8443" in cors
+    assert not [o for o in cors if o.startswith("https://") and not o.endswith(":8443")]
+    assert env["S3_PUBLIC_ENDPOINT"] == "https://storage.local.nself.org:8443"
+    assert (
+        "NHOST_BACKEND_URL: https://local.nself.org:8443"
+        in (project / "docker-compose.yml").read_text()
+    )
+
+
+def test_public_urls_on_port_443_have_no_port(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", BASE_DOMAIN="example.com")
+    assert nself("build", cwd=project).code == 0
+    env = computed(project)
+    assert env["AUTH_SERVER_URL"] == "https://auth.example.com"
+    assert env["AUTH_CLIENT_URL"] == "https://example.com"
+    assert env["HASURA_GRAPHQL_CORS_DOMAIN_EFFECTIVE"] == (
+        "https://*.example.com,https://example.com,http://localhost:*"
+    )
+
+
+def test_an_auth_client_url_from_a_file_wins(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", NGINX_HTTPS_PORT="8443", AUTH_CLIENT_URL="https://app.io")
+    assert nself("build", cwd=project).code == 0
+    assert computed(project)["AUTH_CLIENT_URL"] == "https://app.io"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
+from nself_sdk.web import public_url
 
 IMAGE = "nhost/hasura-auth:0.36.0"
 
@@ -17,7 +18,12 @@ def declare_settings() -> list[Setting]:
         Setting("AUTH_ENABLED", "true", "Run the Auth service."),
         Setting("AUTH_IMAGE", IMAGE, "Auth image."),
         Setting("AUTH_SUBDOMAIN", "auth", "Public subdomain of the Auth API."),
-        Setting("AUTH_CLIENT_URL", "https://${BASE_DOMAIN}", "Frontend URL for redirects."),
+        Setting(
+            "AUTH_CLIENT_URL",
+            None,
+            "Frontend URL for redirects (default: https://BASE_DOMAIN, with the HTTPS port "
+            "when it is not 443).",
+        ),
         Setting("AUTH_SMTP_HOST", "", "SMTP server for auth mail (mail plugin sets it)."),
         Setting("AUTH_SMTP_PORT", "587", "SMTP port."),
         Setting("AUTH_SMTP_USER", "", "SMTP user."),
@@ -46,7 +52,12 @@ def validate_config(config: Config) -> list[Problem]:
 def contribute_env(config: Config) -> dict[str, str]:
     if not enabled(config):
         return {}
-    return {"AUTH_SERVER_URL": f"https://{config.text('AUTH_SUBDOMAIN', 'auth')}.{config.domain}"}
+    # The addresses users' browsers and mail links reach: with the HTTPS port nginx
+    # publishes when it is not 443.
+    return {
+        "AUTH_SERVER_URL": public_url(config, config.text("AUTH_SUBDOMAIN", "auth")),
+        "AUTH_CLIENT_URL": public_url(config),
+    }
 
 
 @hookimpl

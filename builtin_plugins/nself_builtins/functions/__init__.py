@@ -7,6 +7,7 @@ HTTP endpoint (the nhost/functions convention).
 from __future__ import annotations
 
 from nself_sdk import Config, HealthCheck, Mount, Route, Service, Setting, hookimpl
+from nself_sdk.web import public_url
 
 IMAGE = "nhost/functions:1.2.0"
 
@@ -38,7 +39,7 @@ def contribute_services(config: Config) -> list[Service]:
     env = {
         "PORT": "3000",
         "NODE_ENV": "development" if config.is_local else "production",
-        "NHOST_BACKEND_URL": f"https://{config.domain}",
+        "NHOST_BACKEND_URL": public_url(config),
     }
     depends: tuple[str, ...] = ()
     if config.flag("HASURA_ENABLED", True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
+from nself_sdk.web import public_url
 
 IMAGE = "hasura/graphql-engine:v2.44.0"
 JWT_DEFAULT = '{"type":"HS256","key":"${HASURA_JWT_KEY}"}'
@@ -55,7 +56,8 @@ def declare_settings() -> list[Setting]:
 def _cors(config: Config) -> str:
     raw = config.get("HASURA_GRAPHQL_CORS_DOMAIN")
     if raw is None:
-        origins = [f"https://*.{config.domain}", f"https://{config.domain}"]
+        # Browsers send the port in the origin when it is not 443.
+        origins = [public_url(config, "*"), public_url(config)]
         if config.is_local:
             origins.append("http://localhost:*")
         return ",".join(origins)
