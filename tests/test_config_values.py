@@ -144,3 +144,57 @@ def test_an_auth_client_url_from_a_file_wins(project: Path, nself: Run) -> None:
     set_env(project, ".env.local", NGINX_HTTPS_PORT="8443", AUTH_CLIENT_URL="https://app.io")
     assert nself("build", cwd=project).code == 0
     assert computed(project)["AUTH_CLIENT_URL"] == "https://app.io"
+
+
+# -- F5: a short JWT key names the setting and line it comes from, with a hint that works ----
+
+
+def drop_line(path: Path, number: int) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    del lines[number - 1]
+    path.write_text("".join(lines))
+
+
+def test_a_short_jwt_key_names_its_line_and_the_hint_fixes_it(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", HASURA_JWT_KEY="tiny-key")
+    line = lines_of(project)
+    result = nself("build", cwd=project)
+    assert result.code == 1
+    first, hint = result.err.splitlines()[:2]
+    assert first == (
+        f"error: .env.local:{line}: HASURA_JWT_KEY is shorter than 32 characters "
+        "(it is the HS256 key in HASURA_GRAPHQL_JWT_SECRET)"
+    )
+    assert "tiny-key" not in result.output  # a secret value is never shown
+    assert hint.endswith("or delete that line and run `nself secrets generate`")
+    # Follow the hint.
+    drop_line(project / ".env.local", line)
+    assert nself("secrets", "generate", cwd=project).code == 0
+    assert nself("build", cwd=project).code == 0, "the hint did not fix the build"
+
+
+def test_a_short_jwt_key_in_prod_secrets_and_the_hint_fixes_it(project: Path, nself: Run) -> None:
+    assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    secrets = project / ".env.secrets"
+    text = secrets.read_text().splitlines()
+    line = next(i for i, t in enumerate(text, 1) if t.startswith("HASURA_JWT_KEY="))
+    text[line - 1] = "HASURA_JWT_KEY=tooshort"
+    secrets.write_text("\n".join(text) + "\n")
+    result = nself("build", "--env", "prod", cwd=project)
+    assert result.code == 1
+    assert f"error: .env.secrets:{line}: HASURA_JWT_KEY is shorter than 32" in result.err
+    assert "delete that line and run `nself secrets generate --env prod`" in result.err
+    drop_line(secrets, line)
+    assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    result = nself("build", "--env", "prod", cwd=project)
+    assert result.code == 0, result.output
+
+
+def test_a_short_key_written_into_the_json_names_that_line(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", HASURA_GRAPHQL_JWT_SECRET='\'{"type":"HS256","key":"k"}\'')
+    result = nself("build", cwd=project)
+    assert result.code == 1
+    assert (
+        f"error: .env.local:{lines_of(project)}: the HS256 key in HASURA_GRAPHQL_JWT_SECRET is "
+        "shorter than 32 characters"
+    ) in result.err

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
 from nself_sdk.web import public_url
 
 IMAGE = "hasura/graphql-engine:v2.44.0"
 JWT_DEFAULT = '{"type":"HS256","key":"${HASURA_JWT_KEY}"}'
+REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def enabled(config: Config) -> bool:
@@ -80,6 +82,30 @@ def contribute_env(config: Config) -> dict[str, str]:
     }
 
 
+def _short_key(config: Config, key: str) -> Problem:
+    """The error for an HS key under 32 characters, naming the setting and line it comes
+    from: HASURA_JWT_KEY when the JSON refers to it (the default), else the JSON itself."""
+    name = "HASURA_GRAPHQL_JWT_SECRET"
+    entry = config.resolver.entry(name)
+    refs = REF.findall(entry.raw) if entry is not None and not entry.literal else []
+    source = next((ref for ref in refs if config.get(ref) == key), None)
+    generate = "nself secrets generate" + ("" if config.is_local else f" --env {config.env}")
+    if source is not None:
+        return Problem(
+            "error",
+            f"{config.where(source)}: {source} is shorter than 32 characters "
+            f"(it is the HS256 key in {name})",
+            f"Hasura refuses shorter keys: set {source} to at least 32 characters, or "
+            f"delete that line and run `{generate}`",
+        )
+    return Problem(
+        "error",
+        f"{config.where(name)}: the HS256 key in {name} is shorter than 32 characters",
+        'Hasura refuses shorter keys: put a key of at least 32 characters in "key", or '
+        f"delete the line to use {JWT_DEFAULT} and run `{generate}`",
+    )
+
+
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
     if not enabled(config):
@@ -106,14 +132,7 @@ def validate_config(config: Config) -> list[Problem]:
             )
         )
     elif str(jwt["type"]).startswith("HS") and len(str(jwt.get("key", ""))) < 32:
-        problems.append(
-            Problem(
-                "error",
-                f"{where}: the HS256 key in HASURA_GRAPHQL_JWT_SECRET is shorter than "
-                "32 characters",
-                "Hasura refuses shorter keys; run `nself secrets rotate HASURA_JWT_KEY`",
-            )
-        )
+        problems.append(_short_key(config, str(jwt.get("key", ""))))
     if not config.is_local:
         for name in ("HASURA_GRAPHQL_ENABLE_CONSOLE", "HASURA_GRAPHQL_DEV_MODE"):
             if config.flag(name, False):
