@@ -63,7 +63,7 @@ def test_init_refuses_to_clobber_without_force(project: Path, nself: Run) -> Non
     assert (project / ".env.dev").read_text() == before
     result = nself("init", str(project), "--force")
     assert result.code == 0, result.output
-    assert (project / ".env.dev").read_text() != before  # fresh dev secrets
+    assert (project / ".env.dev").read_text() == before  # values (and dev secrets) kept
     assert "REAL=keep-me" in (project / ".env.secrets").read_text()  # never thrown away
 
 

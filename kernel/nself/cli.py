@@ -63,32 +63,29 @@ def make_app() -> "typer.Typer":
     def init(
         folder: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path("."),
         name: Annotated[str | None, typer.Option(help="Project name (default: folder).")] = None,
-        domain: Annotated[str, typer.Option(help="Base domain.")] = "local.nself.org",
+        domain: Annotated[
+            str | None,
+            typer.Option(
+                help="Base domain (default: local.nself.org; --force keeps the project's)."
+            ),
+        ] = None,
         wizard: Annotated[
             bool, typer.Option("--wizard", help="Ask for name, domain and services.")
         ] = False,
         force: Annotated[
             bool,
-            typer.Option("--force", help="Rewrite an existing project's committed env files."),
+            typer.Option(
+                "--force",
+                help="Rewrite an existing project's committed env files, keeping their "
+                "values (name, domain, dev secrets, edits) unless given; copies of the "
+                "previous files go to .nself/init-backups.",
+            ),
         ] = False,
     ) -> None:
         """Create a project: env layers with fresh dev secrets, folders, .gitignore."""
-        from .plugins import make_manager
-        from .scaffold import init as do_init
-        from .scaffold import optional_switches, slug
+        from .scaffold import run
 
-        pm = make_manager()
-        extra: dict[str, str] = {}
-        if wizard:
-            name = typer.prompt("Project name", default=name or slug(folder.resolve().name))
-            domain = typer.prompt("Base domain", default=domain)
-            for setting in optional_switches(pm):
-                label = setting.description or setting.name
-                if typer.confirm(f"{label} ({setting.name})", default=False):
-                    extra[setting.name] = "true"
-        written = do_init(pm, folder, name, domain, force, extra)
-        console.ok(f"created nself project in {folder} ({', '.join(written)})")
-        console.info("next: nself build && nself start")
+        run(folder, name, domain, wizard, force)
 
     @app.command(rich_help_panel=PANEL_PROJECT)
     def build(

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import shutil
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pluggy
 
+from . import console
 from .atomic import write_atomic
 from .build import collect_files
 from .errors import NselfError, UsageError
-from .model import Setting
+from .model import Setting, Shown
 from .plugins import call_each
 from .secretgen import generate
 
@@ -38,6 +43,24 @@ SECRETS = """\
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 FILES = (".env.dev", ".env.local", ".env.staging", ".env.prod", ".env.secrets", ".gitignore")
+DEFAULT_DOMAIN = "local.nself.org"
+# Yours once they exist: `--force` never rewrites them.
+OWN = (".env.local", ".env.secrets")
+# Where `nself init --force` keeps a copy of each file it rewrites (gitignored with .nself/).
+BACKUPS = ".nself/init-backups"
+
+
+@dataclass(repr=False)
+class InitResult(Shown):
+    """What ``nself init`` did to each of the project's files (path -> what)."""
+
+    files: dict[str, str] = field(default_factory=dict)  # created | overwritten | kept
+    backup: str | None = None  # the folder holding the overwritten files' previous content
+    folders: list[str] = field(default_factory=list)  # scaffold files created
+    replaced: list[str] = field(default_factory=list)  # settings given, not kept
+
+    def named(self, what: str) -> list[str]:
+        return sorted(path for path, done in self.files.items() if done == what)
 
 
 def _read(path: Path) -> str:
@@ -119,24 +142,109 @@ def dev_env(
     return "\n".join(lines) + "\n"
 
 
+def _lines(text: str) -> list[tuple[str | None, str]]:
+    """``(key, original text)`` for each piece of an env file; comments have no key."""
+    from dotenv.parser import parse_stream  # python-dotenv
+
+    pieces: list[tuple[str | None, str]] = []
+    for binding in parse_stream(io.StringIO(text)):
+        ok = binding.key is not None and not binding.error and binding.value is not None
+        pieces.append((binding.key if ok else None, binding.original.string))
+    return pieces
+
+
+def values_in(text: str) -> dict[str, str]:
+    """The ``KEY=value`` lines of an env file's text, by key (the last one wins)."""
+    return {key: line.rstrip("\n") for key, line in _lines(text) if key is not None}
+
+
+def keep_values(template: str, existing: str, replace: set[str], file: str) -> str:
+    """``template`` with the lines of ``existing`` for every setting it already had.
+
+    A setting in ``replace`` (asked for on the command line) takes the template's line;
+    settings only ``existing`` has (a team's edits) are carried over at the end.
+    """
+    old = values_in(existing)
+    out: list[str] = []
+    seen: set[str] = set()
+    for key, text in _lines(template):
+        if key is not None:
+            seen.add(key)
+            if key in old and key not in replace:
+                text = old[key] + ("\n" if text.endswith("\n") else "")
+        out.append(text)
+    carried = [line for key, line in old.items() if key not in seen]
+    if carried:
+        head = "".join(out)
+        out = [head if head.endswith("\n") else head + "\n"]
+        out.append(f"\n# --- kept from the previous {file} ---\n")
+        out.extend(line + "\n" for line in carried)
+    return "".join(out)
+
+
+def current(folder: Path) -> dict[str, str]:
+    """The settings of an existing project's ``.env.dev`` (raw values, unresolved)."""
+    from .envfiles import parse_text
+
+    text = _read(folder / ".env.dev")
+    try:
+        return {e.key: e.raw for e in parse_text(text, ".env.dev")}
+    except NselfError:
+        return {}
+
+
+def check_target(folder: Path, force: bool) -> None:
+    """Refuse a folder that is a file, or an existing project without ``force``."""
+    if folder.exists() and not folder.is_dir():
+        raise NselfError(f"{folder} is not a folder")
+    if (folder / ".env.dev").exists() and not force:
+        raise NselfError(
+            f"{folder} already holds an nself project",
+            "use --force to rewrite its env files (their values are kept, and a copy)",
+        )
+
+
+def _backup_dir(folder: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, n = folder / BACKUPS / stamp, 1
+    while target.exists():
+        n += 1
+        target = folder / BACKUPS / f"{stamp}-{n}"
+    return target
+
+
 def init(
     pm: pluggy.PluginManager,
     folder: Path,
     name: str | None,
-    domain: str,
+    domain: str | None,
     force: bool,
     extra: dict[str, str] | None = None,
-) -> list[str]:
-    """Create the project; refuses to overwrite one unless ``force``."""
-    name = check_name(name or slug(folder.resolve().name) or "app")
-    domain = check_domain(domain)
-    existing = [f for f in FILES if (folder / f).exists()]
-    if (folder / ".env.dev").exists() and not force:
-        raise NselfError(
-            f"{folder} already holds an nself project", "use --force to overwrite its env files"
-        )
-    if folder.exists() and not folder.is_dir():
-        raise NselfError(f"{folder} is not a folder")
+) -> InitResult:
+    """Create the project; refuses to overwrite one unless ``force``.
+
+    With ``force`` the committed env files are rewritten from the current template but keep
+    every value they had (project name, domain, dev secrets, a team's edits) unless
+    ``name``, ``domain`` or ``extra`` replace it; each file that changes is copied to
+    ``.nself/init-backups/<time>/`` first. ``.env.local`` and ``.env.secrets`` are never
+    rewritten.
+    """
+    check_target(folder, force)
+    had = current(folder)
+    replace = set(extra or {})
+    if name is not None:
+        replace.add("PROJECT_NAME")
+    if domain is not None:
+        replace.add("BASE_DOMAIN")
+    # Given on the command line: checked. Kept from the project: taken as it is.
+    if name is not None:
+        name = check_name(name)
+    else:
+        name = had.get("PROJECT_NAME") or check_name(slug(folder.resolve().name) or "app")
+    if domain is not None:
+        domain = check_domain(domain)
+    else:
+        domain = had.get("BASE_DOMAIN") or DEFAULT_DOMAIN
     scaffold = collect_files(pm, "contribute_scaffold")  # checked before anything is written
     contents = {
         ".env.dev": (dev_env(pm, name, domain, extra), 0o644),
@@ -146,13 +254,80 @@ def init(
         ".env.secrets": (SECRETS, 0o600),
         ".gitignore": (merged_gitignore(_read(folder / ".gitignore")), 0o644),
     }
+    result = InitResult(replaced=sorted(replace & set(had)))
+    backup = _backup_dir(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for rel, (text, mode) in contents.items():
-        if rel in (".env.secrets", ".env.local") and rel in existing:
-            continue  # never throw away a developer's own overrides or real secrets
-        write_atomic(folder / rel, text, mode)
+        path = folder / rel
+        if not path.exists():
+            write_atomic(path, text, mode)
+            result.files[rel] = "created"
+            continue
+        if rel in OWN:
+            result.files[rel] = "kept"  # a developer's own overrides or real secrets
+            continue
+        before = _read(path)
+        if rel.startswith(".env."):
+            text = keep_values(text, before, replace, rel)
+        if text == before:
+            result.files[rel] = "kept"
+            continue
+        backup.mkdir(parents=True, mode=0o700, exist_ok=True)
+        shutil.copy2(path, backup / rel)
+        write_atomic(path, text, mode)
+        result.files[rel] = "overwritten"
+        result.backup = backup.relative_to(folder).as_posix()
     for item in scaffold:
         if not (folder / item.path).exists():  # the project's own files always win
             write_atomic(folder / item.path, item.content, item.mode)
+            result.folders.append(item.path)
     os.chmod(folder / ".env.secrets", 0o600)
-    return sorted(contents)
+    return result
+
+
+def run(
+    folder: Path, name: str | None, domain: str | None, wizard: bool, force: bool
+) -> InitResult:
+    """``nself init`` as the command runs it: the wizard's questions, the files, the report."""
+    from .plugins import make_manager
+
+    pm = make_manager()
+    check_target(folder, force)  # before asking anything
+    extra: dict[str, str] = {}
+    if wizard:
+        had = current(folder)
+        default_name = name or had.get("PROJECT_NAME") or slug(folder.resolve().name) or "app"
+        import click
+
+        name = click.prompt("Project name", default=default_name)
+        domain = click.prompt(
+            "Base domain", default=domain or had.get("BASE_DOMAIN") or DEFAULT_DOMAIN
+        )
+        for setting in optional_switches(pm):
+            label = setting.description or setting.name
+            if click.confirm(f"{label} ({setting.name})", default=False):
+                extra[setting.name] = "true"
+    existed = (folder / ".env.dev").exists()
+    result = init(pm, folder, name, domain, force, extra)
+    report(folder, result, existed)
+    return result
+
+
+def report(folder: Path, result: InitResult, existed: bool) -> None:
+    """What was created, overwritten (with where the previous copies are) and kept."""
+    if existed:
+        console.ok(f"updated the nself project in {folder}")
+    else:
+        console.ok(f"created nself project in {folder}")
+    created, overwritten, kept = (result.named(w) for w in ("created", "overwritten", "kept"))
+    if created:
+        console.info(f"  created:     {', '.join(created)}")
+    if overwritten:
+        given = f" but {', '.join(result.replaced)}" if result.replaced else ""
+        console.info(f"  overwritten: {', '.join(overwritten)} (every value kept{given})")
+        console.info(f"  backup:      {result.backup}/ holds the previous copies")
+    if kept:
+        console.info(f"  kept:        {', '.join(kept)} (unchanged)")
+    if result.folders:
+        console.info(f"  scaffold:    {', '.join(sorted(result.folders))}")
+    console.info("next: nself build && nself start")
