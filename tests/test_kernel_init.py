@@ -1,10 +1,13 @@
-"""`nself init --force` through the real CLI."""
+"""`nself init --force` and `nself init --wizard` through the real CLI."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from conftest import Result
 
@@ -70,3 +73,57 @@ def test_force_on_an_unchanged_project_rewrites_nothing(project: Path, nself: Ru
     assert result.code == 0, result.output
     assert {p: (project / p).read_text() for p in before} == before
     assert "overwritten" not in result.out and not (project / ".nself" / "init-backups").exists()
+
+
+# -- --wizard --------------------------------------------------------------------------------
+
+
+def test_wizard_asks_again_at_once_after_a_bad_answer(
+    tmp_path: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = "Bad Name!\ngood\nno_dots\nex.com\n" + "n\n" * 20
+    monkeypatch.setattr("sys.stdin", io.StringIO(answers))
+    result = nself("init", str(tmp_path / "w"), "--wizard")
+    assert result.code == 0, result.output
+    assert result.out.count("Project name") == 2 and result.out.count("Base domain") == 2
+    assert "error: invalid project name 'Bad Name!'" in result.err
+    assert "error: invalid domain 'no_dots'" in result.err
+    dev = values(tmp_path / "w" / ".env.dev")
+    assert dev["PROJECT_NAME"] == "good" and dev["BASE_DOMAIN"] == "ex.com"
+
+
+def test_wizard_gives_up_cleanly_at_the_end_of_input(
+    tmp_path: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("Bad Name!\nfoo.com\n\n\n\n\n\n\n"))
+    result = nself("init", str(tmp_path / "w"), "--wizard")
+    assert result.code == 2, result.output
+    # Asked again right away, not after the service questions.
+    assert result.out.index("Project name") < result.out.index("Base domain")
+    last = result.err.splitlines()[-2:]
+    assert last[0].startswith("error: the wizard got no answer for ")
+    assert "nothing was written" in last[0] and last[1].startswith("hint: ")
+    assert "Traceback" not in result.output and not (tmp_path / "w").exists()
+
+
+def test_wizard_offers_monitoring(
+    tmp_path: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nself.plugins import make_manager
+    from nself.scaffold import optional_switches
+
+    asked = [s.name for s in optional_switches(make_manager())]
+    assert "MONITORING_ENABLED" in asked  # off in dev, on elsewhere: offered too
+    answers = "".join("y\n" if n == "MONITORING_ENABLED" else "n\n" for n in asked)
+    monkeypatch.setattr("sys.stdin", io.StringIO("mon\n\n" + answers))
+    result = nself("init", str(tmp_path / "m"), "--wizard")
+    assert result.code == 0, result.output
+    assert "(MONITORING_ENABLED)" in result.out
+    dev = values(tmp_path / "m" / ".env.dev")
+    assert dev["MONITORING_ENABLED"] == "true" and "REDIS_ENABLED" not in dev
+
+
+def test_wizard_checks_the_folder_before_asking(project: Path, nself: Run) -> None:
+    result = nself("init", str(project), "--wizard")
+    assert result.code == 1 and "already holds an nself project" in result.err
+    assert "Project name" not in result.out

@@ -47,6 +47,9 @@ class Setting(Shown):
     # What rotating this secret does to users (e.g. "signed-in users must sign in again");
     # `nself secrets rotate` shows it and asks for confirmation.
     rotation: str = ""
+    # An on/off switch `nself init --wizard` offers although its default is not "false"
+    # (e.g. off in dev, on elsewhere). Every ``*_ENABLED`` defaulting to "false" is offered.
+    wizard: bool = False
 
 
 @dataclass(frozen=True, repr=False)

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,12 +89,14 @@ def check_domain(domain: str) -> str:
 
 
 def optional_switches(pm: pluggy.PluginManager) -> list[Setting]:
-    """The ``*_ENABLED`` settings that are off by default (what the wizard offers)."""
+    """The ``*_ENABLED`` settings that are off by default, and those a plugin marks
+    ``wizard`` (off in dev, on elsewhere): what the wizard offers."""
     found = [
         setting
         for _plugin, settings in call_each(pm, "declare_settings")
         for setting in settings
-        if setting.name.endswith("_ENABLED") and (setting.default or "").lower() == "false"
+        if setting.name.endswith("_ENABLED")
+        and (setting.wizard or (setting.default or "").lower() == "false")
     ]
     return sorted(found, key=lambda s: s.name)
 
@@ -285,6 +288,37 @@ def init(
     return result
 
 
+def _ask(question: str, default: str, check: Callable[[str], str]) -> str:
+    """Ask until ``check`` accepts the answer; the end of input gives up, writing nothing."""
+    import click
+
+    while True:
+        try:
+            answer: str = click.prompt(question, default=default)
+        except click.exceptions.Abort:
+            raise _no_answer(question) from None
+        try:
+            return check(answer.strip())
+        except UsageError as exc:
+            console.error(exc.message, exc.hint)
+
+
+def _confirm(question: str, short: str) -> bool:
+    import click
+
+    try:
+        return bool(click.confirm(question, default=False))
+    except click.exceptions.Abort:
+        raise _no_answer(short) from None
+
+
+def _no_answer(question: str) -> UsageError:
+    return UsageError(
+        f"the wizard got no answer for {question} (end of input): nothing was written",
+        "answer every question, or run `nself init --name NAME --domain DOMAIN` instead",
+    )
+
+
 def run(
     folder: Path, name: str | None, domain: str | None, wizard: bool, force: bool
 ) -> InitResult:
@@ -297,15 +331,13 @@ def run(
     if wizard:
         had = current(folder)
         default_name = name or had.get("PROJECT_NAME") or slug(folder.resolve().name) or "app"
-        import click
-
-        name = click.prompt("Project name", default=default_name)
-        domain = click.prompt(
-            "Base domain", default=domain or had.get("BASE_DOMAIN") or DEFAULT_DOMAIN
+        name = _ask("Project name", default_name, check_name)
+        domain = _ask(
+            "Base domain", domain or had.get("BASE_DOMAIN") or DEFAULT_DOMAIN, check_domain
         )
         for setting in optional_switches(pm):
             label = setting.description or setting.name
-            if click.confirm(f"{label} ({setting.name})", default=False):
+            if _confirm(f"{label} ({setting.name})", setting.name):
                 extra[setting.name] = "true"
     existed = (folder / ".env.dev").exists()
     result = init(pm, folder, name, domain, force, extra)

@@ -100,6 +100,7 @@ def declare_settings() -> list[Setting]:
             "MONITORING_ENABLED",
             None,
             "Run the monitoring stack (default: true in staging and prod, false in dev).",
+            wizard=True,
         ),
         Setting("GRAFANA_SUBDOMAIN", "monitor", "Subdomain of Grafana (private networks only)."),
         Setting("GRAFANA_ADMIN_USER", "admin", "Grafana administrator login."),
