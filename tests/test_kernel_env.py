@@ -136,6 +136,66 @@ def test_undefined_variable_names_file_and_line(project: Path, nself: Run) -> No
     assert_one_error(nself("build", cwd=project), ".env.local:2", "${NO_SUCH_HOST}")
 
 
+def test_interpolation_forms_follow_compose(project: Path, nself: Run) -> None:
+    """``:-`` replaces an unset or empty value, ``-`` an unset one only; a default may hold
+    references; ``$NAME`` without braces stays literal (documented in environments.md)."""
+    (project / ".env.local").write_text(
+        "EMPTY=\n"
+        "WORD=word\n"
+        "DASH_EMPTY=${EMPTY-dflt}\n"
+        "COLON_EMPTY=${EMPTY:-dflt}\n"
+        "DASH_UNSET=${NOT_SET_ANYWHERE-dflt}\n"
+        "DASH_SET=${WORD-dflt}\n"
+        "NESTED=${NOT_SET_ANYWHERE:-${WORD:-x}}\n"
+        "NESTED_DEEP=<${NOT_SET_ANYWHERE:-${ALSO_NOT_SET-${WORD}s}!}>\n"
+        "UNUSED_DEFAULT=${WORD:-${NOT_SET_ANYWHERE}}\n"
+        "BRACELESS=$WORD and $ alone\n"
+        'JSONISH={"k":"${WORD}"}\n'
+    )
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    computed = read_computed(project)
+    assert {k: computed[k] for k in computed if k.startswith(("DASH", "COLON", "NEST"))} == {
+        "DASH_EMPTY": "",
+        "COLON_EMPTY": "dflt",
+        "DASH_UNSET": "dflt",
+        "DASH_SET": "word",
+        "NESTED": "word",
+        "NESTED_DEEP": "<words!>",
+    }
+    assert computed["UNUSED_DEFAULT"] == "word"
+    assert computed["BRACELESS"] == "$WORD and $ alone"
+    assert computed["JSONISH"] == '{"k":"word"}'
+
+
+@pytest.mark.parametrize(
+    ("value", "expect"),
+    [
+        ("${NOPE", "a '${' is not closed"),
+        ("x${NOT_SET_ANYWHERE:-${WORD}", "a '${' is not closed"),
+        ("${}", "not followed by a variable name"),
+        ("${1ABC}", "not followed by a variable name"),
+        ("${BAD NAME}", "not followed by a variable name"),
+        ("${WORD:?required}", "${WORD:?...} is a form nself does not interpolate"),
+        ("${WORD:+alt}", "${WORD:+...} is a form nself does not interpolate"),
+    ],
+)
+def test_a_malformed_reference_names_file_and_line(
+    project: Path, nself: Run, value: str, expect: str
+) -> None:
+    (project / ".env.local").write_text("WORD=word\n# note\nX=" + value + "\n")
+    result = nself("build", cwd=project)
+    assert_one_error(result, ".env.local:3: malformed value of X", expect)
+    assert not (project / "docker-compose.yml").exists()
+
+
+def test_an_undefined_default_reference_names_the_variable(project: Path, nself: Run) -> None:
+    (project / ".env.local").write_text("X=${BAR-dflt}${NOT_SET_ANYWHERE:-${NO_SUCH}}\n")
+    result = nself("build", cwd=project)
+    assert_one_error(result, ".env.local:1", "${NO_SUCH}")
+    assert "BAR-dflt" not in result.err and "hint: define NO_SUCH or write" in result.err
+
+
 def test_circular_reference_is_an_error(project: Path, nself: Run) -> None:
     (project / ".env.local").write_text("A=${B}\nB=${A}\n")
     assert_one_error(nself("build", cwd=project), "circular reference")

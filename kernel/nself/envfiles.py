@@ -1,4 +1,5 @@
-"""Layered env files: parsing, precedence and ``${VAR}`` / ``${VAR:-default}`` interpolation."""
+"""Layered env files: parsing, precedence and ``${VAR}`` / ``${VAR:-default}`` /
+``${VAR-default}`` interpolation."""
 
 from __future__ import annotations
 
@@ -174,27 +175,90 @@ class Resolver:
     def _expand(self, entry: Entry, stack: tuple[str, ...]) -> str:
         if "${" not in entry.raw:
             return entry.raw
-        from dotenv.variables import Literal, parse_variables
-
-        out: list[str] = []
-        for atom in parse_variables(entry.raw):
-            if isinstance(atom, Literal):
-                out.append(atom.value)
-                continue
-            name, default = atom.name, atom.default  # type: ignore[attr-defined]
-            if name in self.history:
-                out.append(self._resolve(name, stack))
-            elif default is not None:
-                out.append(default)
-            else:
-                raise ConfigError(
-                    f"{entry.where}: {entry.key} refers to undefined variable ${{{name}}}",
-                    f"define {name} or write ${{{name}:-default}}",
-                )
-        return "".join(out)
+        return _Interpolation(self, entry, stack).run()
 
     def resolve_all(self) -> dict[str, str]:
         return {key: self._resolve(key, ()) for key in sorted(self.history)}
+
+
+_FORMS = "write ${NAME}, ${NAME:-default} (unset or empty) or ${NAME-default} (unset)"
+
+
+class _Interpolation:
+    """``${NAME}``, ``${NAME:-default}`` and ``${NAME-default}`` (Compose's meaning), the
+    default itself may hold references. ``$NAME`` without braces and a lone ``$`` stay
+    literal. Errors name the file, line and key, never the value (it may be a secret)."""
+
+    def __init__(self, resolver: Resolver, entry: Entry, stack: tuple[str, ...]) -> None:
+        self.resolver, self.entry, self.stack, self.raw = resolver, entry, stack, entry.raw
+
+    def run(self) -> str:
+        text, _end = self._text(0, evaluate=True, nested=False)
+        return text
+
+    def _malformed(self, what: str, hint: str = "") -> ConfigError:
+        return ConfigError(
+            f"{self.entry.where}: malformed value of {self.entry.key}: {what}",
+            hint or f"{_FORMS}; single quotes keep a value literal",
+        )
+
+    def _text(self, pos: int, evaluate: bool, nested: bool) -> tuple[str, int]:
+        """The text from ``pos`` up to the end (or, in a default, its closing ``}``)."""
+        raw, out = self.raw, []
+        while True:
+            dollar = raw.find("${", pos)
+            close = raw.find("}", pos) if nested else -1
+            if close != -1 and (dollar == -1 or close < dollar):
+                out.append(raw[pos:close])
+                return "".join(out), close
+            if dollar == -1:
+                if nested:
+                    raise self._malformed("a '${' is not closed by '}'")
+                out.append(raw[pos:])
+                return "".join(out), len(raw)
+            out.append(raw[pos:dollar])
+            value, pos = self._reference(dollar + 2, evaluate)
+            out.append(value)
+
+    def _reference(self, pos: int, evaluate: bool) -> tuple[str, int]:
+        """One reference whose name starts at ``pos``: its value and the index after it."""
+        raw, end = self.raw, pos
+        while end < len(raw) and raw[end].isascii() and (raw[end].isalnum() or raw[end] == "_"):
+            end += 1
+        name = raw[pos:end]
+        if end >= len(raw) or raw[end] not in "}:-?+=":
+            if end >= len(raw):
+                raise self._malformed("a '${' is not closed by '}'")
+            raise self._malformed("a '${' is not followed by a variable name and '}'")
+        if not name or name[0].isdigit():
+            raise self._malformed("a '${' is not followed by a variable name")
+        if raw[end] == "}":
+            return (self._value(name) if evaluate else ""), end + 1
+        if raw.startswith(":-", end):
+            start, empty_counts = end + 2, True
+        elif raw[end] == "-":
+            start, empty_counts = end + 1, False
+        else:
+            op = raw[end : end + 2] if raw[end] == ":" else raw[end]
+            raise self._malformed(
+                f"${{{name}{op}...}} is a form nself does not interpolate",
+                f"{_FORMS}; single quotes keep a value literal",
+            )
+        value = None
+        if evaluate and name in self.resolver.history:
+            value = self.resolver._resolve(name, self.stack)
+            if empty_counts and value == "":
+                value = None
+        default, close = self._text(start, evaluate and value is None, nested=True)
+        return (default if value is None else value), close + 1
+
+    def _value(self, name: str) -> str:
+        if name in self.resolver.history:
+            return self.resolver._resolve(name, self.stack)
+        raise ConfigError(
+            f"{self.entry.where}: {self.entry.key} refers to undefined variable ${{{name}}}",
+            f"define {name} or write ${{{name}:-default}}",
+        )
 
 
 def render_env(values: dict[str, str], header: str) -> str:
