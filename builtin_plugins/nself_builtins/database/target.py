@@ -37,8 +37,7 @@ class Target:
                 dbname=self.config.text("POSTGRES_DB", "nself"),
             )
         raise NselfError(
-            f"reaching the {self.env} database is not available yet: it arrives with "
-            "`nself deploy`",
+            f"reaching the {self.env} database is not available yet",
             f"for now, open a tunnel yourself and set {URL_VAR}=postgres://user:pw@host:port/db",
         )
 

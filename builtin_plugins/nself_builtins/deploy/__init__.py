@@ -1,0 +1,102 @@
+"""``nself deploy``, ``nself rollback`` and ``nself releases``: the staging and production
+servers, reached over SSH, each keeping its last releases to roll back to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nself_sdk import Config, Finding, NselfError, Problem, Setting, Stack, hookimpl
+
+SETTINGS = (
+    Setting("DEPLOY_HOST", "", "Server of this environment (set it in .env.staging/.env.prod)."),
+    Setting("DEPLOY_USER", "root", "SSH user on the server; needs Docker access."),
+    Setting("DEPLOY_PORT", "22", "SSH port of the server."),
+    Setting("DEPLOY_PATH", "", "Folder of the releases on the server (/opt/nself/PROJECT)."),
+    Setting("DEPLOY_SSH_KEY", "", "Private key file for SSH (default: your SSH agent/config)."),
+    Setting("DEPLOY_KNOWN_HOSTS", "", "known_hosts file pinning the server's host key (optional)."),
+    Setting("DEPLOY_TIMEOUT", "300", "Seconds a new release has to become healthy."),
+    Setting("DEPLOY_WATCH", "15", "Seconds a healthy new release is watched before it counts."),
+    Setting("DEPLOY_KEEP_RELEASES", "5", "Releases kept on the server for rollback."),
+)
+_BOUNDS = {
+    "DEPLOY_PORT": (1, 65535),
+    "DEPLOY_TIMEOUT": (1, 86400),
+    "DEPLOY_WATCH": (0, 3600),
+    "DEPLOY_KEEP_RELEASES": (1, 100),
+}
+
+
+@hookimpl
+def declare_settings() -> list[Setting]:
+    return list(SETTINGS)
+
+
+@hookimpl
+def validate_config(config: Config) -> list[Problem]:
+    problems = []
+    for name, (low, high) in _BOUNDS.items():
+        raw = config.text(name).strip()
+        if raw and not (raw.isdigit() and low <= int(raw) <= high):
+            problems.append(
+                Problem("error", f"{config.where(name)}: {name} must be a number {low}-{high}")
+            )
+    host = config.text("DEPLOY_HOST").strip()
+    if host and (host.startswith("-") or any(c.isspace() or c in "'\"`$;" for c in host)):
+        problems.append(
+            Problem("error", f"{config.where('DEPLOY_HOST')}: DEPLOY_HOST is not a host name")
+        )
+    path = config.text("DEPLOY_PATH").strip()
+    if path and not path.startswith("/"):
+        problems.append(
+            Problem(
+                "error",
+                f"{config.where('DEPLOY_PATH')}: DEPLOY_PATH must be an absolute path",
+                "e.g. DEPLOY_PATH=/opt/nself/myapp",
+            )
+        )
+    return problems
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    from .cli import register
+
+    register(app)
+
+
+@hookimpl
+def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
+    """``deploy`` (staging/prod with a server): reachable, a current release, not locked."""
+    if config.is_local or not config.text("DEPLOY_HOST").strip():
+        return []
+    if only and "deploy" not in only:
+        return []
+    from .flow import history
+    from .ssh import Server
+
+    try:
+        server = Server.from_config(config)
+        try:
+            seen = history(server)
+        finally:
+            server.close()
+    except NselfError as exc:
+        return [Finding("deploy", "error", exc.message, exc.hint)]
+    where = server.describe()
+    if seen.lock:
+        return [
+            Finding(
+                "deploy",
+                "warning",
+                f"{where} is locked by {seen.lock}",
+                f"if no deploy is running: nself deploy {config.env} --unlock",
+            )
+        ]
+    if not seen.current:
+        return [
+            Finding(
+                "deploy", "warning", f"{where}: nothing deployed yet", f"nself deploy {config.env}"
+            )
+        ]
+    kept = len(seen.releases)
+    return [Finding("deploy", "ok", f"{where}: {seen.current} current, {kept} release(s) kept")]

@@ -1,0 +1,190 @@
+"""The deploy target: a server reached with the OpenSSH client, nothing installed on it but
+Docker with Compose v2.
+
+Every remote step is a short POSIX ``sh`` script sent as one command line; arguments are
+quoted here, so nothing from the env files is ever interpreted by the remote shell. One
+multiplexed connection serves all steps of a command.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nself_sdk import Config, NselfError
+
+# Exit codes our remote scripts use for conditions they explain on stderr.
+EXIT_EXPLAINED = 40
+EXIT_LOCKED = 41
+SSH_FAILED = 255
+
+PRELUDE = r"""
+set -eu
+compose() {
+  if docker compose version >/dev/null 2>&1; then docker compose "$@"
+  elif command -v docker-compose >/dev/null 2>&1; then docker-compose "$@"
+  else echo "Docker Compose v2 is not installed on this server" >&2; exit 40
+  fi
+}
+"""
+
+
+@dataclass
+class Server:
+    """One environment's server, from its DEPLOY_* settings."""
+
+    env: str
+    host: str
+    user: str
+    port: int
+    path: str
+    key: str = ""
+    known_hosts: str = ""
+    connect_timeout: int = 15
+    _control: str = field(default="", repr=False)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Server:
+        host = config.text("DEPLOY_HOST").strip()
+        env_file = ".env.prod" if config.env == "prod" else f".env.{config.env}"
+        if not host:
+            raise NselfError(
+                f"no server to deploy {config.env} to: DEPLOY_HOST is not set",
+                f"set DEPLOY_HOST (and DEPLOY_USER, DEPLOY_PATH if needed) in {env_file}",
+            )
+        return cls(
+            env=config.env,
+            host=host,
+            user=config.text("DEPLOY_USER", "root").strip() or "root",
+            port=config.int("DEPLOY_PORT", 22),
+            path=config.text("DEPLOY_PATH").strip() or f"/opt/nself/{config.project_name}",
+            key=_local_path(config, "DEPLOY_SSH_KEY"),
+            known_hosts=_local_path(config, "DEPLOY_KNOWN_HOSTS"),
+        )
+
+    def describe(self) -> str:
+        port = "" if self.port == 22 else f":{self.port}"
+        return f"{self.user}@{self.host}{port}:{self.path}"
+
+    def _argv(self) -> list[str]:
+        ssh = shutil.which("ssh")
+        if ssh is None:
+            raise NselfError(
+                "the OpenSSH client (ssh) is not installed on this machine",
+                "install it (Debian: apt-get install openssh-client)",
+            )
+        if not self._control:
+            self._control = tempfile.mkdtemp(prefix="nself-ssh-")
+        argv = [
+            ssh,
+            "-p",
+            str(self.port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={self.connect_timeout}",
+            "-o",
+            "ServerAliveInterval=15",
+            # Trust on first use; a changed host key is always refused.
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self._control}/%C",
+            "-o",
+            "ControlPersist=60",
+        ]
+        if self.key:
+            argv += ["-i", self.key, "-o", "IdentitiesOnly=yes"]
+        if self.known_hosts:
+            argv += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        return [*argv, "-l", self.user, "--", self.host]
+
+    def run(
+        self,
+        script: str,
+        *args: str,
+        stdin: bytes | None = None,
+        timeout: float | None = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``script`` with ``args`` ($1...) on the server; a broken connection raises."""
+        remote = " ".join(
+            ["sh", "-c", shlex.quote(PRELUDE + script), "nself", *map(shlex.quote, args)]
+        )
+        try:
+            done = subprocess.run(
+                [*self._argv(), remote],
+                input=stdin,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise NselfError(
+                f"the {self.env} server did not answer within {timeout:.0f}s",
+                f"check the connection: ssh -p {self.port} {self.user}@{self.host}",
+            ) from None
+        result = subprocess.CompletedProcess(
+            done.args,
+            done.returncode,
+            done.stdout.decode("utf-8", "replace"),
+            done.stderr.decode("utf-8", "replace"),
+        )
+        if result.returncode == SSH_FAILED:
+            said = [x for x in result.stderr.strip().splitlines() if x.strip()]
+            reason = said[-1] if said else "ssh failed"
+            raise NselfError(
+                f"cannot reach the {self.env} server {self.user}@{self.host}:{self.port}: {reason}",
+                "check DEPLOY_HOST, DEPLOY_PORT, DEPLOY_USER and DEPLOY_SSH_KEY; "
+                f"try: ssh -p {self.port} {self.user}@{self.host}",
+            )
+        if result.returncode == EXIT_EXPLAINED:
+            said = [x for x in result.stderr.strip().splitlines() if x.strip()]
+            raise NselfError(
+                f"the {self.env} server {self.host}: {said[-1] if said else 'not ready'}",
+                "install Docker Engine with the Compose v2 plugin on the server",
+            )
+        return result
+
+    def close(self) -> None:
+        """End the shared connection and forget its socket."""
+        if not self._control:
+            return
+        ssh = shutil.which("ssh")
+        if ssh is not None:
+            subprocess.run(
+                [
+                    ssh,
+                    "-o",
+                    f"ControlPath={self._control}/%C",
+                    "-O",
+                    "exit",
+                    "-p",
+                    str(self.port),
+                    "-l",
+                    self.user,
+                    self.host,
+                ],
+                capture_output=True,
+                check=False,
+                timeout=10,
+            )
+        shutil.rmtree(self._control, ignore_errors=True)
+        self._control = ""
+
+
+def _local_path(config: Config, name: str) -> str:
+    value = config.text(name).strip()
+    if not value:
+        return ""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = config.project_dir / path
+    if not path.exists() and name == "DEPLOY_SSH_KEY":
+        raise NselfError(f"{config.where(name)}: {name} {value} does not exist")
+    return str(path)

@@ -1,0 +1,205 @@
+"""`nself deploy`, `rollback` and `releases` against a real server: an OpenSSH daemon on
+this machine, running the release on the real Docker engine with Compose v2.
+
+The stack uses the stand-in images (no registry is reachable here; Hasura and Auth are
+disabled because their images cannot be obtained). Each release serves its own marker
+through a hand-written nginx override, so a test can tell which release answers.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Result, set_env, standin, use_standins
+from sshd import SshServer, ssh_server  # noqa: F401  (the fixture)
+from test_runtime_e2e import remove_project
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def site(
+    tmp_path: Path, nself: Run, ssh_server: SshServer  # noqa: F811
+) -> Iterator[tuple[Path, Path, int]]:
+    """A project whose staging server is this machine over SSH; (project, server path, port)."""
+    name = f"nselfdeploy{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / name
+    assert nself("init", str(folder), "--name", name).code == 0
+    remote = tmp_path / "server" / name
+    http_port, _https = use_standins(
+        folder,
+        ".env.staging",
+        CS_1_NAME="echo_api",
+        CS_1_IMAGE=standin("http"),
+        CS_1_PORT="8001",
+        CS_1_SUBDOMAIN="echo",
+        MONITORING_ENABLED="false",
+        DEPLOY_HOST="127.0.0.1",
+        DEPLOY_PORT=str(ssh_server.port),
+        DEPLOY_SSH_KEY=str(ssh_server.key),
+        DEPLOY_KNOWN_HOSTS=str(ssh_server.known_hosts),
+        DEPLOY_PATH=str(remote),
+        DEPLOY_TIMEOUT="120",
+        DEPLOY_WATCH="3",
+    )
+    assert nself("secrets", "generate", "--env", "staging", cwd=folder).code == 0
+    try:
+        yield folder, remote, http_port
+    finally:
+        remove_project(name)
+
+
+def mark(folder: Path, text: str) -> None:
+    """A hand-written override answering `text` for the Host `release.test`."""
+    (folder / "nginx" / "conf.d" / "release.conf").write_text(
+        "server {\n    listen 80;\n    server_name release.test;\n"
+        f'    location / {{ return 200 "{text}\\n"; }}\n}}\n'
+    )
+
+
+def served(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/", headers={"Host": "release.test"})
+        return conn.getresponse().read().decode().strip()
+    finally:
+        conn.close()
+
+
+def releases(nself: Run, folder: Path) -> dict[str, object]:
+    shown = nself("releases", "--env", "staging", "--json", cwd=folder)
+    assert shown.code == 0, shown.output
+    data: dict[str, object] = json.loads(shown.out)
+    return data
+
+
+def test_deploy_rolls_back_by_itself_and_on_request(
+    site: tuple[Path, Path, int], nself: Run
+) -> None:
+    folder, remote, port = site
+    local_compose = (folder / "docker-compose.yml").read_bytes() if (
+        folder / "docker-compose.yml"
+    ).exists() else None
+
+    mark(folder, "release-one")
+    first = nself("deploy", "staging", cwd=folder)
+    assert first.code == 0, first.output
+    assert "deployed" in first.err + first.out, first.output
+    assert served(port) == "release-one"
+    one = releases(nself, folder)
+    assert one["current"] and one["releases"] == [one["current"]]
+    current = remote / "current"
+    assert current.is_symlink()
+    # The server got the resolved env only, private; no env layer left the machine.
+    release_dir = remote / "releases" / str(one["current"])
+    assert (release_dir / ".env.computed").stat().st_mode & 0o077 == 0
+    assert not (release_dir / ".env.secrets").exists()
+    assert not (release_dir / ".env.staging").exists()
+    assert (remote / "releases").stat().st_mode & 0o077 == 0
+    # Deploying never touched the local build.
+    after = (folder / "docker-compose.yml").read_bytes() if (
+        folder / "docker-compose.yml"
+    ).exists() else None
+    assert after == local_compose
+
+    mark(folder, "release-two")
+    second = nself("deploy", "staging", cwd=folder)
+    assert second.code == 0, second.output
+    assert served(port) == "release-two"
+    two = releases(nself, folder)
+    assert len(two["releases"]) == 2 and two["current"] != one["current"]  # type: ignore[arg-type]
+
+    # A release whose custom service cannot come up is rolled back by itself.
+    mark(folder, "release-three")
+    set_env(folder, ".env.staging", CS_1_IMAGE=f"nself-standin/missing-{uuid.uuid4().hex[:6]}:1")
+    bad = nself("deploy", "staging", cwd=folder)
+    assert bad.code == 1, bad.output
+    assert "rolled back" in bad.err and str(two["current"]) in bad.err
+    assert "Traceback" not in bad.output
+    assert served(port) == "release-two"
+
+    # So is one whose service starts and then falls over; its last log lines are shown.
+    set_env(folder, ".env.staging", CS_1_IMAGE=standin("http"), CS_1_ENV_PORT="notaport")
+    crashing = nself("deploy", "staging", cwd=folder)
+    assert crashing.code == 1, crashing.output
+    assert "echo-api" in crashing.err and "rolled back" in crashing.err
+    assert "last log lines of echo-api" in crashing.err and "bad address" in crashing.err
+    assert served(port) == "release-two"
+    three = releases(nself, folder)
+    assert three["current"] == two["current"] and len(three["releases"]) == 2  # type: ignore[arg-type]
+    events = [row["event"] for row in three["log"]]  # type: ignore[union-attr]
+    assert events == ["deployed", "deployed", "failed", "failed"]
+
+    # On request: one step back serves the first release again.
+    back = nself("rollback", "--env", "staging", cwd=folder)
+    assert back.code == 0, back.output
+    assert served(port) == "release-one"
+    assert releases(nself, folder)["current"] == one["current"]
+    too_far = nself("rollback", "--env", "staging", "--steps", "5", cwd=folder)
+    assert too_far.code == 1 and "cannot go back 5" in too_far.err
+    assert releases(nself, folder)["lock"] is None
+    doctor = nself("doctor", "--env", "staging", "--check", "deploy", "--json", cwd=folder)
+    found = json.loads(doctor.out)
+    assert [(f["check"], f["level"]) for f in found] == [("deploy", "ok")], doctor.output
+    assert str(one["current"]) in found[0]["message"]
+
+
+def test_deploy_refuses_what_it_cannot_do(
+    site: tuple[Path, Path, int], nself: Run, ssh_server: SshServer  # noqa: F811
+) -> None:
+    folder, remote, _port = site
+
+    local = nself("deploy", "local", cwd=folder)
+    assert local.code == 1 and "nself start" in local.err
+
+    prod = nself("deploy", "prod", cwd=folder)
+    assert prod.code == 1 and "--confirm" in prod.err
+    assert nself("secrets", "generate", "--env", "prod", cwd=folder).code == 0
+    nowhere = nself("deploy", "prod", "--confirm", cwd=folder)
+    assert nowhere.code == 1 and "DEPLOY_HOST is not set" in nowhere.err
+    assert ".env.prod" in nowhere.err
+
+    dry = nself("deploy", "staging", "--dry-run", cwd=folder)
+    assert dry.code == 0, dry.output
+    assert not remote.exists()
+
+    # A lock left by a deploy that died is named, and cleared only on request.
+    (remote / ".lock").mkdir(parents=True)
+    (remote / ".lock" / "info").write_text("alice@laptop 2026-12-01T10:00:00Z\n")
+    locked = nself("deploy", "staging", cwd=folder)
+    assert locked.code == 1 and "alice@laptop" in locked.err and "--unlock" in locked.err
+    doctor = nself("doctor", "--env", "staging", "--check", "deploy", cwd=folder)
+    assert doctor.code == 0 and "locked by alice@laptop" in doctor.err + doctor.out
+    cleared = nself("deploy", "staging", "--unlock", cwd=folder)
+    assert cleared.code == 0 and "alice@laptop" in cleared.err + cleared.out
+    assert not (remote / ".lock").exists()
+
+    # A server that does not answer: one line, the hint names the settings.
+    set_env(folder, ".env.staging", DEPLOY_PORT="1")
+    down = nself("deploy", "staging", cwd=folder)
+    assert down.code == 1 and "cannot reach" in down.err and "DEPLOY_PORT" in down.err
+    unreachable = nself("doctor", "--env", "staging", "--check", "deploy", cwd=folder)
+    assert unreachable.code == 1 and "cannot reach" in unreachable.output
+    assert "Traceback" not in down.output
+
+    # A host key that changed is refused.
+    set_env(folder, ".env.staging", DEPLOY_PORT=str(ssh_server.port))
+    forged = folder / "known_hosts"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "k")], check=True)
+    fake = (folder / "k.pub").read_text().split()
+    forged.write_text(f"[127.0.0.1]:{ssh_server.port} {fake[0]} {fake[1]}\n")
+    set_env(folder, ".env.staging", DEPLOY_KNOWN_HOSTS=str(forged))
+    spoofed = nself("deploy", "staging", cwd=folder)
+    assert spoofed.code == 1 and "cannot reach" in spoofed.err
+
+    set_env(folder, ".env.staging", DEPLOY_PATH="relative/path")
+    bad = nself("deploy", "staging", cwd=folder)
+    assert bad.code == 1 and "DEPLOY_PATH must be an absolute path" in bad.err
