@@ -198,3 +198,38 @@ def test_a_short_key_written_into_the_json_names_that_line(project: Path, nself:
         f"error: .env.local:{lines_of(project)}: the HS256 key in HASURA_GRAPHQL_JWT_SECRET is "
         "shorter than 32 characters"
     ) in result.err
+
+
+# -- F15: CORS open to every origin ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("cors", ["*", "https://app.example.com, *", "https://*", "http://*:*"])
+def test_cors_for_every_origin_is_refused_in_prod(project: Path, nself: Run, cors: str) -> None:
+    assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    set_env(project, ".env.prod", HASURA_GRAPHQL_CORS_DOMAIN=cors)
+    result = nself("build", "--env", "prod", "--check", cwd=project)
+    assert result.code == 1, result.output
+    line = lines_of(project, ".env.prod")
+    assert (
+        f"error: .env.prod:{line}: HASURA_GRAPHQL_CORS_DOMAIN={cors!r} lets every website call "
+        "the GraphQL API from a browser (prod allows only listed origins)"
+    ) in result.err
+    assert "hint: list the origins of the project's sites" in result.err
+
+
+def test_cors_for_every_origin_is_a_warning_in_dev(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", HASURA_GRAPHQL_CORS_DOMAIN="*")
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    line = lines_of(project)
+    assert f"warning: .env.local:{line}: HASURA_GRAPHQL_CORS_DOMAIN='*' lets every" in result.err
+
+
+def test_listed_cors_origins_build_in_prod(project: Path, nself: Run) -> None:
+    assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    set_env(project, ".env.prod", HASURA_GRAPHQL_CORS_DOMAIN="https://*.shop.io, https://shop.io")
+    result = nself("build", "--env", "prod", cwd=project)
+    assert result.code == 0, result.output
+    assert "CORS" not in result.err
+    cors = computed(project)["HASURA_GRAPHQL_CORS_DOMAIN_EFFECTIVE"]
+    assert cors == "https://*.shop.io,https://shop.io"

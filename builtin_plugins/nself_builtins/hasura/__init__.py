@@ -11,6 +11,8 @@ from nself_sdk.web import public_url
 IMAGE = "hasura/graphql-engine:v2.44.0"
 JWT_DEFAULT = '{"type":"HS256","key":"${HASURA_JWT_KEY}"}'
 REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
+# An origin pattern that matches every site: "*", "https://*", "http://*:*", ...
+ANY_ORIGIN = re.compile(r"^([a-z]+://)?\*(:[0-9*]+)?/?$")
 
 
 def enabled(config: Config) -> bool:
@@ -55,14 +57,18 @@ def declare_settings() -> list[Setting]:
     ]
 
 
+def _default_origins(config: Config) -> list[str]:
+    # Browsers send the port in the origin when it is not 443.
+    origins = [public_url(config, "*"), public_url(config)]
+    if config.is_local:
+        origins.append("http://localhost:*")
+    return origins
+
+
 def _cors(config: Config) -> str:
     raw = config.get("HASURA_GRAPHQL_CORS_DOMAIN")
     if raw is None:
-        # Browsers send the port in the origin when it is not 443.
-        origins = [public_url(config, "*"), public_url(config)]
-        if config.is_local:
-            origins.append("http://localhost:*")
-        return ",".join(origins)
+        return ",".join(_default_origins(config))
     # Hasura rejects spaces in the list.
     return ",".join(part.strip() for part in raw.split(",") if part.strip())
 
@@ -80,6 +86,24 @@ def contribute_env(config: Config) -> dict[str, str]:
         "HASURA_GRAPHQL_DEV_MODE_EFFECTIVE": str(dev_mode).lower(),
         "HASURA_GRAPHQL_URL": "http://hasura:8080/v1/graphql",
     }
+
+
+def _cors_problems(config: Config) -> list[Problem]:
+    """CORS open to every origin: refused in staging and prod, a warning in dev."""
+    raw = config.get("HASURA_GRAPHQL_CORS_DOMAIN")
+    if raw is None or not any(ANY_ORIGIN.match(o.strip()) for o in raw.split(",")):
+        return []
+    default = ",".join(_default_origins(config))
+    return [
+        Problem(
+            "warning" if config.is_local else "error",
+            f"{config.where('HASURA_GRAPHQL_CORS_DOMAIN')}: HASURA_GRAPHQL_CORS_DOMAIN={raw!r} "
+            "lets every website call the GraphQL API from a browser"
+            + ("" if config.is_local else f" ({config.env} allows only listed origins)"),
+            f"list the origins of the project's sites (e.g. {default}), or delete the line "
+            "for that default",
+        )
+    ]
 
 
 def _short_key(config: Config, key: str) -> Problem:
@@ -133,6 +157,7 @@ def validate_config(config: Config) -> list[Problem]:
         )
     elif str(jwt["type"]).startswith("HS") and len(str(jwt.get("key", ""))) < 32:
         problems.append(_short_key(config, str(jwt.get("key", ""))))
+    problems += _cors_problems(config)
     if not config.is_local:
         for name in ("HASURA_GRAPHQL_ENABLE_CONSOLE", "HASURA_GRAPHQL_DEV_MODE"):
             if config.flag(name, False):
