@@ -130,6 +130,47 @@ def test_debug_shows_the_traceback(nself: Run, tmp_path: Path) -> None:
     assert "error: no nself project" in result.err
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["build", "--debug"], ["build", "--check", "--debug"], ["--debug", "build", "--json"]],
+)
+def test_debug_is_accepted_anywhere_on_the_command_line(
+    nself: Run, tmp_path: Path, args: list[str]
+) -> None:
+    """The error hints say "rerun with --debug": `nself build --debug` must work too."""
+    result = nself(*args, cwd=tmp_path)
+    assert result.code == 1, result.output
+    assert "Traceback (most recent call last)" in result.err
+    assert "error: no nself project" in result.err and "No such option" not in result.err
+
+
+def test_debug_after_a_double_dash_belongs_to_the_other_program() -> None:
+    from nself.cli import _take_debug
+
+    assert _take_debug(["exec", "db", "--", "cmd", "--debug"]) == (
+        ["exec", "db", "--", "cmd", "--debug"],
+        False,
+    )
+    assert _take_debug(["exec", "--debug", "db", "--", "--debug"]) == (
+        ["exec", "db", "--", "--debug"],
+        True,
+    )
+
+
+def test_a_bare_build_with_debug_runs_without_typer(project: Path) -> None:
+    """`nself build --debug` keeps the fast path of a bare `nself build` (no Typer)."""
+    probe = (
+        "import os, sys\n"
+        f"os.chdir({str(project)!r})\n"
+        "from nself.launch import main\n"
+        "main(['build', '--debug'])\n"
+        "assert 'typer' not in sys.modules and 'click' not in sys.modules\n"
+    )
+    loaded = imported_after(probe)
+    assert not loaded & {"typer", "click"}
+    assert (project / "docker-compose.yml").is_file()
+
+
 def test_project_option_points_at_a_project_elsewhere(
     project: Path, nself: Run, tmp_path: Path
 ) -> None:

@@ -224,6 +224,7 @@ def test_a_malformed_line_is_never_echoed(
         for args in (
             ("build",),
             ("--debug", "build"),
+            ("build", "--debug"),
             ("build", "--json"),
             ("env", "show"),
             ("--debug", "secrets", "audit"),

@@ -56,7 +56,7 @@ def make_app() -> "typer.Typer":
         if version:
             typer.echo(f"nself {__version__}")
             raise typer.Exit()
-        state.debug = debug
+        state.debug = state.debug or debug  # `main` takes --debug from anywhere in argv
         state.project = project
 
     @app.command(rich_help_panel=PANEL_PROJECT)
@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> Any:
     if args in (["--version"], ["-V"]):  # answer before loading Typer and the plugins
         print(f"nself {__version__}")
         return 0
-    debug = "--debug" in args
+    args, debug = _take_debug(args)
+    state.debug = debug
     try:
         if args == ["build"]:
             # The command run after every edit, with nothing to parse: Typer and the
@@ -316,6 +317,16 @@ def main(argv: list[str] | None = None) -> Any:
             _traceback()
         console.error(f"unexpected {type(exc).__name__}: {exc}", "rerun with --debug for details")
         sys.exit(1)
+
+
+def _take_debug(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` without ``--debug``, and whether it was there: it is accepted anywhere on
+    the command line (``nself build --debug``, as the error hints suggest), except after
+    ``--``, where the words belong to another program (``nself exec db -- cmd --debug``)."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args, False
+    return [a for a in args[:end] if a != "--debug"] + args[end:], True
 
 
 def _traceback() -> None:
