@@ -233,3 +233,34 @@ def test_listed_cors_origins_build_in_prod(project: Path, nself: Run) -> None:
     assert "CORS" not in result.err
     cors = computed(project)["HASURA_GRAPHQL_CORS_DOMAIN_EFFECTIVE"]
     assert cors == "https://*.shop.io,https://shop.io"
+
+
+# -- F17: a custom service without a port has no health check: say so ------------------------
+
+
+def test_a_custom_service_without_a_port_is_warned_about(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", CS_3_NAME="worker", CS_3_IMAGE="x:1")
+    line = lines_of(project) - 1
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    assert (
+        f"warning: .env.local:{line}: CS_3 (worker) has no health check: without CS_3_PORT"
+    ) in result.err
+    assert "CS_3_HEALTHCHECK=image" in result.err and "set CS_3_PORT" in result.err
+    import yaml
+
+    service = yaml.safe_load((project / "docker-compose.yml").read_text())["services"]["worker"]
+    assert "healthcheck" not in service
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"CS_3_PORT": "8003"}, {"CS_3_HEALTHCHECK": "image"}, {"CS_3_HEALTHCHECK": "none"}],
+)
+def test_a_custom_service_with_a_health_check_is_not_warned_about(
+    project: Path, nself: Run, values: dict[str, str]
+) -> None:
+    set_env(project, ".env.local", CS_3_NAME="worker", CS_3_IMAGE="x:1", **values)
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    assert "health check" not in result.err

@@ -128,6 +128,18 @@ def validate_config(config: Config) -> list[Problem]:
             problems.append(subdomain)
         if slot.port is not None and not 0 < slot.port < 65536:
             problems.append(Problem("error", f"{where}: {slot.prefix}PORT must be 1-65535"))
+        if slot.port is None and slot.healthcheck == "wget":
+            problems.append(
+                Problem(
+                    "warning",
+                    f"{where}: CS_{slot.number} ({slot.name}) has no health check: without "
+                    f"{slot.prefix}PORT there is nothing for Compose to probe",
+                    f"set {slot.prefix}PORT to a port that answers {slot.prefix}HEALTH_PATH "
+                    f"(default /health), or give the image a HEALTHCHECK and set "
+                    f"{slot.prefix}HEALTHCHECK=image ({slot.prefix}HEALTHCHECK=none: "
+                    "knowingly without one)",
+                )
+            )
         if slot.healthcheck not in HEALTHCHECKS:
             problems.append(
                 Problem(
