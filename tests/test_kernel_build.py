@@ -156,6 +156,37 @@ def test_build_json_summary(project: Path, nself: Run) -> None:
     assert data["changes"]["docker-compose.yml"] == "created"
 
 
+def test_a_failing_build_with_json_still_answers_with_an_object(project: Path, nself: Run) -> None:
+    """Scripts read stdout: a failure under --json is {"ok": false, "error", "hint", ...}
+    there (plus the usual lines on stderr and exit 1)."""
+    (project / ".env.local").write_text("A=1\nURL=http://${NO_SUCH_HOST}/x\n")
+    for args in (
+        ("build", "--json"),
+        ("build", "--check", "--json"),
+        ("--debug", "build", "--json"),
+    ):
+        result = nself(*args, cwd=project)
+        assert result.code == 1, result.output
+        data = json.loads(result.out)
+        assert data["ok"] is False
+        assert data["error"].startswith(".env.local:2: URL refers to undefined variable")
+        assert data["hint"].startswith("define NO_SUCH_HOST")
+        assert data["problems"] == [
+            {"level": "error", "message": data["error"], "hint": data["hint"]}
+        ]
+        assert "error: .env.local:2: " in result.err
+    # Every problem a validation finds is in the object, not only the first one.
+    (project / ".env.local").write_text("RATE_LIMIT_AUTH=fast\nNGINX_HTTPS_PORT=99999\n")
+    refused = nself("build", "--json", cwd=project)
+    assert refused.code == 1
+    problems = json.loads(refused.out)["problems"]
+    assert len(problems) == refused.err.count("error: ") >= 2
+    # A usage error too (exit 2), and a command that needs no project.
+    usage = nself("build", "--json", "--no-such-option", cwd=project)
+    assert usage.code == 2 and json.loads(usage.out)["ok"] is False
+    assert "no-such-option" in json.loads(usage.out)["error"]
+
+
 def test_failing_build_writes_nothing(project: Path, nself: Run) -> None:
     assert nself("build", cwd=project).code == 0
     set_env(project, ".env.local", NGINX_CLIENT_MAX_BODY_SIZE="6m", RATE_LIMIT_AUTH="fast")

@@ -6,7 +6,7 @@ imported only once a command has to be parsed, so ``nself --version`` starts in 
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 from . import __version__, console
 from .console import state
@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> Any:
         print(f"nself {__version__}")
         return 0
     args, debug = _take_debug(args)
-    state.debug = debug
+    state.debug, state.emitted_json = debug, False
+    as_json = "--json" in args[: args.index("--") if "--" in args else len(args)]
     try:
         if args == ["build"]:
             # The command run after every edit, with nothing to parse: Typer and the
@@ -276,9 +277,7 @@ def main(argv: list[str] | None = None) -> Any:
         if debug:
             _traceback()
         problems = getattr(exc, "problems", None)
-        for problem in problems or [exc]:
-            console.error(problem.message, problem.hint)
-        sys.exit(exc.exit_code)
+        _fail([(p.message, p.hint) for p in problems or [exc]], exc.exit_code, as_json)
     except BrokenPipeError:  # the reader went away (`nself ... | head`): nothing to say
         import os
 
@@ -292,12 +291,12 @@ def main(argv: list[str] | None = None) -> Any:
             _traceback()
         reason = (exc.strerror or str(exc)).lower()
         where = f"cannot use {exc.filename}: " if exc.filename else ""
-        console.error(
-            f"{where}{reason}" if where else f"{type(exc).__name__}: {reason}",
+        message = f"{where}{reason}" if where else f"{type(exc).__name__}: {reason}"
+        hint = (
             "fix that path (a folder where a file belongs, permissions, free space) "
-            "and run the command again; --debug shows where it happened",
+            "and run the command again; --debug shows where it happened"
         )
-        sys.exit(1)
+        _fail([(message, hint)], 1, as_json)
     except Exception as exc:
         kind = _click_exception(exc)
         if type(exc).__name__ == "NoArgsIsHelpError":
@@ -305,18 +304,33 @@ def main(argv: list[str] | None = None) -> Any:
         if kind == "usage":
             ctx = getattr(exc, "ctx", None)
             path = ctx.command_path if ctx is not None else "nself"
-            console.error(exc.format_message(), f"see `{path} --help`")  # type: ignore[attr-defined]
-            sys.exit(2)
+            _fail([(exc.format_message(), f"see `{path} --help`")], 2, as_json)  # type: ignore[attr-defined]
         if kind == "error":
-            console.error(exc.format_message())  # type: ignore[attr-defined]
-            sys.exit(getattr(exc, "exit_code", 1))
+            _fail([(exc.format_message(), None)], getattr(exc, "exit_code", 1), as_json)  # type: ignore[attr-defined]
         if type(exc).__name__ == "Abort":
-            console.error("aborted")
-            sys.exit(1)
+            _fail([("aborted", None)], 1, as_json)
         if debug:
             _traceback()
-        console.error(f"unexpected {type(exc).__name__}: {exc}", "rerun with --debug for details")
-        sys.exit(1)
+        unexpected = f"unexpected {type(exc).__name__}: {exc}"
+        _fail([(unexpected, "rerun with --debug for details")], 1, as_json)
+
+
+def _fail(problems: list[tuple[str, str | None]], code: int, as_json: bool) -> NoReturn:
+    """Report a failure: ``error:``/``hint:`` lines on stderr and, when ``--json`` was asked
+    for and the command has not answered yet, ``{"ok": false, "error", "hint", "problems"}``
+    on stdout, so a script always gets an object to read; then exit with ``code``."""
+    for message, hint in problems:
+        console.error(message, hint)
+    if as_json and not state.emitted_json:
+        console.emit_json(
+            {
+                "ok": False,
+                "error": problems[0][0],
+                "hint": problems[0][1],
+                "problems": [{"level": "error", "message": m, "hint": h} for m, h in problems],
+            }
+        )
+    sys.exit(code)
 
 
 def _take_debug(args: list[str]) -> tuple[list[str], bool]:

@@ -17,6 +17,7 @@ class State:
     def __init__(self, debug: bool = False, project: Path | None = None) -> None:
         self.debug = debug
         self.project = project
+        self.emitted_json = False  # a --json answer is on stdout already (one per run)
 
 
 state = State()
@@ -58,3 +59,4 @@ def error(message: str, hint: str | None = None) -> None:
 def emit_json(data: Any) -> None:
     data = json.loads(json.dumps(data, default=str))
     print(json.dumps(scrub_data(data), indent=2, sort_keys=True))
+    state.emitted_json = True
