@@ -26,6 +26,8 @@ class Config:
     computed: dict[str, str] = field(default_factory=dict)
     # What the plugins declared (filled in by the build pipeline's ``load_config``).
     declared: dict[str, Setting] = field(default_factory=dict)
+    # Every name a plugin derives (``contribute_env``), set in a file or not.
+    derived: set[str] = field(default_factory=set)
 
     # -- reading values -------------------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -125,6 +127,7 @@ class Config:
     def with_computed(self, computed: dict[str, str]) -> None:
         """Add derived values (DATABASE_URL...): they beat declared defaults, not env files."""
         history = self.resolver.history
+        self.derived = set(computed)
         self.computed = {
             k: v
             for k, v in computed.items()

@@ -33,7 +33,12 @@ Verdict = Literal["ok", "warning", "error"]
 
 @dataclass(frozen=True, repr=False)
 class Setting(Shown):
-    """An env variable a plugin reads: documented, defaulted, generated if secret."""
+    """An env variable a plugin reads: documented, defaulted, generated if secret.
+
+    A name may stand for a family: ``<N>`` is any number and a trailing ``<NAME>`` any
+    name (``CS_<N>_ENV_<NAME>``). Such a template documents the family and tells
+    ``nself build`` the names are known; it has no default.
+    """
 
     name: str
     default: str | None = None
@@ -47,6 +52,9 @@ class Setting(Shown):
     # What rotating this secret does to users (e.g. "signed-in users must sign in again");
     # `nself secrets rotate` shows it and asks for confirmation.
     rotation: str = ""
+    # Names people write by mistake for this setting (another product's name for it):
+    # never read, but `nself build` warns about them and names this setting.
+    wrong_names: tuple[str, ...] = ()
     # An on/off switch `nself init --wizard` offers although its default is not "false"
     # (e.g. off in dev, on elsewhere). Every ``*_ENABLED`` defaulting to "false" is offered.
     wizard: bool = False

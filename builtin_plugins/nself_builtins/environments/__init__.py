@@ -11,10 +11,15 @@ from typing import Any
 
 from nself_sdk import Config, Problem, hookimpl, safety_rule
 
+# The files a project's settings come from (defaults and derived values aside).
+ENV_LAYERS = (".env.dev", ".env.local", ".env.staging", ".env.prod", ".env.secrets")
+ENV_FILES = frozenset(ENV_LAYERS)
+
 
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
-    """The admin UI is a local tool: refused in staging and prod (the safety table)."""
+    """The admin UI is a local tool: refused in staging and prod (the safety table).
+    Names no plugin reads but one nearly does (a typo) are warned about."""
     if config.flag("ADMIN_ENABLED", False) and safety_rule(config.env, "admin") == "refuse":
         return [
             Problem(
@@ -24,7 +29,25 @@ def validate_config(config: Config) -> list[Problem]:
                 "set ADMIN_ENABLED=false in the staging/prod layer (or use it locally)",
             )
         ]
-    return []
+    return unknown_settings(config)
+
+
+def unknown_settings(config: Config) -> list[Problem]:
+    """Warnings for names set in an env file that no plugin declares or derives and that
+    look like a mistake; the common case (every name known) costs one set lookup each."""
+    declared, derived, history = config.declared, config.derived, config.resolver.history
+    unknown = [
+        name
+        for name, chain in history.items()
+        if name not in declared and name not in derived and chain[-1].file in ENV_FILES
+    ]
+    if not unknown:
+        return []
+    from .names import unknown_setting_warnings
+
+    order = {name: i for i, name in enumerate(ENV_LAYERS)}
+    unknown.sort(key=lambda n: (order.get(history[n][-1].file, 9), history[n][-1].line))
+    return unknown_setting_warnings(config, unknown)
 
 
 @hookimpl

@@ -15,7 +15,7 @@ def enabled(config: Config) -> bool:
 def declare_settings() -> list[Setting]:
     return [
         Setting("SEARCH_ENABLED", "false", "Run MeiliSearch (host `meilisearch`, port 7700)."),
-        Setting("MEILISEARCH_IMAGE", IMAGE, "MeiliSearch image."),
+        Setting("MEILISEARCH_IMAGE", IMAGE, "MeiliSearch image.", wrong_names=("SEARCH_IMAGE",)),
         Setting("SEARCH_SUBDOMAIN", "search", "Public subdomain of the search API."),
         Setting(
             "MEILI_MASTER_KEY",

@@ -35,7 +35,7 @@ def _public(config: Config, subdomain: str) -> str:
 def declare_settings() -> list[Setting]:
     return [
         Setting("STORAGE_ENABLED", "false", "Run MinIO object storage (host `minio`)."),
-        Setting("MINIO_IMAGE", IMAGE, "MinIO image."),
+        Setting("MINIO_IMAGE", IMAGE, "MinIO image.", wrong_names=("STORAGE_IMAGE",)),
         Setting("STORAGE_SUBDOMAIN", "storage", "Public subdomain of the S3 API."),
         Setting(
             "STORAGE_CONSOLE_SUBDOMAIN",
