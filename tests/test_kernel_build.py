@@ -154,6 +154,17 @@ def test_build_json_summary(project: Path, nself: Run) -> None:
     assert data["services"] == ["auth", "hasura", "nginx", "postgres"]
     assert data["urls"]["hasura"] == "https://api.local.nself.org"
     assert data["changes"]["docker-compose.yml"] == "created"
+    # up_to_date: the files on disk match the configuration now, i.e. after the write.
+    assert data["up_to_date"] is True and data["ok"] is True
+    assert json.loads(nself("build", "--check", "--json", cwd=project).out)["up_to_date"]
+    set_env(project, ".env.local", NGINX_CLIENT_MAX_BODY_SIZE="9m")
+    stale = nself("build", "--check", "--json", cwd=project)
+    assert stale.code == 1
+    data = json.loads(stale.out)  # one object: the summary, saying why it failed
+    assert (data["ok"], data["up_to_date"]) == (False, False)
+    assert data["error"] == "generated files are out of date" and data["changes"]
+    again = json.loads(nself("build", "--json", cwd=project).out)
+    assert again["up_to_date"] is True and again["changes"]["nginx/nginx.conf"] == "changed"
 
 
 def test_a_failing_build_with_json_still_answers_with_an_object(project: Path, nself: Run) -> None:

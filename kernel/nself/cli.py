@@ -151,28 +151,37 @@ def run_build(
     result = do_build(project_dir(), env, check=check)
     for problem in result.plan.warnings:
         console.warn(problem.message, problem.hint)
+    stale = NselfError("generated files are out of date", "run `nself build`")
     if as_json:
-        console.emit_json(_summary_data(result))
+        data = _summary_data(result, check)
+        if check and result.changes:
+            data.update(error=stale.message, hint=stale.hint)
+        console.emit_json(data)
     elif check:
         _check_report(result)
     else:
         _summary(result)
     if check and result.changes:
-        raise NselfError("generated files are out of date", "run `nself build`")
+        raise stale
 
 
-def _summary_data(result: "BuildResult") -> dict[str, Any]:
+def _summary_data(result: "BuildResult", check: bool = False) -> dict[str, Any]:
+    """The build as data. ``changes``: what the build wrote (with --check: what it would
+    write); ``up_to_date``: the files on disk match the configuration now (true after a
+    build that wrote them, false only when --check finds them stale)."""
     from .build import public_urls
 
     plan = result.plan
+    current = not (check and result.changes)
     return {
+        "ok": current,
         "env": plan.config.env,
         "project": plan.config.project_name,
         "services": [s.name for s in plan.stack.services],
         "urls": public_urls(plan.config, plan.stack),
         "files": [f.path for f in plan.files],
         "changes": result.changes,
-        "up_to_date": not result.changes,
+        "up_to_date": current,
         "warnings": [p.message for p in plan.warnings],
     }
 
