@@ -264,3 +264,24 @@ def test_a_custom_service_with_a_health_check_is_not_warned_about(
     result = nself("build", cwd=project)
     assert result.code == 0, result.output
     assert "health check" not in result.err
+
+
+# -- F18: a subdomain routed twice names the slots, not "custom and custom" ------------------
+
+
+def test_a_subdomain_clash_between_two_slots_names_both_slots(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", **SLOT, CS_1_SUBDOMAIN="shop")
+    set_env(project, ".env.local", CS_2_NAME="b", CS_2_IMAGE="x:1", CS_2_PORT="8002")
+    set_env(project, ".env.local", CS_2_SUBDOMAIN="shop")
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1
+    assert result.err.splitlines()[0] == (
+        "error: subdomain 'shop' is routed by both custom (CS_1) and custom (CS_2)"
+    )
+
+
+def test_a_slot_taking_a_core_subdomain_names_the_slot(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", **SLOT, CS_1_SUBDOMAIN="api")
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1
+    assert "subdomain 'api' is routed by both hasura and custom (CS_1)" in result.err

@@ -29,6 +29,8 @@ COMPUTED_HEADER = (
     "it is rewritten on every build. Change .env.dev, .env.local, .env.<env> or .env.secrets."
 )
 _REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
+# A service label naming the env-file slot a service comes from (``CS_2``), for messages.
+SLOT_LABEL = "org.nself.slot"
 
 
 @dataclass(repr=False)
@@ -184,15 +186,16 @@ def _collect_stack(pm: pluggy.PluginManager, config: Config) -> Stack:
                 )
     routes: list[Route] = []
     hosts: dict[str, str] = {}
+    by_name = {service.name: service for service in services}
     for plugin, answer in call_each(pm, "contribute_nginx", config=config):
         for route in answer:
             if route.subdomain in hosts:
                 raise NselfError(
                     f"subdomain {route.subdomain!r} is routed by both {hosts[route.subdomain]} "
-                    f"and {plugin}",
+                    f"and {_route_owner(plugin, route, by_name)}",
                     "give one of them another subdomain",
                 )
-            hosts[route.subdomain] = plugin
+            hosts[route.subdomain] = _route_owner(plugin, route, by_name)
             routes.append(route)
     migrations = [
         m for _p, answer in call_each(pm, "contribute_migrations", config=config) for m in answer
@@ -200,6 +203,16 @@ def _collect_stack(pm: pluggy.PluginManager, config: Config) -> Stack:
     services.sort(key=lambda s: s.name)
     routes.sort(key=lambda r: (r.subdomain == "*", r.subdomain))
     return Stack(services=services, routes=routes, migrations=migrations, owners=owners)
+
+
+def _route_owner(plugin: str, route: Route, services: dict[str, Service]) -> str:
+    """Who routes ``route``, for messages: the plugin, and where the plugin answers for
+    several services, which one: the ``org.nself.slot`` label of its service (the env-file
+    slot it comes from, e.g. ``CS_2``) or else the service's name."""
+    name = route.service or route.upstream_host
+    service = services.get(name)
+    which = (service.labels.get(SLOT_LABEL) if service else None) or name
+    return plugin if which == plugin else f"{plugin} ({which})"
 
 
 def _collect_files(pm: pluggy.PluginManager, config: Config, stack: Stack) -> list[GeneratedFile]:
