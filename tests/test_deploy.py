@@ -203,3 +203,40 @@ def test_deploy_refuses_what_it_cannot_do(
     set_env(folder, ".env.staging", DEPLOY_PATH="relative/path")
     bad = nself("deploy", "staging", cwd=folder)
     assert bad.code == 1 and "DEPLOY_PATH must be an absolute path" in bad.err
+
+
+def test_db_commands_reach_the_deployed_database(
+    site: tuple[Path, Path, int], nself: Run
+) -> None:
+    """`nself db ... --env staging` works on the server's database over SSH: the tools run
+    in the deployed postgres service, SQL goes through a tunnel (nothing runs locally)."""
+    folder, _remote, _port = site
+    assert nself("deploy", "staging", cwd=folder).code == 0
+
+    assert nself("db", "migrate", "create", "notes", cwd=folder).code == 0
+    up = next((folder / "migrations").glob("*_notes")) / "up.sql"
+    up.write_text(
+        "CREATE TABLE notes (id serial PRIMARY KEY, body text);\n"
+        "INSERT INTO notes (body) VALUES ('a'), ('b'), ('c');\n"
+    )
+    (up.parent / "down.sql").write_text("DROP TABLE notes;\n")
+    migrated = nself("db", "migrate", "up", "--env", "staging", cwd=folder)
+    assert migrated.code == 0, migrated.output
+    status = nself("db", "migrate", "status", "--env", "staging", "--json", cwd=folder)
+    assert json.loads(status.out)["migrations"][0]["state"] == "applied", status.output
+
+    name = folder.name
+    inside = subprocess.run(
+        ["docker", "exec", f"{name}-postgres-1", "psql", "-U", "postgres", "-d", "nself",
+         "-Atc", "SELECT count(*) FROM notes"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert inside.stdout.strip() == "3", inside.stderr
+
+    backup = nself("db", "backup", "--env", "staging", "--json", cwd=folder)
+    assert backup.code == 0, backup.output
+    manifest = json.loads(backup.out[backup.out.index("{") :])
+    assert manifest["tables"]["public.notes"] == 3
+    assert (folder / "backups" / manifest["name"]).is_file()
+    verified = nself("db", "backup", "verify", manifest["name"], "--env", "staging", cwd=folder)
+    assert verified.code == 0, verified.output

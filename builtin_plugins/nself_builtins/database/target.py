@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nself_sdk import Config, NselfError, UsageError, find_project, load_config
 
-from .transport import DirectTransport, StackTransport, Transport
+from .transport import DirectTransport, ServerTransport, StackTransport, Transport
 
 URL_VAR = "NSELF_DB_URL"
 BINDIR_VAR = "NSELF_PG_BINDIR"
@@ -36,9 +36,20 @@ class Target:
                 password=self.config.text("POSTGRES_PASSWORD"),
                 dbname=self.config.text("POSTGRES_DB", "nself"),
             )
+        if self.config.text("DEPLOY_HOST").strip():
+            from nself_sdk.remote import Server
+
+            return ServerTransport(
+                server=Server.from_config(self.config),
+                project=self.config.project_name,
+                user=self.config.text("POSTGRES_USER", "postgres"),
+                password=self.config.text("POSTGRES_PASSWORD"),
+                dbname=self.config.text("POSTGRES_DB", "nself"),
+            )
         raise NselfError(
             f"reaching the {self.env} database is not available yet",
-            f"for now, open a tunnel yourself and set {URL_VAR}=postgres://user:pw@host:port/db",
+            f"set DEPLOY_HOST for {self.env} (the server `nself deploy` ships to), or "
+            f"{URL_VAR}=postgres://user:pw@host:port/db",
         )
 
 

@@ -325,3 +325,112 @@ class StackTransport:
             self.service, [program, *args], tty=sys.stdin.isatty(), env=self._env()
         )
         return code
+
+
+# Runs a client tool inside the deployed postgres service ($5 = 1 for a terminal).
+_SERVER_TOOL = r"""
+P=$1; NAME=$2; PGU=$3; PGD=$4; TTY=$5; shift 5
+cd "$P/current" 2>/dev/null || { echo "nothing is deployed on this server yet" >&2; exit 40; }
+if [ "$TTY" = 1 ]; then T=; else T=-T; fi
+compose --project-name "$NAME" --file docker-compose.yml --env-file .env.computed \
+  --project-directory . exec $T -e PGUSER="$PGU" -e PGDATABASE="$PGD" \
+  -e PGHOST=/var/run/postgresql -e PGCONNECT_TIMEOUT=10 postgres "$@"
+"""
+
+# The deployed postgres container's address on the project's network.
+_SERVER_ADDRESS = r"""
+P=$1; NAME=$2
+cd "$P/current" 2>/dev/null || { echo "nothing is deployed on this server yet" >&2; exit 40; }
+id=$(compose --project-name "$NAME" --file docker-compose.yml --env-file .env.computed \
+  --project-directory . ps -q postgres)
+[ -n "$id" ] || { echo "the postgres service is not running on the server" >&2; exit 40; }
+docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$id"
+"""
+
+
+@dataclass
+class ServerTransport:
+    """The stack ``nself deploy`` runs on an environment's server, reached over SSH.
+
+    Like ``StackTransport``, the tools run inside the postgres service (its socket, its
+    version) with their streams carried by ssh; SQL connections go through an SSH tunnel to
+    the container's address on the server's project network. Postgres is never published.
+    """
+
+    server: Any  # nself_sdk.remote.Server
+    project: str
+    user: str
+    password: str
+    dbname: str
+    _tunnel: tuple[int, Any] | None = None
+
+    def describe(self) -> str:
+        return (
+            f"{self.user}@postgres on the {self.server.env} server {self.server.host}/{self.dbname}"
+        )
+
+    def _args(self, tty: bool) -> tuple[str, ...]:
+        return (self.server.path, self.project, self.user, self.dbname, "1" if tty else "0")
+
+    def connect(
+        self, dbname: str | None = None, autocommit: bool = False
+    ) -> psycopg.Connection[Any]:
+        if self._tunnel is None:
+            found = self.server.run(_SERVER_ADDRESS, self.server.path, self.project)
+            ips = found.stdout.split()
+            if found.returncode != 0 or not ips:
+                raise NselfError(
+                    f"cannot find the postgres service on the {self.server.env} server",
+                    f"is it deployed and running? nself releases --env {self.server.env}",
+                )
+            self._tunnel = self.server.tunnel(ips[0], 5432)
+            import atexit
+
+            atexit.register(self.close)
+        port = self._tunnel[0]
+        direct = DirectTransport("127.0.0.1", port, self.user, self.password, self.dbname)
+        return direct.connect(dbname, autocommit)
+
+    def close(self) -> None:
+        if self._tunnel is not None:
+            self._tunnel[1].terminate()
+            self._tunnel[1].wait(timeout=10)
+            self._tunnel = None
+        self.server.close()
+
+    def run_tool(
+        self,
+        program: str,
+        args: Sequence[str],
+        stdin: IO[bytes] | None = None,
+        stdout: IO[bytes] | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        done: subprocess.CompletedProcess[bytes] = self.server.stream(
+            _SERVER_TOOL,
+            *self._args(False),
+            program,
+            *args,
+            stdin=stdin,
+            stdout=stdout if stdout is not None else subprocess.PIPE,
+        )
+        result = subprocess.CompletedProcess(
+            [program, *args], done.returncode, done.stdout or b"", done.stderr or b""
+        )
+        if check and result.returncode != 0:
+            raise _tool_error(program, result)
+        return result
+
+    @contextlib.contextmanager
+    def stage(self, path: Path) -> Iterator[str]:
+        inside = f"/tmp/nself-{os.getpid()}-{path.name}"
+        with path.open("rb") as source:
+            self.run_tool("sh", ["-c", f"cat > '{inside}'"], stdin=source)
+        try:
+            yield inside
+        finally:
+            self.run_tool("rm", ["-f", inside], check=False)
+
+    def interactive(self, program: str, args: Sequence[str]) -> int:
+        done = self.server.stream(_SERVER_TOOL, *self._args(True), program, *args, tty=True)
+        return int(done.returncode)

@@ -72,7 +72,7 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
     if only and "deploy" not in only:
         return []
     from .flow import history
-    from .ssh import Server
+    from nself_sdk.remote import Server
 
     try:
         server = Server.from_config(config)

@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
         from nself_sdk.console import emit_json, info
 
         from . import flow
-        from .ssh import Server
+        from nself_sdk.remote import Server
 
         config = flow.target_config(env)
         server = Server.from_config(config)

@@ -21,7 +21,7 @@ from nself_sdk.console import warn
 
 from . import remote
 from .release import Release, collect, pack
-from .ssh import EXIT_LOCKED, Server
+from nself_sdk.remote import EXIT_LOCKED, Server
 
 Say = Callable[[str], None]
 POLL_SECONDS = 2.0

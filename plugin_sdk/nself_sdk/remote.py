@@ -1,9 +1,18 @@
-"""The deploy target: a server reached with the OpenSSH client, nothing installed on it but
-Docker with Compose v2.
+"""An environment's server (staging, prod), reached with the OpenSSH client; nothing is
+installed on it but Docker with Compose v2. Its address comes from the ``DEPLOY_*``
+settings (see docs/deploy.md).
 
 Every remote step is a short POSIX ``sh`` script sent as one command line; arguments are
 quoted here, so nothing from the env files is ever interpreted by the remote shell. One
-multiplexed connection serves all steps of a command.
+multiplexed connection serves all steps of a command::
+
+    from nself_sdk.remote import Server
+
+    server = Server.from_config(config)
+    try:
+        done = server.run('compose --project-name "$1" ps', config.project_name)
+    finally:
+        server.close()
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from nself_sdk import Config, NselfError
 
@@ -105,6 +115,84 @@ class Server:
             argv += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
         return [*argv, "-l", self.user, "--", self.host]
 
+    def _remote(self, script: str, args: tuple[str, ...]) -> str:
+        return " ".join(
+            ["sh", "-c", shlex.quote(PRELUDE + script), "nself", *map(shlex.quote, args)]
+        )
+
+    def stream(
+        self,
+        script: str,
+        *args: str,
+        stdin: IO[bytes] | None = None,
+        stdout: IO[bytes] | None = None,
+        tty: bool = False,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Like ``run``, with the remote output streamed to ``stdout`` (or the terminal) and
+        ``stdin`` fed from a file; stderr is captured."""
+        argv = self._argv()
+        if tty:
+            argv.insert(1, "-t")
+        done = subprocess.run(
+            [*argv, self._remote(script, args)],
+            stdin=stdin if stdin is not None else (None if tty else subprocess.DEVNULL),
+            stdout=stdout,
+            stderr=None if tty else subprocess.PIPE,
+            check=False,
+        )
+        if done.returncode == SSH_FAILED and not tty:
+            said = (done.stderr or b"").decode("utf-8", "replace")
+            self._explain(subprocess.CompletedProcess(done.args, SSH_FAILED, "", said))
+        return done
+
+    def tunnel(self, host: str, port: int) -> tuple[int, subprocess.Popen[bytes]]:
+        """Forward a free local port to ``host:port`` as seen from the server; returns the
+        port and the ssh process (terminate it when done)."""
+        import socket
+        import time
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            local = int(probe.getsockname()[1])
+        argv = self._argv()
+        forward = ["-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{local}:{host}:{port}"]
+        process = subprocess.Popen(
+            [*argv[:1], *forward, *argv[1:]], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + self.connect_timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                said = (process.stderr.read() if process.stderr else b"").decode("utf-8", "replace")
+                self._explain(subprocess.CompletedProcess([], SSH_FAILED, "", said))
+            try:
+                socket.create_connection(("127.0.0.1", local), timeout=1).close()
+                return local, process
+            except OSError:
+                time.sleep(0.1)
+        process.terminate()
+        raise NselfError(f"the tunnel to the {self.env} server did not open in time")
+
+    def _explain(self, result: subprocess.CompletedProcess[str]) -> None:
+        """Raise the one-line errors for a failed connection or an explained refusal."""
+        if result.returncode == SSH_FAILED:
+            said = [x for x in result.stderr.strip().splitlines() if x.strip()]
+            reason = said[-1] if said else "ssh failed"
+            raise NselfError(
+                f"cannot reach the {self.env} server {self.user}@{self.host}:{self.port}: {reason}",
+                "check DEPLOY_HOST, DEPLOY_PORT, DEPLOY_USER and DEPLOY_SSH_KEY; "
+                f"try: ssh -p {self.port} {self.user}@{self.host}",
+            )
+        if result.returncode == EXIT_EXPLAINED:
+            said = [x for x in result.stderr.strip().splitlines() if x.strip()]
+            reason = said[-1] if said else "not ready"
+            docker = "docker" in reason.lower() or "compose" in reason.lower()
+            raise NselfError(
+                f"the {self.env} server {self.host}: {reason}",
+                "install Docker Engine with the Compose v2 plugin on the server"
+                if docker
+                else f"see `nself releases --env {self.env}`",
+            )
+
     def run(
         self,
         script: str,
@@ -113,12 +201,9 @@ class Server:
         timeout: float | None = 120,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``script`` with ``args`` ($1...) on the server; a broken connection raises."""
-        remote = " ".join(
-            ["sh", "-c", shlex.quote(PRELUDE + script), "nself", *map(shlex.quote, args)]
-        )
         try:
             done = subprocess.run(
-                [*self._argv(), remote],
+                [*self._argv(), self._remote(script, args)],
                 input=stdin,
                 capture_output=True,
                 timeout=timeout,
@@ -135,20 +220,7 @@ class Server:
             done.stdout.decode("utf-8", "replace"),
             done.stderr.decode("utf-8", "replace"),
         )
-        if result.returncode == SSH_FAILED:
-            said = [x for x in result.stderr.strip().splitlines() if x.strip()]
-            reason = said[-1] if said else "ssh failed"
-            raise NselfError(
-                f"cannot reach the {self.env} server {self.user}@{self.host}:{self.port}: {reason}",
-                "check DEPLOY_HOST, DEPLOY_PORT, DEPLOY_USER and DEPLOY_SSH_KEY; "
-                f"try: ssh -p {self.port} {self.user}@{self.host}",
-            )
-        if result.returncode == EXIT_EXPLAINED:
-            said = [x for x in result.stderr.strip().splitlines() if x.strip()]
-            raise NselfError(
-                f"the {self.env} server {self.host}: {said[-1] if said else 'not ready'}",
-                "install Docker Engine with the Compose v2 plugin on the server",
-            )
+        self._explain(result)
         return result
 
     def close(self) -> None:
