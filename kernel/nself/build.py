@@ -594,11 +594,15 @@ def secret_problems(
 
 
 def public_urls(config: Config, stack: Stack) -> dict[str, str]:
-    """The public address of every routed service."""
+    """The public address of every routed service, and the ``direct_url`` of a service
+    opened without nginx (a dev tool on 127.0.0.1)."""
     port = config.text("PUBLIC_HTTPS_PORT", "443")
     suffix = "" if port == "443" else f":{port}"
     urls: dict[str, str] = {}
     for route in stack.routes:
         host = config.domain if route.subdomain == "*" else f"{route.subdomain}.{config.domain}"
         urls[route.service or route.subdomain] = f"https://{host}{suffix}"
+    for service in stack.services:
+        if service.direct_url and service.name not in urls:
+            urls[service.name] = service.direct_url
     return urls

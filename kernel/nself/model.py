@@ -116,6 +116,9 @@ class Service(Shown):
     labels: dict[str, str] = field(default_factory=dict)
     shm_size: str | None = None
     stop_grace_period: str | None = None
+    # Where a person opens it without nginx (a dev tool published on 127.0.0.1): listed
+    # with the public URLs by `nself build`, `nself urls`, `nself status` and `nself start`.
+    direct_url: str | None = None
 
     @property
     def display(self) -> str:

@@ -98,6 +98,7 @@ def contribute_services(config: Config) -> list[Service]:
             # Never on a public interface, whatever the env files say.
             published=(PortBinding(PORT, config.int("ADMIN_PORT", PORT), BIND),),
             health_url=f"http://admin:{PORT}/api/health",
+            direct_url=f"http://{BIND}:{config.int('ADMIN_PORT', PORT)}",
         )
     ]
 
