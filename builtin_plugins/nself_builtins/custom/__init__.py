@@ -17,6 +17,7 @@ from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hoo
 from nself_sdk.web import label_problem
 
 SLOT = re.compile(r"^CS_(\d+)_NAME$")
+ANY = re.compile(r"^CS_(\d+)_")
 HOSTNAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_SLOTS = 99
 # How Compose checks a slot's health: wget on PORT/HEALTH_PATH, the image's own HEALTHCHECK
@@ -82,14 +83,51 @@ def slots(config: Config) -> list[Slot]:
 
 @hookimpl
 def declare_settings() -> list[Setting]:
+    # Templates (<N>: the slot number): documented, and known to `nself build`'s check
+    # for mistyped names. No defaults: a slot is only what its lines say.
     return [
-        Setting("CS_1_NAME", None, "Name of custom service 1 (slots CS_1..CS_N)."),
+        Setting(f"CS_<N>_{key}", None, text)
+        for key, text in (
+            ("NAME", "Name of custom service N; a slot without it is ignored (warned)."),
+            ("IMAGE", "Image to run (or CS_<N>_BUILD)."),
+            ("BUILD", "Build context, relative to the project (./services/NAME)."),
+            ("PORT", "Port the service listens on; also passed as PORT."),
+            ("SUBDOMAIN", "Public route SUBDOMAIN.BASE_DOMAIN through nginx; empty: internal."),
+            (
+                "ENV_<NAME>",
+                "Passed to the container as NAME; may refer to settings: ${DATABASE_URL}.",
+            ),
+            ("HEALTH_PATH", "Path of the health check (default /health)."),
+            ("HEALTHCHECK", "wget (default), image (the Dockerfile's HEALTHCHECK) or none."),
+            ("WEBSOCKET", "true: nginx upgrades WebSocket connections."),
+            ("DEPENDS_ON", "Comma-separated services that must be healthy first."),
+            ("TEMPLATE", "The template the code came from (informational)."),
+        )
+    ]
+
+
+def incomplete_slots(config: Config) -> list[Problem]:
+    """Settings of a slot that has no CS_N_NAME: the slot is ignored, so say so."""
+    named = {slot.number for slot in slots(config)}
+    first: dict[int, str] = {}
+    for key in config.names():
+        match = ANY.match(key)
+        if match and int(match.group(1)) not in named:
+            first.setdefault(int(match.group(1)), key)
+    return [
+        Problem(
+            "warning",
+            f"{config.where(key)}: {key} is set but CS_{n}_NAME is not: "
+            f"custom service slot CS_{n} is ignored",
+            f"set CS_{n}_NAME=<service name>, or remove the CS_{n}_* lines",
+        )
+        for n, key in sorted(first.items())
     ]
 
 
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
-    problems: list[Problem] = []
+    problems = incomplete_slots(config)
     seen: dict[str, int] = {}
     for slot in slots(config):
         where = config.where(slot.prefix + "NAME")
