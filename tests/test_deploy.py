@@ -27,7 +27,9 @@ Run = Callable[..., Result]
 
 @pytest.fixture
 def site(
-    tmp_path: Path, nself: Run, ssh_server: SshServer  # noqa: F811
+    tmp_path: Path,
+    nself: Run,
+    ssh_server: SshServer,  # noqa: F811
 ) -> Iterator[tuple[Path, Path, int]]:
     """A project whose staging server is this machine over SSH; (project, server path, port)."""
     name = f"nselfdeploy{uuid.uuid4().hex[:8]}"
@@ -85,9 +87,11 @@ def test_deploy_rolls_back_by_itself_and_on_request(
     site: tuple[Path, Path, int], nself: Run
 ) -> None:
     folder, remote, port = site
-    local_compose = (folder / "docker-compose.yml").read_bytes() if (
-        folder / "docker-compose.yml"
-    ).exists() else None
+    local_compose = (
+        (folder / "docker-compose.yml").read_bytes()
+        if (folder / "docker-compose.yml").exists()
+        else None
+    )
 
     mark(folder, "release-one")
     first = nself("deploy", "staging", cwd=folder)
@@ -105,9 +109,11 @@ def test_deploy_rolls_back_by_itself_and_on_request(
     assert not (release_dir / ".env.staging").exists()
     assert (remote / "releases").stat().st_mode & 0o077 == 0
     # Deploying never touched the local build.
-    after = (folder / "docker-compose.yml").read_bytes() if (
-        folder / "docker-compose.yml"
-    ).exists() else None
+    after = (
+        (folder / "docker-compose.yml").read_bytes()
+        if (folder / "docker-compose.yml").exists()
+        else None
+    )
     assert after == local_compose
 
     mark(folder, "release-two")
@@ -153,7 +159,9 @@ def test_deploy_rolls_back_by_itself_and_on_request(
 
 
 def test_deploy_refuses_what_it_cannot_do(
-    site: tuple[Path, Path, int], nself: Run, ssh_server: SshServer  # noqa: F811
+    site: tuple[Path, Path, int],
+    nself: Run,
+    ssh_server: SshServer,  # noqa: F811
 ) -> None:
     folder, remote, _port = site
 
@@ -169,6 +177,9 @@ def test_deploy_refuses_what_it_cannot_do(
 
     dry = nself("deploy", "staging", "--dry-run", cwd=folder)
     assert dry.code == 0, dry.output
+    assert "release " in dry.output and "dry run" in dry.output
+    spelled = nself("staging", "deploy", "--dry-run", cwd=folder)  # the seed's other form
+    assert spelled.code == 0 and "dry run" in spelled.output
     assert not remote.exists()
 
     # A lock left by a deploy that died is named, and cleared only on request.
@@ -193,7 +204,9 @@ def test_deploy_refuses_what_it_cannot_do(
     # A host key that changed is refused.
     set_env(folder, ".env.staging", DEPLOY_PORT=str(ssh_server.port))
     forged = folder / "known_hosts"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "k")], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "k")], check=True
+    )
     fake = (folder / "k.pub").read_text().split()
     forged.write_text(f"[127.0.0.1]:{ssh_server.port} {fake[0]} {fake[1]}\n")
     set_env(folder, ".env.staging", DEPLOY_KNOWN_HOSTS=str(forged))
@@ -205,9 +218,7 @@ def test_deploy_refuses_what_it_cannot_do(
     assert bad.code == 1 and "DEPLOY_PATH must be an absolute path" in bad.err
 
 
-def test_db_commands_reach_the_deployed_database(
-    site: tuple[Path, Path, int], nself: Run
-) -> None:
+def test_db_commands_reach_the_deployed_database(site: tuple[Path, Path, int], nself: Run) -> None:
     """`nself db ... --env staging` works on the server's database over SSH: the tools run
     in the deployed postgres service, SQL goes through a tunnel (nothing runs locally)."""
     folder, _remote, _port = site

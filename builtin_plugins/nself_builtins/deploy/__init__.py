@@ -71,8 +71,9 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
         return []
     if only and "deploy" not in only:
         return []
-    from .flow import history
     from nself_sdk.remote import Server
+
+    from .flow import history
 
     try:
         server = Server.from_config(config)

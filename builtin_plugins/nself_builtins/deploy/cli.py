@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -49,6 +50,12 @@ def register(app: typer.Typer) -> None:
         if outcome.pruned:
             info(f"  removed old releases: {', '.join(outcome.pruned)}")
 
+    # The product's other spelling: `nself staging deploy`, `nself prod deploy --confirm`.
+    for name in ("staging", "prod"):
+        alias = typer.Typer(no_args_is_help=True)
+        app.add_typer(alias, name=name, hidden=True)
+        alias.command("deploy", help=f"Same as `nself deploy {name}`.")(_alias(deploy, name))
+
     @app.command("rollback", rich_help_panel=PANEL)
     def rollback(
         env: EnvOption = None,
@@ -73,9 +80,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The releases kept on the server, the current one, the lock and the deploy log."""
         from nself_sdk.console import emit_json, info
+        from nself_sdk.remote import Server
 
         from . import flow
-        from nself_sdk.remote import Server
 
         config = flow.target_config(env)
         server = Server.from_config(config)
@@ -107,3 +114,17 @@ def register(app: typer.Typer) -> None:
             info("recent:")
             for row in seen.log[-10:]:
                 info(f"  {row['time']}  {row['event']:<15} {row['release']}  {row['by']}")
+
+
+def _alias(deploy: Callable[..., None], env: str) -> Callable[..., None]:
+    def deploy_env(
+        confirm: Annotated[
+            bool, typer.Option("--confirm", help="Confirm a production deploy.")
+        ] = False,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Show the release; change nothing.")
+        ] = False,
+    ) -> None:
+        deploy(env, confirm=confirm, dry_run=dry_run, unlock=False)
+
+    return deploy_env

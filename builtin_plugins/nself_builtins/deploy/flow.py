@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 from nself_sdk import Config, NselfError, find_project, load_config, plan, require_confirmation
 from nself_sdk.console import warn
+from nself_sdk.remote import EXIT_LOCKED, Server
 
 from . import remote
 from .release import Release, collect, pack
-from nself_sdk.remote import EXIT_LOCKED, Server
 
 Say = Callable[[str], None]
 POLL_SECONDS = 2.0
@@ -230,7 +230,7 @@ def deploy(env: str | None, confirm: bool, say: Say, dry_run: bool = False) -> O
     started = time.monotonic()
     config = target_config(env)
     if not dry_run:
-        require_confirmation(config, "deploy", confirm, detail=f"to {config.env}")
+        require_confirmation(config, "deploy", confirm)
     server = Server.from_config(config)
     wait, watch, keep = settings(config)
     stack = plan(config.project_dir, config.env)
@@ -320,7 +320,7 @@ def history(server: Server) -> History:
 def rollback(env: str | None, steps: int, to: str | None, confirm: bool, say: Say) -> Outcome:
     started = time.monotonic()
     config = target_config(env)
-    require_confirmation(config, "deploy", confirm, detail=f"rolls {config.env} back")
+    require_confirmation(config, "deploy", confirm, detail="a rollback")
     server = Server.from_config(config)
     wait, watch, keep = settings(config)
     with Session(config, server) as session:
