@@ -202,6 +202,18 @@ class DirectTransport:
         return subprocess.call([self._program(program), *args], env=self._env())
 
 
+@contextlib.contextmanager
+def _staged_inside(transport: Transport, path: Path) -> Iterator[str]:
+    """Copy a local file into the postgres service for its tools; removed afterwards."""
+    inside = f"/tmp/nself-{os.getpid()}-{path.name}"
+    with path.open("rb") as source:
+        transport.run_tool("sh", ["-c", f"cat > '{inside}'"], stdin=source)
+    try:
+        yield inside
+    finally:
+        transport.run_tool("rm", ["-f", inside], check=False)
+
+
 @dataclass
 class StackTransport:
     """The project's own stack, reached through the container runtime (``nself_sdk.runtime``).
@@ -307,15 +319,8 @@ class StackTransport:
             raise _tool_error(program, result)
         return result
 
-    @contextlib.contextmanager
-    def stage(self, path: Path) -> Iterator[str]:
-        inside = f"/tmp/nself-{os.getpid()}-{path.name}"
-        with path.open("rb") as source:
-            self.run_tool("sh", ["-c", f"cat > '{inside}'"], stdin=source)
-        try:
-            yield inside
-        finally:
-            self.run_tool("rm", ["-f", inside], check=False)
+    def stage(self, path: Path) -> contextlib.AbstractContextManager[str]:
+        return _staged_inside(self, path)
 
     def interactive(self, program: str, args: Sequence[str]) -> int:
         import sys
@@ -421,15 +426,8 @@ class ServerTransport:
             raise _tool_error(program, result)
         return result
 
-    @contextlib.contextmanager
-    def stage(self, path: Path) -> Iterator[str]:
-        inside = f"/tmp/nself-{os.getpid()}-{path.name}"
-        with path.open("rb") as source:
-            self.run_tool("sh", ["-c", f"cat > '{inside}'"], stdin=source)
-        try:
-            yield inside
-        finally:
-            self.run_tool("rm", ["-f", inside], check=False)
+    def stage(self, path: Path) -> contextlib.AbstractContextManager[str]:
+        return _staged_inside(self, path)
 
     def interactive(self, program: str, args: Sequence[str]) -> int:
         done = self.server.stream(_SERVER_TOOL, *self._args(True), program, *args, tty=True)

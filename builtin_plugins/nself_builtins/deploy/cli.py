@@ -9,6 +9,8 @@ import typer
 
 PANEL = "Deploy"
 EnvOption = Annotated[str | None, typer.Option("--env", help="staging or prod.")]
+ConfirmOption = Annotated[bool, typer.Option("--confirm", help="Confirm it in production.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show the release; change nothing.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -18,12 +20,8 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Argument(help="staging or prod (default: the current target)."),
         ] = None,
-        confirm: Annotated[
-            bool, typer.Option("--confirm", help="Confirm a production deploy.")
-        ] = False,
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Show the release; change nothing.")
-        ] = False,
+        confirm: ConfirmOption = False,
+        dry_run: DryRunOption = False,
         unlock: Annotated[
             bool,
             typer.Option("--unlock", help="Clear the server's lock left by a deploy that died."),
@@ -61,9 +59,7 @@ def register(app: typer.Typer) -> None:
         env: EnvOption = None,
         steps: Annotated[int, typer.Option("--steps", help="Releases to go back.")] = 1,
         to: Annotated[str | None, typer.Option("--to", help="The release to go back to.")] = None,
-        confirm: Annotated[
-            bool, typer.Option("--confirm", help="Confirm a production rollback.")
-        ] = False,
+        confirm: ConfirmOption = False,
     ) -> None:
         """Serve an earlier release again (health-gated; the current one stays if it fails)."""
         from nself_sdk.console import info, ok
@@ -118,12 +114,8 @@ def register(app: typer.Typer) -> None:
 
 def _alias(deploy: Callable[..., None], env: str) -> Callable[..., None]:
     def deploy_env(
-        confirm: Annotated[
-            bool, typer.Option("--confirm", help="Confirm a production deploy.")
-        ] = False,
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Show the release; change nothing.")
-        ] = False,
+        confirm: ConfirmOption = False,
+        dry_run: DryRunOption = False,
     ) -> None:
         deploy(env, confirm=confirm, dry_run=dry_run, unlock=False)
 
