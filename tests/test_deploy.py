@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import Result, set_env, standin, use_standins
+from nself_builtins.deploy import flow
 from sshd import SshServer, ssh_server  # noqa: F401  (the fixture)
 from test_runtime_e2e import remove_project
 
@@ -36,6 +39,9 @@ def site(
     folder = tmp_path / name
     assert nself("init", str(folder), "--name", name).code == 0
     remote = tmp_path / "server" / name
+    # The deploy key inside the project, as users keep it: it must never be shipped.
+    (folder / "deploy").mkdir()
+    shutil.copy(ssh_server.key, folder / "deploy" / "id_deploy")
     http_port, _https = use_standins(
         folder,
         ".env.staging",
@@ -46,7 +52,7 @@ def site(
         MONITORING_ENABLED="false",
         DEPLOY_HOST="127.0.0.1",
         DEPLOY_PORT=str(ssh_server.port),
-        DEPLOY_SSH_KEY=str(ssh_server.key),
+        DEPLOY_SSH_KEY="deploy/id_deploy",
         DEPLOY_KNOWN_HOSTS=str(ssh_server.known_hosts),
         DEPLOY_PATH=str(remote),
         DEPLOY_TIMEOUT="120",
@@ -84,7 +90,7 @@ def releases(nself: Run, folder: Path) -> dict[str, object]:
 
 
 def test_deploy_rolls_back_by_itself_and_on_request(
-    site: tuple[Path, Path, int], nself: Run
+    site: tuple[Path, Path, int], nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder, remote, port = site
     local_compose = (
@@ -94,6 +100,9 @@ def test_deploy_rolls_back_by_itself_and_on_request(
     )
 
     mark(folder, "release-one")
+    (folder / ".aws").mkdir()
+    (folder / ".aws" / "credentials").write_text("[default]\naws_secret_access_key=x\n")
+    (folder / "dump.sql").write_text("-- a local dump\n")
     first = nself("deploy", "staging", cwd=folder)
     assert first.code == 0, first.output
     assert "deployed" in first.err + first.out, first.output
@@ -108,6 +117,18 @@ def test_deploy_rolls_back_by_itself_and_on_request(
     assert not (release_dir / ".env.secrets").exists()
     assert not (release_dir / ".env.staging").exists()
     assert (remote / "releases").stat().st_mode & 0o077 == 0
+    # Only what the stack reads was shipped: no deploy key, no stray files.
+    shipped = {p.relative_to(release_dir).as_posix() for p in release_dir.rglob("*")}
+    assert "nginx/conf.d/release.conf" in shipped and "docker-compose.yml" in shipped
+    assert not {"deploy", "deploy/id_deploy", ".aws", "dump.sql", "migrations"} & shipped
+    # Folders are readable by services that do not run as root.
+    assert (release_dir / "nginx" / "conf.d").stat().st_mode & 0o777 == 0o755
+    as_nobody = subprocess.run(
+        ["docker", "run", "--rm", "--user", "65534", "-v", f"{release_dir / 'nginx'}:/x:ro",
+         standin("http"), "cat", "/x/conf.d/release.conf"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "release-one" in as_nobody.stdout, as_nobody.stderr
     # Deploying never touched the local build.
     after = (
         (folder / "docker-compose.yml").read_bytes()
@@ -151,7 +172,38 @@ def test_deploy_rolls_back_by_itself_and_on_request(
     assert releases(nself, folder)["current"] == one["current"]
     too_far = nself("rollback", "--env", "staging", "--steps", "5", cwd=folder)
     assert too_far.code == 1 and "cannot go back 5" in too_far.err
-    assert releases(nself, folder)["lock"] is None
+
+    # Back means the release that was current before, not the next older name.
+    mark(folder, "release-four")
+    set_env(folder, ".env.staging", CS_1_ENV_PORT="8001")
+    fourth = nself("deploy", "staging", cwd=folder)
+    assert fourth.code == 0, fourth.output
+    assert served(port) == "release-four"
+    again = nself("rollback", "--env", "staging", cwd=folder)
+    assert again.code == 0, again.output
+    assert served(port) == "release-one"
+
+    # Interrupted after the new release started (Ctrl-C): the current one serves again.
+    real_gate = flow._gate
+    calls = []
+
+    def gate_then_interrupt(*args: Any, **kwargs: Any) -> Any:
+        result = real_gate(*args, **kwargs)
+        calls.append(args[1])
+        if len(calls) == 1:
+            assert served(port) == "release-five"  # the new release was really up
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(flow, "_gate", gate_then_interrupt)
+    mark(folder, "release-five")
+    stopped = nself("deploy", "staging", cwd=folder)
+    assert stopped.code == 130, stopped.output
+    assert served(port) == "release-one"
+    monkeypatch.undo()
+    final = releases(nself, folder)
+    assert final["lock"] is None and final["current"] == one["current"]
+    assert [r["event"] for r in final["log"]][-1] == "interrupted"  # type: ignore[index]
     doctor = nself("doctor", "--env", "staging", "--check", "deploy", "--json", cwd=folder)
     found = json.loads(doctor.out)
     assert [(f["check"], f["level"]) for f in found] == [("deploy", "ok")], doctor.output
@@ -193,6 +245,14 @@ def test_deploy_refuses_what_it_cannot_do(
     assert cleared.code == 0 and "alice@laptop" in cleared.err + cleared.out
     assert not (remote / ".lock").exists()
 
+    # Bad rollback options are usage errors, before any connection.
+    zero = nself("rollback", "--env", "staging", "--steps", "0", cwd=folder)
+    assert zero.code == 2 and "--steps must be 1 or more" in zero.err
+    both = nself("rollback", "--env", "staging", "--steps", "1", "--to", "x", cwd=folder)
+    assert both.code == 2 and "not both" in both.err
+    nothing = nself("rollback", "--env", "staging", cwd=folder)
+    assert nothing.code == 1 and "nothing is deployed on staging yet" in nothing.err
+
     # A server that does not answer: one line, the hint names the settings.
     set_env(folder, ".env.staging", DEPLOY_PORT="1")
     down = nself("deploy", "staging", cwd=folder)
@@ -212,6 +272,15 @@ def test_deploy_refuses_what_it_cannot_do(
     set_env(folder, ".env.staging", DEPLOY_KNOWN_HOSTS=str(forged))
     spoofed = nself("deploy", "staging", cwd=folder)
     assert spoofed.code == 1 and "cannot reach" in spoofed.err
+    # A pinned file that does not know the server is no first-use trust; none is an error.
+    forged.write_text("")
+    unknown = nself("deploy", "staging", cwd=folder)
+    assert unknown.code == 1 and "cannot reach" in unknown.err
+    assert forged.read_text() == ""
+    set_env(folder, ".env.staging", DEPLOY_KNOWN_HOSTS=str(folder / "nowhere"))
+    missing = nself("deploy", "staging", cwd=folder)
+    assert missing.code == 1 and "DEPLOY_KNOWN_HOSTS" in missing.err
+    assert "does not exist" in missing.err
 
     set_env(folder, ".env.staging", DEPLOY_PATH="relative/path")
     bad = nself("deploy", "staging", cwd=folder)

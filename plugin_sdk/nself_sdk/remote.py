@@ -34,6 +34,7 @@ SSH_FAILED = 255
 
 PRELUDE = r"""
 set -eu
+umask 077
 compose() {
   if docker compose version >/dev/null 2>&1; then docker compose "$@"
   elif command -v docker-compose >/dev/null 2>&1; then docker-compose "$@"
@@ -66,12 +67,20 @@ class Server:
                 f"no server to deploy {config.env} to: DEPLOY_HOST is not set",
                 f"set DEPLOY_HOST (and DEPLOY_USER, DEPLOY_PATH if needed) in {env_file}",
             )
+        if host.startswith("-") or any(c.isspace() or c in "'\"`$;" for c in host):
+            raise NselfError(f"{config.where('DEPLOY_HOST')}: DEPLOY_HOST is not a host name")
+        path = config.text("DEPLOY_PATH").strip() or f"/opt/nself/{config.project_name}"
+        if not path.startswith("/"):
+            raise NselfError(
+                f"{config.where('DEPLOY_PATH')}: DEPLOY_PATH must be an absolute path",
+                "e.g. DEPLOY_PATH=/opt/nself/myapp",
+            )
         return cls(
             env=config.env,
             host=host,
             user=config.text("DEPLOY_USER", "root").strip() or "root",
             port=config.int("DEPLOY_PORT", 22),
-            path=config.text("DEPLOY_PATH").strip() or f"/opt/nself/{config.project_name}",
+            path=path,
             key=_local_path(config, "DEPLOY_SSH_KEY"),
             known_hosts=_local_path(config, "DEPLOY_KNOWN_HOSTS"),
         )
@@ -99,9 +108,10 @@ class Server:
             f"ConnectTimeout={self.connect_timeout}",
             "-o",
             "ServerAliveInterval=15",
-            # Trust on first use; a changed host key is always refused.
+            # Pinned keys only with DEPLOY_KNOWN_HOSTS; else trust on first use. A changed
+            # host key is always refused.
             "-o",
-            "StrictHostKeyChecking=accept-new",
+            "StrictHostKeyChecking=" + ("yes" if self.known_hosts else "accept-new"),
             "-o",
             "ControlMaster=auto",
             "-o",
@@ -257,6 +267,11 @@ def _local_path(config: Config, name: str) -> str:
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = config.project_dir / path
-    if not path.exists() and name == "DEPLOY_SSH_KEY":
-        raise NselfError(f"{config.where(name)}: {name} {value} does not exist")
+    if not path.is_file():
+        raise NselfError(
+            f"{config.where(name)}: {name} {value} does not exist",
+            "DEPLOY_KNOWN_HOSTS pins the server's key: e.g. ssh-keyscan -p PORT HOST > FILE"
+            if name == "DEPLOY_KNOWN_HOSTS"
+            else "point it at the private key file SSH should use",
+        )
     return str(path)

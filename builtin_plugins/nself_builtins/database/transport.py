@@ -205,9 +205,9 @@ class DirectTransport:
 @contextlib.contextmanager
 def _staged_inside(transport: Transport, path: Path) -> Iterator[str]:
     """Copy a local file into the postgres service for its tools; removed afterwards."""
-    inside = f"/tmp/nself-{os.getpid()}-{path.name}"
+    inside = f"/tmp/nself-{os.getpid()}-{path.name}"  # passed as $0: no quoting to get wrong
     with path.open("rb") as source:
-        transport.run_tool("sh", ["-c", f"cat > '{inside}'"], stdin=source)
+        transport.run_tool("sh", ["-c", 'cat > "$0"', inside], stdin=source)
     try:
         yield inside
     finally:

@@ -38,6 +38,8 @@ def register(app: typer.Typer) -> None:
             return
         outcome = flow.deploy(env, confirm, info, dry_run=dry_run)
         if dry_run:
+            for path in outcome.files:
+                info(f"    {path}")
             info(f"dry run: {outcome.release} was not uploaded")
             return
         ok(f"deployed {outcome.release} in {outcome.seconds:.1f}s")
@@ -57,11 +59,17 @@ def register(app: typer.Typer) -> None:
     @app.command("rollback", rich_help_panel=PANEL)
     def rollback(
         env: EnvOption = None,
-        steps: Annotated[int, typer.Option("--steps", help="Releases to go back.")] = 1,
+        steps: Annotated[
+            int | None,
+            typer.Option("--steps", help="Releases to go back (default 1).", show_default=False),
+        ] = None,
         to: Annotated[str | None, typer.Option("--to", help="The release to go back to.")] = None,
         confirm: ConfirmOption = False,
     ) -> None:
-        """Serve an earlier release again (health-gated; the current one stays if it fails)."""
+        """Serve an earlier release again (health-gated; the current one stays if it fails).
+
+        Steps count back through the releases that were current, most recent first.
+        """
         from nself_sdk.console import info, ok
 
         from . import flow

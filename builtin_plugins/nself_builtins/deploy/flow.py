@@ -1,22 +1,34 @@
 """Deploy, roll back and list releases of one environment's server.
 
 The order is the one trusted deploy tools share: take the server's lock, upload the new
-release beside the old one, start it and wait until every service is healthy, watch it for
-a while, and only then point ``current`` at it. When the new release fails its health gate
-(or falls over while watched), the previous release is started again and stays current: a
-failed deploy leaves the old release serving.
+release beside the old one, fetch its images, start it and wait until every service is
+healthy, watch it for a while, and only then point ``current`` at it. When the new release
+fails its health gate, falls over while watched, or the deploy is interrupted half-way, the
+previous release is started again and stays current: a failed deploy leaves the old release
+serving.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import re
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from nself_sdk import Config, NselfError, find_project, load_config, plan, require_confirmation
+from nself_sdk import (
+    Config,
+    NselfError,
+    UsageError,
+    find_project,
+    load_config,
+    plan,
+    require_confirmation,
+)
 from nself_sdk.console import warn
 from nself_sdk.remote import EXIT_LOCKED, Server
 
@@ -25,6 +37,9 @@ from .release import Release, collect, pack
 
 Say = Callable[[str], None]
 POLL_SECONDS = 2.0
+IMAGES_TIMEOUT = 3600  # pulling and building images on a slow server
+RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+CURRENT_EVENTS = ("deployed", "rolled-back")
 
 
 @dataclass
@@ -35,6 +50,7 @@ class Outcome:
     seconds: float
     services: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
 
 
 class DeployFailed(NselfError):
@@ -59,8 +75,77 @@ def target_config(env: str | None) -> Config:
     return config
 
 
+def source_version(project: Path) -> str:
+    """The git commit of the project (``+dirty`` with uncommitted changes), or ``-``."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(project), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        if head.returncode != 0:
+            return "-"
+        dirty = subprocess.run(
+            ["git", "-C", str(project), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return "-"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _last(text: str) -> str:
+    lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
+    return lines[-1] if lines else "no output"
+
+
+@dataclass
+class History:
+    current: str
+    releases: list[str]
+    lock: str
+    log: list[dict[str, str]]
+
+    def went_current(self) -> list[str]:
+        """Releases in the order they became current (deploys and rollbacks)."""
+        return [row["release"] for row in self.log if row["event"] in CURRENT_EVENTS]
+
+    def back(self, steps: int) -> list[str]:
+        """Earlier current releases still kept, most recent first, without repeats."""
+        seen: list[str] = []
+        for release in reversed(self.went_current()):
+            if release != self.current and release not in seen and release in self.releases:
+                seen.append(release)
+        if not self.log:  # no log (a server from before it): by name
+            seen = [r for r in reversed(self.releases) if r < self.current or not self.current]
+        return seen
+
+
+def history(server: Server) -> History:
+    done = server.run(remote.LIST, server.path)
+    sections: dict[str, list[str]] = {}
+    key = ""
+    for line in done.stdout.splitlines():
+        if line.startswith("@"):
+            key = line[1:]
+            sections[key] = []
+        elif key and line.strip():
+            sections[key].append(line)
+    log = []
+    for line in sections.get("log", []):
+        parts = line.split("\t")
+        if len(parts) == 5:
+            log.append(dict(zip(("time", "event", "release", "by", "detail"), parts, strict=True)))
+    return History(
+        current=(sections.get("current") or [""])[0],
+        releases=[r for r in sections.get("releases", []) if RELEASE_ID.match(r)],
+        lock=" ".join(sections.get("lock", [])),
+        log=log,
+    )
+
+
 class Session:
-    """The server's lock held for one command; released however the command ends."""
+    """The server's lock held for one command; released however the command ends, unless
+    a deploy could not put the server back into a known state (then it is kept, and said)."""
 
     def __init__(self, config: Config, server: Server) -> None:
         self.config = config
@@ -68,9 +153,14 @@ class Session:
         self.who = f"{who()} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
         self.current = ""
         self.reasons: dict[str, str] = {}
+        self.keep_lock = False
 
     def __enter__(self) -> Session:
-        done = self.server.run(remote.PREPARE, self.server.path, self.who)
+        try:
+            done = self.server.run(remote.PREPARE, self.server.path, self.who)
+        except BaseException:
+            self.server.close()
+            raise
         if done.returncode == EXIT_LOCKED:
             self.server.close()
             holder = done.stdout.strip() or "unknown"
@@ -88,14 +178,35 @@ class Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        env = self.server.env
         try:
-            self.server.run(remote.UNLOCK, self.server.path, self.who, "0")
+            if self.keep_lock:
+                warn(
+                    f"the {env} server's lock is kept: its state needs a look",
+                    f"check `nself releases --env {env}`, then `nself deploy {env} --unlock`",
+                )
+            else:
+                self.server.run(remote.UNLOCK, self.server.path, self.who, "0")
         except NselfError:
-            pass  # the connection is gone; `--unlock` shows and clears the stale lock
+            warn(
+                f"could not release the {env} server's lock (the connection is gone)",
+                f"when the server answers again: nself deploy {env} --unlock",
+            )
         finally:
             self.server.close()
 
     # -- steps --------------------------------------------------------------------------------
+    def images(self, release: str) -> tuple[bool, str]:
+        """Pull and build the release's images before anything is stopped."""
+        done = self.server.run(
+            remote.IMAGES,
+            self.server.path,
+            release,
+            self.config.project_name,
+            timeout=IMAGES_TIMEOUT,
+        )
+        return done.returncode == 0, done.stdout + done.stderr
+
     def up(self, release: str, wait: int) -> tuple[bool, str, dict[str, str]]:
         """Start ``release``: (compose said ok, its output, its services' config hashes)."""
         done = self.server.run(
@@ -104,7 +215,7 @@ class Session:
             release,
             self.config.project_name,
             str(wait),
-            timeout=wait + 120,
+            timeout=wait + 300,
         )
         output, _sep, listed = done.stdout.partition("@services\n")
         hashes = dict(line.split()[:2] for line in listed.splitlines() if len(line.split()) >= 2)
@@ -128,33 +239,40 @@ class Session:
         The containers are asked directly: Compose may exit 0 from ``up --wait`` when an
         image could not be pulled, leaving the old container running.
         """
-        seen: dict[str, tuple[str, str, str]] = {}
+        self.reasons = {}
+        if not expected:
+            self.reasons["(release)"] = "lists no services (compose config failed)"
+            return ["(release)"]
+        seen: dict[str, list[tuple[str, str, str]]] = {}
         for row in self.containers():
             name = str(row.get("Service", row.get("Name", "?")))
             labels = dict(
                 part.split("=", 1) for part in str(row.get("Labels", "")).split(",") if "=" in part
             )
-            seen[name] = (
-                str(row.get("State", "")).lower(),
-                str(row.get("Health", "")).lower(),
-                labels.get("com.docker.compose.config-hash", ""),
+            seen.setdefault(name, []).append(
+                (
+                    str(row.get("State", "")).lower(),
+                    str(row.get("Health", "")).lower(),
+                    labels.get("com.docker.compose.config-hash", ""),
+                )
             )
         bad = []
-        self.reasons = {}
         for name, digest in sorted(expected.items()):
-            state, health, made_from = seen.get(name, ("missing", "", ""))
-            if state == "missing":
-                reason = "not created"
-            elif state != "running":
-                reason = state or "not running"
-            elif health in ("unhealthy", "starting"):
-                reason = "unhealthy" if health == "unhealthy" else "still starting"
-            elif digest and made_from != digest:
-                reason = "not updated"
-            else:
-                continue
-            bad.append(name)
-            self.reasons[name] = reason
+            reason = ""
+            for state, health, made_from in seen.get(name, [("missing", "", "")]):
+                if state == "missing":
+                    reason = "not created"
+                elif state != "running":
+                    reason = state or "not running"
+                elif health in ("unhealthy", "starting"):
+                    reason = "unhealthy" if health == "unhealthy" else "still starting"
+                elif digest and made_from != digest:
+                    reason = "not updated"
+                if reason:
+                    break
+            if reason:
+                bad.append(name)
+                self.reasons[name] = reason
         return bad
 
     def summary(self, failing: list[str]) -> str:
@@ -166,23 +284,30 @@ class Session:
 
     def record(self, event: str, release: str, detail: str = "") -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        line = "\t".join([stamp, event, release or "-", who(), detail or "-"])
-        return line
+        return "\t".join([stamp, event, release or "-", who(), detail or "-"])
 
-    def switch(self, release: str, line: str, keep: int) -> list[str]:
-        done = self.server.run(remote.SWITCH, self.server.path, release, line, str(keep))
+    def switch(self, release: str, line: str) -> None:
+        done = self.server.run(remote.SWITCH, self.server.path, release, line)
         if done.returncode != 0:
             raise NselfError(f"switching to {release} failed: {_last(done.stderr)}")
         self.current = release
-        return done.stdout.split()
+
+    def prune(self, keep: int) -> list[str]:
+        """Remove releases beyond the ``keep`` most recently current ones."""
+        seen = history(self.server)
+        kept = [seen.current] if seen.current else []
+        for release in reversed(seen.went_current()):
+            if len(kept) >= keep:
+                break
+            if release not in kept:
+                kept.append(release)
+        doomed = [r for r in seen.releases if r not in kept and r != seen.current]
+        if doomed:
+            self.server.run(remote.PRUNE, self.server.path, *doomed)
+        return doomed
 
     def note(self, line: str) -> None:
         self.server.run(remote.RECORD, self.server.path, line)
-
-
-def _last(text: str) -> str:
-    lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
-    return lines[-1] if lines else "no output"
 
 
 def settings(config: Config) -> tuple[int, int, int]:
@@ -199,6 +324,8 @@ def _gate(session: Session, release: str, wait: int, watch: int, say: Say) -> tu
     ok, output, services = session.up(release, wait)
     failing = session.failing(services)
     if failing or not ok:
+        if not failing:
+            session.reasons["(compose)"] = "failed"
         return failing or ["(compose)"], output
     if watch > 0:
         say(f"  healthy; watching it for {watch}s")
@@ -236,7 +363,13 @@ def deploy(env: str | None, confirm: bool, say: Say, dry_run: bool = False) -> O
     stack = plan(config.project_dir, config.env)
     for problem in stack.warnings:
         warn(problem.message, problem.hint)
-    release: Release = pack(collect(config.project_dir, stack.files))
+    private = {Path(p) for p in (server.key, server.known_hosts) if p}
+    contents = collect(
+        config.project_dir, stack.stack, stack.files, private, write_missing=not dry_run
+    )
+    for link in contents.skipped_links:
+        warn(f"{link} is a link to nothing: not shipped")
+    release: Release = pack(contents)
     services = sorted(s.name for s in stack.stack.services)
     say(f"→ deploying {config.project_name} to {config.env}: {server.describe()}")
     say(
@@ -245,121 +378,155 @@ def deploy(env: str | None, confirm: bool, say: Say, dry_run: bool = False) -> O
     )
     if dry_run:
         server.close()
-        return Outcome(config.env, release.id, "", time.monotonic() - started, services)
+        return Outcome(
+            config.env, release.id, "", time.monotonic() - started, services, [], release.paths
+        )
+    version = source_version(config.project_dir)
     with Session(config, server) as session:
         previous = session.current
-        upload = server.run(remote.UPLOAD, server.path, release.id, stdin=release.archive)
+        upload = server.run(
+            remote.UPLOAD,
+            server.path,
+            release.id,
+            stdin=release.archive,
+            timeout=max(120.0, len(release.archive) / 50_000),
+        )
         if upload.returncode != 0:
             raise NselfError(f"uploading the release failed: {_last(upload.stderr)}")
-        say(f"  uploaded; starting it (health gate: {wait}s)")
-        failing, output = _gate(session, release.id, wait, watch, say)
+        say("  uploaded; fetching its images")
+        try:
+            fetched, said = session.images(release.id)
+            if not fetched:
+                warn(f"fetching some images failed: {_last(said)}", "the health gate decides")
+            say(f"  starting it (health gate: {wait}s)")
+            failing, output = _gate(session, release.id, wait, watch, say)
+        except BaseException as exc:  # interrupted, connection lost, timeout...
+            _recover(session, release.id, previous, wait, say)
+            if isinstance(exc, NselfError):
+                raise DeployFailed(
+                    f"the deploy of {release.id} to {config.env} stopped: {exc.message}; "
+                    + (f"{previous} is serving again" if previous else "it was stopped"),
+                    exc.hint,
+                ) from exc
+            raise
         if not failing:
-            line = session.record("deployed", release.id, f"previous={previous or '-'}")
-            pruned = session.switch(release.id, line, keep)
+            session.switch(
+                release.id,
+                session.record(
+                    "deployed", release.id, f"previous={previous or '-'} source={version}"
+                ),
+            )
+            pruned = session.prune(keep)
             return Outcome(
                 config.env, release.id, previous, time.monotonic() - started, services, pruned
             )
         details = _explain(session, failing, output)
         what = f"release {release.id} failed on {config.env}: {session.summary(failing)}"
         server.run(remote.DISCARD, server.path, release.id)
+        hint = f"fix it and deploy again; `nself releases --env {config.env}` shows the history"
         if previous:
             say(f"  {session.summary(failing)}: starting {previous} again")
             back, _said = _gate(session, previous, wait, 0, say)
             session.note(session.record("failed", release.id, f"rolled back to {previous}"))
             if back:
+                session.keep_lock = True
                 raise DeployFailed(
                     f"{what}; the previous release {previous} did not come back healthy "
-                    f"either ({', '.join(back)})" + (f"\n{details}" if details else ""),
+                    f"either ({session.summary(back)})" + (f"\n{details}" if details else ""),
                     f"the server needs attention: nself releases --env {config.env}",
                 )
             raise DeployFailed(
                 f"{what}; rolled back: {previous} is serving again"
                 + (f"\n{details}" if details else ""),
-                f"fix it and deploy again; `nself releases --env {config.env}` shows the history",
+                hint,
             )
         server.run(remote.STOP, server.path, config.project_name)
         session.note(session.record("failed", release.id, "first release; stopped"))
         raise DeployFailed(
             f"{what}; nothing was serving before, so it was stopped"
             + (f"\n{details}" if details else ""),
-            "fix it and deploy again",
+            hint,
         )
 
 
-@dataclass
-class History:
-    current: str
-    releases: list[str]
-    lock: str
-    log: list[dict[str, str]]
+def _recover(session: Session, release: str, previous: str, wait: int, say: Say) -> None:
+    """After an interrupted deploy: the previous release again (or the new one stopped)."""
+    try:
+        if previous:
+            say(f"  interrupted: starting {previous} again")
+            back, _said = _gate(session, previous, wait, 0, say)
+            if back:
+                session.keep_lock = True
+        else:
+            session.server.run(remote.STOP, session.server.path, session.config.project_name)
+        session.server.run(remote.DISCARD, session.server.path, release)
+        session.note(session.record("interrupted", release, f"back to {previous or '-'}"))
+    except BaseException:  # the server is in an unknown state: keep the lock, say so
+        session.keep_lock = True
 
 
-def history(server: Server) -> History:
-    done = server.run(remote.LIST, server.path)
-    sections: dict[str, list[str]] = {}
-    key = ""
-    for line in done.stdout.splitlines():
-        if line.startswith("@"):
-            key = line[1:]
-            sections[key] = []
-        elif key and line.strip():
-            sections[key].append(line)
-    log = []
-    for line in sections.get("log", []):
-        parts = line.split("\t")
-        if len(parts) == 5:
-            log.append(dict(zip(("time", "event", "release", "by", "detail"), parts, strict=True)))
-    return History(
-        current=(sections.get("current") or [""])[0],
-        releases=sections.get("releases", []),
-        lock=" ".join(sections.get("lock", [])),
-        log=log,
-    )
-
-
-def rollback(env: str | None, steps: int, to: str | None, confirm: bool, say: Say) -> Outcome:
+def rollback(
+    env: str | None, steps: int | None, to: str | None, confirm: bool, say: Say
+) -> Outcome:
+    if to is not None and steps is not None:
+        raise UsageError("give --steps or --to, not both", "nself rollback --env prod --steps 1")
+    if steps is not None and steps < 1:
+        raise UsageError("--steps must be 1 or more", "nself rollback --env prod --steps 1")
+    if to is not None and not RELEASE_ID.match(to):
+        raise UsageError(
+            f"{to!r} is not a release name (like 20261203T071500Z-1a2b3c4d)",
+            "see the releases with `nself releases --env ENV`",
+        )
     started = time.monotonic()
     config = target_config(env)
     require_confirmation(config, "deploy", confirm, detail="a rollback")
     server = Server.from_config(config)
-    wait, watch, keep = settings(config)
+    wait, watch, _keep = settings(config)
     with Session(config, server) as session:
-        releases = history(server).releases
+        seen = history(server)
         current = session.current
+        if not current:
+            raise NselfError(
+                f"nothing is deployed on {config.env} yet", f"nself deploy {config.env}"
+            )
         if to:
-            if to not in releases:
+            if to not in seen.releases:
                 raise NselfError(
                     f"{config.env} has no release {to}",
                     f"see the releases kept on the server: nself releases --env {config.env}",
                 )
             target = to
         else:
-            if steps < 1:
-                raise NselfError("--steps must be 1 or more")
-            older = [r for r in releases if r < current] if current else releases
-            if len(older) < steps:
+            earlier = seen.back(steps or 1)
+            if len(earlier) < (steps or 1):
                 raise NselfError(
-                    f"{config.env} keeps {len(older)} release(s) before {current or 'none'}: "
-                    f"cannot go back {steps}",
+                    f"{config.env} keeps {len(earlier)} earlier release(s) than {current}: "
+                    f"cannot go back {steps or 1}",
                     f"see them with `nself releases --env {config.env}`",
                 )
-            target = older[-steps]
+            target = earlier[(steps or 1) - 1]
         if target == current:
             raise NselfError(f"{target} is already the current release of {config.env}")
-        say(f"→ rolling {config.env} back to {target} (from {current or 'none'})")
+        say(f"→ rolling {config.env} back to {target} (from {current})")
         failing, output = _gate(session, target, wait, watch, say)
         if failing:
             details = _explain(session, failing, output)
-            if current:
-                _gate(session, current, wait, 0, say)
-            session.note(session.record("rollback-failed", target, f"kept {current or '-'}"))
+            summary = session.summary(failing)
+            back, _said = _gate(session, current, wait, 0, say)
+            session.note(session.record("rollback-failed", target, f"kept {current}"))
+            if back:
+                session.keep_lock = True
+                raise DeployFailed(
+                    f"release {target} is not healthy on {config.env} ({summary}), and "
+                    f"{current} did not come back healthy either ({session.summary(back)})",
+                    f"the server needs attention: nself releases --env {config.env}",
+                )
             raise DeployFailed(
-                f"release {target} is not healthy on {config.env} ({session.summary(failing)}); "
-                f"{current or 'nothing'} stays current" + (f"\n{details}" if details else ""),
+                f"release {target} is not healthy on {config.env} ({summary}); "
+                f"{current} is serving again" + (f"\n{details}" if details else ""),
                 "pick another release: nself releases --env " + config.env,
             )
-        line = session.record("rolled-back", target, f"from={current or '-'}")
-        session.switch(target, line, max(keep, len(releases)))
+        session.switch(target, session.record("rolled-back", target, f"from={current}"))
         services = sorted(str(r.get("Service", "")) for r in session.containers())
         return Outcome(config.env, target, current, time.monotonic() - started, services)
 

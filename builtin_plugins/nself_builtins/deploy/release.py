@@ -1,10 +1,11 @@
 """A release: the project's files as the target environment needs them, in one archive.
 
 The stack is generated for the target in memory (``plan``), so deploying never touches the
-files of the local build. Around the generated files go the files the stack reads from the
-project folder (nginx overrides, certificates, migrations, custom services' sources,
-plugin files); the env layers, local state, backups and VCS data never leave the machine:
-the server gets the resolved ``.env.computed`` only (mode 0600).
+files of the local build. Besides the generated files, a release holds only what the stack
+reads from the project folder: the sources of its bind mounts and the build contexts of
+its services (nginx overrides and certificates, plugin files, custom services' sources).
+Env layers, local state, backups, VCS data and the deploy key never leave the machine; the
+server gets the resolved ``.env.computed`` only (mode 0600).
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import hashlib
 import io
 import json
 import os
+import posixpath
 import tarfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from nself_sdk import GeneratedFile, write_atomic
+from nself_sdk import GeneratedFile, Stack, write_atomic
 
 # Top-level entries that stay on this machine.
-SKIP_TOP = {".git", ".hg", ".svn", ".nself", "backups", ".venv", "venv"}
+SKIP_TOP = {".git", ".hg", ".svn", ".nself", "backups", ".venv", "venv", ".ssh", ".aws"}
 # Folder names skipped anywhere in the tree.
 SKIP_ANY = {"node_modules", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 MANIFEST = ".nself/build.json"
@@ -34,17 +36,14 @@ class Release:
     files: int
     size: int  # bytes before compression
     digest: str
+    paths: list[str] = field(default_factory=list)
 
 
-def _skipped(rel: Path, generated_locally: set[str]) -> bool:
-    parts = rel.parts
-    if parts[0] in SKIP_TOP or parts[0].startswith(".env"):
-        return True
-    if any(part in SKIP_ANY for part in parts):
-        return True
-    # Left from the local build and not part of the target's stack (e.g. a service on
-    # locally only): the plan decides what is generated.
-    return rel.as_posix() in generated_locally
+@dataclass
+class Contents:
+    files: dict[str, tuple[bytes, int]]  # path -> (content, mode)
+    folders: set[str]  # folders the stack mounts, shipped even when empty
+    skipped_links: list[str] = field(default_factory=list)
 
 
 def _local_generated(project: Path) -> set[str]:
@@ -56,38 +55,99 @@ def _local_generated(project: Path) -> set[str]:
     return set(files) if isinstance(files, dict) else set()
 
 
-def collect(project: Path, generated: list[GeneratedFile]) -> dict[str, tuple[bytes, int]]:
-    """Every file of the release: path -> (content, mode)."""
+def read_roots(stack: Stack) -> set[str]:
+    """The project paths the stack reads: relative bind-mount sources and build contexts."""
+    roots = set()
+    for service in stack.services:
+        sources = [m.source for m in service.mounts if "/" in m.source or m.source == "."]
+        if service.build:
+            sources.append(service.build)
+        for source in sources:
+            if source.startswith("/"):
+                continue  # a host path on the server (e.g. the Docker socket)
+            rel = posixpath.normpath(source)
+            if rel != ".." and not rel.startswith("../"):
+                roots.add(rel)
+    return roots
+
+
+def collect(
+    project: Path,
+    stack: Stack,
+    generated: list[GeneratedFile],
+    private: set[Path],
+    write_missing: bool = True,
+) -> Contents:
+    """Every file of the release; ``private`` files (the deploy key...) are never shipped."""
     local_generated = _local_generated(project)
-    files: dict[str, tuple[bytes, int]] = {}
-    for folder, dirs, names in os.walk(project):
-        base = Path(folder)
-        dirs[:] = sorted(d for d in dirs if not _skipped((base / d).relative_to(project), set()))
-        for name in names:
-            path = base / name
-            rel = path.relative_to(project)
-            if path.is_symlink() or not path.is_file() or _skipped(rel, local_generated):
-                continue
-            files[rel.as_posix()] = (path.read_bytes(), path.stat().st_mode & 0o777)
-    for item in generated:
-        if item.keep_existing and (project / item.path).is_file():
-            target = project / item.path
-            files[item.path] = (target.read_bytes(), target.stat().st_mode & 0o777)
+    private = {p.resolve() for p in private}
+    out = Contents({}, set())
+
+    def skipped(rel: Path) -> bool:
+        parts = rel.parts
+        if not parts:
+            return False
+        if parts[0] in SKIP_TOP or parts[0].startswith(".env"):
+            return True
+        return any(part in SKIP_ANY for part in parts)
+
+    def add(path: Path) -> None:
+        rel = path.relative_to(project)
+        if skipped(rel) or rel.as_posix() in local_generated or path.resolve() in private:
+            return
+        if not path.exists():  # a link to nothing
+            out.skipped_links.append(rel.as_posix())
+            return
+        out.files[rel.as_posix()] = (path.read_bytes(), path.stat().st_mode & 0o777)
+
+    for root in sorted(read_roots(stack)):
+        base = project / root
+        if skipped(Path(root)):
             continue
-        if item.keep_existing:
+        if base.is_file() or (base.is_symlink() and not base.is_dir()):
+            add(base)
+            continue
+        out.folders.add(root)
+        for folder, dirs, names in os.walk(base):
+            here = Path(folder)
+            dirs[:] = sorted(d for d in dirs if not skipped((here / d).relative_to(project)))
+            for name in sorted(names):
+                add(here / name)
+    for item in generated:
+        target = project / item.path
+        if item.keep_existing and target.is_file():
+            out.files[item.path] = (target.read_bytes(), target.stat().st_mode & 0o777)
+            continue
+        if item.keep_existing and write_missing:
             # Written once, as `nself build` would, so later releases keep the same file.
-            write_atomic(project / item.path, item.content, item.mode)
+            write_atomic(target, item.content, item.mode)
         content = item.content.encode("utf-8") if isinstance(item.content, str) else item.content
-        files[item.path] = (content, item.mode)
-    return dict(sorted(files.items()))
+        out.files[item.path] = (content, item.mode)
+    out.files = dict(sorted(out.files.items()))
+    return out
 
 
-def pack(files: dict[str, tuple[bytes, int]], now: float | None = None) -> Release:
-    """A gzip'd tar of ``files`` and the release id (UTC time and content digest)."""
+def pack(contents: Contents, now: float | None = None) -> Release:
+    """A gzip'd tar of the release and its id (UTC time and content digest).
+
+    Folders are 0755 so that services running as other users (prometheus, grafana,
+    postgres...) can read their bind mounts; files keep their modes (secrets 0600).
+    """
     digest = hashlib.sha256()
     buffer = io.BytesIO()
+    folders = set(contents.folders)
+    for path in contents.files:
+        parent = posixpath.dirname(path)
+        while parent:
+            folders.add(parent)
+            parent = posixpath.dirname(parent)
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
-        for path, (content, mode) in files.items():
+        for folder in sorted(folders):
+            info = tarfile.TarInfo(folder)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            tar.addfile(info)
+        for path, (content, mode) in contents.files.items():
             digest.update(path.encode() + b"\0" + content + b"\0")
             info = tarfile.TarInfo(path)
             info.size = len(content)
@@ -99,7 +159,8 @@ def pack(files: dict[str, tuple[bytes, int]], now: float | None = None) -> Relea
     return Release(
         id=f"{stamp}-{hexdigest[:8]}",
         archive=buffer.getvalue(),
-        files=len(files),
-        size=sum(len(c) for c, _m in files.values()),
+        files=len(contents.files),
+        size=sum(len(c) for c, _m in contents.files.values()),
         digest=hexdigest,
+        paths=list(contents.files),
     )

@@ -27,15 +27,28 @@ printf '%s\n' "$WHO" > "$P/.lock/info"
 readlink "$P/current" 2>/dev/null | sed 's#^releases/##' || true
 """
 
-# Receives the release archive on stdin; the folder appears complete or not at all.
+# Receives the release archive on stdin; the folder appears complete or not at all. Its
+# contents keep the archive's modes (folders 0755 for services running as other users).
 UPLOAD = r"""
 P=$1; ID=$2
-umask 077
 rm -rf "$P/releases/.incoming"
 mkdir "$P/releases/.incoming"
-tar -xzf - -C "$P/releases/.incoming" --no-same-owner
+chmod 700 "$P/releases/.incoming"
+(umask 022 && tar -xzf - -C "$P/releases/.incoming" --no-same-owner)
 rm -rf "$P/releases/$ID"
 mv "$P/releases/.incoming" "$P/releases/$ID"
+"""
+
+# Pulls the release's images and builds the buildable ones, before anything is stopped.
+IMAGES = r"""
+P=$1; ID=$2; NAME=$3
+cd "$P/releases/$ID"
+set -- --project-name "$NAME" --file docker-compose.yml --env-file .env.computed \
+  --project-directory . --ansi never
+rc=0
+compose "$@" pull --ignore-buildable --ignore-pull-failures --quiet 2>&1 || rc=$?
+compose "$@" build --quiet 2>&1 || rc=$?
+exit $rc
 """
 
 # Brings the stack of one release up and waits for every service to be healthy; then
@@ -70,16 +83,20 @@ P=$1; NAME=$2
 compose --project-name "$NAME" stop 2>&1 || true
 """
 
-# Points `current` at a release, logs it, and prunes old releases (never the current one).
+# Points `current` at a release (atomically) and logs it.
 SWITCH = r"""
-P=$1; ID=$2; LINE=$3; KEEP=$4
+P=$1; ID=$2; LINE=$3
 ln -sfn "releases/$ID" "$P/.current.new"
 mv -T "$P/.current.new" "$P/current" 2>/dev/null || mv -f "$P/.current.new" "$P/current"
 printf '%s\n' "$LINE" >> "$P/deploys.log"
-n=0
-for r in $(ls -1 "$P/releases" | sort -r); do
-  n=$((n + 1))
-  if [ "$n" -gt "$KEEP" ] && [ "$r" != "$ID" ]; then rm -rf "$P/releases/$r"; echo "$r"; fi
+"""
+
+# Removes the given releases, never the current one.
+PRUNE = r"""
+P=$1; shift
+cur=$(readlink "$P/current" 2>/dev/null || true)
+for r in "$@"; do
+  [ "$cur" = "releases/$r" ] || rm -rf "$P/releases/$r"
 done
 """
 
@@ -109,5 +126,5 @@ P=$1
 echo "@current"; readlink "$P/current" 2>/dev/null | sed 's#^releases/##' || true
 echo "@releases"; ls -1 "$P/releases" 2>/dev/null | sort || true
 echo "@lock"; cat "$P/.lock/info" 2>/dev/null || true
-echo "@log"; tail -n 50 "$P/deploys.log" 2>/dev/null || true
+echo "@log"; tail -n 1000 "$P/deploys.log" 2>/dev/null || true
 """
