@@ -287,7 +287,9 @@ def test_deploy_refuses_what_it_cannot_do(
     assert bad.code == 1 and "DEPLOY_PATH must be an absolute path" in bad.err
 
 
-def test_db_commands_reach_the_deployed_database(site: tuple[Path, Path, int], nself: Run) -> None:
+def test_the_deployed_database_and_a_release_that_falls_over_later(
+    site: tuple[Path, Path, int], nself: Run
+) -> None:
     """`nself db ... --env staging` works on the server's database over SSH: the tools run
     in the deployed postgres service, SQL goes through a tunnel (nothing runs locally)."""
     folder, _remote, _port = site
@@ -320,3 +322,23 @@ def test_db_commands_reach_the_deployed_database(site: tuple[Path, Path, int], n
     assert (folder / "backups" / manifest["name"]).is_file()
     verified = nself("db", "backup", "verify", manifest["name"], "--env", "staging", cwd=folder)
     assert verified.code == 0, verified.output
+
+    # A release that passes the gate and falls over while watched is rolled back too.
+    tag = f"nself-test/crash-later-{uuid.uuid4().hex[:6]}:1"
+    dockerfile = (
+        f"FROM {standin('http')}\n"
+        'CMD ["sh", "-c", "busybox httpd -f -p ${PORT} -h /www & sleep 14; exit 1"]\n'
+    )
+    built = subprocess.run(
+        ["docker", "build", "-q", "-t", tag, "-"], input=dockerfile,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    try:
+        set_env(folder, ".env.staging", CS_1_IMAGE=tag, DEPLOY_WATCH="25")
+        late = nself("deploy", "staging", cwd=folder)
+        assert late.code == 1, late.output
+        assert "watching it" in late.output and "rolled back" in late.err
+        assert "echo-api" in late.err
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)

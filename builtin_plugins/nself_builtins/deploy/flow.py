@@ -153,6 +153,7 @@ class Session:
         self.who = f"{who()} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
         self.current = ""
         self.reasons: dict[str, str] = {}
+        self.restarts: dict[str, int] = {}  # restarts by the restart policy, per service
         self.keep_lock = False
 
     def __enter__(self) -> Session:
@@ -222,15 +223,25 @@ class Session:
         return done.returncode == 0, output + done.stderr, hashes
 
     def containers(self) -> list[dict[str, object]]:
+        """The project's containers (Compose's JSON), each with its ``RestartCount``."""
         done = self.server.run(remote.PS, self.server.path, self.config.project_name)
-        text = done.stdout.strip()
+        text, _sep, counted = done.stdout.partition("@restarts\n")
+        text = text.strip()
         if not text:
             return []
         if text.startswith("["):
             rows = json.loads(text)
         else:
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        return [r for r in rows if isinstance(r, dict)]
+        restarts = {}
+        for line in counted.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                restarts[parts[0]] = int(parts[1])
+        found = [r for r in rows if isinstance(r, dict)]
+        for row in found:
+            row["RestartCount"] = restarts.get(str(row.get("ID", "")), 0)
+        return found
 
     def failing(self, expected: dict[str, str]) -> list[str]:
         """Services of a release that are missing, not running, not healthy, or still run
@@ -244,10 +255,15 @@ class Session:
             self.reasons["(release)"] = "lists no services (compose config failed)"
             return ["(release)"]
         seen: dict[str, list[tuple[str, str, str]]] = {}
+        self.restarts = {}
         for row in self.containers():
             name = str(row.get("Service", row.get("Name", "?")))
             labels = dict(
                 part.split("=", 1) for part in str(row.get("Labels", "")).split(",") if "=" in part
+            )
+            count = row.get("RestartCount", 0)
+            self.restarts[name] = self.restarts.get(name, 0) + (
+                count if isinstance(count, int) else 0
             )
             seen.setdefault(name, []).append(
                 (
@@ -329,12 +345,21 @@ def _gate(session: Session, release: str, wait: int, watch: int, say: Say) -> tu
         return failing or ["(compose)"], output
     if watch > 0:
         say(f"  healthy; watching it for {watch}s")
+        baseline = dict(session.restarts)
         deadline = time.monotonic() + watch
         while time.monotonic() < deadline:
             time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
             failing = session.failing(services)
-            if failing:
-                return failing, output
+            # A crash between two looks shows only as a restart by the restart policy.
+            restarted = [
+                name
+                for name, count in session.restarts.items()
+                if count > baseline.get(name, 0) and name not in failing
+            ]
+            for name in restarted:
+                session.reasons[name] = "restarted"
+            if failing or restarted:
+                return failing + restarted, output
     return [], output
 
 

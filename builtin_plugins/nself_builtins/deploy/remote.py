@@ -66,10 +66,14 @@ compose "$@" config --hash '*' 2>/dev/null || true
 exit $rc
 """
 
-# The project's containers as JSON (one object per line or one array).
+# The project's containers as JSON (one object per line or one array), then how often
+# each has been restarted by its restart policy.
 PS = r"""
 P=$1; NAME=$2
 compose --project-name "$NAME" ps --all --format json
+ids=$(compose --project-name "$NAME" ps --all --quiet)
+echo "@restarts"
+[ -z "$ids" ] || docker inspect -f '{{.Id}} {{.RestartCount}}' $ids
 """
 
 LOGS = r"""
