@@ -385,7 +385,7 @@ def register(app: typer.Typer) -> None:
     def urls(
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
     ) -> None:
-        """The public URL of every routed service."""
+        """The public URL of every routed service, and of dev tools opened on 127.0.0.1."""
         from nself_sdk import plan, public_urls
 
         the_plan = plan(_find())
