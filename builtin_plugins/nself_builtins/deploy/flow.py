@@ -109,7 +109,7 @@ class History:
         """Releases in the order they became current (deploys and rollbacks)."""
         return [row["release"] for row in self.log if row["event"] in CURRENT_EVENTS]
 
-    def back(self, steps: int) -> list[str]:
+    def back(self) -> list[str]:
         """Earlier current releases still kept, most recent first, without repeats."""
         seen: list[str] = []
         for release in reversed(self.went_current()):
@@ -522,7 +522,7 @@ def rollback(
                 )
             target = to
         else:
-            earlier = seen.back(steps or 1)
+            earlier = seen.back()
             if len(earlier) < (steps or 1):
                 raise NselfError(
                     f"{config.env} keeps {len(earlier)} earlier release(s) than {current}: "
