@@ -323,6 +323,28 @@ def test_the_deployed_database_and_a_release_that_falls_over_later(
     verified = nself("db", "backup", "verify", manifest["name"], "--env", "staging", cwd=folder)
     assert verified.code == 0, verified.output
 
+    # The deployed stack is looked at with the usual commands and --env.
+    status = nself("status", "--env", "staging", "--json", cwd=folder)
+    assert status.code == 0, status.output
+    rows = {r["service"]: (r["state"], r["health"]) for r in json.loads(status.out)}
+    assert rows == {s: ("running", "healthy") for s in ("echo-api", "nginx", "postgres")}
+    assert nself("health", "--env", "staging", cwd=folder).code == 0
+    logs = nself("logs", "postgres", "--env", "staging", "--tail", "20", cwd=folder)
+    assert logs.code == 0 and "database system is ready" in logs.out, logs.output
+    start = nself("start", "--env", "staging", cwd=folder)
+    assert start.code == 1 and "nself deploy staging" in start.err
+
+    # Rotating the database password changes it in the server's database; the next
+    # release carries it to the services.
+    rotated = nself(
+        "secrets", "rotate", "POSTGRES_PASSWORD", "--env", "staging", "--yes", cwd=folder
+    )
+    assert rotated.code == 0, rotated.output
+    assert "nself deploy staging" in rotated.err
+    assert nself("deploy", "staging", cwd=folder).code == 0
+    after = nself("db", "migrate", "status", "--env", "staging", "--json", cwd=folder)
+    assert after.code == 0, after.output  # the tunnel logs in with the new password
+
     # A release that passes the gate and falls over while watched is rolled back too.
     tag = f"nself-test/crash-later-{uuid.uuid4().hex[:6]}:1"
     dockerfile = (

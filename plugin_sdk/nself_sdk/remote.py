@@ -155,6 +155,23 @@ class Server:
             self._explain(subprocess.CompletedProcess(done.args, SSH_FAILED, "", said))
         return done
 
+    def popen(self, script: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start ``script`` on the server and hand back the process, to read its output
+        while it runs (``logs --follow``); its stderr is captured."""
+        return subprocess.Popen(
+            [*self._argv(), self._remote(script, args)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def explain_exit(self, code: int, stderr: bytes) -> None:
+        """Raise the one-line error for a finished ``popen`` process that failed."""
+        said = stderr.decode("utf-8", "replace")
+        self._explain(subprocess.CompletedProcess([], code, "", said))
+        if code != 0:
+            raise NselfError(f"the {self.env} server: {_last_line(said) or f'exit status {code}'}")
+
     def tunnel(self, host: str, port: int) -> tuple[int, subprocess.Popen[bytes]]:
         """Forward a free local port to ``host:port`` as seen from the server; returns the
         port and the ssh process (terminate it when done)."""
@@ -258,6 +275,11 @@ class Server:
             )
         shutil.rmtree(self._control, ignore_errors=True)
         self._control = ""
+
+
+def _last_line(text: str) -> str:
+    lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
+    return lines[-1] if lines else ""
 
 
 def _local_path(config: Config, name: str) -> str:

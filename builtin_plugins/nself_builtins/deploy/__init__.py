@@ -3,9 +3,12 @@ servers, reached over SSH, each keeping its last releases to roll back to."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nself_sdk import Config, Finding, NselfError, Problem, Setting, Stack, hookimpl
+
+if TYPE_CHECKING:
+    from nself_sdk import Runtime
 
 SETTINGS = (
     Setting("DEPLOY_HOST", "", "Server of this environment (set it in .env.staging/.env.prod)."),
@@ -55,6 +58,16 @@ def validate_config(config: Config) -> list[Problem]:
             )
         )
     return problems
+
+
+@hookimpl(tryfirst=True)
+def provide_runtime(config: Config) -> Runtime | None:
+    """Staging and prod with a DEPLOY_HOST run on their server: look at it there."""
+    if config.is_local or not config.text("DEPLOY_HOST").strip():
+        return None
+    from .runtime import ServerRuntime
+
+    return ServerRuntime(config)
 
 
 @hookimpl

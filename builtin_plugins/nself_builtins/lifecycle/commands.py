@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from nself_sdk import Config, HealthResult, Runtime, ServiceState, Stack, UpResult
 
 PANEL = "Run"
+# Outside local with a DEPLOY_HOST, the stack looked at is the one on the server.
+EnvOption = Annotated[
+    str | None, typer.Option("--env", help="local, staging or prod (its server when deployed).")
+]
 DEFAULT_TIMEOUT = 300
 LOG_LINES = 20
 ICONS = {"healthy": ("✓", "green"), "degraded": ("⚠", "yellow"), "unhealthy": ("✗", "red")}
@@ -300,11 +304,12 @@ def register(app: typer.Typer) -> None:
     @app.command(rich_help_panel=PANEL)
     def status(
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+        env: EnvOption = None,
     ) -> None:
         """Each service's state, health, uptime and URL."""
         from nself_sdk import public_urls
 
-        project = open_project(rebuild=False)
+        project = open_project(rebuild=False, env=env)
         states = project.runtime.status()
         urls = public_urls(project.config, project.stack)
         if as_json:
@@ -331,9 +336,10 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--now", help="Run every check now instead of using the latest probe."),
         ] = False,
+        env: EnvOption = None,
     ) -> None:
         """Check every service concurrently; exit 1 when one is unhealthy, 3 when degraded."""
-        project = open_project(rebuild=False)
+        project = open_project(rebuild=False, env=env)
         names = project.resolve(services) if services else None
         results = project.runtime.health(names, now=now)
         results = [_retitle(project, r) for r in results]
@@ -368,11 +374,12 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--since", help="Since a time: 10m, 2h, 2026-05-01T10:00.")
         ] = None,
         tail: Annotated[int | None, typer.Option("--tail", "-n", help="Last N lines.")] = None,
+        env: EnvOption = None,
     ) -> None:
         """Print a service's logs (secrets masked)."""
         if tail is not None and tail < 0:
             raise UsageError("--tail must be 0 or more")
-        project = open_project(rebuild=False)
+        project = open_project(rebuild=False, env=env)
         names = project.resolve([service])
         if len(names) != 1:
             raise UsageError(f"{service!r} names several services: {', '.join(names)}")

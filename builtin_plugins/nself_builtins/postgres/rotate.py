@@ -39,11 +39,19 @@ def change_password(config: Config, password: str, runtime: Any) -> None:
     running = False
     if runtime is not None:
         running = any(s.name == "postgres" and s.running for s in runtime.status())
+    if not running and runtime is None and not config.is_local:
+        raise NselfError(
+            f"POSTGRES_PASSWORD is also stored inside the {config.env} database, which nself "
+            "reaches only on the server it deploys to; nothing was changed",
+            f"set DEPLOY_HOST for {config.env} (see docs/deploy.md) and rotate again",
+        )
     if not running:
         raise NselfError(
             "POSTGRES_PASSWORD is also stored inside the database, and the postgres service "
             "is not running, so it cannot be changed there; nothing was changed",
-            "start the stack (`nself start`) and rotate again",
+            "start the stack (`nself start`) and rotate again"
+            if config.is_local
+            else f"check it: nself status --env {config.env}",
         )
     user = config.text("POSTGRES_USER", "postgres")
     sql = f"ALTER ROLE {_ident(user)} WITH PASSWORD '{scram_verifier(password)}';\n"

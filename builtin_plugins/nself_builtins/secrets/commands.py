@@ -339,11 +339,14 @@ def rotate(name: str, env: str | None, yes: bool, timeout: float) -> None:
     _confirm(config, setting, yes, in_dependency_order(before.stack, probable))
 
     rt: Any = None
+    # Outside local, the stack is the one on the environment's server (DEPLOY_HOST); never
+    # this machine's containers, which run the local stack under the same project name.
+    deployed = config.is_local or bool(config.text("DEPLOY_HOST").strip())
     try:
-        rt = runtime(config)
+        rt = runtime(config) if deployed else None
     except NselfError as exc:
         warn(f"no container runtime: {exc.message}")
-    running = _running(rt)
+    running = _running(rt) if config.is_local else set()
 
     secrets_path = project / SECRETS
     saved = secrets_path.read_bytes() if secrets_path.is_file() else None
@@ -385,6 +388,14 @@ def rotate(name: str, env: str | None, yes: bool, timeout: float) -> None:
             f"the old value is still written in {', '.join(stale)} (now overridden)",
             "delete it there: old secrets should not linger in files",
         )
+    if not config.is_local:
+        if users:
+            warn(
+                f"the {config.env} services using it ({', '.join(users)}) keep the old value "
+                "until the next release",
+                f"deploy it now: nself deploy {config.env}",
+            )
+        return
     live = [u for u in users if u in running]
     idle = [u for u in users if u not in running]
     if idle:
