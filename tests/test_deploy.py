@@ -331,6 +331,10 @@ def test_the_deployed_database_and_a_release_that_falls_over_later(
     assert nself("health", "--env", "staging", cwd=folder).code == 0
     logs = nself("logs", "postgres", "--env", "staging", "--tail", "20", cwd=folder)
     assert logs.code == 0 and "database system is ready" in logs.out, logs.output
+    checked = nself("doctor", "--env", "staging", "--json", cwd=folder)
+    found = {(f["check"], f["level"]) for f in json.loads(checked.out)}
+    assert ("services", "ok") in found and ("deploy", "ok") in found, checked.output
+    assert not {c for c, _level in found} & {"engine", "ports", "disk"}  # nothing local
     start = nself("start", "--env", "staging", cwd=folder)
     assert start.code == 1 and "nself deploy staging" in start.err
 

@@ -30,8 +30,15 @@ def provide_runtime(config: Config) -> Runtime | None:
 @hookimpl
 def diagnose(config: Config, deep: bool, only: list[str]) -> list[Finding]:
     """The engine and Compose v2 can be reached (when this runtime is the one in use)."""
-    wanted = os.environ.get("NSELF_RUNTIME") or config.text("NSELF_RUNTIME", NAME)
-    if wanted != NAME or (only and not {"engine", "disk", "ports"} & set(only)):
+    if only and not {"engine", "disk", "ports"} & set(only):
+        return []
+    from nself_sdk import runtime as runtime_for
+
+    try:
+        in_use = getattr(runtime_for(config), "name", "")
+    except NselfError:
+        in_use = ""
+    if in_use != NAME:  # another engine, or the stack runs on the environment's server
         return []
     from .engine import DockerRuntime
 
