@@ -285,3 +285,28 @@ def test_a_slot_taking_a_core_subdomain_names_the_slot(project: Path, nself: Run
     result = nself("build", "--check", cwd=project)
     assert result.code == 1
     assert "subdomain 'api' is routed by both hasura and custom (CS_1)" in result.err
+
+
+# -- N2: a slot number is written without leading zeros; an error is reported once ----------
+
+
+@pytest.mark.parametrize("spelled", ["02", "002", "0"])
+def test_a_slot_number_with_a_leading_zero_is_refused_at_its_line(
+    project: Path, nself: Run, spelled: str
+) -> None:
+    set_env(project, ".env.local", CS_2_NAME="b", CS_2_IMAGE="b:1", CS_2_PORT="8002")
+    set_env(project, ".env.local", **{f"CS_{spelled}_NAME": "c", f"CS_{spelled}_IMAGE": "c:1"})
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    line = lines_of(project) - 1
+    assert f"error: .env.local:{line}: CS_{spelled}_NAME: " in result.err
+    assert result.err.count("error: ") == 1, result.err
+    assert "Traceback" not in result.output
+
+
+def test_an_error_in_a_slot_is_reported_once(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", CS_2_NAME="b", CS_2_IMAGE="b:1", CS_2_HEALTHCHECK="/health")
+    set_env(project, ".env.local", CS_02_NAME="c", CS_02_IMAGE="c:1")
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    assert result.err.count("CS_2_HEALTHCHECK='/health' is unknown") == 1, result.err

@@ -115,7 +115,7 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
             if isinstance(verdict, Problem):
                 problems.append(verdict)
     for _plugin, answer in call_each(pm, "validate_config", config=config):
-        problems.extend(answer)
+        problems.extend(p for p in answer if p not in problems)  # each said once
     errors = [p for p in problems if p.level == "error"]
     if errors:
         raise BuildRefused(errors)

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
 from nself_sdk.web import label_problem
 
-SLOT = re.compile(r"^CS_(\d+)_NAME$")
+SLOT = re.compile(r"^CS_([1-9]\d*)_NAME$")
 ANY = re.compile(r"^CS_(\d+)_")
+# CS_02_NAME, CS_0_NAME: not a slot number as written (CS_02 would read CS_2's settings).
+CANONICAL = re.compile(r"^[1-9]\d*$")
 HOSTNAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_SLOTS = 99
 # How Compose checks a slot's health: wget on PORT/HEALTH_PATH, the image's own HEALTHCHECK
@@ -112,7 +114,7 @@ def incomplete_slots(config: Config) -> list[Problem]:
     first: dict[int, str] = {}
     for key in config.names():
         match = ANY.match(key)
-        if match and int(match.group(1)) not in named:
+        if match and CANONICAL.match(match.group(1)) and int(match.group(1)) not in named:
             first.setdefault(int(match.group(1)), key)
     return [
         Problem(
@@ -125,9 +127,30 @@ def incomplete_slots(config: Config) -> list[Problem]:
     ]
 
 
+def misnumbered_slots(config: Config) -> list[Problem]:
+    """CS_02_*, CS_0_*: refused, once per spelling, at its NAME line (else its first setting)."""
+    names = set(config.names())
+    first: dict[str, str] = {}
+    for key in sorted(names):
+        match = ANY.match(key)
+        if match and not CANONICAL.match(match.group(1)):
+            name = f"CS_{match.group(1)}_NAME"
+            first.setdefault(match.group(1), name if name in names else key)
+    problems = []
+    for number, key in sorted(first.items()):
+        n = int(number)
+        if n == 0:
+            message, hint = "slot numbers start at 1", "number custom services CS_1, CS_2, ..."
+        else:
+            message = f"the slot number {number} has a leading zero"
+            hint = f"write CS_{n}_ (CS_{number}_ is not read as slot {n})"
+        problems.append(Problem("error", f"{config.where(key)}: {key}: {message}", hint))
+    return problems
+
+
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
-    problems = incomplete_slots(config)
+    problems = misnumbered_slots(config) + incomplete_slots(config)
     seen: dict[str, int] = {}
     for slot in slots(config):
         where = config.where(slot.prefix + "NAME")
