@@ -310,3 +310,36 @@ def test_an_error_in_a_slot_is_reported_once(project: Path, nself: Run) -> None:
     result = nself("build", "--check", cwd=project)
     assert result.code == 1, result.output
     assert result.err.count("CS_2_HEALTHCHECK='/health' is unknown") == 1, result.err
+
+
+# -- N3: a slot setting's error names that setting's line ------------------------------------
+
+
+def test_a_wrong_slot_setting_names_its_own_line_and_the_hint_explains_the_values(
+    project: Path, nself: Run
+) -> None:
+    set_env(project, ".env.local", CS_2_NAME="b", CS_2_IMAGE="b:1", CS_2_PORT="8002")
+    set_env(project, ".env.local", CS_2_HEALTHCHECK="/health")
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    line = lines_of(project)
+    assert f"error: .env.local:{line}: CS_2_HEALTHCHECK='/health' is unknown" in result.err
+    assert "wget (Compose probes" in result.err and "image (the image's own" in result.err
+    assert "none (no health check)" in result.err and "CS_<N>_HEALTH_PATH" in result.err
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [("CS_2_PORT", "70000", "CS_2_PORT must be 1-65535"), ("CS_2_SUBDOMAIN", "b", "needs")],
+)
+def test_other_slot_settings_name_their_own_line(
+    project: Path, nself: Run, name: str, value: str, message: str
+) -> None:
+    slot = {"CS_2_NAME": "b", "CS_2_IMAGE": "b:1"}
+    if name != "CS_2_PORT":
+        slot["CS_2_HEALTHCHECK"] = "none"
+    set_env(project, ".env.local", **slot)
+    set_env(project, ".env.local", **{name: value})
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    assert f"error: .env.local:{lines_of(project)}: " in result.err and message in result.err

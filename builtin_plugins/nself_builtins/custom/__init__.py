@@ -25,6 +25,11 @@ MAX_SLOTS = 99
 # How Compose checks a slot's health: wget on PORT/HEALTH_PATH, the image's own HEALTHCHECK
 # (templates ship one that works without wget), or no check at all.
 HEALTHCHECKS = ("wget", "image", "none")
+HEALTHCHECK_HINT = (
+    "use wget (Compose probes http://127.0.0.1:PORT/HEALTH_PATH with wget, the default), "
+    "image (the image's own Dockerfile HEALTHCHECK) or none (no health check); "
+    "the path itself goes in CS_<N>_HEALTH_PATH"
+)
 
 
 @dataclass(frozen=True)
@@ -181,14 +186,16 @@ def validate_config(config: Config) -> list[Problem]:
             problems.append(
                 Problem(
                     "error",
-                    f"{where}: {slot.prefix}SUBDOMAIN needs {slot.prefix}PORT",
+                    f"{config.where(slot.prefix + 'SUBDOMAIN')}: {slot.prefix}SUBDOMAIN needs "
+                    f"{slot.prefix}PORT",
                     "set the port the service listens on",
                 )
             )
         if (subdomain := label_problem(config, slot.prefix + "SUBDOMAIN")) is not None:
             problems.append(subdomain)
         if slot.port is not None and not 0 < slot.port < 65536:
-            problems.append(Problem("error", f"{where}: {slot.prefix}PORT must be 1-65535"))
+            at = config.where(slot.prefix + "PORT")
+            problems.append(Problem("error", f"{at}: {slot.prefix}PORT must be 1-65535"))
         if slot.port is None and slot.healthcheck == "wget":
             problems.append(
                 Problem(
@@ -205,8 +212,9 @@ def validate_config(config: Config) -> list[Problem]:
             problems.append(
                 Problem(
                     "error",
-                    f"{where}: {slot.prefix}HEALTHCHECK={slot.healthcheck!r} is unknown",
-                    "use " + ", ".join(HEALTHCHECKS),
+                    f"{config.where(slot.prefix + 'HEALTHCHECK')}: "
+                    f"{slot.prefix}HEALTHCHECK={slot.healthcheck!r} is unknown",
+                    HEALTHCHECK_HINT,
                 )
             )
     return problems
