@@ -3,12 +3,13 @@ would break or inject into the generated configuration, through the real CLI."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import Result, needs_docker, set_env
+from conftest import Result, needs_docker, set_env, standin
 from kernel_helpers import compose_config
 
 Run = Callable[..., Result]
@@ -343,3 +344,51 @@ def test_other_slot_settings_name_their_own_line(
     result = nself("build", "--check", cwd=project)
     assert result.code == 1, result.output
     assert f"error: .env.local:{lines_of(project)}: " in result.err and message in result.err
+
+
+# -- N4: values that pass the build must pass nginx -t and docker compose --------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("NGINX_CLIENT_MAX_BODY_SIZE", "99999999999999999999g", "is not a size"),
+        ("NGINX_CLIENT_MAX_BODY_SIZE", "8589934592g", "is not a size"),
+        ("STORAGE_MAX_BODY_SIZE", "9223372036854775808", "is not a size"),
+        ("RATE_LIMIT_AUTH", "0r/s", "is not a rate"),
+        ("RATE_LIMIT_GENERAL", "01r/s", "is not a rate"),
+        ("RATE_LIMIT_GRAPHQL", "1000000000r/m", "is not a rate"),
+        ("NGINX_BIND", "fe80::1%eth0", "is not an IP address"),
+    ],
+)
+def test_values_nginx_or_compose_would_refuse_are_refused_at_build(
+    project: Path, nself: Run, name: str, value: str, message: str
+) -> None:
+    set_env(project, ".env.local", STORAGE_ENABLED="true", **{name: value})
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    assert f"error: .env.local:{lines_of(project)}: {name}={value!r} {message}" in result.err
+    assert "hint: " in result.err
+
+
+@needs_docker
+def test_the_largest_accepted_size_and_rates_pass_nginx_t(
+    project: Path, nself: Run, docker_engine: None
+) -> None:
+    set_env(
+        project,
+        ".env.local",
+        NGINX_CLIENT_MAX_BODY_SIZE="8589934591g",
+        RATE_LIMIT_GENERAL="999999999r/s",
+        RATE_LIMIT_AUTH="1r/m",
+    )
+    assert nself("build", cwd=project).code == 0
+    mount = f"{project / 'nginx'}:/etc/nginx/nself:ro"
+    check = ("nginx", "-q", "-t", "-c", "/etc/nginx/nself/nginx.conf")
+    done = subprocess.run(
+        ["docker", "run", "--rm", "-v", mount, standin("nginx"), *check],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr

@@ -23,7 +23,10 @@ from nself.config import Config
 from nself.model import Problem
 
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-SIZE = re.compile(r"^\d+[kKmMgG]?$")
+SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
+# nginx reads a size into an off_t: larger values fail `nginx -t` ("invalid value").
+MAX_SIZE_BYTES = 2**63 - 1
+SIZE_SCALE = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
 LABEL_HINT = (
     "use one DNS label (one level below BASE_DOMAIN, no '.'): 1-63 lowercase letters, "
     "digits and '-', not starting or ending with '-' (e.g. api)"
@@ -42,7 +45,12 @@ def is_domain(value: str) -> bool:
 
 
 def is_size(value: str) -> bool:
-    return bool(SIZE.match(value))
+    """An nginx size (``100m``, ``5g``, ``0``) that nginx can hold (at most 2^63-1 bytes)."""
+    match = SIZE.match(value)
+    if not match:
+        return False
+    number, unit = match.groups()
+    return len(number) <= 20 and int(number) <= MAX_SIZE_BYTES // SIZE_SCALE[unit.lower()]
 
 
 def label_problem(config: Config, name: str) -> Problem | None:
@@ -73,7 +81,8 @@ def size_problem(config: Config, name: str) -> Problem | None:
     return Problem(
         "error",
         f"{config.where(name)}: {name}={value!r} is not a size",
-        "write a number with an optional unit k, m or g (e.g. 100m)",
+        "write a number with an optional unit k, m or g (e.g. 100m), "
+        f"at most {MAX_SIZE_BYTES // SIZE_SCALE['g']}g (the largest size nginx accepts)",
     )
 
 

@@ -26,7 +26,8 @@ from nself_sdk.web import label_problem, size_problem
 from . import render
 
 IMAGE = "nginx:1.25-alpine"
-RATE = re.compile(r"^\d+r/[sm]$")
+# At least one request; nine digits at most, so nginx's rate * 1000 cannot overflow.
+RATE = re.compile(r"^[1-9]\d{0,8}r/[sm]$")
 SERVER_NAME = re.compile(r"^\s*server_name\s+([^;]+);", re.MULTILINE)
 
 
@@ -162,12 +163,14 @@ def _bind_problems(config: Config) -> list[Problem]:
         return []
     try:
         ipaddress.ip_address(bind)
+        if "%" in bind:  # fe80::1%eth0: Compose refuses a zone id ("invalid IP address")
+            raise ValueError(bind)
     except ValueError:
         return [
             Problem(
                 "error",
                 f"{config.where('NGINX_BIND')}: NGINX_BIND={bind!r} is not an IP address",
-                "use one address of this host without a port (127.0.0.1, 0.0.0.0, ::1); "
+                "use one address of this host without a port or zone id (127.0.0.1, 0.0.0.0, ::1); "
                 "the ports are NGINX_HTTP_PORT and NGINX_HTTPS_PORT",
             )
         ]
@@ -184,7 +187,7 @@ def validate_config(config: Config) -> list[Problem]:
                 Problem(
                     "error",
                     f"{config.where(name)}: {name}={value!r} is not a rate",
-                    "write it like 10r/s or 30r/m",
+                    "write requests per second or per minute, 1 or more, like 10r/s or 30r/m",
                 )
             )
     for name in ("NGINX_HTTP_PORT", "NGINX_HTTPS_PORT"):
