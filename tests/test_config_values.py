@@ -392,3 +392,38 @@ def test_the_largest_accepted_size_and_rates_pass_nginx_t(
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+
+
+# -- N5: one rule for `init --domain` and BASE_DOMAIN in an env file --------------------------
+
+
+@pytest.mark.parametrize(
+    ("domain", "why"),
+    [
+        ("127.0.0.1", "is an IP address"),
+        ("::1", "is an IP address"),
+        ("localhost", "is one label"),
+        ("EX.com", "has capital letters"),
+        ("a..com", "is not a DNS name"),
+    ],
+)
+def test_a_domain_is_refused_alike_by_init_and_in_an_env_file(
+    project: Path, nself: Run, tmp_path: Path, domain: str, why: str
+) -> None:
+    made = nself("init", str(tmp_path / "other"), "--name", "other", "--domain", domain)
+    assert made.code != 0 and f"invalid domain {domain!r}: {why}" in made.err, made.output
+    set_env(project, ".env.local", BASE_DOMAIN=domain)
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    line = lines_of(project)
+    assert f"error: .env.local:{line}: BASE_DOMAIN={domain!r} is not a domain name: {why}" in (
+        result.err
+    )
+
+
+def test_a_valid_domain_is_accepted_alike(project: Path, nself: Run, tmp_path: Path) -> None:
+    made = nself("init", str(tmp_path / "other"), "--name", "other", "--domain", "app.ex-1.com")
+    assert made.code == 0, made.output
+    set_env(project, ".env.local", BASE_DOMAIN="app.ex-1.com")
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output

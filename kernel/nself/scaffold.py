@@ -81,11 +81,26 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_domain(domain: str) -> str:
+def domain_problem(domain: str) -> tuple[str, str] | None:
+    """Why ``domain`` cannot be BASE_DOMAIN, and a hint; None if it can. The one rule for
+    ``init --domain`` and BASE_DOMAIN in an env file (the SDK's ``web.domain_problem``)."""
     label = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-    if not re.fullmatch(rf"{label}(\.{label})+", domain.lower()):
-        raise UsageError(f"invalid domain {domain!r}", "use a DNS name such as example.com")
-    return domain.lower()
+    example = f"use a DNS name such as example.com (the default is {DEFAULT_DOMAIN})"
+    if domain != domain.lower():
+        return "has capital letters", f"write it in lowercase: {domain.lower()}"
+    if re.fullmatch(r"[0-9.]+|.*:.*", domain):
+        return "is an IP address: URLs are subdomains of it (api.DOMAIN)", example
+    if "." not in domain:
+        return "is one label: subdomains of it need a DNS name with a '.'", example
+    if len(domain) > 253 or not re.fullmatch(rf"{label}(\.{label})+", domain):
+        return "is not a DNS name", example
+    return None
+
+
+def check_domain(domain: str) -> str:
+    if (problem := domain_problem(domain)) is not None:
+        raise UsageError(f"invalid domain {domain!r}: {problem[0]}", problem[1])
+    return domain
 
 
 def optional_switches(pm: pluggy.PluginManager) -> list[Setting]:
