@@ -427,3 +427,45 @@ def test_a_valid_domain_is_accepted_alike(project: Path, nself: Run, tmp_path: P
     set_env(project, ".env.local", BASE_DOMAIN="app.ex-1.com")
     result = nself("build", cwd=project)
     assert result.code == 0, result.output
+
+
+# -- N9: HASURA_GRAPHQL_JWT_SECRET in every form Hasura takes, and no other -------------------
+
+PEM = "-----BEGIN PUBLIC KEY-----\\nMCowBQYDK2VwAyEA\\n-----END PUBLIC KEY-----\\n"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        '{"jwk_url":"https://x.example.com/jwks"}',
+        '{"jwk_url":"https://x.example.com/jwks","claims_namespace":"https://x/claims"}',
+        '{"type":"HS512","key":"' + "k" * 40 + '"}',
+        '{"type":"RS256","key":"' + PEM + '"}',
+        '{"type":"Ed25519","key":"' + PEM + '"}',
+    ],
+)
+def test_every_jwt_secret_form_hasura_takes_builds(project: Path, nself: Run, secret: str) -> None:
+    set_env(project, ".env.local", AUTH_ENABLED="false", HASURA_GRAPHQL_JWT_SECRET=f"'{secret}'")
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        ('{"type":"HS999","key":"' + "k" * 40 + '"}', "the \"type\" 'HS999' in"),
+        ('{"type":"RS256","key":"notpem"}', 'the RS256 "key" in'),
+        ('{"type":"ES256"}', 'the ES256 "key" in'),
+        ('{"jwk_url":"not a url"}', 'the "jwk_url" in'),
+        ('{"key":"' + "k" * 40 + '"}', 'needs a "type" and a "key"'),
+        ('["HS256"]', "is not a JSON object"),
+    ],
+)
+def test_a_jwt_secret_hasura_would_refuse_is_refused_at_its_line(
+    project: Path, nself: Run, secret: str, message: str
+) -> None:
+    set_env(project, ".env.local", HASURA_GRAPHQL_JWT_SECRET=f"'{secret}'")
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    assert f"error: .env.local:{lines_of(project)}: " in result.err and message in result.err
+    assert "hint: " in result.err

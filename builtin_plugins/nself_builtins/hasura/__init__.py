@@ -130,6 +130,63 @@ def _short_key(config: Config, key: str) -> Problem:
     )
 
 
+# The key types Hasura verifies tokens with (HASURA_GRAPHQL_JWT_SECRET "type").
+JWT_TYPES = (
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "Ed25519",
+    "ES256",
+    "ES384",
+    "ES512",
+)
+
+
+def _jwt_problem(config: Config, jwt: object) -> Problem | None:
+    """HASURA_GRAPHQL_JWT_SECRET is either {"jwk_url": URL} (keys fetched from a JWKS, as with
+    Auth0 or Firebase) or {"type": one of JWT_TYPES, "key": ...}: an HS key of at least 32
+    characters, a PEM public key or certificate for the others."""
+    where = config.where("HASURA_GRAPHQL_JWT_SECRET")
+    name = "HASURA_GRAPHQL_JWT_SECRET"
+    if not isinstance(jwt, dict):
+        return Problem("error", f"{where}: {name} is not a JSON object", f"use {JWT_DEFAULT}")
+    if "jwk_url" in jwt and "key" not in jwt:
+        url = jwt["jwk_url"]
+        if isinstance(url, str) and re.match(r"^https?://[^\s/]+", url):
+            return None
+        return Problem(
+            "error",
+            f'{where}: the "jwk_url" in {name} is not an http(s) URL: {url!r}',
+            'use {"jwk_url":"https://<issuer>/.well-known/jwks.json"}',
+        )
+    if "type" not in jwt:
+        return Problem(
+            "error",
+            f'{where}: {name} needs a "type" and a "key" (or a "jwk_url")',
+            f'use {JWT_DEFAULT}, or {{"jwk_url":"https://..."}} for keys fetched from a JWKS',
+        )
+    kind, key = str(jwt["type"]), str(jwt.get("key", ""))
+    if kind not in JWT_TYPES:
+        return Problem(
+            "error",
+            f'{where}: the "type" {kind!r} in {name} is not one Hasura knows',
+            "use one of " + ", ".join(JWT_TYPES),
+        )
+    if kind.startswith("HS"):
+        return _short_key(config, key) if len(key) < 32 else None
+    if "-----BEGIN " not in key:
+        return Problem(
+            "error",
+            f'{where}: the {kind} "key" in {name} is not a PEM public key or certificate',
+            'put the PEM text in "key", newlines written as \\n: '
+            '"-----BEGIN PUBLIC KEY-----\\nMIIB...\\n-----END PUBLIC KEY-----\\n"',
+        )
+    return None
+
+
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
     if not enabled(config):
@@ -147,16 +204,8 @@ def validate_config(config: Config) -> list[Problem]:
                 'use {"type":"HS256","key":"<at least 32 characters>"}',
             )
         ]
-    if not isinstance(jwt, dict) or "type" not in jwt:
-        problems.append(
-            Problem(
-                "error",
-                f'{where}: HASURA_GRAPHQL_JWT_SECRET needs a "type"',
-                'use {"type":"HS256","key":"..."}',
-            )
-        )
-    elif str(jwt["type"]).startswith("HS") and len(str(jwt.get("key", ""))) < 32:
-        problems.append(_short_key(config, str(jwt.get("key", ""))))
+    if (jwt_problem := _jwt_problem(config, jwt)) is not None:
+        problems.append(jwt_problem)
     problems += _cors_problems(config)
     if not config.is_local:
         for name in ("HASURA_GRAPHQL_ENABLE_CONSOLE", "HASURA_GRAPHQL_DEV_MODE"):
