@@ -469,3 +469,34 @@ def test_a_jwt_secret_hasura_would_refuse_is_refused_at_its_line(
     assert result.code == 1, result.output
     assert f"error: .env.local:{lines_of(project)}: " in result.err and message in result.err
     assert "hint: " in result.err
+
+
+# -- N12: a generated secret missing from every layer points to `nself secrets generate` ------
+
+
+def test_a_missing_generated_secret_names_itself_and_the_hint_fixes_it(
+    project: Path, nself: Run
+) -> None:
+    dev = project / ".env.dev"
+    dev.write_text(
+        "".join(li for li in dev.read_text().splitlines(True) if "HASURA_JWT_KEY" not in li)
+    )
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    assert (
+        "error: HASURA_JWT_KEY is not set in any env file of dev, and HASURA_GRAPHQL_JWT_SECRET "
+        "(its default value) refers to it" in result.err
+    )
+    assert "hint: run `nself secrets generate`" in result.err and ":-default" not in result.err
+    assert nself("secrets", "generate", cwd=project).code == 0
+    fixed = nself("build", cwd=project)
+    assert fixed.code == 0, fixed.output
+
+
+def test_an_undefined_reference_to_a_plain_setting_keeps_its_file_and_line(
+    project: Path, nself: Run
+) -> None:
+    set_env(project, ".env.local", CS_1_NAME="a", CS_1_IMAGE="x:1", CS_1_ENV_X="${NOPE_VALUE}")
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    assert f"error: .env.local:{lines_of(project)}: CS_1_ENV_X refers to undefined" in result.err

@@ -14,7 +14,7 @@ import pluggy
 from . import __version__, envfiles
 from .atomic import write_atomic
 from .config import DEFAULT_LABEL, Config, load
-from .errors import NselfError
+from .errors import ConfigError, NselfError
 from .model import GeneratedFile, Problem, Route, Service, Setting, Shown, Stack
 from .plugins import call_each, make_manager, tier_of
 
@@ -93,7 +93,21 @@ def load_config(
             owner[key] = plugin
             computed[key] = value
     config.with_computed(computed)
-    config.resolver.resolve_all()  # surfaces undefined references, naming file and line
+    try:
+        config.resolver.resolve_all()  # surfaces undefined references, naming file and line
+    except envfiles.UndefinedReference as exc:
+        setting = settings.get(exc.name)
+        if setting is None or not setting.generate:
+            raise
+        # A generated secret missing from every layer (deleted, or never generated).
+        flag = "" if config.is_local else f" --env {config.env}"
+        by = exc.entry.key + (
+            " (its default value)" if exc.entry.where == DEFAULT_LABEL else f" ({exc.entry.where})"
+        )
+        raise ConfigError(
+            f"{exc.name} is not set in any env file of {config.env}, and {by} refers to it",
+            f"run `nself secrets generate{flag}`: it writes a strong {exc.name} into .env.secrets",
+        ) from exc
     config.remember_secrets()
     return config, pm, settings
 

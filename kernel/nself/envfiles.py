@@ -255,10 +255,20 @@ class _Interpolation:
     def _value(self, name: str) -> str:
         if name in self.resolver.history:
             return self.resolver._resolve(name, self.stack)
-        raise ConfigError(
+        raise UndefinedReference(
             f"{self.entry.where}: {self.entry.key} refers to undefined variable ${{{name}}}",
             f"define {name} or write ${{{name}:-default}}",
+            name,
+            self.entry,
         )
+
+
+class UndefinedReference(ConfigError):
+    """A value refers to ``${name}`` and no layer sets ``name``."""
+
+    def __init__(self, message: str, hint: str, name: str, entry: Entry) -> None:
+        super().__init__(message, hint)
+        self.name, self.entry = name, entry
 
 
 def render_env(values: dict[str, str], header: str) -> str:
