@@ -500,3 +500,21 @@ def test_an_undefined_reference_to_a_plain_setting_keeps_its_file_and_line(
     result = nself("build", "--check", cwd=project)
     assert result.code == 1, result.output
     assert f"error: .env.local:{lines_of(project)}: CS_1_ENV_X refers to undefined" in result.err
+
+
+# -- N14: an empty *_SUBDOMAIN would still route the default: refused ------------------------
+
+
+@pytest.mark.parametrize("name", ["HASURA_SUBDOMAIN", "AUTH_SUBDOMAIN", "STORAGE_SUBDOMAIN"])
+def test_an_empty_subdomain_is_refused_at_its_line(project: Path, nself: Run, name: str) -> None:
+    set_env(project, ".env.local", STORAGE_ENABLED="true", **{name: ""})
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    assert f"error: .env.local:{lines_of(project)}: {name} is empty" in result.err
+    assert "delete the line for the default" in result.err
+
+
+def test_an_empty_slot_subdomain_still_means_internal(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", **SLOT, CS_1_SUBDOMAIN="")
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output

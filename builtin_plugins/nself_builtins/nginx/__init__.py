@@ -151,7 +151,22 @@ def _value_problems(config: Config) -> list[Problem]:
         )
         if check is not None and (problem := check(config, name)) is not None:
             problems.append(problem)
+        default = config.declared[name].default
+        if check is label_problem and default and _set_empty(config, name):
+            problems.append(
+                Problem(
+                    "error",
+                    f"{config.where(name)}: {name} is empty",
+                    f"set a subdomain, or delete the line for the default {default!r} "
+                    "(an empty value does not turn the route off)",
+                )
+            )
     return problems
+
+
+def _set_empty(config: Config, name: str) -> bool:
+    """``NAME=`` written in an env file (or made empty there by interpolation)."""
+    return not config.text(name) and config.where(name) != "(default)"
 
 
 def _bind_problems(config: Config) -> list[Problem]:
