@@ -518,3 +518,33 @@ def test_an_empty_slot_subdomain_still_means_internal(project: Path, nself: Run)
     set_env(project, ".env.local", **SLOT, CS_1_SUBDOMAIN="")
     result = nself("build", cwd=project)
     assert result.code == 0, result.output
+
+
+# -- N15: slot settings nself does not read are named, not dropped silently -------------------
+
+
+@pytest.mark.parametrize("key", ["VOLUMES", "MEMORY", "REPLICAS"])
+def test_an_unknown_slot_setting_is_warned_about_at_its_line(
+    project: Path, nself: Run, key: str
+) -> None:
+    set_env(project, ".env.local", **SLOT, **{f"CS_1_{key}": "x"})
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    line = lines_of(project)
+    assert f"warning: .env.local:{line}: CS_1_{key} is not a custom service setting" in (result.err)
+    assert "NAME, IMAGE, BUILD, PORT, SUBDOMAIN" in result.err and "ENV_<NAME>" in result.err
+
+
+def test_a_slot_env_without_a_name_is_warned_about(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", **SLOT, CS_1_ENV_="x")
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    assert f"warning: .env.local:{lines_of(project)}: CS_1_ENV_ names no variable" in result.err
+
+
+def test_a_near_typo_in_a_slot_is_reported_once(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", **SLOT, CS_1_HEALTH_PTH="/h", CS_1_ENV_LOG="1")
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    assert result.err.count("CS_1_HEALTH_PTH") == 2  # the warning and its hint
+    assert "CS_1_ENV_LOG" not in result.err

@@ -88,6 +88,62 @@ def slots(config: Config) -> list[Slot]:
     return sorted(found, key=lambda s: s.number)
 
 
+# The settings of a slot (CS_<N>_KEY), and CS_<N>_ENV_<NAME>.
+SLOT_KEYS = (
+    "NAME",
+    "IMAGE",
+    "BUILD",
+    "PORT",
+    "SUBDOMAIN",
+    "HEALTH_PATH",
+    "HEALTHCHECK",
+    "WEBSOCKET",
+    "DEPENDS_ON",
+    "TEMPLATE",
+)
+# How close a name must be to a slot key for `nself build`'s unknown-setting check to say
+# "did you mean" (environments/names.py): those it reports, this plugin does not.
+NEAR = 0.86
+
+
+def unknown_slot_keys(config: Config) -> list[Problem]:
+    """CS_N_<KEY> with a KEY no slot has (CS_2_VOLUMES, CS_2_MEMORY), and CS_N_ENV_ without a
+    variable name: they would be ignored without a word."""
+    import difflib
+
+    named = {slot.number for slot in slots(config)}
+    supported = ", ".join(SLOT_KEYS) + ", ENV_<NAME>"
+    problems = []
+    for key in sorted(config.names()):
+        match = ANY.match(key)
+        if not match or not CANONICAL.match(match.group(1)) or int(match.group(1)) not in named:
+            continue
+        prefix, rest = match.group(0), key[match.end() :]
+        if rest in SLOT_KEYS or (rest.startswith("ENV_") and len(rest) > len("ENV_")):
+            continue
+        if rest == "ENV_":
+            problems.append(
+                Problem(
+                    "warning",
+                    f"{config.where(key)}: {key} names no variable: it is not passed to the "
+                    "container",
+                    f"write {prefix}ENV_<NAME>=value (e.g. {prefix}ENV_LOG_LEVEL=info)",
+                )
+            )
+            continue
+        known = [prefix + k for k in SLOT_KEYS]
+        if difflib.get_close_matches(key, known, n=1, cutoff=NEAR):
+            continue  # a near-typo: the unknown-setting check names the setting meant
+        problems.append(
+            Problem(
+                "warning",
+                f"{config.where(key)}: {key} is not a custom service setting: it is ignored",
+                f"a custom service slot reads only {supported} (as {prefix}<KEY>)",
+            )
+        )
+    return problems
+
+
 @hookimpl
 def declare_settings() -> list[Setting]:
     # Templates (<N>: the slot number): documented, and known to `nself build`'s check
@@ -155,7 +211,7 @@ def misnumbered_slots(config: Config) -> list[Problem]:
 
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
-    problems = misnumbered_slots(config) + incomplete_slots(config)
+    problems = misnumbered_slots(config) + incomplete_slots(config) + unknown_slot_keys(config)
     seen: dict[str, int] = {}
     for slot in slots(config):
         where = config.where(slot.prefix + "NAME")
