@@ -548,3 +548,31 @@ def test_a_near_typo_in_a_slot_is_reported_once(project: Path, nself: Run) -> No
     assert result.code == 0, result.output
     assert result.err.count("CS_1_HEALTH_PTH") == 2  # the warning and its hint
     assert "CS_1_ENV_LOG" not in result.err
+
+
+# -- N17: the dev stack published to the network is warned about -----------------------------
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "::", "192.168.1.10"])
+def test_dev_published_to_the_network_is_warned_about(project: Path, nself: Run, bind: str) -> None:
+    set_env(project, ".env.local", NGINX_BIND=bind)
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    assert f"warning: .env.local:{lines_of(project)}: NGINX_BIND={bind} publishes the dev" in (
+        result.err
+    )
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "::1"])
+def test_dev_on_this_machine_only_is_not_warned_about(project: Path, nself: Run, bind: str) -> None:
+    set_env(project, ".env.local", NGINX_BIND=bind)
+    result = nself("build", cwd=project)
+    assert result.code == 0 and "NGINX_BIND" not in result.err, result.output
+
+
+def test_prod_on_every_address_is_not_warned_about(project: Path, nself: Run) -> None:
+    set_env(project, ".env.prod", NGINX_BIND="0.0.0.0")
+    assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    result = nself("build", "--env", "prod", cwd=project)
+    assert result.code == 0, result.output
+    assert "NGINX_BIND" not in result.err

@@ -189,6 +189,17 @@ def _bind_problems(config: Config) -> list[Problem]:
                 "the ports are NGINX_HTTP_PORT and NGINX_HTTPS_PORT",
             )
         ]
+    if config.is_local and not ipaddress.ip_address(bind).is_loopback:
+        return [
+            Problem(
+                "warning",
+                f"{config.where('NGINX_BIND')}: NGINX_BIND={bind} publishes the {config.env} "
+                "stack to the network: other machines reach what dev serves (consoles, dev "
+                "mode, dev secrets)",
+                "delete the line for 127.0.0.1 (this machine only), unless the network is "
+                "meant to reach it",
+            )
+        ]
     return []
 
 
