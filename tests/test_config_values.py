@@ -576,3 +576,74 @@ def test_prod_on_every_address_is_not_warned_about(project: Path, nself: Run) ->
     result = nself("build", "--env", "prod", cwd=project)
     assert result.code == 0, result.output
     assert "NGINX_BIND" not in result.err
+
+
+# -- N18: image references, build folders and project names are checked at build -------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("NGINX_IMAGE", "nginx:1.25 alpine"),
+        ("POSTGRES_IMAGE", "Postgres:16"),
+        ("HASURA_IMAGE", "hasura/graphql-engine:"),
+        ("CS_1_IMAGE", "Bad Image"),
+        ("CS_1_IMAGE", "x:1:2"),
+    ],
+)
+def test_a_malformed_image_reference_is_refused_at_its_line(
+    project: Path, nself: Run, name: str, value: str
+) -> None:
+    set_env(project, ".env.local", **SLOT)
+    set_env(project, ".env.local", **{name: f"'{value}'"})
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    line = lines_of(project)
+    assert f"error: .env.local:{line}: {name}={value!r} is not an image reference" in result.err
+    assert result.err.count("error: ") == 1, result.err
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["nginx", "nginx:1.25-alpine", "ghcr.io/owner/app:1.0", "localhost:5000/a/b_c:v1"],
+)
+def test_well_formed_image_references_build(project: Path, nself: Run, image: str) -> None:
+    set_env(project, ".env.local", **{**SLOT, "CS_1_IMAGE": image}, NGINX_IMAGE=image)
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+
+
+def test_a_build_folder_that_does_not_exist_is_refused(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", CS_1_NAME="a", CS_1_PORT="8001")
+    set_env(project, ".env.local", CS_1_BUILD="./services/nope")
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    assert (
+        f"error: .env.local:{lines_of(project)}: CS_1_BUILD='./services/nope': no such folder"
+        in result.err
+    )
+    (project / "services" / "nope").mkdir(parents=True)
+    (project / "services" / "nope" / "Dockerfile").write_text("FROM scratch\n")
+    fixed = nself("build", cwd=project)
+    assert fixed.code == 0, fixed.output
+
+
+@pytest.mark.parametrize("name", ["Bad Name", "Demo", "my.app"])
+def test_a_project_name_that_would_be_rewritten_is_refused(
+    project: Path, nself: Run, name: str
+) -> None:
+    set_env(project, ".env.local", PROJECT_NAME=f"'{name}'")
+    result = nself("build", "--check", cwd=project)
+    assert result.code == 1, result.output
+    line = lines_of(project)
+    assert f"error: .env.local:{line}: PROJECT_NAME={name!r} is not a valid project name" in (
+        result.err
+    )
+
+
+@pytest.mark.parametrize("name", ["demo", "my_app", "app-2"])
+def test_a_valid_project_name_builds_unchanged(project: Path, nself: Run, name: str) -> None:
+    set_env(project, ".env.local", PROJECT_NAME=name)
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    assert f"name: {name}\n" in (project / "docker-compose.yml").read_text()

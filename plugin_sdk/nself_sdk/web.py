@@ -90,6 +90,34 @@ def size_problem(config: Config, name: str) -> Problem | None:
     )
 
 
+# A Docker image reference (distribution/reference): [host[:port]/]path[:tag][@digest].
+_HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE = re.compile(
+    rf"^(?:{_HOST}/)?{_PATH_PART}(?:/{_PATH_PART})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+
+
+def is_image(value: str) -> bool:
+    """A well-formed image reference (``nginx:1.25-alpine``, ``ghcr.io/o/app@sha256:...``)."""
+    return len(value) <= 255 and bool(IMAGE.match(value))
+
+
+def image_problem(config: Config, name: str) -> Problem | None:
+    """An error when setting ``name`` is set but is not an image reference Docker can pull."""
+    value = config.text(name)
+    if not value or is_image(value):
+        return None
+    return Problem(
+        "error",
+        f"{config.where(name)}: {name}={value!r} is not an image reference",
+        "write [registry/]name[:tag][@digest] without spaces, the name in lowercase "
+        "(e.g. nginx:1.25-alpine or ghcr.io/owner/app:1.0)",
+    )
+
+
 def https_suffix(config: Config) -> str:
     """``:PORT`` when nginx publishes HTTPS on another host port than 443, else nothing."""
     port = config.int("NGINX_HTTPS_PORT", 443)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
-from nself_sdk.web import label_problem
+from nself_sdk.web import image_problem, label_problem
 
 SLOT = re.compile(r"^CS_([1-9]\d*)_NAME$")
 ANY = re.compile(r"^CS_(\d+)_")
@@ -237,6 +237,19 @@ def validate_config(config: Config) -> list[Problem]:
         if not slot.image and not slot.build:
             problems.append(
                 Problem("error", f"{where}: {slot.prefix}IMAGE or {slot.prefix}BUILD must be set")
+            )
+        if (image := image_problem(config, slot.prefix + "IMAGE")) is not None:
+            problems.append(image)
+        if slot.build and not (config.project_dir / slot.build).is_dir():
+            problems.append(
+                Problem(
+                    "error",
+                    f"{config.where(slot.prefix + 'BUILD')}: {slot.prefix}BUILD={slot.build!r}: "
+                    "no such folder in the project",
+                    "give the folder with the service's Dockerfile, relative to the project "
+                    f"(e.g. ./services/{slot.name}); `nself service add` scaffolds one from a "
+                    "template",
+                )
             )
         if slot.subdomain and slot.port is None:
             problems.append(

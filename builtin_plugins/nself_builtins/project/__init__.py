@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nself_sdk import Config, Problem, Setting, hookimpl
-from nself_sdk.web import domain_problem
+from nself_sdk.web import domain_problem, image_problem
 
 
 @hookimpl
@@ -19,6 +19,30 @@ def validate_config(config: Config) -> list[Problem]:
     problems = []
     if not config.project_name:
         problems.append(Problem("error", "PROJECT_NAME is empty", "set PROJECT_NAME in .env.dev"))
+    else:
+        problems += _name_problems(config)
     if (domain := domain_problem(config, "BASE_DOMAIN")) is not None:
         problems.append(domain)
+    # Every declared *_IMAGE, whichever plugin declares it, goes into docker-compose.yml.
+    for name in sorted(config.declared):
+        if name.endswith("_IMAGE") and (image := image_problem(config, name)) is not None:
+            problems.append(image)
     return problems
+
+
+def _name_problems(config: Config) -> list[Problem]:
+    """A PROJECT_NAME written in an env file is used as written: a value the slugging would
+    change ("Bad Name" -> bad-name) is refused, as `nself init --name` refuses it. Valid
+    names (the volumes are named after them) are untouched."""
+    raw = config.text("PROJECT_NAME")
+    if not raw or raw == config.project_name:
+        return []
+    return [
+        Problem(
+            "error",
+            f"{config.where('PROJECT_NAME')}: PROJECT_NAME={raw!r} is not a valid project name",
+            f"write PROJECT_NAME={config.project_name} (the name the stack has been using: "
+            "its containers and volumes are named after it): lowercase letters, digits, "
+            "'-' and '_'",
+        )
+    ]

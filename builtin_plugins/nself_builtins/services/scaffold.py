@@ -275,6 +275,7 @@ def add(
         if need not in running
     ]
     staging: Path | None = None
+    placed = False  # the rendered code is in services/NAME (the build checks the folder)
     files: list[str] = []
     env_path = project / envslots.TARGET_FILE
     original = env_path.read_text(encoding="utf-8")
@@ -287,6 +288,9 @@ def add(
             files = render(tpl, staging, values)
         block = slot_values(name, tpl, port, subdomain, depends, image)
         write_atomic(env_path, envslots.appended(original, name, number, block), mode)
+        if staging is not None:
+            os.replace(staging, folder)
+            staging, placed = None, True
         try:
             after = plan(project, CHECK_ENV)
         except NselfError as exc:
@@ -294,14 +298,13 @@ def add(
                 f"the stack would not build with {name}: {exc.message}",
                 exc.hint or "nothing was changed",
             ) from exc
-        if staging is not None:
-            os.replace(staging, folder)
-            staging = None
     except BaseException:
         if env_path.read_text(encoding="utf-8") != original:
             write_atomic(env_path, original, mode)
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+        if placed:
+            shutil.rmtree(folder, ignore_errors=True)
         raise
     url = public_urls(after.config, after.stack).get(host, "") if subdomain else ""
     return Added(
