@@ -219,3 +219,10 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     os.close(write)
     assert done.returncode == 1
     assert done.stderr == b""
+
+
+@pytest.mark.parametrize("args", [("--debug", "--version"), ("--version", "--debug")])
+def test_debug_does_not_break_version(args: tuple[str, ...], nself: Run) -> None:
+    result = nself(*args)
+    assert result.code == 0, result.output
+    assert result.out.strip() == f"nself {__version__}"

@@ -273,6 +273,9 @@ def main(argv: list[str] | None = None) -> Any:
         print(f"nself {__version__}")
         return 0
     args, debug = _take_debug(args)
+    if args in (["--version"], ["-V"]):  # `nself --debug --version`: nothing to debug
+        print(f"nself {__version__}")
+        return 0
     state.debug, state.emitted_json = debug, False
     as_json = "--json" in args[: args.index("--") if "--" in args else len(args)]
     try:
