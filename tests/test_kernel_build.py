@@ -471,3 +471,13 @@ def test_a_formerly_generated_file_edited_by_hand_is_left_alone(project: Path, n
     assert result.code == 0, result.output
     assert site.is_file() and "# my note" in site.read_text()  # someone's own now: kept
     assert not untouched.exists() and "removed  nginx/sites/auth.conf" in result.out
+
+
+def test_rollback_json_says_ok_like_every_json_answer(project: Path, nself: Run) -> None:
+    assert nself("build", cwd=project).code == 0
+    set_env(project, ".env.local", REDIS_ENABLED="true")
+    assert nself("build", cwd=project).code == 0
+    result = nself("build", "--rollback", "--json", cwd=project)
+    assert result.code == 0, result.output
+    data = json.loads(result.out)
+    assert data["ok"] is True and data["rolled_back"]

@@ -139,7 +139,7 @@ def run_build(
 
         restored = do_rollback(project_dir())
         if as_json:
-            console.emit_json({"rolled_back": restored})
+            console.emit_json({"ok": True, "rolled_back": restored})
         else:
             console.ok(f"restored the previous build ({len(restored)} files)")
             for path, what in restored.items():
