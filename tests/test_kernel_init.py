@@ -127,3 +127,39 @@ def test_wizard_checks_the_folder_before_asking(project: Path, nself: Run) -> No
     result = nself("init", str(project), "--wizard")
     assert result.code == 1 and "already holds an nself project" in result.err
     assert "Project name" not in result.out
+
+
+# -- a full disk -----------------------------------------------------------------------------
+
+
+def _disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_init_on_a_full_disk_names_the_path_and_leaves_nothing(
+    tmp_path: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _disk_full(monkeypatch)
+    result = nself("init", str(tmp_path / "T2" / "sub"))
+    assert result.code == 1, result.output
+    first = result.err.splitlines()[0]
+    assert first.startswith("error: ") and "no space left on device" in first
+    assert str(tmp_path / "T2" / "sub") in first and "OSError" not in first
+    assert not (tmp_path / "T2").exists()  # nothing left behind: `init T2` works later
+
+
+def test_build_on_a_full_disk_names_the_path(
+    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _disk_full(monkeypatch)
+    result = nself("build", cwd=project)
+    assert result.code == 1, result.output
+    first = result.err.splitlines()[0]
+    assert "no space left on device" in first
+    assert first.startswith("error: cannot write ") and "write:" not in first

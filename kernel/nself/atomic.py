@@ -19,12 +19,26 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        _name(exc, path)
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
+    except OSError as exc:
+        _name(exc, path)
+        raise
     finally:
         os.close(dir_fd)
+
+
+def _name(exc: BaseException, path: Path) -> None:
+    """Give an OSError without a path (a full disk: ENOSPC on write or fsync) ``path``, so
+    the error names the file, not the temporary one or nothing."""
+    temporary = str(path.parent / f".{path.name}.")
+    if isinstance(exc, OSError) and (
+        exc.filename in (None, "") or str(exc.filename).startswith(temporary)
+    ):
+        exc.filename = str(path)

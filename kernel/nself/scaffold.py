@@ -17,7 +17,7 @@ from . import console
 from .atomic import write_atomic
 from .build import collect_files
 from .errors import NselfError, UsageError
-from .model import Setting, Shown
+from .model import GeneratedFile, Setting, Shown
 from .plugins import call_each
 from .secretgen import generate
 
@@ -273,6 +273,34 @@ def init(
         ".gitignore": (merged_gitignore(_read(folder / ".gitignore")), 0o644),
     }
     result = InitResult(replaced=sorted(replace & set(had)))
+    new = _first_missing(folder)
+    try:
+        _write(folder, contents, scaffold, replace, result)
+    except BaseException:
+        if new is not None:  # a full disk...: leave no half-made project folder behind
+            shutil.rmtree(new, ignore_errors=True)
+        raise
+    return result
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (init makes it)."""
+    folder = folder.absolute()
+    missing = None
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _write(
+    folder: Path,
+    contents: dict[str, tuple[str, int]],
+    scaffold: list[GeneratedFile],
+    replace: set[str],
+    result: InitResult,
+) -> None:
     backup = _backup_dir(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for rel, (text, mode) in contents.items():
@@ -300,7 +328,6 @@ def init(
             write_atomic(folder / item.path, item.content, item.mode)
             result.folders.append(item.path)
     os.chmod(folder / ".env.secrets", 0o600)
-    return result
 
 
 def _ask(question: str, default: str, check: Callable[[str], str]) -> str:
