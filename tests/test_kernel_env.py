@@ -307,3 +307,43 @@ def test_a_secret_with_quotes_and_dollars_reaches_compose_unchanged(
     env = compose_config(project)["services"]["postgres"]["environment"]
     # Compose prints a literal "$" as "$$" in its output.
     assert env["POSTGRES_PASSWORD"].replace("$$", "$") == "pa$s'w0rd\\x"
+
+
+@pytest.mark.parametrize("file", [".env.local", ".env.secrets"])
+def test_an_env_file_that_is_not_utf8_names_file_and_line(
+    project: Path, nself: Run, file: str
+) -> None:
+    path = project / file
+    path.write_bytes(path.read_bytes() + b"A=1\nX=caf\xe9\n")
+    path.chmod(0o600)
+    line = path.read_bytes().count(b"\n")
+    result = nself("build", cwd=project)
+    assert result.code == 1, result.output
+    lines = result.err.splitlines()
+    assert lines[0] == f"error: {file}:{line}: not valid UTF-8", result.err
+    assert lines[1].startswith("hint: ") and "UnicodeDecodeError" not in result.output
+
+
+def test_an_env_file_that_is_a_folder_or_a_dangling_link_is_an_error(
+    project: Path, nself: Run
+) -> None:
+    local = project / ".env.local"
+    local.unlink()
+    local.mkdir()
+    result = nself("build", cwd=project)
+    assert result.code == 1 and ".env.local is a folder" in result.err, result.output
+    local.rmdir()
+    local.symlink_to(project / "nowhere")
+    result = nself("build", cwd=project)
+    assert result.code == 1, result.output
+    assert ".env.local is a link to" in result.err and "does not exist" in result.err
+
+
+def test_a_nul_byte_in_an_env_file_is_refused_at_its_line(project: Path, nself: Run) -> None:
+    local = project / ".env.local"
+    local.write_text(local.read_text() + "A=1\nX=1\x00Y=2\n")
+    line = local.read_text().count("\n")
+    result = nself("build", cwd=project)
+    assert result.code == 1, result.output
+    assert f"error: .env.local:{line}: " in result.err and "NUL" in result.err
+    assert "\x00" not in result.output

@@ -72,6 +72,12 @@ def parse_text(text: str, file: str) -> list[Entry]:
     """
     from dotenv.parser import parse_stream  # python-dotenv
 
+    if "\x00" in text:  # Compose and the shell would cut the value there
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise ConfigError(
+            f"{file}:{line}: the line holds a NUL byte (not shown: it may be a secret)",
+            "remove the NUL byte from that line; an env file is plain text",
+        )
     entries: list[Entry] = []
     for binding in parse_stream(io.StringIO(text)):
         line = binding.original.line
@@ -122,16 +128,47 @@ def check_private(path: Path) -> None:
         )
 
 
+def read_text(path: Path, name: str) -> str | None:
+    """The text of the env file ``path`` (shown as ``name``); None when there is none.
+
+    A folder or a link to nothing where the file belongs is an error (skipping it would
+    drop its settings without a word), and so is text that is not UTF-8 (naming the line).
+    """
+    if not path.exists():
+        if path.is_symlink():
+            raise ConfigError(
+                f"{name} is a link to {os.readlink(path)}, which does not exist",
+                f"point the link at an existing file, or remove {name}",
+            )
+        return None
+    if path.is_dir():
+        raise ConfigError(
+            f"{name} is a folder, where nself reads an env file",
+            f"move the folder out of the way (an env file named {name} may take its place)",
+        )
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{name}:{line}: not valid UTF-8",
+            "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`); "
+            "the line is not shown: it may be a secret",
+        ) from None
+
+
 def read_layers(project: Path, env: str) -> list[Entry]:
     """All entries of the env's layers, in precedence order (later wins)."""
     entries: list[Entry] = []
     for name in layer_files(env):
         path = project / name
-        if not path.is_file():
+        text = read_text(path, name)
+        if text is None:
             continue
         if name == SECRETS:
             check_private(path)
-        entries.extend(parse_text(path.read_text(encoding="utf-8"), name))
+        entries.extend(parse_text(text, name))
     return entries
 
 
