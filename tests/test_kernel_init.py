@@ -163,3 +163,34 @@ def test_build_on_a_full_disk_names_the_path(
     first = result.err.splitlines()[0]
     assert "no space left on device" in first
     assert first.startswith("error: cannot write ") and "write:" not in first
+
+
+# -- --force and what it cannot keep ------------------------------------------------------------
+
+
+def test_force_refuses_a_committed_env_file_that_does_not_parse(project: Path, nself: Run) -> None:
+    dev = project / ".env.dev"
+    dev.write_text(dev.read_text() + "BAR=1\ngarbage line here\n")
+    line = dev.read_text().count("\n")
+    before = {p.name: p.read_bytes() for p in project.iterdir() if p.is_file()}
+    result = nself("init", str(project), "--force")
+    assert result.code == 1, result.output
+    assert result.err.splitlines()[0].startswith(f"error: .env.dev:{line}: ")
+    assert "hint: " in result.err and "garbage" not in result.output
+    assert {p.name: p.read_bytes() for p in project.iterdir() if p.is_file()} == before
+    assert not (project / ".nself" / "init-backups").exists()
+
+
+def test_force_keeps_the_users_comments(project: Path, nself: Run) -> None:
+    dev = project / ".env.dev"
+    text = dev.read_text().replace(
+        "POSTGRES_PASSWORD=", "# rotated 2026-01: ask Ann\nPOSTGRES_PASSWORD=", 1
+    )
+    dev.write_text(text + "# our own settings\nBAR=1\n# the end\n")
+    (project / ".env.prod").write_text("# prod note\nOLD_SETTING=x\n")
+    result = nself("init", str(project), "--force")
+    assert result.code == 0, result.output
+    now = dev.read_text()
+    assert "# rotated 2026-01: ask Ann\nPOSTGRES_PASSWORD=" in now
+    assert "# our own settings\nBAR=1\n# the end\n" in now
+    assert "# prod note\nOLD_SETTING=x\n" in (project / ".env.prod").read_text()

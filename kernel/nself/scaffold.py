@@ -183,21 +183,45 @@ def keep_values(template: str, existing: str, replace: set[str], file: str) -> s
     settings only ``existing`` has (a team's edits) are carried over at the end.
     """
     old = values_in(existing)
+    notes = _notes(existing, template)
     out: list[str] = []
     seen: set[str] = set()
     for key, text in _lines(template):
         if key is not None:
             seen.add(key)
+            out.extend(notes.pop(key, []))
             if key in old and key not in replace:
                 text = old[key] + ("\n" if text.endswith("\n") else "")
         out.append(text)
-    carried = [line for key, line in old.items() if key not in seen]
-    if carried:
+    carried = [(key, line) for key, line in old.items() if key not in seen]
+    if carried or notes:
         head = "".join(out)
         out = [head if head.endswith("\n") else head + "\n"]
         out.append(f"\n# --- kept from the previous {file} ---\n")
-        out.extend(line + "\n" for line in carried)
+        for key, line in carried:
+            out.extend(notes.pop(key, []))
+            out.append(line + "\n")
+        out.extend(note for rest in notes.values() for note in rest)
     return "".join(out)
+
+
+def _notes(existing: str, template: str) -> dict[str, list[str]]:
+    """The user's comment lines of ``existing`` (those the template does not write), by
+    the setting they stand above; ``""`` holds those after the last setting."""
+    ours = {text.strip() for key, text in _lines(template) if key is None}
+    notes: dict[str, list[str]] = {}
+    pending: list[str] = []
+    for key, text in _lines(existing):
+        if key is None:
+            if text.strip().startswith("#") and text.strip() not in ours:
+                pending.append(text if text.endswith("\n") else text + "\n")
+            continue
+        if pending:
+            notes.setdefault(key, []).extend(pending)
+            pending = []
+    if pending:
+        notes[""] = pending
+    return notes
 
 
 def current(folder: Path) -> dict[str, str]:
@@ -220,6 +244,29 @@ def check_target(folder: Path, force: bool) -> None:
             f"{folder} already holds an nself project",
             "use --force to rewrite its env files (their values are kept, and a copy)",
         )
+    if force:
+        _check_parsable(folder)
+
+
+def _check_parsable(folder: Path) -> None:
+    """Refuse to rewrite a committed env file that does not parse: its unreadable lines
+    would be lost. Nothing has been written or asked yet."""
+    from .envfiles import parse_text, read_text
+
+    for rel in FILES:
+        if not rel.startswith(".env.") or rel in OWN:
+            continue
+        text = read_text(folder / rel, rel)
+        if text is None:
+            continue
+        try:
+            parse_text(text, rel)
+        except NselfError as exc:
+            raise NselfError(
+                exc.message,
+                f"fix that line first: `init --force` keeps only the lines it can read "
+                f"(nothing was changed); {exc.hint}",
+            ) from None
 
 
 def _backup_dir(folder: Path) -> Path:
