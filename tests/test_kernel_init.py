@@ -194,3 +194,30 @@ def test_force_keeps_the_users_comments(project: Path, nself: Run) -> None:
     assert "# rotated 2026-01: ask Ann\nPOSTGRES_PASSWORD=" in now
     assert "# our own settings\nBAR=1\n# the end\n" in now
     assert "# prod note\nOLD_SETTING=x\n" in (project / ".env.prod").read_text()
+
+
+def test_force_wizard_defaults_to_the_current_value_and_a_no_wins(
+    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nself.plugins import make_manager
+    from nself.scaffold import optional_switches
+
+    dev = project / ".env.dev"
+    dev.write_text(dev.read_text() + "REDIS_ENABLED=true\n")
+    assert nself("init", str(project), "--force").code == 0  # the file in today's layout
+    asked = [s.name for s in optional_switches(make_manager())]
+    # Every default accepted: the current values stay, and nothing is reported as changed.
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n\n" + "\n" * len(asked)))
+    result = nself("init", str(project), "--force", "--wizard")
+    assert result.code == 0, result.output
+    assert "(REDIS_ENABLED) [Y/n]" in result.out and "(MAIL_ENABLED) [y/N]" in result.out
+    assert values(dev)["REDIS_ENABLED"] == "true"
+    assert "overwritten" not in result.out and " but " not in result.out
+    # An explicit "no" to a feature that is on turns it off.
+    answers = "".join("n\n" if n == "REDIS_ENABLED" else "\n" for n in asked)
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n\n" + answers))
+    result = nself("init", str(project), "--force", "--wizard")
+    assert result.code == 0, result.output
+    assert values(dev)["REDIS_ENABLED"] == "false"
+    assert "(every value kept but REDIS_ENABLED)" in result.out
+    assert "PROJECT_NAME" not in result.out and "BASE_DOMAIN" not in result.out

@@ -16,6 +16,7 @@ import pluggy
 from . import console
 from .atomic import write_atomic
 from .build import collect_files
+from .config import TRUE
 from .errors import NselfError, UsageError
 from .model import GeneratedFile, Setting, Shown
 from .plugins import call_each
@@ -47,6 +48,9 @@ FILES = (".env.dev", ".env.local", ".env.staging", ".env.prod", ".env.secrets", 
 DEFAULT_DOMAIN = "local.nself.org"
 # Yours once they exist: `--force` never rewrites them.
 OWN = (".env.local", ".env.secrets")
+# The headings `nself init` writes above settings it carries over or the wizard chose.
+KEPT = "# --- kept from the previous {file} ---\n"
+WIZARD = "# --- chosen by `nself init --wizard` ---\n"
 # Where `nself init --force` keeps a copy of each file it rewrites (gitignored with .nself/).
 BACKUPS = ".nself/init-backups"
 
@@ -155,7 +159,7 @@ def dev_env(
                 value = setting.default or ""
             lines.append(f"{setting.name}={value}")
     if extra:
-        lines += ["", "# --- chosen by `nself init --wizard` ---"]
+        lines += ["", WIZARD.rstrip("\n")]
         lines += [f"{key}={value}" for key, value in sorted(extra.items())]
     return "\n".join(lines) + "\n"
 
@@ -183,7 +187,7 @@ def keep_values(template: str, existing: str, replace: set[str], file: str) -> s
     settings only ``existing`` has (a team's edits) are carried over at the end.
     """
     old = values_in(existing)
-    notes = _notes(existing, template)
+    notes = _notes(existing, template, file)
     out: list[str] = []
     seen: set[str] = set()
     for key, text in _lines(template):
@@ -197,7 +201,7 @@ def keep_values(template: str, existing: str, replace: set[str], file: str) -> s
     if carried or notes:
         head = "".join(out)
         out = [head if head.endswith("\n") else head + "\n"]
-        out.append(f"\n# --- kept from the previous {file} ---\n")
+        out.append("\n" + KEPT.format(file=file))
         for key, line in carried:
             out.extend(notes.pop(key, []))
             out.append(line + "\n")
@@ -205,10 +209,11 @@ def keep_values(template: str, existing: str, replace: set[str], file: str) -> s
     return "".join(out)
 
 
-def _notes(existing: str, template: str) -> dict[str, list[str]]:
+def _notes(existing: str, template: str, file: str) -> dict[str, list[str]]:
     """The user's comment lines of ``existing`` (those the template does not write), by
     the setting they stand above; ``""`` holds those after the last setting."""
     ours = {text.strip() for key, text in _lines(template) if key is None}
+    ours |= {KEPT.format(file=file).strip(), WIZARD.strip()}
     notes: dict[str, list[str]] = {}
     pending: list[str] = []
     for key, text in _lines(existing):
@@ -319,7 +324,8 @@ def init(
         ".env.secrets": (SECRETS, 0o600),
         ".gitignore": (merged_gitignore(_read(folder / ".gitignore")), 0o644),
     }
-    result = InitResult(replaced=sorted(replace & set(had)))
+    given = {**(extra or {}), "PROJECT_NAME": name, "BASE_DOMAIN": domain}
+    result = InitResult(replaced=sorted(k for k in replace & set(had) if had[k] != given[k]))
     new = _first_missing(folder)
     try:
         _write(folder, contents, scaffold, replace, result)
@@ -392,11 +398,11 @@ def _ask(question: str, default: str, check: Callable[[str], str]) -> str:
             console.error(exc.message, exc.hint)
 
 
-def _confirm(question: str, short: str) -> bool:
+def _confirm(question: str, short: str, default: bool = False) -> bool:
     import click
 
     try:
-        return bool(click.confirm(question, default=False))
+        return bool(click.confirm(question, default=default))
     except click.exceptions.Abort:
         raise _no_answer(short) from None
 
@@ -420,14 +426,21 @@ def run(
     if wizard:
         had = current(folder)
         default_name = name or had.get("PROJECT_NAME") or slug(folder.resolve().name) or "app"
-        name = _ask("Project name", default_name, check_name)
-        domain = _ask(
+        asked_name = _ask("Project name", default_name, check_name)
+        asked_domain = _ask(
             "Base domain", domain or had.get("BASE_DOMAIN") or DEFAULT_DOMAIN, check_domain
         )
+        # An answer that keeps the project's value is no change (and rewrites nothing).
+        if name is not None or asked_name != had.get("PROJECT_NAME"):
+            name = asked_name
+        if domain is not None or asked_domain != had.get("BASE_DOMAIN"):
+            domain = asked_domain
         for setting in optional_switches(pm):
             label = setting.description or setting.name
-            if _confirm(f"{label} ({setting.name})", setting.name):
-                extra[setting.name] = "true"
+            now = (had.get(setting.name) or "").strip().lower() in TRUE
+            answer = _confirm(f"{label} ({setting.name})", setting.name, default=now)
+            if answer != now:  # an explicit answer wins, a "no" included
+                extra[setting.name] = "true" if answer else "false"
     existed = (folder / ".env.dev").exists()
     result = init(pm, folder, name, domain, force, extra)
     report(folder, result, existed)
