@@ -347,3 +347,15 @@ def test_a_nul_byte_in_an_env_file_is_refused_at_its_line(project: Path, nself: 
     assert result.code == 1, result.output
     assert f"error: .env.local:{line}: " in result.err and "NUL" in result.err
     assert "\x00" not in result.output
+
+
+def test_nself_process_variables_in_an_env_file_are_warned_about(project: Path, nself: Run) -> None:
+    set_env(project, ".env.local", NSELF_ENV="prod", NSELF_DISABLE_PLUGINS="redis")
+    lines = (project / ".env.local").read_text().count("\n")
+    result = nself("build", "--json", cwd=project)
+    assert result.code == 0, result.output
+    data = json.loads(result.out)
+    assert data["env"] == "dev"  # read from the shell environment only
+    for line, name in ((lines - 1, "NSELF_ENV"), (lines, "NSELF_DISABLE_PLUGINS")):
+        assert f".env.local:{line}: {name} " in result.err, result.err
+    assert result.err.count("shell environment, not from env files") == 2
