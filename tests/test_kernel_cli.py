@@ -226,3 +226,16 @@ def test_debug_does_not_break_version(args: tuple[str, ...], nself: Run) -> None
     result = nself(*args)
     assert result.code == 0, result.output
     assert result.out.strip() == f"nself {__version__}"
+
+
+def test_a_project_folder_that_does_not_exist_is_named_so(tmp_path: Path, nself: Run) -> None:
+    result = nself("-C", str(tmp_path / "nonexistent"), "build")
+    assert result.code == 1, result.output
+    assert f"error: {tmp_path / 'nonexistent'} does not exist" in result.err
+    assert "parents" not in result.err
+
+
+def test_an_empty_env_option_is_a_usage_error(project: Path, nself: Run) -> None:
+    result = nself("build", "--env", "", cwd=project)
+    assert result.code == 2, result.output
+    assert "error: unknown environment ''" in result.err

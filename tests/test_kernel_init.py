@@ -221,3 +221,33 @@ def test_force_wizard_defaults_to_the_current_value_and_a_no_wins(
     assert values(dev)["REDIS_ENABLED"] == "false"
     assert "(every value kept but REDIS_ENABLED)" in result.out
     assert "PROJECT_NAME" not in result.out and "BASE_DOMAIN" not in result.out
+
+
+# -- wording ---------------------------------------------------------------------------------
+
+
+def test_the_refusal_and_the_force_report_read_well(project: Path, nself: Run) -> None:
+    refused = nself("init", str(project))
+    assert refused.code == 1
+    assert "hint: use --force to rewrite its committed env files: their values are kept" in (
+        refused.err
+    )
+    assert ".nself/init-backups" in refused.err
+    (project / ".gitignore").write_text("node_modules/\n")
+    result = nself("init", str(project), "--force")
+    assert result.code == 0, result.output
+    assert "overwritten: .gitignore (nself's lines added, yours kept)" in result.out
+    assert "every value kept" not in result.out
+
+
+def test_a_folder_name_that_is_no_project_name_hints_name(
+    tmp_path: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = nself("init", str(tmp_path / "123"))
+    assert result.code == 2, result.output
+    assert "error: invalid project name '123'" in result.err and "--name" in result.err
+    monkeypatch.setattr("sys.stdin", io.StringIO("\nokname\n\n" + "n\n" * 20))
+    result = nself("init", str(tmp_path / "123"), "--wizard")
+    assert result.code == 0, result.output
+    assert "[123]" not in result.out
+    assert values(tmp_path / "123" / ".env.dev")["PROJECT_NAME"] == "okname"

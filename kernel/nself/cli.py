@@ -133,7 +133,7 @@ def run_build(
 ) -> None:
     """What `nself build` does once its options are parsed."""
     if rollback:
-        if check or env:
+        if check or env is not None:
             raise UsageError("--rollback cannot be combined with --check or --env")
         from .build import rollback as do_rollback
 

@@ -141,6 +141,9 @@ class Config:
 def find_project(start: Path) -> Path:
     """The nearest folder at or above ``start`` holding a project."""
     start = start.resolve()
+    if not start.is_dir():
+        what = "is not a folder" if start.exists() else "does not exist"
+        raise NselfError(f"{start} {what}", "check the folder given to -C/--project")
     for folder in (start, *start.parents):
         if (folder / PROJECT_MARKER).is_file():
             return folder

@@ -335,7 +335,7 @@ def current_env_file(project: Path) -> Path:
 
 def target_env(project: Path, requested: str | None = None) -> str:
     """``--env`` beats ``NSELF_ENV`` beats the last ``nself env switch`` beats dev."""
-    if requested:
+    if requested is not None:  # `--env ''` too: a usage error, not dev
         try:
             return canonical_env(requested, "--env")
         except ConfigError as exc:

@@ -101,6 +101,17 @@ def domain_problem(domain: str) -> tuple[str, str] | None:
     return None
 
 
+def _folder_name(folder: Path) -> str:
+    """The project name the folder's name gives, checked (hinting --name when it fails)."""
+    name = slug(folder.resolve().name) or "app"
+    if not NAME.match(name):
+        raise UsageError(
+            f"invalid project name {name!r} (from the folder's name)",
+            "pass --name NAME: lowercase letters, digits and '-', starting with a letter",
+        )
+    return name
+
+
 def check_domain(domain: str) -> str:
     if (problem := domain_problem(domain)) is not None:
         raise UsageError(f"invalid domain {domain!r}: {problem[0]}", problem[1])
@@ -247,7 +258,8 @@ def check_target(folder: Path, force: bool) -> None:
     if (folder / ".env.dev").exists() and not force:
         raise NselfError(
             f"{folder} already holds an nself project",
-            "use --force to rewrite its env files (their values are kept, and a copy)",
+            "use --force to rewrite its committed env files: their values are kept, and "
+            f"copies of the previous files go to {BACKUPS}/",
         )
     if force:
         _check_parsable(folder)
@@ -307,10 +319,8 @@ def init(
     if domain is not None:
         replace.add("BASE_DOMAIN")
     # Given on the command line: checked. Kept from the project: taken as it is.
-    if name is not None:
-        name = check_name(name)
-    else:
-        name = had.get("PROJECT_NAME") or check_name(slug(folder.resolve().name) or "app")
+    given_name = check_name(name) if name is not None else None
+    name = given_name or had.get("PROJECT_NAME") or _folder_name(folder)
     if domain is not None:
         domain = check_domain(domain)
     else:
@@ -383,7 +393,7 @@ def _write(
     os.chmod(folder / ".env.secrets", 0o600)
 
 
-def _ask(question: str, default: str, check: Callable[[str], str]) -> str:
+def _ask(question: str, default: str | None, check: Callable[[str], str]) -> str:
     """Ask until ``check`` accepts the answer; the end of input gives up, writing nothing."""
     import click
 
@@ -425,7 +435,9 @@ def run(
     extra: dict[str, str] = {}
     if wizard:
         had = current(folder)
-        default_name = name or had.get("PROJECT_NAME") or slug(folder.resolve().name) or "app"
+        proposed = name or had.get("PROJECT_NAME") or slug(folder.resolve().name) or "app"
+        # Offer no default that would be refused (a folder named 123).
+        default_name = proposed if NAME.match(proposed) else None
         asked_name = _ask("Project name", default_name, check_name)
         asked_domain = _ask(
             "Base domain", domain or had.get("BASE_DOMAIN") or DEFAULT_DOMAIN, check_domain
@@ -456,9 +468,13 @@ def report(folder: Path, result: InitResult, existed: bool) -> None:
     created, overwritten, kept = (result.named(w) for w in ("created", "overwritten", "kept"))
     if created:
         console.info(f"  created:     {', '.join(created)}")
-    if overwritten:
+    envs = [path for path in overwritten if path.startswith(".env.")]
+    if envs:
         given = f" but {', '.join(result.replaced)}" if result.replaced else ""
-        console.info(f"  overwritten: {', '.join(overwritten)} (every value kept{given})")
+        console.info(f"  overwritten: {', '.join(envs)} (every value kept{given})")
+    if ".gitignore" in overwritten:
+        console.info("  overwritten: .gitignore (nself's lines added, yours kept)")
+    if overwritten:
         console.info(f"  backup:      {result.backup}/ holds the previous copies")
     if kept:
         console.info(f"  kept:        {', '.join(kept)} (unchanged)")
