@@ -67,7 +67,7 @@ class Server:
                 f"no server to deploy {config.env} to: DEPLOY_HOST is not set",
                 f"set DEPLOY_HOST (and DEPLOY_USER, DEPLOY_PATH if needed) in {env_file}",
             )
-        if host.startswith("-") or any(c.isspace() or c in "'\"`$;" for c in host):
+        if not is_host(host):
             raise NselfError(f"{config.where('DEPLOY_HOST')}: DEPLOY_HOST is not a host name")
         path = config.text("DEPLOY_PATH").strip() or f"/opt/nself/{config.project_name}"
         if not path.startswith("/"):
@@ -275,6 +275,11 @@ class Server:
             )
         shutil.rmtree(self._control, ignore_errors=True)
         self._control = ""
+
+
+def is_host(value: str) -> bool:
+    """A value ssh takes as a host, not as an option or shell text."""
+    return not value.startswith("-") and not any(c.isspace() or c in "'\"`$;" for c in value)
 
 
 def _last_line(text: str) -> str:

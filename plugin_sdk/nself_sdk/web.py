@@ -18,6 +18,7 @@ the usual wildcard certificates cover ``*.BASE_DOMAIN``, one level deep.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from nself.config import Config
 from nself.model import Problem
@@ -54,14 +55,19 @@ def is_size(value: str) -> bool:
     return len(number) <= 20 and int(number) <= MAX_SIZE_BYTES // SIZE_SCALE[unit.lower()]
 
 
+def _checked(
+    config: Config, name: str, valid: Callable[[str], bool], what: str, hint: str
+) -> Problem | None:
+    """An error at the setting's line when it is set (empty is not checked) but not valid."""
+    value = config.text(name)
+    if not value or valid(value):
+        return None
+    return Problem("error", f"{config.where(name)}: {name}={value!r} is not {what}", hint)
+
+
 def label_problem(config: Config, name: str) -> Problem | None:
     """An error when setting ``name`` is set but is not one DNS label (empty is not checked)."""
-    value = config.text(name)
-    if not value or is_label(value):
-        return None
-    return Problem(
-        "error", f"{config.where(name)}: {name}={value!r} is not a DNS label", LABEL_HINT
-    )
+    return _checked(config, name, is_label, "a DNS label", LABEL_HINT)
 
 
 def domain_problem(config: Config, name: str) -> Problem | None:
@@ -79,12 +85,11 @@ def domain_problem(config: Config, name: str) -> Problem | None:
 
 def size_problem(config: Config, name: str) -> Problem | None:
     """An error when setting ``name`` is set but is not an nginx size (``100m``, ``5g``)."""
-    value = config.text(name)
-    if not value or is_size(value):
-        return None
-    return Problem(
-        "error",
-        f"{config.where(name)}: {name}={value!r} is not a size",
+    return _checked(
+        config,
+        name,
+        is_size,
+        "a size",
         "write a number with an optional unit k, m or g (e.g. 100m), "
         f"at most {MAX_SIZE_BYTES // SIZE_SCALE['g']}g (the largest size nginx accepts)",
     )
@@ -107,12 +112,11 @@ def is_image(value: str) -> bool:
 
 def image_problem(config: Config, name: str) -> Problem | None:
     """An error when setting ``name`` is set but is not an image reference Docker can pull."""
-    value = config.text(name)
-    if not value or is_image(value):
-        return None
-    return Problem(
-        "error",
-        f"{config.where(name)}: {name}={value!r} is not an image reference",
+    return _checked(
+        config,
+        name,
+        is_image,
+        "an image reference",
         "write [registry/]name[:tag][@digest] without spaces, the name in lowercase "
         "(e.g. nginx:1.25-alpine or ghcr.io/owner/app:1.0)",
     )

@@ -44,10 +44,13 @@ def validate_config(config: Config) -> list[Problem]:
                 Problem("error", f"{config.where(name)}: {name} must be a number {low}-{high}")
             )
     host = config.text("DEPLOY_HOST").strip()
-    if host and (host.startswith("-") or any(c.isspace() or c in "'\"`$;" for c in host)):
-        problems.append(
-            Problem("error", f"{config.where('DEPLOY_HOST')}: DEPLOY_HOST is not a host name")
-        )
+    if host:
+        from nself_sdk.remote import is_host  # only when a host is set: builds stay lean
+
+        if not is_host(host):
+            problems.append(
+                Problem("error", f"{config.where('DEPLOY_HOST')}: DEPLOY_HOST is not a host name")
+            )
     path = config.text("DEPLOY_PATH").strip()
     if path and not path.startswith("/"):
         problems.append(
