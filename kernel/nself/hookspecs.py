@@ -147,6 +147,18 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
 
 
 @hookspec
+def harden(config: Config, stack: Stack, live: bool) -> list[Finding]:
+    """Check what this plugin owns for the hardening suite (``nself harden``).
+
+    Return one ``Finding`` per check with its ``layer`` (network, authentication,
+    authorization, data or audit) and, where a safe fix exists, its ``fix``. With ``live``
+    false only the configuration and the project's files may be read: builds outside dev
+    run the suite so (errors refuse the build). With ``live`` also the machine or server
+    the stack runs on. Report a failed check as a finding; never raise.
+    """
+
+
+@hookspec
 def register_commands(app: Any) -> None:
     """Add commands or command groups to the ``nself`` Typer ``app``.
 

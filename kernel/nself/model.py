@@ -6,6 +6,7 @@ the plugins that render files (compose, nginx, ...). Nothing here names a servic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -186,6 +187,11 @@ class Finding(Shown):
     level: Verdict
     message: str
     hint: str | None = None
+    # The hardening suite's layer (``harden`` hook): network, authentication,
+    # authorization, data or audit.
+    layer: str = ""
+    # A safe fix ``nself harden --fix`` may apply: makes the change, returns what it changed.
+    fix: Callable[[], str] | None = None
 
 
 @dataclass(repr=False)
