@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from nself_builtins.shared.tls import certificate, host_of, in_ssl
 from nself_sdk import (
     Config,
     Finding,
@@ -81,7 +82,7 @@ def _certificate_problems(config: Config) -> list[Problem]:
         ]
     problems = []
     for name in ("SSL_CERTIFICATE_FILE", "SSL_CERTIFICATE_KEY_FILE"):
-        relative = Path(render.in_ssl(config.text(name)))
+        relative = Path(in_ssl(config.text(name)))
         path = config.project_dir / "nginx" / "ssl" / relative
         inside = config.project_dir.joinpath("nginx").resolve()
         if not relative.parts or re.search(r"[\s;{}'\"$]", str(relative)):
@@ -332,7 +333,7 @@ def contribute_scaffold() -> list[GeneratedFile]:
 def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
     files = [GeneratedFile("nginx/nginx.conf", render.main_conf(config))]
     https_port = config.int("NGINX_HTTPS_PORT", 443)
-    cert, key = render.certificate(config)
+    cert, key = certificate(config)
     files.append(
         GeneratedFile("nginx/sites/00-default.conf", render.default_servers(https_port, cert, key))
     )
@@ -346,7 +347,7 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
                 f"written into the nginx configuration: {why}",
                 "fix the setting it comes from, or the plugin",
             )
-        host = render.host_of(route, config.domain)
+        host = host_of(route, config.domain)
         if host in overridden:
             continue
         name = "zz-catch-all" if route.subdomain == "*" else route.subdomain
@@ -361,29 +362,19 @@ __all__ = ["Route"]
 @hookimpl
 def stack_started(config: Config, stack: Stack, runtime: Any, services: list[str]) -> None:
     """A running nginx keeps the configuration it loaded: reload it (tested first) when
-    files under nginx/ are newer than its last load. Then say so when the certificate it
-    serves has expired, misses a routed host or expires within 30 days."""
+    files under nginx/ are newer than its last load."""
     if "nginx" not in services:
         return
-    from nself_sdk.console import warn
-
-    from .checks import ssl_findings
-    from .live import apply_changes
+    from nself_builtins.shared.nginx import apply_changes
 
     apply_changes(config, runtime)
-    for finding in ssl_findings(config, stack):
-        if finding.level != "ok":
-            warn(f"certificate: {finding.message}", finding.hint)
 
 
 @hookimpl
 def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
-    """``ssl``: the certificate in use; ``nginx`` (deep): ``nginx -t`` on the files."""
-    from .checks import configuration_findings, ssl_findings
+    """``nginx`` (deep): ``nginx -t`` on the files."""
+    from .checks import configuration_findings
 
-    findings = []
-    if not only or "ssl" in only:
-        findings += ssl_findings(config, stack)
     if deep and (not only or "nginx" in only):
-        findings += configuration_findings(config)
-    return findings
+        return configuration_findings(config)
+    return []

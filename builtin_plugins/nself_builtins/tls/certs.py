@@ -5,16 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 
-def covers(names: list[str], host: str) -> bool:
-    """Whether a certificate for ``names`` is valid for ``host`` (one-label wildcards)."""
-    for name in names:
-        if name == host or (
-            name.startswith("*.") and host.endswith(name[1:]) and "." not in host[: -len(name) + 1]
-        ):
-            return True
-    return False
-
-
 def certificate_report(folder: Any, config: Any, stack: Any) -> dict[str, Any]:
     """What nginx serves: file, issuer, names, validity and the routed hosts it misses."""
     import datetime
@@ -22,9 +12,8 @@ def certificate_report(folder: Any, config: Any, stack: Any) -> dict[str, Any]:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
+    from nself_builtins.shared.tls import certificate, covers, host_of
     from nself_sdk import NselfError
-
-    from .render import certificate, host_of
 
     cert_file, _key = certificate(config)
     path = folder / "nginx" / cert_file
@@ -73,9 +62,8 @@ def issue(domain: str, ssl_folder: Any) -> tuple[bytes, bytes, str]:
     import tempfile
     from pathlib import Path
 
+    from nself_builtins.shared.tls import self_signed
     from nself_sdk import NselfError
-
-    from .render import self_signed
 
     mkcert = shutil.which("mkcert")
     if mkcert is None:

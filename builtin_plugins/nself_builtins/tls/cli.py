@@ -1,0 +1,101 @@
+"""``nself ssl status|generate|install``: the Typer surface, loaded only to register it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .certs import certificate_report, issue
+
+app = typer.Typer(help="Certificates nginx serves: status, development ones.", no_args_is_help=True)
+
+
+@app.command("status")
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """The certificate in use: issuer, names, expiry (exit 1: expired, or a host missing)."""
+    from nself_sdk import NselfError, find_project, plan
+    from nself_sdk.console import emit_json, info, ok, warn
+
+    folder = find_project()
+    the_plan = plan(folder)
+    report = certificate_report(folder, the_plan.config, the_plan.stack)
+    if as_json:
+        emit_json(report)
+    else:
+        kind = "self-signed" if report["self_signed"] else report["issuer"]
+        show = ok if not report["problems"] else warn
+        show(
+            f"{report['file']}: {kind}, valid until {report['not_after'][:10]} "
+            f"({report['days_left']} days)"
+        )
+        info(f"  names: {', '.join(report['names'])}")
+        if report["renew_soon"]:
+            warn("it expires within 30 days", "replace it (or `nself ssl generate` locally)")
+    if report["problems"]:
+        raise NselfError(
+            f"the certificate {'; '.join(report['problems'])}",
+            "locally: `nself ssl generate`; elsewhere: install a certificate for these hosts "
+            "and set SSL_CERTIFICATE_FILE and SSL_CERTIFICATE_KEY_FILE",
+        )
+
+
+@app.command("generate")
+def generate() -> None:
+    """Issue a new development certificate for BASE_DOMAIN and its subdomains (local)."""
+    from nself_builtins.shared.nginx import is_running, reload_running, tested
+    from nself_builtins.shared.tls import dev_certificate
+    from nself_sdk import NselfError, find_project, load_config, runtime, write_atomic
+    from nself_sdk.console import ok
+
+    folder = find_project()
+    config = load_config(folder)
+    if not config.is_local:
+        raise NselfError(
+            f"`nself ssl generate` makes development certificates, not ones for {config.env}",
+            "put your certificate and key in nginx/ssl/ and set SSL_CERTIFICATE_FILE and "
+            "SSL_CERTIFICATE_KEY_FILE",
+        )
+    if config.text("SSL_CERTIFICATE_FILE"):
+        raise NselfError(
+            "SSL_CERTIFICATE_FILE is set: nginx serves that certificate, not a generated one",
+            "unset SSL_CERTIFICATE_FILE and SSL_CERTIFICATE_KEY_FILE to use a generated one",
+        )
+    cert_file, key_file = dev_certificate(config.domain)
+    cert, key, how = issue(config.domain, folder / "nginx" / "ssl")
+    write_atomic(folder / "nginx" / key_file, key, 0o600)
+    write_atomic(folder / "nginx" / cert_file, cert)
+    ok(f"nginx/{cert_file}: new certificate for {config.domain} and *.{config.domain} ({how})")
+    try:  # a running nginx picks it up at once; without an engine, at its next start
+        rt = runtime(config)
+        running = is_running(rt)
+    except NselfError:
+        running = False
+    if running:
+        why = tested(rt, True)
+        if why is not None:
+            raise NselfError(f"nginx configuration is invalid, not reloaded: {why}")
+        reload_running(rt)
+        ok("nginx reloaded with it")
+
+
+@app.command("install")
+def install() -> None:
+    """Make this machine trust mkcert's local CA (then `nself ssl generate`)."""
+    import shutil
+    import subprocess
+
+    from nself_sdk import NselfError
+    from nself_sdk.console import ok
+
+    mkcert = shutil.which("mkcert")
+    if mkcert is None:
+        raise NselfError(
+            "mkcert is not installed",
+            "install it (Debian/Ubuntu: apt install mkcert; macOS: brew install mkcert)",
+        )
+    if subprocess.run([mkcert, "-install"]).returncode != 0:
+        raise NselfError("mkcert -install failed", "see its message above")
+    ok("mkcert's local CA is trusted here: run `nself ssl generate`")
