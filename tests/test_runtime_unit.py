@@ -177,3 +177,16 @@ def test_only_a_new_or_up_to_date_container_is_judged_during_up() -> None:
         _Container("c", {CONFIG_HASH_LABEL: "h1"}, "sha256:i1"), "c", ("h1", "sha256:i1")
     )
     assert _current(old, "old", ("h1", ""))  # image id unknown: the hash decides
+
+
+def test_the_runtime_protocol_is_the_sdks() -> None:
+    """The contract lives in the SDK (the kernel never calls a runtime), and importing its
+    module leaves ``nself_sdk.runtime`` the function that finds a project's runtime."""
+    import importlib.util
+
+    import nself_sdk
+    from nself_sdk import Runtime, runtime
+
+    assert Runtime.__module__ == "nself_sdk.containers"
+    assert nself_sdk.runtime is runtime and callable(runtime)
+    assert importlib.util.find_spec("nself.runtime") is None

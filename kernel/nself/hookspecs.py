@@ -2,6 +2,10 @@
 
 Every capability of nself, the core services included, is a plugin implementing some of
 these hooks. ``docs/hooks.md`` documents each one; a test keeps the two in step.
+
+A container runtime is typed ``object`` in every hook: the kernel never calls one (the
+contract is ``nself_sdk.Runtime``, which the kernel may not import); implementations
+annotate it with the SDK's type.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ if TYPE_CHECKING:
         Setting,
         Stack,
     )
-    from .runtime import Runtime
 
 hookspec = pluggy.HookspecMarker("nself")
 
@@ -102,8 +105,8 @@ def validate_license(config: Config, plugin: str, tier: str, purpose: str) -> Pr
 
 
 @hookspec(firstresult=True)
-def provide_runtime(config: Config) -> Runtime | None:
-    """Return the container runtime (``nself.runtime.Runtime``) that runs ``config``'s stack.
+def provide_runtime(config: Config) -> object | None:
+    """Return the container runtime (``nself_sdk.Runtime``) that runs ``config``'s stack.
 
     Called lazily by the commands that touch containers (start, stop, status, health, logs,
     exec, ...) and by plugins through ``nself_sdk.runtime(config)``. The first plugin that
@@ -114,7 +117,7 @@ def provide_runtime(config: Config) -> Runtime | None:
 
 
 @hookspec
-def rotate_secret(config: Config, name: str, value: str, runtime: Any) -> bool | None:
+def rotate_secret(config: Config, name: str, value: str, runtime: object) -> bool | None:
     """Give secret ``name`` its new ``value`` inside the running stack, if it lives there.
 
     Called by ``nself secrets rotate`` before the new value is written and the services
@@ -126,7 +129,7 @@ def rotate_secret(config: Config, name: str, value: str, runtime: Any) -> bool |
 
 
 @hookspec
-def stack_started(config: Config, stack: Stack, runtime: Runtime, services: list[str]) -> None:
+def stack_started(config: Config, stack: Stack, runtime: object, services: list[str]) -> None:
     """React to ``nself start`` having brought ``services`` up (healthy or isolated).
 
     For what a running service picks up without a restart: e.g. reload a server whose

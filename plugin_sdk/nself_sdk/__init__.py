@@ -36,7 +36,7 @@ from nself.plugins import scan_entry_points as entry_point_plugins
 from nself.redact import MASK, scrub, secret_name
 
 if TYPE_CHECKING:
-    from nself.runtime import (
+    from .containers import (
         ExecResult,
         HealthResult,
         HealthStatus,
@@ -64,7 +64,7 @@ from .safety import rule as safety_rule
 # The runtime's types are needed by the commands that touch containers, not by every start
 # of nself: they are imported on first use (`from nself_sdk import Runtime` works as usual).
 _LAZY = {
-    name: "nself.runtime"
+    name: "nself_sdk.containers"
     for name in (
         "ExecResult",
         "HealthResult",

@@ -15,7 +15,7 @@ from nself.model import Stack
 from nself.plugins import call_each, make_manager
 
 if TYPE_CHECKING:
-    from nself.runtime import Runtime
+    from .containers import Runtime
 
 find_project = project_dir
 plan = _build.plan

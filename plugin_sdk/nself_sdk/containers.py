@@ -1,9 +1,9 @@
 """What a container runtime offers: the interface behind ``provide_runtime``.
 
-The kernel only describes the contract; a plugin implements it (the builtin one drives
-Docker Compose v2 and the Docker SDK). Commands and other plugins (database, secrets, ...)
-talk to the stack only through this interface, so another engine can replace Docker
-without touching them. Nothing here imports a container library.
+The kernel never calls a runtime: it is a contract between plugins. One plugin implements
+it (the builtin one drives Docker Compose v2 and the Docker SDK); commands and other
+plugins (database, secrets, ...) talk to the stack only through it, so another engine can
+replace Docker without touching them. Nothing here imports a container library.
 """
 
 from __future__ import annotations
@@ -12,12 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Literal, Protocol, runtime_checkable
 
-from .errors import EXIT_DEGRADED as EXIT_DEGRADED
-
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
-
-# EXIT_DEGRADED (exit status of a running but degraded stack) lives in errors.py, so the
-# SDK can offer it without importing this module at start-up.
 
 
 @dataclass(frozen=True)
