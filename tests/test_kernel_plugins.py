@@ -372,3 +372,53 @@ def test_no_plugin_submodule_shadows_a_hook() -> None:
         for hook in hooks:
             assert not (folder / f"{hook}.py").exists(), f"{plugin_name}/{hook}.py"
             assert not isinstance(getattr(plugin, hook, None), types.ModuleType), plugin_name
+
+
+# -- licensed plugins: the license plugin checks every plugin of another tier than free ----
+
+
+PRO = """\
+from nself_sdk import Setting, hookimpl
+
+NSELF_TIER = "pro"
+
+@hookimpl
+def declare_settings():
+    return [Setting("FANCY_MODE", "fast", "How fancy.")]
+"""
+
+
+def test_a_pro_python_plugin_without_a_licence_stops_the_build(
+    site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("NSELF_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("NSELF_LICENSE_KEY", raising=False)
+    make_distribution(site, plugin="fancy", code=PRO)
+    error = build_error(project, nself)
+    assert error == "error: plugin fancy needs a pro licence and none is set"
+
+
+def test_a_licence_plugin_may_answer_for_a_pro_plugin(
+    site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The first ``validate_license`` answer decides; a refusal names the plugin."""
+    monkeypatch.setenv("NSELF_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("NSELF_LICENSE_KEY", raising=False)
+    make_distribution(site, plugin="fancy", code=PRO)
+    verdict = "ANSWER"
+    code = textwrap.dedent(
+        """\
+        from nself_sdk import Problem, hookimpl
+
+        @hookimpl(tryfirst=True)
+        def validate_license(config, plugin, tier, purpose):
+            assert (plugin, tier, purpose) == ("fancy", "pro", "build")
+            return ANSWER
+        """
+    )
+    make_distribution(site, plugin="seller", code=code.replace(verdict, "True"))
+    assert nself("build", cwd=project).code == 0
+    refusal = 'Problem("error", "fancy is not in your plan", "buy it")'
+    make_distribution(site, plugin="seller2", code=code.replace(verdict, refusal))
+    refused = nself("build", cwd=project)
+    assert refused.code == 1 and refused.err.startswith("error: fancy is not in your plan\n")

@@ -16,7 +16,7 @@ from .atomic import write_atomic
 from .config import DEFAULT_LABEL, Config, load
 from .errors import ConfigError, NselfError
 from .model import GeneratedFile, Problem, Route, Service, Setting, Shown, Stack
-from .plugins import call_each, make_manager, tier_of
+from .plugins import call_each, make_manager
 
 STATE_DIR = ".nself"
 MANIFEST_NAME = "build.json"
@@ -77,6 +77,7 @@ def load_config(
     """Resolved config with declared defaults and derived values, and the manager."""
     pm = pm or make_manager(project_dir)
     config = load(project_dir, env)
+    config.pluginmanager = pm
     settings = declared_settings(pm)
     config.declared = settings
     config.with_defaults(
@@ -116,18 +117,6 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     """Everything a build writes, computed in memory and checked."""
     config, pm, settings = load_config(project_dir, env)
     problems: list[Problem] = []
-    for name, plugin in pm.list_name_plugin():
-        tier = tier_of(plugin)
-        if tier != "free":
-            verdict = pm.hook.validate_license(
-                config=config, plugin=name, tier=tier, purpose="build"
-            )
-            if verdict is None:  # no licence plugin answered: refuse
-                verdict = Problem(
-                    "error", f"plugin {name} needs a {tier} licence", "run `nself license set KEY`"
-                )
-            if isinstance(verdict, Problem):
-                problems.append(verdict)
     for _plugin, answer in call_each(pm, "validate_config", config=config):
         problems.extend(p for p in answer if p not in problems)  # each said once
     problems.extend(process_variables(config))

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import envfiles, redact
 from .envfiles import Entry, Resolver
 from .errors import ConfigError, NselfError
 from .model import Setting
+
+if TYPE_CHECKING:
+    import pluggy
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -28,6 +32,9 @@ class Config:
     declared: dict[str, Setting] = field(default_factory=dict)
     # Every name a plugin derives (``contribute_env``), set in a file or not.
     derived: set[str] = field(default_factory=set)
+    # The plugins this config was loaded with (as pytest's ``config.pluginmanager``): a
+    # hook that needs the other plugins (their answers, their attributes) asks it.
+    pluginmanager: pluggy.PluginManager | None = None
 
     # -- reading values -------------------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:

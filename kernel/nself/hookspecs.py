@@ -100,7 +100,7 @@ def validate_license(config: Config, plugin: str, tier: str, purpose: str) -> Pr
 
     Return ``True`` to allow it, a warning ``Problem`` to allow it with a warning, or an
     error ``Problem`` explaining the refusal. The first non-``None`` answer wins; when no
-    plugin answers, the build refuses the plugin.
+    plugin answers, the ``license`` plugin's build check refuses the plugin.
     """
 
 

@@ -270,8 +270,3 @@ def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[
         if result is not None:
             answers.append((impl.plugin_name, result))
     return answers
-
-
-def tier_of(plugin: object) -> str:
-    """A plugin's licence tier: ``free`` unless it says otherwise."""
-    return str(getattr(plugin, "nself_tier", None) or getattr(plugin, "NSELF_TIER", "free"))

@@ -1,7 +1,10 @@
 """Licences for pro plugins: ``nself license set|status|clear`` and the build-time check.
 
-The work is done by ``nself_registry.licensing`` (imported lazily: cryptography is not
-loaded unless a licensed plugin or a licence command is involved).
+A plugin's tier is its ``nself_tier`` (bundles) or ``NSELF_TIER`` (Python plugins)
+attribute, ``free`` when it has none. Every plugin of another tier needs a licence: the
+first ``validate_license`` answer decides, and no answer at all refuses the plugin. The
+work is done by ``nself_registry.licensing`` (imported lazily: cryptography is not loaded
+unless a licensed plugin or a licence command is involved).
 """
 
 from __future__ import annotations
@@ -9,6 +12,32 @@ from __future__ import annotations
 from typing import Any
 
 from nself_sdk import Config, Finding, Problem, hookimpl
+
+
+def tier_of(plugin: object) -> str:
+    """A plugin's licence tier: ``free`` unless it says otherwise."""
+    return str(getattr(plugin, "nself_tier", None) or getattr(plugin, "NSELF_TIER", "free"))
+
+
+@hookimpl
+def validate_config(config: Config) -> list[Problem]:
+    """Each plugin of a licensed tier in this build, checked by the licence plugins."""
+    pm = config.pluginmanager
+    if pm is None:  # a config the build pipeline did not load: no plugins to check
+        return []
+    problems: list[Problem] = []
+    for name, plugin in pm.list_name_plugin():
+        tier = tier_of(plugin)
+        if tier == "free":
+            continue
+        verdict = pm.hook.validate_license(config=config, plugin=name, tier=tier, purpose="build")
+        if verdict is None:  # no licence plugin answered: refuse
+            verdict = Problem(
+                "error", f"plugin {name} needs a {tier} licence", "run `nself license set KEY`"
+            )
+        if isinstance(verdict, Problem):
+            problems.append(verdict)
+    return problems
 
 
 @hookimpl
