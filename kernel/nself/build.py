@@ -620,14 +620,13 @@ def secret_problems(
 
 
 def public_urls(config: Config, stack: Stack) -> dict[str, str]:
-    """The public address of every routed service, and the ``direct_url`` of a service
-    opened without nginx (a dev tool on 127.0.0.1)."""
-    port = config.text("PUBLIC_HTTPS_PORT", "443")
-    suffix = "" if port == "443" else f":{port}"
+    """Where people open the stack: the plugins' ``contribute_urls`` (the first answer for a
+    name wins), then the ``direct_url`` of a service opened without them (a dev tool)."""
+    pm = config.pluginmanager or make_manager(config.project_dir)
     urls: dict[str, str] = {}
-    for route in stack.routes:
-        host = config.domain if route.subdomain == "*" else f"{route.subdomain}.{config.domain}"
-        urls[route.service or route.subdomain] = f"https://{host}{suffix}"
+    for _plugin, answer in call_each(pm, "contribute_urls", config=config, stack=stack):
+        for name, url in answer.items():
+            urls.setdefault(name, url)
     for service in stack.services:
         if service.direct_url and service.name not in urls:
             urls[service.name] = service.direct_url

@@ -84,6 +84,12 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
 
 
 @hookspec
+def contribute_urls(config: Config, stack: Stack) -> dict[str, str]:
+    """Return the address people open for each service this plugin makes public
+    (service or route name -> URL), for the build summary, ``nself urls`` and ``status``."""
+
+
+@hookspec
 def contribute_scaffold() -> list[GeneratedFile]:
     """Return files ``nself init`` adds to a new project where they do not exist yet.
 

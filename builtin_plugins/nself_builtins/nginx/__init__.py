@@ -138,6 +138,19 @@ def contribute_env(config: Config) -> dict[str, str]:
     return {"PUBLIC_HTTPS_PORT": str(config.int("NGINX_HTTPS_PORT", 443))}
 
 
+@hookimpl
+def contribute_urls(config: Config, stack: Stack) -> dict[str, str]:
+    """``https://SUBDOMAIN.BASE_DOMAIN`` of every route (the domain itself for ``*``), with
+    the public HTTPS port when it is not 443."""
+    port = config.text("PUBLIC_HTTPS_PORT", "443")
+    suffix = "" if port == "443" else f":{port}"
+    urls: dict[str, str] = {}
+    for route in stack.routes:
+        host = config.domain if route.subdomain == "*" else f"{route.subdomain}.{config.domain}"
+        urls[route.service or route.subdomain] = f"https://{host}{suffix}"
+    return urls
+
+
 def _value_problems(config: Config) -> list[Problem]:
     """Every declared ``*_SUBDOMAIN`` must be a DNS label and every ``*_MAX_BODY_SIZE`` an
     nginx size, whichever plugin declares them: nginx writes them into its configuration."""
