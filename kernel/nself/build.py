@@ -135,10 +135,11 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
                     f"{item.path} refers to undefined setting(s): {', '.join(missing)}",
                     "set them in an env file",
                 )
-    if not config.is_local:
-        refused = secret_problems(config, settings, files)
-        if refused:
-            raise BuildRefused(refused)
+    for _plugin, answer in call_each(pm, "validate_files", config=config, stack=stack, files=files):
+        problems.extend(p for p in answer if p not in problems)
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        raise BuildRefused(errors)
     computed = {k: config.get(k) or "" for k in config.names()}
     files.append(
         GeneratedFile(envfiles.COMPUTED, envfiles.render_env(computed, COMPUTED_HEADER), 0o600)
@@ -557,66 +558,6 @@ def rollback(project: Path) -> dict[str, str]:
         write_atomic(project / MANIFEST, json.dumps(kept, indent=2, sort_keys=True) + "\n")
         shutil.rmtree(latest)
     return dict(sorted(done.items()))
-
-
-def referenced_settings(config: Config, files: list[GeneratedFile]) -> set[str]:
-    """Names the generated files use, following ``${VAR}`` inside values too."""
-    todo = [
-        n
-        for f in files
-        if f.env_refs and isinstance(f.content, str)
-        for n in _REF.findall(f.content)
-    ]
-    seen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        entry = config.resolver.entry(name)
-        if entry is not None and not entry.literal:
-            todo.extend(_REF.findall(entry.raw))
-    return seen
-
-
-def secret_problems(
-    config: Config, settings: dict[str, Setting], files: list[GeneratedFile]
-) -> list[Problem]:
-    """Outside dev, every secret the stack uses must be set, real and strong.
-
-    A dev stub is a value that comes from ``.env.dev`` or a plugin's default, or that
-    equals one of them. A secret composed of other settings (``{"key":"${JWT_KEY}"}``) is
-    judged through the settings it refers to. Optional credentials (no ``generate``, no
-    ``min_length``, e.g. an SMTP password) may stay empty.
-    """
-    from .secretgen import weakness
-
-    problems = []
-    fix = f"run `nself secrets generate --env {config.env}` or set it in .env.secrets"
-    for name in sorted(referenced_settings(config, files)):
-        setting = settings.get(name)
-        if setting is None or not setting.secret:
-            continue
-        required = bool(setting.generate or setting.min_length)
-        value = config.get(name) or ""
-        entry = config.resolver.entry(name)
-        source = config.where(name)
-        if not value:
-            if required:
-                problems.append(Problem("error", f"{name} is not set for {config.env}", fix))
-            continue
-        if entry is not None and not entry.literal and "${" in entry.raw:
-            continue  # composed of other settings, each checked on its own
-        stubs = {e.raw for e in config.origins(name) if e.file in (".env.dev", DEFAULT_LABEL)}
-        if setting.default is not None:
-            stubs.add(setting.default)
-        if source.startswith((".env.dev", DEFAULT_LABEL)) or value in stubs:
-            problems.append(
-                Problem("error", f"{name} ({source}) still has the dev-stub value", fix)
-            )
-        elif required and (why := weakness(value, setting.min_length)) is not None:
-            problems.append(Problem("error", f"{name} ({source}) is too weak: {why}", fix))
-    return problems
 
 
 def public_urls(config: Config, stack: Stack) -> dict[str, str]:

@@ -84,6 +84,12 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
 
 
 @hookspec
+def validate_files(config: Config, stack: Stack, files: list[GeneratedFile]) -> list[Problem]:
+    """Check the files the build is about to write (in memory, nothing written yet); any
+    error stops the build. The builtin secrets plugin refuses weak secrets they use here."""
+
+
+@hookspec
 def contribute_urls(config: Config, stack: Stack) -> dict[str, str]:
     """Return the address people open for each service this plugin makes public
     (service or route name -> URL), for the build summary, ``nself urls`` and ``status``."""

@@ -1,4 +1,4 @@
-"""Strong secrets, and the checks that refuse weak ones outside dev."""
+"""Fresh secrets for the settings plugins declare with ``generate``."""
 
 from __future__ import annotations
 
@@ -14,19 +14,3 @@ def generate(kind: str | None) -> str:
     if kind == "password":
         return secrets.token_urlsafe(24)
     return secrets.token_urlsafe(32)
-
-
-WEAK_WORDS = ("changeme", "password", "secret", "admin", "devstub", "dev-stub", "example", "test")
-
-
-def weakness(value: str, min_length: int) -> str | None:
-    """Why ``value`` is too weak to protect a server, or ``None``."""
-    if len(value) < max(min_length, 16):
-        return f"shorter than {max(min_length, 16)} characters"
-    low = value.lower()
-    for word in WEAK_WORDS:
-        if word in low and len(set(low.replace(word, ""))) < 10:
-            return f"based on the word {word!r}"
-    if len(set(value)) < 8:
-        return "too few distinct characters"
-    return None

@@ -23,7 +23,6 @@ from nself.envfiles import (
 )
 from nself.model import Service, Stack
 from nself.secretgen import generate as generate_secret
-from nself.secretgen import weakness
 
 __all__ = [
     "COMPUTED",
@@ -45,7 +44,6 @@ __all__ = [
     "service_references",
     "services_using",
     "target_env",
-    "weakness",
     "write_atomic",
 ]
 

@@ -1,4 +1,5 @@
-"""``nself secrets generate|rotate|audit``: strong secrets in ``.env.secrets`` (mode 0600).
+"""``nself secrets generate|rotate|audit``: strong secrets in ``.env.secrets`` (mode 0600),
+and the build's refusal of missing, dev-stub or weak secrets outside dev (``policy.py``).
 
 Values are never printed: commands name secrets, never show them. The work is done in
 ``commands.py``, imported only when a ``secrets`` command runs.
@@ -8,7 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from nself_sdk import Config, Finding, hookimpl
+from nself_sdk import Config, Finding, GeneratedFile, Problem, hookimpl
+
+
+@hookimpl
+def validate_files(config: Config, files: list[GeneratedFile]) -> list[Problem]:
+    """Outside dev, every secret the files use is set, not the dev stub, and strong."""
+    if config.is_local:
+        return []
+    from .policy import secret_problems
+
+    return secret_problems(config, files)
 
 
 @hookimpl

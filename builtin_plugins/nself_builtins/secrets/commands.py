@@ -37,9 +37,10 @@ from nself_sdk.envs import (
     references,
     service_references,
     target_env,
-    weakness,
     write_atomic,
 )
+
+from .policy import weakness
 
 DEV_FILE = ".env.dev"
 GENERATE_HINT = "not set; run `nself secrets generate`"
