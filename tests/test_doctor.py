@@ -131,7 +131,8 @@ def test_migrations_and_backups_on_a_real_database(
     (migration / "down.sql").write_text("DROP TABLE notes;\n")
 
     r, findings = doctor(nself, project, "--check", "migrations")
-    assert levels(findings, "migrations") == ["warning"], r.output
+    assert r.code == 0, r.output
+    assert levels(findings, "migrations") == ["warning"]
     assert "1 pending: 1_notes" in findings[0]["message"]
     assert nself("db", "migrate", "up", cwd=project).code == 0
     result, findings = doctor(nself, project, "--check", "migrations")
@@ -154,6 +155,46 @@ def test_migrations_and_backups_on_a_real_database(
     dump.write_bytes(dump.read_bytes()[:-20])
     result, findings = doctor(nself, project, "--check", "backups")
     assert result.code == 1 and levels(findings, "backups") == ["error"]
+
+
+@pytest.mark.postgres
+def test_plugin_migrations_come_from_the_stack_for_doctor_and_commands(
+    site: Path,  # noqa: F811
+    project: Path,
+    nself: Run,
+    pg: Cluster,
+    db: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`nself doctor` and `nself db migrate` see the same migrations: the project's files
+    and those the plugins contribute (the stack's), switched by the plugin's setting."""
+    monkeypatch.setenv("NSELF_DB_URL", pg.url(db))
+    monkeypatch.setenv("NSELF_PG_BINDIR", str(pg.bindir))
+    code = (
+        "from nself_sdk import Migration, Setting, hookimpl\n\n"
+        "@hookimpl\ndef declare_settings():\n"
+        "    return [Setting('NOTES_ENABLED', 'true', 'Notes tables.')]\n\n"
+        "@hookimpl\ndef contribute_migrations(config):\n"
+        "    if not config.flag('NOTES_ENABLED'):\n        return []\n"
+        "    return [Migration('1', 'notes', 'CREATE TABLE plugin_notes (id int);',\n"
+        "                      'DROP TABLE plugin_notes;', source='notes')]\n"
+    )
+    make_distribution(site, plugin="notes", code=code)
+    r, findings = doctor(nself, project, "--check", "migrations")
+    assert r.code == 0, r.output
+    assert levels(findings, "migrations") == ["warning"]
+    assert "1 pending: 1_notes" in findings[0]["message"]
+    status = nself("db", "migrate", "status", "--json", cwd=project)
+    rows = json.loads(status.out)["migrations"]
+    assert [(r["source"], r["name"], r["state"]) for r in rows] == [("notes", "notes", "pending")]
+    assert nself("db", "migrate", "up", cwd=project).code == 0
+    assert ("plugin_notes",) in pg.sql("SELECT tablename FROM pg_tables", db)
+    result, findings = doctor(nself, project, "--check", "migrations")
+    assert result.code == 0 and levels(findings, "migrations") == ["ok"]
+    set_env(project, ".env.local", NOTES_ENABLED="false")  # applied, but no longer in the stack
+    result, findings = doctor(nself, project, "--check", "migrations")
+    assert result.code == 1 and "is gone" in findings[0]["message"]
+    assert nself("db", "migrate", "verify", cwd=project).code == 1
 
 
 def test_check_names_are_checked(project: Path, nself: Run) -> None:

@@ -124,7 +124,7 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     if errors:
         raise BuildRefused(errors)
 
-    stack = _collect_stack(pm, config)
+    stack = collect_stack(pm, config)
     files = _collect_files(pm, config, stack)
     known = set(config.names())
     for item in files:
@@ -178,7 +178,8 @@ class BuildRefused(NselfError):
         self.problems = problems
 
 
-def _collect_stack(pm: pluggy.PluginManager, config: Config) -> Stack:
+def collect_stack(pm: pluggy.PluginManager, config: Config) -> Stack:
+    """Services, routes and migrations the plugins contribute, each name with one owner."""
     owners: dict[str, str] = {}
     services: list[Service] = []
     for plugin, answer in call_each(pm, "contribute_services", config=config):

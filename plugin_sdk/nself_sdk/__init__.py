@@ -57,6 +57,7 @@ from .project import (
     public_urls,
     rollback,
     runtime,
+    stack,
 )
 from .safety import require_confirmation
 from .safety import rule as safety_rule
@@ -134,5 +135,6 @@ __all__ = [
     "safety_rule",
     "scrub",
     "secret_name",
+    "stack",
     "write_atomic",
 ]

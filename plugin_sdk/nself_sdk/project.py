@@ -35,6 +35,12 @@ def load_config(project: Path | None = None, env: str | None = None) -> Config:
     return config
 
 
+def stack(config: Config, pm: pluggy.PluginManager | None = None) -> Stack:
+    """What the plugins contribute for ``config``: services, routes and migrations, one
+    owner per name (the build's stack, without its validation and files)."""
+    return _build.collect_stack(pm or make_manager(config.project_dir), config)
+
+
 def runtime(config: Config, pm: pluggy.PluginManager | None = None) -> Runtime:
     """The container runtime a plugin provides for ``config`` (see ``provide_runtime``)."""
     manager = pm or make_manager(config.project_dir)
@@ -53,4 +59,5 @@ __all__ = [
     "plan",
     "plugin_manager",
     "runtime",
+    "stack",
 ]

@@ -1,9 +1,10 @@
 """The database lifecycle: migrations, verified backups, restore, PITR, seeds and shell.
 
-Commands live under ``nself db``. The engine modules (``migrations``, ``backups``,
-``pitr``) talk to PostgreSQL only through a ``Transport`` (``transport.py``), so the same
-code runs against the local stack (tools inside the postgres service) and against any
-server reachable directly (tests, CI, ``NSELF_DB_URL``).
+Commands live under ``nself db`` (``cli/``: one Typer app per command group). The engine
+modules (``migrations``, ``backups``, ``pitr``) talk to PostgreSQL only through a
+``Transport`` (``transport.py``), so the same code runs against the local stack (tools
+inside the postgres service) and against any server reachable directly (tests, CI,
+``NSELF_DB_URL``).
 """
 
 from __future__ import annotations
@@ -82,15 +83,15 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from .commands import db_app
+    from .cli import app as db
 
-    app.add_typer(db_app(), name="db", rich_help_panel="Database")
+    app.add_typer(db, rich_help_panel="Database")
 
 
 @hookimpl
-def diagnose(config: Config, deep: bool, only: list[str]) -> list[Finding]:
+def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
     """``migrations``: pending or changed ones; ``backups``: the newest is intact, recent
     (with a schedule) and proven by a restore (``deep`` runs that restore)."""
     from .checks import findings
 
-    return findings(config, deep, only)
+    return findings(config, stack, deep, only)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
-from nself_sdk import Config, Finding, NselfError
+from nself_sdk import Config, Finding, NselfError, Stack
 
 from .backups import Store, check_integrity
 from .target import Target
@@ -14,20 +13,21 @@ from .target import Target
 STALE_HOURS = 26
 
 
-def findings(config: Config, deep: bool, only: list[str]) -> list[Finding]:
+def findings(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
+    target = Target(config.project_dir, config, config.env, stack)
     found = []
     if not only or "migrations" in only:
-        found += _migrations(config)
+        found += _migrations(target)
     if not only or "backups" in only:
-        found += _backups(config, deep)
+        found += _backups(target, deep)
     return found
 
 
-def _migrations(config: Config) -> list[Finding]:
-    from .commands import _runner
+def _migrations(target: Target) -> list[Finding]:
+    from .migrations import migration_status
 
     try:
-        rows, problems = _runner(Target(config.project_dir, config, config.env)).status()
+        rows, problems = migration_status(target)
     except NselfError as exc:
         return [Finding("migrations", "warning", f"not checked: {exc.message}", exc.hint)]
     found = [Finding("migrations", "error", p.message, p.hint) for p in problems]
@@ -48,7 +48,8 @@ def _migrations(config: Config) -> list[Finding]:
     return found
 
 
-def _backups(config: Config, deep: bool) -> list[Finding]:
+def _backups(target: Target, deep: bool) -> list[Finding]:
+    config = target.config
     store = Store.for_project(config.project_dir, config)
     names = store.names()
     if not names:
@@ -70,14 +71,12 @@ def _backups(config: Config, deep: bool) -> list[Finding]:
                 "see `nself logs db-backup`",
             )
         )
-    verified = _verified(store, newest)
+    verified = bool((store.verification(newest) or {}).get("ok"))
     if deep:
         from .backups import verify
 
         try:
-            record = verify(
-                Target(config.project_dir, config, config.env).transport(), store, newest
-            )
+            record = verify(target.transport(), store, newest)
             verified = bool(record.get("ok"))
             if not verified:
                 found.append(
@@ -103,10 +102,3 @@ def _backups(config: Config, deep: bool) -> list[Finding]:
         proof = "restored as a test" if verified else "hashes match"
         found.append(Finding("backups", "ok", f"newest {newest}, {hours:.0f} h old, {proof}"))
     return found
-
-
-def _verified(store: Store, name: str) -> bool:
-    try:
-        return bool(json.loads(store.verified_file(name).read_text()).get("ok"))
-    except (OSError, ValueError, AttributeError):
-        return False

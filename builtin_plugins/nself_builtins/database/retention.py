@@ -104,7 +104,7 @@ class PrunePlan:
             f"retention: {self.days} day(s) (window from {self.window_start:%Y-%m-%d %H:%M} UTC)"
         ]
         for base in self.drop:
-            lines.append(f"  {verb} base backup {base['name']} (ended {_when(base['end'])})")
+            lines.append(f"  {verb} base backup {base['name']} (ended {when_text(base['end'])})")
         for name in self.leftovers:
             lines.append(f"  {verb} leftover {name} (no manifest)")
         if self.wal:
@@ -118,12 +118,12 @@ class PrunePlan:
             lines.append(f"  keep base backup {base['name']}: {why}")
         lines.append(
             f"  {'freed' if self.applied else 'frees'} {size_text(self.freed)};"
-            f" earliest recoverable point afterwards: {_when(self.earliest_after)}"
+            f" earliest recoverable point afterwards: {when_text(self.earliest_after)}"
         )
         return lines + self.notes
 
 
-def _when(iso: object) -> str:
+def when_text(iso: object) -> str:
     return str(iso)[:19].replace("T", " ") + " UTC"
 
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nself_sdk import Config, NselfError, UsageError, find_project, load_config
+from nself_sdk import Config, Migration, NselfError, Stack, UsageError, find_project, load_config
 
 from .transport import DirectTransport, ServerTransport, StackTransport, Transport
 
@@ -19,6 +19,15 @@ class Target:
     project: Path
     config: Config
     env: str
+    stack: Stack | None = None  # collected from the plugins on first use when not given
+
+    def migrations(self) -> list[Migration]:
+        """The plugins' migrations: the stack's."""
+        if self.stack is None:
+            from nself_sdk import stack
+
+            self.stack = stack(self.config)
+        return self.stack.migrations
 
     @property
     def is_prod(self) -> bool:

@@ -1,0 +1,102 @@
+"""`nself db`: restore, shell, seed and reset, and the groups migrate, backup and pitr."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nself_sdk import NselfError, UsageError
+from nself_sdk.console import info, ok
+
+from . import backup, migrate, pitr
+from .options import ConfirmOpt, DryRunOpt, EnvOpt, guard, resolve, size
+
+app = typer.Typer(
+    name="db",
+    help="Migrations, backups, restore, point-in-time recovery, seeds, shell.",
+    no_args_is_help=True,
+)
+
+
+@app.command("restore")
+def restore_cmd(
+    name: Annotated[str, typer.Argument(help="Backup to restore (see `nself db backup list`).")],
+    env: EnvOpt = None,
+    confirm: ConfirmOpt = False,
+    dry_run: DryRunOpt = False,
+    no_safety_backup: Annotated[
+        bool, typer.Option("--no-safety-backup", help="Skip the backup of the current data.")
+    ] = False,
+) -> None:
+    """Replace the database with a backup (checked first; a safety backup is taken)."""
+    from ..backups import Store, check_integrity, restore
+
+    target = resolve(env)
+    guard(target, confirm, dry_run, "restoring")
+    store = Store.for_project(target.project, target.config)
+    resolved = store.resolve_name(name)
+    manifest = check_integrity(store, resolved)
+    if dry_run:
+        info(
+            f"would restore {resolved} ({size(manifest['size'])}, taken {manifest['created'][:19]})"
+        )
+        info("  after a safety backup of the current database; dry run: nothing changed")
+        return
+    result = restore(
+        target.transport(), store, resolved, safety_backup=not no_safety_backup, say=info
+    )
+    ok(f"restored {resolved} into {result['database']}")
+    if result.get("safety_backup"):
+        info(f"  the previous data is in backup {result['safety_backup']}")
+
+
+@app.command("shell")
+def shell_cmd(env: EnvOpt = None) -> None:
+    """Open psql on the database (inside the postgres service for the local stack)."""
+    raise typer.Exit(resolve(env).transport().interactive("psql", []))
+
+
+@app.command("seed")
+def seed_cmd(env: EnvOpt = None, confirm: ConfirmOpt = False, dry_run: DryRunOpt = False) -> None:
+    """Run seeds/*.sql in name order (prod: only files marked `-- nself:prod-safe`)."""
+    from ..seeds import run_seeds
+
+    target = resolve(env)
+    guard(target, confirm, dry_run, "seeding")
+    done = run_seeds(target, dry_run=dry_run, say=info)
+    verb = "would run" if dry_run else "ran"
+    ok(f"{verb} {len(done)} seed file(s) on {target.env}")
+
+
+@app.command("reset")
+def reset_cmd(
+    env: EnvOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+    seed: Annotated[bool, typer.Option("--seed/--no-seed", help="Run seeds afterwards.")] = True,
+) -> None:
+    """Drop and recreate the dev database, then migrate (and seed). Dev only."""
+    from ..migrations import migration_runner
+    from ..seeds import reset, run_seeds
+
+    target = resolve(env)
+    if target.env != "dev":
+        raise UsageError(
+            f"`nself db reset` only works on the local dev database, not {target.env}",
+            "use `nself db restore` to replace a staging or production database",
+        )
+    if not yes and not typer.confirm(
+        f"Drop every table of {target.config.text('POSTGRES_DB', 'nself')} and start over?"
+    ):
+        raise NselfError("cancelled; nothing changed")
+    reset(target.transport(), target.project / "postgres" / "init")
+    outcome = migration_runner(target, say=info).up()
+    info(f"  applied {len(outcome.applied)} migration(s)")
+    if seed:
+        run_seeds(target, dry_run=False, say=info)
+    ok("the dev database was reset")
+
+
+app.add_typer(migrate.app, name="migrate")
+app.add_typer(backup.app, name="backup")
+app.add_typer(pitr.app, name="pitr")
