@@ -10,7 +10,7 @@ import pytest
 
 from conftest import set_env
 from nself_sdk import MASK
-from nself_sdk.envs import parse_text
+from nself_sdk.envfiles import parse_text
 
 
 def dev_secrets(project: Path) -> dict[str, str]:

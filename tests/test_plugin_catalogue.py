@@ -24,7 +24,7 @@ import yaml
 
 from conftest import Result, set_env, standin
 from nself_builtins.plugins.store import install_folder, read_lock
-from nself_sdk.manifest import lint_bundle
+from nself_builtins.shared.manifest import lint_bundle
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "registry" / "catalogue"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

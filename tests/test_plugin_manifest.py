@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nself_sdk.manifest import (
+from nself_builtins.shared.manifest import (
     ManifestError,
     check_requires_nself,
     lint_bundle,
@@ -345,7 +345,7 @@ def test_templates_may_not_carry_secrets(tmp_path: Path) -> None:
 
 
 def test_every_manifest_key_is_documented() -> None:
-    from nself_sdk.manifest import _SCHEMA
+    from nself_builtins.shared.manifest import _SCHEMA
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "plugins" / "manifest.md").read_text()
 

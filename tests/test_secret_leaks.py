@@ -23,7 +23,7 @@ import typer
 from conftest import Result, set_env
 from nself.cli import make_app
 from nself_sdk import secret_name
-from nself_sdk.envs import parse_text
+from nself_sdk.envfiles import parse_text
 
 Run = Callable[..., Result]
 # Files that hold secrets by design; everything else must not.

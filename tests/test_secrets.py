@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 from conftest import set_env
-from nself_sdk.envs import parse_text
+from nself_sdk.envfiles import parse_text
 
 
 def values(path: Path) -> dict[str, str]:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from conftest import Result, standin, use_standins
-from nself_sdk.envs import parse_text
+from nself_sdk.envfiles import parse_text
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]

@@ -224,7 +224,7 @@ def incompatibility(artifact: idx.Artifact, current: str = nself_version) -> str
     have = semver.Version.parse(current)
     if have < semver.Version.parse(artifact.min_nself):
         return f"needs nself >= {artifact.min_nself}"
-    from nself_sdk.manifest import version_matches
+    from nself_builtins.shared.manifest import version_matches
 
     try:
         fits = version_matches(artifact.requires_nself, current)

@@ -73,7 +73,7 @@ def _manifest_text(archive: Path) -> str:
 
 def read_bundle(archive: Path) -> Bundle:
     """Name, version, tier and nself range of a packed bundle, from its checked manifest."""
-    from nself_sdk.manifest import parse_manifest
+    from nself_builtins.shared.manifest import parse_manifest
 
     manifest = parse_manifest(_manifest_text(archive), f"{archive.name}:{MANIFEST_FILE}")
     return Bundle(
@@ -90,7 +90,7 @@ def read_bundle(archive: Path) -> Bundle:
 
 def min_version(requirement: str) -> str:
     """The lowest nself a ``requires_nself`` range admits (0.0.0 when unbounded)."""
-    from nself_sdk.manifest import parse_range
+    from nself_builtins.shared.manifest import parse_range
 
     lows = [str(v) for op, v in parse_range(requirement) if op in (">=", "==", ">")]
     if not lows:

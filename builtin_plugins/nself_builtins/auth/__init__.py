@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from nself_builtins.shared.urls import public_url
 from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
-from nself_sdk.web import public_url
 
 IMAGE = "nhost/hasura-auth:0.36.0"
 

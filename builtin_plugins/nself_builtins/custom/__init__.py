@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
-from nself_sdk.web import image_problem, label_problem
+from nself_sdk.checks import image_problem, label_problem
 
 SLOT = re.compile(r"^CS_([1-9]\d*)_NAME$")
 ANY = re.compile(r"^CS_(\d+)_")

@@ -46,7 +46,7 @@ class Target:
                 dbname=self.config.text("POSTGRES_DB", "nself"),
             )
         if self.config.text("DEPLOY_HOST").strip():
-            from nself_sdk.remote import Server
+            from nself_builtins.shared.remote import Server
 
             return ServerTransport(
                 server=Server.from_config(self.config),

@@ -362,7 +362,7 @@ class ServerTransport:
     the container's address on the server's project network. Postgres is never published.
     """
 
-    server: Any  # nself_sdk.remote.Server
+    server: Any  # nself_builtins.shared.remote.Server
     project: str
     user: str
     password: str

@@ -45,7 +45,8 @@ def validate_config(config: Config) -> list[Problem]:
             )
     host = config.text("DEPLOY_HOST").strip()
     if host:
-        from nself_sdk.remote import is_host  # only when a host is set: builds stay lean
+        # Imported only when a host is set: builds stay lean.
+        from nself_builtins.shared.remote import is_host
 
         if not is_host(host):
             problems.append(
@@ -87,7 +88,7 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
         return []
     if only and "deploy" not in only:
         return []
-    from nself_sdk.remote import Server
+    from nself_builtins.shared.remote import Server
 
     from .flow import history
 

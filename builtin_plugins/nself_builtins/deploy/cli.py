@@ -83,8 +83,8 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
     ) -> None:
         """The releases kept on the server, the current one, the lock and the deploy log."""
+        from nself_builtins.shared.remote import Server
         from nself_sdk.console import emit_json, info
-        from nself_sdk.remote import Server
 
         from . import flow
 

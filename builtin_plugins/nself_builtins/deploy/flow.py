@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nself_builtins.shared.remote import EXIT_LOCKED, Server
 from nself_sdk import (
     Config,
     NselfError,
@@ -30,7 +31,6 @@ from nself_sdk import (
     require_confirmation,
 )
 from nself_sdk.console import warn
-from nself_sdk.remote import EXIT_LOCKED, Server
 
 from . import remote
 from .release import Release, collect, pack

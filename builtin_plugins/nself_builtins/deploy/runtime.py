@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from nself_builtins.shared.remote import Server
 from nself_sdk import (
     Config,
     ExecResult,
@@ -23,7 +24,6 @@ from nself_sdk import (
     ServiceState,
     UpResult,
 )
-from nself_sdk.remote import Server
 
 # Runs Compose on the current release; $3... are Compose's arguments.
 _COMPOSE = r"""

@@ -10,17 +10,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+from nself_builtins.shared.envs import services_using
 from nself_sdk import Config, NselfError, UsageError, find_project, load_config, plan
 from nself_sdk import build as run_build
 from nself_sdk.console import emit_json, info, ok, warn
-from nself_sdk.envs import (
+from nself_sdk.envfiles import (
     COMPUTED,
     MANIFEST,
     canonical_env,
     current_env_file,
     layer_files,
     parse_text,
-    services_using,
     target_env,
     write_atomic,
 )

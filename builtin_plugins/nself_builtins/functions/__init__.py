@@ -6,8 +6,8 @@ HTTP endpoint (the nhost/functions convention).
 
 from __future__ import annotations
 
+from nself_builtins.shared.urls import public_url
 from nself_sdk import Config, HealthCheck, Mount, Route, Service, Setting, hookimpl
-from nself_sdk.web import public_url
 
 IMAGE = "nhost/functions:1.2.0"
 

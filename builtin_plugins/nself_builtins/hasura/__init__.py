@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+from nself_builtins.shared.urls import public_url
 from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
-from nself_sdk.web import public_url
 
 IMAGE = "hasura/graphql-engine:v2.44.0"
 JWT_DEFAULT = '{"type":"HS256","key":"${HASURA_JWT_KEY}"}'

@@ -22,7 +22,7 @@ from nself_sdk import (
     Stack,
     hookimpl,
 )
-from nself_sdk.web import label_problem, size_problem
+from nself_sdk.checks import label_problem, size_problem
 
 from . import render
 

@@ -6,7 +6,7 @@ import re
 
 from nself_builtins.shared.tls import certificate, dev_certificate, self_signed
 from nself_sdk import Config, GeneratedFile, NselfError, Route
-from nself_sdk.web import is_domain, is_label, is_size
+from nself_sdk.checks import is_domain, is_label, is_size
 
 ROOT = "/etc/nginx/nself"
 # What would end a directive, open or close a block, split a token or start a comment.

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nself_builtins.shared.manifest import (
+    NAME,
+    RESERVED_NAMES,
+    default_env_prefix,
+    default_table_prefix,
+)
 from nself_sdk import NselfError, UsageError, nself_version, write_atomic
-from nself_sdk.manifest import NAME, RESERVED_NAMES, default_env_prefix, default_table_prefix
 
 MANIFEST = """\
 # The manifest of the {name} plugin. Reference: docs/plugins/manifest.md
@@ -143,7 +148,7 @@ def pack_bundle(folder: Path, output: Path | None) -> tuple[Path, str]:
 
     The archive goes to ``output`` (default: the bundle's ``dist/``, which is never packed).
     """
-    from nself_sdk.manifest import load_bundle
+    from nself_builtins.shared.manifest import load_bundle
 
     from .archive import pack
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from nself_builtins.shared.manifest import PORT_FIRST, PORT_LAST, REF, Bundle
 from nself_sdk import (
     Config,
     GeneratedFile,
@@ -22,7 +23,6 @@ from nself_sdk import (
     Stack,
     hookimpl,
 )
-from nself_sdk.manifest import PORT_FIRST, PORT_LAST, REF, Bundle
 
 if TYPE_CHECKING:
     from .store import LockEntry

@@ -241,7 +241,7 @@ def register(app: Any) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
     ) -> None:
         """Check a bundle: every mistake with its file, line and field."""
-        from nself_sdk.manifest import lint_bundle
+        from nself_builtins.shared.manifest import lint_bundle
 
         bundle, problems = lint_bundle(folder)
         errors = [p for p in problems if p.level == "error"]
@@ -283,7 +283,7 @@ def register(app: Any) -> None:
 
 def _next_steps(folder: Path) -> None:
     """What the user still has to do: secrets to generate, settings without a default."""
-    from nself_sdk.manifest import load_bundle
+    from nself_builtins.shared.manifest import load_bundle
 
     manifest = load_bundle(folder, deep=False).manifest
     generated = [s.name for s in manifest.settings if s.generate]

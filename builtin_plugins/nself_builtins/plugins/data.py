@@ -9,7 +9,7 @@ from nself_sdk import NselfError
 
 def data_summary(project: Path, name: str) -> str:
     """What data the installed plugin ``name`` has: volumes and table prefix."""
-    from nself_sdk.manifest import load_bundle
+    from nself_builtins.shared.manifest import load_bundle
 
     from .bundle import volume_name
     from .store import PLUGINS_DIR
@@ -31,7 +31,7 @@ def data_summary(project: Path, name: str) -> str:
 
 
 def plugin_volumes(project: Path, name: str) -> list[str]:
-    from nself_sdk.manifest import load_bundle
+    from nself_builtins.shared.manifest import load_bundle
 
     from .bundle import volume_name
     from .store import PLUGINS_DIR

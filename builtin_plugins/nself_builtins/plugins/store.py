@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nself_sdk import NselfError, nself_version, write_atomic
-from nself_sdk.manifest import (
+from nself_builtins.shared.manifest import (
     MANIFEST_FILE,
     PORT_FIRST,
     PORT_LAST,
@@ -35,6 +34,7 @@ from nself_sdk.manifest import (
     load_bundle,
     version_matches,
 )
+from nself_sdk import NselfError, nself_version, write_atomic
 
 from . import files
 

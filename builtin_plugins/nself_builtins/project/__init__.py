@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nself_sdk import Config, Problem, Setting, hookimpl
-from nself_sdk.web import domain_problem, image_problem
+from nself_sdk.checks import domain_problem, image_problem
 
 
 @hookimpl

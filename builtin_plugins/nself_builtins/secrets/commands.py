@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from nself_builtins.shared.envs import in_dependency_order, references, service_references
 from nself_sdk import (
     Config,
     NselfError,
@@ -23,19 +24,16 @@ from nself_sdk import (
 )
 from nself_sdk import build as run_build
 from nself_sdk.console import emit_json, info, ok, warn
-from nself_sdk.envs import (
+from nself_sdk.envfiles import (
     COMPUTED,
     SECRETS,
     Entry,
     canonical_env,
     check_private,
     generate_secret,
-    in_dependency_order,
     layer_files,
     parse_text,
     quote,
-    references,
-    service_references,
     target_env,
     write_atomic,
 )
@@ -443,6 +441,6 @@ def _restart(rt: Any, service: str, secret: str, timeout: float) -> None:
 
 
 def _derived(config: Config, name: str) -> set[str]:
-    from nself_sdk.envs import derived_from
+    from nself_builtins.shared.envs import derived_from
 
     return derived_from(config, {name})

@@ -6,7 +6,7 @@ Every remote step is a short POSIX ``sh`` script sent as one command line; argum
 quoted here, so nothing from the env files is ever interpreted by the remote shell. One
 multiplexed connection serves all steps of a command::
 
-    from nself_sdk.remote import Server
+    from nself_builtins.shared.remote import Server
 
     server = Server.from_config(config)
     try:

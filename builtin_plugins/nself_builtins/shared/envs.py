@@ -1,54 +1,23 @@
-"""The layered env files, for plugins that inspect or edit them (``nself env``, secrets)."""
+"""Which services use which settings: ``${NAME}`` references, values derived from others,
+and services in dependency order (``nself env``, ``nself secrets rotate``)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 
-from nself.atomic import write_atomic
-from nself.build import MANIFEST, STATE_DIR
-from nself.config import Config
-from nself.envfiles import (
-    COMPUTED,
-    ENVIRONMENTS,
-    SECRETS,
-    Entry,
-    canonical_env,
-    check_private,
-    current_env_file,
-    layer_files,
-    parse_text,
-    quote,
-    target_env,
-)
-from nself.model import Service, Stack
-from nself.secretgen import generate as generate_secret
+from nself_sdk import Config, Service, Stack
+from nself_sdk.envfiles import COMPUTED
 
 __all__ = [
-    "COMPUTED",
-    "ENVIRONMENTS",
-    "MANIFEST",
-    "SECRETS",
-    "STATE_DIR",
-    "Entry",
-    "canonical_env",
-    "check_private",
-    "current_env_file",
     "derived_from",
-    "generate_secret",
     "in_dependency_order",
-    "layer_files",
-    "parse_text",
-    "quote",
     "references",
     "service_references",
     "services_using",
-    "target_env",
-    "write_atomic",
 ]
 
 
-# -- which services use which settings ----------------------------------------------------
 _REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 

@@ -1,10 +1,11 @@
-"""Values that end up in the nginx configuration and in public URLs, checked in one place.
+"""Checks for setting values that end up in the nginx configuration or docker-compose.yml.
 
-A subdomain or the base domain becomes a ``server_name`` and a certificate name, a size a
-``client_max_body_size``: a value with ``;``, ``{``, a space or a quote would change what
-the configuration says. Plugins check such settings in ``validate_config`` with these::
+A subdomain or a domain becomes a ``server_name`` and a certificate name, a size a
+``client_max_body_size``, an image a ``image:`` line: a value with ``;``, ``{``, a space or
+a quote would change what the configuration says. Every plugin that reads such a setting
+checks it in ``validate_config`` (each check is an error at the setting's line)::
 
-    from nself_sdk.web import label_problem
+    from nself_sdk.checks import label_problem
 
     @hookimpl
     def validate_config(config):
@@ -120,16 +121,3 @@ def image_problem(config: Config, name: str) -> Problem | None:
         "write [registry/]name[:tag][@digest] without spaces, the name in lowercase "
         "(e.g. nginx:1.25-alpine or ghcr.io/owner/app:1.0)",
     )
-
-
-def https_suffix(config: Config) -> str:
-    """``:PORT`` when nginx publishes HTTPS on another host port than 443, else nothing."""
-    port = config.int("NGINX_HTTPS_PORT", 443)
-    return "" if port == 443 else f":{port}"
-
-
-def public_url(config: Config, subdomain: str = "") -> str:
-    """The public address of ``subdomain.BASE_DOMAIN`` (or of the domain itself), with the
-    HTTPS port when it is not 443."""
-    host = f"{subdomain}.{config.domain}" if subdomain else config.domain
-    return f"https://{host}{https_suffix(config)}"

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from nself.errors import NselfError
-from nself.model import Problem
+from nself_sdk import NselfError, Problem
 
 MANIFEST_FILE = "plugin.toml"
 # The seed reserves this block for plugins (3010-3020 are frontend dev servers, 3021 admin).

@@ -1,0 +1,38 @@
+"""The project's layered env files, for plugins that read or edit them (``nself env``,
+``nself secrets``): which files a target reads, their parser and quoting, the build's state
+files, and fresh values for generated secrets."""
+
+from nself.atomic import write_atomic
+from nself.build import MANIFEST, STATE_DIR
+from nself.envfiles import (
+    COMPUTED,
+    ENVIRONMENTS,
+    SECRETS,
+    Entry,
+    canonical_env,
+    check_private,
+    current_env_file,
+    layer_files,
+    parse_text,
+    quote,
+    target_env,
+)
+from nself.secretgen import generate as generate_secret
+
+__all__ = [
+    "COMPUTED",
+    "ENVIRONMENTS",
+    "MANIFEST",
+    "SECRETS",
+    "STATE_DIR",
+    "Entry",
+    "canonical_env",
+    "check_private",
+    "current_env_file",
+    "generate_secret",
+    "layer_files",
+    "parse_text",
+    "quote",
+    "target_env",
+    "write_atomic",
+]
