@@ -11,12 +11,11 @@ CS_1_HEALTHCHECK=wget                 # wget (default), image (the Dockerfile's)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from nself_builtins.shared.slots import Slot, slots
 from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
 from nself_sdk.checks import image_problem, label_problem
 
-SLOT = re.compile(r"^CS_([1-9]\d*)_NAME$")
 ANY = re.compile(r"^CS_(\d+)_")
 # CS_02_NAME, CS_0_NAME: not a slot number as written (CS_02 would read CS_2's settings).
 CANONICAL = re.compile(r"^[1-9]\d*$")
@@ -30,62 +29,6 @@ HEALTHCHECK_HINT = (
     "image (the image's own Dockerfile HEALTHCHECK) or none (no health check); "
     "the path itself goes in CS_<N>_HEALTH_PATH"
 )
-
-
-@dataclass(frozen=True)
-class Slot:
-    number: int
-    name: str
-    host: str
-    image: str
-    build: str
-    port: int | None
-    subdomain: str
-    env: dict[str, str]
-    health_path: str
-    websocket: bool
-    depends_on: tuple[str, ...]
-    healthcheck: str = "wget"
-
-    @property
-    def prefix(self) -> str:
-        return f"CS_{self.number}_"
-
-
-def hostname(name: str) -> str:
-    """Container names use '-' where env names use '_' (ping_api -> ping-api)."""
-    return name.lower().replace("_", "-")
-
-
-def slots(config: Config) -> list[Slot]:
-    found: list[Slot] = []
-    for key in config.names():
-        match = SLOT.match(key)
-        if not match:
-            continue
-        n = int(match.group(1))
-        name = config.text(key)
-        if not name:
-            continue
-        p = f"CS_{n}_"
-        port_raw = config.text(p + "PORT")
-        found.append(
-            Slot(
-                number=n,
-                name=name,
-                host=hostname(name),
-                image=config.text(p + "IMAGE"),
-                build=config.text(p + "BUILD"),
-                port=config.int(p + "PORT", 0) or None if port_raw else None,
-                subdomain=config.text(p + "SUBDOMAIN"),
-                env=config.prefixed(p + "ENV_"),
-                health_path=config.text(p + "HEALTH_PATH", "/health"),
-                websocket=config.flag(p + "WEBSOCKET", False),
-                depends_on=tuple(d for d in config.text(p + "DEPENDS_ON").split(",") if d),
-                healthcheck=config.text(p + "HEALTHCHECK", "wget").lower(),
-            )
-        )
-    return sorted(found, key=lambda s: s.number)
 
 
 # The settings of a slot (CS_<N>_KEY), and CS_<N>_ENV_<NAME>.

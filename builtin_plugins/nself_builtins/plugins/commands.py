@@ -1,7 +1,7 @@
-"""``nself plugin ...``: install, remove, list, status, logs, and the authoring tools.
+"""``nself plugin ...``: install, update, remove, list, status, logs, and the authoring tools.
 
 Other plugins add commands to the same group with ``nself_sdk.commands.command_group``
-(the registry adds ``search`` and ``update``).
+(the registry adds ``search`` and ``sign``).
 """
 
 from __future__ import annotations
@@ -279,6 +279,10 @@ def register(app: Any) -> None:
         archive, digest = pack_bundle(folder, output)
         out.ok(f"packed {archive} ({archive.stat().st_size} bytes)")
         out.info(f"sha256 {digest}")
+
+    from .update import update_command
+
+    group.command("update")(update_command)
 
 
 def _next_steps(folder: Path) -> None:

@@ -1,4 +1,4 @@
-"""``nself registry …`` and ``nself plugin search|update|sign``: the Typer surface,
+"""``nself registry …`` and ``nself plugin search|sign``: the Typer surface,
 imported only to register it."""
 
 from __future__ import annotations
@@ -159,10 +159,9 @@ def registry_app() -> typer.Typer:
 def register(app: Any) -> None:
     from nself_sdk.commands import command_group
 
-    from .commands import search_command, sign_command, update_command
+    from .commands import search_command, sign_command
 
     app.add_typer(registry_app(), name="registry", rich_help_panel=PANEL)
     group = command_group(app, "plugin")
     group.command("search")(search_command)
-    group.command("update")(update_command)
     group.command("sign")(sign_command)

@@ -70,10 +70,9 @@ def register(app: Any) -> None:
         env: Annotated[str | None, typer.Option("--env", help="local, staging or prod.")] = None,
     ) -> None:
         """Show the custom services of the project (CS_N slots)."""
+        from nself_builtins.shared.slots import slots
         from nself_sdk import find_project, load_config
         from nself_sdk.console import emit_json, info
-
-        from ..custom import slots
 
         project = find_project()
         config = load_config(project, env)
