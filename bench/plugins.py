@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).with_name("nself")
-CATALOGUE = Path(__file__).resolve().parent.parent / "registry" / "catalogue"
+CATALOGUE = Path(__file__).resolve().parent.parent / "plugin_registry" / "catalogue"
 BUNDLES = ("pgbouncer", "ntfy", "audit")
 
 

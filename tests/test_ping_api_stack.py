@@ -1,7 +1,7 @@
 """The ping_api as the stack's CS_1 custom service, on the real Docker engine.
 
 No container registry is reachable here, so the image is not built from
-``registry/Dockerfile`` (python:3.12-slim + pip) but from the local Debian stand-in with the
+``plugin_registry/Dockerfile`` (python:3.12-slim + pip) but from the local Debian stand-in with the
 same code and entry point (``python3 -m nself_registry.server``, configured by env). The
 one compiled dependency that must match the stand-in's Python 3.13, cffi's backend, is
 fetched as a wheel with pip (PyPI is reachable in CI).
@@ -70,7 +70,8 @@ def image(tmp_path_factory: pytest.TempPathFactory, trust: Trust) -> Iterator[st
             shutil.copytree(source, site / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif source.is_file():
             shutil.copy(source, site / name)
-    for package in ("kernel/nself", "plugin_sdk/nself_sdk", "registry/nself_registry"):
+    packages = ("kernel/nself", "plugin_sdk/nself_sdk", "builtin_plugins/nself_builtins")
+    for package in (*packages, "plugin_registry/nself_registry"):
         shutil.copytree(ROOT / package, site / Path(package).name)
     wheel = cffi_for_standin(Path(tmp_path_factory.getbasetemp()).parent / "nself-wheels")
     zipfile.ZipFile(wheel).extractall(site)

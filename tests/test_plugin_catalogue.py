@@ -1,4 +1,4 @@
-"""The free catalogue (registry/catalogue): real images, checked with the real tools.
+"""The free catalogue (plugin_registry/catalogue): real images, checked with the real tools.
 
 PgBouncer's rendered config runs in the real ``pgbouncer`` binary in front of a real
 PostgreSQL; the audit plugin's migrations run up and down on it; the ntfy route passes
@@ -26,7 +26,7 @@ from conftest import Result, set_env, standin
 from nself_builtins.plugins.store import install_folder, read_lock
 from nself_builtins.shared.manifest import lint_bundle
 
-CATALOGUE = Path(__file__).resolve().parents[1] / "registry" / "catalogue"
+CATALOGUE = Path(__file__).resolve().parents[1] / "plugin_registry" / "catalogue"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 Run = Callable[..., Result]
 

@@ -84,7 +84,7 @@ def test_bundle_may_depend_on_a_python_plugin(greeter: None, tmp_path: Path) -> 
 
 
 def test_plugin_stack_helper(tmp_path: Path) -> None:
-    bundle = Path(__file__).resolve().parents[1] / "registry" / "catalogue" / "pgbouncer"
+    bundle = Path(__file__).resolve().parents[1] / "plugin_registry" / "catalogue" / "pgbouncer"
     stack = plugin_stack(bundle, tmp_path, env={"PGBOUNCER_POOL_SIZE": "7"})
     assert stack.service("pgbouncer")["image"].startswith("edoburu/pgbouncer:")
     assert stack.port("pgbouncer") == 3820

@@ -23,7 +23,7 @@ from test_license import age_answer, mint, silent  # noqa: F401
 from test_registry import Trust, env, server, trust  # noqa: F401
 
 Run = Callable[..., Result]
-CATALOGUE = Path(__file__).resolve().parent.parent / "registry" / "catalogue"
+CATALOGUE = Path(__file__).resolve().parent.parent / "plugin_registry" / "catalogue"
 
 
 def pack(env: Path, name: str, version: str = "1.0.0", extra: str = "") -> Path:  # noqa: F811
