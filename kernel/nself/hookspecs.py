@@ -90,6 +90,22 @@ def validate_files(config: Config, stack: Stack, files: list[GeneratedFile]) -> 
 
 
 @hookspec
+def build_writing(project_dir: Path, changes: dict[str, str], manifest: dict[str, Any]) -> None:
+    """React to ``nself build`` being about to write ``changes`` (path -> created, changed
+    or removed) in ``project_dir``, locked, before any file is replaced; ``manifest`` is
+    the build on disk (``files``: path -> sha256). E.g. keep what is replaced for a
+    rollback. Raise to stop the build with nothing written."""
+
+
+@hookspec(firstresult=True)
+def rollback_build(project_dir: Path, manifest: dict[str, Any]) -> dict[str, str] | None:
+    """Undo the last build in ``project_dir`` (locked) for ``nself build --rollback``:
+    restore the files it replaced, remove those it created, and write back the manifest of
+    the build before it; ``manifest`` is the current one. Return path -> restored or
+    removed, raise ``NselfError`` to refuse; the first answer wins."""
+
+
+@hookspec
 def contribute_urls(config: Config, stack: Stack) -> dict[str, str]:
     """Return the address people open for each service this plugin makes public
     (service or route name -> URL), for the build summary, ``nself urls`` and ``status``."""
