@@ -96,7 +96,7 @@ def test_builtin_and_third_party_plugins_are_found_the_same_way(site: Path) -> N
     module = make_distribution(site)
     found = {ep.name: ep for ep in scan_entry_points()}
     assert found["postgres"].dist == "nself"
-    assert found["postgres"].value == "nself_builtins.postgres"
+    assert found["postgres"].value == "nself_builtins.postgres:plugin"
     assert (found["demo"].dist, found["demo"].version) == ("nself_demo_plugin", "1.2.3")
     assert found["demo"].value == module
 

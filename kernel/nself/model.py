@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 
 class Shown:
@@ -120,6 +120,9 @@ class Service(Shown):
     # Where a person opens it without nginx (a dev tool published on 127.0.0.1): listed
     # with the public URLs by `nself build`, `nself urls`, `nself status` and `nself start`.
     direct_url: str | None = None
+    # What the image is and needs (an ``nself_sdk.ImageContract``): checked by the tests
+    # and `nself doctor`, never rendered.
+    contract: Any = None
 
     @property
     def display(self) -> str:

@@ -184,14 +184,18 @@ class Manager(pluggy.PluginManager):
     """pluggy's manager, quicker to register module plugins with.
 
     pluggy reads every attribute of a plugin through ``inspect.getattr_static``; for a
-    module that is every name it imports. A module's attributes are its ``__dict__``, so
-    only the names carrying the ``@hookimpl`` marker are handed on to pluggy (which still
-    rejects implementations of unknown hooks).
+    module that is every name it imports, for an object every name of its class. Only the
+    names carrying the ``@hookimpl`` marker are handed on to pluggy (which still rejects
+    implementations of unknown hooks).
     """
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
         marker = f"{self.project_name}_impl"
-        if isinstance(plugin, ModuleType) and not hasattr(vars(plugin).get(name), marker):
+        if isinstance(plugin, ModuleType):
+            found = vars(plugin).get(name)
+        else:  # a plugin object: the methods of its class, or a function set on it
+            found = getattr(type(plugin), name, None) or getattr(plugin, "__dict__", {}).get(name)
+        if not hasattr(found, marker):
             return None
         return super().parse_hookimpl_opts(plugin, name)
 

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
         UpResult,
     )
 
+from .contract import ImageContract
+from .declare import ServicePlugin, Subdomain
 from .project import (
     build,
     call_each,
@@ -104,6 +106,7 @@ __all__ = [
     "HealthCheck",
     "HealthResult",
     "HealthStatus",
+    "ImageContract",
     "Migration",
     "Mount",
     "NselfError",
@@ -114,9 +117,11 @@ __all__ = [
     "Route",
     "Runtime",
     "Service",
+    "ServicePlugin",
     "ServiceState",
     "Setting",
     "Stack",
+    "Subdomain",
     "UpResult",
     "UsageError",
     "build",

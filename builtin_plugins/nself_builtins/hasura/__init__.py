@@ -6,7 +6,7 @@ import json
 import re
 
 from nself_builtins.shared.urls import public_url
-from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
+from nself_sdk import Config, HealthCheck, Problem, Service, ServicePlugin, Setting, Subdomain
 
 IMAGE = "hasura/graphql-engine:v2.44.0"
 JWT_DEFAULT = '{"type":"HS256","key":"${HASURA_JWT_KEY}"}'
@@ -15,46 +15,37 @@ REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
 ANY_ORIGIN = re.compile(r"^([a-z]+://)?\*(:[0-9*]+)?/?$")
 
 
-def enabled(config: Config) -> bool:
-    return config.flag("HASURA_ENABLED", True)
-
-
-@hookimpl
-def declare_settings() -> list[Setting]:
-    return [
-        Setting("HASURA_ENABLED", "true", "Run Hasura (required unless the stack has no API)."),
-        Setting("HASURA_IMAGE", IMAGE, "Hasura image."),
-        Setting("HASURA_SUBDOMAIN", "api", "Public subdomain of the GraphQL API."),
-        Setting(
-            "HASURA_GRAPHQL_ADMIN_SECRET",
-            description="Admin secret for the Hasura API.",
-            secret=True,
-            min_length=32,
-            generate="token",
-            rotation="Scripts, CI jobs and backends that call Hasura with the admin secret "
-            "stop working until they are given the new one.",
-        ),
-        Setting(
-            "HASURA_JWT_KEY",
-            description="HS256 signing key shared by Hasura and Auth.",
-            secret=True,
-            min_length=32,
-            generate="token",
-            rotation="Every token signed with the old key becomes invalid at once: all "
-            "signed-in users are signed out and must sign in again, and services holding "
-            "issued tokens get 'invalid JWT' errors until they fetch new ones.",
-        ),
-        Setting(
-            "HASURA_GRAPHQL_JWT_SECRET",
-            JWT_DEFAULT,
-            "JWT configuration (JSON) Hasura and Auth verify tokens with.",
-            secret=True,
-            min_length=32,
-        ),
-        Setting("HASURA_GRAPHQL_ENABLE_CONSOLE", None, "Serve the console (dev only)."),
-        Setting("HASURA_GRAPHQL_DEV_MODE", None, "Verbose errors (dev only)."),
-        Setting("HASURA_GRAPHQL_CORS_DOMAIN", None, "Allowed origins, comma-separated."),
-    ]
+SETTINGS = (
+    Setting(
+        "HASURA_GRAPHQL_ADMIN_SECRET",
+        description="Admin secret for the Hasura API.",
+        secret=True,
+        min_length=32,
+        generate="token",
+        rotation="Scripts, CI jobs and backends that call Hasura with the admin secret "
+        "stop working until they are given the new one.",
+    ),
+    Setting(
+        "HASURA_JWT_KEY",
+        description="HS256 signing key shared by Hasura and Auth.",
+        secret=True,
+        min_length=32,
+        generate="token",
+        rotation="Every token signed with the old key becomes invalid at once: all "
+        "signed-in users are signed out and must sign in again, and services holding "
+        "issued tokens get 'invalid JWT' errors until they fetch new ones.",
+    ),
+    Setting(
+        "HASURA_GRAPHQL_JWT_SECRET",
+        JWT_DEFAULT,
+        "JWT configuration (JSON) Hasura and Auth verify tokens with.",
+        secret=True,
+        min_length=32,
+    ),
+    Setting("HASURA_GRAPHQL_ENABLE_CONSOLE", None, "Serve the console (dev only)."),
+    Setting("HASURA_GRAPHQL_DEV_MODE", None, "Verbose errors (dev only)."),
+    Setting("HASURA_GRAPHQL_CORS_DOMAIN", None, "Allowed origins, comma-separated."),
+)
 
 
 def _default_origins(config: Config) -> list[str]:
@@ -73,10 +64,7 @@ def _cors(config: Config) -> str:
     return ",".join(part.strip() for part in raw.split(",") if part.strip())
 
 
-@hookimpl
-def contribute_env(config: Config) -> dict[str, str]:
-    if not enabled(config):
-        return {}
+def _env(config: Config) -> dict[str, str]:
     dev = config.is_local
     console = config.flag("HASURA_GRAPHQL_ENABLE_CONSOLE", dev) and dev
     dev_mode = config.flag("HASURA_GRAPHQL_DEV_MODE", dev) and dev
@@ -187,10 +175,7 @@ def _jwt_problem(config: Config, jwt: object) -> Problem | None:
     return None
 
 
-@hookimpl
-def validate_config(config: Config) -> list[Problem]:
-    if not enabled(config):
-        return [Problem("warning", "HASURA_ENABLED=false: the stack has no GraphQL API")]
+def _checks(config: Config) -> list[Problem]:
     problems: list[Problem] = []
     where = config.where("HASURA_GRAPHQL_JWT_SECRET")
     raw = config.get("HASURA_GRAPHQL_JWT_SECRET") or ""
@@ -214,52 +199,45 @@ def validate_config(config: Config) -> list[Problem]:
     return problems
 
 
-@hookimpl
-def contribute_services(config: Config) -> list[Service]:
-    if not enabled(config):
-        return []
-    return [
-        Service(
-            name="hasura",
-            title="Hasura",
-            image=config.text("HASURA_IMAGE", IMAGE),
-            port=8080,
-            environment={
-                "HASURA_GRAPHQL_DATABASE_URL": "${DATABASE_URL}",
-                "HASURA_GRAPHQL_METADATA_DATABASE_URL": "${DATABASE_URL}",
-                "HASURA_GRAPHQL_ADMIN_SECRET": "${HASURA_GRAPHQL_ADMIN_SECRET}",
-                "HASURA_GRAPHQL_JWT_SECRET": "${HASURA_GRAPHQL_JWT_SECRET}",
-                "HASURA_GRAPHQL_ENABLE_CONSOLE": "${HASURA_GRAPHQL_CONSOLE_EFFECTIVE}",
-                "HASURA_GRAPHQL_DEV_MODE": "${HASURA_GRAPHQL_DEV_MODE_EFFECTIVE}",
-                "HASURA_GRAPHQL_CORS_DOMAIN": "${HASURA_GRAPHQL_CORS_DOMAIN_EFFECTIVE}",
-                "HASURA_GRAPHQL_ENABLE_TELEMETRY": "false",
-                "HASURA_GRAPHQL_SERVER_PORT": "8080",
-                "HASURA_GRAPHQL_UNAUTHORIZED_ROLE": "public",
-            },
-            healthcheck=HealthCheck(
-                ("CMD", "curl", "-fsS", "http://localhost:8080/healthz"),
-                interval="10s",
-                timeout="5s",
-                retries=10,
-                start_period="30s",
-            ),
-            depends_on=("postgres",),
-            health_url="http://hasura:8080/healthz",
-        )
-    ]
-
-
-@hookimpl
-def contribute_nginx(config: Config) -> list[Route]:
-    if not enabled(config):
-        return []
-    return [
-        Route(
-            config.text("HASURA_SUBDOMAIN", "api"),
-            "hasura",
-            8080,
-            service="hasura",
+plugin = ServicePlugin(
+    Service(
+        "hasura",
+        IMAGE,
+        title="Hasura",
+        port=8080,
+        environment={
+            "HASURA_GRAPHQL_DATABASE_URL": "${DATABASE_URL}",
+            "HASURA_GRAPHQL_METADATA_DATABASE_URL": "${DATABASE_URL}",
+            "HASURA_GRAPHQL_ADMIN_SECRET": "${HASURA_GRAPHQL_ADMIN_SECRET}",
+            "HASURA_GRAPHQL_JWT_SECRET": "${HASURA_GRAPHQL_JWT_SECRET}",
+            "HASURA_GRAPHQL_ENABLE_CONSOLE": "${HASURA_GRAPHQL_CONSOLE_EFFECTIVE}",
+            "HASURA_GRAPHQL_DEV_MODE": "${HASURA_GRAPHQL_DEV_MODE_EFFECTIVE}",
+            "HASURA_GRAPHQL_CORS_DOMAIN": "${HASURA_GRAPHQL_CORS_DOMAIN_EFFECTIVE}",
+            "HASURA_GRAPHQL_ENABLE_TELEMETRY": "false",
+            "HASURA_GRAPHQL_SERVER_PORT": "8080",
+            "HASURA_GRAPHQL_UNAUTHORIZED_ROLE": "public",
+        },
+        healthcheck=HealthCheck(
+            ("CMD", "curl", "-fsS", "http://localhost:8080/healthz"),
+            retries=10,
+            start_period="30s",
+        ),
+        depends_on=("postgres",),
+        health_url="http://hasura:8080/healthz",
+    ),
+    switch=Setting("HASURA_ENABLED", "true", "Run Hasura (required unless the stack has no API)."),
+    image=Setting("HASURA_IMAGE", description="Hasura image."),
+    routes=(
+        Subdomain(
+            "HASURA_SUBDOMAIN",
+            "api",
+            "Public subdomain of the GraphQL API.",
             websocket=True,
             rate_zone="graphql",
-        )
-    ]
+        ),
+    ),
+    settings=SETTINGS,
+    env=_env,
+    checks=_checks,
+    off="HASURA_ENABLED=false: the stack has no GraphQL API",
+)

@@ -9,17 +9,22 @@ no container runs and mail goes straight to the provider. Either way Auth's
 
 from __future__ import annotations
 
-from nself_sdk import Config, HealthCheck, Mount, Problem, Route, Service, Setting, hookimpl
+from nself_sdk import (
+    Config,
+    HealthCheck,
+    Mount,
+    Problem,
+    Service,
+    ServicePlugin,
+    Setting,
+    Subdomain,
+)
 
 from .presets import CATCHER, GENERIC, PRESETS, canonical, names
 
 IMAGE = "axllent/mailpit:v1.21.8"
 SMTP_PORT = 1025
 UI_PORT = 8025
-
-
-def enabled(config: Config) -> bool:
-    return config.flag("MAIL_ENABLED", False)
 
 
 def provider(config: Config) -> str:
@@ -30,30 +35,21 @@ def provider(config: Config) -> str:
     return canonical(raw)
 
 
-def catching(config: Config) -> bool:
-    return enabled(config) and provider(config) == CATCHER
-
-
-@hookimpl
-def declare_settings() -> list[Setting]:
-    return [
-        Setting("MAIL_ENABLED", "false", "Send mail: a local catcher or an SMTP provider."),
-        Setting(
-            "MAIL_PROVIDER",
-            None,
-            "mailpit (local catcher, dev default), smtp (set MAIL_SMTP_HOST) or a provider: "
-            + ", ".join(sorted(PRESETS)),
-        ),
-        Setting("MAIL_IMAGE", IMAGE, "Image of the local mail catcher (Mailpit)."),
-        Setting("MAIL_SUBDOMAIN", "mail", "Subdomain of the catcher's web UI (private only)."),
-        Setting("MAIL_SMTP_HOST", "", "SMTP server; empty: the provider's."),
-        Setting("MAIL_SMTP_PORT", "", "SMTP port; empty: the provider's."),
-        Setting("MAIL_SMTP_SECURE", "", "TLS from the start (465) instead of STARTTLS."),
-        Setting("MAIL_SMTP_USER", "", "SMTP user name; empty: the provider's fixed one."),
-        Setting("MAIL_SMTP_PASSWORD", "", "SMTP password or API key.", secret=True),
-        Setting("MAIL_FROM", "noreply@${BASE_DOMAIN}", "Sender address."),
-        Setting("MAIL_REGION", "", "Provider region where the host has one (ses)."),
-    ]
+SETTINGS = (
+    Setting(
+        "MAIL_PROVIDER",
+        None,
+        "mailpit (local catcher, dev default), smtp (set MAIL_SMTP_HOST) or a provider: "
+        + ", ".join(sorted(PRESETS)),
+    ),
+    Setting("MAIL_SMTP_HOST", "", "SMTP server; empty: the provider's."),
+    Setting("MAIL_SMTP_PORT", "", "SMTP port; empty: the provider's."),
+    Setting("MAIL_SMTP_SECURE", "", "TLS from the start (465) instead of STARTTLS."),
+    Setting("MAIL_SMTP_USER", "", "SMTP user name; empty: the provider's fixed one."),
+    Setting("MAIL_SMTP_PASSWORD", "", "SMTP password or API key.", secret=True),
+    Setting("MAIL_FROM", "noreply@${BASE_DOMAIN}", "Sender address."),
+    Setting("MAIL_REGION", "", "Provider region where the host has one (ses)."),
+)
 
 
 def smtp(config: Config) -> dict[str, str]:
@@ -82,10 +78,7 @@ def smtp(config: Config) -> dict[str, str]:
     }
 
 
-@hookimpl
-def validate_config(config: Config) -> list[Problem]:
-    if not enabled(config):
-        return []
+def _checks(config: Config) -> list[Problem]:
     raw = config.text("MAIL_PROVIDER")
     chosen = provider(config)
     where = config.where("MAIL_PROVIDER")
@@ -155,9 +148,8 @@ def validate_config(config: Config) -> list[Problem]:
     return problems
 
 
-@hookimpl
-def contribute_env(config: Config) -> dict[str, str]:
-    if not enabled(config) or not provider(config):
+def _env(config: Config) -> dict[str, str]:
+    if not provider(config):
         return {}
     settings = smtp(config)
     sender = config.text("MAIL_FROM") or f"noreply@{config.domain}"
@@ -175,47 +167,37 @@ def contribute_env(config: Config) -> dict[str, str]:
     }
 
 
-@hookimpl
-def contribute_services(config: Config) -> list[Service]:
-    if not catching(config):
-        return []
-    return [
-        Service(
-            name="mail",
-            title="Mail (Mailpit)",
-            image=config.text("MAIL_IMAGE", IMAGE),
-            role="optional",
-            port=UI_PORT,
-            environment={
-                "MP_SMTP_BIND_ADDR": f"0.0.0.0:{SMTP_PORT}",
-                "MP_UI_BIND_ADDR": f"0.0.0.0:{UI_PORT}",
-                "MP_DATABASE": "/data/mailpit.db",
-                "MP_MAX_MESSAGES": "5000",
-            },
-            healthcheck=HealthCheck(
-                ("CMD", "/mailpit", "readyz"),
-                interval="10s",
-                timeout="5s",
-                retries=10,
-                start_period="5s",
-            ),
-            mounts=(Mount("mail_data", "/data"),),
-            health_url=f"http://mail:{UI_PORT}/readyz",
-        )
-    ]
-
-
-@hookimpl
-def contribute_nginx(config: Config) -> list[Route]:
-    if not catching(config):
-        return []
-    return [
-        Route(
-            config.text("MAIL_SUBDOMAIN", "mail"),
+plugin = ServicePlugin(
+    Service(
+        "mail",
+        IMAGE,
+        title="Mail (Mailpit)",
+        role="optional",
+        port=UI_PORT,
+        environment={
+            "MP_SMTP_BIND_ADDR": f"0.0.0.0:{SMTP_PORT}",
+            "MP_UI_BIND_ADDR": f"0.0.0.0:{UI_PORT}",
+            "MP_DATABASE": "/data/mailpit.db",
+            "MP_MAX_MESSAGES": "5000",
+        },
+        healthcheck=HealthCheck(("CMD", "/mailpit", "readyz"), retries=10, start_period="5s"),
+        mounts=(Mount("mail_data", "/data"),),
+        health_url=f"http://mail:{UI_PORT}/readyz",
+    ),
+    switch=Setting("MAIL_ENABLED", "false", "Send mail: a local catcher or an SMTP provider."),
+    image=Setting("MAIL_IMAGE", description="Image of the local mail catcher (Mailpit)."),
+    routes=(
+        Subdomain(
+            "MAIL_SUBDOMAIN",
             "mail",
-            UI_PORT,
-            service="mail",
+            "Subdomain of the catcher's web UI (private only).",
             websocket=True,
             internal_only=True,
-        )
-    ]
+        ),
+    ),
+    settings=SETTINGS,
+    env=_env,
+    checks=_checks,
+    # Only the catcher is a container; a provider is reached over the internet.
+    runs=lambda config: provider(config) == CATCHER,
+)

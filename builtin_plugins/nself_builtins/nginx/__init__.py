@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from nself_sdk import (
     Problem,
     Route,
     Service,
+    ServicePlugin,
     Setting,
     Stack,
     hookimpl,
@@ -35,7 +37,7 @@ SERVER_NAME = re.compile(r"^\s*server_name\s+([^;]+);", re.MULTILINE)
 @hookimpl
 def declare_settings() -> list[Setting]:
     return [
-        Setting("NGINX_IMAGE", IMAGE, "Nginx image."),
+        *SERVICE.all_settings(),
         Setting("NGINX_HTTP_PORT", "80", "Host port for HTTP (redirects to HTTPS)."),
         Setting("NGINX_HTTPS_PORT", "443", "Host port for HTTPS."),
         Setting("NGINX_BIND", None, "Host address to publish on (dev: 127.0.0.1, else 0.0.0.0)."),
@@ -249,33 +251,40 @@ def validate_config(config: Config) -> list[Problem]:
     return problems
 
 
+def _published(config: Config, service: Service) -> Service:
+    bind = _bind(config)
+    return replace(
+        service,
+        published=(
+            PortBinding(80, config.int("NGINX_HTTP_PORT", 80), bind),
+            PortBinding(443, config.int("NGINX_HTTPS_PORT", 443), bind),
+        ),
+    )
+
+
+SERVICE = ServicePlugin(
+    Service(
+        "nginx",
+        IMAGE,
+        title="Nginx",
+        port=443,
+        command=("nginx", "-c", "/etc/nginx/nself/nginx.conf", "-g", "daemon off;"),
+        environment={"NGINX_ENTRYPOINT_QUIET_LOGS": "1"},
+        healthcheck=HealthCheck(
+            ("CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/health"), start_period="5s"
+        ),
+        mounts=(Mount("./nginx", "/etc/nginx/nself", read_only=True),),
+        cap_add=("CHOWN", "DAC_OVERRIDE", "NET_BIND_SERVICE", "SETGID", "SETUID"),
+        health_url="http://nginx:80/health",
+    ),
+    image=Setting("NGINX_IMAGE", description="Nginx image."),
+    adapt=_published,
+)
+
+
 @hookimpl
 def contribute_services(config: Config) -> list[Service]:
-    bind = _bind(config)
-    return [
-        Service(
-            name="nginx",
-            title="Nginx",
-            image=config.text("NGINX_IMAGE", IMAGE),
-            port=443,
-            command=("nginx", "-c", "/etc/nginx/nself/nginx.conf", "-g", "daemon off;"),
-            environment={"NGINX_ENTRYPOINT_QUIET_LOGS": "1"},
-            healthcheck=HealthCheck(
-                ("CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/health"),
-                interval="10s",
-                timeout="5s",
-                retries=5,
-                start_period="5s",
-            ),
-            mounts=(Mount("./nginx", "/etc/nginx/nself", read_only=True),),
-            published=(
-                PortBinding(80, config.int("NGINX_HTTP_PORT", 80), bind),
-                PortBinding(443, config.int("NGINX_HTTPS_PORT", 443), bind),
-            ),
-            cap_add=("CHOWN", "DAC_OVERRIDE", "NET_BIND_SERVICE", "SETGID", "SETUID"),
-            health_url="http://nginx:80/health",
-        )
-    ]
+    return [SERVICE.container(config)]
 
 
 # The first line of every file nself writes into nginx/sites/ (render.py).

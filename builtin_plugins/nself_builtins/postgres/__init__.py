@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
-from nself_sdk import Config, GeneratedFile, HealthCheck, Mount, Service, Setting, Stack, hookimpl
+from nself_sdk import (
+    Config,
+    GeneratedFile,
+    HealthCheck,
+    Mount,
+    Service,
+    ServicePlugin,
+    Setting,
+    Stack,
+    hookimpl,
+)
 
 BASE_IMAGE = "postgres:16-bookworm"
 # The official Debian image ships the PostgreSQL apt repository, which has the extensions.
@@ -36,25 +47,7 @@ CREATE SCHEMA IF NOT EXISTS storage;
 """
 
 
-@hookimpl
-def declare_settings() -> list[Setting]:
-    return [
-        Setting("POSTGRES_IMAGE", "", "Image to run instead of building the extension image."),
-        Setting("POSTGRES_BASE_IMAGE", BASE_IMAGE, "Base of the built extension image."),
-        Setting("POSTGRES_USER", "postgres", "Superuser name."),
-        Setting("POSTGRES_DB", "nself", "Database the stack uses."),
-        Setting(
-            "POSTGRES_PASSWORD",
-            description="Superuser password.",
-            secret=True,
-            min_length=16,
-            generate="password",
-        ),
-    ]
-
-
-@hookimpl
-def contribute_env(config: Config) -> dict[str, str]:
+def _env(config: Config) -> dict[str, str]:
     user = quote(config.text("POSTGRES_USER", "postgres"), safe="")
     password = quote(config.text("POSTGRES_PASSWORD"), safe="")
     db = config.text("POSTGRES_DB", "nself")
@@ -83,86 +76,96 @@ def built_image(config: Config) -> str:
     return f"nself-postgres:16-{config.project_name}-{digest}"
 
 
-@hookimpl
-def contribute_services(config: Config) -> list[Service]:
-    image = config.text("POSTGRES_IMAGE")
-    build = None
-    if not image:
-        image = built_image(config)
-        build = "./postgres"
-    return [
-        Service(
-            name="postgres",
-            title="PostgreSQL",
-            image=image,
-            build=build,
-            port=5432,
-            environment={
-                "POSTGRES_USER": "${POSTGRES_USER}",
-                "POSTGRES_PASSWORD": "${POSTGRES_PASSWORD}",
-                "POSTGRES_DB": "${POSTGRES_DB}",
-                "POSTGRES_INITDB_ARGS": "--auth-host=scram-sha-256",
-                "PGDATA": "/var/lib/postgresql/data/pgdata",
-            },
-            command=(
-                "postgres",
-                "-c",
-                "shared_preload_libraries=pg_cron",
-                "-c",
-                "cron.database_name=${POSTGRES_DB}",
-                "-c",
-                "password_encryption=scram-sha-256",
+def _adapt(config: Config, service: Service) -> Service:
+    if config.text("POSTGRES_IMAGE"):
+        return service
+    return replace(service, image=built_image(config), build="./postgres")
+
+
+class PostgresPlugin(ServicePlugin):
+    """The database service, its generated init script and Dockerfile, and password
+    rotation inside the running database."""
+
+    @hookimpl
+    def contribute_files(self, config: Config, stack: Stack) -> list[GeneratedFile]:
+        files = [GeneratedFile("postgres/init/00-nself.sql", INIT_SQL)]
+        service = stack.service("postgres")
+        if service is not None and service.build:
+            files.append(GeneratedFile("postgres/Dockerfile", dockerfile(config)))
+        return files
+
+    @hookimpl
+    def rotate_secret(self, config: Config, name: str, value: str, runtime: Any) -> bool | None:
+        """A new POSTGRES_PASSWORD must be set inside the running database first."""
+        if name != "POSTGRES_PASSWORD":
+            return None
+        from .rotate import change_password
+
+        change_password(config, value, runtime)
+        return True
+
+
+plugin = PostgresPlugin(
+    Service(
+        "postgres",
+        BASE_IMAGE,
+        title="PostgreSQL",
+        port=5432,
+        environment={
+            "POSTGRES_USER": "${POSTGRES_USER}",
+            "POSTGRES_PASSWORD": "${POSTGRES_PASSWORD}",
+            "POSTGRES_DB": "${POSTGRES_DB}",
+            "POSTGRES_INITDB_ARGS": "--auth-host=scram-sha-256",
+            "PGDATA": "/var/lib/postgresql/data/pgdata",
+        },
+        command=(
+            "postgres",
+            "-c",
+            "shared_preload_libraries=pg_cron",
+            "-c",
+            "cron.database_name=${POSTGRES_DB}",
+            "-c",
+            "password_encryption=scram-sha-256",
+        ),
+        healthcheck=HealthCheck(
+            # Over TCP: the entrypoint's first-run server (init scripts) listens only on
+            # the Unix socket, so a socket check would pass before the real server runs.
+            (
+                "CMD",
+                "pg_isready",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "${POSTGRES_USER}",
+                "-d",
+                "${POSTGRES_DB}",
             ),
-            healthcheck=HealthCheck(
-                # Over TCP: the entrypoint's first-run server (init scripts) listens only on
-                # the Unix socket, so a socket check would pass before the real server runs.
-                (
-                    "CMD",
-                    "pg_isready",
-                    "-q",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "${POSTGRES_USER}",
-                    "-d",
-                    "${POSTGRES_DB}",
-                ),
-                interval="5s",
-                timeout="5s",
-                retries=10,
-                start_period="20s",
-            ),
-            mounts=(
-                Mount("postgres_data", "/var/lib/postgresql/data"),
-                Mount("./postgres/init", "/docker-entrypoint-initdb.d", read_only=True),
-            ),
-            cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"),
-            shm_size="256m",
-            stop_grace_period="60s",
-        )
-    ]
-
-
-@hookimpl
-def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
-    files = [GeneratedFile("postgres/init/00-nself.sql", INIT_SQL)]
-    service = stack.service("postgres")
-    if service is not None and service.build:
-        files.append(
-            GeneratedFile(
-                "postgres/Dockerfile",
-                dockerfile(config),
-            )
-        )
-    return files
-
-
-@hookimpl
-def rotate_secret(config: Config, name: str, value: str, runtime: Any) -> bool | None:
-    """A new POSTGRES_PASSWORD must be set inside the running database first."""
-    if name != "POSTGRES_PASSWORD":
-        return None
-    from .rotate import change_password
-
-    change_password(config, value, runtime)
-    return True
+            interval="5s",
+            retries=10,
+            start_period="20s",
+        ),
+        mounts=(
+            Mount("postgres_data", "/var/lib/postgresql/data"),
+            Mount("./postgres/init", "/docker-entrypoint-initdb.d", read_only=True),
+        ),
+        cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"),
+        shm_size="256m",
+        stop_grace_period="60s",
+    ),
+    image=Setting("POSTGRES_IMAGE", "", "Image to run instead of building the extension image."),
+    settings=(
+        Setting("POSTGRES_BASE_IMAGE", BASE_IMAGE, "Base of the built extension image."),
+        Setting("POSTGRES_USER", "postgres", "Superuser name."),
+        Setting("POSTGRES_DB", "nself", "Database the stack uses."),
+        Setting(
+            "POSTGRES_PASSWORD",
+            description="Superuser password.",
+            secret=True,
+            min_length=16,
+            generate="password",
+        ),
+    ),
+    env=_env,
+    adapt=_adapt,
+)

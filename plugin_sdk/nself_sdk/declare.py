@@ -1,0 +1,200 @@
+"""A service as a declaration: one object that is a whole service plugin.
+
+``ServicePlugin`` turns a ``Service`` (with its image's contract), the switch that runs it,
+the setting that overrides its image, its public subdomains and the secrets it needs into
+the hooks a service plugin implements (``declare_settings``, ``validate_config``,
+``contribute_env``, ``contribute_services``, ``contribute_nginx``). Point an entry point at
+the object::
+
+    # pyproject.toml: [project.entry-points."nself.plugins"] whoami = "nself_whoami:plugin"
+    from nself_sdk import HealthCheck, ServicePlugin, Service, Setting, Subdomain
+
+    plugin = ServicePlugin(
+        Service(
+            "whoami",
+            "traefik/whoami:v1.10",
+            role="optional",
+            port=80,
+            healthcheck=HealthCheck(("CMD", "/whoami", "--help")),
+            contract=WHOAMI,  # an ImageContract (nself_sdk.contract)
+        ),
+        switch=Setting("WHOAMI_ENABLED", "false", "Run whoami."),
+        image=Setting("WHOAMI_IMAGE", description="whoami image."),
+        routes=(Subdomain("WHOAMI_SUBDOMAIN", "whoami", "Public subdomain of whoami."),),
+    )
+
+What depends on the configuration is a small function: ``env`` (derived values),
+``adapt`` (the service for one configuration), ``checks`` (more validation). A plugin
+that implements more hooks subclasses ``ServicePlugin`` and adds ``@hookimpl`` methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+import pluggy
+
+from nself.config import Config
+from nself.model import Problem, Route, Service, Setting, Shown
+
+hookimpl = pluggy.HookimplMarker("nself")
+
+
+@dataclass(frozen=True, repr=False)
+class Subdomain(Shown):
+    """A public route ``<subdomain>.BASE_DOMAIN`` to the service, the subdomain a setting.
+
+    ``port`` defaults to the service's, ``service`` (the name nginx and ``nself urls``
+    show) to the service's name. ``max_body_size`` may be ``${SETTING}``: that setting's
+    value. ``when`` leaves the route out for configurations it answers false for.
+    """
+
+    setting: str
+    default: str
+    description: str
+    port: int | None = None
+    service: str | None = None
+    websocket: bool = False
+    rate_zone: str = "general"
+    max_body_size: str | None = None
+    internal_only: bool = False
+    extra: tuple[str, ...] = ()
+    when: Callable[[Config], bool] | None = None
+
+    def route(self, config: Config, service: Service) -> Route:
+        size = self.max_body_size
+        if size is not None and size.startswith("${") and size.endswith("}"):
+            name = size[2:-1]
+            size = config.text(name, config.declared[name].default or "")
+        return Route(
+            config.text(self.setting, self.default),
+            service.name,
+            self.port or service.port or 0,
+            service=self.service or service.name,
+            websocket=self.websocket,
+            rate_zone=self.rate_zone,
+            max_body_size=size,
+            internal_only=self.internal_only,
+            extra=self.extra,
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class Needs(Shown):
+    """A setting the service cannot run without: set, and at least ``min_length`` long.
+
+    Checked whenever the service is switched on, in every environment (the strength
+    rules of secrets outside dev come on top).
+    """
+
+    setting: str
+    min_length: int = 1
+    why: str = ""
+
+    def problem(self, config: Config, switch: str) -> Problem | None:
+        if len(config.text(self.setting)) >= self.min_length:
+            return None
+        lack = (
+            "is empty"
+            if self.min_length <= 1
+            else f"is missing or shorter than {self.min_length} characters"
+        )
+        return Problem(
+            "error",
+            f"{switch} but {self.setting} {lack}" + (f": {self.why}" if self.why else ""),
+            f"run `nself secrets generate` or set {self.setting} in .env.secrets",
+        )
+
+
+Env = Mapping[str, str] | Callable[[Config], dict[str, str]]
+
+
+@dataclass(frozen=True, repr=False)
+class ServicePlugin(Shown):
+    """One service, declared: its settings, checks, derived values, container and routes.
+
+    ``service`` is the container as it runs by default (its ``image`` the pinned one, its
+    ``contract`` that image's). ``switch`` runs it (a ``*_ENABLED`` setting; none: always
+    on); ``image`` is the setting that overrides the image (its default is filled in from
+    ``service``); ``settings`` are the plugin's other settings. ``when`` further limits
+    the whole plugin, ``runs`` only the container and its routes. ``off`` is a warning for
+    a stack with the switch off.
+    """
+
+    service: Service
+    switch: Setting | None = None
+    image: Setting | None = None
+    routes: tuple[Subdomain, ...] = ()
+    settings: tuple[Setting, ...] = ()
+    needs: tuple[Needs, ...] = ()
+    env: Env | None = None
+    adapt: Callable[[Config, Service], Service] | None = None
+    checks: Callable[[Config], list[Problem]] | None = None
+    when: Callable[[Config], bool] | None = None
+    runs: Callable[[Config], bool] | None = None
+    off: str = ""
+
+    # -- what it yields ------------------------------------------------------------------
+    def enabled(self, config: Config) -> bool:
+        switch = self.switch
+        on = switch is None or config.flag(switch.name, switch.default == "true")
+        return on and (self.when is None or self.when(config))
+
+    def running(self, config: Config) -> bool:
+        """The container runs (and its routes exist) for ``config``."""
+        return self.enabled(config) and (self.runs is None or self.runs(config))
+
+    def all_settings(self) -> list[Setting]:
+        found = [] if self.switch is None else [self.switch]
+        if self.image is not None:
+            image = self.image
+            found.append(
+                image if image.default is not None else replace(image, default=self.service.image)
+            )
+        found += [Setting(r.setting, r.default, r.description) for r in self.routes]
+        return found + list(self.settings)
+
+    def problems(self, config: Config) -> list[Problem]:
+        if not self.enabled(config):
+            return [Problem("warning", self.off)] if self.off else []
+        switch = f"{self.switch.name}=true" if self.switch else self.service.display
+        found = [p for need in self.needs if (p := need.problem(config, switch)) is not None]
+        return found + (self.checks(config) if self.checks is not None else [])
+
+    def derived(self, config: Config) -> dict[str, str]:
+        if self.env is None or not self.enabled(config):
+            return {}
+        return self.env(config) if callable(self.env) else dict(self.env)
+
+    def container(self, config: Config) -> Service:
+        """The service for ``config`` (whether it runs or not)."""
+        service = self.service
+        if self.image is not None:
+            service = replace(service, image=config.text(self.image.name, service.image))
+        return self.adapt(config, service) if self.adapt is not None else service
+
+    def public_routes(self, config: Config) -> list[Route]:
+        service = self.service
+        return [r.route(config, service) for r in self.routes if r.when is None or r.when(config)]
+
+    # -- the hooks -----------------------------------------------------------------------
+    @hookimpl
+    def declare_settings(self) -> list[Setting]:
+        return self.all_settings()
+
+    @hookimpl
+    def validate_config(self, config: Config) -> list[Problem]:
+        return self.problems(config)
+
+    @hookimpl
+    def contribute_env(self, config: Config) -> dict[str, str]:
+        return self.derived(config)
+
+    @hookimpl
+    def contribute_services(self, config: Config) -> list[Service]:
+        return [self.container(config)] if self.running(config) else []
+
+    @hookimpl
+    def contribute_nginx(self, config: Config) -> list[Route]:
+        return self.public_routes(config) if self.running(config) else []
