@@ -50,11 +50,11 @@ def full_stack(folder: Path, env: dict[str, str]) -> list[str]:
         [str(BIN), "init", str(folder), "--name", "bench"], env=env, check=True, capture_output=True
     )
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "kernel"))
-    from nself.plugins import call_each, make_manager
+    from nself.plugins import make_manager
 
     switches = sorted(
         s.name
-        for _plugin, settings in call_each(make_manager(), "declare_settings")
+        for settings in make_manager().hook.declare_settings()
         for s in settings
         if s.name.endswith("_ENABLED") and (s.default or "").lower() != "true"
     )

@@ -7,6 +7,7 @@ folder on ``sys.path``: the same metadata ``pip install`` leaves behind.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 
 from conftest import Result, needs_docker, set_env
 from kernel_helpers import compose_config
+from nself import hookspecs
 from nself.plugins import forget, scan_entry_points
 
 Run = Callable[..., Result]
@@ -422,3 +424,85 @@ def test_a_licence_plugin_may_answer_for_a_pro_plugin(
     make_distribution(site, plugin="seller2", code=code.replace(verdict, refusal))
     refused = nself("build", cwd=project)
     assert refused.code == 1 and refused.err.startswith("error: fancy is not in your plan\n")
+
+
+# -- hooks are called through pluggy: wrappers and monitoring see every call -------------------
+
+BUILD_HOOKS = {
+    "load_extra_plugins",
+    "declare_settings",
+    "contribute_env",
+    "validate_config",
+    "contribute_services",
+    "contribute_nginx",
+    "contribute_migrations",
+    "contribute_files",
+    "validate_files",
+    "build_writing",
+}
+
+WRAPPER = """\
+from nself_sdk import Setting, hookimpl
+
+CALLS = []
+
+{wrappers}
+
+@hookimpl(wrapper=True)
+def declare_settings():
+    CALLS.append("declare_settings")
+    settings = yield
+    return settings + [[Setting("{extra}", "wrapped")]]
+"""
+
+
+def wrapper_plugin(site: Path, extra: str = "WRAPPED_SETTING") -> str:
+    """A plugin wrapping every build hook: it notes each call, and adds a setting."""
+    args = {
+        name: list(inspect.signature(getattr(hookspecs, name)).parameters)
+        for name in BUILD_HOOKS - {"declare_settings"}
+    }
+    wrappers = "\n".join(
+        f"@hookimpl(wrapper=True)\ndef {name}({', '.join(params)}):\n"
+        f"    CALLS.append({name!r})\n    return (yield)\n"
+        for name, params in sorted(args.items())
+    )
+    return make_distribution(
+        site, plugin="wrapper", code=WRAPPER.format(wrappers=wrappers, extra=extra)
+    )
+
+
+def test_a_hook_wrapper_sees_every_build_hook_call(site: Path, project: Path, nself: Run) -> None:
+    module = wrapper_plugin(site)
+    result = nself("build", cwd=project)
+    assert result.code == 0, result.output
+    calls = sys.modules[module].CALLS
+    assert set(calls) == BUILD_HOOKS
+    assert calls.count("contribute_services") == 1  # one pluggy call per hook, not per plugin
+    # What a wrapper gives back is what the build uses.
+    assert "WRAPPED_SETTING=wrapped" in (project / ".env.computed").read_text()
+
+
+def test_an_answer_a_wrapper_adds_is_attributed_to_it(
+    site: Path, project: Path, nself: Run
+) -> None:
+    wrapper_plugin(site, extra="BASE_DOMAIN")
+    error = build_error(project, nself)
+    assert "BASE_DOMAIN" in error and both(error, "project", "wrapper")
+
+
+def test_hook_monitoring_sees_every_build_hook_call(project: Path) -> None:
+    from nself.build import build
+    from nself.plugins import make_manager
+
+    seen: list[str] = []
+    pm = make_manager(project)
+    undo = pm.add_hookcall_monitoring(
+        lambda name, impls, kwargs: seen.append(name), lambda *a: None
+    )
+    try:
+        build(project)
+    finally:
+        undo()
+    assert BUILD_HOOKS - {"load_extra_plugins"} <= set(seen)
+    assert seen.count("contribute_services") == 1

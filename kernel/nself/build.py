@@ -9,14 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pluggy
-
 from . import __version__, envfiles
 from .atomic import write_atomic
 from .config import DEFAULT_LABEL, Config, load
 from .errors import ConfigError, NselfError
 from .model import GeneratedFile, Problem, Route, Service, Setting, Shown, Stack
-from .plugins import call_each, make_manager
+from .plugins import Manager, make_manager
 
 STATE_DIR = ".nself"
 MANIFEST_NAME = "build.json"
@@ -51,11 +49,11 @@ class BuildResult(Shown):
         return bool(self.changes)
 
 
-def declared_settings(pm: pluggy.PluginManager) -> dict[str, Setting]:
+def declared_settings(pm: Manager) -> dict[str, Setting]:
     """Every setting the plugins declare; a name declared twice fails naming both."""
     settings: dict[str, Setting] = {}
     owners: dict[str, str] = {}
-    for plugin, answer in call_each(pm, "declare_settings"):
+    for plugin, answer in pm.answers("declare_settings"):
         for setting in answer:
             if setting.name in settings:
                 raise NselfError(
@@ -69,8 +67,8 @@ def declared_settings(pm: pluggy.PluginManager) -> dict[str, Setting]:
 
 
 def load_config(
-    project_dir: Path, env: str | None = None, pm: pluggy.PluginManager | None = None
-) -> tuple[Config, pluggy.PluginManager, dict[str, Setting]]:
+    project_dir: Path, env: str | None = None, pm: Manager | None = None
+) -> tuple[Config, Manager, dict[str, Setting]]:
     """Resolved config with declared defaults and derived values, and the manager."""
     pm = pm or make_manager(project_dir)
     config = load(project_dir, env)
@@ -82,7 +80,7 @@ def load_config(
     )
     computed: dict[str, str] = {"ENV": config.env}
     owner: dict[str, str] = {}
-    for plugin, answer in call_each(pm, "contribute_env", config=config):
+    for plugin, answer in pm.answers("contribute_env", config=config):
         for key, value in answer.items():
             if key in owner:
                 raise NselfError(
@@ -114,7 +112,7 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     """Everything a build writes, computed in memory and checked."""
     config, pm, settings = load_config(project_dir, env)
     problems: list[Problem] = []
-    for _plugin, answer in call_each(pm, "validate_config", config=config):
+    for answer in pm.hook.validate_config(config=config):
         problems.extend(p for p in answer if p not in problems)  # each said once
     problems.extend(process_variables(config))
     errors = [p for p in problems if p.level == "error"]
@@ -132,7 +130,7 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
                     f"{item.path} refers to undefined setting(s): {', '.join(missing)}",
                     "set them in an env file",
                 )
-    for _plugin, answer in call_each(pm, "validate_files", config=config, stack=stack, files=files):
+    for answer in pm.hook.validate_files(config=config, stack=stack, files=files):
         problems.extend(p for p in answer if p not in problems)
     errors = [p for p in problems if p.level == "error"]
     if errors:
@@ -175,11 +173,11 @@ class BuildRefused(NselfError):
         self.problems = problems
 
 
-def collect_stack(pm: pluggy.PluginManager, config: Config) -> Stack:
+def collect_stack(pm: Manager, config: Config) -> Stack:
     """Services, routes and migrations the plugins contribute, each name with one owner."""
     owners: dict[str, str] = {}
     services: list[Service] = []
-    for plugin, answer in call_each(pm, "contribute_services", config=config):
+    for plugin, answer in pm.answers("contribute_services", config=config):
         for service in answer:
             if service.name in owners:
                 raise NselfError(
@@ -212,7 +210,7 @@ def collect_stack(pm: pluggy.PluginManager, config: Config) -> Stack:
     routes: list[Route] = []
     hosts: dict[str, str] = {}
     by_name = {service.name: service for service in services}
-    for plugin, answer in call_each(pm, "contribute_nginx", config=config):
+    for plugin, answer in pm.answers("contribute_nginx", config=config):
         for route in answer:
             if route.subdomain in hosts:
                 raise NselfError(
@@ -222,9 +220,7 @@ def collect_stack(pm: pluggy.PluginManager, config: Config) -> Stack:
                 )
             hosts[route.subdomain] = _route_owner(plugin, route, by_name)
             routes.append(route)
-    migrations = [
-        m for _p, answer in call_each(pm, "contribute_migrations", config=config) for m in answer
-    ]
+    migrations = [m for answer in pm.hook.contribute_migrations(config=config) for m in answer]
     services.sort(key=lambda s: s.name)
     routes.sort(key=lambda r: (r.subdomain == "*", r.subdomain))
     return Stack(services=services, routes=routes, migrations=migrations, owners=owners)
@@ -240,16 +236,16 @@ def _route_owner(plugin: str, route: Route, services: dict[str, Service]) -> str
     return plugin if which == plugin else f"{plugin} ({which})"
 
 
-def _collect_files(pm: pluggy.PluginManager, config: Config, stack: Stack) -> list[GeneratedFile]:
+def _collect_files(pm: Manager, config: Config, stack: Stack) -> list[GeneratedFile]:
     return collect_files(pm, "contribute_files", config=config, stack=stack)
 
 
-def collect_files(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[GeneratedFile]:
+def collect_files(pm: Manager, hook: str, **kwargs: Any) -> list[GeneratedFile]:
     """The files plugins answer to ``hook``, sorted; each inside the project, not one of
     the kernel's own, and claimed by one plugin only."""
     by_path: dict[str, str] = {}
     files: list[GeneratedFile] = []
-    for plugin, answer in call_each(pm, hook, **kwargs):
+    for plugin, answer in pm.answers(hook, **kwargs):
         for item in answer:
             path = Path(item.path)
             if path.is_absolute() or ".." in path.parts:
@@ -461,7 +457,7 @@ def public_urls(config: Config, stack: Stack) -> dict[str, str]:
     name wins), then the ``direct_url`` of a service opened without them (a dev tool)."""
     pm = config.pluginmanager or make_manager(config.project_dir)
     urls: dict[str, str] = {}
-    for _plugin, answer in call_each(pm, "contribute_urls", config=config, stack=stack):
+    for answer in pm.hook.contribute_urls(config=config, stack=stack):
         for name, url in answer.items():
             urls.setdefault(name, url)
     for service in stack.services:

@@ -125,7 +125,7 @@ def _zipped(path: str, group: str, seen: set[str]) -> Iterator[EntryPoint]:
 
 
 _installed: dict[tuple[object, ...], list[Installed]] = {}
-_managers: dict[tuple[object, ...], pluggy.PluginManager] = {}
+_managers: dict[tuple[object, ...], Manager] = {}
 
 
 def _key() -> tuple[object, ...]:
@@ -181,13 +181,59 @@ def installed_plugins() -> list[tuple[str, object]]:
 
 
 class Manager(pluggy.PluginManager):
-    """pluggy's manager, quicker to register module plugins with.
+    """pluggy's manager, quicker to register plugins with, and saying who answered what.
+
+    Every hook is called through pluggy (``pm.hook.NAME(...)``), so hook wrappers and
+    hook monitoring see every call. ``answers(NAME, ...)`` makes that same single call and
+    names the plugin behind each answer (for collision messages, ``stack.owners``).
 
     pluggy reads every attribute of a plugin through ``inspect.getattr_static``; for a
     module that is every name it imports, for an object every name of its class. Only the
     names carrying the ``@hookimpl`` marker are handed on to pluggy (which still rejects
     implementations of unknown hooks).
     """
+
+    def __init__(self) -> None:
+        super().__init__("nself")
+        self._calls: list[list[tuple[str, object]]] = []  # open answers() calls
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        registered = super().register(plugin, name)
+        for caller in self.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
+                    # pluggy runs ``impl.function`` inside its own call loop: the wrapped
+                    # function returns the same answer, noting who gave it.
+                    impl.function = self._noting(impl.plugin_name, impl.function)  # type: ignore[misc]
+        return registered
+
+    def _noting(self, plugin: str, function: Any) -> Any:
+        """``function`` noting its answer for the innermost open ``answers`` call."""
+
+        def answer(*args: Any, **kwargs: Any) -> Any:
+            result = function(*args, **kwargs)
+            if self._calls and result is not None:
+                self._calls[-1].append((plugin, result))
+            return result
+
+        return answer
+
+    def answers(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """``(plugin, answer)`` of one pluggy call of ``hook``, in pluggy's order (fixed:
+        plugins register sorted by name), so every build sees the same answers. An answer
+        a hook wrapper put in is attributed to the wrapper."""
+        self._calls.append([])
+        try:
+            results = getattr(self.hook, hook)(**kwargs)
+        finally:
+            noted = self._calls.pop()
+        owner = {id(answer): plugin for plugin, answer in noted}
+        wrappers = [
+            i.plugin_name
+            for i in getattr(self.hook, hook).get_hookimpls()
+            if i.wrapper or i.hookwrapper
+        ]
+        return [(owner.get(id(r)) or " and ".join(wrappers), r) for r in results]
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
         marker = f"{self.project_name}_impl"
@@ -200,7 +246,7 @@ class Manager(pluggy.PluginManager):
         return super().parse_hookimpl_opts(plugin, name)
 
 
-def _base_manager() -> pluggy.PluginManager:
+def _base_manager() -> Manager:
     key = _key()
     pm = _managers.get(key)
     if pm is None:
@@ -209,9 +255,9 @@ def _base_manager() -> pluggy.PluginManager:
     return pm
 
 
-def _manager(plugins: list[tuple[str, object]]) -> pluggy.PluginManager:
+def _manager(plugins: list[tuple[str, object]]) -> Manager:
     """A manager of ``plugins``, each checked against the hook specifications."""
-    pm = Manager("nself")
+    pm = Manager()
     pm.add_hookspecs(hookspecs)
     try:
         for name, plugin in plugins:
@@ -227,7 +273,7 @@ def _manager(plugins: list[tuple[str, object]]) -> pluggy.PluginManager:
     return pm
 
 
-def make_manager(project_dir: Path | None = None) -> pluggy.PluginManager:
+def make_manager(project_dir: Path | None = None) -> Manager:
     """A manager with every installed plugin, plus the project's own when given.
 
     The manager of the installed plugins is built once per process and shared; a project
@@ -259,18 +305,3 @@ def make_manager(project_dir: Path | None = None) -> pluggy.PluginManager:
 def _flatten(results: list[Any]) -> Iterator[Any]:
     for result in results:
         yield from result or ()
-
-
-def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call ``hook`` on each plugin in pluggy's call order, keeping who answered what.
-
-    The order is fixed (plugins register sorted by name, pluggy calls the last one first),
-    so every build sees the same answers in the same order.
-    """
-    caller = getattr(pm.hook, hook)
-    answers: list[tuple[str, Any]] = []
-    for impl in reversed(caller.get_hookimpls()):
-        result = impl.function(*[kwargs[arg] for arg in impl.argnames])
-        if result is not None:
-            answers.append((impl.plugin_name, result))
-    return answers

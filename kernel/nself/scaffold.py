@@ -11,15 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pluggy
-
 from . import console
 from .atomic import write_atomic
 from .build import collect_files
 from .config import TRUE
 from .errors import NselfError, UsageError
 from .model import GeneratedFile, Setting, Shown
-from .plugins import call_each
+from .plugins import Manager
 from .secretgen import generate
 
 GITIGNORE = """\
@@ -118,12 +116,12 @@ def check_domain(domain: str) -> str:
     return domain
 
 
-def optional_switches(pm: pluggy.PluginManager) -> list[Setting]:
+def optional_switches(pm: Manager) -> list[Setting]:
     """The ``*_ENABLED`` settings that are off by default, and those a plugin marks
     ``wizard`` (off in dev, on elsewhere): what the wizard offers."""
     found = [
         setting
-        for _plugin, settings in call_each(pm, "declare_settings")
+        for settings in pm.hook.declare_settings()
         for setting in settings
         if setting.name.endswith("_ENABLED")
         and (setting.wizard or (setting.default or "").lower() == "false")
@@ -143,9 +141,7 @@ def merged_gitignore(existing: str) -> str:
     return head + "\n" + GITIGNORE.splitlines()[0] + "\n" + "\n".join(missing) + "\n"
 
 
-def dev_env(
-    pm: pluggy.PluginManager, name: str, domain: str, extra: dict[str, str] | None = None
-) -> str:
+def dev_env(pm: Manager, name: str, domain: str, extra: dict[str, str] | None = None) -> str:
     lines = [
         "# nself project: team defaults and dev-only secrets (committed).",
         "# Layers, later wins: .env.dev < .env.local (local only) < .env.staging | .env.prod",
@@ -154,7 +150,7 @@ def dev_env(
         f"BASE_DOMAIN={domain}",
     ]
     extra = dict(extra or {})
-    for plugin, settings in call_each(pm, "declare_settings"):
+    for plugin, settings in pm.answers("declare_settings"):
         chosen: list[Setting] = [s for s in settings if s.scaffold or s.generate]
         if not chosen:
             continue
@@ -296,7 +292,7 @@ def _backup_dir(folder: Path) -> Path:
 
 
 def init(
-    pm: pluggy.PluginManager,
+    pm: Manager,
     folder: Path,
     name: str | None,
     domain: str | None,

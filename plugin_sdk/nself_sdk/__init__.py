@@ -51,7 +51,6 @@ from .contract import ImageContract
 from .declare import ServicePlugin, Subdomain
 from .project import (
     build,
-    call_each,
     find_project,
     load_config,
     plan,
@@ -125,7 +124,6 @@ __all__ = [
     "UpResult",
     "UsageError",
     "build",
-    "call_each",
     "entry_point_plugins",
     "find_project",
     "hookimpl",

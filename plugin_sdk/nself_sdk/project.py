@@ -12,7 +12,7 @@ from nself.cli import project_dir
 from nself.config import Config
 from nself.errors import NselfError
 from nself.model import Stack
-from nself.plugins import call_each, make_manager
+from nself.plugins import Manager, make_manager
 
 if TYPE_CHECKING:
     from .containers import Runtime
@@ -24,8 +24,10 @@ rollback = _build.rollback
 public_urls = _build.public_urls
 
 
-def plugin_manager(project: Path | None = None) -> pluggy.PluginManager:
-    """The plugin manager for ``project`` (its declarative plugins included)."""
+def plugin_manager(project: Path | None = None) -> Manager:
+    """The plugin manager for ``project`` (its declarative plugins included): call hooks
+    through pluggy (``pm.hook.NAME(...)``), or ``pm.answers(NAME, ...)`` to learn which
+    plugin gave each answer."""
     return make_manager(project)
 
 
@@ -35,7 +37,7 @@ def load_config(project: Path | None = None, env: str | None = None) -> Config:
     return config
 
 
-def stack(config: Config, pm: pluggy.PluginManager | None = None) -> Stack:
+def stack(config: Config, pm: Manager | None = None) -> Stack:
     """What the plugins contribute for ``config``: services, routes and migrations, one
     owner per name (the build's stack, without its validation and files)."""
     return _build.collect_stack(pm or make_manager(config.project_dir), config)
@@ -53,7 +55,6 @@ def runtime(config: Config, pm: pluggy.PluginManager | None = None) -> Runtime:
 __all__ = [
     "Stack",
     "build",
-    "call_each",
     "find_project",
     "load_config",
     "plan",

@@ -7,7 +7,6 @@ from nself_sdk import (
     NselfError,
     UsageError,
     build,
-    call_each,
     find_project,
     plugin_manager,
 )
@@ -45,8 +44,8 @@ def diagnose_project(env: str | None, deep: bool, only: list[str]) -> list[tuple
         for problem in plan.warnings:
             findings.append(("doctor", Finding("config", "warning", problem.message, problem.hint)))
     pm = plugin_manager(folder)
-    for plugin, answer in call_each(
-        pm, "diagnose", config=plan.config, stack=plan.stack, deep=deep, only=sorted(wanted)
+    for plugin, answer in pm.answers(
+        "diagnose", config=plan.config, stack=plan.stack, deep=deep, only=sorted(wanted)
     ):
         for finding in answer:
             if not wanted or finding.check in wanted:
