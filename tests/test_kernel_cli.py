@@ -93,6 +93,21 @@ def test_help_is_grouped(nself: Run) -> None:
         assert command in result.out
 
 
+@pytest.mark.parametrize("name", ["start", "doctor", "db", "deploy", "staging", "version"])
+def test_only_the_invoked_command_is_converted(name: str) -> None:
+    """Plugins add module-level Typer apps (top-level commands through an app without a
+    name); a run converts only the command it executes, help sees every one, and the
+    plugins' apps are left as they were for the next run in the same process."""
+    from nself.cli import get_command, make_app
+
+    assert list(get_command(make_app(), name).commands) == [name]
+    everything = get_command(make_app()).commands
+    assert {"init", "build", "start", "exec", "doctor", "db", "deploy", "staging"} <= set(
+        everything
+    )
+    assert list(get_command(make_app(), "nope").commands) == list(everything)
+
+
 def test_build_help_lists_its_options(nself: Run) -> None:
     result = nself("build", "--help")
     assert result.code == 0

@@ -17,7 +17,8 @@ from nself_builtins.docker_runtime.compose import (
     read_project,
     with_dependencies,
 )
-from nself_builtins.lifecycle.commands import Project, health_line, selection
+from nself_builtins.lifecycle.project import Project, selection
+from nself_builtins.lifecycle.report import health_line
 from nself_sdk import HealthResult, Service, Stack, UsageError, load_config
 
 Run = Callable[..., Result]

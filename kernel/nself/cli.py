@@ -236,12 +236,28 @@ def get_command(app: "typer.Typer", only: str | None = None) -> Any:
     """
     import typer.main
 
+    app.registered_commands, app.registered_groups = _flat(app)
     if only is not None:
         commands = [c for c in app.registered_commands if _name_of(c) == only]
         groups = [g for g in app.registered_groups if _group_name(g) == only]
         if commands or groups:
             app.registered_commands, app.registered_groups = commands, groups
     return typer.main.get_command(app)
+
+
+def _flat(app: "typer.Typer") -> tuple[list[Any], list[Any]]:
+    """The commands and named groups of ``app``, those of apps added without a name (a
+    plugin's top-level commands: ``app.add_typer(cli.app)``) taken in, so that each can be
+    converted alone. The apps themselves are left as they are (they live at module level)."""
+    commands, groups = list(app.registered_commands), []
+    for info in app.registered_groups:
+        if _group_name(info) or info.typer_instance is None:
+            groups.append(info)
+        else:
+            more_commands, more_groups = _flat(info.typer_instance)
+            commands += more_commands
+            groups += more_groups
+    return commands, groups
 
 
 def _name_of(info: Any) -> str:

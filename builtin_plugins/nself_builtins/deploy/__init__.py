@@ -76,9 +76,9 @@ def provide_runtime(config: Config) -> Runtime | None:
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from .cli import register
+    from .cli import app as commands
 
-    register(app)
+    app.add_typer(commands)
 
 
 @hookimpl

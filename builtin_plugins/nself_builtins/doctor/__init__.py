@@ -14,6 +14,6 @@ from nself_sdk import hookimpl
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from .cli import register
+    from .cli import app as commands
 
-    register(app)
+    app.add_typer(commands)

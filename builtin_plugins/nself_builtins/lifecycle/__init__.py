@@ -1,7 +1,8 @@
 """Running the stack: start, stop, restart, down, status, health, logs, urls, exec.
 
 These commands work with whichever runtime a plugin provides (``provide_runtime``); the
-builtin one is Docker. Heavy imports stay inside the commands.
+builtin one is Docker. The commands (``cli``, a module-level Typer app) print; what they
+do lives in ``project`` and ``report``. Heavy imports stay inside the commands.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from nself_sdk import Config, Finding, hookimpl
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from .commands import register
+    from .cli import app as commands
 
-    register(app)
+    app.add_typer(commands)
 
 
 @hookimpl

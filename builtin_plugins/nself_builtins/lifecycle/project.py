@@ -1,0 +1,91 @@
+"""The project a lifecycle command works on: its config, built stack and runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nself_sdk import UsageError
+
+if TYPE_CHECKING:
+    from nself_sdk import Config, Runtime, Stack
+
+
+@dataclass
+class Project:
+    """What the commands need: config, the built stack, its runtime."""
+
+    folder: Path
+    config: Config
+    stack: Stack
+    runtime: Runtime
+    changes: dict[str, str]
+
+    def title(self, name: str) -> str:
+        service = self.stack.service(name)
+        return service.display if service is not None else name
+
+    def role(self, name: str) -> str:
+        service = self.stack.service(name)
+        return service.role if service is not None else ""
+
+    def resolve(self, names: list[str]) -> list[str]:
+        """Service names from what a user typed: service, CS_N_NAME or plugin name."""
+        known = {s.name for s in self.stack.services}
+        resolved = []
+        for raw in names:
+            if raw in known:
+                resolved.append(raw)
+                continue
+            host = raw.lower().replace("_", "-")
+            owned = sorted(n for n, plugin in self.stack.owners.items() if plugin == raw)
+            titled = sorted(s.name for s in self.stack.services if s.display.lower() == raw.lower())
+            if host in known:
+                resolved.append(host)
+            elif owned:
+                resolved.extend(owned)
+            elif titled:
+                resolved.extend(titled)
+            else:
+                raise UsageError(
+                    f"unknown service {raw!r}",
+                    f"the stack has: {', '.join(sorted(known))} "
+                    "(optional services must be enabled in the env files and built first)",
+                )
+        return list(dict.fromkeys(resolved))
+
+    def one(self, name: str) -> str:
+        """The one service ``name`` means (`logs`, `exec`)."""
+        names = self.resolve([name])
+        if len(names) != 1:
+            raise UsageError(f"{name!r} names several services: {', '.join(names)}")
+        return names[0]
+
+
+def open_project(rebuild: bool, env: str | None = None) -> Project:
+    """The project, rebuilt first when ``rebuild`` (cheap: only changed files are written)."""
+    from nself_sdk import build, find_project, plan, runtime
+
+    folder = find_project()
+    changes: dict[str, str] = {}
+    if rebuild:
+        result = build(folder, env)
+        the_plan = result.plan
+        changes = result.changes
+    else:
+        the_plan = plan(folder, env)
+    return Project(folder, the_plan.config, the_plan.stack, runtime(the_plan.config), changes)
+
+
+def selection(project: Project, services: list[str], all_: bool, with_: list[str]) -> list[str]:
+    """Which services `start` brings up: required ones, plus `--all` / `--with`."""
+    everything = [s.name for s in project.stack.services]
+    if all_:
+        return everything
+    required = [s.name for s in project.stack.services if s.role != "optional"]
+    if with_:
+        return list(dict.fromkeys(required + project.resolve(with_ + services)))
+    if services:
+        return project.resolve(services)
+    return required

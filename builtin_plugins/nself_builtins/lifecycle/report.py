@@ -1,0 +1,154 @@
+"""What the lifecycle commands print: the outcome of `start`, health lines, state rows."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from nself_sdk import EXIT_DEGRADED, NselfError
+from nself_sdk import console as out
+
+if TYPE_CHECKING:
+    from nself_sdk import HealthResult, ServiceState, UpResult
+
+    from .project import Project
+
+LOG_LINES = 20
+ICONS = {"healthy": ("✓", "green"), "degraded": ("⚠", "yellow"), "unhealthy": ("✗", "red")}
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    value = int(value)
+    if value < 60:
+        return f"{value}s"
+    if value < 3600:
+        return f"{value // 60}m{value % 60:02d}s"
+    if value < 86400:
+        return f"{value // 3600}h{value % 3600 // 60:02d}m"
+    return f"{value // 86400}d{value % 86400 // 3600:02d}h"
+
+
+def _latency(ms: float) -> str:
+    return f"{ms:.0f}ms" if ms < 10000 else f"{ms / 1000:.1f}s"
+
+
+def health_line(result: HealthResult, width: int = 0) -> str:
+    icon, color = ICONS[result.status]
+    title = result.title.ljust(width)
+    line = f"{out.paint(icon, color)} {title} {result.status}"
+    if result.status == "healthy":
+        line += f" ({_latency(result.latency_ms)})"
+    elif result.detail:
+        line += f"  {result.detail}"
+    if result.status != "healthy" and result.hint:
+        line += f"  {result.hint}"
+    return line
+
+
+def health_json(result: HealthResult) -> dict[str, Any]:
+    return {
+        "service": result.service,
+        "title": result.title,
+        "status": result.status,
+        "latency_ms": round(result.latency_ms, 1),
+        "detail": result.detail,
+        "hint": result.hint,
+    }
+
+
+def _pull_hint(project: Project, name: str) -> str:
+    service = project.stack.service(name)
+    slot = service.labels.get("org.nself.slot") if service is not None else None
+    var = f"{slot}_IMAGE" if slot else f"{name.upper().replace('-', '_')}_IMAGE"
+    return (
+        f"set {var} to an image this host can get (a mirror or private registry), "
+        "or pre-load it (`docker load -i image.tar`)"
+    )
+
+
+def _hint_for(project: Project, name: str, reason: str) -> str:
+    if "cannot be pulled" in reason or "build failed" in reason:
+        return _pull_hint(project, name)
+    if reason.startswith("needs "):
+        return "it starts once what it needs is fixed"
+    return f"see `nself logs {name}`; fix it and run `nself start {name}`"
+
+
+def _print_last_logs(project: Project, name: str) -> None:
+    from nself_sdk import scrub
+
+    try:
+        lines = list(project.runtime.logs(name, tail=LOG_LINES))
+    except NselfError:
+        return
+    if lines:
+        print(f"  last {len(lines)} log lines of {name}:", file=sys.stderr)
+        for line in lines:
+            print(f"    {scrub(line)}", file=sys.stderr)
+
+
+def report_up(project: Project, result: UpResult, began: float) -> int:
+    """Print the outcome of ``up``; returns the exit status (0, 1 or EXIT_DEGRADED)."""
+    took = time.monotonic() - began
+    core_failed = [n for n in result.failed if n not in result.isolated]
+    for name in core_failed:
+        reason = result.failed[name]
+        out.error(
+            f"{project.title(name)} ({name}) failed to start: {reason}",
+            _hint_for(project, name, reason),
+        )
+        if "cannot be pulled" not in reason and not reason.startswith("needs "):
+            _print_last_logs(project, name)
+    if core_failed:
+        return 1
+    for name in result.isolated:
+        reason = result.failed[name]
+        out.warn(
+            f"{project.title(name)} ({name}) isolated by the circuit breaker: {reason}",
+            _hint_for(project, name, reason),
+        )
+    from nself_sdk import public_urls
+
+    urls = public_urls(project.config, project.stack)
+    if result.isolated:
+        out.info(
+            f"{out.paint('⚠', 'yellow')} stack is degraded: {_count(result.started)} up, "
+            f"{len(result.isolated)} isolated ({', '.join(result.isolated)}) in {took:.1f}s"
+        )
+    else:
+        out.ok(f"stack is up: {_count(result.started)} healthy in {took:.1f}s")
+    for name, url in urls.items():
+        if name in result.started or name not in project.stack.owners:
+            out.info(f"  {name:<14} {url}")
+    return EXIT_DEGRADED if result.isolated else 0
+
+
+def _count(names: list[str]) -> str:
+    return f"{len(names)} service{'' if len(names) == 1 else 's'}"
+
+
+def state_text(state: ServiceState) -> str:
+    if state.state == "exited" and state.exit_code is not None:
+        return f"exited ({state.exit_code})"
+    if state.state == "missing":
+        return "not created"
+    return state.state
+
+
+def state_json(project: Project, state: ServiceState, url: str | None) -> dict[str, Any]:
+    return {
+        "service": state.name,
+        "title": project.title(state.name),
+        "role": state.role or project.role(state.name),
+        "state": state.state,
+        "health": state.health or None,
+        "uptime_s": None if state.uptime is None else round(state.uptime, 1),
+        "url": url,
+        "image": state.image or None,
+        "restarts": state.restarts,
+        "exit_code": state.exit_code,
+        "ports": list(state.ports),
+    }
