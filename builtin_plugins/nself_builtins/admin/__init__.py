@@ -70,9 +70,10 @@ class AdminPlugin(ServicePlugin):
 
     @hookimpl
     def register_commands(self, app: Any) -> None:
-        from .cli import register
+        from .cli import PANEL
+        from .cli import app as commands
 
-        register(app)
+        app.add_typer(commands, rich_help_panel=PANEL)
 
 
 plugin = AdminPlugin(

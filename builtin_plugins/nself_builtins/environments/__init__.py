@@ -52,6 +52,7 @@ def unknown_settings(config: Config) -> list[Problem]:
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from .cli import register
+    from .cli import PANEL
+    from .cli import app as commands
 
-    register(app)
+    app.add_typer(commands, rich_help_panel=PANEL)

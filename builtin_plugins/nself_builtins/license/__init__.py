@@ -71,9 +71,10 @@ def validate_license(
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from .cli import register
+    from .cli import PANEL
+    from .cli import app as commands
 
-    register(app)
+    app.add_typer(commands, rich_help_panel=PANEL)
 
 
 @hookimpl

@@ -338,9 +338,10 @@ SSL_GITIGNORE = "# nself: certificates and keys stay out of version control\n*\n
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from .cli import register
+    from .cli import PANEL
+    from .cli import app as commands
 
-    register(app)
+    app.add_typer(commands, rich_help_panel=PANEL)
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""``nself nginx test|reload|show``: the Typer surface, loaded only to register it."""
+"""``nself nginx test|reload|show``: a module-level Typer app."""
 
 from __future__ import annotations
 
@@ -18,69 +18,70 @@ def _runtime() -> tuple[Any, Any]:
     return config, runtime(config)
 
 
-def register(app: Any) -> None:
-    group = typer.Typer(help="Test, reload and show the nginx configuration.", no_args_is_help=True)
-    app.add_typer(group, name="nginx", rich_help_panel=PANEL)
+app = typer.Typer(
+    name="nginx", help="Test, reload and show the nginx configuration.", no_args_is_help=True
+)
 
-    @group.command("test")
-    def test() -> None:
-        """Check the configuration on disk with the service's nginx (`nginx -t`)."""
-        from nself_sdk import NselfError
-        from nself_sdk.console import ok
 
-        _config, rt = _runtime()
-        running = is_running(rt)
-        why = tested(rt, running)
-        if why is not None:
-            raise NselfError(
-                f"nginx configuration is invalid: {why}",
-                "fix the file named (hand-written files live in nginx/conf.d/), "
-                "or run `nself build` if a generated one was edited",
-            )
-        where = "the running nginx" if running else "a throw-away nginx container"
-        ok(f"nginx configuration is valid (checked by {where})")
+@app.command("test")
+def test() -> None:
+    """Check the configuration on disk with the service's nginx (`nginx -t`)."""
+    from nself_sdk import NselfError
+    from nself_sdk.console import ok
 
-    @group.command("reload")
-    def reload() -> None:
-        """Test the configuration, then load it into the running nginx without downtime."""
-        from nself_sdk import NselfError
-        from nself_sdk.console import ok
+    _config, rt = _runtime()
+    running = is_running(rt)
+    why = tested(rt, running)
+    if why is not None:
+        raise NselfError(
+            f"nginx configuration is invalid: {why}",
+            "fix the file named (hand-written files live in nginx/conf.d/), "
+            "or run `nself build` if a generated one was edited",
+        )
+    where = "the running nginx" if running else "a throw-away nginx container"
+    ok(f"nginx configuration is valid (checked by {where})")
 
-        _config, rt = _runtime()
-        if not is_running(rt):
-            raise NselfError("nginx is not running", "start it: nself start nginx")
-        why = tested(rt, True)
-        if why is not None:
-            raise NselfError(
-                f"nginx configuration is invalid, not reloaded: {why}",
-                "nginx keeps serving its current configuration; fix the file and reload again",
-            )
-        reload_running(rt)
-        ok("nginx reloaded: configuration tested and loaded, connections kept")
 
-    @group.command("show")
-    def show(
-        site: Annotated[
-            str | None, typer.Argument(help="Only this site, e.g. api (nginx/sites/api.conf).")
-        ] = None,
-    ) -> None:
-        """Print the configuration on disk: nginx.conf, the generated sites, conf.d."""
-        from nself_sdk import NselfError, find_project
-        from nself_sdk.console import info
+@app.command("reload")
+def reload() -> None:
+    """Test the configuration, then load it into the running nginx without downtime."""
+    from nself_sdk import NselfError
+    from nself_sdk.console import ok
 
-        folder = find_project() / "nginx"
-        if site is not None:
-            files = [folder / "sites" / f"{site}.conf"]
-            if not files[0].is_file():
-                known = sorted(p.stem for p in (folder / "sites").glob("*.conf"))
-                raise NselfError(
-                    f"no generated site {site!r}", f"sites: {', '.join(known) or 'none'}"
-                )
-        else:
-            files = [folder / "nginx.conf", *sorted((folder / "sites").glob("*.conf"))]
-            files += sorted((folder / "conf.d").glob("*.conf"))
+    _config, rt = _runtime()
+    if not is_running(rt):
+        raise NselfError("nginx is not running", "start it: nself start nginx")
+    why = tested(rt, True)
+    if why is not None:
+        raise NselfError(
+            f"nginx configuration is invalid, not reloaded: {why}",
+            "nginx keeps serving its current configuration; fix the file and reload again",
+        )
+    reload_running(rt)
+    ok("nginx reloaded: configuration tested and loaded, connections kept")
+
+
+@app.command("show")
+def show(
+    site: Annotated[
+        str | None, typer.Argument(help="Only this site, e.g. api (nginx/sites/api.conf).")
+    ] = None,
+) -> None:
+    """Print the configuration on disk: nginx.conf, the generated sites, conf.d."""
+    from nself_sdk import NselfError, find_project
+    from nself_sdk.console import info
+
+    folder = find_project() / "nginx"
+    if site is not None:
+        files = [folder / "sites" / f"{site}.conf"]
         if not files[0].is_file():
-            raise NselfError("the nginx configuration has not been generated", "run `nself build`")
-        for path in files:
-            info(f"# --- {path.relative_to(folder.parent)} ---")
-            info(path.read_text(encoding="utf-8", errors="replace").rstrip("\n"))
+            known = sorted(p.stem for p in (folder / "sites").glob("*.conf"))
+            raise NselfError(f"no generated site {site!r}", f"sites: {', '.join(known) or 'none'}")
+    else:
+        files = [folder / "nginx.conf", *sorted((folder / "sites").glob("*.conf"))]
+        files += sorted((folder / "conf.d").glob("*.conf"))
+    if not files[0].is_file():
+        raise NselfError("the nginx configuration has not been generated", "run `nself build`")
+    for path in files:
+        info(f"# --- {path.relative_to(folder.parent)} ---")
+        info(path.read_text(encoding="utf-8", errors="replace").rstrip("\n"))

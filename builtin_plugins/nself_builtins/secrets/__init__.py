@@ -24,9 +24,10 @@ def validate_files(config: Config, files: list[GeneratedFile]) -> list[Problem]:
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from .cli import register
+    from .cli import PANEL
+    from .cli import app as commands
 
-    register(app)
+    app.add_typer(commands, rich_help_panel=PANEL)
 
 
 @hookimpl

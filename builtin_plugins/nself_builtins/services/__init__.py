@@ -23,6 +23,7 @@ def contribute_scaffold() -> list[GeneratedFile]:
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from .cli import register
+    from .cli import PANEL
+    from .cli import app as commands
 
-    register(app)
+    app.add_typer(commands, rich_help_panel=PANEL)
