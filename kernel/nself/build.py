@@ -450,17 +450,3 @@ def rollback(project_dir: Path) -> dict[str, str]:
             "check NSELF_DISABLE_PLUGINS and NSELF_PLUGINS (`nself version` lists the plugins)",
         )
     return done
-
-
-def public_urls(config: Config, stack: Stack) -> dict[str, str]:
-    """Where people open the stack: the plugins' ``contribute_urls`` (the first answer for a
-    name wins), then the ``direct_url`` of a service opened without them (a dev tool)."""
-    pm = config.pluginmanager or make_manager(config.project_dir)
-    urls: dict[str, str] = {}
-    for answer in pm.hook.contribute_urls(config=config, stack=stack):
-        for name, url in answer.items():
-            urls.setdefault(name, url)
-    for service in stack.services:
-        if service.direct_url and service.name not in urls:
-            urls[service.name] = service.direct_url
-    return urls

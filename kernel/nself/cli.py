@@ -1,4 +1,4 @@
-"""The ``nself`` command line: root options, ``init``, ``build``, ``version``.
+"""The ``nself`` command line: root options, ``version``, and the error and exit policy.
 
 Every other command comes from a plugin through the ``register_commands`` hook. Typer is
 imported only once a command has to be parsed, so ``nself --version`` starts in a blink.
@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 from . import __version__, console
 from .console import state
-from .errors import NselfError, UsageError
+from .errors import NselfError
 
 if TYPE_CHECKING:
     import typer
 
-    from .build import BuildResult
 
 HELP = "A complete, production-grade, self-hosted backend: one CLI, generated config."
 PANEL_PROJECT = "Project"
@@ -59,51 +58,6 @@ def make_app() -> "typer.Typer":
         state.debug = state.debug or debug  # `main` takes --debug from anywhere in argv
         state.project = project
 
-    @app.command(rich_help_panel=PANEL_PROJECT)
-    def init(
-        folder: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path("."),
-        name: Annotated[str | None, typer.Option(help="Project name (default: folder).")] = None,
-        domain: Annotated[
-            str | None,
-            typer.Option(
-                help="Base domain (default: local.nself.org; --force keeps the project's)."
-            ),
-        ] = None,
-        wizard: Annotated[
-            bool, typer.Option("--wizard", help="Ask for name, domain and services.")
-        ] = False,
-        force: Annotated[
-            bool,
-            typer.Option(
-                "--force",
-                help="Rewrite an existing project's committed env files, keeping their "
-                "values (name, domain, dev secrets, edits) unless given; copies of the "
-                "previous files go to .nself/init-backups.",
-            ),
-        ] = False,
-    ) -> None:
-        """Create a project: env layers with fresh dev secrets, folders, .gitignore."""
-        from .scaffold import run
-
-        run(folder, name, domain, wizard, force)
-
-    @app.command(rich_help_panel=PANEL_PROJECT)
-    def build(
-        check: Annotated[
-            bool,
-            typer.Option("--check", help="Validate and compare only; fail if out of date."),
-        ] = False,
-        env: Annotated[str | None, typer.Option("--env", help="local, staging or prod.")] = None,
-        rollback: Annotated[
-            bool,
-            typer.Option("--rollback", help="Restore the files of the previous build."),
-        ] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
-    ) -> None:
-        """Generate docker-compose.yml, nginx config and .env.computed from the env files."""
-        run_build(check=check, env=env, rollback=rollback, as_json=as_json)
-
-    @app.command(rich_help_panel=PANEL_PROJECT)
     def version(
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
     ) -> None:
@@ -125,94 +79,10 @@ def make_app() -> "typer.Typer":
     from .plugins import make_manager
 
     make_manager().hook.register_commands(app=app)
+    own = typer.Typer()  # added last: `version` is listed after the project's init and build
+    own.command(rich_help_panel=PANEL_PROJECT)(version)
+    app.add_typer(own)
     return app
-
-
-def run_build(
-    check: bool = False, env: str | None = None, rollback: bool = False, as_json: bool = False
-) -> None:
-    """What `nself build` does once its options are parsed."""
-    if rollback:
-        if check or env is not None:
-            raise UsageError("--rollback cannot be combined with --check or --env")
-        from .build import rollback as do_rollback
-
-        restored = do_rollback(project_dir())
-        if as_json:
-            console.emit_json({"ok": True, "rolled_back": restored})
-        else:
-            console.ok(f"restored the previous build ({len(restored)} files)")
-            for path, what in restored.items():
-                console.info(f"  {what}: {path}")
-            console.info("the env files are unchanged: the next `nself build` redoes it")
-        return
-    from .build import build as do_build
-
-    result = do_build(project_dir(), env, check=check)
-    for problem in result.plan.warnings:
-        console.warn(problem.message, problem.hint)
-    stale = NselfError("generated files are out of date", "run `nself build`")
-    if as_json:
-        data = _summary_data(result, check)
-        if check and result.changes:
-            data.update(error=stale.message, hint=stale.hint)
-        console.emit_json(data)
-    elif check:
-        _check_report(result)
-    else:
-        _summary(result)
-    if check and result.changes:
-        raise stale
-
-
-def _summary_data(result: "BuildResult", check: bool = False) -> dict[str, Any]:
-    """The build as data. ``changes``: what the build wrote (with --check: what it would
-    write); ``up_to_date``: the files on disk match the configuration now (true after a
-    build that wrote them, false only when --check finds them stale)."""
-    from .build import public_urls
-
-    plan = result.plan
-    current = not (check and result.changes)
-    return {
-        "ok": current,
-        "env": plan.config.env,
-        "project": plan.config.project_name,
-        "services": [s.name for s in plan.stack.services],
-        "urls": public_urls(plan.config, plan.stack),
-        "files": [f.path for f in plan.files],
-        "changes": result.changes,
-        "up_to_date": current,
-        "warnings": [p.message for p in plan.warnings],
-    }
-
-
-def _summary(result: "BuildResult") -> None:
-    data = _summary_data(result)
-    services = data["services"]
-    console.ok(f"built {data['project']} for {data['env']}: {len(services)} services")
-    console.info(f"  services: {', '.join(services)}")
-    urls: dict[str, str] = data["urls"]
-    if urls:
-        console.info("  urls:")
-        for name, url in urls.items():
-            console.info(f"    {name:<14} {url}")
-    changes: dict[str, str] = data["changes"]
-    if changes:
-        console.info(f"  changed ({len(changes)}):")
-        for path, what in changes.items():
-            console.info(f"    {what:<8} {path}")
-    else:
-        console.info("  no changes: every generated file was already up to date")
-
-
-def _check_report(result: "BuildResult") -> None:
-    env = result.plan.config.env
-    if result.changes:
-        console.info(f"the configuration is valid ({env}) but the generated files are stale:")
-        for path, what in result.changes.items():
-            console.info(f"  would be {what}: {path}")
-    else:
-        console.ok(f"the configuration is valid and the generated files are up to date ({env})")
 
 
 def _command_name(args: list[str]) -> str | None:
@@ -295,10 +165,14 @@ def main(argv: list[str] | None = None) -> Any:
     state.debug, state.emitted_json = debug, False
     as_json = "--json" in args[: args.index("--") if "--" in args else len(args)]
     try:
-        if args == ["build"]:
-            # The command run after every edit, with nothing to parse: Typer and the
-            # plugins' commands are not needed to run it (~60 ms of start-up).
-            return run_build()
+        if len(args) == 1 and not args[0].startswith("-"):
+            # `nself build`, run after every edit: nothing to parse, so a plugin may run it
+            # before Typer and the plugins' commands are imported (~60 ms of start-up).
+            from .plugins import make_manager
+
+            code = make_manager().hook.run_bare_command(name=args[0])
+            if code is not None:
+                return code
         command = get_command(make_app(), _command_name(args))
         return command.main(args=args, prog_name="nself", standalone_mode=False)
     except NselfError as exc:

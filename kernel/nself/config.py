@@ -117,7 +117,7 @@ class Config:
 
     @property
     def domain(self) -> str:
-        return self.text("BASE_DOMAIN", "local.nself.org")
+        return self.text("BASE_DOMAIN")  # its default is the project plugin's
 
     @property
     def is_local(self) -> bool:

@@ -189,6 +189,13 @@ def harden(config: Config, stack: Stack, live: bool) -> list[Finding]:
     """
 
 
+@hookspec(firstresult=True)
+def run_bare_command(name: str) -> int | None:
+    """Run ``nself NAME`` given alone (no argument, no option) before the command line is
+    parsed, so Typer is never imported: a shortcut for a command run after every edit.
+    Return its exit status, or ``None`` to leave it to the command you registered."""
+
+
 @hookspec
 def register_commands(app: Any) -> None:
     """Add commands or command groups to the ``nself`` Typer ``app``.

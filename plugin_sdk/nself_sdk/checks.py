@@ -23,7 +23,6 @@ from collections.abc import Callable
 
 from nself.config import Config
 from nself.model import Problem
-from nself.scaffold import domain_problem as base_domain_problem
 
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
@@ -69,19 +68,6 @@ def _checked(
 def label_problem(config: Config, name: str) -> Problem | None:
     """An error when setting ``name`` is set but is not one DNS label (empty is not checked)."""
     return _checked(config, name, is_label, "a DNS label", LABEL_HINT)
-
-
-def domain_problem(config: Config, name: str) -> Problem | None:
-    """An error when setting ``name`` is set but cannot be a base domain: not a lowercase DNS
-    name of two labels or more (an IP address, ``localhost``), the rule ``nself init
-    --domain`` applies too."""
-    value = config.text(name)
-    if not value or (problem := base_domain_problem(value)) is None:
-        return None
-    why, hint = problem
-    return Problem(
-        "error", f"{config.where(name)}: {name}={value!r} is not a domain name: {why}", hint
-    )
 
 
 def size_problem(config: Config, name: str) -> Problem | None:

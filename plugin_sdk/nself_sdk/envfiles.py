@@ -1,6 +1,6 @@
 """The project's layered env files, for plugins that read or edit them (``nself env``,
 ``nself secrets``): which files a target reads, their parser and quoting, the build's state
-files, and fresh values for generated secrets."""
+files."""
 
 from nself.atomic import write_atomic
 from nself.build import MANIFEST, STATE_DIR
@@ -15,9 +15,9 @@ from nself.envfiles import (
     layer_files,
     parse_text,
     quote,
+    read_text,
     target_env,
 )
-from nself.secretgen import generate as generate_secret
 
 __all__ = [
     "COMPUTED",
@@ -29,10 +29,10 @@ __all__ = [
     "canonical_env",
     "check_private",
     "current_env_file",
-    "generate_secret",
     "layer_files",
     "parse_text",
     "quote",
+    "read_text",
     "target_env",
     "write_atomic",
 ]

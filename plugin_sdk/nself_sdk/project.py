@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 from nself import build as _build
+from nself.build import BuildResult, Plan
 from nself.cli import project_dir
 from nself.config import Config
 from nself.errors import NselfError
@@ -21,7 +22,9 @@ find_project = project_dir
 plan = _build.plan
 build = _build.build
 rollback = _build.rollback
-public_urls = _build.public_urls
+# The files plugins answer to a hook (e.g. ``contribute_scaffold``), checked as the
+# build's: inside the project, not an env file or .nself/, one owner per path.
+collect_files = _build.collect_files
 
 
 def plugin_manager(project: Path | None = None) -> Manager:
@@ -43,6 +46,20 @@ def stack(config: Config, pm: Manager | None = None) -> Stack:
     return _build.collect_stack(pm or make_manager(config.project_dir), config)
 
 
+def public_urls(config: Config, stack: Stack) -> dict[str, str]:
+    """Where people open the stack: the plugins' ``contribute_urls`` (the first answer for a
+    name wins), then the ``direct_url`` of a service opened without them (a dev tool)."""
+    pm = config.pluginmanager or make_manager(config.project_dir)
+    urls: dict[str, str] = {}
+    for answer in pm.hook.contribute_urls(config=config, stack=stack):
+        for name, url in answer.items():
+            urls.setdefault(name, url)
+    for service in stack.services:
+        if service.direct_url and service.name not in urls:
+            urls[service.name] = service.direct_url
+    return urls
+
+
 def runtime(config: Config, pm: pluggy.PluginManager | None = None) -> Runtime:
     """The container runtime a plugin provides for ``config`` (see ``provide_runtime``)."""
     manager = pm or make_manager(config.project_dir)
@@ -53,12 +70,18 @@ def runtime(config: Config, pm: pluggy.PluginManager | None = None) -> Runtime:
 
 
 __all__ = [
+    "BuildResult",
+    "Manager",
+    "Plan",
     "Stack",
     "build",
+    "collect_files",
     "find_project",
     "load_config",
     "plan",
     "plugin_manager",
+    "public_urls",
+    "rollback",
     "runtime",
     "stack",
 ]

@@ -95,22 +95,21 @@ def plugin_stack(
     env: dict[str, str] | None = None,
     target: str | None = None,
     name: str = "plugintest",
-    domain: str = "local.nself.org",
+    domain: str | None = None,
     extra_bundles: Sequence[Path | str] = (),
 ) -> PluginStack:
     """Create a project in ``tmp_path``, install ``bundle`` (and ``extra_bundles`` first,
     e.g. its dependencies), set ``env`` (in .env.local for dev, else .env.<target>), build.
+    ``domain`` defaults to the project plugin's (``local.nself.org``).
 
     Raises the same ``NselfError`` a user would see when the plugin is rejected.
     """
     import yaml
 
     from nself.build import build
-    from nself.plugins import make_manager
-    from nself.scaffold import init
 
     project = tmp_path / name
-    init(make_manager(), project, name, domain, False)
+    _run(project, "init", str(project), "--name", name, *(["--domain", domain] if domain else []))
     for extra in extra_bundles:
         _run(project, "plugin", "install", str(Path(extra).resolve()))
     if bundle is not None:

@@ -1,16 +1,26 @@
-"""Project-wide settings every other plugin relies on."""
+"""The project: its name and base domain (settings every other plugin relies on), and the
+commands that create it and generate its stack, ``nself init`` and ``nself build``.
+
+``init`` lives here because the project's files are this plugin's: the env templates, the
+domain rule and ``.gitignore`` merging, with each plugin adding its own folders through
+``contribute_scaffold``. The kernel only builds; ``build`` here prints what it did.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from nself_sdk import Config, Problem, Setting, hookimpl
-from nself_sdk.checks import domain_problem, image_problem
+from nself_sdk.checks import image_problem
+
+from .names import DEFAULT_DOMAIN, domain_problem
 
 
 @hookimpl
 def declare_settings() -> list[Setting]:
     return [
         Setting("PROJECT_NAME", description="Names the Compose project, network and volumes."),
-        Setting("BASE_DOMAIN", "local.nself.org", "Every public URL is a subdomain of this."),
+        Setting("BASE_DOMAIN", DEFAULT_DOMAIN, "Every public URL is a subdomain of this."),
     ]
 
 
@@ -46,3 +56,21 @@ def _name_problems(config: Config) -> list[Problem]:
             "'-' and '_'",
         )
     ]
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    from .cli import app as commands
+
+    app.add_typer(commands)
+
+
+@hookimpl
+def run_bare_command(name: str) -> int | None:
+    """A bare ``nself build`` (run after every edit) needs no parser: it runs at once."""
+    if name != "build":
+        return None
+    from .build import run_build
+
+    run_build()
+    return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nself_builtins.shared.envs import in_dependency_order, references, service_references
+from nself_builtins.shared.secrets import generate as generate_secret
 from nself_sdk import (
     Config,
     NselfError,
@@ -30,7 +31,6 @@ from nself_sdk.envfiles import (
     Entry,
     canonical_env,
     check_private,
-    generate_secret,
     layer_files,
     parse_text,
     quote,

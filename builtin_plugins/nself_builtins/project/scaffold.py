@@ -1,24 +1,25 @@
-"""``nself init``: a new project folder with env layers, fresh dev secrets and folders."""
+"""What ``nself init`` writes: the env layers with fresh dev secrets, ``.gitignore`` (merged
+into the project's own) and the folders plugins read from (``contribute_scaffold``).
+
+``--force`` rewrites the committed env files from the current template but keeps every
+value they hold, copying each file it changes to ``.nself/init-backups/<time>/`` first.
+"""
 
 from __future__ import annotations
 
 import io
 import os
-import re
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import console
-from .atomic import write_atomic
-from .build import collect_files
-from .config import TRUE
-from .errors import NselfError, UsageError
-from .model import GeneratedFile, Setting, Shown
-from .plugins import Manager
-from .secretgen import generate
+from nself_builtins.shared.secrets import generate
+from nself_sdk import GeneratedFile, NselfError, Setting, write_atomic
+from nself_sdk.envfiles import parse_text, read_text
+from nself_sdk.project import Manager, collect_files
+
+from .names import DEFAULT_DOMAIN, check_domain, check_name, folder_name
 
 GITIGNORE = """\
 # nself: per-developer, secret and generated files
@@ -41,9 +42,7 @@ SECRETS = """\
 # Real secrets (gitignored, mode 0600). `nself secrets generate --env prod` fills this file.
 """
 
-NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 FILES = (".env.dev", ".env.local", ".env.staging", ".env.prod", ".env.secrets", ".gitignore")
-DEFAULT_DOMAIN = "local.nself.org"
 # Yours once they exist: `--force` never rewrites them.
 OWN = (".env.local", ".env.secrets")
 # The headings `nself init` writes above settings it carries over or the wizard chose.
@@ -53,8 +52,8 @@ WIZARD = "# --- chosen by `nself init --wizard` ---\n"
 BACKUPS = ".nself/init-backups"
 
 
-@dataclass(repr=False)
-class InitResult(Shown):
+@dataclass
+class InitResult:
     """What ``nself init`` did to each of the project's files (path -> what)."""
 
     files: dict[str, str] = field(default_factory=dict)  # created | overwritten | kept
@@ -68,52 +67,6 @@ class InitResult(Shown):
 
 def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8") if path.is_file() else ""
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-
-
-def check_name(name: str) -> str:
-    if not NAME.match(name):
-        raise UsageError(
-            f"invalid project name {name!r}",
-            "use lowercase letters, digits and '-', starting with a letter",
-        )
-    return name
-
-
-def domain_problem(domain: str) -> tuple[str, str] | None:
-    """Why ``domain`` cannot be BASE_DOMAIN, and a hint; None if it can. The one rule for
-    ``init --domain`` and BASE_DOMAIN in an env file (the SDK's ``web.domain_problem``)."""
-    label = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-    example = f"use a DNS name such as example.com (the default is {DEFAULT_DOMAIN})"
-    if domain != domain.lower():
-        return "has capital letters", f"write it in lowercase: {domain.lower()}"
-    if re.fullmatch(r"[0-9.]+|.*:.*", domain):
-        return "is an IP address: URLs are subdomains of it (api.DOMAIN)", example
-    if "." not in domain:
-        return "is one label: subdomains of it need a DNS name with a '.'", example
-    if len(domain) > 253 or not re.fullmatch(rf"{label}(\.{label})+", domain):
-        return "is not a DNS name", example
-    return None
-
-
-def _folder_name(folder: Path) -> str:
-    """The project name the folder's name gives, checked (hinting --name when it fails)."""
-    name = slug(folder.resolve().name) or "app"
-    if not NAME.match(name):
-        raise UsageError(
-            f"invalid project name {name!r} (from the folder's name)",
-            "pass --name NAME: lowercase letters, digits and '-', starting with a letter",
-        )
-    return name
-
-
-def check_domain(domain: str) -> str:
-    if (problem := domain_problem(domain)) is not None:
-        raise UsageError(f"invalid domain {domain!r}: {problem[0]}", problem[1])
-    return domain
 
 
 def optional_switches(pm: Manager) -> list[Setting]:
@@ -238,8 +191,6 @@ def _notes(existing: str, template: str, file: str) -> dict[str, list[str]]:
 
 def current(folder: Path) -> dict[str, str]:
     """The settings of an existing project's ``.env.dev`` (raw values, unresolved)."""
-    from .envfiles import parse_text
-
     text = _read(folder / ".env.dev")
     try:
         return {e.key: e.raw for e in parse_text(text, ".env.dev")}
@@ -264,8 +215,6 @@ def check_target(folder: Path, force: bool) -> None:
 def _check_parsable(folder: Path) -> None:
     """Refuse to rewrite a committed env file that does not parse: its unreadable lines
     would be lost. Nothing has been written or asked yet."""
-    from .envfiles import parse_text, read_text
-
     for rel in FILES:
         if not rel.startswith(".env.") or rel in OWN:
             continue
@@ -316,7 +265,7 @@ def init(
         replace.add("BASE_DOMAIN")
     # Given on the command line: checked. Kept from the project: taken as it is.
     given_name = check_name(name) if name is not None else None
-    name = given_name or had.get("PROJECT_NAME") or _folder_name(folder)
+    name = given_name or had.get("PROJECT_NAME") or folder_name(folder)
     if domain is not None:
         domain = check_domain(domain)
     else:
@@ -387,93 +336,3 @@ def _write(
             write_atomic(folder / item.path, item.content, item.mode)
             result.folders.append(item.path)
     os.chmod(folder / ".env.secrets", 0o600)
-
-
-def _ask(question: str, default: str | None, check: Callable[[str], str]) -> str:
-    """Ask until ``check`` accepts the answer; the end of input gives up, writing nothing."""
-    import click
-
-    while True:
-        try:
-            answer: str = click.prompt(question, default=default)
-        except click.exceptions.Abort:
-            raise _no_answer(question) from None
-        try:
-            return check(answer.strip())
-        except UsageError as exc:
-            console.error(exc.message, exc.hint)
-
-
-def _confirm(question: str, short: str, default: bool = False) -> bool:
-    import click
-
-    try:
-        return bool(click.confirm(question, default=default))
-    except click.exceptions.Abort:
-        raise _no_answer(short) from None
-
-
-def _no_answer(question: str) -> UsageError:
-    return UsageError(
-        f"the wizard got no answer for {question} (end of input): nothing was written",
-        "answer every question, or run `nself init --name NAME --domain DOMAIN` instead",
-    )
-
-
-def run(
-    folder: Path, name: str | None, domain: str | None, wizard: bool, force: bool
-) -> InitResult:
-    """``nself init`` as the command runs it: the wizard's questions, the files, the report."""
-    from .plugins import make_manager
-
-    pm = make_manager()
-    check_target(folder, force)  # before asking anything
-    extra: dict[str, str] = {}
-    if wizard:
-        had = current(folder)
-        proposed = name or had.get("PROJECT_NAME") or slug(folder.resolve().name) or "app"
-        # Offer no default that would be refused (a folder named 123).
-        default_name = proposed if NAME.match(proposed) else None
-        asked_name = _ask("Project name", default_name, check_name)
-        asked_domain = _ask(
-            "Base domain", domain or had.get("BASE_DOMAIN") or DEFAULT_DOMAIN, check_domain
-        )
-        # An answer that keeps the project's value is no change (and rewrites nothing).
-        if name is not None or asked_name != had.get("PROJECT_NAME"):
-            name = asked_name
-        if domain is not None or asked_domain != had.get("BASE_DOMAIN"):
-            domain = asked_domain
-        for setting in optional_switches(pm):
-            label = setting.description or setting.name
-            now = (had.get(setting.name) or "").strip().lower() in TRUE
-            answer = _confirm(f"{label} ({setting.name})", setting.name, default=now)
-            if answer != now:  # an explicit answer wins, a "no" included
-                extra[setting.name] = "true" if answer else "false"
-    existed = (folder / ".env.dev").exists()
-    result = init(pm, folder, name, domain, force, extra)
-    report(folder, result, existed)
-    return result
-
-
-def report(folder: Path, result: InitResult, existed: bool) -> None:
-    """What was created, overwritten (with where the previous copies are) and kept."""
-    if existed:
-        console.ok(f"updated the nself project in {folder}")
-    else:
-        console.ok(f"created nself project in {folder}")
-    created, overwritten, kept = (result.named(w) for w in ("created", "overwritten", "kept"))
-    if created:
-        console.info(f"  created:     {', '.join(created)}")
-    envs = [path for path in overwritten if path.startswith(".env.")]
-    if envs:
-        given = f" but {', '.join(result.replaced)}" if result.replaced else ""
-        console.info(f"  overwritten: {', '.join(envs)} (every value kept{given})")
-    if ".gitignore" in overwritten:
-        console.info("  overwritten: .gitignore (nself's lines added, yours kept)")
-    if overwritten:
-        console.info(f"  backup:      {result.backup}/ holds the previous copies")
-    if kept:
-        console.info(f"  kept:        {', '.join(kept)} (unchanged)")
-    if result.folders:
-        console.info(f"  scaffold:    {', '.join(sorted(result.folders))}")
-    console.info("next: nself build && nself start")

@@ -1,4 +1,5 @@
-"""Fresh secrets for the settings plugins declare with ``generate``."""
+"""Fresh secrets for the settings plugins declare with ``generate`` (``nself init`` writes
+dev ones, ``nself secrets generate|rotate`` real ones)."""
 
 from __future__ import annotations
 
