@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from nself.config import Config
-    from nself.model import GeneratedFile, Route, Service
+    from nself.model import GeneratedFile, Mount, Route, Service
 
 # The platforms every pinned image must serve: Intel/AMD servers and ARM ones (Graviton,
 # Ampere, Raspberry Pi 4/5 on a 64-bit OS).
@@ -63,9 +63,12 @@ class ImageContract(Shown):
     source: tuple[str, ...]
     # The uid of the service's process (after the entrypoint stepped down, if it does).
     user: int | None
+    # That user's name in the image (a service may run as it: ``user: redis``).
+    username: str = ""
     # The uid the entrypoint starts as when it differs (root that chowns, then steps down).
     starts_as: int | None = None
-    # What the entrypoint and process need once every other capability is dropped.
+    # What the entrypoint and process need once every other capability is dropped, when
+    # the image starts as it is built (a service started as a non-root user needs none).
     capabilities: tuple[str, ...] | None = None
     # The engine's default capabilities are needed as they are (none can be dropped).
     default_capabilities: bool = False
@@ -74,6 +77,8 @@ class ImageContract(Shown):
     writable: tuple[str, ...] | None = None
     # Paths the entrypoint chowns to ``user`` on every start.
     chowns: tuple[str, ...] = ()
+    # Paths it must write to start at all: never mounted read-only.
+    writes: tuple[str, ...] = ()
     # Programs the image ships (a health check may use only these).
     tools: tuple[str, ...] | None = None
     # Env names the image reads (``GF_*``: a family); a name outside them is a typo.
@@ -90,7 +95,8 @@ class ImageContract(Shown):
     def unconfirmed(self) -> list[str]:
         """The facts left ``None``: not confirmed from upstream."""
         names = ("user", "capabilities", "writable", "tools", "env", "ports", "platforms")
-        return [name for name in names if getattr(self, name) is None]
+        found = [name for name in names if getattr(self, name) is None]
+        return [n for n in found if not (n == "capabilities" and self.default_capabilities)]
 
     def reads(self, name: str) -> bool:
         """Whether the image reads env ``name`` (unknown: True)."""
@@ -129,11 +135,15 @@ def problems(
 
 def uid_of(service: Service) -> int | None:
     """The uid the service's process runs as: ``user:`` if set, else the contract's."""
+    contract = service.contract if isinstance(service.contract, ImageContract) else None
     if service.user:
         head = service.user.split(":", 1)[0]
-        return int(head) if head.isdigit() else None
-    contract = service.contract
-    return contract.user if isinstance(contract, ImageContract) else None
+        if head.isdigit():
+            return int(head)
+        if head == "root":
+            return 0
+        return contract.user if contract is not None and head == contract.username else None
+    return contract.user if contract is not None else None
 
 
 def reads_anything(service: Service) -> bool:
@@ -211,12 +221,14 @@ def _capability_problems(service: Service, contract: ImageContract) -> Iterator[
         return
     if contract.capabilities is None:
         return
+    # Started as another user than the image's, the entrypoint has no root steps to take.
+    needed = set(contract.capabilities) if not service.user or uid_of(service) == 0 else set()
     if not service.drop_all_caps:
         yield "keeps the engine's default capabilities; the image needs only " + (
-            ", ".join(contract.capabilities) or "none"
+            ", ".join(sorted(needed)) or "none"
         )
         return
-    granted, needed = set(service.cap_add), set(contract.capabilities)
+    granted = set(service.cap_add)
     for cap in sorted(needed - granted):
         yield f"{contract.image} needs capability {cap}, which is not granted"
     for cap in sorted(granted - needed):
@@ -239,8 +251,20 @@ def _inside(path: str, folders: Iterable[str]) -> bool:
     return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
 
 
+def _covering(service: Service, path: str) -> Mount | None:
+    """The mount whose target holds ``path`` (the deepest one)."""
+    found = [m for m in service.mounts if _inside(path, (m.target,))]
+    return max(found, key=lambda m: len(m.target)) if found else None
+
+
 def _volume_problems(service: Service, contract: ImageContract) -> Iterator[str]:
     uid = uid_of(service)
+    for path in contract.writes:
+        mount = _covering(service, path)
+        if mount is not None and mount.read_only:
+            yield f"{contract.image} writes to {path}, but {mount.source} is mounted read-only"
+        elif mount is None and service.read_only:
+            yield f"{contract.image} writes to {path}, but the container is read-only"
     for mount in service.mounts:
         if mount.read_only:
             continue
@@ -249,7 +273,7 @@ def _volume_problems(service: Service, contract: ImageContract) -> Iterator[str]
             if contract.writable is not None and not _inside(mount.target, contract.writable):
                 yield (
                     f"volume {mount.source} at {mount.target} may not be writable by uid "
-                    f"{uid}: {contract.image} writes only "
+                    f"{uid}: {contract.image} can write only "
                     + (", ".join(contract.writable) or "nothing")
                 )
         elif uid != 0 and not _inside(mount.target, contract.chowns):
@@ -296,7 +320,8 @@ def mount_problems(service: Service, project: Path, paths: Iterable[str]) -> lis
     """Which of ``paths`` (project-relative files, e.g. what the build wrote) the service
     bind-mounts but cannot read on disk: the file needs o+r and every folder from the
     mount's root down to it o+rx (a host umask of 077 makes new folders 0700), unless the
-    process is root with a capability to read anything."""
+    process has the owner's uid (then the owner's bits count) or is root with a
+    capability to read anything."""
     import os
     import stat
 
@@ -317,10 +342,13 @@ def mount_problems(service: Service, project: Path, paths: Iterable[str]) -> lis
                 if relative in found:
                     continue
                 try:
-                    mode = os.stat(project / relative).st_mode
+                    info = os.stat(project / relative)
                 except OSError:
                     break
+                mode = info.st_mode
                 need = 0o005 if stat.S_ISDIR(mode) else 0o004
+                if info.st_uid == uid:  # the same uid on the host: the owner's bits
+                    need <<= 6
                 if mode & need != need:
                     kind = "folder" if stat.S_ISDIR(mode) else "file"
                     found[relative] = (

@@ -8,6 +8,7 @@ from typing import Any
 from nself_sdk import (
     Config,
     HealthCheck,
+    ImageContract,
     Mount,
     PortBinding,
     Problem,
@@ -21,6 +22,21 @@ from nself_sdk import (
 IMAGE = "nself/nself-admin:0.9.0"
 PORT = 3021
 BIND = "127.0.0.1"
+ADMIN = ImageContract(
+    image=IMAGE,
+    source=("https://github.com/acamarata/nself-admin/blob/main/Dockerfile",),
+    # node:20-alpine runner stage: `adduser -S nextjs -u 1001`, USER nextjs.
+    user=1001,
+    capabilities=(),
+    # `mkdir -p /project /data && chown -R nextjs:nodejs /app /project /data`.
+    writable=("/data", "/project"),
+    # docker-cli, curl, bash and git added to node:20-alpine (busybox wget, sh).
+    tools=("node", "docker", "curl", "bash", "git", "sh", "wget"),
+    ports=(PORT,),
+    platforms=("linux/amd64", "linux/arm64"),
+    notes="Facts from the admin's Dockerfile as published (image version 0.2.0); the "
+    "0.9.0 tag itself could not be read. Which env names it reads is not listed there.",
+)
 
 
 def allowed(config: Config) -> bool:
@@ -96,6 +112,7 @@ plugin = AdminPlugin(
         ),
         mounts=(Mount("./", "/workspace"), Mount("admin_data", "/app/data")),
         health_url=f"http://admin:{PORT}/api/health",
+        contract=ADMIN,
     ),
     switch=Setting("ADMIN_ENABLED", "false", "Run the admin UI on 127.0.0.1:3021 (dev only)."),
     image=Setting("ADMIN_IMAGE", description="Admin UI image."),

@@ -5,9 +5,46 @@ from __future__ import annotations
 from dataclasses import replace
 
 from nself_builtins.shared.urls import public_url
-from nself_sdk import Config, HealthCheck, Problem, Service, ServicePlugin, Setting, Subdomain
+from nself_sdk import (
+    Config,
+    HealthCheck,
+    ImageContract,
+    Problem,
+    Service,
+    ServicePlugin,
+    Setting,
+    Subdomain,
+)
 
 IMAGE = "nhost/hasura-auth:0.36.0"
+AUTH = ImageContract(
+    image=IMAGE,
+    source=(
+        "https://github.com/nhost/hasura-auth/blob/v0.36.0/flake.nix",
+        "https://github.com/nhost/nixops/blob/main/lib/go/go.nix",
+        "https://github.com/nhost/hasura-auth/blob/v0.36.0/.github/workflows/wf_docker_push_image.yaml",
+        "https://github.com/nhost/hasura-auth/blob/v0.36.0/docs/environment-variables.md",
+    ),
+    # A nix2container image without a User: the hasura-auth binary (a wrapper that puts
+    # nodejs on PATH), CA certificates, /tmp, and `contents = [ wget ]`. No shell.
+    user=0,
+    capabilities=(),
+    writable=(),
+    tools=("hasura-auth", "wget", "node"),
+    env=("AUTH_*", "HASURA_GRAPHQL_*"),
+    # It applies its own migrations and metadata through Hasura at start.
+    required=(
+        "HASURA_GRAPHQL_DATABASE_URL",
+        "HASURA_GRAPHQL_GRAPHQL_URL",
+        "HASURA_GRAPHQL_ADMIN_SECRET",
+        "HASURA_GRAPHQL_JWT_SECRET",
+    ),
+    ports=(4000,),
+    # skopeo pushes x86_64 and aarch64 images and a manifest list over both.
+    platforms=("linux/amd64", "linux/arm64"),
+    notes="Its mailer always authenticates with PLAIN, which Go refuses over plain SMTP "
+    "except to localhost, 127.0.0.1, ::1 (and mailhog).",
+)
 
 
 def _checks(config: Config) -> list[Problem]:
@@ -66,6 +103,7 @@ plugin = ServicePlugin(
         ),
         depends_on=("postgres", "hasura"),
         health_url="http://auth:4000/healthz",
+        contract=AUTH,
     ),
     switch=Setting("AUTH_ENABLED", "true", "Run the Auth service."),
     image=Setting("AUTH_IMAGE", description="Auth image."),

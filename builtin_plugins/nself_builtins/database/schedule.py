@@ -15,11 +15,43 @@ would delete unless ``BACKUP_PRUNE=true``.
 
 from __future__ import annotations
 
-from nself_sdk import Config, GeneratedFile, Mount, Problem, Service, Stack
+from nself_sdk import Config, GeneratedFile, ImageContract, Mount, Problem, Service, Stack
 
 FIELDS = 5
 SERVICE = "db-backup"
 SCRIPT = "db-backup/backup.sh"
+# The stack's PostgreSQL image with the backup script as its entrypoint instead of the
+# official one: it runs as root, never stepping down to postgres.
+SCHEDULER = ImageContract(
+    image="postgres:16-bookworm",
+    source=(
+        "https://github.com/docker-library/postgres/blob/master/16/bookworm/Dockerfile",
+        "https://github.com/docker-library/official-images/blob/master/library/postgres",
+    ),
+    user=0,
+    # CHOWN: each backup is given to the owner of the backups folder; DAC_OVERRIDE: root
+    # writes into that folder of the host's user; FOWNER: it replaces and prunes the
+    # files it gave away.
+    capabilities=("CHOWN", "DAC_OVERRIDE", "FOWNER"),
+    writable=(),
+    writes=("/backups",),
+    # The official image's client tools and coreutils; curl from nself's Dockerfile (with
+    # POSTGRES_IMAGE set, uploads to S3 are skipped when the image has no curl).
+    tools=("sh", "psql", "pg_dump", "pg_dumpall", "sha256sum", "curl"),
+    env=("PG*", "BACKUP_*", "TZ"),
+    required=("PGHOST", "PGUSER", "PGPASSWORD", "PGDATABASE", "BACKUP_SCHEDULE"),
+    ports=(),
+    platforms=(
+        "linux/amd64",
+        "linux/arm/v5",
+        "linux/arm/v7",
+        "linux/arm64",
+        "linux/386",
+        "linux/mips64le",
+        "linux/ppc64le",
+        "linux/s390x",
+    ),
+)
 
 
 def cron_problem(expr: str) -> str | None:
@@ -140,6 +172,7 @@ def services(config: Config) -> list[Service]:
             ),
             cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER"),
             stop_grace_period="120s",
+            contract=SCHEDULER,
         )
     ]
 

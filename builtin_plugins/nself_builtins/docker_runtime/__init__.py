@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from nself_sdk import Config, Finding, NselfError, hookimpl
+from nself_sdk import Config, Finding, NselfError, Stack, hookimpl
 
 if TYPE_CHECKING:
     from nself_sdk import Runtime
@@ -28,9 +28,10 @@ def provide_runtime(config: Config) -> Runtime | None:
 
 
 @hookimpl
-def diagnose(config: Config, deep: bool, only: list[str]) -> list[Finding]:
-    """The engine and Compose v2 can be reached (when this runtime is the one in use)."""
-    if only and not {"engine", "disk", "ports"} & set(only):
+def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
+    """The engine and Compose v2 can be reached (when this runtime is the one in use); the
+    ``images`` check holds each service's image against this host and its contract."""
+    if only and not {"engine", "disk", "ports", "images"} & set(only):
         return []
     from nself_sdk import runtime as runtime_for
 
@@ -59,4 +60,8 @@ def diagnose(config: Config, deep: bool, only: list[str]) -> list[Finding]:
         from .disk import disk_findings
 
         found += disk_findings(config.project_dir, runtime)
+    if not only or "images" in only:
+        from .images import image_findings
+
+        found += image_findings(config, stack, runtime)
     return found

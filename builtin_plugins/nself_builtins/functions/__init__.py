@@ -9,9 +9,47 @@ from __future__ import annotations
 from dataclasses import replace
 
 from nself_builtins.shared.urls import public_url
-from nself_sdk import Config, HealthCheck, Mount, Service, ServicePlugin, Setting, Subdomain
+from nself_sdk import (
+    Config,
+    HealthCheck,
+    ImageContract,
+    Mount,
+    Service,
+    ServicePlugin,
+    Setting,
+    Subdomain,
+)
 
-IMAGE = "nhost/functions:1.2.0"
+# Tags are <node major>-<version>: one build per Node.js major (18.Dockerfile,
+# 20.Dockerfile, ...); a bare `1.2.0` is not a tag of this image.
+IMAGE = "nhost/functions:20-1.2.0"
+FUNCTIONS = ImageContract(
+    image=IMAGE,
+    source=(
+        "https://github.com/nhost/functions/blob/v1.2.0/20.Dockerfile",
+        "https://github.com/nhost/functions/blob/v1.2.0/start.sh",
+        "https://github.com/nhost/functions/blob/v1.2.0/server.ts",
+        "https://github.com/nhost/functions/blob/v1.2.0/.github/workflows/publish.yml",
+    ),
+    # node:20-alpine without USER: the start script and the server run as root.
+    user=0,
+    capabilities=(),
+    # start.sh runs in /opt/project (NHOST_PROJECT_PATH): it needs functions/package.json
+    # and a lock file (package-lock.json or yarn.lock: "No lock file found" and exit 1
+    # otherwise), copies tsconfig.json into the folder and installs node_modules there;
+    # pnpm keeps its store in /opt/project/node_modules/.pnpm-store.
+    writable=("/opt/project",),
+    writes=("/opt/project/functions",),
+    tools=("node", "npm", "pnpm", "nodemon", "tsx", "sh", "wget"),
+    # The functions are the project's code: they read whatever env they are given.
+    env=("*",),
+    # server.ts listens on 3000 whatever PORT says, and answers GET /healthz.
+    ports=(3000,),
+    platforms=("linux/amd64", "linux/arm64"),
+    notes="The <node major>-<version> tag form is taken from the published tags; the "
+    "stored copies of the publish workflow show the per-major builds (18, 20) but not "
+    "the tag prefix itself.",
+)
 
 
 def _adapt(config: Config, service: Service) -> Service:
@@ -49,6 +87,7 @@ plugin = ServicePlugin(
             Mount("functions_node_modules", "/opt/project/node_modules"),
         ),
         health_url="http://functions:3000/healthz",
+        contract=FUNCTIONS,
     ),
     switch=Setting("FUNCTIONS_ENABLED", "false", "Run the functions runtime (host `functions`)."),
     image=Setting("FUNCTIONS_IMAGE", description="Functions runtime image."),

@@ -6,9 +6,38 @@ import json
 import re
 
 from nself_builtins.shared.urls import public_url
-from nself_sdk import Config, HealthCheck, Problem, Service, ServicePlugin, Setting, Subdomain
+from nself_sdk import (
+    Config,
+    HealthCheck,
+    ImageContract,
+    Problem,
+    Service,
+    ServicePlugin,
+    Setting,
+    Subdomain,
+)
 
 IMAGE = "hasura/graphql-engine:v2.44.0"
+HASURA = ImageContract(
+    image=IMAGE,
+    source=(
+        "https://github.com/hasura/graphql-engine/blob/v2.44.0/packaging/graphql-engine/Dockerfile",
+        "https://github.com/hasura/graphql-engine/blob/v2.44.0/packaging/graphql-engine-base/ubuntu.dockerfile",
+        "https://hasura.io/docs/2.0/deployment/graphql-engine-flags/reference/",
+    ),
+    # ubuntu (jammy) base; a hasura user (1001) exists but the image has no USER.
+    user=0,
+    capabilities=(),
+    writable=(),
+    # "curl is not removed, it's required to support health checks"; the image's own
+    # HEALTHCHECK is `curl -f http://localhost:8080/healthz`.
+    tools=("graphql-engine", "curl", "sh", "bash", "pg_dump"),
+    env=("HASURA_GRAPHQL_*",),
+    required=("HASURA_GRAPHQL_DATABASE_URL",),
+    ports=(8080,),
+    # The base Dockerfile builds per TARGETPLATFORM (amd64 and arm64).
+    platforms=("linux/amd64", "linux/arm64"),
+)
 JWT_DEFAULT = '{"type":"HS256","key":"${HASURA_JWT_KEY}"}'
 REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
 # An origin pattern that matches every site: "*", "https://*", "http://*:*", ...
@@ -224,6 +253,7 @@ plugin = ServicePlugin(
         ),
         depends_on=("postgres",),
         health_url="http://hasura:8080/healthz",
+        contract=HASURA,
     ),
     switch=Setting("HASURA_ENABLED", "true", "Run Hasura (required unless the stack has no API)."),
     image=Setting("HASURA_IMAGE", description="Hasura image."),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from nself_sdk import (
     Config,
     HealthCheck,
+    ImageContract,
     Mount,
     Problem,
     Service,
@@ -25,6 +26,26 @@ from .presets import CATCHER, GENERIC, PRESETS, canonical, names
 IMAGE = "axllent/mailpit:v1.21.8"
 SMTP_PORT = 1025
 UI_PORT = 8025
+MAILPIT = ImageContract(
+    image=IMAGE,
+    source=(
+        "https://github.com/axllent/mailpit/blob/v1.21.8/Dockerfile",
+        "https://github.com/axllent/mailpit/blob/v1.21.8/.github/workflows/build-docker.yml",
+        "https://mailpit.axllent.org/docs/configuration/runtime-options/",
+    ),
+    # alpine with /mailpit (ENTRYPOINT) and tzdata, no USER.
+    user=0,
+    capabilities=(),
+    # MP_DATABASE=/data/mailpit.db
+    writable=("/data",),
+    tools=("/mailpit", "sh", "wget"),
+    env=("MP_*", "TZ"),
+    # EXPOSE 1025 (SMTP) 1110 (POP3) 8025 (web UI and API, /readyz).
+    ports=(SMTP_PORT, 1110, UI_PORT),
+    platforms=("linux/386", "linux/amd64", "linux/arm64"),
+    notes="SMTP AUTH is refused unless MP_SMTP_AUTH_ACCEPT_ANY (or an auth file) is set; "
+    "over plain SMTP also MP_SMTP_AUTH_ALLOW_INSECURE.",
+)
 
 
 def provider(config: Config) -> str:
@@ -183,6 +204,7 @@ plugin = ServicePlugin(
         healthcheck=HealthCheck(("CMD", "/mailpit", "readyz"), retries=10, start_period="5s"),
         mounts=(Mount("mail_data", "/data"),),
         health_url=f"http://mail:{UI_PORT}/readyz",
+        contract=MAILPIT,
     ),
     switch=Setting("MAIL_ENABLED", "false", "Send mail: a local catcher or an SMTP provider."),
     image=Setting("MAIL_IMAGE", description="Image of the local mail catcher (Mailpit)."),

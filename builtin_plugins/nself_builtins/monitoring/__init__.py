@@ -15,6 +15,7 @@ from nself_sdk import (
     Config,
     GeneratedFile,
     HealthCheck,
+    ImageContract,
     Mount,
     Problem,
     Route,
@@ -24,7 +25,7 @@ from nself_sdk import (
     hookimpl,
 )
 
-from . import configs
+from . import configs, images
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Component:
     port: int
     optional: bool = False  # may be switched off with <NAME>_ENABLED=false
     health: str = "/"  # the HTTP path its health check asks
+    contract: ImageContract | None = None  # what the pinned image is and needs
 
     @property
     def env(self) -> str:
@@ -42,26 +44,72 @@ class Component:
 
 
 COMPONENTS = (
-    Component("prometheus", "Prometheus", "prom/prometheus:v2.53.2", 9090, health="/-/ready"),
-    Component("grafana", "Grafana", "grafana/grafana:11.3.0", 3000, health="/api/health"),
-    Component("loki", "Loki", "grafana/loki:3.2.1", 3100, health="/ready"),
-    Component("promtail", "Promtail", "grafana/promtail:3.2.1", 9080, True, "/ready"),
-    Component("tempo", "Tempo", "grafana/tempo:2.6.1", 3200, health="/ready"),
-    Component("alertmanager", "Alertmanager", "prom/alertmanager:v0.27.0", 9093, health="/-/ready"),
-    Component("cadvisor", "cAdvisor", "gcr.io/cadvisor/cadvisor:v0.49.1", 8080, True, "/healthz"),
-    Component("node-exporter", "Node Exporter", "prom/node-exporter:v1.8.2", 9100, optional=True),
+    Component(
+        "prometheus",
+        "Prometheus",
+        images.PROMETHEUS.image,
+        9090,
+        health="/-/ready",
+        contract=images.PROMETHEUS,
+    ),
+    Component(
+        "grafana",
+        "Grafana",
+        images.GRAFANA.image,
+        3000,
+        health="/api/health",
+        contract=images.GRAFANA,
+    ),
+    Component("loki", "Loki", images.LOKI.image, 3100, health="/ready", contract=images.LOKI),
+    Component(
+        "promtail",
+        "Promtail",
+        images.PROMTAIL.image,
+        9080,
+        True,
+        "/ready",
+        contract=images.PROMTAIL,
+    ),
+    Component("tempo", "Tempo", images.TEMPO.image, 3200, health="/ready", contract=images.TEMPO),
+    Component(
+        "alertmanager",
+        "Alertmanager",
+        images.ALERTMANAGER.image,
+        9093,
+        health="/-/ready",
+        contract=images.ALERTMANAGER,
+    ),
+    Component(
+        "cadvisor",
+        "cAdvisor",
+        images.CADVISOR.image,
+        8080,
+        True,
+        "/healthz",
+        contract=images.CADVISOR,
+    ),
+    Component(
+        "node-exporter",
+        "Node Exporter",
+        images.NODE_EXPORTER.image,
+        9100,
+        optional=True,
+        contract=images.NODE_EXPORTER,
+    ),
     Component(
         "postgres-exporter",
         "Postgres Exporter",
-        "prometheuscommunity/postgres-exporter:v0.15.0",
+        images.POSTGRES_EXPORTER.image,
         9187,
+        contract=images.POSTGRES_EXPORTER,
     ),
     Component(
         "redis-exporter",
         "Redis Exporter",
-        "oliver006/redis_exporter:v1.62.0-alpine",
+        images.REDIS_EXPORTER.image,
         9121,
         health="/health",
+        contract=images.REDIS_EXPORTER,
     ),
 )
 BY_NAME = {c.name: c for c in COMPONENTS}
@@ -210,6 +258,7 @@ def _service(config: Config, component: Component) -> Service:
         role="monitoring",
         port=c.port,
         health_url=f"http://{c.name}:{c.port}{c.health}",
+        contract=c.contract,
     )
     check = HealthCheck(
         _http_check(c.port, c.health), interval="15s", retries=5, start_period="20s"
@@ -357,11 +406,12 @@ def _service(config: Config, component: Component) -> Service:
             healthcheck=check,
             depends_on=("postgres",),
         )
-    # redis-exporter
+    # redis-exporter: a scratch image, nothing inside to probe with (the multi-arch tag;
+    # its alpine tag is amd64 only). Prometheus watches it: TargetDown.
     return replace(
         base,
         environment={"REDIS_ADDR": "redis://redis:6379", "REDIS_PASSWORD": "${REDIS_PASSWORD}"},
-        healthcheck=HealthCheck(_http_check(c.port, c.health), interval="15s"),
+        healthcheck=HealthCheck(("NONE",)),
         depends_on=("redis",),
     )
 

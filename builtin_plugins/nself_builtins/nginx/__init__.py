@@ -13,6 +13,7 @@ from nself_sdk import (
     Finding,
     GeneratedFile,
     HealthCheck,
+    ImageContract,
     Mount,
     NselfError,
     PortBinding,
@@ -29,6 +30,36 @@ from nself_sdk.checks import label_problem, size_problem
 from . import render
 
 IMAGE = "nginx:1.25-alpine"
+NGINX = ImageContract(
+    image=IMAGE,
+    source=(
+        "https://github.com/nginxinc/docker-nginx/blob/1.25.5/mainline/alpine-slim/Dockerfile",
+        "https://github.com/nginxinc/docker-nginx/blob/1.25.5/mainline/alpine/Dockerfile",
+        "https://github.com/nginxinc/docker-nginx/blob/1.25.5/entrypoint/docker-entrypoint.sh",
+        "https://github.com/docker-library/official-images/blob/master/library/nginx",
+    ),
+    # The master runs as root and starts its workers as nginx (101); the entrypoint's
+    # scripts only touch /etc/nginx/conf.d, which nself does not use.
+    user=0,
+    # NET_BIND_SERVICE: ports 80 and 443. SETUID, SETGID: workers as nginx. CHOWN: the
+    # temp folders under /var/cache/nginx are given to the worker user. DAC_OVERRIDE: the
+    # master reads the private key, owned by the host's user with mode 0600.
+    capabilities=("CHOWN", "DAC_OVERRIDE", "NET_BIND_SERVICE", "SETGID", "SETUID"),
+    writable=("/var/cache/nginx",),
+    tools=("nginx", "sh", "wget"),
+    env=("NGINX_*",),
+    ports=(80, 443),
+    # Alpine variants: amd64, arm32v6, arm32v7, arm64v8, i386, ppc64le, s390x.
+    platforms=(
+        "linux/amd64",
+        "linux/arm/v6",
+        "linux/arm/v7",
+        "linux/arm64",
+        "linux/386",
+        "linux/ppc64le",
+        "linux/s390x",
+    ),
+)
 # At least one request; nine digits at most, so nginx's rate * 1000 cannot overflow.
 RATE = re.compile(r"^[1-9]\d{0,8}r/[sm]$")
 SERVER_NAME = re.compile(r"^\s*server_name\s+([^;]+);", re.MULTILINE)
@@ -276,6 +307,7 @@ SERVICE = ServicePlugin(
         mounts=(Mount("./nginx", "/etc/nginx/nself", read_only=True),),
         cap_add=("CHOWN", "DAC_OVERRIDE", "NET_BIND_SERVICE", "SETGID", "SETUID"),
         health_url="http://nginx:80/health",
+        contract=NGINX,
     ),
     image=Setting("NGINX_IMAGE", description="Nginx image."),
     adapt=_published,

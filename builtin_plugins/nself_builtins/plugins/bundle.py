@@ -179,6 +179,7 @@ class BundlePlugin:
                     "org.nself.plugin-version": self.manifest.version,
                     "org.nself.plugin-tier": self.manifest.tier,
                 },
+                contract=spec.contract,
             )
         ]
 

@@ -4,10 +4,50 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from nself_sdk import Config, HealthCheck, Mount, Service, ServicePlugin, Setting
+from nself_sdk import Config, HealthCheck, ImageContract, Mount, Service, ServicePlugin, Setting
 from nself_sdk.declare import Needs
 
 IMAGE = "redis:7.4-alpine"
+# The official image (docker-library, 7.4/alpine) at the pinned tag.
+REDIS = ImageContract(
+    image=IMAGE,
+    source=(
+        "https://github.com/redis/docker-library-redis/blob/release/7.4/alpine/Dockerfile",
+        "https://github.com/docker-library/redis/blob/master/7.4/alpine/docker-entrypoint.sh",
+        "https://github.com/docker-library/official-images/blob/master/library/redis",
+    ),
+    # adduser -S -G redis -u 999 redis (group 1000: alpine has a gid 999 already).
+    user=999,
+    username="redis",
+    starts_as=0,
+    # As root, under `set -e`: `find . \! -user redis -exec chown redis {} +` in /data
+    # (CHOWN; reading the redis-owned 0700 appendonlydir that redis's umask 0077 makes
+    # needs DAC_READ_SEARCH), then gosu redis (SETUID, SETGID).
+    capabilities=("CHOWN", "DAC_READ_SEARCH", "SETGID", "SETUID"),
+    chowns=("/data",),
+    # `mkdir /data && chown redis:redis /data`; VOLUME /data, WORKDIR /data.
+    writable=("/data",),
+    writes=("/data",),
+    # alpine:3.21 with busybox (sh, grep, find, wget), redis-server/redis-cli, gosu.
+    tools=("redis-server", "redis-cli", "gosu", "sh", "grep", "find", "wget"),
+    # Neither the entrypoint nor redis reads env; redis-cli reads REDISCLI_AUTH.
+    env=("REDISCLI_AUTH",),
+    ports=(6379,),
+    # Alpine variants are built for amd64, arm32v6, arm32v7, arm64v8, i386, ppc64le and
+    # s390x (the library file lists them per tag; read for 6.x-7.2, 7.4 follows the same
+    # generator).
+    platforms=(
+        "linux/amd64",
+        "linux/arm/v6",
+        "linux/arm/v7",
+        "linux/arm64",
+        "linux/386",
+        "linux/ppc64le",
+        "linux/s390x",
+    ),
+    notes="redis runs with umask 0077 (the entrypoint sets it when it finds 0022): its "
+    "files are 0600 and folders 0700, owned by uid 999.",
+)
 
 
 def _env(config: Config) -> dict[str, str]:
@@ -50,6 +90,7 @@ plugin = ServicePlugin(
         mounts=(Mount("redis_data", "/data"),),
         # The official image chowns /data and drops to the redis user on start.
         cap_add=("CHOWN", "SETGID", "SETUID"),
+        contract=REDIS,
     ),
     switch=Setting("REDIS_ENABLED", "false", "Run Redis (host `redis`, port 6379)."),
     image=Setting("REDIS_IMAGE", description="Redis image."),

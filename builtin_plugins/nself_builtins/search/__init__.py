@@ -4,10 +4,31 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from nself_sdk import Config, HealthCheck, Mount, Service, ServicePlugin, Setting
+from nself_sdk import Config, HealthCheck, ImageContract, Mount, Service, ServicePlugin, Setting
 from nself_sdk.declare import Needs, Subdomain
 
 IMAGE = "getmeili/meilisearch:v1.11.3"
+MEILISEARCH = ImageContract(
+    image=IMAGE,
+    source=(
+        "https://github.com/meilisearch/meilisearch/blob/v1.11.3/Dockerfile",
+        "https://github.com/meilisearch/meilisearch/blob/v1.11.3/.github/workflows/publish-docker-images.yml",
+        "https://www.meilisearch.com/docs/learn/self_hosted/configure_meilisearch_at_launch",
+    ),
+    # No USER: alpine with `apk add libgcc tini curl`, ENTRYPOINT tini, WORKDIR /meili_data.
+    user=0,
+    capabilities=(),
+    writable=("/meili_data",),
+    writes=("/meili_data",),
+    tools=("meilisearch", "tini", "curl", "sh"),
+    # Every option is also a MEILI_* variable; in production mode it refuses to start
+    # without a master key of at least 16 bytes.
+    env=("MEILI_*",),
+    required=("MEILI_MASTER_KEY",),
+    ports=(7700,),
+    # build-push-action: platforms linux/amd64,linux/arm64.
+    platforms=("linux/amd64", "linux/arm64"),
+)
 
 URL = "http://meilisearch:7700"
 
@@ -36,6 +57,7 @@ plugin = ServicePlugin(
         ),
         mounts=(Mount("meilisearch_data", "/meili_data"),),
         health_url=f"{URL}/health",
+        contract=MEILISEARCH,
     ),
     switch=Setting("SEARCH_ENABLED", "false", "Run MeiliSearch (host `meilisearch`, port 7700)."),
     image=Setting(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from nself_sdk import NselfError, Problem
+from nself_sdk import ImageContract, NselfError, Problem
 
 MANIFEST_FILE = "plugin.toml"
 # The seed reserves this block for plugins (3010-3020 are frontend dev servers, 3021 admin).
@@ -141,6 +141,7 @@ class ServiceSpec:
     user: str | None = None
     cap_add: tuple[str, ...] = ()
     read_only: bool = False
+    contract: ImageContract | None = None
 
 
 @dataclass(frozen=True)
@@ -322,8 +323,25 @@ _SCHEMA: dict[str, set[str]] = {
         "user",
         "cap_add",
         "read_only",
+        "contract",
     },
     "service.health": {"path", "command", "interval", "timeout", "retries", "start_period"},
+    "service.contract": {
+        "source",
+        "user",
+        "username",
+        "starts_as",
+        "capabilities",
+        "writable",
+        "writes",
+        "chowns",
+        "tools",
+        "env",
+        "required",
+        "ports",
+        "platforms",
+        "notes",
+    },
     "setting": {
         "default",
         "description",
@@ -769,6 +787,7 @@ def _service(c: _Collector, data: dict[str, Any], prefix: str) -> ServiceSpec | 
         c.add("service", "user", 'must be a string such as "1000:1000"')
         user = None
     return ServiceSpec(
+        contract=_contract(c, raw, image),
         image=image,
         port=_port(c, "service", raw, "port"),
         command=_str_list(c, "service", raw, "command"),
@@ -781,6 +800,75 @@ def _service(c: _Collector, data: dict[str, Any], prefix: str) -> ServiceSpec | 
         user=user,
         cap_add=cap_add,
         read_only=_bool(c, "service", raw, "read_only"),
+    )
+
+
+PLATFORM = re.compile(r"^linux/(amd64|arm64|arm/v[5-8]|386|ppc64le|s390x|riscv64|mips64le)$")
+
+
+def _uid(c: _Collector, table: str, data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+        c.add(table, key, f"{value!r} is not a uid", "a whole number, e.g. 1000 (0 is root)")
+        return None
+    return value
+
+
+def _contract(c: _Collector, raw: dict[str, Any], image: str) -> ImageContract | None:
+    """``[service.contract]``: the pinned image's facts, with where each comes from."""
+    data = raw.get("contract")
+    if data is None:
+        return None
+    table = "service.contract"
+    if not isinstance(data, dict):
+        c.add("service", "contract", "must be a table", "[service.contract]\nuser = 1000")
+        return None
+    c.unknown_keys(table, data)
+    source = _str_list(c, table, data, "source") or ()
+    if not source or not all(s.startswith("https://") for s in source):
+        c.add(
+            table,
+            "source",
+            "must list where the facts come from",
+            'the image\'s Dockerfile or docs at the pinned tag: source = ["https://..."]',
+        )
+    caps = _str_list(c, table, data, "capabilities")
+    for cap in caps or ():
+        if cap in ("SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "ALL"):
+            c.add(table, "capabilities", f"{cap} is not allowed for plugins", "drop it")
+    ports = data.get("ports")
+    if ports is not None and (
+        not isinstance(ports, list)
+        or not all(isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in ports)
+    ):
+        c.add(table, "ports", "must be a list of port numbers", "ports = [8080]")
+        ports = None
+    platforms = _str_list(c, table, data, "platforms")
+    for platform in platforms or ():
+        if not PLATFORM.match(platform):
+            c.add(table, "platforms", f"{platform!r} is not an os/arch", "e.g. linux/arm64")
+    for key in ("writable", "writes", "chowns"):
+        for path in _str_list(c, table, data, key) or ():
+            if not path.startswith("/"):
+                c.add(table, key, f"{path!r} must be an absolute container path")
+    return ImageContract(
+        image=image,
+        source=source,
+        user=_uid(c, table, data, "user"),
+        username=_str(c, table, data, "username") or "",
+        starts_as=_uid(c, table, data, "starts_as"),
+        capabilities=caps,
+        writable=_str_list(c, table, data, "writable"),
+        writes=_str_list(c, table, data, "writes") or (),
+        chowns=_str_list(c, table, data, "chowns") or (),
+        tools=_str_list(c, table, data, "tools"),
+        env=_str_list(c, table, data, "env"),
+        required=_str_list(c, table, data, "required") or (),
+        ports=tuple(ports) if ports is not None else None,
+        platforms=platforms,
+        notes=_str(c, table, data, "notes") or "",
     )
 
 

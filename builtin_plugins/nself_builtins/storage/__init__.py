@@ -4,10 +4,45 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from nself_sdk import Config, HealthCheck, Mount, Service, ServicePlugin, Setting, Subdomain
+from nself_sdk import (
+    Config,
+    HealthCheck,
+    ImageContract,
+    Mount,
+    Service,
+    ServicePlugin,
+    Setting,
+    Subdomain,
+)
 from nself_sdk.declare import Needs
 
 IMAGE = "minio/minio:RELEASE.2025-04-22T22-12-26Z"
+MINIO = ImageContract(
+    image=IMAGE,
+    source=(
+        "https://github.com/minio/minio/blob/RELEASE.2025-04-22T22-12-26Z/Dockerfile.release",
+        "https://github.com/minio/minio/blob/RELEASE.2025-04-22T22-12-26Z/dockerscripts/docker-entrypoint.sh",
+        "https://github.com/minio/minio/blob/RELEASE.2025-04-22T22-12-26Z/docker-buildx.sh",
+        "https://min.io/docs/minio/linux/reference/minio-server/settings/root-credentials.html",
+    ),
+    # No USER; the entrypoint steps down only when MINIO_USERNAME/MINIO_GROUPNAME are set.
+    user=0,
+    capabilities=(),
+    writable=("/data",),
+    writes=("/data",),
+    # minio and mc are put on PATH (/opt/bin) in every release Dockerfile read.
+    tools=("minio", "mc"),
+    env=("MINIO_*", "MC_*"),
+    # Without them MinIO starts with minioadmin:minioadmin; shorter than 3 / 8
+    # characters it refuses to start.
+    required=("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"),
+    ports=(9000, 9001),
+    # docker buildx --platform=linux/arm64,linux/amd64,linux/ppc64le,linux/s390x
+    platforms=("linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"),
+    notes="Read from the release Dockerfile and buildx script of 2023-2024 releases (the "
+    "copy at the pinned tag was not available); a shell or curl in the image is not relied "
+    "on.",
+)
 # S3 clients stream large objects: no buffering, no body limit below the part size.
 S3_PROXY = (
     "proxy_request_buffering off;",
@@ -70,6 +105,7 @@ plugin = ServicePlugin(
         healthcheck=HealthCheck(("CMD", "mc", "ready", "local"), retries=10),
         mounts=(Mount("minio_data", "/data"),),
         health_url="http://minio:9000/minio/health/live",
+        contract=MINIO,
     ),
     switch=Setting("STORAGE_ENABLED", "false", "Run MinIO object storage (host `minio`)."),
     image=Setting("MINIO_IMAGE", description="MinIO image.", wrong_names=("STORAGE_IMAGE",)),
