@@ -82,9 +82,12 @@ def validate_config(config: Config) -> list[Problem]:
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from .commands import register
+    from nself_sdk.commands import command_group
 
-    register(app)
+    from .cli import HELP, PANEL
+    from .cli import app as commands
+
+    command_group(app, "plugin", HELP, panel=PANEL).add_typer(commands)
 
 
 def __getattr__(name: str) -> Any:

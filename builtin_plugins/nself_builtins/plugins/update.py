@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
 
-import typer
+from nself_sdk import NselfError
 
 
-def update_command(
-    names: Annotated[
-        list[str] | None, typer.Argument(help="Plugins to update (default: all from a registry).")
-    ] = None,
-    check: Annotated[
-        bool, typer.Option("--check", help="Only list what would be updated.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
-) -> None:
-    """Update installed registry plugins to their newest compatible version."""
+def update_plugins(project: Path, wanted: list[str], check: bool) -> list[dict[str, str]]:
+    """Update the plugins installed from a registry (``wanted``, or all of them) to their
+    newest compatible version (``check``: only find it); one row per plugin with its
+    ``action``."""
     from nself_registry import client
-    from nself_sdk import NselfError, find_project
-    from nself_sdk.console import emit_json, info, ok
 
     from .store import install_archive, read_lock
 
-    project = find_project()
     entries = read_lock(project)
-    wanted = list(names or [])
     for name in wanted:
         if name not in entries:
             raise NselfError(f"plugin {name} is not installed", "see `nself plugin list`")
@@ -65,18 +55,4 @@ def update_command(
             )
             row["available"], row["action"] = target.version, "updated"
         results.append(row)
-    if as_json:
-        emit_json(results)
-        return
-    if not results:
-        info("no plugins installed from a registry")
-        return
-    for row in results:
-        if row["action"] == "updated":
-            ok(f"updated {row['name']} {row['installed']} -> {row['available']}")
-        elif row["action"] == "update available":
-            info(f"{row['name']} {row['installed']} -> {row['available']} available")
-        else:
-            info(f"{row['name']} {row['installed']}: {row['action']}")
-    if any(r["action"] == "updated" for r in results):
-        info("next: nself build && nself start")
+    return results

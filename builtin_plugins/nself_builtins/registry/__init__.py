@@ -34,6 +34,9 @@ def declare_settings() -> list[Setting]:
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from .cli import register
+    from nself_sdk.commands import command_group
 
-    register(app)
+    from .cli import plugin, registry
+
+    app.add_typer(registry.app, rich_help_panel=registry.PANEL)
+    command_group(app, "plugin").add_typer(plugin.app)

@@ -1,4 +1,5 @@
-"""``nself plugin search|sign``: the registry side of the plugin command group."""
+"""``nself plugin search|sign``: the registry's part of the ``plugin`` command group, a
+module-level Typer app added to that group."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from typing import Annotated
 
 import typer
 
+app = typer.Typer()
 
-def search_command(
+
+@app.command("search")
+def search(
     term: Annotated[str, typer.Argument(help="Part of a name or description.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
 ) -> None:
@@ -48,7 +52,8 @@ def search_command(
         info("* needs a licence: `nself license set nself_pro_…`")
 
 
-def sign_command(
+@app.command("sign")
+def sign(
     archive: Annotated[Path, typer.Argument(help="Packed plugin (*.tar.gz).")],
     key: Annotated[Path, typer.Option("--key", "-k", help="Publisher signing key (PEM).")],
 ) -> None:
