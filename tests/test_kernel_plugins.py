@@ -158,10 +158,66 @@ def test_allow_list_switch_keeps_only_the_named_plugins(
     site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_distribution(site)
-    monkeypatch.setenv("NSELF_PLUGINS", "project,postgres,nginx,compose,demo")
+    essential = "project,compose,docker_runtime,license,secrets"
+    monkeypatch.setenv("NSELF_PLUGINS", f"{essential},postgres,nginx,demo")
     result = nself("build", "--json", cwd=project)
     assert result.code == 0, result.output
     assert json.loads(result.out)["services"] == ["demo", "nginx", "postgres"]
+
+
+def test_an_essential_plugin_cannot_be_disabled(
+    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without compose a build would say "built" and write no docker-compose.yml."""
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "compose")
+    error = build_error(project, nself)
+    assert error == "error: plugin compose is essential: nself does not work without it"
+    result = nself("build", cwd=project)
+    assert "hint: remove compose from NSELF_DISABLE_PLUGINS" in result.err
+    assert nself("version").code == 1  # every command, not only the build
+
+
+def test_an_allow_list_must_keep_the_essential_plugins(
+    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NSELF_PLUGINS", "project,compose,postgres,nginx")
+    result = nself("build", cwd=project)
+    assert result.code == 1 and "Traceback" not in result.output
+    assert result.err.splitlines() == [
+        "error: plugins docker_runtime, license, secrets are essential: "
+        "nself does not work without them",
+        "hint: add docker_runtime, license, secrets to NSELF_PLUGINS (the essential "
+        "plugins: compose, docker_runtime, license, project, secrets)",
+    ]
+
+
+RUNTIME = """from nself_sdk import hookimpl
+
+@hookimpl
+def provide_runtime(config):
+    return "a runtime"
+"""
+
+
+def test_another_runtime_may_stand_in_for_the_docker_one(
+    site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin declaring the role ``runtime`` (group ``nself.essential``) replaces
+    docker_runtime; without it, docker_runtime is essential."""
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "docker_runtime")
+    result = nself("build", cwd=project)
+    assert result.code == 1 and "plugin docker_runtime is essential" in result.err
+    module = make_distribution(site, plugin="podman", code=RUNTIME)
+    info = next(site.glob("nself_podman_plugin-*.dist-info"))
+    (info / "entry_points.txt").write_text(
+        f"[nself.plugins]\npodman = {module}\n\n[nself.essential]\npodman = runtime\n"
+    )
+    forget()
+    assert nself("build", cwd=project).code == 0
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "docker_runtime,podman")
+    result = nself("build", cwd=project)
+    assert result.code == 1
+    assert "plugin docker_runtime or podman is essential" in result.err
 
 
 def test_a_broken_plugin_is_named_and_can_be_disabled(

@@ -2,7 +2,10 @@
 
 Builtin capabilities and third-party plugins are found the same way: as entry points of
 the group ``nself.plugins`` in the installed distributions' metadata. ``NSELF_PLUGINS``
-(allow-list) and ``NSELF_DISABLE_PLUGINS`` (deny-list) take comma-separated names.
+(allow-list) and ``NSELF_DISABLE_PLUGINS`` (deny-list) take comma-separated names. The
+group ``nself.essential`` (plugin = role) names the plugins nself cannot work without:
+leaving out every plugin of a role is an error, so a third-party plugin declaring the same
+role (another container runtime) may stand in for a builtin one.
 """
 
 from __future__ import annotations
@@ -10,36 +13,21 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from importlib import import_module
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
 import pluggy
 
-from . import hookspecs
+from . import entrypoints, hookspecs
+from .entrypoints import EntryPoint
 from .errors import NselfError
 
 ENTRY_POINT_GROUP = "nself.plugins"
+ESSENTIAL_GROUP = "nself.essential"
 # Comma-separated plugin names to leave out, or to allow exclusively.
 DISABLE_VAR = "NSELF_DISABLE_PLUGINS"
 ONLY_VAR = "NSELF_PLUGINS"
-
-
-class EntryPoint(NamedTuple):
-    """One ``name = module[:attr]`` line of an installed distribution's entry points."""
-
-    name: str
-    value: str
-    dist: str
-    version: str
-
-    def load(self) -> object:
-        module, _, attrs = self.value.partition(":")
-        found: object = import_module(module.strip())
-        for attr in filter(None, attrs.strip().split(".")):
-            found = getattr(found, attr)
-        return found
 
 
 class Installed(NamedTuple):
@@ -55,73 +43,31 @@ def _names(var: str) -> set[str]:
     return {n.strip() for n in os.environ.get(var, "").split(",") if n.strip()}
 
 
-def _normalize(dist: str) -> str:
-    return dist.lower().replace("-", "_").replace(".", "_")
+def scan_entry_points() -> list[EntryPoint]:
+    """The plugin entry points (``nself.plugins``) of the installed distributions."""
+    return entrypoints.scan(ENTRY_POINT_GROUP)
 
 
-def _entry_points_in(text: str, group: str) -> Iterator[tuple[str, str]]:
-    """``(name, value)`` pairs of ``group`` in an ``entry_points.txt`` (INI syntax)."""
-    inside = False
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("["):
-            inside = line.strip("[] \t") == group
-        elif inside and "=" in line:
-            name, value = line.split("=", 1)
-            yield name.strip(), value.split("[", 1)[0].strip()  # drop any [extras]
-
-
-def scan_entry_points(group: str = ENTRY_POINT_GROUP) -> list[EntryPoint]:
-    """Entry points of ``group`` from the distributions on ``sys.path``.
-
-    Reads the same ``*.dist-info`` / ``*.egg-info`` metadata ``importlib.metadata`` does,
-    with the same rule (the first distribution of a name on ``sys.path`` wins), without
-    importing its email/zip machinery on every start-up. Zipped paths fall back to it.
-    """
-    seen: set[str] = set()
-    found: list[EntryPoint] = []
-    for entry in sys.path:
-        folder = entry or "."
-        if not os.path.isdir(folder):
-            if os.path.isfile(folder):
-                found.extend(_zipped(folder, group, seen))
-            continue
-        try:
-            names = sorted(os.listdir(folder))
-        except OSError:
-            continue
-        for meta in names:
-            if not meta.endswith((".dist-info", ".egg-info")):
-                continue
-            stem = meta.rsplit(".", 1)[0]
-            dist, _, version = stem.partition("-")
-            key = _normalize(dist)
-            if key in seen:
-                continue
-            seen.add(key)
-            path = os.path.join(folder, meta, "entry_points.txt")
-            try:
-                with open(path, "rb") as handle:
-                    text = handle.read().decode("utf-8", "replace")
-            except OSError:
-                continue
-            for name, value in _entry_points_in(text, group):
-                found.append(EntryPoint(name, value, dist, version.split("-")[0]))
-    return found
-
-
-def _zipped(path: str, group: str, seen: set[str]) -> Iterator[EntryPoint]:
-    from importlib.metadata import distributions
-
-    for dist in distributions(path=[path]):
-        key = _normalize(dist.metadata["Name"] or "")
-        if key in seen:
-            continue
-        seen.add(key)
-        for ep in dist.entry_points.select(group=group):
-            yield EntryPoint(ep.name, ep.value, dist.metadata["Name"], dist.version)
+def _check_essential(found: list[EntryPoint], enabled: set[str], disabled: set[str]) -> None:
+    """Every role of ``nself.essential`` keeps one of its installed plugins enabled."""
+    plugins = {ep.name for ep in found if ep.group == ENTRY_POINT_GROUP}
+    roles: dict[str, list[str]] = {}
+    for ep in found:
+        if ep.group == ESSENTIAL_GROUP and ep.name in plugins:
+            roles.setdefault(ep.value, []).append(ep.name)
+    missing = [" or ".join(sorted(names)) for names in roles.values() if enabled.isdisjoint(names)]
+    if not missing:
+        return
+    every = sorted(n for names in roles.values() for n in names)
+    left_out = ", ".join(sorted(missing))
+    fix = f"add {left_out} to {ONLY_VAR}"
+    if disabled.intersection(every):
+        fix = f"remove {left_out} from {DISABLE_VAR}"
+    what = f"plugin {left_out} is" if len(missing) == 1 else f"plugins {left_out} are"
+    raise NselfError(
+        f"{what} essential: nself does not work without {'it' if len(missing) == 1 else 'them'}",
+        f"{fix} (the essential plugins: {', '.join(every)})",
+    )
 
 
 _installed: dict[tuple[object, ...], list[Installed]] = {}
@@ -149,11 +95,18 @@ def installed() -> list[Installed]:
     if key in _installed:
         return _installed[key]
     disabled, only = _names(DISABLE_VAR), _names(ONLY_VAR)
+    found = entrypoints.scan(ENTRY_POINT_GROUP, ESSENTIAL_GROUP)
+    wanted = [
+        ep
+        for ep in found
+        if ep.group == ENTRY_POINT_GROUP
+        and ep.name not in disabled
+        and (not only or ep.name in only)
+    ]
+    _check_essential(found, {ep.name for ep in wanted}, disabled)
     loaded: list[Installed] = []
     owners: dict[str, EntryPoint] = {}
-    for ep in sorted(scan_entry_points(), key=lambda ep: (ep.name, ep.dist)):
-        if ep.name in disabled or (only and ep.name not in only):
-            continue
+    for ep in sorted(wanted, key=lambda ep: (ep.name, ep.dist)):
         if ep.name in owners:
             first = owners[ep.name]
             raise NselfError(

@@ -57,4 +57,3 @@ def build(
     from .build import run_build
 
     run_build(check=check, env=env, undo=rollback, as_json=as_json)
-
