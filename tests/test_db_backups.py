@@ -45,10 +45,18 @@ def target(project: Path, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch)
         conn.execute("DROP ROLE IF EXISTS app_reader")
         conn.execute(DATA)
     yield project
+    drop_family(pg, db)
     with pg.connect() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{db}"')
         conn.execute("DROP ROLE IF EXISTS app_reader")
+
+
+def drop_family(pg: Cluster, db: str) -> None:
+    """The test's database and every database a restore of it kept or left."""
+    names = [n for (n,) in pg.sql("SELECT datname FROM pg_database") if n.startswith(db[:30])]
+    with pg.connect() as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def backup(nself, project: Path, *args: str) -> dict:  # type: ignore[no-untyped-def]
@@ -90,12 +98,13 @@ def test_round_trip_backup_verify_restore(target: Path, nself, pg: Cluster, db: 
     assert r.code == 0, r.output
     assert checksums(pg, db) == before
     assert pg.sql("SELECT count(*) FROM big_orders", db)[0][0] > 0
-    # the safety backup holds the data from just before the restore
-    safety = [n for n in os.listdir(folder) if "pre-restore" in n and n.endswith(".dump")]
-    assert len(safety) == 1
-    safety_manifest = json.loads((folder / f"{safety[0]}.json").read_text())
-    assert safety_manifest["tables"]["public.orders"] == 10
-    leftovers = [d for (d,) in pg.sql("SELECT datname FROM pg_database") if "__nself" in d]
+    # the previous database is kept, named in the output, with the data from just before
+    kept = [d for (d,) in pg.sql("SELECT datname FROM pg_database") if "__pre_restore_" in d]
+    assert len(kept) == 1 and kept[0].startswith(db[:30])
+    assert kept[0] in r.out
+    assert pg.sql("SELECT count(*) FROM orders", kept[0]) == [(10,)]
+    assert not [n for n in os.listdir(folder) if "pre-restore" in n]  # no dump needed
+    leftovers = [d for (d,) in pg.sql("SELECT datname FROM pg_database") if "__restoring" in d]
     assert leftovers == []
 
 

@@ -16,11 +16,13 @@ does not exist.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import re
-import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -153,9 +155,13 @@ class Store:
             except (OSError, ValueError):
                 manifest = {}
             record = self.verification(name)
-            verified = None
-            if record and record.get("ok") and record.get("sha256") == manifest.get("sha256"):
-                verified = f"verified {str(record.get('at', ''))[:19]}"
+            verified = failed = None
+            if record and record.get("sha256") in (manifest.get("sha256"), None):
+                when = str(record.get("at", ""))[:19]
+                if record.get("ok") and record.get("sha256"):
+                    verified = f"verified {when}"
+                elif not record.get("ok"):  # a damaged file fails before its hash is known
+                    failed = f"VERIFY FAILED {when}: {record.get('error') or 'unknown error'}"
             rows.append(
                 {
                     "name": name,
@@ -164,6 +170,7 @@ class Store:
                     "size": manifest.get("size", 0),
                     "postgres_version": manifest.get("postgres_version"),
                     "verified": verified,
+                    "verify_failed": failed,
                 }
             )
         return rows
@@ -200,10 +207,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+TEMP_PREFIX = ".nself-"
+LEFTOVER_GRACE = 2.0  # seconds: an unlocked temp file this old is a dead run's (locked at once)
+SCHEDULER_LEFTOVER_AGE = 86400.0  # the in-stack scheduler's temp files (it cleans its own)
+
+
 @contextmanager
 def _temp_in(folder: Path, name: str) -> Iterator[tuple[Path, Any]]:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    """A temp file beside ``name``, locked (flock) while this process writes it: the next
+    run deletes temp files nobody holds (a killed or disk-full run's), see ``leftovers``."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{TEMP_PREFIX}{name}.", suffix=".part")
     os.fchmod(fd, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
     handle = os.fdopen(fd, "wb")
     try:
         yield Path(tmp), handle
@@ -211,6 +226,58 @@ def _temp_in(folder: Path, name: str) -> Iterator[tuple[Path, Any]]:
         handle.close()
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _held(path: Path) -> bool:
+    """Whether a live process holds the temp file's lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def leftovers(folder: Path, now: float | None = None) -> list[Path]:
+    """Temp files of runs that died (killed, disk full) in a backup folder.
+
+    nself's own (``.nself-*.part``) count once nobody holds their lock; the in-stack
+    scheduler's (``.backup-*.part``, ``.facts``) once they are a day old (it removes its own
+    when it starts again)."""
+    if not folder.is_dir():
+        return []
+    now = time.time() if now is None else now
+    found = []
+    for path in folder.iterdir():
+        name = path.name
+        if not name.startswith(".") or not path.is_file() or path.is_symlink():
+            continue
+        age = now - path.stat().st_mtime
+        if name.startswith(TEMP_PREFIX) and name.endswith(".part"):
+            if age > LEFTOVER_GRACE and not _held(path):
+                found.append(path)
+        elif (
+            name.startswith((".backup-", ".base-"))
+            and name.endswith((".part", ".facts", ".facts.json", ".failed"))
+            and age > SCHEDULER_LEFTOVER_AGE
+        ):
+            found.append(path)
+    return sorted(found)
+
+
+def clean_leftovers(folder: Path, say: Say = lambda _: None) -> list[str]:
+    removed = []
+    for path in leftovers(folder):
+        size = path.stat().st_size
+        path.unlink(missing_ok=True)
+        removed.append(path.name)
+        say(f"removed {path.name} ({size} bytes), left by an interrupted run")
+    return removed
 
 
 def _finish(handle: Any) -> None:
@@ -267,21 +334,30 @@ def take(
     label: str | None = None,
     say: Say = lambda _: None,
     now: datetime | None = None,
+    project: str | None = None,
 ) -> dict[str, Any]:
-    """Dump the database and its roles; returns the manifest."""
+    """Dump the database and its roles; returns the manifest.
+
+    The manifest records where the backup comes from (``project``, the cluster's system
+    identifier, the database), which ``restore`` checks."""
     now = now or datetime.now(UTC)
     folder = store.ensure()
+    clean_leftovers(folder, say)
     name = store.new_name(label, now)
     started = time.monotonic()
     say(f"backing up {transport.describe()} to {name}")
     with transport.connect() as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = conn.execute(
-            "SELECT pg_export_snapshot(), current_setting('server_version'), current_database()"
+            "SELECT pg_export_snapshot(), current_setting('server_version'), current_database(),"
+            " (SELECT system_identifier::text FROM pg_control_system())"
         ).fetchone()
         assert row is not None
-        snapshot, server_version, database = row
-        with _temp_in(folder, name) as (tmp, handle):
+        snapshot, server_version, database, system_id = row
+        with (
+            _temp_in(folder, name) as (tmp, handle),
+            _temp_in(folder, name + ".globals.sql") as (gtmp, ghandle),
+        ):
             failure: list[BaseException] = []
 
             def dump() -> None:
@@ -296,47 +372,65 @@ def take(
 
             worker = threading.Thread(target=dump, name="pg_dump")
             worker.start()
-            counts, schema_lines = snapshot_facts(conn)  # same snapshot, while pg_dump runs
-            worker.join()
+            try:
+                counts, schema_lines = snapshot_facts(conn)  # same snapshot, while pg_dump runs
+                _dump_globals(transport, ghandle)  # while pg_dump runs too
+            finally:
+                worker.join()
             conn.execute("COMMIT")
             if failure:
-                raise failure[0]
+                raise _disk_hint(failure[0], folder)
             _finish(handle)
-            with _temp_in(folder, name + ".globals.sql") as (gtmp, ghandle):
-                result = transport.run_tool(
-                    "pg_dumpall", ["--globals-only", "--no-password"], stdout=ghandle, check=False
-                )
-                if result.returncode != 0:  # not a superuser (managed database): no passwords
-                    ghandle.seek(0)
-                    ghandle.truncate()
-                    transport.run_tool(
-                        "pg_dumpall",
-                        ["--globals-only", "--no-role-passwords", "--no-password"],
-                        stdout=ghandle,
-                    )
-                _finish(ghandle)
-                manifest = {
-                    "format": FORMAT,
-                    "name": name,
-                    "label": label,
-                    "created": now.isoformat(),
-                    "size": tmp.stat().st_size,
-                    "sha256": file_sha256(tmp),
-                    "globals_sha256": file_sha256(gtmp),
-                    "database": database,
-                    "postgres_version": server_version,
-                    "nself_version": nself_version,
-                    "tables": counts,
-                    "rows": sum(counts.values()),
-                    "schema_sha256": schema_hash(schema_lines),
-                    "schema": schema_lines,
-                    "seconds": round(time.monotonic() - started, 2),
-                }
-                os.replace(gtmp, store.globals_file(name))
-                os.replace(tmp, store.dump(name))
-                _fsync_dir(folder)
+            _finish(ghandle)
+            manifest = {
+                "format": FORMAT,
+                "name": name,
+                "label": label,
+                "created": now.isoformat(),
+                "size": tmp.stat().st_size,
+                "sha256": file_sha256(tmp),
+                "globals_sha256": file_sha256(gtmp),
+                "project": project,
+                "system_identifier": system_id,
+                "database": database,
+                "postgres_version": server_version,
+                "nself_version": nself_version,
+                "tables": counts,
+                "rows": sum(counts.values()),
+                "schema_sha256": schema_hash(schema_lines),
+                "schema": schema_lines,
+                "seconds": round(time.monotonic() - started, 2),
+            }
+            os.replace(gtmp, store.globals_file(name))
+            os.replace(tmp, store.dump(name))
+            _fsync_dir(folder)
     _write_json(store.manifest_file(name), manifest)  # last: now the backup exists
     return manifest
+
+
+def _dump_globals(transport: Transport, handle: Any) -> None:
+    result = transport.run_tool(
+        "pg_dumpall", ["--globals-only", "--no-password"], stdout=handle, check=False
+    )
+    if result.returncode != 0:  # not a superuser (managed database): no passwords
+        handle.seek(0)
+        handle.truncate()
+        transport.run_tool(
+            "pg_dumpall", ["--globals-only", "--no-role-passwords", "--no-password"], stdout=handle
+        )
+
+
+def _disk_hint(exc: BaseException, folder: Path) -> BaseException:
+    """A full disk says which folder and how much room is left."""
+    text = exc.message if isinstance(exc, NselfError) else str(exc)
+    if "No space left" not in text and not (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+        return exc
+    free = shutil.disk_usage(folder).free
+    return NselfError(
+        f"the disk of {folder} is full ({free // 2**20} MiB free): the backup was not written",
+        "make room (`nself db backup prune`, or set BACKUP_DIR to a larger disk); the partial"
+        " file was removed",
+    )
 
 
 # -- integrity --------------------------------------------------------------------------------
@@ -400,30 +494,38 @@ def _split_toc(lines: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None) -> None:
+    """A new database (never replacing one: an existing name is refused), with the owner,
+    encoding, locale, tablespace and settings of ``like`` when it exists."""
     from psycopg import sql
 
-    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    if like is None:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-        return
-    row = conn.execute(
-        "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype"
-        " FROM pg_database WHERE datname = %s",
-        (like,),
-    ).fetchone()
+    if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+        raise NselfError(
+            f"a database named {name} already exists, and nself did not create it in this run",
+            "rename or drop it yourself if it is not needed; nothing was changed",
+        )
+    row = None
+    if like is not None:
+        row = conn.execute(
+            "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype,"
+            " (SELECT spcname FROM pg_tablespace WHERE oid = dattablespace)"
+            " FROM pg_database WHERE datname = %s",
+            (like,),
+        ).fetchone()
     if row is None:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
         return
-    owner, encoding, collate, ctype = row
+    owner, encoding, collate, ctype, tablespace = row
     conn.execute(
         sql.SQL(
             "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}"
+            " TABLESPACE {}"
         ).format(
             sql.Identifier(name),
             sql.Identifier(owner),
             sql.Literal(encoding),
             sql.Literal(collate),
             sql.Literal(ctype),
+            sql.Identifier(tablespace),
         )
     )
     for (setting,) in conn.execute(
@@ -437,12 +539,6 @@ def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None
                 sql.Identifier(name), sql.Identifier(key), sql.Literal(value)
             )
         )
-
-
-def _drop_db(conn: psycopg.Connection[Any], name: str) -> None:
-    from psycopg import sql
-
-    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _missing_roles(conn: psycopg.Connection[Any], globals_sql: str) -> list[str]:
@@ -511,28 +607,33 @@ def verify(
     transport: Transport, store: Store, name: str, say: Say = lambda _: None
 ) -> dict[str, Any]:
     """Hash check, then a real restore into a scratch database compared with the source."""
+    from . import journal
+
     started = time.monotonic()
     record: dict[str, Any] = {"at": datetime.now(UTC).isoformat(), "ok": False}
     try:
         manifest = check_integrity(store, name)
         record["sha256"] = manifest["sha256"]
-        scratch = f"nself_verify_{secrets.token_hex(4)}"
-        say(f"verifying {name}: restoring into scratch database {scratch}")
         with (
+            journal.Run(transport) as run,
             tempfile.TemporaryDirectory(prefix="nself-verify-") as tmp,
-            transport.stage(store.dump(name)) as staged,
         ):
-            toc = _toc(transport, staged, name)
-            with transport.connect(dbname="postgres", autocommit=True) as admin:
+            admin = run.admin
+            journal.settle(run, transport.dbname, say, staged=True)
+            scratch = journal.scratch_name(run.key)
+            say(f"verifying {name}: restoring into scratch database {scratch}")
+            with transport.stage(store.dump(name), run.key) as staged:
+                toc = _toc(transport, staged, name)
                 for statement in _missing_roles(admin, store.globals_file(name).read_text()):
                     admin.execute(statement.encode())
                 _create_db(admin, scratch)
                 try:
+                    journal.set_mark(admin, scratch, run.mark("scratch", backup=name))
                     _restore_into(transport, staged, toc, scratch, Path(tmp))
                     with transport.connect(dbname=scratch) as conn:
                         tables, rows = _compare(conn, manifest, name)
                 finally:
-                    _drop_db(admin, scratch)
+                    journal.drop(admin, scratch)
         record.update(
             ok=True, tables=tables, rows=rows, seconds=round(time.monotonic() - started, 2)
         )
@@ -545,105 +646,254 @@ def verify(
             _write_json(store.verified_file(name), record)
 
 
+def provenance_problem(
+    manifest: dict[str, Any], project: str | None, system_id: str, database: str
+) -> str | None:
+    """Why the backup is not this project's own database on this cluster, or None."""
+    origin = [
+        ("project", manifest.get("project"), project),
+        ("cluster", manifest.get("system_identifier"), system_id),
+        ("database", manifest.get("database"), database),
+    ]
+    differs = [
+        f"{what} {there or 'unknown'} (here: {here})"
+        for what, there, here in origin
+        if here is not None and there != here
+    ]
+    return ", ".join(differs) if differs else None
+
+
 def restore(
     transport: Transport,
     store: Store,
     name: str,
     safety_backup: bool = True,
     say: Say = lambda _: None,
+    project: str | None = None,
+    other_project: bool = False,
 ) -> dict[str, Any]:
     """Replace the project's database with backup ``name``.
 
-    Checked first (manifest, size, sha256, pg_restore's table of contents); then a safety
-    backup of the current data; then a parallel restore into a new database, compared with
-    the manifest, which only then takes the old one's name. A failure at any step leaves
-    the current database as it was.
+    Checked first (manifest, size, sha256, where it comes from, pg_restore's table of
+    contents). Restored into a new database and compared with the manifest; only then the
+    swap, one transaction: the current database is renamed to ``<db>__pre_restore_<time>``
+    and kept (with every write it received until the swap), the new one takes its name.
+    That kept database is the safety copy: nearly free, and complete. With
+    ``safety_backup=False`` the current database refuses connections from the start
+    (so no write is acknowledged and then lost) and is dropped after the swap. A failure
+    before the swap leaves the current database as it was; an interruption is finished or
+    undone by the next nself (``journal.settle``).
     """
-    from psycopg import sql
+    from . import journal
 
     manifest = check_integrity(store, name)
     target = transport.dbname
-    result: dict[str, Any] = {"database": target, "safety_backup": None}
+    result: dict[str, Any] = {
+        "database": target,
+        "backup": name,
+        "previous": None,
+        "previous_dropped": False,
+        "settled": [],
+        "origin": None,
+    }
     with (
+        journal.Run(transport) as run,
         tempfile.TemporaryDirectory(prefix="nself-restore-") as tmp,
-        transport.stage(store.dump(name)) as staged,
     ):
-        toc = _toc(transport, staged, name)
-        if safety_backup:
-            say("taking a safety backup of the current database first")
-            safety = take(transport, store, label=f"pre-restore-{time.strftime('%H%M%S')}")
-            result["safety_backup"] = safety["name"]
-        incoming = f"{target}__nself_restore"
-        old = f"{target}__nself_old"
-        with transport.connect(dbname="postgres", autocommit=True) as admin:
-            for statement in _missing_roles(admin, store.globals_file(name).read_text()):
-                admin.execute(statement.encode())
-            _create_db(admin, incoming, like=target)
-            try:
-                say(f"restoring {name} ({jobs()} parallel jobs)")
-                bound = _restore_into(transport, staged, toc, incoming, Path(tmp))
-                with transport.connect(dbname=incoming) as conn:
-                    _compare(conn, manifest, name)
-            except BaseException:
-                _drop_db(admin, incoming)
-                raise
-            say(f"switching {target} to the restored data")
-            _drop_db(admin, old)
-            exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,))
-            if exists.fetchone():
-                admin.execute(
-                    sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(
-                        sql.Identifier(target)
+        admin = run.admin
+
+        def finish_bound(mark: journal.Mark) -> None:
+            _finish_bound(transport, store, mark, Path(tmp), run.key)
+
+        result["settled"] = journal.settle(run, target, say, finish_bound, staged=True)
+        row = admin.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+        problem = provenance_problem(manifest, project, str(row[0]) if row else "", target)
+        if problem and not other_project:
+            raise NselfError(
+                f"backup {name} is not from this project's database: {problem}; restoring it"
+                f" would replace database {target}"
+                + (f" of project {project}" if project else "")
+                + " with another one's data",
+                "if that is what you want (a rebuilt server, a copy of another project), add"
+                " --from-other-project; nothing was changed",
+            )
+        if problem:
+            result["origin"] = problem
+            say(f"restoring a backup from elsewhere ({problem}) over {target}")
+        if not run.lock_target(target):
+            raise NselfError(
+                f"another nself is restoring {target} right now", "wait for it to finish"
+            )
+        try:
+            with transport.stage(store.dump(name), run.key) as staged:
+                toc = _toc(transport, staged, name)
+                for statement in _missing_roles(admin, store.globals_file(name).read_text()):
+                    admin.execute(statement.encode())
+                result.update(
+                    _restore_and_swap(
+                        transport, run, manifest, name, staged, toc, Path(tmp), safety_backup, say
                     )
                 )
-                for attempt in range(50):
-                    # every client, and background workers such as pg_cron's launcher
-                    admin.execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE datname = %s AND pid <> pg_backend_pid()",
-                        (target,),
-                    )
-                    try:
-                        admin.execute(
-                            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                                sql.Identifier(target), sql.Identifier(old)
-                            )
-                        )
-                        break
-                    except Exception:
-                        if attempt == 49:
-                            admin.execute(
-                                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-                                    sql.Identifier(target)
-                                )
-                            )
-                            _drop_db(admin, incoming)
-                            raise
-                        time.sleep(0.1)
-            try:
-                admin.execute(
-                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                        sql.Identifier(incoming), sql.Identifier(target)
-                    )
-                )
-            except BaseException:  # put the old database back under its name
-                if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (old,)).fetchone():
-                    admin.execute(
-                        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                            sql.Identifier(old), sql.Identifier(target)
-                        )
-                    )
-                    admin.execute(
-                        sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-                            sql.Identifier(target)
-                        )
-                    )
-                _drop_db(admin, incoming)
-                raise
-            _drop_db(admin, old)
-        if bound:
-            _restore_bound(transport, staged, bound, target, Path(tmp))
+        finally:
+            run.unlock_target(target)
     return result
+
+
+def _restore_and_swap(
+    transport: Transport,
+    run: Any,
+    manifest: dict[str, Any],
+    name: str,
+    staged: str,
+    toc: list[str],
+    tmpdir: Path,
+    keep_previous: bool,
+    say: Say,
+) -> dict[str, Any]:
+    from . import journal
+
+    admin = run.admin
+    target = transport.dbname
+    incoming = journal.incoming_name(target, run.key)
+    found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone()
+    exists = found is not None
+    _create_db(admin, incoming, like=target)
+    journal.checkpoint("created")
+    mark = run.mark("incoming", target=target, backup=name, phase="restoring")
+    swapped = False
+    try:
+        journal.set_mark(admin, incoming, mark)
+        if not keep_previous and exists:
+            mark.closed = True
+            with admin.transaction():
+                journal.set_mark(admin, incoming, mark)
+                journal.allow_connections(admin, target, False)
+            _close_sessions(admin, target)
+            say(
+                f"{target} refuses connections from now until the restore ends (its data is"
+                " replaced without a copy, so no write may be accepted and then lost)"
+            )
+        say(f"restoring {name} ({jobs()} parallel job{'s' if jobs() > 1 else ''})")
+        bound = _restore_into(transport, staged, toc, incoming, tmpdir)
+        journal.checkpoint("restored")
+        with transport.connect(dbname=incoming) as conn:
+            _compare(conn, manifest, name)
+        mark.phase = "verified"
+        journal.set_mark(admin, incoming, mark)
+        say(f"switching {target} to the restored data")
+        previous = _swap(admin, run, target, incoming, mark, bool(bound), exists)
+        swapped = True
+    except BaseException:
+        if not swapped:
+            _undo(admin, target, incoming, mark)
+        raise
+    out: dict[str, Any] = {"previous": previous}
+    journal.checkpoint("swapped")
+    if bound:
+        _restore_bound(transport, staged, bound, target, tmpdir)
+        if previous:
+            done = run.mark("previous", target=target, backup=name, phase="kept")
+            journal.set_mark(admin, previous, done)
+    if previous and not keep_previous:
+        journal.drop(admin, previous)  # the user said so (--no-safety-backup)
+        out.update(previous=None, previous_dropped=True)
+    return out
+
+
+def _undo(conn: psycopg.Connection[Any], target: str, incoming: str, mark: Any) -> None:
+    """Before the swap committed: the current database as it was, the copy gone."""
+    from . import journal
+
+    try:
+        if mark.closed:
+            journal.allow_connections(conn, target, True)
+        journal.drop(conn, incoming)
+    except Exception:  # the connection is gone: the next nself settles it (journal)
+        pass
+
+
+def _close_sessions(conn: psycopg.Connection[Any], name: str, seconds: float = 10.0) -> None:
+    """Terminate every session of ``name`` and wait until they are gone."""
+    from . import journal
+
+    deadline = time.monotonic() + seconds
+    while True:
+        journal.terminate(conn, name)
+        if journal.sessions(conn, name) == 0 or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def _swap(
+    conn: psycopg.Connection[Any],
+    run: Any,
+    target: str,
+    incoming: str,
+    mark: Any,
+    bound: bool,
+    exists: bool,
+) -> str | None:
+    """The restored database takes ``target``'s name in one transaction; returns the name
+    the previous database is kept under (None when there was none)."""
+    from psycopg import errors
+
+    from . import journal
+
+    if not exists:
+        with conn.transaction():
+            journal.rename(conn, incoming, target)
+            journal.set_mark(conn, target, None)
+        return None
+    found = journal.databases(conn)
+    own = found[target].comment
+    mark.comment = own if journal.Mark.parse(own) is None else None
+    mark.phase = "closing"
+    was_closed, mark.closed = mark.closed, True
+    with conn.transaction():  # journal first: whoever finds the database closed knows why
+        journal.set_mark(conn, incoming, mark)
+        if not was_closed:
+            journal.allow_connections(conn, target, False)
+    journal.checkpoint("closed")
+    when = datetime.now(UTC)
+    kept = journal.kept_name(target, when)
+    while kept in found:
+        when += timedelta(seconds=1)
+        kept = journal.kept_name(target, when)
+    previous = run.mark("previous", target=target, backup=mark.backup, phase="kept", bound=bound)
+    for attempt in range(100):
+        _close_sessions(conn, target, seconds=1.0)
+        try:
+            with conn.transaction():
+                journal.rename(conn, target, kept)
+                journal.checkpoint("renamed")
+                journal.rename(conn, incoming, target)
+                journal.allow_connections(conn, kept, True)
+                journal.set_mark(conn, kept, previous)
+                journal.set_mark(conn, target, mark.comment)
+            return kept
+        except errors.ObjectInUse:  # a session slipped in before the rename: again
+            if attempt == 99:
+                raise NselfError(
+                    f"sessions of {target} kept coming back; the restore was undone",
+                    "stop the services using the database (`nself stop`) and try again",
+                ) from None
+            time.sleep(0.1)
+    raise AssertionError("unreachable")
+
+
+def _finish_bound(transport: Transport, store: Store, mark: Any, tmpdir: Path, run: int) -> None:
+    """Redo the last step of an interrupted restore: pg_cron's entries into the target."""
+    name = str(mark.backup)
+    if not store.manifest_file(name).exists():
+        raise NselfError(
+            f"an interrupted restore of {name} still has to restore pg_cron's jobs, but the"
+            " backup is not in this project's backup folder",
+            f"restore {name} again",
+        )
+    with transport.stage(store.dump(name), run) as staged:
+        toc = _toc(transport, staged, name)
+        _main, bound = _split_toc(toc)
+        _restore_bound(transport, staged, bound, str(mark.target), tmpdir)
 
 
 def _restore_bound(

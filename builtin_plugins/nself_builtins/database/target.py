@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nself_sdk import Config, Migration, NselfError, Stack, UsageError, find_project, load_config
@@ -28,10 +28,27 @@ class Target:
 
             self.stack = stack(self.config)
         return self.stack.migrations
+    _settled: bool = field(default=False, repr=False, compare=False)
 
     @property
     def is_prod(self) -> bool:
         return self.env == "prod"
+
+    def settle(self) -> None:
+        """Finish or undo a restore that was interrupted (``journal.settle``), and say so;
+        every ``nself db`` command does this first. Quiet when the server is unreachable."""
+        if self._settled:
+            return
+        self._settled = True
+        from nself_sdk.console import warn
+
+        from .journal import settle_interrupted
+
+        try:
+            transport = self.transport()
+        except NselfError:
+            return
+        settle_interrupted(transport, warn)
 
     def transport(self) -> Transport:
         url = os.environ.get(URL_VAR, "").strip()
@@ -65,7 +82,9 @@ class Target:
 def resolve(env: str | None = None) -> Target:
     project = find_project()
     config = load_config(project, env)
-    return Target(project=project, config=config, env=config.env)
+    target = Target(project=project, config=config, env=config.env)
+    target.settle()
+    return target
 
 
 def guard(target: Target, confirm: bool, dry_run: bool, what: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -64,8 +65,11 @@ class Transport(Protocol):
         """
         ...
 
-    def stage(self, path: Path) -> contextlib.AbstractContextManager[str]:
-        """Make a local file readable by the tools; yields the path they see."""
+    def stage(self, path: Path, run: int = 0) -> contextlib.AbstractContextManager[str]:
+        """Make a local file readable by the tools; yields the path they see.
+
+        ``run`` is the key of the nself run (``journal.Run``) that stages it: a copy left by
+        a run that died is removed by the next one (``clean_staged``)."""
         ...
 
     def interactive(self, program: str, args: Sequence[str]) -> int:
@@ -195,23 +199,57 @@ class DirectTransport:
         return result
 
     @contextlib.contextmanager
-    def stage(self, path: Path) -> Iterator[str]:
+    def stage(self, path: Path, run: int = 0) -> Iterator[str]:
         yield str(path)
 
     def interactive(self, program: str, args: Sequence[str]) -> int:
         return subprocess.call([self._program(program), *args], env=self._env())
 
 
+STAGE_DIR = "/tmp/nself-stage"  # inside the postgres service: <run key>-<file name>
+
+
 @contextlib.contextmanager
-def _staged_inside(transport: Transport, path: Path) -> Iterator[str]:
-    """Copy a local file into the postgres service for its tools; removed afterwards."""
-    inside = f"/tmp/nself-{os.getpid()}-{path.name}"  # passed as $0: no quoting to get wrong
+def _staged_inside(transport: Transport, path: Path, run: int) -> Iterator[str]:
+    """Copy a local file into the postgres service for its tools; removed afterwards, or by
+    the next run when this one is killed (the file name carries the run's key)."""
+    inside = f"{STAGE_DIR}/{run:08x}-{os.getpid()}-{path.name}"  # passed as $0: no quoting
     with path.open("rb") as source:
-        transport.run_tool("sh", ["-c", 'cat > "$0"', inside], stdin=source)
+        transport.run_tool(
+            "sh",
+            ["-c", 'mkdir -p "${0%/*}" && chmod 700 "${0%/*}" && cat > "$0"', inside],
+            stdin=source,
+        )
     try:
         yield inside
     finally:
         transport.run_tool("rm", ["-f", inside], check=False)
+
+
+STAGED_RUN = re.compile(r"^([0-9a-f]{8})-\d+-[^/]+$")
+
+
+def clean_staged(transport: Transport, live: set[int]) -> list[str]:
+    """Remove copies staged inside the postgres service by runs that are not alive."""
+    if isinstance(transport, DirectTransport):
+        return []
+    script = (  # older nself staged as /tmp/nself-<pid>-<name>: gone after a day
+        "find /tmp -maxdepth 1 -type f -name 'nself-[0-9]*-*' -mmin +1440 -delete 2>/dev/null;"
+        f" ls -1A {STAGE_DIR} 2>/dev/null; true"
+    )
+    listed = transport.run_tool("sh", ["-c", script], check=False)
+    dead = []
+    for name in listed.stdout.decode("utf-8", "replace").split("\n"):
+        match = STAGED_RUN.match(name)
+        if match and int(match.group(1), 16) not in live:
+            dead.append(name)
+    for start in range(0, len(dead), 200):
+        transport.run_tool(
+            "sh",
+            ["-c", 'cd "$0" && rm -f -- "$@"', STAGE_DIR, *dead[start : start + 200]],
+            check=False,
+        )
+    return dead
 
 
 @dataclass
@@ -319,8 +357,8 @@ class StackTransport:
             raise _tool_error(program, result)
         return result
 
-    def stage(self, path: Path) -> contextlib.AbstractContextManager[str]:
-        return _staged_inside(self, path)
+    def stage(self, path: Path, run: int = 0) -> contextlib.AbstractContextManager[str]:
+        return _staged_inside(self, path, run)
 
     def interactive(self, program: str, args: Sequence[str]) -> int:
         import sys
@@ -426,8 +464,8 @@ class ServerTransport:
             raise _tool_error(program, result)
         return result
 
-    def stage(self, path: Path) -> contextlib.AbstractContextManager[str]:
-        return _staged_inside(self, path)
+    def stage(self, path: Path, run: int = 0) -> contextlib.AbstractContextManager[str]:
+        return _staged_inside(self, path, run)
 
     def interactive(self, program: str, args: Sequence[str]) -> int:
         done = self.server.stream(_SERVER_TOOL, *self._args(True), program, *args, tty=True)

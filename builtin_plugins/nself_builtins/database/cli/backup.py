@@ -28,7 +28,9 @@ def backup_cmd(
 
     target = resolve(env)
     store = Store.for_project(target.project, target.config)
-    manifest = take(target.transport(), store, label=label, say=info)
+    manifest = take(
+        target.transport(), store, label=label, say=info, project=target.config.project_name
+    )
     if as_json:
         emit_json(manifest)
     else:

@@ -26,10 +26,22 @@ def restore_cmd(
     confirm: ConfirmOpt = False,
     dry_run: DryRunOpt = False,
     no_safety_backup: Annotated[
-        bool, typer.Option("--no-safety-backup", help="Skip the backup of the current data.")
+        bool,
+        typer.Option(
+            "--no-safety-backup",
+            help="Drop the current database after the swap instead of keeping it; it refuses"
+            " connections (writes) from the start of the restore.",
+        ),
+    ] = False,
+    from_other_project: Annotated[
+        bool,
+        typer.Option(
+            "--from-other-project",
+            help="Allow a backup of another project, cluster or database (it replaces yours).",
+        ),
     ] = False,
 ) -> None:
-    """Replace the database with a backup (checked first; a safety backup is taken)."""
+    """Replace the database with a backup (checked first; the current one is kept)."""
     from ..backups import Store, check_integrity, restore
 
     target = resolve(env)
@@ -41,14 +53,35 @@ def restore_cmd(
         info(
             f"would restore {resolved} ({size(manifest['size'])}, taken {manifest['created'][:19]})"
         )
-        info("  after a safety backup of the current database; dry run: nothing changed")
+        info(
+            "  into a new database, then swap: the current one is "
+            + (
+                "dropped (it refuses connections from the start)"
+                if no_safety_backup
+                else "kept under another name"
+            )
+            + "; dry run: nothing changed"
+        )
         return
     result = restore(
-        target.transport(), store, resolved, safety_backup=not no_safety_backup, say=info
+        target.transport(),
+        store,
+        resolved,
+        safety_backup=not no_safety_backup,
+        say=info,
+        project=target.config.project_name,
+        other_project=from_other_project,
     )
     ok(f"restored {resolved} into {result['database']}")
-    if result.get("safety_backup"):
-        info(f"  the previous data is in backup {result['safety_backup']}")
+    if result.get("origin"):
+        info(f"  it came from elsewhere: {result['origin']}")
+    if result.get("previous"):
+        info(
+            f"  the previous database, with every write it took until the swap, is kept as"
+            f" {result['previous']} (`nself db backup prune --yes` drops it)"
+        )
+    elif result.get("previous_dropped"):
+        info("  the previous database was dropped (--no-safety-backup)")
 
 
 @app.command("shell")

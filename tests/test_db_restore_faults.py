@@ -1,0 +1,279 @@
+"""Restores and backups under real faults, on a real PostgreSQL 15 cluster.
+
+A writer commits every few milliseconds while a restore runs; nself is killed with SIGKILL
+at each step of the swap (``NSELF_TEST_KILL_AT``: the process kills itself right there);
+backups are killed mid-dump and run out of disk space on a size-limited tmpfs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pg_cluster
+from pg_cluster import Cluster
+
+pytestmark = pytest.mark.postgres
+pg, db = pg_cluster.pg, pg_cluster.db
+NSELF = str(Path(sys.executable).parent / "nself")
+
+DATA = """
+CREATE TABLE ticks (id bigint PRIMARY KEY, at timestamptz DEFAULT clock_timestamp());
+CREATE TABLE bulk (id int PRIMARY KEY, pad text);
+INSERT INTO bulk SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 150000) g;
+INSERT INTO ticks (id) SELECT g FROM generate_series(1, 100) g;
+"""
+
+
+def family(pg: Cluster, db: str) -> list[str]:
+    return sorted(n for (n,) in pg.sql("SELECT datname FROM pg_database") if n.startswith(db[:30]))
+
+
+@pytest.fixture
+def target(project: Path, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("NSELF_DB_URL", pg.url(db))
+    monkeypatch.setenv("NSELF_PG_BINDIR", str(pg.bindir))
+    pg.sql(DATA, db)
+    yield project
+    with pg.connect() as conn:
+        for name in family(pg, db):
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{db}"')
+
+
+def cli(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [NSELF, *args],
+        cwd=project,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def take_backup(project: Path) -> str:
+    r = cli(project, "db", "backup", "--json")
+    assert r.returncode == 0, r.stderr
+    return str(json.loads(r.stdout[r.stdout.index("{") :])["name"])
+
+
+class Writer:
+    """Commits one row every few milliseconds; remembers what the server acknowledged."""
+
+    def __init__(self, url: str, first: int = 1000) -> None:
+        self.url = url
+        self.next = first
+        self.acked: list[tuple[float, int]] = []
+        self.refused: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        import psycopg
+
+        conn: Any = None
+        while not self.stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.url, autocommit=True, connect_timeout=2)
+                conn.execute("INSERT INTO ticks (id) VALUES (%s)", (self.next,))
+                self.acked.append((time.monotonic(), self.next))  # the commit returned
+            except Exception:
+                self.refused.append(time.monotonic())
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self.next += 1
+            time.sleep(0.003)
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Writer:
+        self.thread.start()
+        while len(self.acked) < 20:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.3)  # writes after the restore go to the restored database
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def ids(pg: Cluster, database: str) -> set[int]:
+    return {r[0] for r in pg.sql("SELECT id FROM ticks", database)}
+
+
+def test_every_write_acknowledged_during_a_restore_is_kept(
+    target: Path, pg: Cluster, db: str
+) -> None:
+    name = take_backup(target)
+    with Writer(pg.url(db)) as writer:
+        started = time.monotonic()
+        r = cli(target, "db", "restore", name)
+        ended = time.monotonic()
+    assert r.returncode == 0, r.stderr
+    kept = [n for n in family(pg, db) if "__pre_restore_" in n]
+    assert len(kept) == 1 and kept[0] in r.stdout  # named in the output
+    during = [i for t, i in writer.acked if started <= t <= ended]
+    assert len(during) > 20, "the writer must really have written during the restore"
+    everything = ids(pg, db) | ids(pg, kept[0])
+    lost = [i for _t, i in writer.acked if i not in everything]
+    assert lost == []
+    assert set(during) <= ids(pg, kept[0]) | ids(pg, db)
+    assert not [n for n in family(pg, db) if "__restoring_" in n]
+
+
+def test_without_a_safety_copy_writes_are_refused_from_the_start(
+    target: Path, pg: Cluster, db: str
+) -> None:
+    name = take_backup(target)
+    with Writer(pg.url(db)) as writer:
+        r = cli(target, "db", "restore", name, "--no-safety-backup")
+        ended = time.monotonic()
+    assert r.returncode == 0, r.stderr
+    assert "refuses connections" in r.stdout
+    assert family(pg, db) == [db]  # the previous database is gone, as asked
+    assert writer.refused, "the writer must have been refused"
+    first_refusal = writer.refused[0]
+    assert ended - first_refusal > 0.3  # refused while the data was restored, not at the swap
+    restored = ids(pg, db)
+    after = [i for t, i in writer.acked if t > first_refusal]
+    assert [i for i in after if i not in restored] == []  # nothing acknowledged was lost
+
+
+STEPS = ["created", "restored", "closed", "renamed", "swapped"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_kill_9_at_each_step_of_the_swap(step: str, target: Path, pg: Cluster, db: str) -> None:
+    name = take_backup(target)
+    pg.sql("INSERT INTO ticks (id) VALUES (-1)", db)  # only in the current data
+    r = cli(target, "db", "restore", name, NSELF_TEST_KILL_AT=step)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    # the next nself command finds the interrupted swap, says so, and finishes or undoes it
+    r = cli(target, "db", "backup", "list")
+    assert r.returncode == 0, r.stderr
+    if step in ("closed", "renamed", "created", "restored"):
+        assert "was undone" in r.stdout + r.stderr
+    with pg.connect(db) as conn:  # reachable under its name
+        has_marker = conn.execute("SELECT count(*) FROM ticks WHERE id = -1").fetchone()[0]
+    names = family(pg, db)
+    assert not [n for n in names if "__restoring_" in n]
+    if step == "swapped":  # the swap had committed: finished, the previous data kept
+        assert has_marker == 0
+        (kept,) = [n for n in names if "__pre_restore_" in n]
+        assert pg.sql("SELECT count(*) FROM ticks WHERE id = -1", kept) == [(1,)]
+    else:  # undone: the database is exactly as before
+        assert has_marker == 1 and names == [db]
+    assert pg.sql(f"SELECT datallowconn FROM pg_database WHERE datname = '{db}'") == [(True,)]
+    # and a restore now works
+    r = cli(target, "db", "restore", name)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_user_database_with_nselfs_name_is_never_dropped(
+    target: Path, pg: Cluster, db: str
+) -> None:
+    """A database nself did not create (no mark, no live run) is left alone."""
+    name = take_backup(target)
+    mine = f"{db[:40]}__restoring_0000abcd"
+    pg.sql(f'CREATE DATABASE "{mine}"')
+    pg.sql("CREATE TABLE precious (x int); INSERT INTO precious VALUES (7)", mine)
+    pg.sql(f"COMMENT ON DATABASE \"{mine}\" IS 'mine'")
+    r = cli(target, "db", "restore", name)
+    assert r.returncode == 0, r.stderr
+    assert pg.sql("SELECT x FROM precious", mine) == [(7,)]
+
+
+def test_a_killed_backup_leaves_nothing_after_the_next_run(target: Path, pg: Cluster) -> None:
+    folder = target / "backups"
+    proc = subprocess.Popen([NSELF, "db", "backup"], cwd=target, env=dict(os.environ))
+    deadline = time.monotonic() + 30
+    while not list(folder.glob(".nself-*.part")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(folder.glob(".nself-*.part")), "the backup never started writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(2.5)  # the orphaned pg_dump finishes; its temp file is nobody's now
+    for _ in range(100):
+        if not subprocess.run(["pgrep", "-f", "pg_dump -Fc"], capture_output=True).stdout:
+            break
+        time.sleep(0.1)
+    assert list(folder.glob(".nself-*.part"))
+    take_backup(target)
+    assert not list(folder.glob(".nself-*"))
+    assert len(list(folder.glob("*.dump.json"))) == 1
+
+
+@contextlib.contextmanager
+def tmpfs(size: str) -> Iterator[Path]:
+    """A size-limited tmpfs: a full disk for real (in a folder the server's user can reach)."""
+    root = Path(tempfile.mkdtemp(prefix="nself-small-"))
+    os.chmod(root, 0o755)
+    folder = root / "disk"
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)]
+    )
+    if done.returncode != 0:
+        pytest.fail("cannot mount a tmpfs (the suite runs as root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)])
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    with tmpfs("2m") as folder:
+        yield folder
+
+
+def test_a_full_disk_during_a_backup_leaves_nothing(
+    target: Path, small_disk: Path, pg: Cluster
+) -> None:
+    (target / ".env.local").write_text(f"BACKUP_DIR={small_disk / 'backups'}\n")
+    r = cli(target, "db", "backup")
+    assert r.returncode == 1
+    assert "is full" in r.stderr and "Traceback" not in r.stderr
+    assert [p.name for p in (small_disk / "backups").iterdir()] == [".gitignore"]
+
+
+def test_a_full_disk_during_a_restore_leaves_nothing(target: Path, pg: Cluster, db: str) -> None:
+    """The database lives in a tablespace on a 20 MiB disk; the backup (with 150000 more
+    rows) does not fit beside it, so pg_restore runs out of space halfway."""
+    name = take_backup(target)
+    pg.sql("TRUNCATE bulk", db)
+    with tmpfs("20m") as disk:
+        subprocess.run(["chown", "postgres:postgres", str(disk)], check=True)
+        pg.sql(f"CREATE TABLESPACE small LOCATION '{disk}'")
+        try:
+            pg.sql(f'ALTER DATABASE "{db}" SET TABLESPACE small')
+            r = cli(target, "db", "restore", name)
+            assert r.returncode == 1
+            assert "No space left" in r.stderr or "could not extend" in r.stderr, r.stderr
+            assert "Traceback" not in r.stderr
+            assert family(pg, db) == [db]  # the unfinished copy is gone
+            assert pg.sql("SELECT count(*) FROM ticks", db) == [(100,)]  # untouched
+            allowed = f"SELECT datallowconn FROM pg_database WHERE datname = '{db}'"
+            assert pg.sql(allowed) == [(True,)]
+        finally:
+            with pg.connect() as conn:
+                conn.execute(f'ALTER DATABASE "{db}" SET TABLESPACE pg_default')
+                conn.execute("DROP TABLESPACE small")
