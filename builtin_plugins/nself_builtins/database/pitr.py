@@ -16,6 +16,9 @@ data folder is on this machine (``pg_ctl``).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import itertools
 import json
 import os
 import pwd
@@ -43,9 +46,19 @@ Say = Callable[[str], None]
 DATA_VAR = "NSELF_PITR_DATA_DIR"
 ARCHIVE_VAR = "NSELF_PITR_ARCHIVE"
 OS_USER_VAR = "NSELF_PG_OS_USER"
-COMMIT = re.compile(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
+COMMIT = re.compile(
+    r"lsn: ([0-9A-F]+/[0-9A-F]+), prev [0-9A-F]+/[0-9A-F]+, desc: COMMIT "
+    r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC"
+)
+END_POINT = re.compile(r"write-ahead log end point: ([0-9A-F]+/[0-9A-F]+)")
+KEPT_FOLDERS = 1  # data folders moved aside by recoveries: the newest stays, older ones go
 SEGMENT = re.compile(r"^[0-9A-F]{24}$")
-RECOVERY_KEYS = ("restore_command", "recovery_target_time", "recovery_target_action")
+RECOVERY_KEYS = (
+    "restore_command",
+    "recovery_target_time",
+    "recovery_target_action",
+    "recovery_target_timeline",
+)
 
 
 def archive_command(archive_dir: str) -> str:
@@ -84,16 +97,45 @@ def fmt(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
-START_WAL = re.compile(r"^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$", re.MULTILINE)
+def lsn(text: str) -> int:
+    """``0/3000028`` as a number."""
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def segment_start(name: str, size: int) -> int:
+    """The first LSN of WAL segment ``name`` (segments of ``size`` bytes)."""
+    return (int(name[8:16], 16) * 0x1_0000_0000) + int(name[16:24], 16) * size
+
+
+START_WAL = re.compile(
+    r"^START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+) \(file ([0-9A-F]{24})\)$", re.MULTILINE
+)
 START_TIMELINE = re.compile(r"^START TIMELINE: (\d+)$", re.MULTILINE)
 
 
+def _label(text: str, name: str) -> dict[str, Any]:
+    wal = START_WAL.search(text)
+    if wal is None:
+        raise NselfError(
+            f"cannot read the start of base backup {name} (no backup_label in it)",
+            "the file is missing or damaged; take a new base backup",
+        )
+    timeline = START_TIMELINE.search(text)
+    return {
+        "start_wal": wal.group(2),
+        "start_lsn": wal.group(1),
+        "timeline": int(timeline.group(1)) if timeline else int(wal.group(2)[:8], 16),
+    }
+
+
 def backup_label(base_tar: Path) -> dict[str, Any]:
-    """The first WAL segment and timeline of a base backup, from its ``backup_label``.
+    """The first WAL segment, LSN and timeline of a base backup, from its ``backup_label``.
 
     ``pg_basebackup`` sends ``backup_label`` as the first member of the tar, so this reads
     only the start of the file.
     """
+    text = ""
     try:
         with tarfile.open(base_tar, mode="r|") as tar:  # a stream: stop at the member
             for member in tar:
@@ -101,24 +143,74 @@ def backup_label(base_tar: Path) -> dict[str, Any]:
                     handle = tar.extractfile(member)
                     text = handle.read().decode("utf-8", "replace") if handle else ""
                     break
-            else:
-                text = ""
     except (OSError, tarfile.TarError):
         text = ""
-    wal = START_WAL.search(text)
-    if wal is None:
-        raise NselfError(
-            f"cannot read the start of base backup {base_tar.name} (no backup_label in it)",
-            "the file is missing or damaged; take a new base backup",
-        )
-    timeline = START_TIMELINE.search(text)
-    return {
-        "start_wal": wal.group(1),
-        "timeline": int(timeline.group(1)) if timeline else int(wal.group(1)[:8], 16),
-    }
+    return _label(text, base_tar.name)
+
+
+class _Hashing:
+    """A file read through sha256 (tarfile reads it as a stream)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.handle.read(size)
+        self.digest.update(data)
+        return data
+
+
+def read_base(base_tar: Path) -> dict[str, Any]:
+    """One pass over a base backup: its sha256, ``backup_label`` and the end LSN from its
+    ``backup_manifest`` (``pg_basebackup`` puts both in the tar it writes to stdout)."""
+    label = ""
+    end = None
+    with base_tar.open("rb") as raw:
+        reader = _Hashing(raw)
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    name = member.name.lstrip("./")
+                    if name in ("backup_label", "backup_manifest") and member.isfile():
+                        handle = tar.extractfile(member)
+                        text = handle.read().decode("utf-8", "replace") if handle else ""
+                        if name == "backup_label":
+                            label = text
+                        else:
+                            end = _manifest_end(text)
+        except tarfile.TarError:
+            pass
+        while reader.read(1 << 20):
+            pass
+    facts = _label(label, base_tar.name)
+    facts.update(sha256=reader.digest.hexdigest(), end_lsn=end)
+    return facts
+
+
+def _manifest_end(text: str) -> str | None:
+    try:
+        ranges = json.loads(text).get("WAL-Ranges") or []
+        return str(ranges[-1]["End-LSN"]) if ranges else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 # -- the server ---------------------------------------------------------------------------------
+
+
+def _kept_name(name: str, base: str) -> bool:
+    """``pgdata.pre-pitr-<time>`` (moved aside by a recovery) or ``pgdata.failed-pitr``."""
+    return bool(re.fullmatch(re.escape(base) + r"\.(pre-pitr-\d{14}|failed-pitr)", name))
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
 
 
 class ClusterControl(Protocol):
@@ -140,6 +232,14 @@ class ClusterControl(Protocol):
 
     def prepare_archive(self, path: str) -> None:
         """Create the archive folder, owned by the server's user."""
+        ...
+
+    def kept_folders(self) -> dict[str, int]:
+        """Data folders earlier recoveries moved aside (name: bytes), oldest first."""
+        ...
+
+    def remove_kept(self, names: list[str]) -> None:
+        """Delete these kept data folders (names from ``kept_folders`` only)."""
         ...
 
 
@@ -230,6 +330,20 @@ class LocalCluster:
             os.rename(self.data_dir, failed)
         os.rename(aside, self.data_dir)
 
+    def kept_folders(self) -> dict[str, int]:
+        found = {}
+        base = self.data_dir.name
+        for path in sorted(self.data_dir.parent.glob(f"{base}.*")):
+            if _kept_name(path.name, base) and path.is_dir() and not path.is_symlink():
+                found[path.name] = _tree_size(path)
+        return found
+
+    def remove_kept(self, names: list[str]) -> None:
+        for name in names:
+            if not _kept_name(name, self.data_dir.name):
+                raise NselfError(f"refusing to delete {name!r}: not a kept data folder")
+            shutil.rmtree(self.data_dir.parent / name)
+
     def log_tail(self) -> str:
         try:
             lines = self.logfile.read_text(errors="replace").splitlines()
@@ -272,7 +386,7 @@ class StackCluster:
 
     def _helper(
         self, script: str, stdin: Path | None = None, env: dict[str, str] | None = None
-    ) -> None:
+    ) -> str:
         if shutil.which("docker") is None:
             raise NselfError("recovering the stack's database needs the docker CLI")
         state = self._state()
@@ -286,6 +400,7 @@ class StackCluster:
         if result.returncode != 0:
             err = result.stderr.decode("utf-8", "replace").strip().splitlines()
             raise NselfError(f"changing the data volume failed: {err[-1] if err else 'error'}")
+        return result.stdout.decode("utf-8", "replace")
 
     def replace_data(self, base_tar: Path, settings: dict[str, str]) -> Path:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -322,6 +437,25 @@ chmod 700 "$P"
         folder = shlex.quote(path)
         self._helper(f"mkdir -p {folder} && chown postgres:postgres {folder} && chmod 700 {folder}")
 
+    def kept_folders(self) -> dict[str, int]:
+        out = self._helper(
+            f'cd {STACK_DATA} && for d in pgdata.*; do [ -d "$d" ] && [ ! -L "$d" ]'
+            ' && echo "$(du -sk "$d" | cut -f1) $d"; done; true'
+        )
+        found = {}
+        for line in out.splitlines():
+            size, _, name = line.partition(" ")
+            if size.isdigit() and _kept_name(name, "pgdata"):
+                found[name] = int(size) * 1024
+        return dict(sorted(found.items()))
+
+    def remove_kept(self, names: list[str]) -> None:
+        for name in names:
+            if not _kept_name(name, "pgdata"):
+                raise NselfError(f"refusing to delete {name!r}: not a kept data folder")
+        if names:
+            self._helper(f"cd {STACK_DATA} && rm -rf -- " + " ".join(names))
+
     def log_tail(self) -> str:
         try:
             lines = list(self.transport.runtime().logs(self.service, tail=30))
@@ -344,8 +478,12 @@ class Archive(Protocol):
 
     def names(self) -> list[str]: ...
 
-    def commits(self, name: str) -> list[str]:
-        """The COMMIT timestamps (UTC text) recorded in segment ``name``."""
+    def commits(self, name: str) -> list[tuple[str, str]]:
+        """The commits recorded in segment ``name``: (LSN, UTC time text)."""
+        ...
+
+    def read(self, name: str) -> str | None:
+        """A small file of the archive (a timeline's ``.history``), or None."""
         ...
 
     def files(self) -> dict[str, int]:
@@ -380,7 +518,7 @@ class LocalArchive:
             return []
         return sorted(p.name for p in self.folder.iterdir() if SEGMENT.match(p.name))
 
-    def commits(self, name: str) -> list[str]:
+    def commits(self, name: str) -> list[tuple[str, str]]:
         program = str(self.bindir / "pg_waldump") if self.bindir else "pg_waldump"
         result = subprocess.run(
             [program, "--rmgr=Transaction", str(self.folder / name)],
@@ -390,6 +528,12 @@ class LocalArchive:
             check=False,
         )
         return COMMIT.findall(result.stdout)
+
+    def read(self, name: str) -> str | None:
+        try:
+            return (self.folder / name).read_text(errors="replace")
+        except OSError:
+            return None
 
     def files(self) -> dict[str, int]:
         if not self.folder.is_dir():
@@ -420,12 +564,20 @@ class ServerArchive:
         result = self.transport.run_tool("sh", ["-c", f"ls -1 {shlex.quote(self.path)} || true"])
         return sorted(n for n in result.stdout.decode().split() if SEGMENT.match(n))
 
-    def commits(self, name: str) -> list[str]:
+    def commits(self, name: str) -> list[tuple[str, str]]:
         segment = shlex.quote(f"{self.path}/{name}")
         result = self.transport.run_tool(
             "sh", ["-c", f"TZ=UTC pg_waldump --rmgr=Transaction {segment} 2>/dev/null; true"]
         )
         return COMMIT.findall(result.stdout.decode("utf-8", "replace"))
+
+    def read(self, name: str) -> str | None:
+        if not re.fullmatch(r"[0-9A-Za-z._-]+", name):
+            return None
+        result = self.transport.run_tool(
+            "sh", ["-c", f"cat {shlex.quote(self.path + '/' + name)}"], check=False
+        )
+        return result.stdout.decode("utf-8", "replace") if result.returncode == 0 else None
 
     def files(self) -> dict[str, int]:
         folder = shlex.quote(self.path)
@@ -461,24 +613,66 @@ class ServerArchive:
 
 
 @dataclass
+class Span:
+    """A stretch of the current timeline's history: ``timeline`` from ``start`` to ``end``
+    (LSNs; ``end`` is where the history switched to the next timeline, None for the last)."""
+
+    timeline: int
+    start: int
+    end: int | None
+    first: datetime | None = None  # first and last commit archived in the stretch
+    last: datetime | None = None
+
+    def holds(self, position: int) -> bool:
+        return position >= self.start and (self.end is None or position < self.end)
+
+
+@dataclass
 class Plan:
     target: datetime
     base: dict[str, Any]
     earliest: datetime
     newest: datetime
     segments: int
+    to_end: bool = False  # nothing was committed after the target: replay every segment
+    spans: list[Span] = field(default_factory=list)
+    drop_kept: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> list[str]:
-        return [
+        lines = [
             f"recover the whole cluster to {fmt(self.target)}",
             f"  recoverable window: {fmt(self.earliest)} .. {fmt(self.newest)}"
             " (newest restorable point: last commit in the WAL archive)",
-            f"  start from base backup {self.base['name']} (ended {self.base['end'][:19]})",
-            f"  replay archived WAL ({self.segments} segments in the archive)",
+            *[f"    {text}" for text in window_lines(self.spans, self.earliest)[1:]],
+            f"  start from base backup {self.base['name']} (ended {self.base['end'][:19]},"
+            f" timeline {self.base.get('timeline', 1)})",
+            f"  replay archived WAL ({self.segments} segments on this timeline's history)"
+            + (" to its end (nothing was committed after the target)" if self.to_end else ""),
             "  the server stops; its current data folder is kept aside, not deleted",
-            *self.notes,
         ]
+        for name, size in self.drop_kept.items():
+            lines.append(
+                f"  the data folder an earlier recovery kept, {name} ({size // 2**20} MiB),"
+                " is deleted (one is kept: the one this recovery moves aside)"
+            )
+        return lines + self.notes
+
+
+def window_lines(spans: list[Span], earliest: datetime | None) -> list[str]:
+    """The recoverable stretches per timeline, for messages (first line: a title)."""
+    lines = ["recoverable per timeline:"]
+    for n, span in enumerate(spans):
+        start = span.first
+        if n == 0 or start is None or (earliest is not None and start < earliest):
+            start = earliest if n == 0 or start is None else start
+        end = span.last
+        if start is None or end is None:
+            lines.append(f"timeline {span.timeline}: no commit archived")
+            continue
+        left = "" if span.end is None else " (then a recovery branched off)"
+        lines.append(f"timeline {span.timeline}: {fmt(start)} .. {fmt(max(start, end))}{left}")
+    return lines
 
 
 class Pitr:
@@ -489,6 +683,7 @@ class Pitr:
         self.control = control
         self.archive = archive
         self.base_dir = base_dir
+        self._commits: dict[str, list[tuple[int, datetime]]] = {}
 
     # -- switching archiving on -----------------------------------------------------------
     def enable(self, say: Say = lambda _: None) -> bool:
@@ -524,6 +719,8 @@ class Pitr:
             say("restarting PostgreSQL to turn WAL archiving on")
             self.control.stop()
             self.control.start()
+        with self.transport.connect(autocommit=True) as conn:
+            conn.execute("SELECT txid_current()")  # a commit: a segment to prove archiving with
         self.flush_wal()
         return restart
 
@@ -538,11 +735,14 @@ class Pitr:
         return sorted(found, key=lambda m: str(m.get("end", "")))
 
     def base_backup(self, say: Say = lambda _: None) -> dict[str, Any]:
+        from .backups import clean_leftovers
+
         self.base_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base_dir, 0o700)
         ignore = self.base_dir / ".gitignore"  # base backups hold the whole cluster
         if not ignore.exists():
             ignore.write_text("# nself: base backups stay out of version control\n*\n")
+        clean_leftovers(self.base_dir, say)
         with self.transport.connect(autocommit=True) as conn:
             row = conn.execute(
                 "SELECT current_setting('archive_mode'), current_setting('wal_level'), now()"
@@ -557,88 +757,273 @@ class Pitr:
         name = "base-" + datetime.now(UTC).strftime("%Y-%m-%d-%H-%M-%S") + ".tar"
         say(f"taking base backup {name}")
         with _temp_in(self.base_dir, name) as (tmp, handle):
-            self.transport.run_tool(
+            done = self.transport.run_tool(
                 "pg_basebackup",
-                ["-D", "-", "-Ft", "-X", "fetch", "--checkpoint=fast", "--no-password"],
+                ["-D", "-", "-Ft", "-X", "fetch", "--checkpoint=fast", "--no-password", "-v"],
                 stdout=handle,
             )
             handle.flush()
             os.fsync(handle.fileno())
             handle.close()
             end = datetime.now(UTC)
-            label = backup_label(tmp)
+            facts = read_base(tmp)
+            reported = END_POINT.search(done.stderr.decode("utf-8", "replace"))
             manifest = {
                 "name": name,
                 "start": started.astimezone(UTC).isoformat(),
                 "end": end.isoformat(),
                 "size": tmp.stat().st_size,
-                "sha256": file_sha256(tmp),
-                "start_wal": label["start_wal"],
-                "timeline": label["timeline"],
+                "sha256": facts["sha256"],
+                "start_wal": facts["start_wal"],
+                "start_lsn": facts["start_lsn"],
+                "end_lsn": facts["end_lsn"] or (reported.group(1) if reported else None),
+                "timeline": facts["timeline"],
             }
             os.replace(tmp, self.base_dir / name)
             _fsync_dir(self.base_dir)
         _write_json(self.base_dir / f"{name}.json", manifest)
         return manifest
 
-    # -- the window --------------------------------------------------------------------------
-    def _segments(self) -> list[str]:
-        return self.archive.names()
+    def _end_lsn(self, base: dict[str, Any]) -> int | None:
+        """Where a base backup becomes consistent (manifest, else its own backup_manifest)."""
+        recorded = base.get("end_lsn")
+        if not recorded:
+            path = self.base_dir / str(base["name"])
+            try:
+                recorded = read_base(path)["end_lsn"] if path.is_file() else None
+            except NselfError:
+                recorded = None
+        return lsn(str(recorded)) if recorded else None
 
-    def flush_wal(self) -> None:
-        """Close the current WAL segment and wait until the archiver stored it."""
+    # -- WAL: archiving what is pending --------------------------------------------------------
+    def flush_wal(self, timeout: float = 60) -> None:
+        """Make sure every WAL record written so far is in the archive.
+
+        The current segment is closed only when something was written since the last switch
+        (an idle server has nothing to archive: that returns at once); then this waits for
+        the archiver, failing early with its error when the archive command fails."""
         with self.transport.connect(autocommit=True) as conn:
-            row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+            row = conn.execute(
+                "SELECT pg_switch_wal()::text, setting::bigint, now()"
+                " FROM pg_settings WHERE name = 'wal_segment_size'"
+            ).fetchone()
             assert row is not None
-            wanted = str(row[0])
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if wanted in self.archive.names():
-                    return
-                failed = conn.execute(
-                    "SELECT last_failed_wal, last_failed_time FROM pg_stat_archiver"
+            position, size, began = lsn(str(row[0])), int(row[1]), row[2]
+            wanted = None
+            if position % size:  # a segment was closed: it must reach the archive
+                found = conn.execute("SELECT pg_walfile_name(%s::pg_lsn)", (str(row[0]),))
+                wanted = str(found.fetchone()[0])  # type: ignore[index]
+            deadline = time.monotonic() + timeout
+            while True:
+                stats = conn.execute(
+                    "SELECT last_archived_wal, last_failed_wal, last_failed_time,"
+                    " last_archived_time FROM pg_stat_archiver"
                 ).fetchone()
+                pending = self._ready(conn)
+                if (wanted is None or wanted in self.archive.names()) and not pending:
+                    return
+                if (
+                    stats
+                    and stats[2]
+                    and stats[2] > began
+                    and (stats[3] is None or stats[2] > stats[3])
+                ):
+                    raise NselfError(
+                        f"the archive command fails for WAL segment {stats[1]}"
+                        f" (last failure {stats[2]:%H:%M:%S})",
+                        "see the server log for the archive_command error (a full disk, a"
+                        " missing folder, permissions)",
+                    )
+                if time.monotonic() > deadline:
+                    raise NselfError(
+                        f"WAL segment {wanted or pending[0]} did not reach the archive within"
+                        f" {timeout:g}s (the archiver is behind)",
+                        "check the server log and the archive's disk",
+                    )
                 time.sleep(0.2)
-            detail = f" (last failure: {failed[0]} at {failed[1]})" if failed and failed[0] else ""
-            raise NselfError(
-                f"WAL segment {wanted} did not reach the archive within 60s{detail}",
-                "check the server log for archive_command errors",
-            )
+
+    @staticmethod
+    def _ready(conn: Any) -> list[str]:
+        """Segments waiting for the archiver (``.ready``), when this role may look."""
+        try:
+            with conn.transaction():
+                rows = conn.execute(
+                    "SELECT name FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
+                    " ORDER BY name"
+                ).fetchall()
+        except Exception:  # not a superuser nor pg_monitor: rely on the segment alone
+            return []
+        return [str(r[0]).removesuffix(".ready") for r in rows]
+
+    # -- the history of the current timeline ---------------------------------------------------
+    def current_timeline(self) -> int:
+        with self.transport.connect(autocommit=True) as conn:
+            row = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+        return int(str(row[0])[:8], 16) if row else 1
+
+    def history(self, timeline: int) -> list[Span]:
+        """The stretches of WAL that lead to ``timeline`` (its ``.history`` file)."""
+        spans: list[Span] = []
+        start = 0
+        if timeline > 1:
+            text = self.archive.read(f"{timeline:08X}.history")
+            if text is None:
+                raise NselfError(
+                    f"the archive has no history file for timeline {timeline}"
+                    f" ({timeline:08X}.history)",
+                    "recovery needs it: copy it back into the archive, or take a new base backup",
+                )
+            for line in text.splitlines():
+                parts = line.split()
+                if len(parts) >= 2 and parts[0].isdigit() and "/" in parts[1]:
+                    switch = lsn(parts[1])
+                    spans.append(Span(int(parts[0]), start, switch))
+                    start = switch
+        spans.append(Span(timeline, start, None))
+        return spans
+
+    def _segments_on(self, spans: list[Span]) -> list[tuple[Span, str]]:
+        """The archived segments of each stretch, in history order."""
+        files = self.archive.files()
+        sizes = [files[n] for n in files if SEGMENT.match(n)]
+        size = max(set(sizes), key=sizes.count) if sizes else 16 << 20
+        out = []
+        for span in spans:
+            for name in sorted(n for n in files if SEGMENT.match(n)):
+                if int(name[:8], 16) != span.timeline:
+                    continue
+                first = segment_start(name, size)
+                if first + size > span.start and (span.end is None or first < span.end):
+                    out.append((span, name))
+        return out
+
+    def _segment_commits(self, name: str) -> list[tuple[int, datetime]]:
+        if name not in self._commits:
+            self._commits[name] = [
+                (lsn(where), datetime.fromisoformat(when).replace(tzinfo=UTC))
+                for where, when in self.archive.commits(name)
+            ]
+        return self._commits[name]
+
+    def spans(self, timeline: int | None = None) -> tuple[list[Span], int]:
+        """The current history with the first and last archived commit of each stretch,
+        read from the archive as a whole (newest segments first); and the segment count."""
+        spans = self.history(self.current_timeline() if timeline is None else timeline)
+        segments = self._segments_on(spans)
+        for span in spans:
+            mine = [name for owner, name in segments if owner is span]
+            for name in reversed(mine):  # the last commit: from the newest segment back
+                inside = [t for at, t in self._segment_commits(name) if span.holds(at)]
+                if inside:
+                    span.last = inside[-1]
+                    break
+            if span.last is None:
+                continue
+            for name in mine:  # the first commit: from the oldest segment on
+                inside = [t for at, t in self._segment_commits(name) if span.holds(at)]
+                if inside:
+                    span.first = inside[0]
+                    break
+        return spans, len(segments)
 
     def newest_point(self) -> datetime | None:
-        """The last commit time found in the archived WAL."""
-        for name in reversed(self._segments()[-6:]):
-            stamps = self.archive.commits(name)
-            if stamps:
-                return datetime.fromisoformat(stamps[-1]).replace(tzinfo=UTC)
-        return None
+        """The last commit archived on the current timeline's history."""
+        spans, _count = self.spans()
+        lasts = [s.last for s in spans if s.last is not None]
+        return max(lasts) if lasts else None
+
+    def usable(self, spans: list[Span]) -> tuple[list[dict[str, Any]], list[str]]:
+        """Base backups this history can recover from (a base backup on a timeline the
+        history left must have become consistent before the branch point)."""
+        ok: list[dict[str, Any]] = []
+        skipped: list[str] = []
+        by_timeline = {span.timeline: span for span in spans}
+        for base in self.base_backups():
+            span = by_timeline.get(int(base.get("timeline") or 1))
+            if span is None:
+                skipped.append(f"{base['name']} (timeline {base.get('timeline')}, abandoned)")
+                continue
+            if span.end is not None:
+                end = self._end_lsn(base)
+                if end is None or end > span.end:
+                    skipped.append(
+                        f"{base['name']} (taken on timeline {span.timeline} after the point"
+                        " this history branched off)"
+                    )
+                    continue
+            ok.append(base)
+        return ok, skipped
+
+    def window(self) -> tuple[datetime | None, datetime | None, list[Span], list[str]]:
+        """(earliest, newest restorable point, the stretches, base backups left out).
+
+        Never inverted: when nothing was committed since the newest usable base backup,
+        the window ends where that backup does."""
+        spans, _count = self.spans()
+        bases, skipped = self.usable(spans)
+        if not bases:
+            return None, None, spans, skipped
+        ends = [datetime.fromisoformat(str(b["end"])) for b in bases]
+        lasts = [s.last for s in spans if s.last is not None]
+        newest = max([*lasts, max(ends)])
+        return min(ends), newest, spans, skipped
 
     def plan(self, target: datetime, flush: bool = True) -> Plan:
-        bases = self.base_backups()
-        if not bases:
+        if not self.base_backups():
             raise NselfError(
                 "there is no base backup to recover from",
                 "take one with `nself db pitr backup` (and regularly after that)",
             )
         if flush:
             self.flush_wal()
-        newest = self.newest_point()
-        earliest = datetime.fromisoformat(bases[0]["end"])
-        if newest is None:
-            raise NselfError("the WAL archive holds no commits yet", "write something first")
+        spans, count = self.spans()
+        bases, skipped = self.usable(spans)
+        if not bases:
+            raise NselfError(
+                "no base backup is on this server's current history: " + "; ".join(skipped[:3]),
+                "take a new base backup with `nself db pitr backup`",
+            )
+        ends = [datetime.fromisoformat(str(b["end"])) for b in bases]
+        earliest = min(ends)
+        lasts = [s.last for s in spans if s.last is not None]
+        last_commit = max(lasts) if lasts else None
+        newest = max([*lasts, max(ends)])
+        outside = (
+            f"{fmt(target)} is outside the recoverable window {fmt(earliest)} .. {fmt(newest)}"
+        )
         if target < earliest or target > newest:
             raise NselfError(
-                f"{fmt(target)} is outside the recoverable window {fmt(earliest)} .. {fmt(newest)}",
+                outside,
                 "pick a time inside the window (the newest restorable point is the last "
                 "commit archived)",
             )
-        usable = [b for b in bases if datetime.fromisoformat(b["end"]) <= target]
+        for before, after in itertools.pairwise(spans):
+            gap_from = before.last or earliest
+            gap_to = after.first
+            if gap_to is not None and gap_from < target < gap_to:
+                raise NselfError(
+                    f"{fmt(target)} falls where this server's history has no data: timeline"
+                    f" {before.timeline} was left at {fmt(gap_from)} (a point-in-time recovery"
+                    f" branched off there) and timeline {after.timeline} begins at"
+                    f" {fmt(gap_to)}; what was written on timeline {before.timeline} in"
+                    " between is not on this history",
+                    "pick a time before the branch or after the new timeline began ("
+                    + "; ".join(window_lines(spans, earliest)[1:])
+                    + ")",
+                )
+        usable = [b for b in bases if datetime.fromisoformat(str(b["end"])) <= target]
+        kept = self.control.kept_folders()
+        drop = dict(list(kept.items())[: max(0, len(kept) - (KEPT_FOLDERS - 1))])
         return Plan(
             target=target,
             base=usable[-1],
             earliest=earliest,
             newest=newest,
-            segments=len(self._segments()),
+            segments=count,
+            to_end=last_commit is None or target >= last_commit,
+            spans=spans,
+            drop_kept=drop,
+            notes=[f"  left out: {text}" for text in skipped],
         )
 
     def recover(self, plan: Plan, say: Say = lambda _: None) -> Path:
@@ -651,9 +1036,11 @@ class Pitr:
         archive = shlex.quote(self.archive.path.rstrip("/"))
         settings = {
             "restore_command": f'cp {archive}/"%f" "%p"',
-            "recovery_target_time": plan.target.isoformat(),
-            "recovery_target_action": "promote",
+            "recovery_target_timeline": "latest",
         }
+        if not plan.to_end:
+            settings["recovery_target_time"] = plan.target.isoformat()
+            settings["recovery_target_action"] = "promote"
         say("stopping the server")
         self.control.stop()
         aside = self.control.replace_data(base, settings)
@@ -675,6 +1062,9 @@ class Pitr:
             for key in RECOVERY_KEYS:
                 conn.execute(f"ALTER SYSTEM RESET {key}")
             conn.execute("SELECT pg_reload_conf()")
+        if plan.drop_kept:  # confirmed with the plan: the older kept folders go
+            self.control.remove_kept(list(plan.drop_kept))
+            say("deleted " + ", ".join(plan.drop_kept) + " (kept by an earlier recovery)")
         return aside
 
     def _wait_promoted(self, timeout: float = 600) -> None:
