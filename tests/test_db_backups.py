@@ -206,3 +206,38 @@ def test_restore_on_production_needs_confirm(target: Path, nself) -> None:
     assert r.code == 2 and "needs --confirm" in r.err
     r = nself("db", "restore", name, "--env", "prod", "--dry-run", cwd=target)
     assert r.code == 0 and "would restore" in r.out
+
+
+def test_a_backup_of_another_project_needs_from_other_project(
+    target: Path, nself, pg: Cluster, db: str, tmp_path: Path
+) -> None:
+    """Provenance: project, cluster and database are in the manifest and checked."""
+    manifest = backup(nself, target)
+    assert manifest["project"] == "demo" and manifest["database"] == db
+    system_id = pg.sql("SELECT system_identifier::text FROM pg_control_system()")[0][0]
+    assert manifest["system_identifier"] == system_id
+    other = tmp_path / "shop"
+    assert nself("init", str(other), "--name", "shop").code == 0
+    (other / "backups").mkdir(exist_ok=True)
+    for path in (target / "backups").glob(manifest["name"] + "*"):
+        (other / "backups" / path.name).write_bytes(path.read_bytes())
+    pg.sql("INSERT INTO customers (email) VALUES ('shop@example.com')", db)
+    before = checksums(pg, db)
+    r = nself("db", "restore", manifest["name"], cwd=other)
+    assert r.code == 1 and "Traceback" not in r.output
+    assert "project demo (here: shop)" in r.err and f"replace database {db}" in r.err
+    assert "--from-other-project" in r.err and "nothing was changed" in r.err
+    assert checksums(pg, db) == before
+    # a manifest that says nothing of its origin (an older nself) is not trusted either
+    path = other / "backups" / f"{manifest['name']}.json"
+    data = json.loads(path.read_text())
+    for key in ("project", "system_identifier"):
+        data.pop(key)
+    path.write_text(json.dumps(data))
+    r = nself("db", "restore", manifest["name"], cwd=other)
+    assert r.code == 1 and "project unknown (here: shop)" in r.err
+    assert "cluster unknown" in r.err
+    r = nself("db", "restore", manifest["name"], "--from-other-project", cwd=other)
+    assert r.code == 0, r.output
+    assert "came from elsewhere: project unknown (here: shop)" in r.out
+    assert checksums(pg, db) != before  # replaced, as asked

@@ -232,7 +232,7 @@ def live_runs(conn: psycopg.Connection[Any]) -> set[int]:
 
 
 def _who() -> str:
-    from .migrations import who
+    from .migrations.history import who
 
     return who()
 

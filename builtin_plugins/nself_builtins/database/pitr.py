@@ -796,15 +796,16 @@ class Pitr:
         return lsn(str(recorded)) if recorded else None
 
     # -- WAL: archiving what is pending --------------------------------------------------------
-    def flush_wal(self, timeout: float = 60) -> None:
-        """Make sure every WAL record written so far is in the archive.
+    def flush_wal(self, timeout: float = 60) -> datetime:
+        """Make sure every WAL record written so far is in the archive; returns the server's
+        time just before (everything committed until then is archived).
 
         The current segment is closed only when something was written since the last switch
         (an idle server has nothing to archive: that returns at once); then this waits for
         the archiver, failing early with its error when the archive command fails."""
         with self.transport.connect(autocommit=True) as conn:
             row = conn.execute(
-                "SELECT pg_switch_wal()::text, setting::bigint, now()"
+                "SELECT pg_switch_wal()::text, setting::bigint, clock_timestamp()"
                 " FROM pg_settings WHERE name = 'wal_segment_size'"
             ).fetchone()
             assert row is not None
@@ -821,7 +822,7 @@ class Pitr:
                 ).fetchone()
                 pending = self._ready(conn)
                 if (wanted is None or wanted in self.archive.names()) and not pending:
-                    return
+                    return began.astimezone(UTC)  # type: ignore[no-any-return]
                 if (
                     stats
                     and stats[2]
@@ -974,8 +975,7 @@ class Pitr:
                 "there is no base backup to recover from",
                 "take one with `nself db pitr backup` (and regularly after that)",
             )
-        if flush:
-            self.flush_wal()
+        archived_until = self.flush_wal() if flush else None
         spans, count = self.spans()
         bases, skipped = self.usable(spans)
         if not bases:
@@ -987,7 +987,9 @@ class Pitr:
         earliest = min(ends)
         lasts = [s.last for s in spans if s.last is not None]
         last_commit = max(lasts) if lasts else None
-        newest = max([*lasts, max(ends)])
+        # nothing was committed between the last archived commit and the flush: up to the
+        # flush every point is the state after that commit (replay to the archive's end)
+        newest = max([*lasts, max(ends), *([archived_until] if archived_until else [])])
         outside = (
             f"{fmt(target)} is outside the recoverable window {fmt(earliest)} .. {fmt(newest)}"
         )

@@ -64,12 +64,13 @@ class PrunePlan:
     wal: list[str]
     wal_bytes: int
     base_bytes: int
+    folders: dict[str, int] = field(default_factory=dict)  # data folders kept by recoveries
     applied: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
     def freed(self) -> int:
-        return self.wal_bytes + self.base_bytes
+        return self.wal_bytes + self.base_bytes + sum(self.folders.values())
 
     @property
     def earliest_after(self) -> str:
@@ -83,6 +84,7 @@ class PrunePlan:
             "delete": {
                 "base_backups": [b["name"] for b in self.drop],
                 "leftover_files": self.leftovers,
+                "kept_data_folders": self.folders,
                 "wal": {
                     "count": len(self.wal),
                     "first": self.wal[0] if self.wal else None,
@@ -107,6 +109,10 @@ class PrunePlan:
             lines.append(f"  {verb} base backup {base['name']} (ended {when_text(base['end'])})")
         for name in self.leftovers:
             lines.append(f"  {verb} leftover {name} (no manifest)")
+        for name, size in self.folders.items():
+            lines.append(
+                f"  {verb} {name} ({size_text(size)}), the data folder a recovery replaced"
+            )
         if self.wal:
             lines.append(
                 f"  {verb} {len(self.wal)} WAL file(s) {self.wal[0]} .. {self.wal[-1]}"
@@ -162,6 +168,15 @@ def start_wal(engine: Pitr, base: dict[str, Any]) -> str:
         ) from None
 
 
+def _folder_time(name: str) -> datetime:
+    """When a recovery moved a data folder aside (``pgdata.pre-pitr-<UTC time>``); a failed
+    recovery's folder (``.failed-pitr``) counts as old: nothing in it is ever needed."""
+    match = re.search(r"\.pre-pitr-(\d{14})$", name)
+    if match is None:
+        return datetime.min.replace(tzinfo=UTC)
+    return datetime.strptime(match.group(1), "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+
+
 def _leftovers(folder: Path, listed: set[str], now: float) -> list[str]:
     """Base backup files without a manifest (an interrupted backup or prune), a day old."""
     if not folder.is_dir():
@@ -173,7 +188,10 @@ def _leftovers(folder: Path, listed: set[str], now: float) -> list[str]:
         partial = name.startswith(".base-") and name.endswith(".part")
         if (orphan or partial) and path.is_file() and now - path.stat().st_mtime > LEFTOVER_AGE:
             found.append(name)
-    return sorted(found)
+    from .backups import TEMP_PREFIX, leftovers
+
+    found += [p.name for p in leftovers(folder) if p.name.startswith(TEMP_PREFIX)]
+    return sorted(set(found))
 
 
 def plan_prune(engine: Pitr, days: int, now: datetime | None = None) -> PrunePlan:
@@ -216,6 +234,8 @@ def plan_prune(engine: Pitr, days: int, now: datetime | None = None) -> PrunePla
             base_bytes += path.stat().st_size if path.is_file() else 0
     leftovers = _leftovers(engine.base_dir, {b["name"] for b in bases}, time.time())
     base_bytes += sum((engine.base_dir / n).stat().st_size for n in leftovers)
+    kept = engine.control.kept_folders() if engine.control is not None else {}
+    folders = {name: size for name, size in kept.items() if _folder_time(name) < window_start}
     return PrunePlan(
         days=days,
         now=now,
@@ -227,6 +247,7 @@ def plan_prune(engine: Pitr, days: int, now: datetime | None = None) -> PrunePla
         wal=wal,
         wal_bytes=sum(files[n] for n in wal),
         base_bytes=base_bytes,
+        folders=folders,
     )
 
 
@@ -252,6 +273,8 @@ def apply_prune(engine: Pitr, plan: PrunePlan) -> PrunePlan:
                 "run `nself db pitr prune` again to see the current plan",
             )
     engine.archive.remove(plan.wal)
+    if plan.folders:
+        engine.control.remove_kept(list(plan.folders))
     plan.applied = True
     return plan
 

@@ -28,6 +28,7 @@ class Target:
 
             self.stack = stack(self.config)
         return self.stack.migrations
+
     _settled: bool = field(default=False, repr=False, compare=False)
 
     @property
