@@ -314,3 +314,54 @@ def test_plugin_migrations_run_in_dependency_order() -> None:
     ]
     order = [i.label.split("_")[0] for i in ordered(items)]
     assert order == ["auth:1", "auth:2", "billing:1", "billing:2", "20260101000000"]
+
+
+def test_transaction_control_is_found_by_postgres_own_parser(
+    target: Path, nself, pg: Cluster, db: str
+) -> None:
+    """COMMIT in a string, a dollar-quoted body and a comment is text; as a statement it
+    would commit half the file: refused before anything runs, naming file and line."""
+    harmless = (
+        "-- COMMIT; a comment, not a statement\n"
+        "/* ROLLBACK; BEGIN; also a comment */\n"
+        "CREATE TABLE notes (body text DEFAULT 'COMMIT;');\n"
+        "INSERT INTO notes VALUES ('END; ROLLBACK;'), ($$ COMMIT; $$);\n"
+        "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN RETURN 1; END $f$;\n"
+        "SAVEPOINT s; ROLLBACK TO SAVEPOINT s; RELEASE s;\n"
+    )
+    write(target, "1_text", harmless)
+    write(
+        target,
+        "2_half",
+        "CREATE TABLE first_half (id int);\nCOMMIT;\nCREATE TABLE other (id int);\n",
+    )
+    write(target, "3_later", "CREATE TABLE later (id int);\n")
+    r = nself("db", "migrate", "up", cwd=target)
+    assert r.code == 1 and "Traceback" not in r.output
+    assert "migrations/2_half/up.sql:2: COMMIT inside a migration" in r.err
+    assert "-- nself:no-transaction" in r.err
+    assert tables(pg, db) & {"notes", "first_half", "other", "later"} == set()  # nothing ran
+    r = nself("db", "migrate", "up", "--dry-run", cwd=target)
+    assert r.code == 1 and "2_half/up.sql:2: COMMIT" in r.err
+    for statement in ("END;", "ROLLBACK;", "BEGIN;", "start transaction;"):
+        (target / "migrations/2_half/up.sql").write_text(f"SELECT 1;\n\n{statement}\n")
+        r = nself("db", "migrate", "up", cwd=target)
+        assert r.code == 1 and "2_half/up.sql:3:" in r.err, (statement, r.err)
+    # marked non-transactional, the same file runs statement by statement
+    (target / "migrations/2_half/up.sql").write_text(
+        "-- nself:no-transaction\nCREATE TABLE first_half (id int);\nCOMMIT;\n"
+        "CREATE TABLE other (id int);\n"
+    )
+    r = nself("db", "migrate", "up", cwd=target)
+    assert r.code == 0, r.output
+    assert {"notes", "first_half", "other", "later"} <= tables(pg, db)
+    assert pg.sql("SELECT count(*) FROM notes", db) == [(2,)]
+    # the marker inside a string is not a marker
+    write(target, "4_fake", "SELECT '\n-- nself:no-transaction\n';\nCOMMIT;\n")
+    r = nself("db", "migrate", "up", cwd=target)
+    assert r.code == 1 and "4_fake/up.sql:4: COMMIT" in r.err
+    # SQL the parser cannot read is refused with its line, before anything runs
+    (target / "migrations/4_fake/up.sql").write_text("CREATE TABLE ok (id int);\nCREATE TABLE (;\n")
+    r = nself("db", "migrate", "up", cwd=target)
+    assert r.code == 1 and "4_fake/up.sql:2: PostgreSQL's parser cannot read it" in r.err
+    assert "ok" not in tables(pg, db)

@@ -163,6 +163,7 @@ def services(config: Config) -> list[Service]:
                 "BACKUP_RETENTION_DAYS": "${BACKUP_RETENTION_DAYS}",
                 "BACKUP_PRUNE": config.text("BACKUP_PRUNE", "false"),
                 "TZ": "UTC",
+                "NSELF_PROJECT": config.project_name,  # the manifest says whose backup it is
                 **s3,
             },
             depends_on=("postgres",),
@@ -257,7 +258,7 @@ backup() {
   tmp="$DIR/.$name.part"; gtmp="$DIR/.$name.globals.part"; facts="$DIR/.$name.facts"
   rm -f "$tmp" "$gtmp" "$facts" "$tmp.failed"
   export NSELF_DUMP_TMP="$tmp"
-  psql -X -q -At -v ON_ERROR_STOP=1 <<SQL
+  psql -X -q -At -v ON_ERROR_STOP=1 -v project="${NSELF_PROJECT:-}" <<SQL
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 SELECT pg_export_snapshot() AS snap \gset
 \setenv NSELF_SNAPSHOT :snap
@@ -281,6 +282,8 @@ SELECT json_build_object(
       coalesce(string_agg(l, E'\n' ORDER BY l COLLATE "C"), ''), 'UTF8')), 'hex')
     FROM schema_lines),
   'postgres_version', current_setting('server_version'),
+  'system_identifier', (SELECT system_identifier::text FROM pg_control_system()),
+  'project', nullif(:'project', ''),
   'database', current_database());
 \o
 COMMIT;
@@ -386,6 +389,9 @@ case "${1:-schedule}" in
   upload) upload "$2" ;;
   schedule)
     [ -n "${BACKUP_SCHEDULE:-}" ] || { log "BACKUP_SCHEDULE is empty"; exit 1; }
+    # what a backup of this scheduler left when it was stopped halfway
+    find "$DIR" -maxdepth 1 -type f -name '.backup-*-scheduled.dump*' \( -name '*.part' \
+      -o -name '*.facts' -o -name '*.facts.json' -o -name '*.failed' \) -delete 2>/dev/null || true
     log "schedule: $BACKUP_SCHEDULE (UTC) into $DIR"
     last=""
     while true; do

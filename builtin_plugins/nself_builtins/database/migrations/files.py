@@ -17,8 +17,9 @@ from pathlib import Path
 
 from nself_sdk import Migration, NselfError, UsageError
 
+from .sqltext import marked_no_transaction, statements
+
 PROJECT = "project"
-NO_TRANSACTION = re.compile(r"^\s*--\s*nself:\s*no-transaction\b", re.IGNORECASE | re.MULTILINE)
 DIR_NAME = re.compile(r"^(\d+)_([A-Za-z0-9][A-Za-z0-9_]*)$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
@@ -99,7 +100,7 @@ def project_migrations(project_dir: Path) -> list[Item]:
                 name=name,
                 up_sql=up_sql,
                 down_sql=down.read_text(encoding="utf-8") if down.is_file() else None,
-                transactional=not NO_TRANSACTION.search(up_sql),
+                transactional=not marked_no_transaction(up_sql),
                 where=f"{rel}/up.sql",
             )
         )
@@ -121,7 +122,7 @@ def plugin_migrations(contributed: Iterable[Migration]) -> list[Item]:
                 name=m.name,
                 up_sql=m.up_sql,
                 down_sql=m.down_sql,
-                transactional=m.transactional and not NO_TRANSACTION.search(m.up_sql),
+                transactional=m.transactional and not marked_no_transaction(m.up_sql),
                 where=f"plugin {m.source} migration {m.version}_{m.name}",
                 depends_on=tuple(m.depends_on),
             )
@@ -179,16 +180,9 @@ def ordered(items: list[Item]) -> list[Item]:
     return result
 
 
-def split_statements(sql: str) -> list[str]:
+def split_statements(sql: str, where: str = "migration") -> list[str]:
     """Top-level statements of a non-transactional file (each runs on its own)."""
-    import sqlparse
-
-    out = []
-    for statement in sqlparse.split(sql):
-        stripped = sqlparse.format(statement, strip_comments=True).strip().rstrip(";").strip()
-        if stripped:
-            out.append(statement)
-    return out
+    return [s.text for s in statements(sql, where)]
 
 
 def create(project_dir: Path, name: str, now: datetime | None = None) -> Path:

@@ -23,6 +23,7 @@ from .history import (
     who,
 )
 from .repair import apply_repair, plan_repairs
+from .sqltext import transaction_problems
 
 Say = Callable[[str], None]
 
@@ -119,7 +120,7 @@ class Runner:
     def pending(self, to: str | None = None) -> list[Item]:
         with self._history(lock=False) as history:
             applied = self._checked(history)
-        return self._select_pending(applied, to)
+        return _readable(self._select_pending(applied, to))
 
     def _select_pending(self, applied: list[Applied], to: str | None) -> list[Item]:
         done = {a.key for a in applied}
@@ -141,6 +142,7 @@ class Runner:
         outcome = Outcome()
         with self._history() as history:
             todo = self._select_pending(self._checked(history), to)  # read under the lock
+            _readable(todo)  # every file parsed before the first one runs
             for n, item in enumerate(todo, start=1):
                 self._apply(history, item, durable=n == len(todo))
                 outcome.applied.append(item)
@@ -242,12 +244,29 @@ def _apply_statements(history: History, item: Item) -> None:
     conn = history.conn
     started = time.monotonic()
     history.record(item, "running", None)
-    for statement in split_statements(item.up_sql):
+    for statement in split_statements(item.up_sql, item.where):
         conn.execute(statement.encode("utf-8"))
     elapsed = _ms_since(started)
     with conn.transaction():
         history.finished(item, elapsed)
         history.audit("apply", item.source, item.version, item.name, item.sha256)
+
+
+def _readable(todo: list[Item]) -> list[Item]:
+    """Refuse, before anything runs, a pending file PostgreSQL's parser cannot read or a
+    transactional one that ends its own transaction (COMMIT, ROLLBACK, BEGIN, END...)."""
+    problems: list[Problem] = []
+    for item in todo:
+        try:
+            if item.transactional:
+                problems += transaction_problems(item.up_sql, item.where)
+            else:
+                split_statements(item.up_sql, item.where)
+        except NselfError as exc:
+            problems.append(Problem("error", exc.message, exc.hint))
+    if problems:
+        raise MigrationsBlocked(problems)
+    return todo
 
 
 def _ms_since(started: float) -> int:
