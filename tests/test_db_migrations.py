@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -245,6 +246,10 @@ def test_killed_run_leaves_a_consistent_state(target: Path, nself, pg: Cluster, 
     r = nself("db", "migrate", "up", "--lock-timeout", "5", cwd=target)
     assert r.code == 0, r.output
     assert history(pg, db) == [("1", "slow", "applied")]
+    # the killed apply is in the audit log, found by the next run
+    assert "logged 1_slow as interrupted" in r.out
+    actions = [a for (a,) in pg.sql("SELECT action FROM np_schema_migrations_log ORDER BY id", db)]
+    assert actions == ["apply-started", "apply-interrupted", "apply-started", "apply"]
 
 
 def test_killed_non_transactional_run_is_flagged_until_repaired(
@@ -270,9 +275,25 @@ def test_killed_non_transactional_run_is_flagged_until_repaired(
     )
     r = nself("db", "migrate", "repair", "--yes", cwd=target)
     assert r.code == 2 and "--interrupted" in r.err
+    # its effects are checked: the table is there, but SELECT pg_sleep cannot be checked
     r = nself("db", "migrate", "repair", "--yes", "--interrupted", "applied", cwd=target)
+    assert r.code == 2 and "cannot check that 2_nt completed: line 3 (SelectStmt)" in r.err
+    assert history(pg, db)[-1] == ("2", "nt", "running")
+    r = nself(
+        "db",
+        "migrate",
+        "repair",
+        "--yes",
+        "--interrupted",
+        "applied",
+        "--reason",
+        "the sleep does nothing",
+        cwd=target,
+    )
     assert r.code == 0, r.output
     assert history(pg, db)[-1] == ("2", "nt", "applied")
+    log = pg.sql("SELECT action, detail FROM np_schema_migrations_log ORDER BY id", db)
+    assert ("apply-interrupted" in [a for a, _d in log]) and "the sleep does nothing" in log[-1][1]
 
 
 def test_production_needs_confirm_and_remote_transport_is_not_there_yet(
@@ -365,3 +386,65 @@ def test_transaction_control_is_found_by_postgres_own_parser(
     r = nself("db", "migrate", "up", cwd=target)
     assert r.code == 1 and "4_fake/up.sql:2: PostgreSQL's parser cannot read it" in r.err
     assert "ok" not in tables(pg, db)
+
+
+def test_repair_one_at_a_time_and_interrupted_applied_is_checked(
+    target: Path, nself, pg: Cluster, db: str
+) -> None:
+    write(target, "1_a", "CREATE TABLE a (id int);")
+    write(target, "2_b", "CREATE TABLE b (id int);")
+    write(target, "3_ix", "-- nself:no-transaction\nCREATE INDEX CONCURRENTLY b_id ON b (id);\n")
+    assert nself("db", "migrate", "up", cwd=target).code == 0
+    (target / "migrations/1_a/up.sql").write_text("CREATE TABLE a (id bigint);")
+    (target / "migrations/2_b/up.sql").write_text("CREATE TABLE b (id bigint);")
+    r = nself("db", "migrate", "repair", "1_a", "--yes", cwd=target)
+    assert r.code == 0 and "repaired 1 entry" in r.out, r.output
+    r = nself("db", "migrate", "status", "--json", cwd=target)
+    states = {m["version"]: m["state"] for m in json.loads(r.out)["migrations"]}
+    assert states == {"1": "applied", "2": "changed", "3": "applied"}
+    r = nself("db", "migrate", "repair", "9_nope", "--yes", cwd=target)
+    assert r.code == 2 and "no applied migration is called 9_nope" in r.err
+    assert nself("db", "migrate", "repair", "2", "--yes", cwd=target).code == 0
+    # an interrupted CREATE INDEX CONCURRENTLY whose index is missing or invalid
+    pg.sql("UPDATE np_schema_migrations SET state = 'running' WHERE version = '3'", db)
+    pg.sql("DROP INDEX b_id", db)
+    r = nself("db", "migrate", "repair", "3", "--interrupted", "applied", "--yes", cwd=target)
+    assert r.code == 1 and "3_ix did not complete: index b_id is not there" in r.err
+    assert "--interrupted pending" in r.err
+    pg.sql("CREATE INDEX b_id ON b (id)", db)
+    pg.sql("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'b_id'::regclass", db)
+    r = nself("db", "migrate", "repair", "3", "--interrupted", "applied", cwd=target)  # dry run
+    assert r.code == 1 and "did not complete" in r.err
+    pg.sql("UPDATE pg_index SET indisvalid = true WHERE indexrelid = 'b_id'::regclass", db)
+    r = nself("db", "migrate", "repair", "3", "--interrupted", "applied", "--yes", cwd=target)
+    assert r.code == 0, r.output  # every statement checked: no reason needed
+    assert history(pg, db)[-1] == ("3", "ix", "applied")
+
+
+def test_failed_applies_are_audited_and_the_log_is_append_only(
+    target: Path, nself, pg: Cluster, db: str
+) -> None:
+    write(target, "1_bad", "CREATE TABLE ok (id int);\nSELECT 1/0;\n")
+    r = nself("db", "migrate", "up", cwd=target)
+    assert r.code == 1
+    log = pg.sql("SELECT action, version, detail FROM np_schema_migrations_log ORDER BY id", db)
+    assert [(a, v) for a, v, _d in log] == [("apply-started", "1"), ("apply-failed", "1")]
+    assert "division by zero" in log[-1][2]
+    r = nself("db", "migrate", "log", "--json", cwd=target)
+    assert [row["action"] for row in json.loads(r.out)] == ["apply-failed"]
+    # the database's own role (the owner, a superuser here, as in the stack) cannot change it
+    for statement in (
+        "DELETE FROM np_schema_migrations_log",
+        "UPDATE np_schema_migrations_log SET detail = ''",
+        "TRUNCATE np_schema_migrations_log",
+        "DROP TABLE np_schema_migrations_log",
+        "ALTER TABLE np_schema_migrations_log DISABLE TRIGGER np_log_append_only",
+        "DROP TRIGGER np_log_append_only ON np_schema_migrations_log",
+        "SET session_replication_role = replica; DELETE FROM np_schema_migrations_log",
+    ):
+        with pytest.raises(Exception, match="audit log"):
+            pg.sql(statement, db)
+    assert len(pg.sql("SELECT * FROM np_schema_migrations_log", db)) == 2
+    # a backup of it restores (the guards come back with it)
+    r = nself("db", "backup", "--json", cwd=target)
+    assert r.code == 0, r.output

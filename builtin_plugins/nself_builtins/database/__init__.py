@@ -90,7 +90,8 @@ def register_commands(app: Any) -> None:
 
 @hookimpl
 def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
-    """``migrations``: pending or changed ones; ``backups``: the newest is intact, recent
+    """``interrupted``: a restore a crash cut short is finished or undone now;
+    ``migrations``: pending or changed ones; ``backups``: the newest is intact, recent
     (with a schedule) and proven by a restore (``deep`` runs that restore)."""
     from .checks import findings
 

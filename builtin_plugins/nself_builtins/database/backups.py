@@ -40,6 +40,8 @@ from .transport import Transport
 if TYPE_CHECKING:
     import psycopg
 
+    from .target import Target
+
 FORMAT = 1
 SUFFIX = ".dump"
 REQUIRED = ("format", "name", "created", "size", "sha256", "globals_sha256", "database", "tables")
@@ -950,3 +952,35 @@ def prune(
             _fsync_dir(store.root)
     kept = {n: why for n, why in keep.items() if n in names}
     return doomed, kept
+
+
+# -- databases restores kept --------------------------------------------------------------------
+
+
+def kept_databases(target: Target) -> list[Any]:
+    """The previous databases restores of the target kept (``journal.Database``), oldest
+    first; none when the server cannot be reached."""
+    import psycopg
+
+    from . import journal
+
+    try:
+        transport = target.transport()
+        with transport.connect(dbname="postgres", autocommit=True) as conn:
+            return journal.kept(conn, transport.dbname)
+    except (NselfError, psycopg.Error):
+        return []
+
+
+def drop_kept(target: Target, names: list[str]) -> None:
+    """Drop kept previous databases (the user said --yes); only names ``kept`` lists."""
+    from . import journal
+
+    transport = target.transport()
+    with transport.connect(dbname="postgres", autocommit=True) as conn:
+        allowed = {db.name for db in journal.kept(conn, transport.dbname)}
+        for name in names:
+            if name not in allowed:
+                raise NselfError(f"{name} is not a database a restore kept; nothing dropped")
+        for name in names:
+            journal.drop(conn, name)

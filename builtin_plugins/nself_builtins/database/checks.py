@@ -1,4 +1,5 @@
-"""The ``migrations`` and ``backups`` checks of ``nself doctor``."""
+"""The ``interrupted``, ``migrations`` and ``backups`` checks of ``nself doctor`` (``nself
+health`` runs ``interrupted`` too)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,49 @@ STALE_HOURS = 26
 def findings(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
     target = Target(config.project_dir, config, config.env, stack)
     found = []
+    if not only or "interrupted" in only:
+        found += interrupted(target)
     if not only or "migrations" in only:
         found += _migrations(target)
     if not only or "backups" in only:
         found += _backups(target, deep)
+    return found
+
+
+def interrupted(target: Target) -> list[Finding]:
+    """A restore a crash interrupted is finished or undone here (``journal.settle``) and
+    reported; the databases restores kept are listed (they take disk space)."""
+    import psycopg
+
+    from . import journal
+    from .retention import size_text
+
+    notes: list[str] = []
+    try:
+        transport = target.transport()
+        with journal.Run(transport) as run:
+            notes = journal.settle(run, transport.dbname)
+            kept = journal.kept(run.admin, transport.dbname)
+    except NselfError as exc:
+        return [Finding("interrupted", "warning", f"not checked: {exc.message}", exc.hint)]
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return [Finding("interrupted", "warning", f"not checked: {first}")]
+    found = [
+        Finding("interrupted", "warning", note, "nothing left to do: it was settled just now")
+        for note in notes
+    ]
+    for db in kept:
+        found.append(
+            Finding(
+                "interrupted",
+                "ok",
+                f"database {db.name} ({size_text(db.size)}) holds the data a restore replaced",
+                "`nself db backup prune --yes` drops it",
+            )
+        )
+    if not found:
+        found.append(Finding("interrupted", "ok", "no interrupted restore"))
     return found
 
 

@@ -4,6 +4,7 @@ to the root without a group name. The logic lives in ``project`` and ``report``.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Annotated
 
@@ -13,7 +14,15 @@ from nself_sdk import EXIT_DEGRADED, NselfError, UsageError
 from nself_sdk import console as out
 
 from .project import open_project, selection
-from .report import health_json, health_line, report_up, seconds, state_json, state_text
+from .report import (
+    health_json,
+    health_line,
+    report_interrupted,
+    report_up,
+    seconds,
+    state_json,
+    state_text,
+)
 
 PANEL = "Run"
 DEFAULT_TIMEOUT = 300
@@ -164,9 +173,13 @@ def health(
 
     project = open_project(rebuild=False, env=env)
     names = project.resolve(services) if services else None
+    # an operation a crash cut short (a restore's swap) is settled while the probes run
+    settling = threading.Thread(target=report_interrupted, args=(project,), daemon=True)
+    settling.start()
     results = [
         replace(r, title=project.title(r.service)) for r in project.runtime.health(names, now=now)
     ]
+    settling.join()
     if as_json:
         out.emit_json([health_json(r) for r in results])
     else:

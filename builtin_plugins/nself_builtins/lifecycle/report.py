@@ -152,3 +152,32 @@ def state_json(project: Project, state: ServiceState, url: str | None) -> dict[s
         "exit_code": state.exit_code,
         "ports": list(state.ports),
     }
+
+
+def report_interrupted(project: Project) -> None:
+    """Run the plugins' ``interrupted`` check (``diagnose``): an operation a crash cut short
+    (a restore's swap) is finished or undone, and said so on stderr. A check that could not
+    run is left to ``nself doctor``: the service lines already say what is down."""
+    from nself_sdk import plugin_manager
+
+    try:
+        answers = list(
+            plugin_manager(project.folder).answers(
+                "diagnose",
+                config=project.config,
+                stack=project.stack,
+                deep=False,
+                only=["interrupted"],
+            )
+        )
+    except Exception as exc:  # runs in a background thread: report, never a traceback
+        out.warn(f"could not check for interrupted operations: {exc}")
+        return
+    for _plugin, answer in answers:
+        for finding in answer or ():
+            if (
+                finding.check == "interrupted"
+                and finding.level != "ok"
+                and not finding.message.startswith("not checked")
+            ):
+                out.warn(finding.message, finding.hint)

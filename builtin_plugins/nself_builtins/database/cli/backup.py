@@ -9,7 +9,7 @@ import typer
 from nself_sdk import NselfError
 from nself_sdk.console import emit_json, info, ok, warn
 
-from .options import EnvOpt, JsonOpt, resolve, size
+from .options import ConfirmOpt, EnvOpt, JsonOpt, guard, resolve, size
 
 app = typer.Typer(help="Verified backups.", invoke_without_command=True)
 
@@ -43,8 +43,8 @@ def backup_cmd(
 
 @app.command("list")
 def list_cmd(as_json: JsonOpt = False, env: EnvOpt = None) -> None:
-    """List backups, newest first; never-verified ones are marked."""
-    from ..backups import Store
+    """List backups, newest first; never-verified and failed ones are marked."""
+    from ..backups import Store, kept_databases
 
     target = resolve(env)
     rows = Store.for_project(target.project, target.config).listing()
@@ -54,8 +54,13 @@ def list_cmd(as_json: JsonOpt = False, env: EnvOpt = None) -> None:
     if not rows:
         info("no backups yet (`nself db backup`)")
     for row in rows:
-        state = row["verified"] or "NEVER VERIFIED"
+        state = row["verified"] or row.get("verify_failed") or "NEVER VERIFIED"
         info(f"  {row['name']:<48} {size(row['size']):>9}  {row['created'][:19]}  {state}")
+    for db in kept_databases(target):
+        info(
+            f"  database {db.name} ({size(db.size)}): the data a restore replaced, kept"
+            " until `nself db backup prune --yes`"
+        )
 
 
 @app.command("verify")
@@ -132,17 +137,35 @@ def prune_cmd(
         int | None, typer.Option("--days", help="Override BACKUP_RETENTION_DAYS.")
     ] = None,
     env: EnvOpt = None,
+    confirm: ConfirmOpt = False,
 ) -> None:
-    """Apply BACKUP_RETENTION_DAYS (dry run unless --yes; keeps the newest verified)."""
-    from ..backups import Store, prune
+    """Apply BACKUP_RETENTION_DAYS (dry run unless --yes; keeps the newest verified); drop
+    the databases restores kept and the temp files of interrupted runs."""
+    from ..backups import Store, drop_kept, kept_databases, leftovers, prune
 
     target = resolve(env)
     store = Store.for_project(target.project, target.config)
     keep_days = days if days is not None else target.config.int("BACKUP_RETENTION_DAYS", 30)
+    kept = kept_databases(target)
+    if kept:
+        guard(target, confirm, not yes, "dropping the databases restores kept")
     doomed, kept_reason = prune(store, keep_days, apply=yes)
+    verb = "deleted" if yes else "would delete"
     for name in doomed:
-        info(f"  {'deleted' if yes else 'would delete'} {name}")
+        info(f"  {verb} {name}")
     for name, why in kept_reason.items():
         info(f"  keep {name}: {why}")
+    stale = leftovers(store.root)
+    for path in stale:
+        info(f"  {verb} {path.name} ({size(path.stat().st_size)}), left by an interrupted run")
+        if yes:
+            path.unlink(missing_ok=True)
+    for db in kept:
+        info(
+            f"  {'dropped' if yes else 'would drop'} database {db.name} ({size(db.size)}),"
+            " the data a restore replaced"
+        )
+    if yes and kept:
+        drop_kept(target, [db.name for db in kept])
     if not yes:
         info("dry run: nothing deleted; add --yes to delete")

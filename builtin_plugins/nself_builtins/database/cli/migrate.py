@@ -151,6 +151,10 @@ def verify_cmd(env: EnvOpt = None) -> None:
 
 @app.command("repair")
 def repair_cmd(
+    migration: Annotated[
+        str | None,
+        typer.Argument(help="Only this migration (version or version_name); default: all."),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really change the history.")] = False,
     interrupted: Annotated[
         str | None,
@@ -160,13 +164,16 @@ def repair_cmd(
     env: EnvOpt = None,
     confirm: ConfirmOpt = False,
 ) -> None:
-    """Accept edited files, forget vanished ones, settle interrupted runs (audited)."""
+    """Accept edited files, forget vanished ones, settle interrupted runs (audited).
+
+    `--interrupted applied` first checks the migration's effects are in the database
+    (indexes valid, tables there...); what cannot be checked needs --reason."""
     from ..migrations import migration_runner
 
     target = resolve(env)
     guard(target, confirm, not yes, "repairing the migration history")
     runner = migration_runner(target, say=info)
-    actions = runner.repair(apply=yes, interrupted=interrupted, reason=reason)
+    actions = runner.repair(apply=yes, interrupted=interrupted, reason=reason, only=migration)
     if not actions:
         ok("the history matches the files: nothing to repair")
         return

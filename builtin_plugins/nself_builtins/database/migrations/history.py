@@ -59,6 +59,51 @@ CREATE TABLE IF NOT EXISTS {LOG} (
 );
 """
 
+# The audit log is append-only, for every role, owner and superusers included: its rows
+# cannot be changed, deleted or truncated (ALWAYS triggers fire even with
+# session_replication_role = replica). A superuser running migrations also gets an event
+# trigger that refuses dropping the table or its triggers and disabling them.
+GUARD_SQL = f"""
+CREATE OR REPLACE FUNCTION public.np_schema_migrations_log_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'the nself migration audit log ({LOG}) is append-only'
+    USING ERRCODE = 'insufficient_privilege';
+END $$;
+CREATE TRIGGER np_log_append_only BEFORE UPDATE OR DELETE ON {LOG}
+  FOR EACH ROW EXECUTE FUNCTION public.np_schema_migrations_log_guard();
+CREATE TRIGGER np_log_no_truncate BEFORE TRUNCATE ON {LOG}
+  FOR EACH STATEMENT EXECUTE FUNCTION public.np_schema_migrations_log_guard();
+ALTER TABLE {LOG} ENABLE ALWAYS TRIGGER np_log_append_only;
+ALTER TABLE {LOG} ENABLE ALWAYS TRIGGER np_log_no_truncate;
+REVOKE UPDATE, DELETE, TRUNCATE ON {LOG} FROM PUBLIC;
+"""
+KEEP_SQL = f"""
+CREATE OR REPLACE FUNCTION public.np_schema_migrations_log_keep() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_EVENT = 'sql_drop' AND EXISTS (
+      SELECT 1 FROM pg_event_trigger_dropped_objects()
+       WHERE object_identity = '{LOG}'
+          OR object_identity LIKE 'np\\_log\\_% on {LOG}') THEN
+    RAISE EXCEPTION 'the nself migration audit log ({LOG}) cannot be dropped'
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF TG_EVENT = 'ddl_command_end' AND EXISTS (
+      SELECT 1 FROM pg_event_trigger_ddl_commands()
+       WHERE objid = to_regclass('{LOG}') AND command_tag = 'ALTER TABLE') THEN
+    RAISE EXCEPTION 'the nself migration audit log ({LOG}) cannot be altered'
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+END $$;
+CREATE EVENT TRIGGER np_log_keep_drop ON sql_drop
+  EXECUTE FUNCTION public.np_schema_migrations_log_keep();
+CREATE EVENT TRIGGER np_log_keep_alter ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+  EXECUTE FUNCTION public.np_schema_migrations_log_keep();
+ALTER EVENT TRIGGER np_log_keep_drop ENABLE ALWAYS;
+ALTER EVENT TRIGGER np_log_keep_alter ENABLE ALWAYS;
+"""
+
 
 def who() -> str:
     """The person (and machine) running the command, for the history and the audit log."""
@@ -163,7 +208,24 @@ class History:
         self.who = who
 
     def ensure_tables(self) -> None:
-        self.conn.execute(SCHEMA_SQL)
+        row = self.conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL,"
+            " EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'np_log_append_only'"
+            "         AND tgrelid = to_regclass(%s)),"
+            " EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'np_log_keep_drop'),"
+            " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)",
+            (HISTORY, LOG),
+        ).fetchone()
+        assert row is not None
+        tables, guarded, kept, superuser = row
+        if tables and guarded and (kept or not superuser):
+            return  # the usual case: one round trip
+        with self.conn.transaction():
+            self.conn.execute(SCHEMA_SQL)
+            if not guarded:
+                self.conn.execute(GUARD_SQL)
+            if superuser and not kept:
+                self.conn.execute(KEEP_SQL)
 
     def applied(self) -> list[Applied]:
         if not self._exists(HISTORY):
@@ -230,11 +292,49 @@ class History:
             (action, source, version, name, digest, self.who, detail),
         )
 
+    def started(self, item: Item) -> None:
+        """Logged before a migration runs (not waiting for the disk: the migration's own
+        commit flushes it): a start without an outcome is an interrupted apply."""
+        from psycopg import sql
+
+        values = sql.SQL(", ").join(
+            sql.Literal(v)
+            for v in ("apply-started", item.source, item.version, item.name, item.sha256)
+        )
+        self.conn.execute(
+            sql.SQL(
+                "BEGIN; SET LOCAL synchronous_commit = off;"
+                " INSERT INTO {} (action, source, version, name, sha256, who) VALUES ({}, {});"
+                " COMMIT"
+            ).format(sql.SQL(LOG), values, sql.Literal(self.who))
+        )
+
+    def settle_started(self) -> list[tuple[str, str, str]]:
+        """Log ``apply-interrupted`` for every start without an outcome (a run that was
+        killed or lost its connection); only under the lock, so no such run is alive."""
+        if not self._exists(LOG):
+            return []
+        rows = self.conn.execute(
+            f"INSERT INTO {LOG} (action, source, version, name, sha256, who, detail)"
+            " SELECT 'apply-interrupted', s.source, s.version, s.name, s.sha256, %s,"
+            "        'its run stopped before it finished (started ' || s.at::text"
+            "        || ' by ' || s.who || ')'"
+            f"   FROM {LOG} s WHERE s.action = 'apply-started' AND NOT EXISTS ("
+            f"     SELECT 1 FROM {LOG} e WHERE e.id > s.id AND e.source = s.source"
+            "        AND e.version = s.version AND e.action <> 'apply-started')"
+            " RETURNING source, version, name",
+            (self.who,),
+        ).fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
     def audit_log(self, limit: int) -> list[dict[str, Any]]:
         if not self._exists(LOG):
             return []
-        cur = self.conn.execute(
-            f"SELECT at, action, source, version, name, who, db_user, detail FROM {LOG}"
+        cur = self.conn.execute(  # a start is shown only while it has no outcome
+            f"SELECT at, action, source, version, name, who, db_user, detail FROM {LOG} s"
+            " WHERE s.action <> 'apply-started' OR NOT EXISTS ("
+            f"   SELECT 1 FROM {LOG} e WHERE e.id > s.id AND e.source = s.source"
+            "      AND e.version = s.version AND e.action <> 'apply-started')"
             " ORDER BY id DESC LIMIT %s",
             (limit,),
         )

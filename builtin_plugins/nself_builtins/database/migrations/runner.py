@@ -11,7 +11,7 @@ from typing import Any
 from nself_sdk import NselfError, Problem, UsageError
 
 from ..transport import Transport
-from .files import Item, ordered, split_statements
+from .files import PROJECT, Item, ordered, split_statements
 from .history import (
     Applied,
     History,
@@ -22,7 +22,7 @@ from .history import (
     reset_session,
     who,
 )
-from .repair import apply_repair, plan_repairs
+from .repair import apply_repair, check_completed, plan_repairs
 from .sqltext import transaction_problems
 
 Say = Callable[[str], None]
@@ -64,6 +64,9 @@ class Runner:
             with locked(conn, self.lock_timeout):
                 history = History(conn, self.who)
                 history.ensure_tables()
+                for source, version, name in history.settle_started():
+                    label = version + "_" + name + ("" if source == PROJECT else f" ({source})")
+                    self.say(f"logged {label} as interrupted: its run stopped before it finished")
                 yield history
 
     def _checked(self, history: History) -> list[Applied]:
@@ -158,6 +161,7 @@ class Runner:
         """
         psycopg = _psycopg()
         self.say(f"applying {item.label}" + ("" if item.transactional else " (no transaction)"))
+        history.started(item)  # a start without an outcome: an interrupted apply
         try:
             if item.transactional:
                 _apply_in_transaction(history, item, durable)
@@ -170,7 +174,9 @@ class Runner:
                 else "it ran without a transaction and is recorded as interrupted: check the "
                 "database, then `nself db migrate repair --interrupted applied|pending --yes`"
             )
-            raise NselfError(f"{item.where} failed: {_pg_message(exc)}", hint) from None
+            message = _pg_message(exc)
+            _log_failure(history, item, message)
+            raise NselfError(f"{item.where} failed: {message}", hint) from None
         finally:
             reset_session(history.conn)
 
@@ -211,13 +217,23 @@ class Runner:
             reset_session(conn)
 
     # -- repair -------------------------------------------------------------------------
-    def repair(self, apply: bool, interrupted: str | None = None, reason: str = "") -> list[str]:
-        """Realign the history with the files; returns what it did (or would do)."""
+    def repair(
+        self,
+        apply: bool,
+        interrupted: str | None = None,
+        reason: str = "",
+        only: str | None = None,
+    ) -> list[str]:
+        """Realign the history with the files (``only``: one migration); returns what it
+        did (or would do). Marking an interrupted migration applied checks its effects
+        first (``check_completed``), in a dry run too."""
         with self._history() as history:
-            repairs = plan_repairs(self.items, history.applied(), interrupted)
-            if apply:
-                for repair in repairs:
+            repairs = plan_repairs(self.items, history.applied(), interrupted, only)
+            for repair in repairs:
+                if apply:
                     apply_repair(history, repair, reason)
+                else:
+                    check_completed(history, repair, reason)
         return [repair.text for repair in repairs]
 
 
@@ -250,6 +266,17 @@ def _apply_statements(history: History, item: Item) -> None:
     with conn.transaction():
         history.finished(item, elapsed)
         history.audit("apply", item.source, item.version, item.name, item.sha256)
+
+
+def _log_failure(history: History, item: Item, message: str) -> None:
+    """``apply-failed`` in the audit log, after the migration's own rollback."""
+    conn = history.conn
+    try:
+        if conn.info.transaction_status != _psycopg().pq.TransactionStatus.IDLE:
+            conn.rollback()
+        history.audit("apply-failed", item.source, item.version, item.name, item.sha256, message)
+    except _psycopg().Error:  # the connection is gone: the next run logs it as interrupted
+        pass
 
 
 def _readable(todo: list[Item]) -> list[Item]:
