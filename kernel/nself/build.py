@@ -44,10 +44,6 @@ class BuildResult(Shown):
     plan: Plan
     changes: dict[str, str]  # path -> created | changed | removed
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.changes)
-
 
 def declared_settings(pm: Manager) -> dict[str, Setting]:
     """Every setting the plugins declare; a name declared twice fails naming both."""
@@ -114,7 +110,6 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     problems: list[Problem] = []
     for answer in pm.hook.validate_config(config=config):
         problems.extend(p for p in answer if p not in problems)  # each said once
-    problems.extend(process_variables(config))
     errors = [p for p in problems if p.level == "error"]
     if errors:
         raise BuildRefused(errors)
@@ -140,28 +135,6 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
         GeneratedFile(envfiles.COMPUTED, envfiles.render_env(computed, COMPUTED_HEADER), 0o600)
     )
     return Plan(config, stack, files, settings, [p for p in problems if p.level != "error"])
-
-
-def process_variables(config: Config) -> list[Problem]:
-    """A warning for each ``NSELF_*`` name set in an env file: nself reads those (NSELF_ENV,
-    NSELF_DISABLE_PLUGINS...) from the process environment only, so there they do nothing."""
-    problems = []
-    for name, chain in config.resolver.history.items():
-        entry = chain[-1]
-        if not name.startswith("NSELF_") or entry.file not in envfiles.RESERVED:
-            continue
-        if name in config.declared or name in config.derived:
-            continue  # a plugin's own setting
-        how = "use `nself env switch` or --env" if name == "NSELF_ENV" else "export it"
-        problems.append(
-            Problem(
-                "warning",
-                f"{entry.where}: {name} changes nothing here: NSELF_* settings are read "
-                "from the shell environment, not from env files",
-                f"remove it from {entry.file}; {how} (e.g. `{name}=... nself build`)",
-            )
-        )
-    return problems
 
 
 class BuildRefused(NselfError):

@@ -73,13 +73,6 @@ def remember(values: Iterable[str]) -> None:
         _ordered = None
 
 
-def forget_all() -> None:
-    """Drop every remembered value (tests run many projects in one process)."""
-    global _ordered
-    _known.clear()
-    _ordered = None
-
-
 def scrub(text: str) -> str:
     """``text`` with remembered secret values and URL passwords masked."""
     global _ordered

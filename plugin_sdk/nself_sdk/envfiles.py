@@ -7,6 +7,7 @@ from nself.build import MANIFEST, STATE_DIR
 from nself.envfiles import (
     COMPUTED,
     ENVIRONMENTS,
+    RESERVED,
     SECRETS,
     Entry,
     canonical_env,
@@ -23,6 +24,7 @@ __all__ = [
     "COMPUTED",
     "ENVIRONMENTS",
     "MANIFEST",
+    "RESERVED",
     "SECRETS",
     "STATE_DIR",
     "Entry",

@@ -12,6 +12,7 @@ from typing import Any
 
 from nself_sdk import Config, Problem, Setting, hookimpl
 from nself_sdk.checks import image_problem
+from nself_sdk.envfiles import RESERVED
 
 from .names import DEFAULT_DOMAIN, domain_problem
 
@@ -37,7 +38,7 @@ def validate_config(config: Config) -> list[Problem]:
     for name in sorted(config.declared):
         if name.endswith("_IMAGE") and (image := image_problem(config, name)) is not None:
             problems.append(image)
-    return problems
+    return problems + process_variables(config)
 
 
 def _name_problems(config: Config) -> list[Problem]:
@@ -56,6 +57,28 @@ def _name_problems(config: Config) -> list[Problem]:
             "'-' and '_'",
         )
     ]
+
+
+def process_variables(config: Config) -> list[Problem]:
+    """A warning for each ``NSELF_*`` name set in an env file: nself reads those (NSELF_ENV,
+    NSELF_DISABLE_PLUGINS...) from the process environment only, so there they do nothing."""
+    problems = []
+    for name, chain in config.resolver.history.items():
+        entry = chain[-1]
+        if not name.startswith("NSELF_") or entry.file not in RESERVED:
+            continue
+        if name in config.declared or name in config.derived:
+            continue  # a plugin's own setting
+        how = "use `nself env switch` or --env" if name == "NSELF_ENV" else "export it"
+        problems.append(
+            Problem(
+                "warning",
+                f"{entry.where}: {name} changes nothing here: NSELF_* settings are read "
+                "from the shell environment, not from env files",
+                f"remove it from {entry.file}; {how} (e.g. `{name}=... nself build`)",
+            )
+        )
+    return problems
 
 
 @hookimpl
