@@ -198,6 +198,36 @@ def test_kill_9_at_each_step_of_the_swap(step: str, target: Path, pg: Cluster, d
     assert r.returncode == 0, r.stderr
 
 
+def test_a_restore_killed_while_pg_restore_runs_leaves_nothing_after_the_next_command(
+    target: Path, pg: Cluster, db: str
+) -> None:
+    """The orphaned pg_restore goes on by itself; the next command drops its database (which
+    ends it) and the database is as before."""
+    name = take_backup(target)
+    pg.sql("INSERT INTO ticks (id) VALUES (-1)", db)
+    proc = subprocess.Popen(
+        [NSELF, "db", "restore", name], cwd=target, env=dict(os.environ), stdout=subprocess.DEVNULL
+    )
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'"
+        f" AND datname LIKE '{db[:30]}%\\_\\_restoring\\_%'"
+    )
+    deadline = time.monotonic() + 60
+    while pg.sql(query) == [(0,)] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert pg.sql(query) != [(0,)], "pg_restore never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    r = cli(target, "db", "backup", "list")
+    assert r.returncode == 0 and "was undone" in r.stderr + r.stdout, r.stderr
+    deadline = time.monotonic() + 10
+    while pg.sql(query) != [(0,)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pg.sql(query) == [(0,)]  # the orphaned pg_restore lost its database and ended
+    assert family(pg, db) == [db]
+    assert pg.sql("SELECT count(*) FROM ticks WHERE id = -1", db) == [(1,)]
+
+
 def test_a_user_database_with_nselfs_name_is_never_dropped(
     target: Path, pg: Cluster, db: str
 ) -> None:
