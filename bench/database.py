@@ -1,24 +1,29 @@
 """Benchmark the database lifecycle on a real PostgreSQL (figures go to docs/performance.md).
 
-1. Backup and restore of a pgbench database (scale 70: about 1 GB) with nself's engine
-   against bare `pg_dump -Fc` and `pg_restore` on the same server. Goal: within 1.1x.
-   nself's backup also counts every table in the dump's snapshot, dumps roles and
-   hashes the file; its restore checks the hash and pg_restore's table of contents,
-   restores in parallel into a new database, compares row counts and schema with the
-   manifest, then swaps the databases. The safety backup a restore normally takes first
-   is measured separately (it is one more backup).
+1. Backup and restore of a pgbench database (scale 70: about 1 GB), side by side, each
+   `--runs` times (alternating which goes first), medians compared:
+   `nself db backup` (the whole command: a fresh process; it also counts every table in
+   the dump's snapshot, dumps roles, hashes and fsyncs the files, writes the manifest)
+   against bare `pg_dump -Fc -f` (which fsyncs too). Goal: at most 1.10x.
+   `nself db restore` (the whole command: hash and table-of-contents checks, restore into
+   a new database, row-count and schema comparison, the swap that keeps the previous
+   database as the safety copy) against bare `CREATE DATABASE` + `pg_restore -j 1`. Goal:
+   at most 1.20x. The databases each leaves behind are dropped outside the timing.
 2. `migrate up` of 500 small migrations (engine, and the whole CLI). Goal: under 5 s.
 
 Starts its own throw-away PostgreSQL 15 cluster. Usage:
 
-    .venv/bin/python bench/database.py [--scale 70] [--migrations 500] [--skip-dump]
+    .venv/bin/python bench/database.py [--scale 70] [--runs 3] [--migrations 500]
+                                       [--skip-dump] [--skip-migrations]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +33,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from nself_builtins.database.backups import Store, restore, take, verify  # noqa: E402
 from nself_builtins.database.migrations import Runner, project_migrations  # noqa: E402
 from nself_builtins.database.pitr import archive_command  # noqa: E402
 from nself_builtins.database.transport import DirectTransport  # noqa: E402
@@ -62,7 +66,14 @@ def tool(cluster: Cluster, name: str, *args: str) -> None:
     )
 
 
-def bench_dump(cluster: Cluster, scale: int, work: Path) -> None:
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def bench_dump(cluster: Cluster, scale: int, work: Path, runs: int) -> None:
+    """Side by side, ``runs`` times each, alternating which goes first: the whole
+    `nself db backup` / `nself db restore` commands (a fresh process each, as a user runs
+    them) against bare `pg_dump -Fc` and `CREATE DATABASE` + `pg_restore -j 1`."""
     results: dict[str, float] = {}
     cluster.sql("CREATE DATABASE bench")
     timed(
@@ -70,53 +81,85 @@ def bench_dump(cluster: Cluster, scale: int, work: Path) -> None:
         lambda: tool(cluster, "pgbench", "-i", "-q", "-s", str(scale), "bench"),
         results,
     )
+    cluster.sql("VACUUM ANALYZE", "bench")
     size = cluster.sql("SELECT pg_database_size('bench')")[0][0]
     print(f"  database size: {size / 2**30:.2f} GiB", flush=True)
-    bare = work / "bare.dump"
-    timed(
-        "bare pg_dump -Fc",
-        lambda: tool(cluster, "pg_dump", "-Fc", "-f", str(bare), "bench"),
-        results,
+    nself = str(Path(sys.executable).parent / "nself")
+    project = work / "dumpproj"
+    subprocess.run(
+        [nself, "init", str(project), "--name", "bench"], check=True, stdout=subprocess.DEVNULL
     )
-    cluster.sql("CREATE DATABASE bare_restore")
-    timed(
-        "bare pg_restore (1 job)",
-        lambda: tool(cluster, "pg_restore", "-d", "bare_restore", str(bare)),
-        results,
-    )
-    cluster.sql("DROP DATABASE bare_restore")
-    cluster.sql("CREATE DATABASE bare_restore")
-    timed(
-        "bare pg_restore -j 2",
-        lambda: tool(cluster, "pg_restore", "-j", "2", "-d", "bare_restore", str(bare)),
-        results,
-    )
-    cluster.sql("DROP DATABASE bare_restore")
+    env = dict(os.environ, NSELF_DB_URL=cluster.url("bench"), NSELF_PG_BINDIR=str(cluster.bindir))
 
-    transport = DirectTransport.from_url(cluster.url("bench"), cluster.bindir)
-    store = Store(work / "backups")
-    manifest = timed("nself backup", lambda: take(transport, store), results)
-    timed("nself backup verify", lambda: verify(transport, store, manifest["name"]), results)
-    timed(
-        "nself restore (no safety backup)",
-        lambda: restore(transport, store, manifest["name"], safety_backup=False),
-        results,
-    )
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [nself, *args], cwd=project, env=env, check=True, capture_output=True, text=True
+        )
+        return done.stdout
+
+    def clock(fn) -> float:  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        fn()
+        return time.perf_counter() - started
+
+    bare = work / "bare.dump"
+    times: dict[str, list[float]] = {k: [] for k in ("pg_dump", "backup", "pg_restore", "restore")}
+    names: list[str] = []
+
+    def bare_dump() -> None:
+        bare.unlink(missing_ok=True)
+        tool(cluster, "pg_dump", "-Fc", "-f", str(bare), "bench")
+
+    def nself_backup() -> None:
+        out = cli("db", "backup", "--json")
+        names.append(json.loads(out[out.index("{") :])["name"])
+
+    def bare_restore() -> None:
+        cluster.sql("CREATE DATABASE bare_restore")
+        tool(cluster, "pg_restore", "-j", "1", "-d", "bare_restore", str(bare))
+
+    def nself_restore() -> None:
+        cli("db", "restore", names[-1])
+
+    for run in range(runs):
+        pairs = [("pg_dump", bare_dump), ("backup", nself_backup)]
+        for key, fn in pairs if run % 2 == 0 else pairs[::-1]:
+            times[key].append(clock(fn))
+        pairs = [("pg_restore", bare_restore), ("restore", nself_restore)]
+        for key, fn in pairs if run % 2 == 0 else pairs[::-1]:
+            times[key].append(clock(fn))
+            # untimed: what each left (the bare copy, the database the restore kept)
+            cluster.sql("DROP DATABASE IF EXISTS bare_restore")
+            for (kept,) in cluster.sql(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_\\_pre\\_restore\\_%'"
+            ):
+                cluster.sql(f'DROP DATABASE "{kept}"')
+        print(
+            f"  run {run + 1}: pg_dump {times['pg_dump'][-1]:.2f} s, nself db backup"
+            f" {times['backup'][-1]:.2f} s; pg_restore -j 1 {times['pg_restore'][-1]:.2f} s,"
+            f" nself db restore {times['restore'][-1]:.2f} s",
+            flush=True,
+        )
+    manifest = json.loads((project / "backups" / f"{names[-1]}.json").read_text())
+    mib = manifest["size"] / 2**20
+    print(f"  dump size: {mib:.0f} MiB (bare {bare.stat().st_size / 2**20:.0f} MiB)")
+    backup, dump = median(times["backup"]), median(times["pg_dump"])
+    restored, bare_restored = median(times["restore"]), median(times["pg_restore"])
+    print(f"  median bare pg_dump -Fc          {dump:8.2f} s")
+    print(f"  median nself db backup           {backup:8.2f} s   ratio {backup / dump:.2f}x")
+    print(f"  median bare pg_restore -j 1      {bare_restored:8.2f} s")
     print(
-        f"  dump size: {manifest['size'] / 2**20:.0f} MiB (bare {bare.stat().st_size / 2**20:.0f}"
-        " MiB)"
+        f"  median nself db restore          {restored:8.2f} s   ratio"
+        f" {restored / bare_restored:.2f}x (jobs: {manifest_jobs()})"
     )
-    print(f"  backup ratio:  {results['nself backup'] / results['bare pg_dump -Fc']:.2f}x")
-    restored = results["nself restore (no safety backup)"]
-    print(
-        f"  restore ratio: {restored / results['bare pg_restore (1 job)']:.2f}x vs 1 job, "
-        f"{restored / results['bare pg_restore -j 2']:.2f}x vs -j 2"
-    )
-    rate = size / 2**30 / results["nself restore (no safety backup)"] * 60
-    print(
-        f"  restore rate: {rate:.2f} GiB of database per minute "
-        f"(10 GiB in {10 / rate:.1f} min at this rate)"
-    )
+    rate = size / 2**30 / restored * 60
+    print(f"  restore rate: {rate:.2f} GiB/min (10 GiB in {10 / rate:.1f} min at this rate)")
+
+
+def manifest_jobs() -> int:
+    from nself_builtins.database.backups import jobs
+
+    return jobs()
 
 
 def bench_migrations(cluster: Cluster, count: int, work: Path) -> None:
@@ -179,6 +222,8 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=70)
     parser.add_argument("--migrations", type=int, default=500)
     parser.add_argument("--skip-dump", action="store_true")
+    parser.add_argument("--skip-migrations", action="store_true")
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="nself-bench-"))
     os.chmod(root, 0o755)
@@ -194,9 +239,10 @@ def main() -> None:
     cluster.start()
     try:
         print(f"nproc={os.cpu_count()}  PostgreSQL {cluster.sql('SHOW server_version')[0][0]}")
-        bench_migrations(cluster, args.migrations, root)
+        if not args.skip_migrations:
+            bench_migrations(cluster, args.migrations, root)
         if not args.skip_dump:
-            bench_dump(cluster, args.scale, root)
+            bench_dump(cluster, args.scale, root, args.runs)
     finally:
         cluster.stop("fast")
         shutil.rmtree(root, ignore_errors=True)

@@ -124,11 +124,12 @@ def _ident(name: str) -> Any:
 
 
 def databases(conn: psycopg.Connection[Any]) -> dict[str, Database]:
+    """The cluster's databases (without their size: that walks their files)."""
     rows = conn.execute(
-        "SELECT datname, datallowconn, shobj_description(oid, 'pg_database'),"
-        " pg_database_size(oid) FROM pg_database WHERE NOT datistemplate"
+        "SELECT datname, datallowconn, shobj_description(oid, 'pg_database')"
+        " FROM pg_database WHERE NOT datistemplate"
     ).fetchall()
-    return {r[0]: Database(r[0], bool(r[1]), r[2], int(r[3] or 0)) for r in rows}
+    return {r[0]: Database(r[0], bool(r[1]), r[2]) for r in rows}
 
 
 def set_mark(conn: psycopg.Connection[Any], name: str, mark: Mark | str | None) -> None:
@@ -352,6 +353,8 @@ def kept(conn: psycopg.Connection[Any], target: str) -> list[Database]:
         if (mark is not None and mark.kind == "previous" and mark.target == target) or (
             db.name == legacy and target in found
         ):
+            row = conn.execute("SELECT pg_database_size(%s)", (db.name,)).fetchone()
+            db.size = int(row[0]) if row and row[0] is not None else 0
             out.append(db)
     return sorted(out, key=lambda d: d.mark.at if d.mark else "")
 
