@@ -130,3 +130,19 @@ def test_pitr_commands_on_an_idle_server_return_within_seconds(
     r = nself("db", "pitr", "--target", stamp(newest), "--yes", cwd=project)
     assert r.code == 0, r.output
     assert notes(cluster) == ["only"]
+
+
+def test_a_failing_archive_command_is_reported_within_seconds(
+    cluster: Cluster, project: Path, nself
+) -> None:
+    cluster.sql("CREATE DATABASE shop")
+    assert nself("db", "pitr", "backup", cwd=project).code == 0
+    cluster.archive.chmod(0o555)  # the server's user can no longer write into it
+    try:
+        cluster.sql("CREATE TABLE ledger (id int)", "shop")
+        started = time.monotonic()
+        r = nself("db", "pitr", "--target", stamp(datetime.now(UTC)), "--dry-run", cwd=project)
+        assert r.code == 1 and "the archive command fails for WAL segment" in r.err, r.output
+        assert time.monotonic() - started < 20
+    finally:
+        cluster.archive.chmod(0o755)

@@ -83,6 +83,7 @@ def test_db_commands_on_the_running_stack(stack: Path, nself) -> None:  # type: 
     assert r.code == 0, r.output
     r = nself("db", "restore", name, cwd=folder)
     assert r.code == 0, r.output
+    assert "is kept as nself__pre_restore_" in r.out  # the previous database, named
     r = nself(
         "exec",
         "postgres",
@@ -97,6 +98,9 @@ def test_db_commands_on_the_running_stack(stack: Path, nself) -> None:  # type: 
         cwd=folder,
     )
     assert r.out.strip() == "500"
+    # the dump copied into the service for pg_restore is gone
+    r = nself("exec", "postgres", "--", "sh", "-c", "ls -A /tmp/nself-stage", cwd=folder)
+    assert r.out.strip() == "", r.output
     r = nself("db", "migrate", "verify", cwd=folder)
     assert r.code == 0, r.output
 
@@ -111,6 +115,13 @@ def test_db_commands_on_the_running_stack(stack: Path, nself) -> None:  # type: 
     r = nself("db", "backup", "verify", scheduled[0].name, cwd=folder)
     assert r.code == 0, r.output
     assert "rows match" in r.out
+    manifest = json.loads((folder / "backups" / f"{scheduled[0].name}.json").read_text())
+    assert manifest["project"] == folder.name  # whose backup it is
+    assert manifest["system_identifier"].isdigit()
+    r = nself("db", "restore", scheduled[0].name, cwd=folder)  # this project's: no flag
+    assert r.code == 0, r.output
+    r = nself("db", "backup", "prune", "--yes", cwd=folder)  # drops the kept databases
+    assert r.code == 0 and "dropped database nself__pre_restore_" in r.out, r.output
 
     point_in_time_recovery(folder, nself)
 

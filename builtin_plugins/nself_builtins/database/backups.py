@@ -351,11 +351,11 @@ def take(
     with transport.connect() as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = conn.execute(
-            "SELECT pg_export_snapshot(), current_setting('server_version'), current_database(),"
-            " (SELECT system_identifier::text FROM pg_control_system())"
+            "SELECT pg_export_snapshot(), current_setting('server_version'), current_database()"
         ).fetchone()
         assert row is not None
-        snapshot, server_version, database, system_id = row
+        snapshot, server_version, database = row
+        system_id = cluster_id(conn)
         with (
             _temp_in(folder, name) as (tmp, handle),
             _temp_in(folder, name + ".globals.sql") as (gtmp, ghandle),
@@ -408,6 +408,19 @@ def take(
             _fsync_dir(folder)
     _write_json(store.manifest_file(name), manifest)  # last: now the backup exists
     return manifest
+
+
+def cluster_id(conn: psycopg.Connection[Any]) -> str | None:
+    """The cluster's system identifier (None where a managed service hides it)."""
+    import psycopg
+
+    try:
+        with conn.transaction():  # a savepoint inside the snapshot transaction
+            row = conn.execute("SELECT system_identifier::text FROM pg_control_system()")
+            found = row.fetchone()
+    except psycopg.Error:
+        return None
+    return str(found[0]) if found else None
 
 
 def _dump_globals(transport: Transport, handle: Any) -> None:
@@ -708,8 +721,7 @@ def restore(
             _finish_bound(transport, store, mark, Path(tmp), run.key)
 
         result["settled"] = journal.settle(run, target, say, finish_bound, staged=True)
-        row = admin.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
-        problem = provenance_problem(manifest, project, str(row[0]) if row else "", target)
+        problem = provenance_problem(manifest, project, cluster_id(admin) or "unknown", target)
         if problem and not other_project:
             raise NselfError(
                 f"backup {name} is not from this project's database: {problem}; restoring it"

@@ -823,12 +823,8 @@ class Pitr:
                 pending = self._ready(conn)
                 if (wanted is None or wanted in self.archive.names()) and not pending:
                     return began.astimezone(UTC)  # type: ignore[no-any-return]
-                if (
-                    stats
-                    and stats[2]
-                    and stats[2] > began
-                    and (stats[3] is None or stats[2] > stats[3])
-                ):
+                # the archiver's latest attempt failed (since it last succeeded): failing now
+                if stats and stats[2] and (stats[3] is None or stats[2] > stats[3]):
                     raise NselfError(
                         f"the archive command fails for WAL segment {stats[1]}"
                         f" (last failure {stats[2]:%H:%M:%S})",
