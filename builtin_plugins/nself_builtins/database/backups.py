@@ -996,3 +996,17 @@ def drop_kept(target: Target, names: list[str]) -> None:
                 raise NselfError(f"{name} is not a database a restore kept; nothing dropped")
         for name in names:
             journal.drop(conn, name)
+
+
+def staged_leftovers(target: Target, apply: bool) -> list[str]:
+    """Dumps killed runs left staged inside the postgres service (removed with ``apply``)."""
+    import psycopg
+
+    from . import journal
+    from .transport import clean_staged
+
+    try:
+        with journal.Run(target.transport()) as run:
+            return clean_staged(run.transport, journal.live_runs(run.admin), apply=apply)
+    except (NselfError, psycopg.Error):
+        return []

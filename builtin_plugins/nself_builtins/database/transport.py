@@ -229,8 +229,9 @@ def _staged_inside(transport: Transport, path: Path, run: int) -> Iterator[str]:
 STAGED_RUN = re.compile(r"^([0-9a-f]{8})-\d+-[^/]+$")
 
 
-def clean_staged(transport: Transport, live: set[int]) -> list[str]:
-    """Remove copies staged inside the postgres service by runs that are not alive."""
+def clean_staged(transport: Transport, live: set[int], apply: bool = True) -> list[str]:
+    """Remove (or with ``apply=False`` only list) copies staged inside the postgres service
+    by runs that are not alive."""
     if isinstance(transport, DirectTransport):
         return []
     script = (  # older nself staged as /tmp/nself-<pid>-<name>: gone after a day
@@ -243,7 +244,7 @@ def clean_staged(transport: Transport, live: set[int]) -> list[str]:
         match = STAGED_RUN.match(name)
         if match and int(match.group(1), 16) not in live:
             dead.append(name)
-    for start in range(0, len(dead), 200):
+    for start in range(0, len(dead) if apply else 0, 200):
         transport.run_tool(
             "sh",
             ["-c", 'cd "$0" && rm -f -- "$@"', STAGE_DIR, *dead[start : start + 200]],

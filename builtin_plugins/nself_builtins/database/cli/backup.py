@@ -141,7 +141,7 @@ def prune_cmd(
 ) -> None:
     """Apply BACKUP_RETENTION_DAYS (dry run unless --yes; keeps the newest verified); drop
     the databases restores kept and the temp files of interrupted runs."""
-    from ..backups import Store, drop_kept, kept_databases, leftovers, prune
+    from ..backups import Store, drop_kept, kept_databases, leftovers, prune, staged_leftovers
 
     target = resolve(env)
     store = Store.for_project(target.project, target.config)
@@ -160,6 +160,8 @@ def prune_cmd(
         info(f"  {verb} {path.name} ({size(path.stat().st_size)}), left by an interrupted run")
         if yes:
             path.unlink(missing_ok=True)
+    for staged in staged_leftovers(target, apply=yes):
+        info(f"  {verb} {staged} in the postgres service's /tmp, staged by an interrupted run")
     for db in kept:
         info(
             f"  {'dropped' if yes else 'would drop'} database {db.name} ({size(db.size)}),"
