@@ -130,3 +130,38 @@ def test_the_documented_python_plugin_works(
         test_function(tmp_path / "work")
     finally:
         sys.modules.pop("nself_whoami", None)
+
+
+def test_the_documented_declared_service_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """python.md's ServicePlugin, as an entry point to the object: it builds, routes, can
+    be switched off, and keeps its image's contract."""
+    import re
+
+    from nself_sdk.contract import problems
+
+    module = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL)[1]
+    assert "ServicePlugin(" in module
+    site = tmp_path / "site"
+    (site / "nself_whoami").mkdir(parents=True)
+    (site / "nself_whoami" / "__init__.py").write_text(module)
+    meta = site / "nself_whoami-1.0.0.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: nself-whoami\nVersion: 1.0.0\n")
+    (meta / "entry_points.txt").write_text("[nself.plugins]\nwhoami = nself_whoami:plugin\n")
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        stack = plugin_stack(None, tmp_path / "on", env={"WHOAMI_NAME": "test"})
+        service = stack.plan.stack.service("whoami")
+        assert service is not None
+        assert stack.service("whoami")["image"] == "traefik/whoami:v1.10.3"
+        assert stack.setting("WHOAMI_NAME") == "test"
+        assert "whoami.local.nself.org" in stack.file("nginx/sites/whoami.conf")
+        assert problems(service, stack.plan.config, stack.plan.files, stack.plan.stack.routes) == []
+        off = plugin_stack(None, tmp_path / "off", env={"WHOAMI_ENABLED": "false"})
+        assert off.plan.stack.service("whoami") is None
+        mirror = plugin_stack(None, tmp_path / "mirror", env={"WHOAMI_IMAGE": "mirror/whoami:1"})
+        assert mirror.service("whoami")["image"] == "mirror/whoami:1"
+    finally:
+        sys.modules.pop("nself_whoami", None)
