@@ -191,12 +191,28 @@ class Manager(pluggy.PluginManager):
     def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
         marker = f"{self.project_name}_impl"
         if isinstance(plugin, ModuleType):
-            found = vars(plugin).get(name)
-        else:  # a plugin object: the methods of its class, or a function set on it
-            found = getattr(type(plugin), name, None) or getattr(plugin, "__dict__", {}).get(name)
-        if not hasattr(found, marker):
-            return None
+            if not hasattr(vars(plugin).get(name), marker):
+                return None
+        elif name not in _marked(type(plugin), marker):
+            # a plugin object: the methods of its class, or a function set on it
+            own = vars(plugin) if type(plugin).__dictoffset__ else {}
+            if not hasattr(own.get(name), marker):
+                return None
         return super().parse_hookimpl_opts(plugin, name)
+
+
+_MARKED: dict[type, frozenset[str]] = {}
+
+
+def _marked(cls: type, marker: str) -> frozenset[str]:
+    """The names of ``cls``'s methods that carry ``marker`` (looked up once per class)."""
+    names = _MARKED.get(cls)
+    if names is None:
+        names = frozenset(
+            name for klass in cls.__mro__ for name, v in vars(klass).items() if hasattr(v, marker)
+        )
+        _MARKED[cls] = names
+    return names
 
 
 def _base_manager() -> Manager:

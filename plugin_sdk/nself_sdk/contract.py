@@ -27,10 +27,9 @@ build::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nself.model import Shown
+from ._record import Record
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -50,46 +49,70 @@ BUILTINS = frozenset(
 )
 
 
-@dataclass(frozen=True, repr=False)
-class ImageContract(Shown):
+class ImageContract(Record):
     """The facts about one pinned image that the stack relies on.
 
     ``None`` means "not confirmed from upstream": the matching check is skipped and the
     fact is listed as unconfirmed (by ``unconfirmed`` and ``nself doctor``).
     """
 
-    # The reference the facts were read for, and where each of them comes from.
     image: str
     source: tuple[str, ...]
-    # The uid of the service's process (after the entrypoint stepped down, if it does).
     user: int | None
-    # That user's name in the image (a service may run as it: ``user: redis``).
-    username: str = ""
-    # The uid the entrypoint starts as when it differs (root that chowns, then steps down).
-    starts_as: int | None = None
-    # What the entrypoint and process need once every other capability is dropped, when
-    # the image starts as it is built (a service started as a non-root user needs none).
-    capabilities: tuple[str, ...] | None = None
-    # The engine's default capabilities are needed as they are (none can be dropped).
-    default_capabilities: bool = False
-    # Paths the process can write when a new named volume is mounted there (the image
-    # gives them to ``user``, or its entrypoint chowns them on every start).
-    writable: tuple[str, ...] | None = None
-    # Paths the entrypoint chowns to ``user`` on every start.
-    chowns: tuple[str, ...] = ()
-    # Paths it must write to start at all: never mounted read-only.
-    writes: tuple[str, ...] = ()
-    # Programs the image ships (a health check may use only these).
-    tools: tuple[str, ...] | None = None
-    # Env names the image reads (``GF_*``: a family); a name outside them is a typo.
-    env: tuple[str, ...] | None = None
-    # Env names it refuses to start without (they must be set and not empty).
-    required: tuple[str, ...] = ()
-    ports: tuple[int, ...] | None = None
-    # ``os/arch`` the pinned tag is published for.
-    platforms: tuple[str, ...] | None = None
-    # Anything a reader must know: a fact only partly confirmed, a known upstream quirk.
-    notes: str = ""
+    username: str
+    starts_as: int | None
+    capabilities: tuple[str, ...] | None
+    default_capabilities: bool
+    writable: tuple[str, ...] | None
+    chowns: tuple[str, ...]
+    writes: tuple[str, ...]
+    tools: tuple[str, ...] | None
+    env: tuple[str, ...] | None
+    required: tuple[str, ...]
+    ports: tuple[int, ...] | None
+    platforms: tuple[str, ...] | None
+    notes: str
+
+    __slots__ = tuple(__annotations__)  # the fields above, in their order
+
+    def __init__(
+        self,
+        *,
+        # The reference the facts were read for, and where each of them comes from.
+        image: str,
+        source: tuple[str, ...],
+        # The uid of the service's process (after the entrypoint stepped down, if it does).
+        user: int | None,
+        # That user's name in the image (a service may run as it: ``user: redis``).
+        username: str = "",
+        # The uid the entrypoint starts as when it differs (root that chowns, then steps
+        # down).
+        starts_as: int | None = None,
+        # What the entrypoint and process need once every other capability is dropped,
+        # when the image starts as it is built (started as a non-root user: none).
+        capabilities: tuple[str, ...] | None = None,
+        # The engine's default capabilities are needed as they are (none can be dropped).
+        default_capabilities: bool = False,
+        # Paths the process can write when a new named volume is mounted there (the image
+        # gives them to ``user``, or its entrypoint chowns them on every start).
+        writable: tuple[str, ...] | None = None,
+        # Paths the entrypoint chowns to ``user`` on every start.
+        chowns: tuple[str, ...] = (),
+        # Paths it must write to start at all: never mounted read-only.
+        writes: tuple[str, ...] = (),
+        # Programs the image ships (a health check may use only these).
+        tools: tuple[str, ...] | None = None,
+        # Env names the image reads (``GF_*``: a family; ``*``: any); others are typos.
+        env: tuple[str, ...] | None = None,
+        # Env names it cannot do without (they must be set and not empty).
+        required: tuple[str, ...] = (),
+        ports: tuple[int, ...] | None = None,
+        # ``os/arch`` the pinned tag is published for.
+        platforms: tuple[str, ...] | None = None,
+        # Anything a reader must know: a fact only partly confirmed, an upstream quirk.
+        notes: str = "",
+    ) -> None:
+        self.fill(locals())
 
     @property
     def unconfirmed(self) -> list[str]:

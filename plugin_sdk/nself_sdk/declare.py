@@ -31,18 +31,19 @@ that implements more hooks subclasses ``ServicePlugin`` and adds ``@hookimpl`` m
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pluggy
 
 from nself.config import Config
-from nself.model import Problem, Route, Service, Setting, Shown
+from nself.model import Problem, Route, Service, Setting
+
+from ._record import Record
 
 hookimpl = pluggy.HookimplMarker("nself")
 
 
-@dataclass(frozen=True, repr=False)
-class Subdomain(Shown):
+class Subdomain(Record):
     """A public route ``<subdomain>.BASE_DOMAIN`` to the service, the subdomain a setting.
 
     ``port`` defaults to the service's, ``service`` (the name nginx and ``nself urls``
@@ -53,14 +54,33 @@ class Subdomain(Shown):
     setting: str
     default: str
     description: str
-    port: int | None = None
-    service: str | None = None
-    websocket: bool = False
-    rate_zone: str = "general"
-    max_body_size: str | None = None
-    internal_only: bool = False
-    extra: tuple[str, ...] = ()
-    when: Callable[[Config], bool] | None = None
+    port: int | None
+    service: str | None
+    websocket: bool
+    rate_zone: str
+    max_body_size: str | None
+    internal_only: bool
+    extra: tuple[str, ...]
+    when: Callable[[Config], bool] | None
+
+    __slots__ = tuple(__annotations__)  # the fields above, in their order
+
+    def __init__(
+        self,
+        setting: str,
+        default: str,
+        description: str,
+        *,
+        port: int | None = None,
+        service: str | None = None,
+        websocket: bool = False,
+        rate_zone: str = "general",
+        max_body_size: str | None = None,
+        internal_only: bool = False,
+        extra: tuple[str, ...] = (),
+        when: Callable[[Config], bool] | None = None,
+    ) -> None:
+        self.fill(locals())
 
     def route(self, config: Config, service: Service) -> Route:
         size = self.max_body_size
@@ -80,8 +100,7 @@ class Subdomain(Shown):
         )
 
 
-@dataclass(frozen=True, repr=False)
-class Needs(Shown):
+class Needs(Record):
     """A setting the service cannot run without: set, and at least ``min_length`` long.
 
     Checked whenever the service is switched on, in every environment (the strength
@@ -89,8 +108,13 @@ class Needs(Shown):
     """
 
     setting: str
-    min_length: int = 1
-    why: str = ""
+    min_length: int
+    why: str
+
+    __slots__ = tuple(__annotations__)  # the fields above, in their order
+
+    def __init__(self, setting: str, min_length: int = 1, why: str = "") -> None:
+        self.fill(locals())
 
     def problem(self, config: Config, switch: str) -> Problem | None:
         if len(config.text(self.setting)) >= self.min_length:
@@ -110,8 +134,7 @@ class Needs(Shown):
 Env = Mapping[str, str] | Callable[[Config], dict[str, str]]
 
 
-@dataclass(frozen=True, repr=False)
-class ServicePlugin(Shown):
+class ServicePlugin(Record):
     """One service, declared: its settings, checks, derived values, container and routes.
 
     ``service`` is the container as it runs by default (its ``image`` the pinned one, its
@@ -123,17 +146,37 @@ class ServicePlugin(Shown):
     """
 
     service: Service
-    switch: Setting | None = None
-    image: Setting | None = None
-    routes: tuple[Subdomain, ...] = ()
-    settings: tuple[Setting, ...] = ()
-    needs: tuple[Needs, ...] = ()
-    env: Env | None = None
-    adapt: Callable[[Config, Service], Service] | None = None
-    checks: Callable[[Config], list[Problem]] | None = None
-    when: Callable[[Config], bool] | None = None
-    runs: Callable[[Config], bool] | None = None
-    off: str = ""
+    switch: Setting | None
+    image: Setting | None
+    routes: tuple[Subdomain, ...]
+    settings: tuple[Setting, ...]
+    needs: tuple[Needs, ...]
+    env: Env | None
+    adapt: Callable[[Config, Service], Service] | None
+    checks: Callable[[Config], list[Problem]] | None
+    when: Callable[[Config], bool] | None
+    runs: Callable[[Config], bool] | None
+    off: str
+
+    __slots__ = tuple(__annotations__)  # the fields above, in their order
+
+    def __init__(
+        self,
+        service: Service,
+        *,
+        switch: Setting | None = None,
+        image: Setting | None = None,
+        routes: tuple[Subdomain, ...] = (),
+        settings: tuple[Setting, ...] = (),
+        needs: tuple[Needs, ...] = (),
+        env: Env | None = None,
+        adapt: Callable[[Config, Service], Service] | None = None,
+        checks: Callable[[Config], list[Problem]] | None = None,
+        when: Callable[[Config], bool] | None = None,
+        runs: Callable[[Config], bool] | None = None,
+        off: str = "",
+    ) -> None:
+        self.fill(locals())
 
     # -- what it yields ------------------------------------------------------------------
     def enabled(self, config: Config) -> bool:
