@@ -15,6 +15,7 @@ would delete unless ``BACKUP_PRUNE=true``.
 
 from __future__ import annotations
 
+from nself_builtins.shared.images import OFFICIAL_DEBIAN
 from nself_sdk import Config, GeneratedFile, ImageContract, Mount, Problem, Service, Stack
 
 FIELDS = 5
@@ -41,16 +42,7 @@ SCHEDULER = ImageContract(
     env=("PG*", "BACKUP_*", "TZ"),
     required=("PGHOST", "PGUSER", "PGPASSWORD", "PGDATABASE", "BACKUP_SCHEDULE"),
     ports=(),
-    platforms=(
-        "linux/amd64",
-        "linux/arm/v5",
-        "linux/arm/v7",
-        "linux/arm64",
-        "linux/386",
-        "linux/mips64le",
-        "linux/ppc64le",
-        "linux/s390x",
-    ),
+    platforms=OFFICIAL_DEBIAN,
 )
 
 

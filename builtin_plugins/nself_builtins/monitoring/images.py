@@ -143,8 +143,9 @@ LOKI = ImageContract(
     env=(),
     ports=(3100,),
     platforms=("linux/amd64", "linux/arm64", "linux/arm/v7"),
-    notes="3.2 is alpine-based; later releases moved to distroless (3.6 ships no wget), "
-    "so the health check breaks on such an upgrade.",
+    notes="Alpine (busybox wget) in every 2.x-3.x Dockerfile read; the copy at 3.2.1 itself "
+    "was not available. Later releases are distroless (3.6 ships no wget on PATH), so the "
+    "health check breaks on such an upgrade.",
 )
 
 PROMTAIL = ImageContract(

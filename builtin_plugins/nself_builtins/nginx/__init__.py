@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from nself_builtins.shared.images import OFFICIAL_ALPINE
 from nself_builtins.shared.tls import certificate, host_of, in_ssl
 from nself_sdk import (
     Config,
@@ -50,15 +51,7 @@ NGINX = ImageContract(
     env=("NGINX_*",),
     ports=(80, 443),
     # Alpine variants: amd64, arm32v6, arm32v7, arm64v8, i386, ppc64le, s390x.
-    platforms=(
-        "linux/amd64",
-        "linux/arm/v6",
-        "linux/arm/v7",
-        "linux/arm64",
-        "linux/386",
-        "linux/ppc64le",
-        "linux/s390x",
-    ),
+    platforms=OFFICIAL_ALPINE,
 )
 # At least one request; nine digits at most, so nginx's rate * 1000 cannot overflow.
 RATE = re.compile(r"^[1-9]\d{0,8}r/[sm]$")

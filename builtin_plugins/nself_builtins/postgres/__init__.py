@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
+from nself_builtins.shared.images import OFFICIAL_DEBIAN
 from nself_sdk import (
     Config,
     GeneratedFile,
@@ -46,16 +47,7 @@ POSTGRES = ImageContract(
     required=("POSTGRES_PASSWORD",),
     ports=(5432,),
     # Debian variants: amd64, arm32v5, arm32v7, arm64v8, i386, mips64le, ppc64le, s390x.
-    platforms=(
-        "linux/amd64",
-        "linux/arm/v5",
-        "linux/arm/v7",
-        "linux/arm64",
-        "linux/386",
-        "linux/mips64le",
-        "linux/ppc64le",
-        "linux/s390x",
-    ),
+    platforms=OFFICIAL_DEBIAN,
     notes="curl comes from nself's Dockerfile (scheduled backups upload with it), not "
     "from the official image; the extension packages come from the PostgreSQL apt "
     "repository the image ships, which builds them for amd64, arm64 and ppc64el.",

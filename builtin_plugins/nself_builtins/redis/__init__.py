@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from nself_builtins.shared.images import OFFICIAL_ALPINE
 from nself_sdk import Config, HealthCheck, ImageContract, Mount, Service, ServicePlugin, Setting
 from nself_sdk.declare import Needs
 
@@ -36,15 +37,7 @@ REDIS = ImageContract(
     # Alpine variants are built for amd64, arm32v6, arm32v7, arm64v8, i386, ppc64le and
     # s390x (the library file lists them per tag; read for 6.x-7.2, 7.4 follows the same
     # generator).
-    platforms=(
-        "linux/amd64",
-        "linux/arm/v6",
-        "linux/arm/v7",
-        "linux/arm64",
-        "linux/386",
-        "linux/ppc64le",
-        "linux/s390x",
-    ),
+    platforms=OFFICIAL_ALPINE,
     notes="redis runs with umask 0077 (the entrypoint sets it when it finds 0022): its "
     "files are 0600 and folders 0700, owned by uid 999.",
 )
