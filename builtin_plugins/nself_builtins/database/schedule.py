@@ -39,7 +39,8 @@ SCHEDULER = ImageContract(
     # The official image's client tools and coreutils; curl from nself's Dockerfile (with
     # POSTGRES_IMAGE set, uploads to S3 are skipped when the image has no curl).
     tools=("sh", "psql", "pg_dump", "pg_dumpall", "sha256sum", "curl"),
-    env=("PG*", "BACKUP_*", "TZ"),
+    # libpq's PG*, and what the backup script reads (BACKUP_*, NSELF_PROJECT, ...).
+    env=("PG*", "BACKUP_*", "NSELF_*", "TZ"),
     required=("PGHOST", "PGUSER", "PGPASSWORD", "PGDATABASE", "BACKUP_SCHEDULE"),
     ports=(),
     platforms=OFFICIAL_DEBIAN,
