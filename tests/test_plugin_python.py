@@ -165,3 +165,36 @@ def test_the_documented_declared_service_works(
         assert mirror.service("whoami")["image"] == "mirror/whoami:1"
     finally:
         sys.modules.pop("nself_whoami", None)
+
+
+def test_a_plugin_object_registers_its_marked_methods_only() -> None:
+    """Plugin objects (a ServicePlugin, a bundle) are registered like modules: the marked
+    methods of their class (a subclass may override one unmarked), and a function set on
+    the object itself."""
+    from nself.plugins import Manager
+    from nself_sdk import Setting, hookimpl
+
+    class Base:
+        @hookimpl
+        def declare_settings(self) -> list[Setting]:
+            return [Setting("BASE_A", "1")]
+
+        @hookimpl
+        def validate_config(self, config: object) -> list[object]:
+            return []
+
+    class Child(Base):
+        def validate_config(self, config: object) -> list[object]:  # no longer a hook
+            return []
+
+    @hookimpl
+    def contribute_env(config: object) -> dict[str, str]:
+        return {"CHILD_ENV": "1"}
+
+    child = Child()
+    child.contribute_env = contribute_env  # type: ignore[attr-defined]
+    pm = Manager()
+    pm.register(child, name="child")
+    hooks = {h.name for h in pm.get_hookcallers(child) or []}
+    assert hooks == {"declare_settings", "contribute_env"}
+    assert pm.hook.declare_settings() == [[Setting("BASE_A", "1")]]

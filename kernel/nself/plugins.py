@@ -193,26 +193,35 @@ class Manager(pluggy.PluginManager):
         if isinstance(plugin, ModuleType):
             if not hasattr(vars(plugin).get(name), marker):
                 return None
-        elif name not in _marked(type(plugin), marker):
-            # a plugin object: the methods of its class, or a function set on it
-            own = vars(plugin) if type(plugin).__dictoffset__ else {}
-            if not hasattr(own.get(name), marker):
-                return None
+            return super().parse_hookimpl_opts(plugin, name)
+        # A plugin object: its class's marked methods (their options read once per
+        # class), or a function set on the object itself.
+        opts = _marked(type(plugin), marker).get(name)
+        if opts is not None:
+            return opts
+        own = vars(plugin) if type(plugin).__dictoffset__ else {}
+        if not hasattr(own.get(name), marker):
+            return None
         return super().parse_hookimpl_opts(plugin, name)
 
 
-_MARKED: dict[type, frozenset[str]] = {}
+_MARKED: dict[type, dict[str, Any]] = {}
 
 
-def _marked(cls: type, marker: str) -> frozenset[str]:
-    """The names of ``cls``'s methods that carry ``marker`` (looked up once per class)."""
-    names = _MARKED.get(cls)
-    if names is None:
-        names = frozenset(
-            name for klass in cls.__mro__ for name, v in vars(klass).items() if hasattr(v, marker)
-        )
-        _MARKED[cls] = names
-    return names
+def _marked(cls: type, marker: str) -> dict[str, Any]:
+    """The hookimpl options of ``cls``'s marked methods, by name (read once per class)."""
+    found = _MARKED.get(cls)
+    if found is None:
+        found = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                opts = getattr(value, marker, None)
+                if isinstance(opts, dict):
+                    found[name] = opts
+                else:  # a subclass may override a hook with a plain method
+                    found.pop(name, None)
+        _MARKED[cls] = found
+    return found
 
 
 def _base_manager() -> Manager:
