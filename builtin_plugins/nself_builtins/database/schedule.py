@@ -156,7 +156,7 @@ def services(config: Config) -> list[Service]:
                 "BACKUP_RETENTION_DAYS": "${BACKUP_RETENTION_DAYS}",
                 "BACKUP_PRUNE": config.text("BACKUP_PRUNE", "false"),
                 "TZ": "UTC",
-                "NSELF_PROJECT": config.project_name,  # the manifest says whose backup it is
+                "BACKUP_PROJECT": config.project_name,  # the manifest says whose backup it is
                 **s3,
             },
             depends_on=("postgres",),
@@ -251,7 +251,7 @@ backup() {
   tmp="$DIR/.$name.part"; gtmp="$DIR/.$name.globals.part"; facts="$DIR/.$name.facts"
   rm -f "$tmp" "$gtmp" "$facts" "$tmp.failed"
   export NSELF_DUMP_TMP="$tmp"
-  psql -X -q -At -v ON_ERROR_STOP=1 -v project="${NSELF_PROJECT:-}" <<SQL
+  psql -X -q -At -v ON_ERROR_STOP=1 -v project="${BACKUP_PROJECT:-}" <<SQL
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 SELECT pg_export_snapshot() AS snap \gset
 \setenv NSELF_SNAPSHOT :snap
