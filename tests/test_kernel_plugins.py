@@ -446,23 +446,25 @@ def declare_settings():
 """
 
 
-def test_a_pro_python_plugin_without_a_licence_stops_the_build(
-    site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+@pytest.fixture
+def pro_plugin(site: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The pro plugin ``fancy`` installed, and no licence set."""
     monkeypatch.setenv("NSELF_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("NSELF_LICENSE_KEY", raising=False)
     make_distribution(site, plugin="fancy", code=PRO)
+
+
+@pytest.mark.usefixtures("pro_plugin")
+def test_a_pro_python_plugin_without_a_licence_stops_the_build(project: Path, nself: Run) -> None:
     error = build_error(project, nself)
     assert error == "error: plugin fancy needs a pro licence and none is set"
 
 
+@pytest.mark.usefixtures("pro_plugin")
 def test_a_licence_plugin_may_answer_for_a_pro_plugin(
-    site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    site: Path, project: Path, nself: Run
 ) -> None:
     """The first ``validate_license`` answer decides; a refusal names the plugin."""
-    monkeypatch.setenv("NSELF_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("NSELF_LICENSE_KEY", raising=False)
-    make_distribution(site, plugin="fancy", code=PRO)
     verdict = "ANSWER"
     code = textwrap.dedent(
         """\

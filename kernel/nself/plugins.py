@@ -181,12 +181,11 @@ class Manager(pluggy.PluginManager):
         finally:
             noted = self._calls.pop()
         owner = {id(answer): plugin for plugin, answer in noted}
-        wrappers = [
-            i.plugin_name
-            for i in getattr(self.hook, hook).get_hookimpls()
-            if i.wrapper or i.hookwrapper
-        ]
-        return [(owner.get(id(r)) or " and ".join(wrappers), r) for r in results]
+        if all(id(r) in owner for r in results):
+            return [(owner[id(r)], r) for r in results]
+        impls = getattr(self.hook, hook).get_hookimpls()
+        wrappers = " and ".join(i.plugin_name for i in impls if i.wrapper or i.hookwrapper)
+        return [(owner.get(id(r)) or wrappers or "?", r) for r in results]
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
         marker = f"{self.project_name}_impl"
