@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from docker_helpers import free_port
 
 SSHD = "/usr/sbin/sshd"
 

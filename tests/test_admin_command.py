@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, free_port, standin, use_standins
+from docker_helpers import free_port, standin, use_standins
+from nself_sdk.testing import Result
 from test_runtime_e2e import container_of, remove_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import Result, needs_docker, set_env
+from docker_helpers import needs_docker
 from kernel_helpers import compose_config
 from nself_builtins.compose import dump_yaml as dump
+from nself_sdk.testing import Result, set_env
 
 TRICKY = [
     "",

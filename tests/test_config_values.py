@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, needs_docker, set_env, standin
+from docker_helpers import needs_docker, standin
 from kernel_helpers import compose_config
+from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
 

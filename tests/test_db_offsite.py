@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 import pg_cluster
-from conftest import set_env
+from nself_sdk.testing import set_env
 from pg_cluster import Cluster, free_port
 
 pytestmark = pytest.mark.postgres

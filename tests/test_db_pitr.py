@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import set_env
 from nself_builtins.database.pitr import archive_command
+from nself_sdk.testing import set_env
 from pg_cluster import Cluster, archiving_cluster
 
 pytestmark = pytest.mark.postgres

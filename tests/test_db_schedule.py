@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import set_env
+from nself_sdk.testing import set_env
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import use_standins
+from docker_helpers import use_standins
 from test_runtime_e2e import remove_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import pg_cluster
-from conftest import Result, set_env
+from nself_sdk.testing import Result, set_env
 from pg_cluster import Cluster
 from test_kernel_plugins import make_distribution, site  # noqa: F401  (fixture)
 from test_ssl import make_certificate
@@ -221,7 +221,7 @@ def test_the_disk_check(project: Path, nself: Run, docker_engine: None) -> None:
 def test_the_ports_check(project: Path, nself: Run, docker_engine: None) -> None:
     import socket
 
-    from conftest import free_port
+    from docker_helpers import free_port
 
     http = free_port()
     set_env(project, ".env.local", NGINX_HTTP_PORT=str(http), NGINX_HTTPS_PORT=str(free_port()))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import set_env
 from nself_sdk import MASK
 from nself_sdk.envfiles import parse_text
+from nself_sdk.testing import set_env
 
 
 def dev_secrets(project: Path) -> dict[str, str]:

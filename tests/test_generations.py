@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, set_env
 from kernel_helpers import tree
+from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
 

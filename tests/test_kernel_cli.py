@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result
 from nself import __version__
+from nself_sdk.testing import Result
 
 Run = Callable[..., Result]
 # Never imported at start-up: commands that need them import them themselves.

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, needs_docker, set_env
+from docker_helpers import needs_docker
 from kernel_helpers import compose_config, read_computed, strong_secrets
+from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
 

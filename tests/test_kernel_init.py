@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result
+from nself_sdk.testing import Result
 
 Run = Callable[..., Result]
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Result, set_env
+from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
 

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, needs_docker, set_env
+from docker_helpers import needs_docker
 from kernel_helpers import compose_config
 from nself import hookspecs
 from nself.plugins import forget, scan_entry_points
+from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
 

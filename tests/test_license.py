@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from conftest import Result
 from nself_builtins.license import validate_license
 from nself_registry import client, keys, licensing
 from nself_registry.server import Background
 from nself_sdk import Problem, load_config
+from nself_sdk.testing import Result
 from test_registry import Trust, env, error_of, published, server, trust  # noqa: F401
 
 DAY = 86400

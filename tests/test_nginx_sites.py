@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Result
+from nself_sdk.testing import Result
 
 Run = Callable[..., Result]
 

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, set_env, standin
+from docker_helpers import standin
 from nself_registry import keys, licensing
+from nself_sdk.testing import Result, set_env
 from test_registry import Trust, trust  # noqa: F401
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.usefixtures("docker_engine")]

@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Result, set_env, standin
+from docker_helpers import standin
 from nself_builtins.plugins.store import install_folder, read_lock
 from nself_builtins.shared.manifest import lint_bundle
+from nself_sdk.testing import Result, set_env
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "plugin_registry" / "catalogue"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result
 from nself_builtins.plugins.archive import pack
 from nself_builtins.plugins.store import (
     LOCK_FILE,
@@ -20,6 +19,7 @@ from nself_builtins.plugins.store import (
     remove,
 )
 from nself_sdk import NselfError
+from nself_sdk.testing import Result
 from plugin_helpers import entry, good_manifest_member, make_bundle, manifest, tar_with
 
 Run = Callable[..., Result]

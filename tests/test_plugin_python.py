@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import Result
-from nself_sdk import NselfError
-from nself_sdk.testing import plugin_stack
+from nself_sdk import Config, NselfError, Service, hookimpl
+from nself_sdk.testing import Result, StackFactory
 from plugin_helpers import make_bundle
 
 Run = Callable[..., Result]
@@ -75,17 +75,19 @@ def test_pip_installed_plugin_joins_the_stack(
     assert result.code == 1 and "a Python plugin named 'greeter'" in result.err
 
 
-def test_bundle_may_depend_on_a_python_plugin(greeter: None, tmp_path: Path) -> None:
+def test_bundle_may_depend_on_a_python_plugin(
+    greeter: None, tmp_path: Path, nself_stack: StackFactory
+) -> None:
     folder = make_bundle(
         tmp_path / "b", "greeter-addon", extra='[dependencies]\ngreeter = ">=1.0"\n'
     )
-    stack = plugin_stack(folder, tmp_path)
+    stack = nself_stack(folder)
     assert {"greeter", "greeter-addon"} <= {s.name for s in stack.services}
 
 
-def test_plugin_stack_helper(tmp_path: Path) -> None:
+def test_a_stack_with_a_bundle(nself_stack: StackFactory) -> None:
     bundle = Path(__file__).resolve().parents[1] / "plugin_registry" / "catalogue" / "pgbouncer"
-    stack = plugin_stack(bundle, tmp_path, env={"PGBOUNCER_POOL_SIZE": "7"})
+    stack = nself_stack(bundle, env={"PGBOUNCER_POOL_SIZE": "7"})
     assert stack.service("pgbouncer")["image"].startswith("edoburu/pgbouncer:")
     assert stack.port("pgbouncer") == 3820
     assert stack.setting("PGBOUNCER_POOL_SIZE") == "7"
@@ -95,45 +97,98 @@ def test_plugin_stack_helper(tmp_path: Path) -> None:
         stack.service("nope")
 
 
-def test_plugin_stack_raises_what_a_user_would_see(tmp_path: Path) -> None:
+def test_a_stack_raises_what_a_user_would_see(tmp_path: Path, nself_stack: StackFactory) -> None:
     folder = make_bundle(tmp_path / "b", "future", extra='requires_nself = ">=9"\n')
     with pytest.raises(NselfError, match="requires nself >=9"):
-        plugin_stack(folder, tmp_path)
+        nself_stack(folder)
+
+
+class Echo:
+    """A plugin that is an object, not a module."""
+
+    nself_name = "echo"
+
+    @hookimpl
+    def contribute_services(self, config: Config) -> list[Service]:
+        return [Service(name="echo", image="nself-standin/http:3", role="plugin", port=3834)]
+
+
+def test_plugin_objects_and_bundles_in_one_stack(
+    tmp_path: Path, nself_stack: StackFactory, nself: Run
+) -> None:
+    import nself_builtins.redis
+
+    bundle = make_bundle(tmp_path / "b", "hello")
+    stack = nself_stack(Echo(), nself_builtins.redis, bundle, env={"REDIS_ENABLED": "true"})
+    assert stack.service("echo")["image"] == "nself-standin/http:3"
+    assert stack.port("hello") in range(3820, 3850)
+    assert "redis" in {s.name for s in stack.services}  # an installed plugin, given again
+    # The object takes part in every run of the test, found as an installed plugin is.
+    listed = nself("plugin", "list", "--json", cwd=stack.project)
+    assert listed.code == 0, listed.output
+    kinds = {row["name"]: row["kind"] for row in json.loads(listed.out)}
+    assert kinds["echo"] == "python" and kinds["hello"] == "bundle"
+
+
+def test_a_given_plugin_is_gone_after_its_test(tmp_path: Path) -> None:
+    """Run with pytest itself: the second test no longer sees the first test's plugin."""
+    import subprocess
+
+    (tmp_path / "test_two.py").write_text(
+        "from nself_sdk import Service, hookimpl\n\n"
+        "class Once:\n"
+        "    @hookimpl\n"
+        "    def contribute_services(self, config):\n"
+        "        return [Service(name='once', image='nself-standin/http:3', port=3835)]\n\n"
+        "def test_given(nself_stack):\n"
+        "    assert 'once' in {s.name for s in nself_stack(Once()).services}\n\n"
+        "def test_gone(nself_stack):\n"
+        "    assert 'once' not in {s.name for s in nself_stack().services}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_two.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout + done.stderr
 
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins" / "python.md"
 
 
-def test_the_documented_python_plugin_works(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """python.md's module, entry point and test, run as written."""
+def test_the_authors_guide_example_runs_as_written(tmp_path: Path) -> None:
+    """python.md's package (module, pyproject.toml, tests) written out as the guide names
+    the files, then its `pytest -q` run in that folder: a third-party plugin tested with
+    nothing but nself's pytest plugin, which pytest finds through its entry point."""
     import re
+    import subprocess
 
-    code = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL)
-    module, test = code[0], code[-1]
-    site = tmp_path / "site"
-    (site / "nself_whoami").mkdir(parents=True)
-    (site / "nself_whoami" / "__init__.py").write_text(module)
-    meta = site / "nself_whoami-1.0.0.dist-info"
-    meta.mkdir()
-    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: nself-whoami\nVersion: 1.0.0\n")
-    (meta / "entry_points.txt").write_text(
-        '[nself.plugins]\nwhoami = "nself_whoami"\n'.replace('"', "")
+    text = DOCS.read_text()
+    files = re.findall(r"```\w+ (\S+)\n(.*?)```", text, re.DOTALL)
+    assert {path for path, _body in files} == {
+        "nself_whoami/__init__.py",
+        "pyproject.toml",
+        "tests/test_whoami.py",
+    }
+    for path, body in files:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(body)
+    command, expected = re.findall(r"```console\n\$ (pytest.*?)\n(.*?)```", text, re.DOTALL)[0]
+    done = subprocess.run(
+        [sys.executable, "-m", *command.split(), "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    monkeypatch.syspath_prepend(str(site))
-    try:
-        namespace: dict[str, object] = {}
-        exec(compile(test, str(DOCS), "exec"), namespace)
-        test_function = namespace["test_whoami_is_routed"]
-        assert callable(test_function)
-        test_function(tmp_path / "work")
-    finally:
-        sys.modules.pop("nself_whoami", None)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert expected.strip() in done.stdout, done.stdout
 
 
 def test_the_documented_declared_service_works(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nself_stack: StackFactory
 ) -> None:
     """python.md's ServicePlugin, as an entry point to the object: it builds, routes, can
     be switched off, and keeps its image's contract."""
@@ -141,8 +196,8 @@ def test_the_documented_declared_service_works(
 
     from nself_sdk.contract import problems
 
-    module = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL)[1]
-    assert "ServicePlugin(" in module
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    module = next(block for block in blocks if "ServicePlugin(" in block)
     site = tmp_path / "site"
     (site / "nself_whoami").mkdir(parents=True)
     (site / "nself_whoami" / "__init__.py").write_text(module)
@@ -152,16 +207,16 @@ def test_the_documented_declared_service_works(
     (meta / "entry_points.txt").write_text("[nself.plugins]\nwhoami = nself_whoami:plugin\n")
     monkeypatch.syspath_prepend(str(site))
     try:
-        stack = plugin_stack(None, tmp_path / "on", env={"WHOAMI_NAME": "test"})
+        stack = nself_stack(env={"WHOAMI_NAME": "test"})
         service = stack.plan.stack.service("whoami")
         assert service is not None
         assert stack.service("whoami")["image"] == "traefik/whoami:v1.10.3"
         assert stack.setting("WHOAMI_NAME") == "test"
         assert "whoami.local.nself.org" in stack.file("nginx/sites/whoami.conf")
         assert problems(service, stack.plan.config, stack.plan.files, stack.plan.stack.routes) == []
-        off = plugin_stack(None, tmp_path / "off", env={"WHOAMI_ENABLED": "false"})
+        off = nself_stack(env={"WHOAMI_ENABLED": "false"})
         assert off.plan.stack.service("whoami") is None
-        mirror = plugin_stack(None, tmp_path / "mirror", env={"WHOAMI_IMAGE": "mirror/whoami:1"})
+        mirror = nself_stack(env={"WHOAMI_IMAGE": "mirror/whoami:1"})
         assert mirror.service("whoami")["image"] == "mirror/whoami:1"
     finally:
         sys.modules.pop("nself_whoami", None)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, set_env, standin
+from docker_helpers import standin
 from nself_builtins.plugins.store import install_folder, read_lock
 from nself_sdk import load_config, runtime
+from nself_sdk.testing import Result, set_env
 from plugin_helpers import make_bundle
 
 Run = Callable[..., Result]

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Result
 from nself_builtins.plugins.authoring import pack_bundle
 from nself_builtins.plugins.store import LOCK_FILE, read_lock
 from nself_registry import publish
+from nself_sdk.testing import Result
 from plugin_helpers import make_bundle
 from test_license import age_answer, mint, silent  # noqa: F401
 from test_registry import Trust, env, server, trust  # noqa: F401

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result
+from nself_sdk.testing import Result
 
 Run = Callable[..., Result]
 SETPRIV = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]

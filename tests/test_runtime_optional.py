@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, set_env, standin
+from docker_helpers import standin
+from nself_sdk.testing import Result, set_env
 from test_runtime_e2e import stack  # noqa: F401  (the fixture: unique project, torn down)
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from conftest import Result, set_env, standin, use_standins
+from docker_helpers import standin, use_standins
+from nself_sdk.testing import Result, set_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]

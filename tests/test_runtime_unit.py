@@ -9,7 +9,6 @@ from typing import Any, cast
 
 import pytest
 
-from conftest import Result, set_env
 from nself_builtins.docker_runtime.compose import (
     _published,
     dependents,
@@ -20,6 +19,7 @@ from nself_builtins.docker_runtime.compose import (
 from nself_builtins.lifecycle.project import Project, selection
 from nself_builtins.lifecycle.report import health_line
 from nself_sdk import HealthResult, Service, Stack, UsageError, load_config
+from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import set_env
 from nself_sdk import MASK, NselfError, require_confirmation, safety_rule, scrub, secret_name
+from nself_sdk.testing import set_env
 
 
 @pytest.mark.parametrize(

@@ -20,10 +20,10 @@ from urllib.parse import quote
 import pytest
 import typer
 
-from conftest import Result, set_env
 from nself.cli import make_app
 from nself_sdk import secret_name
 from nself_sdk.envfiles import parse_text
+from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
 # Files that hold secrets by design; everything else must not.

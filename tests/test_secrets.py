@@ -8,8 +8,8 @@ import os
 import stat
 from pathlib import Path
 
-from conftest import set_env
 from nself_sdk.envfiles import parse_text
+from nself_sdk.testing import set_env
 
 
 def values(path: Path) -> dict[str, str]:

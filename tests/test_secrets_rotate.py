@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from conftest import Result, standin, use_standins
+from docker_helpers import standin, use_standins
 from nself_sdk.envfiles import parse_text
+from nself_sdk.testing import Result
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]

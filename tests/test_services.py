@@ -11,7 +11,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from conftest import Result, set_env
+from nself_sdk.testing import Result, set_env
 
 Nself = Callable[..., Result]
 

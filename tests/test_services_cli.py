@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, set_env
 from nself_builtins.services import envslots
+from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
 

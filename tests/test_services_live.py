@@ -13,7 +13,8 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from conftest import Result, needs_docker, set_env, standin
+from docker_helpers import needs_docker, standin
+from nself_sdk.testing import Result, set_env
 from test_services_matrix import compose_cmd
 
 Nself = Callable[..., Result]

@@ -24,8 +24,9 @@ import pytest
 from dotenv import dotenv_values
 
 import nself_sdk
-from conftest import needs_docker, set_env, standin
+from docker_helpers import needs_docker, standin
 from nself.cli import main
+from nself_sdk.testing import set_env
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from conftest import standin
+from docker_helpers import standin
 from nself_builtins.services import envslots
 from nself_builtins.services.catalog import KINDS, SUFFIX, TEMPLATES, Template, catalog
 from nself_builtins.services.scaffold import context, render

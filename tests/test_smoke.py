@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from conftest import Result
+from nself_sdk.testing import Result
 
 
 def test_init_then_build_writes_the_stack(project: Path, nself) -> None:  # type: ignore[no-untyped-def]

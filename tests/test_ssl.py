@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, needs_docker, set_env, standin
+from docker_helpers import needs_docker, standin
+from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
 

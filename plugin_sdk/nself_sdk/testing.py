@@ -1,34 +1,67 @@
-"""A pytest helper for plugin authors: a throw-away project with your plugin, built.
+"""nself's pytest plugin: fixtures to test a plugin, used by nself's own suite as well.
 
-::
+It is installed with nself (the ``pytest11`` entry point ``nself``), so every test in an
+environment that has nself gets these fixtures without importing anything::
 
-    from nself_sdk.testing import plugin_stack
+    import nself_whoami
 
-    def test_my_plugin(tmp_path):
-        stack = plugin_stack("path/to/my-bundle", tmp_path, env={"MY_PLUGIN_MODE": "fast"})
-        assert stack.service("my-plugin")["image"] == "me/my-plugin:1.0.0"
-        assert "my-plugin.local.nself.org" in stack.file("nginx/sites/my-plugin.conf")
 
-A bundle is installed exactly as ``nself plugin install ./folder`` does (checks, lock
-file, port). A Python plugin is found through its entry point once it is installed in the
-environment (``pip install -e .``); call ``plugin_stack(None, tmp_path)`` for it. Nothing
-is started: the result is what ``nself build`` generated, parsed for assertions.
+    def test_whoami_is_routed(nself_stack):
+        stack = nself_stack(nself_whoami, env={"WHOAMI_NAME": "test"})
+        assert stack.setting("WHOAMI_NAME") == "test"
+        assert "whoami.local.nself.org" in stack.file("nginx/sites/whoami.conf")
+
+- ``nself``: run the CLI in-process, ``nself("build", "--json", cwd=folder)`` returns a
+  ``Result`` (``code``, ``out``, ``err``, ``output``).
+- ``nself_project``: a project just made by ``nself init`` in the test's ``tmp_path``.
+- ``nself_env``: ``nself_env(NAME="value", layer=".env.prod")`` adds settings to one of
+  ``nself_project``'s env files (``.env.local`` unless told); ``set_env(folder, layer,
+  NAME="value")`` does it for any folder.
+- ``nself_plugins``: ``nself_plugins(module_or_object, name=obj)`` makes plugin objects
+  part of every nself run for the rest of the test, found exactly as an installed plugin
+  is (an entry point of a distribution on ``sys.path``); a plugin that is installed
+  already is left as it is.
+- ``nself_stack``: ``nself_stack(*plugins, env=..., target=...)`` makes a throw-away
+  project with plugin objects (as ``nself_plugins``) and bundle folders or archives
+  (installed as ``nself plugin install`` does, in the order given: dependencies first),
+  sets ``env`` (in ``.env.local``, or ``.env.<target>``) and builds it. Nothing is started;
+  the ``PluginStack`` it returns is what ``nself build`` generated, parsed for assertions.
+  A plugin nself rejects raises the ``NselfError`` a user would see.
+
+Only the standard library and pytest are imported when pytest starts; nself on first use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from nself.build import Plan
-from nself.model import Migration, Route, Service
+import pytest
+
+if TYPE_CHECKING:
+    from nself.build import Plan
+    from nself.model import Migration, Route, Service
+
+@dataclass
+class Result:
+    """What one in-process ``nself`` run answered."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def output(self) -> str:
+        return self.out + self.err
 
 
 @dataclass
 class PluginStack:
-    """What ``nself build`` generated for the throw-away project."""
+    """What ``nself build`` generated for a throw-away project."""
 
     project: Path
     plan: Plan
@@ -74,56 +107,196 @@ class PluginStack:
         return self.plan.config.get(name)
 
 
-def _run(project: Path, *args: str) -> None:
-    import typer
+def set_env(folder: Path, layer: str = ".env.local", **values: str) -> None:
+    """Append settings to one of a project's env files (``.env.secrets`` is kept 0600)."""
+    path = folder / layer
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    text += "".join(f"{k}={v}\n" for k, v in values.items())
+    path.write_text(text, encoding="utf-8")
+    if layer == ".env.secrets":
+        path.chmod(0o600)
 
-    from nself.cli import make_app
+
+def _run(*args: str, cwd: Path | None = None) -> int:
+    """Run the CLI in this process as ``nself ARGS`` would; returns its exit code."""
+    from nself.cli import main
     from nself.console import state
 
-    command = typer.main.get_command(make_app())
+    old = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    saved = (state.debug, state.project)
+    state.debug, state.project = False, None
+    try:
+        rv = main(list(args))
+        return rv if isinstance(rv, int) else 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        state.debug, state.project = saved
+        os.chdir(old)
+
+
+def _raise_on_failure(*args: str) -> None:
+    """Run ``nself ARGS``; a failure raises its exception (``NselfError``) instead of exiting."""
+    from nself.cli import get_command, make_app
+    from nself.console import state
+
+    command = get_command(make_app())
     saved = (state.debug, state.project)
     try:
-        command.main(args=["-C", str(project), *args], prog_name="nself", standalone_mode=False)
+        command.main(args=list(args), prog_name="nself", standalone_mode=False)
     finally:
         state.debug, state.project = saved
 
 
-def plugin_stack(
-    bundle: Path | str | None,
-    tmp_path: Path,
-    *,
-    env: dict[str, str] | None = None,
-    target: str | None = None,
-    name: str = "plugintest",
-    domain: str | None = None,
-    extra_bundles: Sequence[Path | str] = (),
-) -> PluginStack:
-    """Create a project in ``tmp_path``, install ``bundle`` (and ``extra_bundles`` first,
-    e.g. its dependencies), set ``env`` (in .env.local for dev, else .env.<target>), build.
-    ``domain`` defaults to the project plugin's (``local.nself.org``).
-
-    Raises the same ``NselfError`` a user would see when the plugin is rejected.
-    """
-    import yaml
-
-    from nself.build import build
-
-    project = tmp_path / name
-    _run(project, "init", str(project), "--name", name, *(["--domain", domain] if domain else []))
-    for extra in extra_bundles:
-        _run(project, "plugin", "install", str(Path(extra).resolve()))
-    if bundle is not None:
-        _run(project, "plugin", "install", str(Path(bundle).resolve()))
-    if env:
-        layer = ".env.local" if target in (None, "dev", "local") else f".env.{target}"
-        path = project / layer
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-        path.write_text(text + "".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
-    result = build(project, target)
-    compose = yaml.safe_load((project / "docker-compose.yml").read_text(encoding="utf-8"))
-    plan = result.plan
-    values = {k: plan.config.get(k) or "" for k in plan.config.names()}
-    return PluginStack(project=project, plan=plan, compose=compose, env=values)
+def plugin_name(plugin: object) -> str:
+    """The name a plugin object gets: its ``nself_name``, else its module's or class's name."""
+    named = getattr(plugin, "nself_name", None)
+    if isinstance(named, str) and named:
+        return named
+    if isinstance(plugin, ModuleType):
+        return plugin.__name__
+    return type(plugin).__name__
 
 
-__all__ = ["PluginStack", "plugin_stack"]
+class _Given:
+    """Plugin objects made discoverable for one test: a distribution (``*.dist-info`` with
+    ``nself.plugins`` entry points) in a folder on ``sys.path``, each entry pointing at the
+    object through a module of its own in ``sys.modules``."""
+
+    def __init__(self, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.folder, self.monkeypatch = folder, monkeypatch
+        self.entries: dict[str, object] = {}
+        self.prefix = f"_nself_given_{folder.name.replace('-', '_')}"
+
+    def add(self, *plugins: object, **named: object) -> None:
+        from nself.plugins import installed_plugins
+
+        wanted = {plugin_name(p): p for p in plugins} | named
+        installed = [plugin for _name, plugin in installed_plugins()]
+        for name, plugin in wanted.items():
+            if any(plugin is p for p in installed) or self.entries.get(name) is plugin:
+                continue  # installed (pip install -e .) or given already: found as it is
+            if name in self.entries:
+                raise ValueError(f"two different plugins were given the name {name!r}")
+            self.entries[name] = plugin
+        self._write()
+
+    def _write(self) -> None:
+        import sys
+
+        lines = []
+        for index, (name, plugin) in enumerate(sorted(self.entries.items())):
+            module = f"{self.prefix}_{index}"
+            self.monkeypatch.setitem(sys.modules, module, plugin)
+            lines.append(f"{name} = {module}\n")
+        meta = self.folder / "nself_test_plugins-0.dist-info"
+        meta.mkdir(exist_ok=True)
+        (meta / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: nself-test-plugins\nVersion: 0\n", encoding="utf-8"
+        )
+        (meta / "entry_points.txt").write_text(
+            "[nself.plugins]\n" + "".join(lines), encoding="utf-8"
+        )
+        # A new sys.path is how nself knows to look for plugins again.
+        self.monkeypatch.syspath_prepend(str(self.folder))
+
+
+StackFactory = Callable[..., PluginStack]
+
+
+@pytest.fixture
+def nself(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """Run the CLI in-process: ``nself("build", cwd=project)`` -> ``Result``."""
+
+    def run(*args: str, cwd: Path | None = None) -> Result:
+        code = _run(*args, cwd=cwd)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def nself_project(tmp_path: Path, nself: Callable[..., Result]) -> Path:
+    """A project folder just made by ``nself init`` (project name ``demo``)."""
+    folder = tmp_path / "demo"
+    result = nself("init", str(folder), "--name", "demo")
+    assert result.code == 0, result.output
+    return folder
+
+
+@pytest.fixture
+def nself_env(nself_project: Path) -> Callable[..., None]:
+    """Add settings to ``nself_project``: ``nself_env(NAME="value", layer=".env.prod")``."""
+
+    def add(layer: str = ".env.local", **values: str) -> None:
+        set_env(nself_project, layer, **values)
+
+    return add
+
+
+@pytest.fixture
+def nself_plugins(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., None]]:
+    """Make plugin objects (a module, or any object with ``@hookimpl`` functions) part of
+    every nself run for the rest of the test: ``nself_plugins(my_plugin, other=obj)``."""
+    given = _Given(tmp_path_factory.mktemp("nself-plugins"), monkeypatch)
+    yield given.add
+
+
+@pytest.fixture
+def nself_stack(
+    tmp_path: Path, nself_plugins: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> StackFactory:
+    """Build a throw-away project with the given plugins (objects or bundle folders)."""
+    made: list[Path] = []
+
+    def build(
+        *plugins: object,
+        env: dict[str, str] | None = None,
+        target: str | None = None,
+        name: str = "plugintest",
+        domain: str | None = None,
+    ) -> PluginStack:
+        import yaml
+
+        from nself_sdk import build as nself_build
+
+        objects = [p for p in plugins if not isinstance(p, str | os.PathLike)]
+        bundles = [Path(p).resolve() for p in plugins if isinstance(p, str | os.PathLike)]
+        if objects:
+            nself_plugins(*objects)
+        project = tmp_path / (name if not made else f"{name}-{len(made) + 1}")
+        made.append(project)
+        domains = ["--domain", domain] if domain else []  # else the project plugin's default
+        _raise_on_failure("init", str(project), "--name", name, *domains)
+        for bundle in bundles:
+            _raise_on_failure("-C", str(project), "plugin", "install", str(bundle))
+        capsys.readouterr()  # what init and install printed is not the test's business
+        if env:
+            layer = ".env.local" if target in (None, "dev", "local") else f".env.{target}"
+            set_env(project, layer, **env)
+        plan = nself_build(project, target).plan
+        compose_file = project / "docker-compose.yml"
+        text = compose_file.read_text(encoding="utf-8") if compose_file.exists() else "{}"
+        values = {k: plan.config.get(k) or "" for k in plan.config.names()}
+        return PluginStack(project=project, plan=plan, compose=yaml.safe_load(text), env=values)
+
+    return build
+
+
+__all__ = [
+    "PluginStack",
+    "Result",
+    "StackFactory",
+    "nself",
+    "nself_env",
+    "nself_plugins",
+    "nself_project",
+    "nself_stack",
+    "plugin_name",
+    "set_env",
+]

@@ -92,17 +92,15 @@ Pack it for a registry: `nself plugin pack .` (writes {name}-0.1.0.tar.gz and it
 """
 
 TEST = """\
-\"\"\"Tests of the {name} bundle with the nself pytest helper.\"\"\"
+\"\"\"Tests of the {name} bundle with nself's pytest plugin (its fixtures need no import).\"\"\"
 
 from pathlib import Path
-
-from nself_sdk.testing import plugin_stack
 
 BUNDLE = Path(__file__).resolve().parents[1]
 
 
-def test_the_plugin_joins_the_stack(tmp_path: Path) -> None:
-    stack = plugin_stack(BUNDLE, tmp_path)
+def test_the_plugin_joins_the_stack(nself_stack) -> None:
+    stack = nself_stack(BUNDLE)
     service = stack.service("{name}")
     assert service["image"] == "traefik/whoami:v1.10.3"
     assert stack.port("{name}") in range(3820, 3850)
