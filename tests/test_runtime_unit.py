@@ -161,7 +161,8 @@ class _Container:
 
 
 def test_only_a_new_or_up_to_date_container_is_judged_during_up() -> None:
-    from nself_builtins.docker_runtime.engine import CONFIG_HASH_LABEL, IMAGE_LABEL, _current
+    from nself_builtins.docker_runtime.engine import CONFIG_HASH_LABEL, IMAGE_LABEL
+    from nself_builtins.docker_runtime.start import _current
 
     labels = {CONFIG_HASH_LABEL: "h1", IMAGE_LABEL: "sha256:i1"}
     old = _Container("old", labels)

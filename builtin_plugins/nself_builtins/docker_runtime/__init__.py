@@ -22,7 +22,7 @@ def provide_runtime(config: Config) -> Runtime | None:
     wanted = os.environ.get("NSELF_RUNTIME") or config.text("NSELF_RUNTIME", NAME)
     if wanted != NAME:
         return None
-    from .engine import DockerRuntime
+    from .runtime import DockerRuntime
 
     return DockerRuntime(config)
 
@@ -41,7 +41,7 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
         in_use = ""
     if in_use != NAME:  # another engine, or the stack runs on the environment's server
         return []
-    from .engine import DockerRuntime
+    from .runtime import DockerRuntime
 
     runtime = DockerRuntime(config)
     try:

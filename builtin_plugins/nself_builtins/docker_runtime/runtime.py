@@ -1,0 +1,197 @@
+"""The Docker runtime (``nself_sdk.Runtime``): Compose v2 for the lifecycle, the Docker SDK
+for state, health and exec. It puts together the engine of one project (``engine``),
+``up`` (``start``), health (``health``) and commands in containers (``execute``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, Any
+
+from nself_sdk import (
+    Config,
+    ExecResult,
+    HealthResult,
+    NselfError,
+    ProgressCallback,
+    ServiceState,
+    UpResult,
+)
+
+from .engine import ProjectEngine, image_variable, state_of
+
+PULL_HINT = (
+    "set {var} to an image this host can get (a mirror or private registry), "
+    "or pre-load it with `docker load -i image.tar`"
+)
+
+
+class DockerRuntime:
+    """Runs one project's generated stack on a Docker engine."""
+
+    name = "docker"
+
+    def __init__(self, config: Config) -> None:
+        self.engine = ProjectEngine(config)
+        self.config = config
+        self.project = config.project_name
+        self.folder = config.project_dir
+
+    def client(self) -> Any:
+        """The Docker SDK client (the ``doctor`` checks read the engine through it)."""
+        return self.engine.client()
+
+    def check(self) -> None:
+        self.engine.check()
+
+    def services(self) -> list[str]:
+        return list(self.engine.services())
+
+    def status(self) -> list[ServiceState]:
+        services = self.engine.services()
+        containers = self.engine.containers()
+        states = []
+        for name in sorted(set(services) | set(containers)):
+            role = services[name].role if name in services else "orphan"
+            container = containers.get(name)
+            if container is None:
+                states.append(ServiceState(name=name, state="missing", role=role))
+            else:
+                states.append(state_of(name, role, container))
+        return states
+
+    def stop(self, services: Sequence[str] | None = None) -> None:
+        names = self.engine.known(services) if services else []
+        self.engine.compose("stop", *names)
+
+    def restart(self, services: Sequence[str] | None = None) -> None:
+        names = self.engine.known(services) if services else []
+        self.engine.compose("restart", *names)
+
+    def down(self, volumes: bool = False) -> None:
+        args = ["down", "--remove-orphans"]
+        if volumes:
+            args.append("--volumes")
+        self.engine.compose(*args)
+
+    def logs(
+        self,
+        service: str,
+        *,
+        follow: bool = False,
+        since: str | None = None,
+        tail: int | None = None,
+    ) -> Iterator[str]:
+        engine = self.engine
+        engine.known([service])
+        if service not in engine.containers():
+            raise NselfError(f"{service} has no container yet", f"start it: nself start {service}")
+        args = [*engine.compose_args(), "--ansi", "never", "logs", "--no-color", "--no-log-prefix"]
+        if follow:
+            args.append("--follow")
+        if since:
+            args += ["--since", since]
+        if tail is not None:
+            args += ["--tail", str(tail)]
+        args.append(service)
+        return engine.stream_lines(args)
+
+    def last_logs(self, service: str, lines: int = 20) -> list[str]:
+        """The last log lines of a service, or none when it has no container."""
+        try:
+            return list(self.logs(service, tail=lines))
+        except NselfError:
+            return []
+
+    def exec(
+        self,
+        service: str,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
+        from .execute import exec_collect
+
+        return exec_collect(
+            self.engine, service, argv, input=input, env=env, user=user, workdir=workdir
+        )
+
+    def run(self, service: str, argv: Sequence[str]) -> ExecResult:
+        from .start import fetch_images
+
+        engine = self.engine
+        engine.known([service])
+        # Compose may exit 0 when the image cannot be had and nothing ran: get it first.
+        failed = fetch_images(engine, [service], lambda _progress: None)
+        if service in failed:
+            raise NselfError(f"{service}: {failed[service]}", self.pull_hint(service))
+        done = engine.compose(
+            "run", "--rm", "--no-deps", "-T", "--quiet-pull", service, *argv, check=False
+        )
+        if done.returncode == 125 or "no such service" in (done.stderr or "").lower():
+            raise engine.compose_failure("run", done.stderr or done.stdout)
+        return ExecResult(done.returncode, done.stdout.encode(), done.stderr.encode())
+
+    def exec_stream(
+        self,
+        service: str,
+        argv: Sequence[str],
+        *,
+        stdin: IO[bytes] | None = None,
+        stdout: IO[bytes] | None = None,
+        stderr: IO[bytes] | None = None,
+        tty: bool = False,
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> int:
+        from .execute import exec_stream
+
+        return exec_stream(
+            self.engine,
+            service,
+            argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            tty=tty,
+            env=env,
+            user=user,
+            workdir=workdir,
+        )
+
+    def health(
+        self, services: Sequence[str] | None = None, *, now: bool = False
+    ) -> list[HealthResult]:
+        from .health import check_health
+
+        return check_health(self.engine, services, now=now)
+
+    def up(
+        self,
+        services: Sequence[str] | None = None,
+        *,
+        wait: bool = True,
+        timeout: float = 300.0,
+        progress: ProgressCallback | None = None,
+        isolate: Callable[[str], bool] | None = None,
+    ) -> UpResult:
+        from .start import Start
+
+        start = Start(
+            self.engine, services, wait=wait, timeout=timeout, progress=progress, isolate=isolate
+        )
+        return start.run()
+
+    def pull_hint(self, service: str) -> str:
+        return PULL_HINT.format(var=image_variable(self.engine.services()[service]))
+
+    def taken_ports(self, targets: list[str] | None = None) -> list[tuple[str, int]]:
+        """Host ports ``targets`` publish that something else holds."""
+        return self.engine.taken_ports(targets)
+
+    def port_error(self, host_ip: str, port: int) -> NselfError:
+        return self.engine.port_error(host_ip, port)
