@@ -9,7 +9,7 @@ Nothing is published on the host; Grafana is reached through nginx.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 from nself_sdk import (
     Config,
@@ -27,89 +27,230 @@ from nself_sdk import (
 
 from . import configs, images
 
+# Promtail's image has bash but neither wget nor curl.
+_PROMTAIL_CHECK = (
+    "CMD",
+    "bash",
+    "-c",
+    "exec 3<>/dev/tcp/127.0.0.1/9080 && printf 'GET /ready HTTP/1.0\\r\\n\\r\\n' >&3 "
+    "&& head -n 1 <&3 | grep -q ' 200'",
+)
+NO_CHECK = ("NONE",)
+
 
 @dataclass(frozen=True)
 class Component:
+    """One monitoring service, declared: what it runs, mounts and needs, and how it is
+    checked (an HTTP GET of ``health`` on ``port`` every 15 s unless ``probe`` says
+    otherwise)."""
+
     name: str  # service name and host name
     title: str
-    image: str
+    contract: ImageContract  # what the pinned image is and needs
     port: int
     optional: bool = False  # may be switched off with <NAME>_ENABLED=false
     health: str = "/"  # the HTTP path its health check asks
-    contract: ImageContract | None = None  # what the pinned image is and needs
+    probe_tool: str = "wget"  # what asks it: wget or curl (whichever the image has)
+    probe: tuple[str, ...] | None = None  # another health check command
+    start_period: str = "10s"
+    command: tuple[str, ...] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    mounts: tuple[Mount, ...] = ()
+    depends_on: tuple[str, ...] = ()  # monitoring ones count only when they run
+    drop_all_caps: bool = True
 
     @property
     def env(self) -> str:
         return self.name.upper().replace("-", "_")
+
+    @property
+    def image(self) -> str:
+        return str(self.contract.image)
+
+    def healthcheck(self) -> HealthCheck:
+        if self.probe == NO_CHECK:
+            return HealthCheck(NO_CHECK)
+        test = self.probe or _http_check(self.port, self.health, self.probe_tool)
+        return HealthCheck(test, interval="15s", start_period=self.start_period)
+
+
+def _http_check(port: int, path: str, tool: str = "wget") -> tuple[str, ...]:
+    url = f"http://127.0.0.1:{port}{path}"
+    if tool == "curl":
+        return ("CMD", "curl", "-fsS", "-o", "/dev/null", url)
+    return ("CMD", "wget", "-q", "-O", "/dev/null", url)
 
 
 COMPONENTS = (
     Component(
         "prometheus",
         "Prometheus",
-        images.PROMETHEUS.image,
+        images.PROMETHEUS,
         9090,
         health="/-/ready",
-        contract=images.PROMETHEUS,
+        command=(
+            "--config.file=/etc/prometheus/prometheus.yml",
+            "--storage.tsdb.path=/prometheus",
+            "--storage.tsdb.retention.time=${PROMETHEUS_RETENTION}",
+            "--web.enable-lifecycle",
+        ),
+        mounts=(
+            Mount("./monitoring/prometheus", "/etc/prometheus", read_only=True),
+            Mount("prometheus_data", "/prometheus"),
+        ),
     ),
     Component(
         "grafana",
         "Grafana",
-        images.GRAFANA.image,
+        images.GRAFANA,
         3000,
         health="/api/health",
-        contract=images.GRAFANA,
+        probe_tool="curl",
+        start_period="30s",
+        environment={
+            "GF_SECURITY_ADMIN_USER": "${GRAFANA_ADMIN_USER}",
+            "GF_SECURITY_ADMIN_PASSWORD": "${GRAFANA_ADMIN_PASSWORD}",
+            "GF_SERVER_ROOT_URL": "${GRAFANA_ROOT_URL}",
+            "GF_SECURITY_COOKIE_SECURE": "true",
+            "GF_USERS_ALLOW_SIGN_UP": "false",
+            "GF_AUTH_ANONYMOUS_ENABLED": "false",
+            "GF_ANALYTICS_REPORTING_ENABLED": "false",
+            "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
+            "GF_PATHS_PROVISIONING": configs.GRAFANA_PROVISIONING,
+            "GF_LOG_MODE": "console",
+        },
+        depends_on=("prometheus", "loki", "tempo"),
+        mounts=(
+            Mount("grafana_data", "/var/lib/grafana"),
+            Mount(
+                "./monitoring/grafana/provisioning", configs.GRAFANA_PROVISIONING, read_only=True
+            ),
+            Mount("./monitoring/grafana/dashboards", configs.GRAFANA_DASHBOARDS, read_only=True),
+        ),
     ),
-    Component("loki", "Loki", images.LOKI.image, 3100, health="/ready", contract=images.LOKI),
+    Component(
+        "loki",
+        "Loki",
+        images.LOKI,
+        3100,
+        health="/ready",
+        start_period="30s",
+        command=("-config.file=/etc/loki/loki.yml",),
+        mounts=(
+            Mount("./monitoring/loki", "/etc/loki", read_only=True),
+            Mount("loki_data", "/loki"),
+        ),
+    ),
     Component(
         "promtail",
         "Promtail",
-        images.PROMTAIL.image,
+        images.PROMTAIL,
         9080,
-        True,
-        "/ready",
-        contract=images.PROMTAIL,
+        optional=True,
+        health="/ready",
+        probe=_PROMTAIL_CHECK,
+        command=("-config.file=/etc/promtail/promtail.yml",),
+        depends_on=("loki",),
+        mounts=(
+            Mount("./monitoring/promtail", "/etc/promtail", read_only=True),
+            Mount("promtail_data", "/var/lib/promtail"),
+            # Read-only: finds the project's containers and reads their logs.
+            Mount("/var/run/docker.sock", "/var/run/docker.sock", read_only=True),
+        ),
     ),
-    Component("tempo", "Tempo", images.TEMPO.image, 3200, health="/ready", contract=images.TEMPO),
+    Component(
+        "tempo",
+        "Tempo",
+        images.TEMPO,
+        3200,
+        health="/ready",
+        start_period="30s",
+        command=("-config.file=/etc/tempo/tempo.yml",),
+        mounts=(
+            Mount("./monitoring/tempo", "/etc/tempo", read_only=True),
+            Mount("tempo_data", "/var/tempo"),
+        ),
+    ),
     Component(
         "alertmanager",
         "Alertmanager",
-        images.ALERTMANAGER.image,
+        images.ALERTMANAGER,
         9093,
         health="/-/ready",
-        contract=images.ALERTMANAGER,
+        command=(
+            "--config.file=/etc/alertmanager/alertmanager.yml",
+            "--storage.path=/alertmanager",
+        ),
+        mounts=(
+            Mount("./monitoring/alertmanager", "/etc/alertmanager", read_only=True),
+            Mount("alertmanager_data", "/alertmanager"),
+        ),
     ),
     Component(
         "cadvisor",
         "cAdvisor",
-        images.CADVISOR.image,
+        images.CADVISOR,
         8080,
-        True,
-        "/healthz",
-        contract=images.CADVISOR,
+        optional=True,
+        health="/healthz",
+        command=(
+            "--docker_only=true",
+            "--housekeeping_interval=30s",
+            "--store_container_labels=false",
+            "--whitelisted_container_labels=org.nself.project,org.nself.service",
+        ),
+        mounts=(
+            Mount("/", "/rootfs", read_only=True),
+            Mount("/var/run", "/var/run", read_only=True),
+            Mount("/sys", "/sys", read_only=True),
+            Mount("/var/lib/docker", "/var/lib/docker", read_only=True),
+        ),
+        # cAdvisor reads other containers' cgroups and files as root.
+        drop_all_caps=False,
     ),
     Component(
         "node-exporter",
         "Node Exporter",
-        images.NODE_EXPORTER.image,
+        images.NODE_EXPORTER,
         9100,
         optional=True,
-        contract=images.NODE_EXPORTER,
+        start_period="20s",
+        command=(
+            "--path.procfs=/host/proc",
+            "--path.sysfs=/host/sys",
+            "--path.rootfs=/rootfs",
+            "--collector.filesystem.mount-points-exclude=^/(sys|proc|dev|host|etc)($|/)",
+        ),
+        mounts=(
+            Mount("/proc", "/host/proc", read_only=True),
+            Mount("/sys", "/host/sys", read_only=True),
+            Mount("/", "/rootfs", read_only=True),
+        ),
     ),
     Component(
         "postgres-exporter",
         "Postgres Exporter",
-        images.POSTGRES_EXPORTER.image,
+        images.POSTGRES_EXPORTER,
         9187,
-        contract=images.POSTGRES_EXPORTER,
+        start_period="20s",
+        environment={
+            "DATA_SOURCE_URI": "postgres:5432/${POSTGRES_DB}?sslmode=disable",
+            "DATA_SOURCE_USER": "${POSTGRES_USER}",
+            "DATA_SOURCE_PASS": "${POSTGRES_PASSWORD}",
+        },
+        depends_on=("postgres",),
     ),
+    # A scratch image, nothing inside to probe with (the multi-arch tag; its alpine tag is
+    # amd64 only). Prometheus watches it: TargetDown.
     Component(
         "redis-exporter",
         "Redis Exporter",
-        images.REDIS_EXPORTER.image,
+        images.REDIS_EXPORTER,
         9121,
         health="/health",
-        contract=images.REDIS_EXPORTER,
+        probe=NO_CHECK,
+        environment={"REDIS_ADDR": "redis://redis:6379", "REDIS_PASSWORD": "${REDIS_PASSWORD}"},
+        depends_on=("redis",),
     ),
 )
 BY_NAME = {c.name: c for c in COMPONENTS}
@@ -231,188 +372,21 @@ def contribute_env(config: Config) -> dict[str, str]:
     }
 
 
-def _http_check(port: int, path: str, tool: str = "wget") -> tuple[str, ...]:
-    url = f"http://127.0.0.1:{port}{path}"
-    if tool == "curl":
-        return ("CMD", "curl", "-fsS", "-o", "/dev/null", url)
-    return ("CMD", "wget", "-q", "-O", "/dev/null", url)
-
-
-# Promtail's image has bash but neither wget nor curl.
-_PROMTAIL_CHECK = (
-    "CMD",
-    "bash",
-    "-c",
-    "exec 3<>/dev/tcp/127.0.0.1/9080 && printf 'GET /ready HTTP/1.0\\r\\n\\r\\n' >&3 "
-    "&& head -n 1 <&3 | grep -q ' 200'",
-)
-
-
-def _service(config: Config, component: Component) -> Service:
-    c = component
-    image = config.text(f"{c.env}_IMAGE", c.image)
-    base = Service(
+def _service(config: Config, c: Component, running: set[str]) -> Service:
+    return Service(
         name=c.name,
         title=c.title,
-        image=image,
+        image=config.text(f"{c.env}_IMAGE", c.image),
         role="monitoring",
         port=c.port,
         health_url=f"http://{c.name}:{c.port}{c.health}",
         contract=c.contract,
-    )
-    check = HealthCheck(
-        _http_check(c.port, c.health), interval="15s", retries=5, start_period="20s"
-    )
-    if c.name == "prometheus":
-        return replace(
-            base,
-            command=(
-                "--config.file=/etc/prometheus/prometheus.yml",
-                "--storage.tsdb.path=/prometheus",
-                "--storage.tsdb.retention.time=${PROMETHEUS_RETENTION}",
-                "--web.enable-lifecycle",
-            ),
-            healthcheck=HealthCheck(_http_check(c.port, c.health), interval="15s"),
-            mounts=(
-                Mount("./monitoring/prometheus", "/etc/prometheus", read_only=True),
-                Mount("prometheus_data", "/prometheus"),
-            ),
-        )
-    if c.name == "alertmanager":
-        return replace(
-            base,
-            command=(
-                "--config.file=/etc/alertmanager/alertmanager.yml",
-                "--storage.path=/alertmanager",
-            ),
-            healthcheck=HealthCheck(_http_check(c.port, c.health), interval="15s"),
-            mounts=(
-                Mount("./monitoring/alertmanager", "/etc/alertmanager", read_only=True),
-                Mount("alertmanager_data", "/alertmanager"),
-            ),
-        )
-    if c.name == "grafana":
-        depends = tuple(n for n in ("prometheus", "loki", "tempo") if n in _names(config))
-        return replace(
-            base,
-            environment={
-                "GF_SECURITY_ADMIN_USER": "${GRAFANA_ADMIN_USER}",
-                "GF_SECURITY_ADMIN_PASSWORD": "${GRAFANA_ADMIN_PASSWORD}",
-                "GF_SERVER_ROOT_URL": "${GRAFANA_ROOT_URL}",
-                "GF_SECURITY_COOKIE_SECURE": "true",
-                "GF_USERS_ALLOW_SIGN_UP": "false",
-                "GF_AUTH_ANONYMOUS_ENABLED": "false",
-                "GF_ANALYTICS_REPORTING_ENABLED": "false",
-                "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
-                "GF_PATHS_PROVISIONING": configs.GRAFANA_PROVISIONING,
-                "GF_LOG_MODE": "console",
-            },
-            healthcheck=HealthCheck(
-                _http_check(c.port, c.health, tool="curl"), interval="15s", start_period="30s"
-            ),
-            depends_on=depends,
-            mounts=(
-                Mount("grafana_data", "/var/lib/grafana"),
-                Mount(
-                    "./monitoring/grafana/provisioning",
-                    configs.GRAFANA_PROVISIONING,
-                    read_only=True,
-                ),
-                Mount(
-                    "./monitoring/grafana/dashboards", configs.GRAFANA_DASHBOARDS, read_only=True
-                ),
-            ),
-        )
-    if c.name == "loki":
-        return replace(
-            base,
-            command=("-config.file=/etc/loki/loki.yml",),
-            healthcheck=HealthCheck(
-                _http_check(c.port, c.health), interval="15s", start_period="30s"
-            ),
-            mounts=(
-                Mount("./monitoring/loki", "/etc/loki", read_only=True),
-                Mount("loki_data", "/loki"),
-            ),
-        )
-    if c.name == "promtail":
-        return replace(
-            base,
-            command=("-config.file=/etc/promtail/promtail.yml",),
-            healthcheck=HealthCheck(_PROMTAIL_CHECK, interval="15s"),
-            depends_on=("loki",),
-            mounts=(
-                Mount("./monitoring/promtail", "/etc/promtail", read_only=True),
-                Mount("promtail_data", "/var/lib/promtail"),
-                # Read-only: finds the project's containers and reads their logs.
-                Mount("/var/run/docker.sock", "/var/run/docker.sock", read_only=True),
-            ),
-        )
-    if c.name == "tempo":
-        return replace(
-            base,
-            command=("-config.file=/etc/tempo/tempo.yml",),
-            healthcheck=HealthCheck(
-                _http_check(c.port, c.health), interval="15s", start_period="30s"
-            ),
-            mounts=(
-                Mount("./monitoring/tempo", "/etc/tempo", read_only=True),
-                Mount("tempo_data", "/var/tempo"),
-            ),
-        )
-    if c.name == "cadvisor":
-        return replace(
-            base,
-            command=(
-                "--docker_only=true",
-                "--housekeeping_interval=30s",
-                "--store_container_labels=false",
-                "--whitelisted_container_labels=org.nself.project,org.nself.service",
-            ),
-            healthcheck=HealthCheck(_http_check(c.port, c.health), interval="15s"),
-            mounts=(
-                Mount("/", "/rootfs", read_only=True),
-                Mount("/var/run", "/var/run", read_only=True),
-                Mount("/sys", "/sys", read_only=True),
-                Mount("/var/lib/docker", "/var/lib/docker", read_only=True),
-            ),
-            # cAdvisor reads other containers' cgroups and files as root.
-            drop_all_caps=False,
-        )
-    if c.name == "node-exporter":
-        return replace(
-            base,
-            command=(
-                "--path.procfs=/host/proc",
-                "--path.sysfs=/host/sys",
-                "--path.rootfs=/rootfs",
-                "--collector.filesystem.mount-points-exclude=^/(sys|proc|dev|host|etc)($|/)",
-            ),
-            healthcheck=check,
-            mounts=(
-                Mount("/proc", "/host/proc", read_only=True),
-                Mount("/sys", "/host/sys", read_only=True),
-                Mount("/", "/rootfs", read_only=True),
-            ),
-        )
-    if c.name == "postgres-exporter":
-        return replace(
-            base,
-            environment={
-                "DATA_SOURCE_URI": "postgres:5432/${POSTGRES_DB}?sslmode=disable",
-                "DATA_SOURCE_USER": "${POSTGRES_USER}",
-                "DATA_SOURCE_PASS": "${POSTGRES_PASSWORD}",
-            },
-            healthcheck=check,
-            depends_on=("postgres",),
-        )
-    # redis-exporter: a scratch image, nothing inside to probe with (the multi-arch tag;
-    # its alpine tag is amd64 only). Prometheus watches it: TargetDown.
-    return replace(
-        base,
-        environment={"REDIS_ADDR": "redis://redis:6379", "REDIS_PASSWORD": "${REDIS_PASSWORD}"},
-        healthcheck=HealthCheck(("NONE",)),
-        depends_on=("redis",),
+        command=c.command,
+        environment=dict(c.environment),
+        healthcheck=c.healthcheck(),
+        depends_on=tuple(d for d in c.depends_on if d not in BY_NAME or d in running),
+        mounts=c.mounts,
+        drop_all_caps=c.drop_all_caps,
     )
 
 
@@ -422,7 +396,8 @@ def _names(config: Config) -> set[str]:
 
 @hookimpl
 def contribute_services(config: Config) -> list[Service]:
-    return [_service(config, c) for c in active(config)]
+    running = _names(config)
+    return [_service(config, c, running) for c in active(config)]
 
 
 @hookimpl
