@@ -83,9 +83,12 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
 
 @hookimpl
 def register_commands(app: Any) -> None:
+    from nself_sdk.commands import command_group
+
+    from .cli import HELP, PANEL
     from .cli import app as db
 
-    app.add_typer(db, rich_help_panel="Database")
+    command_group(app, "db", HELP, panel=PANEL).add_typer(db)
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """`nself db ...`: one module-level Typer app per command group, the logic in the engine
 modules of the plugin (which `nself doctor`'s checks call as well)."""
 
-from .db import app
+from .db import HELP, PANEL, app
 
-__all__ = ["app"]
+__all__ = ["HELP", "PANEL", "app"]

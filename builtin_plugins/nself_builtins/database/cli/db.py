@@ -12,11 +12,12 @@ from nself_sdk.console import info, ok
 from . import backup, migrate, pitr
 from .options import ConfirmOpt, DryRunOpt, EnvOpt, guard, resolve, size
 
-app = typer.Typer(
-    name="db",
-    help="Migrations, backups, restore, point-in-time recovery, seeds, shell.",
-    no_args_is_help=True,
-)
+HELP = "Migrations, backups, restore, point-in-time recovery, seeds, shell."
+PANEL = "Database"
+
+# Added without a name to the shared `db` group (`nself_sdk.commands.command_group`), so
+# other plugins can add their own commands to `nself db`.
+app = typer.Typer()
 
 
 @app.command("restore")
