@@ -44,8 +44,11 @@ def free_port() -> int:
 def use_standins(folder: Path, layer: str = ".env.local", **values: str) -> tuple[int, int]:
     """Point a project at the local stand-in images on free host ports; returns the
     (HTTP, HTTPS) ports. Hasura and Auth are disabled: their images (hasura/graphql-engine,
-    nhost/hasura-auth) cannot be obtained on this machine."""
+    nhost/hasura-auth) cannot be obtained on this machine. SSL_MODE is local unless given."""
     http, https = free_port(), free_port()
+    # nself's own certificate unless a test asks for ACME: staging and prod default to
+    # ACME, and a test must never reach a real CA.
+    values.setdefault("SSL_MODE", "local")
     set_env(
         folder,
         layer,

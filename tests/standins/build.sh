@@ -36,7 +36,7 @@ recipe() {
   cat "$here/$1.Dockerfile"
   [ "$1" != postgres ] || cat "$here/postgres-entrypoint.sh"
 }
-for svc in postgres nginx redis http; do
+for svc in postgres nginx redis http certbot; do
   img="nself-standin/$svc:$tag"
   sum=$(recipe "$svc" | sha256sum | cut -c1-16)
   current=$(docker image inspect -f '{{index .Config.Labels "org.nself.standin.recipe"}}' "$img" 2>/dev/null || true)

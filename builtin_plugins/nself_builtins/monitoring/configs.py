@@ -52,6 +52,7 @@ TARGETS = (
     ("postgres", "postgres-exporter", "postgres-exporter:9187", "/metrics"),
     ("redis", "redis-exporter", "redis-exporter:9121", "/metrics"),
     ("minio", "minio", "minio:9000", "/minio/v2/metrics/cluster"),
+    ("certificates", "acme", "acme:9110", "/metrics"),
 )
 
 
@@ -111,6 +112,44 @@ def _group(name: str, rules: list[Rule]) -> list[str]:
             f"      description: {q(description)}",
         ]
     return lines
+
+
+# The certificate renewer (`acme` service) exports each certificate's expiry, whether
+# nginx still serves a placeholder, and failed renewals since the last success.
+CERTIFICATE_RULES: list[Rule] = [
+    (
+        "CertificateExpired",
+        "nself_certificate_expiry_timestamp_seconds - time() < 0",
+        "1m",
+        "critical",
+        "The certificate {{ $labels.certificate }} has expired",
+        "nginx serves an expired certificate: browsers refuse the site. See `nself ssl status`.",
+    ),
+    (
+        "CertificateExpiresSoon",
+        "nself_certificate_expiry_timestamp_seconds - time() < 14 * 86400",
+        "1h",
+        "critical",
+        "The certificate {{ $labels.certificate }} expires within 14 days",
+        "It should have been renewed 30 days before expiry: renewals are failing.",
+    ),
+    (
+        "CertificateRenewalFailing",
+        "nself_certificate_renewal_failures > 0",
+        "1h",
+        "warning",
+        "Renewing the certificate {{ $labels.certificate }} fails",
+        "`nself ssl status` shows the error; `nself logs acme` each attempt.",
+    ),
+    (
+        "CertificateNotIssued",
+        "nself_certificate_placeholder == 1",
+        "2h",
+        "warning",
+        "No certificate from the CA for {{ $labels.certificate }} yet",
+        "nginx serves a self-signed placeholder: check DNS and that port 80 is reachable.",
+    ),
+]
 
 
 def alert_rules(stack: Stack) -> str:
@@ -229,6 +268,8 @@ def alert_rules(stack: Stack) -> str:
                 ],
             )
         )
+    if "acme" in running:
+        groups.append(("nself-certificates", CERTIFICATE_RULES))
     lines = [HEADER.rstrip("\n"), "groups:"]
     for name, rules in groups:
         lines += _group(name, rules)

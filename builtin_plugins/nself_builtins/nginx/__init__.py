@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from nself_builtins.shared.images import OFFICIAL_ALPINE
-from nself_builtins.shared.tls import certificate, host_of, in_ssl
+from nself_builtins.shared.tls import (
+    ACME_CERTS_VOLUME,
+    ACME_MOUNT,
+    ACME_SERVICE,
+    certificate,
+    host_of,
+    in_ssl,
+    ssl_mode,
+)
 from nself_sdk import (
     Config,
     Finding,
@@ -87,7 +95,7 @@ def _certificate_problems(config: Config) -> list[Problem]:
     the nginx container sees), present, the key private."""
     cert, key = config.text("SSL_CERTIFICATE_FILE"), config.text("SSL_CERTIFICATE_KEY_FILE")
     if not cert and not key:
-        if config.is_local:
+        if config.is_local or ssl_mode(config) == "acme":
             return []
         return [
             Problem(
@@ -275,14 +283,28 @@ def validate_config(config: Config) -> list[Problem]:
     return problems
 
 
+# nginx's start script in ACME mode (render.ACME_RUN).
+ACME_RUN = "nself-run.sh"
+
+
 def _published(config: Config, service: Service) -> Service:
     bind = _bind(config)
-    return replace(
+    service = replace(
         service,
         published=(
             PortBinding(80, config.int("NGINX_HTTP_PORT", 80), bind),
             PortBinding(443, config.int("NGINX_HTTPS_PORT", 443), bind),
         ),
+    )
+    if ssl_mode(config) != "acme":
+        return service
+    # ACME: certificates from the renewer's volume (placeholders first, so nginx waits
+    # for it), and a start script that reloads nginx when new ones land.
+    return replace(
+        service,
+        command=("sh", f"/etc/nginx/nself/{ACME_RUN}"),
+        mounts=(*service.mounts, Mount(ACME_CERTS_VOLUME, ACME_MOUNT, read_only=True)),
+        depends_on=(*service.depends_on, ACME_SERVICE),
     )
 
 
@@ -382,9 +404,14 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
     files = [GeneratedFile("nginx/nginx.conf", render.main_conf(config))]
     https_port = config.int("NGINX_HTTPS_PORT", 443)
     cert, key = certificate(config)
+    acme = ssl_mode(config) == "acme"
     files.append(
-        GeneratedFile("nginx/sites/00-default.conf", render.default_servers(https_port, cert, key))
+        GeneratedFile(
+            "nginx/sites/00-default.conf", render.default_servers(https_port, cert, key, acme)
+        )
     )
+    if acme:
+        files.append(GeneratedFile(f"nginx/{ACME_RUN}", render.ACME_RUN, 0o755))
     overridden = hand_written_names(config.project_dir)
     for route in stack.routes:
         why = render.route_problem(route, config.domain)

@@ -80,3 +80,49 @@ def covers(names: list[str], host: str) -> bool:
         ):
             return True
     return False
+
+
+# Certificates from an ACME CA live in the stack's `acme-certs` volume, written by the
+# `acme` service (the renewer) and mounted read-only into nginx here.
+ACME_MOUNT = "/etc/nginx/certs"
+ACME_CERTS_VOLUME = "acme-certs"
+ACME_SERVICE = "acme"
+
+
+def ssl_mode(config: Config) -> str:
+    """Where nginx's certificates come from: ``file`` (SSL_CERTIFICATE_FILE), ``acme``
+    (SSL_MODE=acme; SSL_MODE=auto outside dev) or ``local`` (the development one)."""
+    if config.text("SSL_CERTIFICATE_FILE"):
+        return "file"
+    mode = config.text("SSL_MODE", "auto").strip().lower()
+    if mode == "acme" or (mode == "auto" and not config.is_local):
+        return "acme"
+    return "local"
+
+
+def wildcard(config: Config) -> bool:
+    """With a DNS hook, one wildcard certificate (DNS-01) covers every host."""
+    return bool(config.text("ACME_DNS_HOOK"))
+
+
+def acme_name(config: Config, host: str) -> str:
+    """The certificate (folder under ``live/``) that covers ``host``."""
+    return f"_wildcard.{config.domain}" if wildcard(config) else host
+
+
+def acme_certificates(config: Config, hosts: list[str]) -> dict[str, list[str]]:
+    """The certificates the CA is asked for: one per routed host (HTTP-01), or one
+    wildcard for the domain and its subdomains (DNS-01)."""
+    if wildcard(config):
+        return {acme_name(config, config.domain): [config.domain, f"*.{config.domain}"]}
+    return {host: [host] for host in sorted(set(hosts))}
+
+
+def acme_files(config: Config, host: str) -> tuple[str, str]:
+    """The certificate and key nginx reads for ``host``, as the container sees them."""
+    folder = f"{ACME_MOUNT}/live/{acme_name(config, host)}"
+    return f"{folder}/fullchain.pem", f"{folder}/privkey.pem"
+
+
+def routed_hosts(routes: list[Route], domain: str) -> list[str]:
+    return sorted({host_of(route, domain) for route in routes})

@@ -1,10 +1,49 @@
-"""TLS: the certificates nginx serves for every routed host, their status and renewal."""
+"""TLS: the certificates nginx serves for every routed host, their status and renewal:
+nself's development certificate, your own, or ACME certificates (Let's Encrypt) obtained
+and renewed by the stack's ``acme`` service."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from nself_sdk import Config, Finding, Stack, hookimpl
+from nself_sdk import (
+    Config,
+    Finding,
+    GeneratedFile,
+    Problem,
+    Service,
+    Setting,
+    Stack,
+    hookimpl,
+)
+
+
+@hookimpl
+def declare_settings() -> list[Setting]:
+    from .acme import SETTINGS
+
+    return list(SETTINGS)
+
+
+@hookimpl
+def validate_config(config: Config) -> list[Problem]:
+    from .acme import validate
+
+    return validate(config)
+
+
+@hookimpl
+def contribute_services(config: Config) -> list[Service]:
+    from .acme import services
+
+    return services(config)
+
+
+@hookimpl
+def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
+    from .acme import files
+
+    return files(config, stack)
 
 
 @hookimpl
@@ -14,19 +53,28 @@ def register_commands(app: Any) -> None:
     app.add_typer(ssl_app, name="ssl", rich_help_panel="Run")
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def stack_started(config: Config, stack: Stack, runtime: Any, services: list[str]) -> None:
-    """After nginx started: say so when the certificate it serves has expired, misses a
-    routed host or expires within 30 days, so a failed renewal is not silent."""
+    """Before nginx reloads (this runs first): placeholders for hosts the build added,
+    so the new configuration names files that exist. After nginx started: say so when a
+    certificate has expired, misses a host or is failing to renew: never silent."""
+    from nself_builtins.shared.tls import ACME_SERVICE, ssl_mode
+    from nself_sdk.console import info, warn
+
+    acme = ssl_mode(config) == "acme"
+    if acme and ACME_SERVICE in services:
+        runtime.exec(ACME_SERVICE, ["python3", "/nself/renewer.py", "prepare"])
     if "nginx" not in services:
         return
-    from nself_sdk.console import warn
-
     from .checks import ssl_findings
 
     for finding in ssl_findings(config, stack):
-        if finding.level != "ok":
-            warn(f"certificate: {finding.message}", finding.hint)
+        if finding.level == "ok":
+            continue
+        if acme and "placeholder" in finding.message and "next try" not in finding.message:
+            info(f"certificates: {finding.message.split(':')[0]} is being obtained from the CA")
+            continue
+        warn(f"certificate: {finding.message}", finding.hint)
 
 
 @hookimpl

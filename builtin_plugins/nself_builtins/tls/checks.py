@@ -1,4 +1,4 @@
-"""The ``ssl`` check of ``nself doctor``: the certificate nginx serves."""
+"""The ``ssl`` check of ``nself doctor``: the certificates nginx serves."""
 
 from __future__ import annotations
 
@@ -7,9 +7,35 @@ from typing import Any
 from .certs import certificate_report
 
 
-def ssl_findings(config: Any, stack: Any) -> list[Any]:
+def acme_findings(config: Any) -> list[Any]:
+    """Each ACME certificate as the renewer sees it: expired, a placeholder, failing."""
+    from nself_builtins.shared.certificates import certificate_status
     from nself_sdk import Finding, NselfError
 
+    from .report import problems
+
+    try:
+        rows = certificate_status(config)
+    except NselfError as exc:
+        return [Finding("ssl", "error", f"certificates not checked: {exc.message}", exc.hint)]
+    findings = []
+    hint = "fix what it names, then `nself ssl renew`; `nself logs acme` shows each attempt"
+    for row in rows:
+        found = problems(row)
+        for level, text in found:
+            findings.append(Finding("ssl", level, text, hint))  # type: ignore[arg-type]
+        if not found:
+            until = f"valid until {row['not_after'][:10]} ({row['days_left']} days)"
+            findings.append(Finding("ssl", "ok", f"{row['name']}: from the CA, {until}"))
+    return findings
+
+
+def ssl_findings(config: Any, stack: Any) -> list[Any]:
+    from nself_builtins.shared.tls import ssl_mode
+    from nself_sdk import Finding, NselfError
+
+    if ssl_mode(config) == "acme":
+        return acme_findings(config)
     try:
         report = certificate_report(config.project_dir, config, stack)
     except NselfError as exc:

@@ -1,27 +1,48 @@
-"""``nself ssl status|generate|install``: the Typer surface, loaded only to register it."""
+"""``nself ssl status|renew|revoke|generate|install``: the Typer surface, loaded only to
+register it. The work is done by plain functions (``shared.certificates``, ``certs``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .certs import certificate_report, issue
 
-app = typer.Typer(help="Certificates nginx serves: status, development ones.", no_args_is_help=True)
+app = typer.Typer(
+    help="Certificates nginx serves: status, ACME renewal, development ones.",
+    no_args_is_help=True,
+)
+EnvOption = Annotated[
+    str | None, typer.Option("--env", help="local, staging or prod (its server when deployed).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable.")]
+
+
+def _config(env: str | None) -> Any:
+    from nself_sdk import find_project, load_config
+
+    return load_config(find_project(), env)
 
 
 @app.command("status")
-def status(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
-) -> None:
-    """The certificate in use: issuer, names, expiry (exit 1: expired, or a host missing)."""
+def status(env: EnvOption = None, as_json: JsonOption = False) -> None:
+    """Per host: issuer, expiry, days left, last renewal and its error (exit 1: expired,
+    a host without a certificate, or a failed renewal)."""
+    from nself_builtins.shared.tls import ssl_mode
     from nself_sdk import NselfError, find_project, plan
-    from nself_sdk.console import emit_json, info, ok, warn
 
     folder = find_project()
-    the_plan = plan(folder)
+    the_plan = plan(folder, env)
+    if ssl_mode(the_plan.config) == "acme":
+        from .report import acme_status
+
+        acme_status(the_plan.config, as_json)
+        return
+    from nself_sdk.console import emit_json, info, ok, warn
+
     report = certificate_report(folder, the_plan.config, the_plan.stack)
+    report["mode"] = ssl_mode(the_plan.config)
     if as_json:
         emit_json(report)
     else:
@@ -40,6 +61,54 @@ def status(
             "locally: `nself ssl generate`; elsewhere: install a certificate for these hosts "
             "and set SSL_CERTIFICATE_FILE and SSL_CERTIFICATE_KEY_FILE",
         )
+
+
+@app.command("renew")
+def renew(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Only these hosts (default: every one).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Renew even certificates that are not due.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Obtain test certificates from the staging CA; install nothing."
+        ),
+    ] = False,
+    env: EnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Obtain or renew ACME certificates now: those due (30 days before expiry), all with
+    --force. New ones are loaded into nginx after `nginx -t` (exit 1: one failed)."""
+    from nself_builtins.shared.certificates import renew_certificates
+
+    from .report import show_renewal
+
+    config = _config(env)
+    results = renew_certificates(config, force=force, dry_run=dry_run, only=tuple(names or ()))
+    show_renewal(results, as_json, dry_run)
+
+
+@app.command("revoke")
+def revoke(
+    name: Annotated[str, typer.Argument(help="The host whose certificate is revoked.")],
+    env: EnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a host's certificate at the CA (e.g. its key leaked), then obtain a new one
+    with a new key at once."""
+    from nself_builtins.shared.certificates import renew_certificates, revoke_certificate
+    from nself_sdk.console import ok
+
+    from .report import show_renewal
+
+    config = _config(env)
+    revoked = revoke_certificate(config, name)
+    if not as_json:
+        ok(f"{name}: certificate {revoked['serial']} revoked")
+    show_renewal(renew_certificates(config, only=(name,)), as_json, False)
 
 
 @app.command("generate")

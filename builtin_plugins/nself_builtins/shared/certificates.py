@@ -1,0 +1,110 @@
+"""ACME certificates of a running stack, driven from the CLI: status, renew, revoke.
+
+The work happens in the stack's ``acme`` service (``renewer.py``), where the account key
+and certificates live, locally or on the environment's server alike; this module runs
+its commands through the runtime and loads what they renewed into nginx (tested first).
+
+``renew_certificates(config)`` is the one call for "obtain or renew this project's
+certificates now" (``nself ssl renew``, ``nself install``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from nself_sdk import Config, NselfError
+
+from .tls import ACME_SERVICE, ssl_mode
+
+RENEWER = ("python3", "/nself/renewer.py")
+
+
+def _running(rt: Any, config: Config, *services: str) -> None:
+    states = {s.name: s for s in rt.status()}
+    for name in services:
+        state = states.get(name)
+        if state is None or not state.running:
+            raise NselfError(
+                f"the {name} service of {config.env} is not running",
+                "start the stack: nself start (certificates are obtained through it)"
+                if config.is_local
+                else f"deploy it: nself deploy {config.env}",
+            )
+
+
+def renewer(config: Config) -> Any:
+    """The runtime of ``config``'s stack, once its renewer is known to run."""
+    from nself_sdk import runtime
+
+    if ssl_mode(config) != "acme":
+        raise NselfError(
+            f"{config.env} does not use ACME certificates (SSL_MODE={config.text('SSL_MODE')})",
+            "set SSL_MODE=acme (or auto outside dev), without SSL_CERTIFICATE_FILE",
+        )
+    rt = runtime(config)
+    _running(rt, config, ACME_SERVICE)
+    return rt
+
+
+def ask(rt: Any, *args: str) -> Any:
+    """Run one renewer command in the running service; its JSON answer."""
+    done = rt.exec(ACME_SERVICE, [*RENEWER, *args])
+    try:
+        answer = json.loads(done.output.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        said = (done.stderr.decode("utf-8", "replace") + done.output).strip().splitlines()
+        raise NselfError(
+            f"the certificate renewer did not answer: {said[-1] if said else 'no output'}",
+            "see `nself logs acme`",
+        ) from None
+    if isinstance(answer, dict) and "error" in answer:
+        raise NselfError(answer["error"], "see `nself ssl status` and `nself logs acme`")
+    return answer
+
+
+def certificate_status(config: Config) -> list[dict[str, Any]]:
+    """Every certificate the stack needs: names, issuer, expiry, renewal state."""
+    result: list[dict[str, Any]] = ask(renewer(config), "status")
+    return result
+
+
+def renew_certificates(
+    config: Config, *, force: bool = False, dry_run: bool = False, only: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Obtain or renew ``config``'s certificates now, through the running stack.
+
+    Each result has ``name``, ``names``, ``action`` (renewed, not-due, waiting, failed,
+    dry-run-ok), ``reason`` and, when it failed or waits, ``error`` and ``until``. New
+    certificates are loaded into nginx (``nginx -t`` first; a failed test keeps the
+    loaded ones and raises). Failures are in the results, not raised.
+    """
+    rt = renewer(config)
+    if not config.text("ACME_DNS_HOOK"):
+        _running(rt, config, "nginx")  # HTTP-01 is answered by nginx
+    args = ["renew", *(["--force"] if force else []), *(["--dry-run"] if dry_run else [])]
+    for name in only:
+        args += ["--only", name]
+    results: list[dict[str, Any]] = ask(rt, *args)
+    if any(r.get("action") == "renewed" for r in results):
+        reload_nginx(rt)
+    return results
+
+
+def revoke_certificate(config: Config, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = ask(renewer(config), "revoke", name)
+    return result
+
+
+def reload_nginx(rt: Any) -> None:
+    from .nginx import is_running, reload_running, tested
+
+    if not is_running(rt):
+        return
+    why = tested(rt, True)
+    if why is not None:
+        raise NselfError(
+            f"nginx keeps its loaded certificates: the new ones fail nginx -t: {why}",
+            "see `nself nginx test`",
+        )
+    reload_running(rt)
