@@ -179,7 +179,8 @@ def test_the_first_start_obtains_a_certificate_per_host(site: Site, nself: Run) 
     # Keys are private in the volumes; the account keys' folder is the renewer's alone.
     modes = in_renewer(
         site, "sh", "-c",
-        f"stat -c '%a %n' /certs/live/{API}/privkey.pem /acme /acme/accounts/*/key.pem",
+        f"stat -c '%a %n' /etc/letsencrypt/live/{API}/privkey.pem /var/lib/letsencrypt "
+        "/var/lib/letsencrypt/accounts/*/key.pem",
     )  # fmt: skip
     assert modes.returncode == 0, modes.stderr
     assert [line.split()[0] for line in modes.stdout.splitlines()] == ["600", "700", "600"]

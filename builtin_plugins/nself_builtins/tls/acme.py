@@ -1,16 +1,9 @@
 """Certificates from an ACME CA (Let's Encrypt by default): the settings, their checks,
 and the ``acme`` service that obtains and renews them inside the stack.
 
-The renewer (``renewer.py``, copied into the project as ``acme/renewer.py``) runs in
-the certbot image, whose Python carries certbot's own ``acme`` library. Image contract
-of ``certbot/certbot`` (upstream ``tools/docker/Dockerfile`` of certbot/certbot):
-``FROM python:3.x-alpine``, so ``python3`` and busybox ``sh``/``wget`` are on PATH;
-``acme``, ``josepy``, ``cryptography`` and ``requests`` are installed (certbot's own
-dependencies, ``pip install --editable src/acme src/certbot``); ``openssl`` and
-``ca-certificates`` from apk; it runs as root, ``ENTRYPOINT ["certbot"]`` (replaced
-here), ``WORKDIR /opt/certbot``, volumes ``/etc/letsencrypt`` and
-``/var/lib/letsencrypt`` (unused here). The test stand-in
-(``tests/standins/certbot.Dockerfile``) is Debian's ``python3-acme`` on the same terms.
+The renewer (``renewer.py``, copied into the project as ``acme/renewer.py``) runs in the
+certbot image, whose Python carries certbot's own ``acme`` library (contract below; the
+test stand-in, ``tests/standins/certbot.Dockerfile``, is Debian's certbot on its terms).
 """
 
 from __future__ import annotations
@@ -27,9 +20,38 @@ from nself_builtins.shared.tls import (
     ssl_mode,
     wildcard,
 )
-from nself_sdk import Config, GeneratedFile, HealthCheck, Mount, Problem, Service, Setting, Stack
+from nself_sdk import (
+    Config,
+    GeneratedFile,
+    HealthCheck,
+    ImageContract,
+    Mount,
+    Problem,
+    Service,
+    Setting,
+    Stack,
+)
 
 IMAGE = "certbot/certbot:v5.7.0"
+CERTBOT = ImageContract(
+    image=IMAGE,
+    source=(
+        # FROM python:3.x-alpine; no USER (root); apk openssl ca-certificates; certbot and
+        # its acme library pip-installed; ENTRYPOINT certbot; EXPOSE 80 443; VOLUMEs.
+        "https://github.com/certbot/certbot/blob/v5.7.0/tools/docker/Dockerfile",
+        # tags vX.Y.Z are manifests of the amd64, arm32v6 and arm64v8 images
+        "https://github.com/certbot/certbot/blob/v5.7.0/tools/docker/deploy_manifests.sh",
+        "https://github.com/certbot/certbot/blob/v5.7.0/tools/docker/lib/common",
+    ),
+    user=0,
+    capabilities=(),  # the renewer writes only to the image's volumes (root-owned)
+    writable=("/etc/letsencrypt", "/var/lib/letsencrypt"),
+    tools=("python3", "sh", "wget", "openssl", "certbot"),
+    ports=(80, 443),
+    platforms=("linux/amd64", "linux/arm/v6", "linux/arm64"),
+    notes="nself replaces the entrypoint with python3 /nself/renewer.py (acme, josepy, "
+    "cryptography and requests are certbot's own dependencies in the image)",
+)
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
@@ -206,12 +228,13 @@ def services(config: Config) -> list[Service]:
             ),
             mounts=(
                 Mount(f"./{FOLDER}", "/nself", read_only=True),
-                Mount("acme-account", "/acme"),
-                Mount(ACME_CERTS_VOLUME, "/certs"),
+                Mount("acme-account", "/var/lib/letsencrypt"),
+                Mount(ACME_CERTS_VOLUME, "/etc/letsencrypt"),
             ),
             read_only=True,
             tmpfs=("/tmp",),
             stop_grace_period="10s",
+            contract=CERTBOT,
         )
     ]
 

@@ -13,8 +13,8 @@ standard library and those.
     renewer.py prepare             placeholders for certificates that do not exist yet
     renewer.py health              exit 0 when every certificate nginx needs exists
 
-Volumes: ``/acme`` (private: account keys, renewal state, lock) and ``/certs`` (shared
-with nginx, read-only there: ``live/NAME -> archive/NAME/STAMP/{fullchain,privkey}.pem``,
+Volumes (the certbot image's own): ``/var/lib/letsencrypt`` (private: account keys,
+renewal state, lock) and ``/etc/letsencrypt`` (shared with nginx, read-only there: ``live/NAME -> archive/NAME/STAMP/{fullchain,privkey}.pem``,
 ``challenges/`` for HTTP-01, and ``generation``, bumped after each install so nginx's
 watcher tests and reloads). The list of certificates is ``/nself/certificates.json``.
 """
@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-STATE = Path(os.environ.get("ACME_STATE_DIR", "/acme"))
-CERTS = Path(os.environ.get("ACME_CERTS_DIR", "/certs"))
+STATE = Path(os.environ.get("ACME_STATE_DIR", "/var/lib/letsencrypt"))
+CERTS = Path(os.environ.get("ACME_CERTS_DIR", "/etc/letsencrypt"))
 PLAN = Path(os.environ.get("ACME_PLAN", "/nself/certificates.json"))
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 # Failed attempts wait 10 min, 20 min, 40 min, ... up to a day (±20 %), so one broken
@@ -460,7 +460,7 @@ def run_hook(action: str, domain: str, record: str, value: str) -> None:
 
 def obtain(account: Account, names: list[str], key_pem: bytes) -> bytes:
     """Order a certificate for ``names`` and answer its challenges: HTTP-01 through
-    nginx (files in ``/certs/challenges``), or DNS-01 through ``ACME_DNS_HOOK``."""
+    nginx (files in ``challenges/``), or DNS-01 through the DNS hook."""
     from acme import challenges, crypto_util, errors, messages
 
     dns = bool(settings().get("dns_hook"))
