@@ -144,6 +144,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         CS_2_SUBDOMAIN="shop",
         ACME_IMAGE=standin("certbot"),
         ACME_DIRECTORY_URL=pebble.directory,
+        ACME_STAGING_DIRECTORY_URL=pebble.directory,
         ACME_CA_BUNDLE="acme-ca.pem",
         ACME_EMAIL="ops@example.test",
     )
@@ -197,6 +198,13 @@ def test_renewal_when_due_by_the_service_and_by_hand(site: Site, nself: Run) -> 
     result = nself("ssl", "renew", "--json", cwd=site.folder)
     assert result.code == 0, result.output
     assert {r["action"] for r in json.loads(result.out)["results"]} == {"not-due"}
+    # --dry-run: the staging CA (pebble here too) issues, nothing is installed or recorded.
+    _code, earlier = status(nself, site)
+    result = nself("ssl", "renew", "--dry-run", "--json", cwd=site.folder)
+    assert result.code == 0, result.output
+    assert {r["action"] for r in json.loads(result.out)["results"]} == {"dry-run-ok"}
+    assert {host: serial(site, host) for host in (API, SHOP)} == before
+    assert status(nself, site)[1]["certificates"] == earlier["certificates"]
     orders = site.pebble.orders()
 
     # 45-day certificates are due when renewed 50 days ahead: the running service sees

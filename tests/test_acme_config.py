@@ -97,3 +97,68 @@ def test_bad_acme_settings_stop_the_build(
     assert result.code == 1 and said in result.err, result.output
     assert "Traceback" not in result.output
     assert not (project / "docker-compose.yml").exists()
+
+
+def test_certificate_alerts_fire(project: Path, nself: Run, tmp_path: Path) -> None:
+    """The monitoring stack's rules over the renewer's metrics, run by the real promtool."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    if shutil.which("promtool") is None:
+        pytest.fail("promtool is missing (Debian: prometheus; scripts/test installs it)")
+    set_env(project, SSL_MODE="acme", MONITORING_ENABLED="true")
+    assert nself("build", cwd=project).code == 0
+    prometheus = (project / "monitoring/prometheus/prometheus.yml").read_text()
+    assert "- acme:9110" in prometheus
+    rules = project / "monitoring/prometheus/rules/nself.yml"
+    series = 'nself_certificate_{}{{certificate="api.local.nself.org"}}'
+    defined = {
+        rule["alert"]: rule
+        for group in yaml.safe_load(rules.read_text())["groups"]
+        for rule in group["rules"]
+    }
+
+    def labels(name: str) -> dict[str, str]:
+        return {"certificate": "api.local.nself.org", **defined[name]["labels"]}
+
+    def said(name: str) -> dict[str, str]:
+        text = defined[name]["annotations"]
+        return {k: v.replace("{{ $labels.certificate }}", "api.local.nself.org")
+                for k, v in text.items()}  # fmt: skip
+
+    spec = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # expired at t=0; one failure since t=0; placeholder the whole time
+                    {"series": series.format("expiry_timestamp_seconds"), "values": "0x200"},
+                    {"series": series.format("renewal_failures"), "values": "1x200"},
+                    {"series": series.format("placeholder"), "values": "1x200"},
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": f"{minutes}m",
+                        "alertname": name,
+                        "exp_alerts": [{"exp_labels": labels(name), "exp_annotations": said(name)}],
+                    }
+                    for name, minutes in (
+                        ("CertificateExpired", 5),
+                        ("CertificateExpiresSoon", 90),
+                        ("CertificateRenewalFailing", 90),
+                        ("CertificateNotIssued", 150),
+                    )
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "certificates.test.yml"
+    test_file.write_text(yaml.safe_dump(spec))
+    checked = subprocess.run(
+        ["promtool", "test", "rules", str(test_file)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -16,7 +16,7 @@ import pytest
 from acme_ca import Pebble, pebble_bin  # noqa: F401  (the fixture)
 from conftest import Result, set_env, standin, use_standins
 from sshd import SshServer, ssh_server  # noqa: F401  (the fixture)
-from test_acme import Site, serial, verified, wait_for
+from test_acme import Site, serial, served, verified, wait_for
 from test_runtime_e2e import remove_project
 
 pytestmark = [
@@ -67,7 +67,6 @@ def test_the_first_deploy_obtains_certificates(
     )
     assert nself("secrets", "generate", "--env", "staging", cwd=folder).code == 0
     site = Site(folder, name, http, https, pebble)
-    host = f"api.{DOMAIN}"
     try:
         result = nself("deploy", "staging", cwd=folder)
         assert result.code == 0, result.output
@@ -78,6 +77,11 @@ def test_the_first_deploy_obtains_certificates(
             return shown.code == 0 and bool(rows) and not rows[0]["placeholder"]
 
         wait_for(issued, 120, "the server's first certificate")
+        shown = nself("ssl", "status", "--env", "staging", "--json", cwd=folder)
+        (host,) = (row["name"] for row in json.loads(shown.out)["certificates"])
+        assert host.startswith("api.") and host.endswith(DOMAIN)  # staging's own domain
+        # nginx's own watcher loads it within seconds (nothing on the server runs nself).
+        wait_for(lambda: "Pebble" in str(served(site, host).issuer), 30, "nginx to load it")
         verified(site, host)  # served by the release's nginx, chained to pebble's root
         first = serial(site, host)
 

@@ -14,9 +14,11 @@ standard library and those.
     renewer.py health              exit 0 when every certificate nginx needs exists
 
 Volumes (the certbot image's own): ``/var/lib/letsencrypt`` (private: account keys,
-renewal state, lock) and ``/etc/letsencrypt`` (shared with nginx, read-only there: ``live/NAME -> archive/NAME/STAMP/{fullchain,privkey}.pem``,
-``challenges/`` for HTTP-01, and ``generation``, bumped after each install so nginx's
-watcher tests and reloads). The list of certificates is ``/nself/certificates.json``.
+renewal state, lock) and ``/etc/letsencrypt`` (shared with nginx, read-only there):
+``live/NAME`` links to ``archive/NAME/STAMP/`` with ``fullchain.pem`` and ``privkey.pem``,
+``challenges/`` holds HTTP-01 tokens, and ``generation`` is bumped after each install so
+nginx's watcher tests and reloads. The list of certificates is
+``/nself/certificates.json``.
 """
 
 from __future__ import annotations
@@ -157,10 +159,9 @@ def settings() -> dict[str, Any]:
 class Failure(Exception):
     """A renewal that did not work, with the reason people read."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.retry_after = retry_after
 
 
 @dataclass
