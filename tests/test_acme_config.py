@@ -70,7 +70,7 @@ def test_a_wildcard_with_a_dns_hook(project: Path, nself: Run) -> None:
     }
     assert data["dns_hook"] == "/nself/dns-hook" and files["acme/dns-hook"].mode == 0o755
     acme = built.stack.service("acme")
-    assert acme is not None and acme.environment["TOKEN"] == "${ACME_DNS_ENV_TOKEN}"
+    assert acme is not None and acme.environment["ACME_DNS_ENV_TOKEN"] == "${ACME_DNS_ENV_TOKEN}"
     assert "live/_wildcard.local.nself.org/" in str(files["nginx/sites/shop.conf"].content)
 
 

@@ -47,6 +47,9 @@ CERTBOT = ImageContract(
     capabilities=(),  # the renewer writes only to the image's volumes (root-owned)
     writable=("/etc/letsencrypt", "/var/lib/letsencrypt"),
     tools=("python3", "sh", "wget", "openssl", "certbot"),
+    # Python's own, and what the renewer nself runs in it reads (the DNS hook's are
+    # ACME_DNS_ENV_*); certbot itself reads no variables.
+    env=("PYTHON*", "ACME_*", "REQUESTS_CA_BUNDLE"),
     ports=(80, 443),
     platforms=("linux/amd64", "linux/arm/v6", "linux/arm64"),
     notes="nself replaces the entrypoint with python3 /nself/renewer.py (acme, josepy, "
@@ -210,7 +213,9 @@ def services(config: Config) -> list[Service]:
     if ssl_mode(config) != "acme":
         return []
     environment = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
-    environment.update({k: f"${{ACME_DNS_ENV_{k}}}" for k in config.prefixed("ACME_DNS_ENV_")})
+    # The DNS hook's own variables: the renewer hands them over without the prefix.
+    for key in config.prefixed("ACME_DNS_ENV_"):
+        environment[f"ACME_DNS_ENV_{key}"] = f"${{ACME_DNS_ENV_{key}}}"
     return [
         Service(
             name=ACME_SERVICE,

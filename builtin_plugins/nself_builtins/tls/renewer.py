@@ -448,8 +448,15 @@ def wait_for_nginx(seconds: float) -> bool:
 def run_hook(action: str, domain: str, record: str, value: str) -> None:
     """``HOOK present|cleanup DOMAIN RECORD VALUE``: the user's DNS provider step."""
     hook = str(settings().get("dns_hook") or "")
+    prefix = "ACME_DNS_ENV_"  # ACME_DNS_ENV_TOKEN reaches the hook as TOKEN
+    env = dict(os.environ)
+    env.update({k[len(prefix) :]: v for k, v in os.environ.items() if k.startswith(prefix)})
     done = subprocess.run(
-        [hook, action, domain, record, value], capture_output=True, text=True, timeout=300
+        [hook, action, domain, record, value],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     if done.returncode != 0:
         said = (done.stderr or done.stdout).strip().splitlines()[-1:]
