@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port
+from docker_helpers import free_port
 
 
 def gateway() -> str:

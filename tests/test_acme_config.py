@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, set_env
 from nself_sdk import plan
 from nself_sdk.contract import problems
+from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
 
