@@ -450,3 +450,25 @@ def test_status_names_missing_settings(project: Path, tmp_path: Path, nself: Run
     (row,) = json.loads(result.out)
     assert row["name"] == "keyed" and row["missing"] == ["KEYED_API_URL"]
     assert row["port"] == 3820
+
+
+def test_status_shows_the_url_the_stack_publishes(
+    project: Path, tmp_path: Path, nself: Run, nself_plugins: Callable[..., None]
+) -> None:
+    import json
+
+    from nself_sdk import hookimpl
+
+    install_folder(project, make_bundle(tmp_path, "routed", extra='[route]\nsubdomain = "rt"\n'))
+    (project / ".env.local").write_text("NGINX_HTTPS_PORT=8443\n")
+    (row,) = json.loads(nself("plugin", "status", "--json", cwd=project).out)
+    assert row["url"] == "https://rt.local.nself.org:8443"
+
+    class Tunnel:  # publishes the stack somewhere else: its URLs are the ones to show
+        @hookimpl(tryfirst=True)
+        def contribute_urls(self, config: object, stack: object) -> dict[str, str]:
+            return {"routed": "https://routed.tunnel.example"}
+
+    nself_plugins(tunnel=Tunnel())
+    (row,) = json.loads(nself("plugin", "status", "--json", cwd=project).out)
+    assert row["url"] == "https://routed.tunnel.example"

@@ -148,3 +148,18 @@ def test_rotating_the_database_password_needs_the_running_database(project: Path
     assert result.code == 1
     assert "stored inside the database" in result.err and "nself start" in result.err
     assert {p: (project / p).read_bytes() for p in before} == before
+
+
+def test_audit_checks_the_env_computed_kept_builds_hold(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    assert nself("build", cwd=project).code == 0
+    set_env(project, ".env.local", REDIS_ENABLED="true")  # .env.computed changes: it is kept
+    assert nself("build", cwd=project).code == 0
+    [kept] = (project / ".nself" / "generations").glob("*/files/.env.computed")
+    assert nself("secrets", "audit", cwd=project).code == 0
+    kept.chmod(0o640)
+    result = nself("secrets", "audit", "--json", cwd=project)
+    assert result.code == 1
+    rel = kept.relative_to(project).as_posix()
+    assert {(f["kind"], f["name"]) for f in json.loads(result.out)["findings"]} == {
+        ("readable", rel)
+    }

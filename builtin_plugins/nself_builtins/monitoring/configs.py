@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from nself_builtins.shared.urls import public_url
 from nself_sdk import Config, GeneratedFile, Stack
 
 GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
@@ -22,9 +23,7 @@ def q(value: str) -> str:
 
 
 def grafana_url(config: Config) -> str:
-    port = config.int("NGINX_HTTPS_PORT", 443)
-    suffix = "" if port == 443 else f":{port}"
-    return f"https://{config.text('GRAFANA_SUBDOMAIN', 'monitor')}.{config.domain}{suffix}"
+    return public_url(config, config.text("GRAFANA_SUBDOMAIN", "monitor"))
 
 
 def email_relay(config: Config) -> str | None:

@@ -17,6 +17,7 @@ from nself_builtins.shared.tls import (
     in_ssl,
     ssl_mode,
 )
+from nself_builtins.shared.urls import public_url
 from nself_sdk import (
     Config,
     Finding,
@@ -176,12 +177,10 @@ def contribute_env(config: Config) -> dict[str, str]:
 def contribute_urls(config: Config, stack: Stack) -> dict[str, str]:
     """``https://SUBDOMAIN.BASE_DOMAIN`` of every route (the domain itself for ``*``), with
     the public HTTPS port when it is not 443."""
-    port = config.text("PUBLIC_HTTPS_PORT", "443")
-    suffix = "" if port == "443" else f":{port}"
     urls: dict[str, str] = {}
     for route in stack.routes:
-        host = config.domain if route.subdomain == "*" else f"{route.subdomain}.{config.domain}"
-        urls[route.service or route.subdomain] = f"https://{host}{suffix}"
+        subdomain = "" if route.subdomain == "*" else route.subdomain
+        urls[route.service or route.subdomain] = public_url(config, subdomain)
     return urls
 
 

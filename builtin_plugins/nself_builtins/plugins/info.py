@@ -53,7 +53,7 @@ def plugin_rows(project: Path | None, show_all: bool) -> list[dict[str, Any]]:
 
 def status_rows(project: Path) -> list[dict[str, Any]]:
     """Each bundle: version, port, URL, missing required settings, container health."""
-    from nself_sdk import load_config, plugin_manager, public_urls, runtime
+    from nself_sdk import load_config, plugin_manager, public_urls, runtime, stack
 
     from . import loaded_bundles
 
@@ -71,18 +71,12 @@ def status_rows(project: Path) -> list[dict[str, Any]]:
                 )
         except NselfError as exc:
             states = {"*": f"unknown ({exc.message})"}
+    urls = public_urls(config, stack(config, pm)) if bundles else {}
     rows = []
     for plugin in bundles:
         m = plugin.manifest
         port = plugin.port(config)
-        url = None
-        if m.route is not None:
-            suffix = (
-                ""
-                if config.text("PUBLIC_HTTPS_PORT", "443") == "443"
-                else (":" + config.text("PUBLIC_HTTPS_PORT"))
-            )
-            url = f"https://{m.route.subdomain}.{config.domain}{suffix}"
+        url = urls.get(plugin.host) if m.route is not None else None
         if m.service is None:
             health = "no service"
         else:
@@ -97,7 +91,6 @@ def status_rows(project: Path) -> list[dict[str, Any]]:
                 "missing": plugin.missing_settings(config),
             }
         )
-    del public_urls
     return rows
 
 

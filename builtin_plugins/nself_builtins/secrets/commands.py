@@ -164,7 +164,8 @@ def _mode(path: Path) -> int:
 
 def _readable_files(project: Path) -> list[Path]:
     candidates = [project / SECRETS, project / COMPUTED]
-    candidates += sorted((project / ".nself" / "generations").glob(f"*/{COMPUTED}"))
+    # The kept builds (the generations plugin's .nself/generations/NNNNNN/files/).
+    candidates += sorted((project / ".nself" / "generations").glob(f"*/files/{COMPUTED}"))
     return [p for p in candidates if p.is_file()]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from nself_builtins.shared.urls import public_url
 from nself_sdk import (
     Config,
     HealthCheck,
@@ -59,20 +60,14 @@ def console_routed(config: Config) -> bool:
     return config.flag("STORAGE_CONSOLE_ENABLED", config.is_local)
 
 
-def _public(config: Config, subdomain: str) -> str:
-    port = config.int("NGINX_HTTPS_PORT", 443)
-    suffix = "" if port == 443 else f":{port}"
-    return f"https://{subdomain}.{config.domain}{suffix}"
-
-
 def _env(config: Config) -> dict[str, str]:
-    public = _public(config, config.text("STORAGE_SUBDOMAIN", "storage"))
+    public = public_url(config, config.text("STORAGE_SUBDOMAIN", "storage"))
     return {
         "S3_ENDPOINT": "http://minio:9000",
         "S3_PUBLIC_ENDPOINT": public,
         "S3_REGION": config.text("STORAGE_REGION", "us-east-1"),
         "MINIO_SERVER_URL": public,
-        "MINIO_BROWSER_REDIRECT_URL": _public(
+        "MINIO_BROWSER_REDIRECT_URL": public_url(
             config, config.text("STORAGE_CONSOLE_SUBDOMAIN", "storage-console")
         ),
     }
