@@ -33,9 +33,6 @@ LABEL_HINT = (
     "use one DNS label (one level below BASE_DOMAIN, no '.'): 1-63 lowercase letters, "
     "digits and '-', not starting or ending with '-' (e.g. api)"
 )
-DOMAIN_HINT = (
-    "use a lowercase DNS name: labels of letters, digits and '-' joined by '.' (e.g. example.com)"
-)
 
 
 def is_label(value: str) -> bool:
