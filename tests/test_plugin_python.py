@@ -116,18 +116,22 @@ class Echo:
 def test_plugin_objects_and_bundles_in_one_stack(
     tmp_path: Path, nself_stack: StackFactory, nself: Run
 ) -> None:
-    import nself_builtins.redis
+    import nself_builtins.custom
 
     bundle = make_bundle(tmp_path / "b", "hello")
-    stack = nself_stack(Echo(), nself_builtins.redis, bundle, env={"REDIS_ENABLED": "true"})
+    # The custom plugin is installed: given again, it is left as it is (not registered
+    # twice, which pluggy would refuse).
+    env = {"CS_1_NAME": "api", "CS_1_IMAGE": "nself-standin/http:3", "CS_1_PORT": "8001"}
+    stack = nself_stack(Echo(), nself_builtins.custom, bundle, env=env)
     assert stack.service("echo")["image"] == "nself-standin/http:3"
     assert stack.port("hello") in range(3820, 3850)
-    assert "redis" in {s.name for s in stack.services}  # an installed plugin, given again
+    assert "api" in {s.name for s in stack.services}
     # The object takes part in every run of the test, found as an installed plugin is.
     listed = nself("plugin", "list", "--json", cwd=stack.project)
     assert listed.code == 0, listed.output
     kinds = {row["name"]: row["kind"] for row in json.loads(listed.out)}
     assert kinds["echo"] == "python" and kinds["hello"] == "bundle"
+    assert "nself_builtins.custom" not in kinds
 
 
 def test_a_given_plugin_is_gone_after_its_test(tmp_path: Path) -> None:

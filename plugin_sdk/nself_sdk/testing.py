@@ -35,7 +35,7 @@ plugins load when a fixture first runs nself.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -247,11 +247,11 @@ def nself_env(nself_project: Path) -> Callable[..., None]:
 @pytest.fixture
 def nself_plugins(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., None]]:
+) -> Callable[..., None]:
     """Make plugin objects (a module, or any object with ``@hookimpl`` functions) part of
-    every nself run for the rest of the test: ``nself_plugins(my_plugin, other=obj)``."""
-    given = _Given(tmp_path_factory.mktemp("nself-plugins"), monkeypatch)
-    yield given.add
+    every nself run for the rest of the test: ``nself_plugins(my_plugin, other=obj)``.
+    ``monkeypatch`` takes them away again."""
+    return _Given(tmp_path_factory.mktemp("nself-plugins"), monkeypatch).add
 
 
 @pytest.fixture
