@@ -106,7 +106,7 @@ def test_ping_api_runs_as_cs1_on_the_stack(
     with (project / ".env.dev").open("a") as out:
         out.write(lines)
     name = f"c2ping{uuid.uuid4().hex[:8]}"
-    pem = base64.b64encode(keys.private_pem(trust.license)).decode()
+    pem = base64.b64encode(keys.private_pem(trust.ping)).decode()
     set_env(project, ".env.local", PROJECT_NAME=name, PING_SIGNING_KEY=pem, PING_REVOKED="lic_gone")
     monkeypatch.setenv(keys.TEST_KEYS_VAR, str(trust.file))
     try:
@@ -126,7 +126,9 @@ def test_ping_api_runs_as_cs1_on_the_stack(
         ip = next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"]
         now = int(time.time())
         for lid, status in (("lic_ok", "valid"), ("lic_gone", "revoked")):
-            key = licensing.issue(trust.license, lid, issued=now - 5, expires=now + 3600)
+            key = licensing.issue(
+                trust.license, lid, plugins=("ai",), issued=now - 5, expires=now + 3600
+            )
             answer = licensing.ask(f"http://{ip}:8001", licensing.parse(key))
             assert answer["signed"]["status"] == status
     finally:

@@ -46,13 +46,21 @@ def make_bundle(folder: Path, name: str, version: str, **manifest: str) -> Path:
 
 
 class Trust:
+    """Throw-away keys, one per role, and the test-only trust file naming them."""
+
     def __init__(self, folder: Path) -> None:
         self.registry = keys.generate()
+        self.publisher = keys.generate()
         self.license = keys.generate()
+        self.ping = keys.generate()
         self.file = folder / "trusted.json"
-        self.file.write_text(
-            json.dumps({"registry": self.pairs(self.registry), "license": self.pairs(self.license)})
-        )
+        roles = {
+            "registry": self.registry,
+            "publisher": self.publisher,
+            "license": self.license,
+            "ping": self.ping,
+        }
+        self.file.write_text(json.dumps({role: self.pairs(key) for role, key in roles.items()}))
 
     @staticmethod
     def pairs(key: Any) -> dict[str, str]:
@@ -67,7 +75,7 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Trust:
 
 @pytest.fixture(scope="module")
 def server(trust: Trust) -> Iterator[tuple[Background, Settings]]:
-    settings = Settings(ping_key=trust.license)
+    settings = Settings(ping_key=trust.ping)
     with Background(create_app(settings)) as running:
         yield running, settings
 
@@ -81,7 +89,12 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trust: Trust, server: A
     monkeypatch.setenv(client.URL_VAR, running.url + "/")
     monkeypatch.setenv("NSELF_PING_API_URL", running.url)
     monkeypatch.setenv(client.TIMEOUT_VAR, "2")
-    for var in ("NSELF_LICENSE_KEY", "NSELF_REGISTRY_TOKEN", "NSELF_REGISTRY_KEYS"):
+    for var in (
+        "NSELF_LICENSE_KEY",
+        "NSELF_REGISTRY_TOKEN",
+        "NSELF_REGISTRY_KEYS",
+        "NSELF_PUBLISHER_KEYS",
+    ):
         monkeypatch.delenv(var, raising=False)
     settings.root = tmp_path / "site"
     settings.revoked_file = tmp_path / "revoked.txt"
@@ -261,7 +274,7 @@ def test_ping_api_container_entry_runs_from_env(env: Path, trust: Trust) -> None
     environ.update(
         PORT=str(port),
         HOST="127.0.0.1",
-        PING_SIGNING_KEY=base64.b64encode(keys.private_pem(trust.license)).decode(),
+        PING_SIGNING_KEY=base64.b64encode(keys.private_pem(trust.ping)).decode(),
         PING_REVOKED="lic_gone",
         PING_TELEMETRY_FILE=str(env / "events.jsonl"),
         NSELF_REGISTRY_DIR=str(published(env, trust, ("notify", "1.0.0", {}))),
@@ -278,7 +291,9 @@ def test_ping_api_container_entry_runs_from_env(env: Path, trust: Trust) -> None
         assert wait_for(url + "/health", proc).json()["ping_api"] is True
         now = int(time.time())
         for lid, status in (("lic_ok", "valid"), ("lic_gone", "revoked")):
-            key = licensing.issue(trust.license, lid, issued=now - 5, expires=now + 3600)
+            key = licensing.issue(
+                trust.license, lid, plugins=("ai",), issued=now - 5, expires=now + 3600
+            )
             lic = licensing.parse(key)
             doc = licensing.ask(url, lic)
             assert doc["signed"]["status"] == status
@@ -364,6 +379,8 @@ def test_publisher_cli_keygen_publish_and_licence_minting(
         "registry", "issue-license", "-k", str(lic_key), "--id", "lic_9", "--plugin", "ai"
     )
     assert minted.code == 0 and minted.out.startswith("nself_pro_")
+    unlisted = nself("registry", "issue-license", "-k", str(lic_key), "--id", "lic_10")
+    assert unlisted.code == 2 and "grants exactly what it lists" in unlisted.err
 
 
 def test_serve_refuses_a_folder_without_an_index(env: Path, nself: Any) -> None:
@@ -440,7 +457,7 @@ def test_nself_registry_serve_private(env: Path, trust: Trust) -> None:
 
     site = published(env, trust, ("notify", "1.0.0", {}))
     ping_key = env / "ping.pem"
-    ping_key.write_bytes(keys.private_pem(trust.license))
+    ping_key.write_bytes(keys.private_pem(trust.ping))
     port = free_port()
     environ = dict(os.environ, REG_TOKEN="a-long-enough-private-token")
     nself_bin = Path(sys.executable).with_name("nself")
@@ -465,12 +482,13 @@ def test_separate_publisher_signs_with_nself_plugin_sign(
     env: Path, trust: Trust, nself: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     publisher = env / "publisher.pem"
-    assert nself("registry", "keygen", str(publisher)).code == 0
+    made = nself("registry", "keygen", "--role", "publisher", str(publisher))
+    assert made.code == 0 and "NSELF_PUBLISHER_KEYS=" in made.out, made.output
     archive = make_bundle(env / "bundles", "notify", "1.0.0")
     signed = nself("plugin", "sign", str(archive), "--key", str(publisher))
     assert signed.code == 0, signed.output
     assert (env / "bundles" / "notify-1.0.0.tar.gz.sig").is_file()
     published(env, trust)
     assert "published by an untrusted key" in error_of(client.fetch, None, "notify", None)
-    monkeypatch.setenv("NSELF_REGISTRY_KEYS", (env / "publisher.pem.pub").read_text().strip())
+    monkeypatch.setenv("NSELF_PUBLISHER_KEYS", (env / "publisher.pem.pub").read_text().strip())
     assert client.fetch(None, "notify").is_file()

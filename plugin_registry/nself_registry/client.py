@@ -1,14 +1,18 @@
 """The registry client: a trusted, fresh index and verified archives, nothing less.
 
 ``fetch(project, name, version)`` returns the path of a downloaded archive only after:
-the index signature verifies with a trusted key; the index is not expired and not older
-than (nor a different document with the same version as) the last index seen from that
-registry; the plugin exists and supports this nself; its licence allows the install; and
-the archive's size and SHA-256 match the index. Nothing is unpacked here.
+the index signature verifies with a trusted registry key; the index is not expired, not
+valid for more than 90 days ahead, and not older than (nor a different document with the
+same version as) the last index this machine accepted from that registry, nor offering
+other bytes for a version it accepted before (``seen``); the plugin exists and supports
+this nself; its publisher signature verifies; its licence allows the install; and the
+archive's size and SHA-256 match the index. Nothing is unpacked here.
 
 Registry URL: ``$NSELF_REGISTRY_URL``, else the project's ``NSELF_REGISTRY_URL`` setting,
-else the public registry. A private registry may require ``$NSELF_REGISTRY_TOKEN`` and
-its signing key in ``NSELF_REGISTRY_KEYS``.
+else the public registry. A private registry may require ``$NSELF_REGISTRY_TOKEN``, its
+signing key in ``NSELF_REGISTRY_KEYS`` and its publishers' keys in
+``NSELF_PUBLISHER_KEYS``. A licence-required archive is requested with the licence key in
+the ``X-Nself-License`` header: the registry server hands it out only when it covers it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -29,7 +33,7 @@ from urllib.parse import urljoin, urlsplit
 from nself_sdk import NselfError, UsageError, nself_version, write_atomic
 
 from . import index as idx
-from . import keys, licensing, paths
+from . import keys, licensing, paths, seen
 
 URL_VAR = "NSELF_REGISTRY_URL"
 TOKEN_VAR = "NSELF_REGISTRY_TOKEN"
@@ -37,6 +41,8 @@ TIMEOUT_VAR = "NSELF_HTTP_TIMEOUT"
 TELEMETRY_VAR = "NSELF_TELEMETRY"
 DEFAULT_URL = "https://plugins.nself.org/"
 CHUNK = 1 << 16
+LICENSE_HEADER = "X-Nself-License"
+CLOCK_SLACK = timedelta(minutes=10)
 
 
 class Unreachable(Exception):
@@ -48,8 +54,9 @@ class Source:
     """Where plugins come from, as configured for one project."""
 
     url: str
-    extra_keys: str
+    extra_keys: str  # registry keys (NSELF_REGISTRY_KEYS setting)
     ping_url: str
+    publisher_keys: str = ""  # NSELF_PUBLISHER_KEYS setting
 
     @property
     def index_url(self) -> str:
@@ -57,6 +64,7 @@ class Source:
 
     @property
     def cache(self) -> Path:
+        """The last index fetched from this URL (for offline use; trust lives in ``seen``)."""
         digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         return paths.cache() / "registry" / digest
 
@@ -75,7 +83,7 @@ def source(project: Path | None) -> Source:
         from nself_sdk import load_config
 
         config = load_config(project)
-        for name in (URL_VAR, keys.REGISTRY_KEYS_VAR, licensing.PING_VAR):
+        for name in (URL_VAR, keys.REGISTRY_KEYS_VAR, keys.PUBLISHER_KEYS_VAR, licensing.PING_VAR):
             settings[name] = config.text(name)
     url = os.environ.get(URL_VAR) or settings.get(URL_VAR) or DEFAULT_URL
     if urlsplit(url).scheme not in {"http", "https"}:
@@ -86,6 +94,7 @@ def source(project: Path | None) -> Source:
         url=url,
         extra_keys=settings.get(keys.REGISTRY_KEYS_VAR, ""),
         ping_url=licensing.ping_url(settings.get(licensing.PING_VAR) or None),
+        publisher_keys=settings.get(keys.PUBLISHER_KEYS_VAR, ""),
     )
 
 
@@ -120,42 +129,27 @@ def _get(url: str) -> bytes:
 # -- the index -------------------------------------------------------------------------------
 
 
-def _digest(doc: Any) -> str:
-    signed = doc.get("signed") if isinstance(doc, dict) else None
-    return hashlib.sha256(keys.canonical(signed)).hexdigest()
-
-
-def _state(src: Source) -> dict[str, Any]:
-    try:
-        data = json.loads((src.cache / "state.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _check_fresh(src: Source, doc: Any, found: idx.Index, state: dict[str, Any]) -> None:
-    if idx.now() >= found.expires:
+def _verify(src: Source, doc: Any) -> idx.Index:
+    """A trusted, fresh index that agrees with everything this machine accepted before."""
+    found = idx.verify_document(doc, src.extra_keys, src.publisher_keys)
+    now = idx.now()
+    if now >= found.expires:
         raise idx.IndexError_(
             f"registry index (version {found.version}) expired on {idx.stamp(found.expires)}",
             "the registry must publish a fresh index; tell its operator",
         )
-    seen = int(state.get("version", 0))
-    if found.version < seen:
+    if found.expires > now + idx.MAX_VALIDITY + CLOCK_SLACK:
         raise idx.IndexError_(
-            f"registry index version {found.version} is older than version {seen} already seen "
-            "(rollback or stale mirror)",
-            "refusing to go back; tell the registry operator",
+            f"registry index (version {found.version}) claims to be valid until "
+            f"{idx.stamp(found.expires)}, more than {idx.MAX_VALIDITY.days} days ahead",
+            "an index that never expires could be replayed for ever; tell the registry operator",
         )
-    if found.version == seen and state.get("digest") not in (None, _digest(doc)):
-        raise idx.IndexError_(
-            f"registry index version {found.version} changed without a new version number",
-            "refusing it; tell the registry operator",
-        )
+    seen.check(found, seen.digest(doc), seen.recall(found.signed_by))
+    return found
 
 
 def load_index(src: Source, offline_ok: bool = True) -> idx.Index:
     """The registry's verified, fresh index, from the network or, failing that, the cache."""
-    state = _state(src)
     try:
         raw = _get(src.index_url)
     except Unreachable as exc:
@@ -165,12 +159,18 @@ def load_index(src: Source, offline_ok: bool = True) -> idx.Index:
                 f"registry {src.url} is unreachable ({exc}) and nothing is cached",
                 f"check the network or {URL_VAR}",
             ) from None
-        doc = json.loads(cached.read_text())
-        found = idx.verify_document(doc, src.extra_keys)
-        _check_fresh(src, doc, found, state)
+        try:
+            doc = json.loads(cached.read_text())
+        except (OSError, ValueError):
+            raise NselfError(
+                f"registry {src.url} is unreachable ({exc}) and its cached index is unreadable",
+                f"check the network or {URL_VAR}",
+            ) from None
+        found = _verify(src, doc)
+        fetched = seen.recall(found.signed_by).fetched or "?"
         notice(
             f"registry {src.url} is unreachable ({exc}); working offline from the cached "
-            f"index (version {found.version}, fetched {state.get('fetched', '?')})"
+            f"index (version {found.version}, fetched {fetched})"
         )
         return found
     try:
@@ -179,17 +179,10 @@ def load_index(src: Source, offline_ok: bool = True) -> idx.Index:
         raise idx.IndexError_(
             f"registry {src.url} served an index that is not JSON", idx.HINT
         ) from None
-    found = idx.verify_document(doc, src.extra_keys)
-    _check_fresh(src, doc, found, state)
+    found = _verify(src, doc)
+    seen.remember(found, seen.digest(doc))
     paths.private_dir(src.cache)
     write_atomic(src.cache / "index.json", raw)
-    state = {
-        "url": src.url,
-        "version": found.version,
-        "digest": _digest(doc),
-        "fetched": idx.stamp(idx.now()),
-    }
-    write_atomic(src.cache / "state.json", json.dumps(state, indent=2) + "\n")
     return found
 
 
@@ -280,28 +273,67 @@ def _filename(artifact: idx.Artifact) -> str:
     return base if ok else f"{artifact.name}-{artifact.version}.tar.gz"
 
 
+def _same_origin(url: str, base: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
+
+
+def _download_headers(src: Source, artifact: idx.Artifact, url: str) -> dict[str, str]:
+    """The registry token, and for a licence-required archive the licence key, sent only
+    to the registry's own origin (an index may name absolute URLs elsewhere)."""
+    if not _same_origin(url, src.url):
+        return {}
+    headers = _headers()
+    if artifact.license_required:
+        key = licensing.load_key()
+        if key:
+            headers[LICENSE_HEADER] = key
+    return headers
+
+
+def _refusal(response: Any) -> str:
+    """The server's one-line reason from a JSON error body, printable and short."""
+    try:
+        reason = str(json.loads(response.read()).get("error", ""))
+    except (ValueError, AttributeError):
+        reason = ""
+    reason = "".join(c for c in reason if c.isprintable())[:200]
+    return f"HTTP {response.status_code}" + (f": {reason}" if reason else "")
+
+
 def download(src: Source, artifact: idx.Artifact) -> Path:
     """The verified archive, from the cache or the registry."""
     import httpx
 
-    idx.verify_publisher(artifact, src.extra_keys)
+    idx.verify_publisher(artifact, src.extra_keys, src.publisher_keys)
     folder = paths.private_dir(paths.cache() / "artifacts" / artifact.sha256)
     target = folder / _filename(artifact)
     if target.is_file() and _verify_file(target, artifact) is None:
         return target
     url = urljoin(src.index_url, artifact.url)
+    headers = _download_headers(src, artifact, url)
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".download.")
     tmp = Path(tmp_name)
+    what = f"{artifact.name} {artifact.version}"
     try:
         with os.fdopen(fd, "wb") as out:
             try:
                 with httpx.stream(
-                    "GET", url, headers=_headers(), timeout=timeout(), follow_redirects=True
+                    "GET",
+                    url,
+                    headers=headers,
+                    timeout=timeout(),
+                    # a licence key is never carried along a redirect to another server
+                    follow_redirects=LICENSE_HEADER not in headers,
                 ) as response:
+                    if response.status_code in (401, 403) and artifact.license_required:
+                        raise NselfError(
+                            f"the registry refused to hand out {what} ({_refusal(response)})",
+                            "it needs a licence that covers it: `nself license set KEY`",
+                        )
                     if response.status_code != 200:
                         raise NselfError(
-                            f"download of {artifact.name} {artifact.version} failed "
-                            f"(HTTP {response.status_code})",
+                            f"download of {what} failed ({_refusal(response)})",
                             "retry later, or tell the registry operator",
                         )
                     received = 0
@@ -309,21 +341,21 @@ def download(src: Source, artifact: idx.Artifact) -> Path:
                         received += len(chunk)
                         if received > artifact.size:
                             raise NselfError(
-                                f"download of {artifact.name} {artifact.version} is larger "
-                                f"than the {artifact.size} bytes the index promises: refused",
+                                f"download of {what} is larger than the {artifact.size} bytes "
+                                "the index promises: refused",
                                 idx.HINT,
                             )
                         out.write(chunk)
             except httpx.HTTPError as exc:
                 raise NselfError(
-                    f"download of {artifact.name} {artifact.version} failed ({type(exc).__name__})",
+                    f"download of {what} failed ({type(exc).__name__})",
                     "check the network and retry",
                 ) from None
         problem = _verify_file(tmp, artifact)
         if problem:
             raise NselfError(
-                f"download of {artifact.name} {artifact.version} does not match the signed "
-                f"index ({problem}): refused, nothing installed",
+                f"download of {what} does not match the signed index ({problem}): refused, "
+                "nothing installed",
                 idx.HINT,
             )
         os.replace(tmp, target)
@@ -344,7 +376,7 @@ def resolve(
     found = load_index(src)
     artifact = choose(found, name, version)
     check_compatible(artifact)
-    idx.verify_publisher(artifact, src.extra_keys)
+    idx.verify_publisher(artifact, src.extra_keys, src.publisher_keys)
     return src, artifact
 
 
@@ -407,11 +439,6 @@ def telemetry(src: Source, event: str, artifact: idx.Artifact) -> None:
             },
             timeout=2.0,
         )
-
-
-def cached_fetch_time(src: Source) -> datetime | None:
-    stamp = _state(src).get("fetched")
-    return idx.parse_stamp(stamp, "fetched") if stamp else None
 
 
 def clear_cache() -> None:

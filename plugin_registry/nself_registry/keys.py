@@ -1,18 +1,26 @@
-"""Ed25519 keys: generation, key ids, trusted key sets and domain-separated signatures.
+"""Ed25519 keys: generation, key ids, trusted keys by role, domain-separated signatures.
 
 Every signature nself checks covers ``DOMAIN + b"\\x00" + payload``, where ``DOMAIN`` names
 what is signed (an index, an artifact, a licence, a ping_api answer). A signature made for
 one purpose can therefore never be replayed as another.
+
+Each trusted key has one role, and a role signs only its own kind of document:
+
+    registry   the registry index (and artifacts: a registry key may publish)
+    publisher  artifacts only, never an index
+    license    licence keys only (held offline by the licensor)
+    ping       the licence server's answers only (held by the running ping_api, so a
+               stolen server key can answer, never mint a licence)
 
 Trusted public keys are embedded here, keyed by key id (the first 16 hex digits of the
 SHA-256 of the raw public key). Rotation: add the new key, sign with it, and keep the old
 one listed until everything signed with it has expired; then move it to ``RETIRED``.
 
 Test-only override: ``NSELF_TEST_TRUSTED_KEYS`` may name a JSON file
-``{"registry": {KEY_ID: BASE64}, "license": {KEY_ID: BASE64}}`` that REPLACES the embedded
-keys. It exists so the test suite can sign with throw-away keys; nself warns whenever it is
-in effect, and it must never be set in production (anyone who can set it can mint
-licences for themselves).
+``{"registry": {KEY_ID: BASE64}, "publisher": {...}, "license": {...}, "ping": {...}}``
+(a missing role trusts no key) that REPLACES the embedded keys. It exists so the test suite
+can sign with throw-away keys; nself warns whenever it is in effect, and it must never be
+set in production (anyone who can set it can mint licences for themselves).
 """
 
 from __future__ import annotations
@@ -34,19 +42,27 @@ if TYPE_CHECKING:
         Ed25519PublicKey,
     )
 
-Purpose = Literal["registry", "license"]
+Purpose = Literal["registry", "publisher", "license", "ping"]
+ROLES: tuple[Purpose, ...] = ("registry", "publisher", "license", "ping")
 
-# Production keys. The private halves never leave the release managers' offline storage.
+# Production keys. The private halves never leave the release managers' offline storage
+# (the ping key's lives in the public ping_api's secrets). nself's own artifacts are signed
+# by its registry key, so no publisher key is embedded.
 EMBEDDED: dict[Purpose, dict[str, str]] = {
     "registry": {"3b3ce265aa1d0c2c": "1y2DD09m8yxTe3gwPLTdMTOGtkrnQ6l6X+ZWfwOd34U="},
+    "publisher": {},
     "license": {"99f28ba5cf8466a1": "cINNaadTFKiHss76lxtK9hkUoPFqAnLVXzzKKeMTPgo="},
+    "ping": {"8fd273cb3d4bd48c": "VentdUQu5oicmJLYSm2BUo296WnmPnJx0hwCIyZDHdA="},
 }
 # Key ids that once signed things and must now be refused with a precise message.
-RETIRED: dict[Purpose, set[str]] = {"registry": set(), "license": set()}
+RETIRED: dict[Purpose, set[str]] = {role: set() for role in ROLES}
 
 TEST_KEYS_VAR = "NSELF_TEST_TRUSTED_KEYS"
-# Extra registry keys (never licence keys) for private registries: "KEYID:BASE64,...".
+# Extra keys for private registries ("KEYID:BASE64,..."): registry keys sign the index,
+# publisher keys only artifacts. Licence and ping keys can never be added this way.
 REGISTRY_KEYS_VAR = "NSELF_REGISTRY_KEYS"
+PUBLISHER_KEYS_VAR = "NSELF_PUBLISHER_KEYS"
+EXTRA_VARS: dict[Purpose, str] = {"registry": REGISTRY_KEYS_VAR, "publisher": PUBLISHER_KEYS_VAR}
 
 DOMAIN_INDEX = b"nself-registry-index-v1"
 DOMAIN_ARTIFACT = b"nself-plugin-artifact-v1"
@@ -188,13 +204,15 @@ def _test_override(purpose: Purpose) -> dict[str, str] | None:
 def trusted(purpose: Purpose, extra: str = "") -> dict[str, Ed25519PublicKey]:
     """Public keys trusted for ``purpose``, by key id.
 
-    ``extra`` ("KEYID:BASE64,...") adds private-registry keys; it is ignored for licences.
+    ``extra`` ("KEYID:BASE64,...", a project setting) adds private-registry keys of that
+    role, as its environment variable does; licence and ping keys are only the embedded ones.
     """
     source = _test_override(purpose)
     pairs = dict(EMBEDDED[purpose] if source is None else source)
-    if purpose == "registry":
-        pairs.update(_parse_pairs(extra, REGISTRY_KEYS_VAR))
-        pairs.update(_parse_pairs(os.environ.get(REGISTRY_KEYS_VAR, ""), REGISTRY_KEYS_VAR))
+    var = EXTRA_VARS.get(purpose)
+    if var is not None:
+        pairs.update(_parse_pairs(extra, var))
+        pairs.update(_parse_pairs(os.environ.get(var, ""), var))
     keys: dict[str, Ed25519PublicKey] = {}
     for kid, pub in pairs.items():
         if kid in RETIRED[purpose]:
@@ -213,3 +231,12 @@ def describe_unknown(purpose: Purpose, kid: str) -> str:
     if kid in RETIRED[purpose]:
         return f"key id {kid} has been retired"
     return f"key id {kid} is not trusted by this nself"
+
+
+def other_role(kid: str, purpose: Purpose, extra: dict[Purpose, str] | None = None) -> str:
+    """The role ``kid`` is trusted for instead of ``purpose`` ("" when none): a publisher
+    key that signed an index, a licence key that signed a ping answer."""
+    for role in ROLES:
+        if role != purpose and kid in trusted(role, (extra or {}).get(role, "")):
+            return role
+    return ""

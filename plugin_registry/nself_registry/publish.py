@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import tarfile
 from dataclasses import dataclass
 from datetime import timedelta
@@ -154,27 +153,59 @@ def archives(folder: Path) -> list[Path]:
     return found
 
 
+@dataclass(frozen=True)
+class Published:
+    """What ``publish`` wrote: the new index, and versions withdrawn because their archive
+    is gone from ``out/artifacts`` (still remembered, never re-releasable)."""
+
+    index: idx.Index
+    withdrawn: tuple[idx.Released, ...]
+
+
+def _previous(out: Path, signers: list[Ed25519PrivateKey], extra_keys: str) -> idx.Index | None:
+    """The index already in ``out``, verified with the signing keys (or ``extra_keys``)."""
+    path = out / "index.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError:
+        raise NselfError(f"{path} is not an index", "move it away first") from None
+    if isinstance(doc, dict) and isinstance(doc.get("signed"), dict):
+        old_format = doc["signed"].get("format")
+        if old_format != idx.FORMAT:
+            raise NselfError(
+                f"{path} has index format {old_format!r}, not {idx.FORMAT}",
+                "publish into a new folder (clients remember what they accepted)",
+            )
+    return idx.verify_document(doc, extra_keys or _own_keys(signers))
+
+
 def publish(
     bundles: Path,
     out: Path,
-    key: Ed25519PrivateKey,
+    key: Ed25519PrivateKey | list[Ed25519PrivateKey],
     name: str = "nself",
     valid_for: timedelta = timedelta(days=30),
     version: int | None = None,
     extra_keys: str = "",
-) -> idx.Index:
+) -> Published:
     """Copy the archives into ``out/artifacts`` and write a signed ``out/index.json``.
 
     The index version is one more than the one already in ``out`` (or ``version``, which
-    must be higher). Every artifact is checked against the new index before it is written.
+    must be higher). A name and version the previous index offered or remembers as
+    withdrawn can only be published again with the same bytes, whether or not its archive
+    is still there. Every artifact is checked against the new index before it is written.
     """
-    previous = 0
-    old_index = out / "index.json"
-    if old_index.is_file():
-        try:
-            previous = int(json.loads(old_index.read_text())["signed"]["version"])
-        except (ValueError, KeyError, TypeError):
-            raise NselfError(f"{old_index} is not an index", "move it away first") from None
+    signers = key if isinstance(key, list) else [key]
+    if valid_for > idx.MAX_VALIDITY or valid_for <= timedelta(0):
+        raise UsageError(
+            f"an index may be valid for 1 to {idx.MAX_VALIDITY.days} days",
+            "clients refuse an index valid for longer; publish again before it expires",
+        )
+    old = _previous(out, signers, extra_keys)
+    previous = old.version if old else 0
+    released = old.released() if old else {}
     new_version = previous + 1 if version is None else version
     if new_version <= previous:
         raise UsageError(
@@ -182,38 +213,54 @@ def publish(
             "an index version only goes up",
         )
     artifacts_dir = out / "artifacts"
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
     entries: list[idx.Artifact] = []
-    seen: set[tuple[str, str]] = set()
+    copies: list[tuple[Path, Path]] = []
+    seen: set[str] = set()
     for archive in archives(bundles):
         bundle = read_bundle(archive)
-        if (bundle.name, bundle.version) in seen:
+        spec = f"{bundle.name}@{bundle.version}"
+        if spec in seen:
             raise UsageError(f"{bundle.name} {bundle.version} is in {bundles} twice")
-        seen.add((bundle.name, bundle.version))
+        seen.add(spec)
         target = artifacts_dir / f"{bundle.name}-{bundle.version}.tar.gz"
-        if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() != bundle.sha256:
+        before = released.get(spec)
+        if before is None and target.exists():
+            before = hashlib.sha256(target.read_bytes()).hexdigest()
+        if before is not None and before != bundle.sha256:
             raise UsageError(
-                f"{bundle.name} {bundle.version} was already published with other content",
+                f"{bundle.name} {bundle.version} was already published with other content "
+                f"(sha256 {before[:16]}…)",
                 "publish a new version instead of changing a released one",
             )
-        entries.append(_signed(bundle, f"artifacts/{target.name}", key))
+        entries.append(_signed(bundle, f"artifacts/{target.name}", signers[0]))
         if not target.exists():
-            shutil.copyfile(archive, target)
-    if old_index.is_file():
-        kept = idx.verify_document(json.loads(old_index.read_text()), extra_keys or _own_key(key))
-        for artifact in kept.artifacts:
-            still_there = (out / artifact.url).is_file()
-            if (artifact.name, artifact.version) not in seen and still_there:
-                entries.append(artifact)
-    doc = idx.sign_index(key, name, new_version, entries, valid_for)
-    idx.verify_document(doc, extra_keys or _own_key(key))
-    write_atomic(old_index, json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    return idx.verify_document(doc, extra_keys or _own_key(key))
+            copies.append((archive, target))
+    withdrawn: list[idx.Released] = list(old.withdrawn) if old else []
+    gone: list[idx.Released] = []
+    for artifact in old.artifacts if old else ():
+        if artifact.spec in seen:
+            continue
+        if (out / artifact.url).is_file():
+            entries.append(artifact)
+        else:
+            gone.append(idx.Released(artifact.name, artifact.version, artifact.sha256))
+    offered = {a.spec for a in entries}
+    withdrawn = [w for w in withdrawn + gone if w.spec not in offered]
+    doc = idx.sign_index(signers, name, new_version, entries, valid_for, withdrawn=withdrawn)
+    found = idx.verify_document(doc, extra_keys or _own_keys(signers))
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    for archive, target in copies:
+        write_atomic(target, archive.read_bytes(), 0o644)
+    write_atomic(out / "index.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return Published(found, tuple(gone))
 
 
-def _own_key(key: Ed25519PrivateKey) -> str:
-    raw = keys.raw_public(key.public_key())
-    return f"{keys.key_id(raw)}:{keys.b64(raw)}"
+def _own_keys(signers: list[Ed25519PrivateKey]) -> str:
+    pairs = []
+    for key in signers:
+        raw = keys.raw_public(key.public_key())
+        pairs.append(f"{keys.key_id(raw)}:{keys.b64(raw)}")
+    return ",".join(pairs)
 
 
 __all__ = ["keygen", "nself_version", "publish", "read_bundle", "sign_archive"]

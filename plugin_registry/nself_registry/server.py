@@ -4,7 +4,8 @@ Routes::
 
     GET  /health                 liveness (used by the CS_1 health check)
     GET  /index.json             the signed index            (when serving a registry)
-    GET  /artifacts/{file}       packed plugin archives      (when serving a registry)
+    GET  /artifacts/{file}       the archives the index offers; a licence-required one only
+                                 with a licence covering it in X-Nself-License (else 401/403)
     POST /v1/license/check       ping_api: signed licence status (when a signing key is set)
     POST /v1/telemetry           ping_api: opt-in usage events
 
@@ -14,7 +15,8 @@ Run it with ``nself registry serve`` or, in a container (the CS_1 custom service
     PORT=8001  HOST=0.0.0.0
     NSELF_REGISTRY_DIR=/srv/registry        # folder with index.json + artifacts/ (optional)
     NSELF_REGISTRY_SERVE_TOKEN=...          # private registry: required bearer token
-    PING_SIGNING_KEY_FILE=/run/secrets/ping.pem   # licence-purpose Ed25519 key (PEM), or
+    PING_SIGNING_KEY_FILE=/run/secrets/ping.pem   # ping-role Ed25519 key (PEM), never a
+                                                   # licence key; or
     PING_SIGNING_KEY=<base64 of that PEM>          # the same, inline (from .env.secrets)
     PING_REVOKED_FILE=/srv/ping/revoked.txt        # one revoked licence id per line, and/or
     PING_REVOKED=lic_0001,lic_0002                 # revoked licence ids, inline
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
 SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+LICENSE_HEADER = "x-nself-license"
+MAX_KEY = 4096  # a licence key is a few hundred bytes
 TELEMETRY_FIELDS = {"event", "plugin", "version", "nself", "os"}
 MAX_BODY = 16 * 1024
 
@@ -55,7 +59,26 @@ class Settings:
     revoked_ids: frozenset[str] = frozenset()
     telemetry_file: Path | None = None
     _revoked: tuple[float, frozenset[str]] = field(default=(-1.0, frozenset()))
+    _offered: tuple[tuple[float, int], dict[str, Offered]] = field(default=((-1.0, -1), {}))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def offered(self) -> dict[str, Offered]:
+        """The archives the published index offers, by file name (re-read when it changes).
+
+        The operator's own index is read as written (the server does not need to trust it
+        to know which archives are licence-required); an unreadable index offers nothing.
+        """
+        if self.root is None:
+            return {}
+        path = self.root / "index.json"
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            return {}
+        stamp = (info.st_mtime, info.st_size)
+        if stamp != self._offered[0]:
+            self._offered = (stamp, _offered(path))
+        return self._offered[1]
 
     def revoked(self) -> frozenset[str]:
         """Revoked licence ids: inline ones plus the file's, re-read whenever it changes."""
@@ -70,6 +93,33 @@ class Settings:
             ids = frozenset(x.strip() for x in lines if x.strip() and not x.startswith("#"))
             self._revoked = (mtime, ids)
         return self.revoked_ids | self._revoked[1]
+
+
+@dataclass(frozen=True)
+class Offered:
+    name: str
+    version: str
+    tier: str
+    license_required: bool
+
+
+def _offered(path: Path) -> dict[str, Offered]:
+    try:
+        artifacts = json.loads(path.read_text())["signed"]["artifacts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    found: dict[str, Offered] = {}
+    for raw in artifacts if isinstance(artifacts, list) else ():
+        if not isinstance(raw, dict) or not str(raw.get("url", "")).startswith("artifacts/"):
+            continue
+        found[str(raw["url"]).removeprefix("artifacts/")] = Offered(
+            str(raw.get("name", "")),
+            str(raw.get("version", "")),
+            str(raw.get("tier", "free")),
+            # anything but an explicit false is gated: a malformed entry never opens up
+            raw.get("license_required") is not False,
+        )
+    return found
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -111,6 +161,28 @@ def create_app(settings: Settings) -> Starlette:
             path, media_type="application/json", headers={"Cache-Control": "no-cache"}
         )
 
+    def licence_refusal(request: Request, offered: Offered) -> Response | None:
+        from . import licensing
+
+        what = f"{offered.name} {offered.version}"
+        key = request.headers.get(LICENSE_HEADER, "").strip()
+        if not key:
+            return JSONResponse(
+                {"error": f"{what} needs a {offered.tier} licence (send it in X-Nself-License)"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'NselfLicense realm="nself"'},
+            )
+        why = (
+            "the licence key is too long"
+            if len(key) > MAX_KEY
+            else licensing.server_refusal(
+                key, offered.name, offered.tier, settings.revoked(), time.time()
+            )
+        )
+        if why is None:
+            return None
+        return JSONResponse({"error": f"{what}: {why}"}, status_code=403)
+
     async def artifact(request: Request) -> Response:
         if settings.root is None:
             return JSONResponse({"error": "no registry is served here"}, status_code=404)
@@ -118,9 +190,15 @@ def create_app(settings: Settings) -> Starlette:
             return refuse()
         name = str(request.path_params["file"])
         path = settings.root / "artifacts" / name
-        if not SAFE_FILE.match(name) or not path.is_file():
+        offered = settings.offered().get(name)
+        if not SAFE_FILE.match(name) or offered is None or not path.is_file():
             return JSONResponse({"error": "no such artifact"}, status_code=404)
-        return FileResponse(path, media_type="application/octet-stream")
+        if offered.license_required:
+            refusal = licence_refusal(request, offered)
+            if refusal is not None:
+                return refusal
+        private = {"Cache-Control": "private, no-store"} if offered.license_required else None
+        return FileResponse(path, media_type="application/octet-stream", headers=private)
 
     async def license_check(request: Request) -> Response:
         from . import licensing
@@ -134,16 +212,18 @@ def create_app(settings: Settings) -> Starlette:
             or not isinstance(body.get("nonce"), str)
         ):
             return JSONResponse({"error": "expected {key, nonce}"}, status_code=400)
+        if len(body["key"]) > MAX_KEY:
+            return JSONResponse({"error": "the licence key is too long"}, status_code=422)
         try:
             lic = licensing.parse(body["key"])
         except licensing.LicenceError as exc:
             return JSONResponse({"error": exc.message}, status_code=422)
-        status = "revoked" if lic.lid in settings.revoked() else "valid"
+        now = time.time()
         signed = {
             "type": "nself-ping-answer",
             "lid": lic.lid,
-            "status": status,
-            "time": int(time.time()),
+            "status": licensing.server_status(lic, settings.revoked(), now),
+            "time": int(now),
             "nonce": body["nonce"][:64],
         }
         return JSONResponse(licensing.sign_answer(settings.ping_key, signed))
@@ -196,6 +276,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         except ValueError:
             raise NselfError("PING_SIGNING_KEY is not base64 (of a PEM key)") from None
         ping_key = keys.private_from_pem(pem, "PING_SIGNING_KEY")
+    if ping_key is not None:
+        ping_key_role(ping_key)
     inline = {x.strip() for x in env.get("PING_REVOKED", "").split(",") if x.strip()}
     return Settings(
         root=Path(root) if root else None,
@@ -205,6 +287,19 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         revoked_ids=frozenset(inline),
         telemetry_file=Path(telemetry) if telemetry else None,
     )
+
+
+def ping_key_role(key: Ed25519PrivateKey) -> None:
+    """Refuse a licence key as the ping_api's key: a server holding it could mint licences."""
+    from . import keys
+
+    kid = keys.key_id(key.public_key())
+    if kid in keys.trusted("license"):
+        raise NselfError(
+            f"the ping_api's signing key {kid} is a licence key: a running server must never "
+            "hold the key that mints licences",
+            "create a ping key (`nself registry keygen --role ping`) for the ping_api",
+        )
 
 
 def run(settings: Settings, host: str, port: int) -> None:

@@ -76,7 +76,7 @@ def status(
 
 @app.command()
 def clear() -> None:
-    """Forget the stored licence key and its cached server answers."""
+    """Forget the stored licence key (the licence server's signed answers are kept)."""
     from nself_registry import licensing
     from nself_sdk.console import info, ok, warn
 

@@ -31,32 +31,53 @@ def ping_url() -> str:
 
 
 def set_key(key: str, warn: Callable[[str, str], None]) -> tuple[Any, Path]:
-    """Verify ``key`` (``-``: read it from stdin), confirm it online when the server answers
-    (``warn`` when it does not: it works offline for a while) and store it."""
+    """Verify ``key`` (``-``: read it from stdin), ask the licence server and store it.
+
+    Refused: a key that does not verify, a 4xx from the server, and a licence the server's
+    latest signed answer (now, or kept from before) calls revoked, expired or rejected.
+    When the server is down the key is stored with a warning: it works offline only within
+    7 days of the server's last valid answer, and installs need one such answer.
+    """
     from nself_registry import licensing
 
     if key == "-":
         key = sys.stdin.readline().strip()
     lic = licensing.parse(key)
     licensing.check_time(lic, time.time())
+    state = licensing.load_state()
     try:
         doc = licensing.ask(ping_url(), lic, timeout=5.0)
+    except licensing.PingRefused as exc:
+        raise licensing.LicenceError(
+            f"the licence server refused licence {lic.lid} ({exc}): not stored",
+            "check the key, or contact whoever issued the licence",
+        ) from None
     except licensing.PingFailed as exc:
         doc = None
+        until = licensing.grace_until(state, lic.lid)
+        if until is None:
+            offline = "installs of pro plugins need the licence server to confirm it once"
+        elif until < time.time():
+            offline = f"its offline grace ended on {licensing.day(until)}: installs are refused"
+        else:
+            offline = f"it works offline until {licensing.day(until)}"
         warn(
             f"could not confirm the licence online ({exc})",
-            f"it works offline for {licensing.GRACE // 86400} days; `nself license status` retries",
+            f"{offline}; `nself license status --refresh` retries",
         )
-    if doc is not None and doc["signed"]["status"] != "valid":
+    if doc is not None:
+        licensing.record_answer(state, lic.lid, doc)
+    answer = licensing.last_answer(state, lic.lid)
+    if answer is not None and answer["status"] != "valid":
+        if doc is not None:
+            licensing.save_state(state)
         raise licensing.LicenceError(
-            f"licence {lic.lid} is {doc['signed']['status']} at the licence server: not stored",
+            f"licence {lic.lid} is {answer['status']} at the licence server "
+            f"(its answer of {licensing.day(answer['time'])}): not stored",
             "contact whoever issued the licence",
         )
     path = licensing.store_key(lic)
     if doc is not None:
-        state = licensing.load_state()
-        state["answer"] = doc
-        state["high_water"] = max(int(state.get("high_water", 0)), doc["signed"]["time"])
         licensing.save_state(state)
     return lic, path
 
@@ -83,8 +104,8 @@ def summary(refresh: bool) -> dict[str, Any] | None:
     found: dict[str, Any] = lic.summary()
     found["source"] = licensing.KEY_VAR if key_in_environment() else str(licensing.key_path())
     found["last_online_check"] = licensing.day(checked) if checked else "never"
-    since = checked or float(licensing.load_state().get("set_at", now))
-    found["offline_grace_until"] = licensing.day(since + licensing.GRACE)
+    until = licensing.grace_until(licensing.load_state(), lic.lid)
+    found["offline_grace_until"] = licensing.day(until) if until else "none (never confirmed)"
     found["problems"] = problems
     found["state"] = "valid" if not problems else "degraded"
     return found

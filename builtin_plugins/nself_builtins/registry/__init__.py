@@ -22,7 +22,13 @@ def declare_settings() -> list[Setting]:
         Setting(
             "NSELF_REGISTRY_KEYS",
             None,
-            "Extra trusted registry signing keys, KEYID:BASE64,... (private registries).",
+            "Extra trusted registry keys, KEYID:BASE64,... (private registries): they sign "
+            "the index.",
+        ),
+        Setting(
+            "NSELF_PUBLISHER_KEYS",
+            None,
+            "Extra trusted publisher keys, KEYID:BASE64,...: they sign artifacts, never an index.",
         ),
         Setting(
             "NSELF_PING_API_URL",
