@@ -350,3 +350,28 @@ def test_doctor_reports_the_licence(
     assert finding["level"] == level and text in finding["message"]
     assert key not in result.output  # the key itself is never shown
     assert result.code == (1 if level == "error" else 0)
+
+
+def test_the_licensor_commands_of_the_docs_run_as_written(
+    tmp_path: Path, nself: Callable[..., Result]
+) -> None:
+    """docs/plugins/licences.md: a licence key, one licence for `ai`, one tier-wide."""
+    import re
+    import shlex
+
+    doc = (Path(__file__).parent.parent / "docs" / "plugins" / "licences.md").read_text()
+    block = re.search(r"Licensors mint keys with\n\n```sh\n(.*?)```", doc, re.S)
+    assert block is not None
+    minted = []
+    for line in block.group(1).splitlines():
+        argv = shlex.split(line)
+        assert argv[0] == "nself"
+        result = nself(*argv[1:], cwd=tmp_path)
+        assert result.code == 0, result.output
+        if argv[1:3] == ["registry", "issue-license"]:
+            minted.append(result.out.strip())
+    grants = []
+    for key in minted:
+        payload = json.loads(unb64u(key.removeprefix("nself_pro_").split(".")[0]))
+        grants.append((payload["v"], payload["plugins"], payload["tiers"]))
+    assert grants == [(2, ["ai"], []), (2, [], ["pro"])]
