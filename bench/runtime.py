@@ -24,7 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
-TAG = os.environ.get("NSELF_STANDIN_TAG", "3")
+TAG = os.environ.get("NSELF_STANDIN_TAG", "4")
 BIN = Path(sys.executable).parent
 EXTRA_UPSTREAMS = 5  # custom services beside postgres, nginx and CS_1
 

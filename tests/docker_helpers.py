@@ -14,7 +14,7 @@ from nself_sdk.testing import set_env
 
 # Stand-in images are cached by tag and shared by everyone using this engine: change a
 # recipe in tests/standins/, bump the tag here and in build.sh.
-STANDIN_TAG = os.environ.get("NSELF_STANDIN_TAG", "3")
+STANDIN_TAG = os.environ.get("NSELF_STANDIN_TAG", "4")
 
 
 def standin(name: str) -> str:

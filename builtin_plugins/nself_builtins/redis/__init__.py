@@ -81,8 +81,12 @@ plugin = ServicePlugin(
             start_period="5s",
         ),
         mounts=(Mount("redis_data", "/data"),),
-        # The official image chowns /data and drops to the redis user on start.
-        cap_add=("CHOWN", "SETGID", "SETUID"),
+        # Started as root, the official entrypoint chowns what redis does not own in /data
+        # (under `set -e`) and steps down to redis, whose umask 0077 makes appendonlydir
+        # 0700: on the next start root without DAC_READ_SEARCH cannot search it and the
+        # container exits. Run as redis from the start: the entrypoint skips both steps
+        # and needs no capability; the volume is redis' from the image.
+        user="redis",
         contract=REDIS,
     ),
     switch=Setting("REDIS_ENABLED", "false", "Run Redis (host `redis`, port 6379)."),
