@@ -8,8 +8,12 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never half.
+
+    ``mode`` is the file's whatever the umask; folders it creates are 0755 whatever the
+    umask too, so a container running as another user can reach a 0644 file in them.
+    """
+    make_folders(path.parent)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -32,6 +36,23 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
         raise
     finally:
         os.close(dir_fd)
+
+
+def make_folders(folder: Path, mode: int = 0o755) -> None:
+    """Create ``folder`` and missing parents with ``mode`` (not umask-reduced): a host
+    with umask 077 must not hide generated configuration from a container's user."""
+    if folder.is_dir():
+        return
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir()
+        except FileExistsError:
+            continue
+        os.chmod(created, mode)
 
 
 def _name(exc: BaseException, path: Path) -> None:
