@@ -79,6 +79,12 @@ def declare_settings() -> list[Setting]:
         Setting("RATE_LIMIT_GRAPHQL", "30r/s", "Requests per client IP to the GraphQL API."),
         Setting("RATE_LIMIT_AUTH", "30r/m", "Requests per client IP to Auth."),
         Setting(
+            "NGINX_TRUSTED_PROXIES",
+            "",
+            "Proxies or load balancers in front of nginx (addresses or networks, comma "
+            "separated): the client address is then read from their X-Forwarded-For.",
+        ),
+        Setting(
             "SSL_CERTIFICATE_FILE",
             "",
             "Your certificate (PEM, full chain) in nginx/ssl/; empty: nself's development one.",
@@ -250,6 +256,26 @@ def _bind_problems(config: Config) -> list[Problem]:
     return []
 
 
+def _proxy_problems(config: Config) -> list[Problem]:
+    """NGINX_TRUSTED_PROXIES: IP addresses or networks only (nginx's set_real_ip_from)."""
+    import ipaddress
+
+    problems = []
+    for item in render.trusted_proxies(config):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            problems.append(
+                Problem(
+                    "error",
+                    f"{config.where('NGINX_TRUSTED_PROXIES')}: {item!r} is not an IP address "
+                    "or network",
+                    "list the proxies' addresses or networks, like 10.0.0.5, 10.1.0.0/16",
+                )
+            )
+    return problems
+
+
 @hookimpl
 def validate_config(config: Config) -> list[Problem]:
     problems = []
@@ -269,6 +295,7 @@ def validate_config(config: Config) -> list[Problem]:
             problems.append(Problem("error", f"{config.where(name)}: {name} must be 1-65535"))
     problems += _value_problems(config)
     problems += _bind_problems(config)
+    problems += _proxy_problems(config)
     problems += _certificate_problems(config)
     problems += foreign_sites(config.project_dir)
     if config.int("NGINX_HTTP_PORT", 80) == config.int("NGINX_HTTPS_PORT", 443):

@@ -102,9 +102,10 @@ http {{
     resolver 127.0.0.11 valid=10s ipv6=off;
     resolver_timeout 5s;
 
-    limit_req_zone $binary_remote_addr zone=general:10m rate={general};
-    limit_req_zone $binary_remote_addr zone=graphql:10m rate={graphql};
-    limit_req_zone $binary_remote_addr zone=auth:10m rate={auth};
+{client_address(config)}
+    limit_req_zone $nself_limit_key zone=general:10m rate={general};
+    limit_req_zone $nself_limit_key zone=graphql:10m rate={graphql};
+    limit_req_zone $nself_limit_key zone=auth:10m rate={auth};
     limit_req_status 429;
     limit_conn_status 429;
 
@@ -118,6 +119,44 @@ http {{
     include {ROOT}/conf.d/*.conf;
 }}
 """
+
+
+# Where requests from this machine come from: Docker's port proxy connects from the
+# network's gateway, so every local client shares one address nginx cannot tell apart.
+LOCAL_NETWORKS = (
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "::1",
+    "fc00::/7",
+)
+
+
+def trusted_proxies(config: Config) -> list[str]:
+    """NGINX_TRUSTED_PROXIES as written: addresses or networks, comma or space separated."""
+    return config.text("NGINX_TRUSTED_PROXIES").replace(",", " ").split()
+
+
+def client_address(config: Config) -> str:
+    """The key rate limits count by: the client's address. Behind trusted proxies it is
+    taken from X-Forwarded-For (the right-most address no trusted proxy added); in dev,
+    requests from this machine or a private network are not counted at all (they all
+    arrive from Docker's gateway, so one busy app would limit every other)."""
+    lines = ["    # Rate limits count requests per client address (docs/services.md)."]
+    for network in trusted_proxies(config):
+        lines.append(f"    set_real_ip_from {token(network, 'NGINX_TRUSTED_PROXIES')};")
+    if len(lines) > 1:
+        lines += ["    real_ip_header X-Forwarded-For;", "    real_ip_recursive on;"]
+    if not config.is_local:
+        lines.append("    map $binary_remote_addr $nself_limit_key {")
+        lines += ["        default $binary_remote_addr;", "    }"]
+        return "\n".join(lines)
+    lines += ["    geo $nself_local_client {", "        default 0;"]
+    lines += [f"        {network} 1;" for network in LOCAL_NETWORKS]
+    lines += ["    }", "    map $nself_local_client $nself_limit_key {", '        1 "";']
+    lines += ["        default $binary_remote_addr;", "    }"]
+    return "\n".join(lines)
 
 
 def default_servers(https_port: int, cert: str, key: str, acme: bool = False) -> str:
