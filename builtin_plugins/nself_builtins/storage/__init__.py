@@ -66,7 +66,6 @@ def _env(config: Config) -> dict[str, str]:
         "S3_ENDPOINT": "http://minio:9000",
         "S3_PUBLIC_ENDPOINT": public,
         "S3_REGION": config.text("STORAGE_REGION", "us-east-1"),
-        "MINIO_SERVER_URL": public,
         "MINIO_BROWSER_REDIRECT_URL": public_url(
             config, config.text("STORAGE_CONSOLE_SUBDOMAIN", "storage-console")
         ),
@@ -92,7 +91,13 @@ plugin = ServicePlugin(
         environment={
             "MINIO_ROOT_USER": "${MINIO_ROOT_USER}",
             "MINIO_ROOT_PASSWORD": "${MINIO_ROOT_PASSWORD}",
-            "MINIO_SERVER_URL": "${MINIO_SERVER_URL}",
+            # MinIO's reverse-proxy setup (docs: "Configure NGINX Proxy for MinIO Server"):
+            # the console at its own host, named by MINIO_BROWSER_REDIRECT_URL. No
+            # MINIO_SERVER_URL: the console connects to the server at that address, which
+            # must resolve to the server from inside the container (MinIO's words), and
+            # storage.<domain> resolves to this machine or 127.0.0.1 there, where nothing
+            # listens: console logins failed. S3 signatures need no such setting: nginx
+            # forwards the public Host header.
             "MINIO_BROWSER_REDIRECT_URL": "${MINIO_BROWSER_REDIRECT_URL}",
             "MINIO_REGION": "${S3_REGION}",
             "MINIO_UPDATE": "off",
