@@ -10,7 +10,17 @@ from typing import Any
 
 from nself.envfiles import Resolver, parse_text
 
-__all__ = ["compose_config", "read_computed", "strong_secrets", "tree"]
+__all__ = ["compose_config", "mail_server", "read_computed", "strong_secrets", "tree"]
+
+
+def mail_server(folder: Path, file: str = ".env.secrets") -> None:
+    """A mail server for Auth's sign-up and password-reset mails: outside dev the build
+    refuses Auth without one."""
+    from nself_sdk.testing import set_env
+
+    set_env(
+        folder, file, MAIL_ENABLED="true", MAIL_PROVIDER="smtp", MAIL_SMTP_HOST="smtp.example.com"
+    )
 
 
 def strong_secrets(folder: Path) -> dict[str, str]:
@@ -26,7 +36,9 @@ def strong_secrets(folder: Path) -> dict[str, str]:
     )
     values = {name: secrets.token_urlsafe(32) for name in names}
     path = folder / ".env.secrets"
-    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    # Outside dev Auth needs a mail server too (not a secret, but a production setting).
+    mail = "MAIL_ENABLED=true\nMAIL_PROVIDER=smtp\nMAIL_SMTP_HOST=smtp.example.com\n"
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()) + mail)
     path.chmod(0o600)
     return values
 

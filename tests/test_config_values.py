@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from docker_helpers import needs_docker, standin
-from kernel_helpers import compose_config
+from kernel_helpers import compose_config, mail_server
 from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
@@ -177,6 +177,7 @@ def test_a_short_jwt_key_names_its_line_and_the_hint_fixes_it(project: Path, nse
 
 def test_a_short_jwt_key_in_prod_secrets_and_the_hint_fixes_it(project: Path, nself: Run) -> None:
     assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    mail_server(project)
     secrets = project / ".env.secrets"
     text = secrets.read_text().splitlines()
     line = next(i for i, t in enumerate(text, 1) if t.startswith("HASURA_JWT_KEY="))
@@ -229,6 +230,7 @@ def test_cors_for_every_origin_is_a_warning_in_dev(project: Path, nself: Run) ->
 
 def test_listed_cors_origins_build_in_prod(project: Path, nself: Run) -> None:
     assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    mail_server(project)
     set_env(project, ".env.prod", HASURA_GRAPHQL_CORS_DOMAIN="https://*.shop.io, https://shop.io")
     result = nself("build", "--env", "prod", cwd=project)
     assert result.code == 0, result.output
@@ -574,6 +576,7 @@ def test_dev_on_this_machine_only_is_not_warned_about(project: Path, nself: Run,
 def test_prod_on_every_address_is_not_warned_about(project: Path, nself: Run) -> None:
     set_env(project, ".env.prod", NGINX_BIND="0.0.0.0")
     assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    mail_server(project)
     result = nself("build", "--env", "prod", cwd=project)
     assert result.code == 0, result.output
     assert "NGINX_BIND" not in result.err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kernel_helpers import mail_server
 from nself_sdk import MASK
 from nself_sdk.envfiles import parse_text
 from nself_sdk.testing import set_env
@@ -128,6 +129,7 @@ def test_status_reports_what_changed_since_the_last_build(project: Path, nself) 
 
 def test_admin_ui_is_refused_outside_local(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
     assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    mail_server(project)
     assert nself("build", "--env", "prod", cwd=project).code == 0
     set_env(project, ".env.prod", ADMIN_ENABLED="true")
     refused = nself("build", "--env", "prod", cwd=project)

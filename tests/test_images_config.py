@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from conftest import Result, set_env
+from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
 
@@ -41,3 +41,30 @@ def test_minio_console_is_configured_for_a_reverse_proxy(project: Path, nself: R
     assert values["MINIO_BROWSER_REDIRECT_URL"] == "https://storage-console.local.nself.org"
     assert values["S3_PUBLIC_ENDPOINT"] == "https://storage.local.nself.org"
     assert "MINIO_SERVER_URL" not in values
+
+
+def test_production_auth_without_a_mail_server_is_refused(project: Path, nself: Run) -> None:
+    # hasura-auth requires a verified address by default: every sign-up sends a mail,
+    # and fails with 500 when it cannot (go/controller/post_signup_email_password.go).
+    assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    refused = nself("build", "--env", "prod", cwd=project)
+    assert refused.code == 1
+    errors = [line for line in refused.err.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: Auth has no mail server in prod: sign-up verification and password-reset "
+        "mails would all fail"
+    ]
+    assert "MAIL_PROVIDER" in refused.err and "Traceback" not in refused.output
+    set_env(project, ".env.prod", MAIL_ENABLED="true", MAIL_PROVIDER="postmark")
+    set_env(project, ".env.prod", MAIL_SMTP_USER="server-token")
+    set_env(project, ".env.secrets", MAIL_SMTP_PASSWORD="server-token-secret-5f3a")
+    result = nself("build", "--env", "prod", cwd=project)
+    assert result.code == 0, result.output
+    assert computed(project)["AUTH_SMTP_HOST"] == "smtp.postmarkapp.com"
+
+
+def test_dev_auth_without_mail_signs_up_without_verification(project: Path, nself: Run) -> None:
+    services = built(nself, project)
+    assert services["auth"]["environment"]["AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED"] == "false"
+    services = built(nself, project, MAIL_ENABLED="true")
+    assert "AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED" not in services["auth"]["environment"]

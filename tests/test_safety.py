@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from kernel_helpers import mail_server
 from nself_sdk import MASK, NselfError, require_confirmation, safety_rule, scrub, secret_name
 from nself_sdk.testing import set_env
 
@@ -82,6 +83,7 @@ def test_debug_traceback_is_scrubbed(project: Path, nself) -> None:  # type: ign
 def test_deleting_volumes_in_prod_needs_confirmation(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
     assert nself("env", "switch", "prod", cwd=project).code == 0
     assert nself("secrets", "generate", cwd=project).code == 0
+    mail_server(project)
     assert nself("build", cwd=project).code == 0
     refused = nself("down", "--volumes", cwd=project)
     assert refused.code == 1

@@ -8,6 +8,7 @@ import os
 import stat
 from pathlib import Path
 
+from kernel_helpers import mail_server
 from nself_sdk.envfiles import parse_text
 from nself_sdk.testing import set_env
 
@@ -46,6 +47,7 @@ def test_generate_creates_a_private_file_and_never_overwrites(project: Path, nse
     assert again.code == 0 and "nothing to generate" in again.out
     assert values(secrets)["POSTGRES_PASSWORD"] == mine
     assert values(secrets)["HASURA_JWT_KEY"] == first["HASURA_JWT_KEY"]
+    mail_server(project)
     assert nself("build", "--env", "prod", cwd=project).code == 0
 
 

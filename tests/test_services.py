@@ -11,6 +11,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
+from kernel_helpers import mail_server
 from nself_sdk.testing import Result, set_env
 
 Nself = Callable[..., Result]
@@ -55,8 +56,9 @@ MONITORING = {
 }
 
 
-def strong_secrets(folder: Path, **extra: str) -> None:
-    """Fresh, strong values in .env.secrets for every secret `nself init` generated."""
+def strong_secrets(folder: Path, mail: bool = True, **extra: str) -> None:
+    """Fresh, strong values in .env.secrets for every secret `nself init` generated, and
+    (``mail``) a mail server, which Auth needs outside dev."""
     generated = [
         k for k in dotenv_values(folder / ".env.dev") if k not in ("PROJECT_NAME", "BASE_DOMAIN")
     ]
@@ -64,6 +66,8 @@ def strong_secrets(folder: Path, **extra: str) -> None:
     values["HASURA_GRAPHQL_JWT_SECRET"] = '{"type":"HS256","key":"${HASURA_JWT_KEY}"}'
     values.update(extra)
     set_env(folder, ".env.secrets", **values)
+    if mail:
+        mail_server(folder)
 
 
 def build(nself: Nself, folder: Path, *args: str) -> Result:
@@ -235,7 +239,13 @@ def test_mail_in_dev_is_a_catcher_wired_to_auth(project: Path, nself: Nself) -> 
     ui = site(project, "mail")
     assert "http://mail:8025" in ui and "deny all;" in ui
     env = computed(project)
-    assert (env["AUTH_SMTP_HOST"], env["AUTH_SMTP_PORT"]) == ("mail", "1025")
+    # Auth reaches the catcher as "mailhog", a host its mailer may log in to without TLS;
+    # other clients use "mail". Mailpit accepts any login, over plaintext too.
+    assert (env["AUTH_SMTP_HOST"], env["AUTH_SMTP_PORT"]) == ("mailhog", "1025")
+    assert env["MAIL_SMTP_HOST"] == "mail"
+    assert services["mail"]["networks"] == {"nself": {"aliases": ["mailhog"]}}
+    assert services["mail"]["environment"]["MP_SMTP_AUTH_ACCEPT_ANY"] == "1"
+    assert services["mail"]["environment"]["MP_SMTP_AUTH_ALLOW_INSECURE"] == "1"
     assert services["auth"]["environment"]["AUTH_SMTP_HOST"] == "${AUTH_SMTP_HOST}"
     assert "AUTH_SMTP_PASS" not in services["auth"]["environment"]
 
@@ -317,7 +327,7 @@ def test_unknown_mail_provider_is_one_clear_error(project: Path, nself: Nself) -
 
 def test_mail_in_prod_needs_a_provider(project: Path, nself: Nself) -> None:
     set_env(project, ".env.prod", MAIL_ENABLED="true")
-    strong_secrets(project)
+    strong_secrets(project, mail=False)
     result = nself("build", "--env", "prod", cwd=project)
     assert result.code == 1
     assert "MAIL_PROVIDER is not set for prod" in result.err

@@ -117,6 +117,9 @@ class Service(Shown):
     labels: dict[str, str] = field(default_factory=dict)
     shm_size: str | None = None
     stop_grace_period: str | None = None
+    # More names the service answers to on the stack's network (a client that allows
+    # only certain host names, like hasura-auth's mailer, reaches it by one of them).
+    aliases: tuple[str, ...] = ()
     # Where a person opens it without nginx (a dev tool published on 127.0.0.1): listed
     # with the public URLs by `nself build`, `nself urls`, `nself status` and `nself start`.
     direct_url: str | None = None

@@ -12,9 +12,9 @@ Imitated, with where each fact comes from (nhost/hasura-auth, go/):
   with the certificate checked against the host; EHLO "hasura-auth"; STARTTLS whenever
   the server offers it (certificate checked); then AUTH every time, whatever the server
   advertised (Go's smtp.Client.Auth does not look); then MAIL, RCPT, DATA, QUIT.
-- notifications/stdlib.go (PlainAuth): PLAIN refuses, before sending anything, a
-  connection without TLS unless the host is "mailhog", "localhost", "127.0.0.1" or
-  "::1" ("unencrypted connection").
+- notifications/stdlib.go (PlainAuth) and LoginAuth ("same security checks as PLAIN"):
+  refuse, before sending anything, a connection without TLS unless the host is
+  "mailhog", "localhost", "127.0.0.1" or "::1" ("unencrypted connection").
 - a mail that cannot be sent makes the sign-up answer 500.
 Not imitated: the database, Hasura metadata and migrations, tokens, sessions, every
 other endpoint; CRAM-MD5 and the "postmark" host (the stand-in refuses them).
@@ -78,9 +78,9 @@ def send_verification(to):
             client.ehlo("hasura-auth")
             tls = True
         user, password = env("AUTH_SMTP_USER"), env("AUTH_SMTP_PASS")
+        if not tls and host not in PLAIN_WITHOUT_TLS:
+            raise MailError("unencrypted connection")
         if method == "PLAIN":
-            if not tls and host not in PLAIN_WITHOUT_TLS:
-                raise MailError("unencrypted connection")
             token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
             check(*client.docmd("AUTH", "PLAIN " + token), 235)
         else:

@@ -13,7 +13,9 @@ from nself_sdk import (
     Service,
     ServicePlugin,
     Setting,
+    Stack,
     Subdomain,
+    hookimpl,
 )
 
 IMAGE = "nhost/hasura-auth:0.36.0"
@@ -76,10 +78,35 @@ def _adapt(config: Config, service: Service) -> Service:
     if smtp and config.text("AUTH_SMTP_USER"):
         smtp += ["USER", "PASS"]
     env.update({f"AUTH_SMTP_{key}": "${AUTH_SMTP_" + key + "}" for key in smtp})
+    if not smtp:
+        # Dev without mail (outside dev the build refuses that): nowhere to send a
+        # verification mail, so a sign-up signs in at once instead of failing with 500.
+        env["AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED"] = "false"
     return replace(service, environment=env)
 
 
-plugin = ServicePlugin(
+class AuthPlugin(ServicePlugin):
+    @hookimpl
+    def validate_files(self, config: Config, stack: Stack) -> list[Problem]:
+        """Outside dev, Auth must have a mail server: every sign-up sends a verification
+        mail (required by default in hasura-auth), every password reset a reset mail, and
+        with no server each one fails with a 500. Checked with the secrets, so a
+        production build lists everything it lacks at once."""
+        service = stack.service("auth")
+        if config.is_local or service is None or "AUTH_SMTP_HOST" in service.environment:
+            return []
+        return [
+            Problem(
+                "error",
+                f"Auth has no mail server in {config.env}: sign-up verification and "
+                "password-reset mails would all fail",
+                "set MAIL_ENABLED=true and MAIL_PROVIDER (sendgrid, ses, postmark, smtp, ...) "
+                "with MAIL_SMTP_USER and MAIL_SMTP_PASSWORD in .env.secrets, or AUTH_SMTP_HOST",
+            )
+        ]
+
+
+plugin = AuthPlugin(
     Service(
         "auth",
         IMAGE,

@@ -95,7 +95,10 @@ def render_service(service: Service, project: str, owner: str) -> dict[str, Any]
         body["shm_size"] = service.shm_size
     if service.stop_grace_period:
         body["stop_grace_period"] = service.stop_grace_period
-    body["networks"] = [NETWORK]
+    if service.aliases:
+        body["networks"] = {NETWORK: {"aliases": sorted(service.aliases)}}
+    else:
+        body["networks"] = [NETWORK]
     body["labels"] = {
         "org.nself.project": project,
         "org.nself.service": service.name,

@@ -46,6 +46,11 @@ MAILPIT = ImageContract(
     notes="SMTP AUTH is refused unless MP_SMTP_AUTH_ACCEPT_ANY (or an auth file) is set; "
     "over plain SMTP also MP_SMTP_AUTH_ALLOW_INSECURE.",
 )
+# hasura-auth's mailer always logs in (PLAIN by default, LOGIN alike) and refuses to over
+# a connection without TLS unless the host is one of "mailhog", "localhost", "127.0.0.1",
+# "::1" (nhost/hasura-auth go/notifications/stdlib.go): Auth reaches the catcher by the
+# one of those names a container can have.
+AUTH_HOST = "mailhog"
 
 
 def provider(config: Config) -> str:
@@ -179,7 +184,7 @@ def _env(config: Config) -> dict[str, str]:
         "MAIL_SMTP_PORT": settings["port"],
         "MAIL_SMTP_SECURE": settings["secure"],
         "MAIL_SMTP_USER": settings["user"],
-        "AUTH_SMTP_HOST": settings["host"],
+        "AUTH_SMTP_HOST": AUTH_HOST if provider(config) == CATCHER else settings["host"],
         "AUTH_SMTP_PORT": settings["port"],
         "AUTH_SMTP_SECURE": settings["secure"],
         "AUTH_SMTP_USER": settings["user"],
@@ -200,9 +205,16 @@ plugin = ServicePlugin(
             "MP_UI_BIND_ADDR": f"0.0.0.0:{UI_PORT}",
             "MP_DATABASE": "/data/mailpit.db",
             "MP_MAX_MESSAGES": "5000",
+            # Mailpit answers AUTH with "502 Command not implemented" unless told to accept
+            # any login, and refuses that without TLS unless it may be insecure
+            # (axllent/mailpit config/config.go, internal/smtpd): Auth always logs in. A
+            # catcher on the private network.
+            "MP_SMTP_AUTH_ACCEPT_ANY": "1",
+            "MP_SMTP_AUTH_ALLOW_INSECURE": "1",
         },
         healthcheck=HealthCheck(("CMD", "/mailpit", "readyz"), retries=10, start_period="5s"),
         mounts=(Mount("mail_data", "/data"),),
+        aliases=(AUTH_HOST,),
         health_url=f"http://mail:{UI_PORT}/readyz",
         contract=MAILPIT,
     ),
