@@ -7,9 +7,9 @@
 # - no package-lock.json and no yarn.lock there: "No lock file found. Please commit your
 #   lock file for npm or yarn", exit 1 (the container restarts and exits again);
 # - `cp -n $SERVER_PATH/tsconfig.json` into the working folder;
-# - nodemon runs `ni` (npm/yarn install: node_modules in the working folder), and only if
-#   that succeeds, the server; when it fails nodemon waits for file changes: the
-#   container runs, never healthy.
+# - nodemon runs `ni` (npm/yarn install: node_modules in the working folder; npm also
+#   writes package-lock.json back in place), and only if that succeeds, the server; when
+#   it fails nodemon waits for file changes: the container runs, never healthy.
 # The stand-in cannot reach a package registry: a package.json with dependencies is an
 # install failure here. Its server is functions-server.js (not Express).
 echo "defaultAgent=$PACKAGE_MANAGER" >~/.nirc
@@ -33,8 +33,15 @@ crashed() {
   while :; do sleep 3600 & wait $!; done
 }
 if node -e 'const p = require(process.argv[1]); process.exit(Object.keys({...p.dependencies, ...p.devDependencies}).length ? 1 : 0)' "$dir/package.json"; then
+  lock="$dir/package-lock.json"
+  if [ -f "$lock" ]; then
+    content=$(cat "$lock") && printf '%s\n' "$content" >"$lock" || crashed
+  fi
   mkdir -p "$dir/node_modules" && printf '{"lockfileVersion": 3}\n' >"$dir/node_modules/.package-lock.json" || crashed
 else
   echo "stand-in: cannot install dependencies (no package registry)"; crashed
 fi
+# nodemon runs in the working folder (functions are found at FUNCTIONS_RELATIVE_PATH from
+# there: `.` when package.json is in functions/, `./functions` when it is at the top).
+cd "$dir" || crashed
 FUNCTIONS_WORKING_DIR=$dir FUNCTIONS_RELATIVE_PATH=$relative exec node "$SERVER_PATH/server.js"

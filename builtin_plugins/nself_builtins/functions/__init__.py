@@ -2,6 +2,12 @@
 
 The project's ``functions/`` folder is mounted into the runtime; each file there is an
 HTTP endpoint (the nhost/functions convention).
+
+What the image needs (nhost/functions start.sh, nodemon.json, 20.Dockerfile): a
+``package.json`` and a lockfile (``package-lock.json`` or ``yarn.lock``) in the folder,
+or it exits ("No lock file found"); it copies a ``tsconfig.json`` there when there is
+none and installs packages (``ni``: npm, which rewrites the lockfile) into
+``functions/node_modules``, as root: the folder is mounted writable.
 """
 
 from __future__ import annotations
@@ -11,14 +17,19 @@ from dataclasses import replace
 from nself_builtins.shared.urls import public_url
 from nself_sdk import (
     Config,
+    GeneratedFile,
     HealthCheck,
     ImageContract,
     Mount,
+    Problem,
     Service,
     ServicePlugin,
     Setting,
     Subdomain,
+    hookimpl,
 )
+
+from .scaffold import FILES, LOCKFILES
 
 # Tags are <node major>-<version>: one build per Node.js major (18.Dockerfile,
 # 20.Dockerfile, ...); a bare `1.2.0` is not a tag of this image.
@@ -33,7 +44,9 @@ FUNCTIONS = ImageContract(
     ),
     # node:20-alpine without USER: the start script and the server run as root.
     user=0,
-    capabilities=(),
+    # nself mounts the project's functions/ writable: root writing a folder of the host's
+    # user (npm rewrites package-lock.json) needs DAC_OVERRIDE.
+    capabilities=("DAC_OVERRIDE",),
     # start.sh runs in /opt/project (NHOST_PROJECT_PATH): it needs functions/package.json
     # and a lock file (package-lock.json or yarn.lock: "No lock file found" and exit 1
     # otherwise), copies tsconfig.json into the folder and installs node_modules there;
@@ -70,7 +83,38 @@ def _adapt(config: Config, service: Service) -> Service:
     return replace(service, environment=env, depends_on=("hasura",))
 
 
-plugin = ServicePlugin(
+def _checks(config: Config) -> list[Problem]:
+    """The runtime exits in a loop without a package.json and a lockfile: say so now."""
+    folder = config.project_dir / "functions"
+    if not (folder / "package.json").is_file():
+        return [
+            Problem(
+                "error",
+                "FUNCTIONS_ENABLED=true but functions/package.json does not exist: the "
+                "functions runtime cannot start without it",
+                "`nself init --force` adds a hello function with its package.json and "
+                "lockfile (existing files are kept), or run `npm init -y` in functions/",
+            )
+        ]
+    if not any((folder / name).is_file() for name in LOCKFILES):
+        return [
+            Problem(
+                "error",
+                "functions/ has no lockfile (package-lock.json or yarn.lock): the functions "
+                "runtime refuses to start without one",
+                "run `npm install` in functions/ and commit package-lock.json",
+            )
+        ]
+    return []
+
+
+class FunctionsPlugin(ServicePlugin):
+    @hookimpl
+    def contribute_scaffold(self) -> list[GeneratedFile]:
+        return [GeneratedFile(f"functions/{name}", text) for name, text in FILES.items()]
+
+
+plugin = FunctionsPlugin(
     Service(
         "functions",
         IMAGE,
@@ -82,10 +126,14 @@ plugin = ServicePlugin(
             retries=10,
             start_period="30s",
         ),
+        # Writable: the start script writes there as root. node_modules in a volume:
+        # packages built for the image's platform never land in your folder.
         mounts=(
-            Mount("./functions", "/opt/project/functions", read_only=True),
-            Mount("functions_node_modules", "/opt/project/node_modules"),
+            Mount("./functions", "/opt/project/functions"),
+            Mount("functions_node_modules", "/opt/project/functions/node_modules"),
         ),
+        # Root writing into a folder your user owns (npm rewrites package-lock.json).
+        cap_add=("DAC_OVERRIDE",),
         health_url="http://functions:3000/healthz",
         contract=FUNCTIONS,
     ),
@@ -94,4 +142,5 @@ plugin = ServicePlugin(
     routes=(Subdomain("FUNCTIONS_SUBDOMAIN", "functions", "Public subdomain of the functions."),),
     env={"FUNCTIONS_URL": "http://functions:3000"},
     adapt=_adapt,
+    checks=_checks,
 )
