@@ -13,7 +13,7 @@ import typer
 from nself_sdk import EXIT_DEGRADED, NselfError, UsageError
 from nself_sdk import console as out
 
-from .project import open_project, selection
+from .project import nginx_tested_first, open_project, selection
 from .report import (
     health_json,
     health_line,
@@ -65,6 +65,7 @@ def start(
         shown = ", ".join(f"{p} ({w})" for p, w in project.changes.items())
         out.info(f"rebuilt generated files: {shown}")
     chosen = selection(project, services or [], all_, with_ or [])
+    nginx_tested_first(project, chosen)
     began = time.monotonic()
     from .progress import ProgressView
 
@@ -104,6 +105,7 @@ def restart(
     names = project.resolve(services) if services else sorted(running)
     if not names:
         raise NselfError("nothing is running", "start the stack: nself start")
+    nginx_tested_first(project, names)
     began = time.monotonic()
     project.runtime.restart([n for n in names if n in running])
     from .progress import ProgressView

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nself_sdk import UsageError
+from nself_sdk import NselfError, UsageError
 
 if TYPE_CHECKING:
     from nself_sdk import Config, Runtime, Stack
@@ -76,6 +76,24 @@ def open_project(rebuild: bool, env: str | None = None) -> Project:
     else:
         the_plan = plan(folder, env)
     return Project(folder, the_plan.config, the_plan.stack, runtime(the_plan.config), changes)
+
+
+def nginx_tested_first(project: Project, names: list[str]) -> None:
+    """Before `start` or `restart` may stop or replace a running nginx, its configuration
+    on disk (generated sites and your nginx/conf.d/) is tested by that nginx: an invalid
+    one is refused with nothing touched, so the running nginx keeps serving, instead of
+    a new one crash-looping with all public traffic down."""
+    from nself_builtins.shared.nginx import SERVICE, is_running, tested
+
+    if SERVICE not in names or not is_running(project.runtime):
+        return
+    why = tested(project.runtime, True)
+    if why is not None:
+        raise NselfError(
+            f"nginx configuration is invalid, nothing was restarted: {why}",
+            "nginx keeps serving its current configuration; fix the file named "
+            "(hand-written ones are in nginx/conf.d/) and run the command again",
+        )
 
 
 def selection(project: Project, services: list[str], all_: bool, with_: list[str]) -> list[str]:
