@@ -1,12 +1,27 @@
-"""nself Admin: the local GUI companion, dev only, published on 127.0.0.1:3021 and nowhere else."""
+"""nself Admin: the local GUI companion, dev only, published on 127.0.0.1:3021 and nowhere else.
+
+What it needs, and so what it gets (nself-admin's docs and Dockerfile: it runs nself
+commands in the mounted project and manages containers through the Docker socket):
+
+- the project, read and written as its owner does: the container runs as the uid:gid that
+  owns the project folder (it reads the 0600 env files and writes generated files like
+  you, and nothing you could not), with no capabilities;
+- its own data in ``.nself-admin/`` in the project (a folder that user can write; the
+  image's volume belongs to its built-in user), kept out of git;
+- Docker only when asked (``ADMIN_DOCKER=true``): the engine's socket, with its group.
+  Whoever drives the socket is root on this machine, so it stays off by default.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from nself_sdk import (
     Config,
+    GeneratedFile,
     HealthCheck,
     ImageContract,
     Mount,
@@ -15,6 +30,7 @@ from nself_sdk import (
     Service,
     ServicePlugin,
     Setting,
+    Stack,
     hookimpl,
     safety_rule,
 )
@@ -52,11 +68,41 @@ def _url(config: Config) -> str:
     return f"http://{BIND}:{config.int('ADMIN_PORT', PORT)}"
 
 
+DATA = ".nself-admin"
+
+
+def docker_socket() -> Path:
+    """The engine's socket on this machine: DOCKER_HOST's, else the default one."""
+    host = os.environ.get("DOCKER_HOST", "")
+    return Path(host[len("unix://") :] if host.startswith("unix://") else "/var/run/docker.sock")
+
+
 def _checks(config: Config) -> list[Problem]:
     port = config.int("ADMIN_PORT", PORT)
     if not 0 < port < 65536:
         return [Problem("error", f"{config.where('ADMIN_PORT')}: ADMIN_PORT must be 1-65535")]
+    if config.flag("ADMIN_DOCKER", False) and not docker_socket().is_socket():
+        return [
+            Problem(
+                "error",
+                f"{config.where('ADMIN_DOCKER')}: ADMIN_DOCKER=true but there is no Docker "
+                f"socket at {docker_socket()}",
+                "start the engine, or set DOCKER_HOST=unix:///path/to/docker.sock",
+            )
+        ]
     return []
+
+
+def _access(config: Config, service: Service) -> Service:
+    """Run as the project's owner; with ADMIN_DOCKER, in the socket's group too."""
+    owner = config.project_dir.stat()
+    group = owner.st_gid
+    mounts = service.mounts
+    if config.flag("ADMIN_DOCKER", False) and docker_socket().is_socket():
+        socket = docker_socket()
+        group = socket.stat().st_gid  # the socket is 0660 root:<this group>
+        mounts = (*mounts, Mount(str(socket), "/var/run/docker.sock"))
+    return replace(service, user=f"{owner.st_uid}:{group}", mounts=mounts)
 
 
 def _adapt(config: Config, service: Service) -> Service:
@@ -72,7 +118,7 @@ def _adapt(config: Config, service: Service) -> Service:
         env["HASURA_GRAPHQL_ADMIN_SECRET"] = "${HASURA_GRAPHQL_ADMIN_SECRET}"
         depends.append("hasura")
     return replace(
-        service,
+        _access(config, service),
         environment=env,
         depends_on=tuple(depends),
         # Never on a public interface, whatever the env files say.
@@ -83,6 +129,13 @@ def _adapt(config: Config, service: Service) -> Service:
 
 class AdminPlugin(ServicePlugin):
     """The admin service, and its `nself admin` commands."""
+
+    @hookimpl
+    def contribute_files(self, config: Config, stack: Stack) -> list[GeneratedFile]:
+        """The admin's data folder, made by the user who builds (so it can write it)."""
+        if stack.service("admin") is None:
+            return []
+        return [GeneratedFile(f"{DATA}/.gitignore", "# nself Admin's own data\n*\n")]
 
     @hookimpl
     def register_commands(self, app: Any) -> None:
@@ -110,7 +163,7 @@ plugin = AdminPlugin(
             retries=10,
             start_period="20s",
         ),
-        mounts=(Mount("./", "/workspace"), Mount("admin_data", "/app/data")),
+        mounts=(Mount("./", "/workspace"), Mount(f"./{DATA}", "/app/data")),
         health_url=f"http://admin:{PORT}/api/health",
         contract=ADMIN,
     ),
@@ -118,6 +171,11 @@ plugin = AdminPlugin(
     image=Setting("ADMIN_IMAGE", description="Admin UI image."),
     settings=(
         Setting("ADMIN_PORT", str(PORT), "Host port of the admin UI (always on 127.0.0.1)."),
+        Setting(
+            "ADMIN_DOCKER",
+            "false",
+            "Let the admin UI drive Docker (the engine's socket: root on this machine).",
+        ),
     ),
     env=lambda config: {"ADMIN_URL": _url(config)},
     adapt=_adapt,
