@@ -41,25 +41,7 @@ UNCONFIRMED = {
 # Known defects, each fixed by the images work of issue #11: the contracts already say
 # what the image needs, so these entries must go as each fix lands (the test fails on a
 # fixed defect still listed here as much as on a new one).
-KNOWN: dict[str, set[str]] = {
-    # defect 4: the entrypoint must read the 0700 appendonlydir on its second start
-    "redis": {"redis: redis:7.4-alpine needs capability DAC_READ_SEARCH, which is not granted"},
-    # defect 3: the start script writes tsconfig.json and node_modules into its folder
-    "functions": {
-        "functions: nhost/functions:20-1.2.0 writes to /opt/project/functions, but "
-        "./functions is mounted read-only"
-    },
-    # defect 10: the admin UI reads the project as uid 1001 (0600 env files, the key)
-    "admin": {
-        "admin: ./ is mounted writable at /workspace, but uid 1001 cannot write a folder of "
-        "the host's user",
-        "admin: volume admin_data at /app/data may not be writable by uid 1001: "
-        "nself/nself-admin:0.9.0 can write only /data, /project",
-        "admin: nginx/ssl/local.nself.org.key (mode 0600) is bind-mounted but uid 1001 "
-        "cannot read it",
-        "admin: .env.computed (mode 0600) is bind-mounted but uid 1001 cannot read it",
-    },
-}
+KNOWN: dict[str, set[str]] = {}
 
 
 def _init(folder: Path) -> None:
@@ -88,7 +70,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     values["MAIL_SMTP_PASSWORD"] = secrets.token_urlsafe(32)
     set_env(folder, ".env.secrets", **values)
     for env in ("staging", "prod"):
-        set_env(folder, f".env.{env}", MAIL_PROVIDER="sendgrid")
+        # Outside dev Auth needs a mail server, whether the mail plugin is on or not.
+        set_env(folder, f".env.{env}", MAIL_PROVIDER="sendgrid", AUTH_SMTP_HOST="smtp.example.com")
     for name in ("ntfy", "pgbouncer", "audit"):
         install_folder(folder, CATALOGUE / name, source="catalogue")
     return folder
@@ -182,11 +165,6 @@ def test_every_pinned_image_runs_the_reference_its_contract_describes(
                 assert service.image == contract.image, service.name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #11 defect 5: folders a build creates under umask 077 are 0700 (the "
-    "images work makes them 0755); remove this mark when it lands",
-)
 def test_bind_mounted_files_are_readable_after_a_build_under_umask_077(
     base: Path, tmp_path: Path, nself: Callable[..., Result]
 ) -> None:

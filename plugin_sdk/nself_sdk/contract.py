@@ -151,8 +151,9 @@ def problems(
     found += _env_problems(service, contract, config)
     found += _capability_problems(service, contract)
     found += _port_problems(service, contract, routes)
-    found += _volume_problems(service, contract)
-    found += _file_problems(service, contract, files)
+    owner = _project_owner(config)
+    found += _volume_problems(service, contract, owner)
+    found += _file_problems(service, contract, files, owner)
     return [f"{service.name}: {problem}" for problem in found]
 
 
@@ -280,7 +281,20 @@ def _covering(service: Service, path: str) -> Mount | None:
     return max(found, key=lambda m: len(m.target)) if found else None
 
 
-def _volume_problems(service: Service, contract: ImageContract) -> Iterator[str]:
+def _project_owner(config: Config | None) -> int | None:
+    """The uid that owns the project folder: a service run as it (the admin UI) reads and
+    writes the project's files by their owner's bits, like the developer."""
+    if config is None:
+        return None
+    try:
+        return config.project_dir.stat().st_uid
+    except OSError:
+        return None
+
+
+def _volume_problems(
+    service: Service, contract: ImageContract, owner: int | None = None
+) -> Iterator[str]:
     uid = uid_of(service)
     for path in contract.writes:
         mount = _covering(service, path)
@@ -292,6 +306,8 @@ def _volume_problems(service: Service, contract: ImageContract) -> Iterator[str]
         if mount.read_only:
             continue
         named = not mount.source.startswith((".", "/"))
+        if not named and mount.source.startswith(".") and uid is not None and uid == owner:
+            continue  # the project's owner writes its own folders
         if named:
             if contract.writable is not None and not _inside(mount.target, contract.writable):
                 yield (
@@ -323,16 +339,20 @@ def _bind_sources(service: Service) -> Iterator[tuple[str, str]]:
 
 
 def _file_problems(
-    service: Service, contract: ImageContract, files: Iterable[GeneratedFile]
+    service: Service,
+    contract: ImageContract,
+    files: Iterable[GeneratedFile],
+    owner: int | None = None,
 ) -> Iterator[str]:
     if uid_of(service) is None or reads_anything(service):
         return
+    readable = 0o400 if uid_of(service) == owner else 0o004
     sources = [source for source, _target in _bind_sources(service)]
     for item in files:
         mounted = any(
             not src or item.path == src or item.path.startswith(src + "/") for src in sources
         )
-        if mounted and not item.mode & 0o004:
+        if mounted and not item.mode & readable:
             yield (
                 f"{item.path} (mode {item.mode:04o}) is bind-mounted but uid "
                 f"{uid_of(service)} cannot read it"
