@@ -68,3 +68,15 @@ def test_dev_auth_without_mail_signs_up_without_verification(project: Path, nsel
     assert services["auth"]["environment"]["AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED"] == "false"
     services = built(nself, project, MAIL_ENABLED="true")
     assert "AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED" not in services["auth"]["environment"]
+
+
+def test_a_network_alias_cannot_shadow_a_service(project: Path, nself: Run) -> None:
+    # The catcher also answers to "mailhog" (Auth's mailer may log in to it over
+    # plaintext): a service of that name would make the name ambiguous on the network.
+    set_env(project, MAIL_ENABLED="true", CS_1_NAME="mailhog", CS_1_IMAGE="nginx:1.27")
+    set_env(project, CS_1_PORT="80")
+    result = nself("build", cwd=project)
+    assert result.code == 1
+    assert "the network name 'mailhog' of service mail (mail) is already the name of " in (
+        result.err
+    )

@@ -172,6 +172,17 @@ def collect_stack(pm: Manager, config: Config) -> Stack:
                 )
             host_ports[key] = f"{service.name} ({owners[service.name]})"
     names = set(owners)
+    aliased: dict[str, str] = {}
+    for service in services:
+        for alias in service.aliases:  # one name on the network, one container
+            if alias in names or alias in aliased:
+                other = aliased.get(alias, f"service {alias} ({owners.get(alias)})")
+                raise NselfError(
+                    f"the network name {alias!r} of service {service.name} "
+                    f"({owners[service.name]}) is already the name of {other}",
+                    f"rename the service {alias!r}, or disable {owners[service.name]}",
+                )
+            aliased[alias] = f"{service.name}'s alias"
     for service in services:
         for dep in service.depends_on:
             if dep not in names:
