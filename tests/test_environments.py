@@ -144,6 +144,7 @@ def test_admin_ui_is_refused_outside_local(project: Path, nself) -> None:  # typ
 def test_a_generated_prod_config_is_accepted_by_compose(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
     assert nself("env", "switch", "prod", cwd=project).code == 0
     assert nself("secrets", "generate", cwd=project).code == 0
+    mail_server(project)
     built = nself("build", cwd=project)
     assert built.code == 0, built.output
     config = subprocess.run(
