@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, set_env, standin
+from docker_helpers import standin
+from nself_sdk.testing import Result, set_env
 from test_runtime_e2e import DOMAIN, https_get, stack  # noqa: F401
 
 Run = Callable[..., Result]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result
+from nself_sdk.testing import Result
 from test_runtime_e2e import DOMAIN, container_of, https_get, stack  # noqa: F401
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, set_env
+from nself_sdk.testing import Result, set_env
 from test_runtime_e2e import DOMAIN, stack  # noqa: F401
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, set_env
+from nself_sdk.testing import Result, set_env
 from test_runtime_e2e import psql, stack  # noqa: F401
 
 Run = Callable[..., Result]
