@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kernel_helpers import mail_server
 from nself_sdk import plan
 from nself_sdk.contract import problems
 from nself_sdk.testing import Result, set_env
@@ -29,6 +30,7 @@ def routed(folder: Path) -> None:
 def test_staging_and_prod_get_acme_dev_does_not(project: Path, nself: Run) -> None:
     routed(project)
     assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    mail_server(project)
     dev = plan(project)
     assert dev.stack.service("acme") is None
     prod = plan(project, "prod")

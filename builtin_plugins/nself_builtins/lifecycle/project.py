@@ -82,13 +82,19 @@ def nginx_tested_first(project: Project, names: list[str]) -> None:
     """Before `start` or `restart` may stop or replace a running nginx, its configuration
     on disk (generated sites and your nginx/conf.d/) is tested by that nginx: an invalid
     one is refused with nothing touched, so the running nginx keeps serving, instead of
-    a new one crash-looping with all public traffic down."""
+    a new one crash-looping with all public traffic down.
+
+    Only a mistake in a configuration file (nginx names it: ``in FILE:LINE``) refuses: a
+    certificate not issued yet is not one (with ACME the renewer puts a placeholder in
+    place before the new nginx starts)."""
+    import re
+
     from nself_builtins.shared.nginx import SERVICE, is_running, tested
 
     if SERVICE not in names or not is_running(project.runtime):
         return
     why = tested(project.runtime, True)
-    if why is not None:
+    if why is not None and re.search(r" in nginx/\S+:\d+", why):
         raise NselfError(
             f"nginx configuration is invalid, nothing was restarted: {why}",
             "nginx keeps serving its current configuration; fix the file named "
