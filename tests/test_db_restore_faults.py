@@ -232,13 +232,16 @@ def test_a_user_database_with_nselfs_name_is_never_dropped(
     target: Path, pg: Cluster, db: str
 ) -> None:
     """A database nself did not create (no mark, no live run) is left alone."""
+    from nself_builtins.database.journal import incoming_name
+
     name = take_backup(target)
-    mine = f"{db[:40]}__restoring_0000abcd"
+    mine = incoming_name(db, 0xABCD)  # exactly the name a restore's copy would have
     pg.sql(f'CREATE DATABASE "{mine}"')
     pg.sql("CREATE TABLE precious (x int); INSERT INTO precious VALUES (7)", mine)
     pg.sql(f"COMMENT ON DATABASE \"{mine}\" IS 'mine'")
     r = cli(target, "db", "restore", name)
     assert r.returncode == 0, r.stderr
+    assert "has the name of nself's databases but no mark: left alone" in r.stderr
     assert pg.sql("SELECT x FROM precious", mine) == [(7,)]
 
 

@@ -246,6 +246,23 @@ def _run_of(db: Database) -> int | None:
     return int(match.group("run"), 16) if match else None
 
 
+def _empty(run: Run, name: str) -> bool:
+    """Whether database ``name`` holds no relation of its own (as freshly created)."""
+    from nself_sdk import NselfError
+
+    try:
+        with run.transport.connect(dbname=name, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                " AND n.nspname NOT LIKE 'pg\\_%')"
+            ).fetchone()
+    except NselfError:
+        return False  # cannot look inside: leave it alone
+    return bool(row and row[0])
+
+
 def _incoming_for(db: Database, target: str) -> bool:
     mark = db.mark
     if mark is not None:
@@ -290,6 +307,11 @@ def settle(
             if owner is None or owner in live or owner == run.key:
                 continue
             mark = db.mark
+            if mark is None and not _empty(run, db.name):
+                # nself marks its databases right after creating them, before anything is
+                # put in: one with this name and no mark that holds data is someone else's
+                note(f"{db.name} has the name of nself's databases but no mark: left alone")
+                continue
             if SCRATCH.match(db.name) and (mark is None or mark.kind == "scratch"):
                 drop(conn, db.name)
                 note(f"dropped {db.name}, the scratch database of an interrupted verify")
