@@ -874,7 +874,7 @@ def _swap(
         when += timedelta(seconds=1)
         kept = journal.kept_name(target, when)
     previous = run.mark("previous", target=target, backup=mark.backup, phase="kept", bound=bound)
-    for attempt in range(100):
+    for attempt in range(10):  # the rename waits up to 5 s for sessions to end, each time
         _close_sessions(conn, target, seconds=1.0)
         try:
             with conn.transaction():
@@ -886,7 +886,7 @@ def _swap(
                 journal.set_mark(conn, target, mark.comment)
             return kept
         except errors.ObjectInUse:  # a session slipped in before the rename: again
-            if attempt == 99:
+            if attempt == 9:
                 raise NselfError(
                     f"sessions of {target} kept coming back; the restore was undone",
                     "stop the services using the database (`nself stop`) and try again",
