@@ -241,3 +241,22 @@ def test_a_backup_of_another_project_needs_from_other_project(
     assert r.code == 0, r.output
     assert "came from elsewhere: project unknown (here: shop)" in r.out
     assert checksums(pg, db) != before  # replaced, as asked
+
+
+def test_restored_row_counts_must_match_the_manifest(
+    target: Path, nself, pg: Cluster, db: str
+) -> None:
+    """The server's committed-row counts are trusted only when they agree with the
+    manifest; otherwise the table is counted row by row, and a difference stops the
+    restore before the swap."""
+    name = backup(nself, target)["name"]
+    path = target / "backups" / f"{name}.json"
+    manifest = json.loads(path.read_text())
+    manifest["tables"]["public.orders"] += 1
+    path.write_text(json.dumps(manifest))
+    pg.sql("DELETE FROM orders WHERE id > 10", db)
+    r = nself("db", "restore", name, cwd=target)
+    assert r.code == 1 and "restored row counts differ" in r.err
+    assert "public.orders: 5001 -> 5000" in r.err
+    assert pg.sql("SELECT count(*) FROM orders", db) == [(10,)]  # untouched
+    assert [d for (d,) in pg.sql("SELECT datname FROM pg_database") if "__restoring_" in d] == []

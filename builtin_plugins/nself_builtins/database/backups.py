@@ -296,19 +296,57 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     _fsync_dir(path.parent)
 
 
-def snapshot_facts(conn: psycopg.Connection[Any]) -> tuple[dict[str, int], list[str]]:
-    """Per-table row counts and the schema lines, read in the connection's snapshot."""
+def snapshot_facts(
+    conn: psycopg.Connection[Any], known: dict[str, int] | None = None
+) -> tuple[dict[str, int], list[str]]:
+    """Per-table row counts and the schema lines, read in the connection's snapshot.
+
+    Counting runs beside ``pg_dump`` (one scan each, no parallel workers to compete with
+    it). ``known``: counts the server already vouches for (``restored_counts``); those
+    tables are not scanned again."""
     from psycopg import sql
 
+    conn.execute("SET max_parallel_workers_per_gather = 0")
     counts: dict[str, int] = {}
     for schema, table in conn.execute(TABLES_SQL).fetchall():
+        key = f"{schema}.{table}"
+        if known is not None and key in known:
+            counts[key] = known[key]
+            continue
         query = sql.SQL("SELECT count(*) FROM {}.{}").format(
             sql.Identifier(schema), sql.Identifier(table)
         )
         row = conn.execute(query).fetchone()
-        counts[f"{schema}.{table}"] = int(row[0]) if row else 0
+        counts[key] = int(row[0]) if row else 0
+    conn.execute("RESET max_parallel_workers_per_gather")
     schema_lines = sorted(str(r[0]) for r in conn.execute(SCHEMA_SQL).fetchall())
     return counts, schema_lines
+
+
+def restored_counts(conn: psycopg.Connection[Any], expected: dict[str, int]) -> dict[str, int]:
+    """The tables of a database only a restore wrote into whose committed-row count, as the
+    server keeps it (``pg_stat_user_tables.n_live_tup``: inserts of committed transactions),
+    equals the manifest's. Any other table is counted row by row (``snapshot_facts``): a
+    figure that differs, or that an ANALYZE replaced by an estimate, is never trusted."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # pg_restore's sessions report their counts on exit
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+        if not row or not row[0]:
+            break
+        time.sleep(0.05)
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    rows = conn.execute(
+        "SELECT schemaname || '.' || relname, n_live_tup, n_tup_upd + n_tup_del"
+        " FROM pg_stat_user_tables"
+    ).fetchall()
+    return {
+        str(name): int(live)
+        for name, live, changed in rows
+        if name in expected and int(live) == expected[name] and not changed
+    }
 
 
 def schema_hash(lines: list[str]) -> str:
@@ -595,8 +633,8 @@ def _restore_into(
 
 
 def _compare(conn: psycopg.Connection[Any], manifest: dict[str, Any], name: str) -> tuple[int, int]:
-    counts, schema_lines = snapshot_facts(conn)
     expected: dict[str, int] = manifest["tables"]
+    counts, schema_lines = snapshot_facts(conn, restored_counts(conn, expected))
     if counts != expected:
         diffs = [
             f"{t}: {expected.get(t, 'absent')} -> {counts.get(t, 'absent')}"
