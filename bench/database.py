@@ -152,6 +152,12 @@ def bench_dump(cluster: Cluster, scale: int, work: Path, runs: int) -> None:
         f"  median nself db restore          {restored:8.2f} s   ratio"
         f" {restored / bare_restored:.2f}x (jobs: {manifest_jobs()})"
     )
+    pair_backup = median([n / b for n, b in zip(times["backup"], times["pg_dump"], strict=True)])
+    pair_restore = median(
+        [n / b for n, b in zip(times["restore"], times["pg_restore"], strict=True)]
+    )
+    print(f"  median of the per-run ratios: backup {pair_backup:.2f}x, restore {pair_restore:.2f}x")
+    print(f"  load average now: {os.getloadavg()[0]:.1f}")
     rate = size / 2**30 / restored * 60
     print(f"  restore rate: {rate:.2f} GiB/min (10 GiB in {10 / rate:.1f} min at this rate)")
 
