@@ -90,7 +90,10 @@ def test_catalogue_stack_builds_and_compose_accepts_it(full_project: Path, nself
     assert "proxy_buffering off;" in site and "proxy_set_header Upgrade $http_upgrade;" in site
     assert "deny all;" in (full_project / "nginx/sites/audit.conf").read_text()
     metadata = yaml.safe_load((full_project / "hasura/plugins/audit/tables.yaml").read_text())
-    assert metadata[0]["table"] == {"schema": "public", "name": "audit_log"}
+    assert metadata[0]["table"] == {"schema": "audit", "name": "audit_log"}
+    # The plugin's service logs in as its own role, never as the superuser.
+    assert services["audit"]["environment"]["PGRST_DB_URI"] == "${AUDIT_DATABASE_URL}"
+    assert "AUDIT_DATABASE_URL='postgres://nself_plugin_audit:" in computed
     check = subprocess.run(
         [*compose_cmd(), "--env-file", ".env.computed", "config", "-q"],
         cwd=full_project,
@@ -258,42 +261,70 @@ def test_rendered_pgbouncer_ini_runs_in_the_real_pgbouncer(
         proc.wait(timeout=10)
 
 
-def test_audit_migrations_run_up_and_down(cluster: Cluster) -> None:
-    bundle, _ = lint_bundle(CATALOGUE / "audit")
-    assert bundle is not None
-    (migration,) = bundle.migrations
-    assert migration.down is not None
+@pytest.mark.postgres
+def test_audit_migrations_run_up_and_down_as_its_own_role(
+    project: Path, nself: Run, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_folder(project, CATALOGUE / "audit")
     cluster.psql("CREATE DATABASE audit_test")
+    url = f"postgres://postgres:{cluster.password}@127.0.0.1:{cluster.port}/audit_test"
+    monkeypatch.setenv("NSELF_DB_URL", url)
     try:
-        cluster.psql(migration.up, db="audit_test")
-        cluster.psql(migration.up, db="audit_test")  # idempotent
+        assert nself("secrets", "generate", cwd=project).code == 0
+        up = nself("db", "migrate", "up", cwd=project)
+        assert up.code == 0, up.output
+        assert (
+            cluster.psql(
+                "SELECT schemaname || '.' || tablename || ' ' || tableowner FROM pg_tables"
+                " WHERE tablename = 'audit_log'",
+                db="audit_test",
+            )
+            == "audit.audit_log nself_plugin_audit"
+        )
         cluster.psql(
             "CREATE TABLE orders (id int PRIMARY KEY, total int);"
-            "SELECT audit_enable('public.orders');"
+            "CREATE TRIGGER audit_capture AFTER INSERT OR UPDATE OR DELETE ON public.orders"
+            " FOR EACH ROW EXECUTE FUNCTION audit.audit_capture();"
             "INSERT INTO orders VALUES (1, 10); UPDATE orders SET total = 12 WHERE id = 1;"
             "DELETE FROM orders;",
             db="audit_test",
         )
         rows = cluster.psql(
-            "SELECT operation, row_before->>'total', row_after->>'total' FROM audit_log "
-            "ORDER BY id",
+            "SELECT operation, row_before->>'total', row_after->>'total' FROM audit.audit_log"
+            " ORDER BY id",
             db="audit_test",
         )
         assert rows.splitlines() == ["INSERT||10", "UPDATE|10|12", "DELETE|12|"]
         assert (
             cluster.psql(
-                "SELECT has_table_privilege('audit_reader', 'audit_log', 'SELECT'),"
-                " has_table_privilege('audit_reader', 'orders', 'SELECT')",
+                "SELECT has_table_privilege('nself_plugin_audit', 'orders', 'SELECT'),"
+                " (SELECT rolsuper FROM pg_roles WHERE rolname = 'nself_plugin_audit')",
                 db="audit_test",
             )
-            == "t|f"
+            == "f|f"
         )
+        # PostgREST's pre-request check: only GETs of audit_reader tokens.
+        checks = cluster.psql(
+            "SELECT set_config('request.method', 'GET', false),"
+            " set_config('request.jwt.claims',"
+            ' \'{"https://hasura.io/jwt/claims": {"x-hasura-default-role": "audit_reader"}}\','
+            " false); SELECT audit.check_reader(); SELECT 'passed'",
+            db="audit_test",
+        )
+        assert checks.splitlines()[-1] == "passed"
+        refused = subprocess.run(
+            [str(PG_BIN / "psql"), url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c",
+             "SELECT set_config('request.method', 'POST', false); SELECT audit.check_reader()"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert refused.returncode != 0 and "read-only" in refused.stderr
         cluster.psql("DROP TABLE orders", db="audit_test")
-        cluster.psql(migration.down, db="audit_test")
-        assert cluster.psql("SELECT to_regclass('audit_log') IS NULL", db="audit_test") == "t"
+        down = nself("db", "migrate", "down", cwd=project)
+        assert down.code == 0, down.output
+        assert cluster.psql("SELECT to_regclass('audit.audit_log') IS NULL", db="audit_test") == "t"
     finally:
         cluster.psql("DROP DATABASE IF EXISTS audit_test")
-        cluster.psql("DROP ROLE IF EXISTS audit_reader")
+        cluster.psql("DROP ROLE IF EXISTS nself_plugin_audit")
 
 
 @pytest.mark.docker

@@ -222,22 +222,22 @@ def test_incompatible_requires_nself(project: Path, tmp_path: Path) -> None:
 
 
 def test_dependencies_must_be_installed_and_compatible(project: Path, tmp_path: Path) -> None:
-    needs = '[dependencies]\nbase = "^1.0"\n'
+    needs = '[dependencies]\nlib = "^1.0"\n'
     child = make_bundle(tmp_path, "child", extra=needs)
-    with pytest.raises(NselfError, match=r"needs plugin base \(\^1.0\), which is not installed"):
+    with pytest.raises(NselfError, match=r"needs plugin lib \(\^1.0\), which is not installed"):
         install_folder(project, child)
-    install_folder(project, make_bundle(tmp_path / "v2", "base", "2.0.0"))
-    with pytest.raises(NselfError, match=r"needs base \^1.0, but base 2.0.0 is installed"):
+    install_folder(project, make_bundle(tmp_path / "v2", "lib", "2.0.0"))
+    with pytest.raises(NselfError, match=r"needs lib \^1.0, but lib 2.0.0 is installed"):
         install_folder(project, child)
-    install_folder(project, make_bundle(tmp_path, "base", "1.4.0"), replace=True)
+    install_folder(project, make_bundle(tmp_path, "lib", "1.4.0"), replace=True)
     install_folder(project, child)
-    with pytest.raises(NselfError, match="plugin child depends on base"):
-        remove(project, "base")
+    with pytest.raises(NselfError, match="plugin child depends on lib"):
+        remove(project, "lib")
 
 
 def test_builtin_name_cannot_be_taken(project: Path, tmp_path: Path) -> None:
-    with pytest.raises(NselfError, match="a Python plugin named 'postgres' is already installed"):
-        install_folder(project, make_bundle(tmp_path, "postgres"))
+    with pytest.raises(NselfError, match="a Python plugin named 'compose' is already installed"):
+        install_folder(project, make_bundle(tmp_path, "compose"))
 
 
 def test_pro_bundle_needs_a_licence(project: Path, tmp_path: Path) -> None:
@@ -252,7 +252,7 @@ def test_pro_bundle_needs_a_licence(project: Path, tmp_path: Path) -> None:
 
 def test_cli_install_build_remove(project: Path, tmp_path: Path, nself: Run) -> None:
     folder = make_bundle(tmp_path, "alpha")
-    result = nself("plugin", "install", str(folder), cwd=project)
+    result = nself("plugin", "install", "--yes", str(folder), "--yes", cwd=project)
     assert result.code == 0, result.output
     assert "installed alpha 1.0.0, port 3820 in plugins/alpha" in result.out
     listed = nself("plugin", "list", "--json", cwd=project)
@@ -270,12 +270,12 @@ def test_cli_install_build_remove(project: Path, tmp_path: Path, nself: Run) -> 
 
 
 def test_cli_errors_are_one_line_with_hint(project: Path, tmp_path: Path, nself: Run) -> None:
-    result = nself("plugin", "install", str(tmp_path / "nope"), cwd=project)
+    result = nself("plugin", "install", "--yes", str(tmp_path / "nope"), cwd=project)
     assert result.code == 1 and "error:" in result.err and "Traceback" not in result.output
     result = nself("plugin", "remove", "ghost", cwd=project)
     assert result.code == 1 and "plugin ghost is not installed" in result.err
     assert "hint:" in result.err
-    result = nself("plugin", "install", "Not A Name", cwd=project)
+    result = nself("plugin", "install", "--yes", "Not A Name", cwd=project)
     assert result.code == 2 and "is not a plugin name, folder or archive" in result.err
 
 
@@ -286,7 +286,7 @@ def test_registry_name_without_client_is_a_clear_error(
 
     monkeypatch.setitem(__import__("sys").modules, "nself_registry.client", None)
     assert nself_registry is not None
-    result = nself("plugin", "install", "pgbouncer@1.0.0", cwd=project)
+    result = nself("plugin", "install", "--yes", "pgbouncer@1.0.0", cwd=project)
     assert result.code == 1
     assert "cannot install 'pgbouncer' from a registry" in result.err
 
@@ -300,7 +300,7 @@ def test_tampered_file_is_refused_at_load(project: Path, tmp_path: Path, nself: 
     assert "plugins/alpha does not match plugins.lock" in result.err
     assert "hint:" in result.err
     # Re-locking on purpose (adopting the changed folder) makes it loadable again.
-    assert nself("plugin", "install", "./plugins/alpha", cwd=project).code == 0
+    assert nself("plugin", "install", "--yes", "./plugins/alpha", cwd=project).code == 0
     assert nself("build", cwd=project).code == 0
 
 
@@ -405,7 +405,7 @@ def test_bundle_secret_is_generated_by_nself_secrets(
         "min_length = 32\n"
     )
     folder = make_bundle(tmp_path, "vaulty", extra=secret)
-    installed = nself("plugin", "install", str(folder), cwd=project)
+    installed = nself("plugin", "install", "--yes", str(folder), "--yes", cwd=project)
     assert installed.code == 0, installed.output
     assert "next: nself secrets generate (creates VAULTY_TOKEN)" in installed.out
     refused = nself("build", cwd=project)
@@ -422,8 +422,9 @@ def test_rendered_files_never_hold_secrets(
 ) -> None:
     files = '[[files]]\nsource = "app.conf"\ntarget = "/etc/app.conf"\n'
     service = '[service]\nimage = "nself-standin/http:3"\n'
+    access = 'access = ["database-superuser"]\n'
     folder = make_bundle(
-        tmp_path, "leaky", extra=service + files, files={"app.conf": f"db = {reference}\n"}
+        tmp_path, "leaky", extra=access + service + files, files={"app.conf": f"db = {reference}\n"}
     )
     install_folder(project, folder)
     result = nself("build", cwd=project)

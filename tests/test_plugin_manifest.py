@@ -25,6 +25,7 @@ tier = "pro"
 license = "MIT"
 requires_nself = ">=0.1.0, <1.0.0"
 homepage = "https://www.pgbouncer.org"
+access = ["database-superuser"]
 
 [dependencies]
 audit = "^1.0"
@@ -70,7 +71,7 @@ source = "config/pgbouncer.ini"
 target = "/etc/pgbouncer/pgbouncer.ini"
 
 [database]
-table_prefix = "pgb_"
+extensions = ["pg_trgm"]
 """
 
 
@@ -95,7 +96,9 @@ def test_every_field_is_parsed() -> None:
     assert token.secret and token.required and token.generate == "token"
     assert m.route is not None and m.route.subdomain == "pool" and m.route.websocket
     assert m.files[0].target == "/etc/pgbouncer/pgbouncer.ini"
-    assert m.database is not None and m.database.table_prefix == "pgb_"
+    assert m.access == ("database-superuser",)
+    assert m.database is not None and m.database.schema == "pgbouncer"
+    assert m.database.extensions == ("pg_trgm",)
 
 
 def test_minimal_manifest_gets_defaults() -> None:
@@ -125,7 +128,7 @@ def test_minimal_manifest_gets_defaults() -> None:
         ),
         (
             ('image = "edoburu/pgbouncer:v1.23.1-p2"', 'image = "edoburu/pgbouncer"'),
-            "plugin.toml:14: [service] image: 'edoburu/pgbouncer' has no tag",
+            "plugin.toml:15: [service] image: 'edoburu/pgbouncer' has no tag",
         ),
         (
             ('image = "edoburu/pgbouncer:v1.23.1-p2"', 'image = "edoburu/pgbouncer:latest"'),
@@ -133,12 +136,12 @@ def test_minimal_manifest_gets_defaults() -> None:
         ),
         (
             ("port = 3830", "port = 5432"),
-            "plugin.toml:15: [service] port: 5432 is outside the plugin port block 3820-3849",
+            "plugin.toml:16: [service] port: 5432 is outside the plugin port block 3820-3849",
         ),
-        (("port = 3830", "prot = 3830"), "plugin.toml:15: [service] prot: unknown key"),
+        (("port = 3830", "prot = 3830"), "plugin.toml:16: [service] prot: unknown key"),
         (
             ('cap_add = ["SETUID"]', 'cap_add = ["SYS_ADMIN"]'),
-            "SYS_ADMIN is not allowed for plugins",
+            "'SYS_ADMIN' (SYS_ADMIN) is not allowed for plugins",
         ),
         (
             ("[settings.PGBOUNCER_POOL_SIZE]", "[settings.POOL_SIZE]"),
@@ -158,8 +161,8 @@ def test_minimal_manifest_gets_defaults() -> None:
             "'etc/x' must be an absolute container path",
         ),
         (
-            ('table_prefix = "pgb_"', 'table_prefix = "np_"'),
-            "np_ is reserved for nself's own tables",
+            ('extensions = ["pg_trgm"]', 'extensions = ["plpython3u"]'),
+            "'plpython3u' is not an extension nself creates for plugins",
         ),
         (('audit = "^1.0"', "audit = 1"), "[dependencies] audit: must be a version range string"),
         (
@@ -263,8 +266,8 @@ def good_files() -> dict[str, str]:
     return {
         "migrations/0001_init.up.sql": "CREATE TABLE notes_items (id int);\n",
         "migrations/0001_init.down.sql": "DROP TABLE notes_items;\n",
-        "migrations/0002_more.up.sql": "create table if not exists public.notes_tags (id int);\n",
-        "hasura/tables.yaml": "- table: {schema: public, name: notes_items}\n",
+        "migrations/0002_more.up.sql": "create table if not exists notes.tags (id int);\n",
+        "hasura/tables.yaml": "- table: {schema: notes, name: notes_items}\n",
         "nginx/location.conf": "# comment\nproxy_read_timeout 30s;\n",
     }
 
@@ -282,22 +285,12 @@ def test_bundle_files_are_read_and_checked(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rel", "text", "expected"),
     [
-        (
-            "migrations/0003_bad.up.sql",
-            "CREATE TABLE users (id int);",
-            "creates table 'users' without the plugin's prefix notes_",
-        ),
-        (
-            "migrations/0003_bad.up.sql",
-            "CREATE UNLOGGED TABLE np_x (id int);",
-            "creates table 'np_x'",
-        ),
         ("migrations/3_bad.sql", "", "is not named like 0001_create_things.up.sql"),
         ("migrations/0009_orphan.down.sql", "", "0009_orphan.down.sql has no .up.sql"),
         (
             "hasura/tables.yaml",
             "- table: {schema: public, name: users}\n",
-            "tracks 'users', which is not one of the plugin's tables",
+            "tracks public.users, which is not in the plugin's schema notes",
         ),
         ("hasura/tables.yaml", "- table: [\n", "hasura/tables.yaml:2: not valid YAML"),
         ("hasura/tables.yaml", "table: x\n", "must be a list of Hasura table entries"),
@@ -309,13 +302,13 @@ def test_bundle_files_are_read_and_checked(tmp_path: Path) -> None:
         (
             "nginx/location.conf",
             "location /x { return 200; }\n",
-            "blocks are not allowed in a fragment",
+            "blocks are not allowed in a plugin fragment",
         ),
-        ("nginx/location.conf", "proxy_read_timeout 30s\n", "does not end with ';'"),
+        ("nginx/location.conf", "proxy_read_timeout 30s\n", "location.conf:1: unexpected end"),
         (
             "nginx/location.conf",
             "proxy_http_version 1.0;\n",
-            "proxy_http_version is already set by nself",
+            "the proxy_http_version directive is not allowed",
         ),
     ],
 )

@@ -71,7 +71,7 @@ def test_pip_installed_plugin_joins_the_stack(
     assert "greeter:" in compose and "org.nself.plugin: greeter" in compose
     assert (project / "nginx/sites/greeter.conf").is_file()
     # A bundle cannot take the name of an installed Python plugin.
-    result = nself("plugin", "install", str(make_bundle(tmp_path, "greeter")), cwd=project)
+    result = nself("plugin", "install", "--yes", str(make_bundle(tmp_path, "greeter")), cwd=project)
     assert result.code == 1 and "a Python plugin named 'greeter'" in result.err
 
 

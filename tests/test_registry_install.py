@@ -66,12 +66,12 @@ def test_install_update_remove_through_the_registry(
     assert found.code == 0, found.output
     assert {p["name"] for p in json.loads(found.out)} == {"hello", *shipped}
 
-    done = nself("plugin", "install", "hello", cwd=project)
+    done = nself("plugin", "install", "--yes", "hello", cwd=project)
     assert done.code == 0, done.output
     assert installed(project) == {"hello": "1.0.0"}
     assert read_lock(project)["hello"].source == "registry"
     for name in shipped:
-        assert nself("plugin", "install", name, cwd=project).code == 0, name
+        assert nself("plugin", "install", "--yes", name, cwd=project).code == 0, name
     assert set(installed(project)) == {"hello", *shipped}
 
     pack(env, "hello", "1.1.0")
@@ -104,12 +104,12 @@ def test_pro_plugin_needs_a_licence_to_install(
 ) -> None:
     pack(env, "ai", "1.0.0", extra='tier = "pro"\n')
     publish.publish(env / "bundles", env / "site", trust.registry)
-    refused = nself("plugin", "install", "ai", cwd=project)
+    refused = nself("plugin", "install", "--yes", "ai", cwd=project)
     one_error(refused, "plugin ai needs a pro licence and none is set")
     assert installed(project) == {} and not (project / "plugins" / "ai").exists()
 
     assert nself("license", "set", mint(trust, plugins=("ai",)), cwd=project).code == 0
-    done = nself("plugin", "install", "ai", cwd=project)
+    done = nself("plugin", "install", "--yes", "ai", cwd=project)
     assert done.code == 0, done.output
     assert installed(project) == {"ai": "1.0.0"}
     built = nself("build", cwd=project)
@@ -128,7 +128,7 @@ def test_lapsed_licence_never_stops_an_installed_pro_plugin(
     pack(env, "ai", "1.0.0", extra='tier = "pro"\n')
     publish.publish(env / "bundles", env / "site", trust.registry)
     assert nself("license", "set", mint(trust), cwd=project).code == 0
-    assert nself("plugin", "install", "ai", cwd=project).code == 0
+    assert nself("plugin", "install", "--yes", "ai", cwd=project).code == 0
     # the licence server has been unreachable for 8 days: past the 7-day grace window
     monkeypatch.setenv("NSELF_PING_API_URL", silent)
     monkeypatch.setenv("NSELF_HTTP_TIMEOUT", "0.5")
@@ -136,10 +136,10 @@ def test_lapsed_licence_never_stops_an_installed_pro_plugin(
     built = nself("build", cwd=project)
     assert built.code == 0, built.output
     assert "grace period is over" in built.err and "installed plugins keep working" in built.err
-    again = nself("plugin", "install", "ai", "--force", cwd=project)
+    again = nself("plugin", "install", "--yes", "ai", "--force", cwd=project)
     one_error(again, "the 7-day grace period is over")
     archive = env / "bundles" / "ai-1.0.0.tar.gz"
-    local = nself("plugin", "install", str(archive), "--force", cwd=project)
+    local = nself("plugin", "install", "--yes", str(archive), "--force", cwd=project)
     one_error(local, "the 7-day grace period is over")  # local archives are installs too
     assert installed(project) == {"ai": "1.0.0"}
     # without any licence the build refuses the pro plugin (one clear error)
@@ -179,7 +179,7 @@ def test_bad_registry_installs_leave_nothing_behind(
         doc["signed"]["artifacts"][0]["url"] = "https://elsewhere.invalid/hello.tar.gz"
         (site / "index.json").write_text(json.dumps(doc))
     spec = {"unknown plugin": "nope", "unknown version": "hello@9.0.0"}.get(case, "hello")
-    one_error(nself("plugin", "install", spec, cwd=project), expected)
+    one_error(nself("plugin", "install", "--yes", spec, cwd=project), expected)
     assert installed(project) == {}
     assert not (project / "plugins").exists() or not any((project / "plugins").iterdir())
     assert not (project / LOCK_FILE).exists() or not read_lock(project)

@@ -151,8 +151,26 @@ class Route(Shown):
 
 
 @dataclass(frozen=True, repr=False)
+class DatabaseRole(Shown):
+    """The confined role a plugin bundle's migrations run as: it logs in with its own
+    password (the setting ``password_setting``), owns the one schema ``schema`` and is
+    granted nothing else but ``pg_read_all_data`` when ``read_all``. Core creates the
+    ``extensions`` for it. See docs/plugins/security.md."""
+
+    name: str
+    schema: str
+    password_setting: str
+    read_all: bool = False
+    extensions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, repr=False)
 class Migration(Shown):
-    """One schema change; plugin migrations run in dependency order with the project's."""
+    """One schema change; plugin migrations run in dependency order with the project's.
+
+    ``role``: run as this confined database role instead of the runner's own (a bundle's
+    migrations); ``None``: the project's and Python plugins' migrations keep their rights.
+    """
 
     version: str
     name: str
@@ -161,6 +179,7 @@ class Migration(Shown):
     source: str = "project"
     transactional: bool = True
     depends_on: tuple[str, ...] = ()
+    role: DatabaseRole | None = None
 
 
 @dataclass(frozen=True, repr=False)

@@ -20,6 +20,7 @@ from nself.atomic import write_atomic
 from nself.config import TRUE, Config
 from nself.errors import EXIT_DEGRADED, ConfigError, NselfError, UsageError
 from nself.model import (
+    DatabaseRole,
     Finding,
     GeneratedFile,
     HealthCheck,
@@ -99,6 +100,7 @@ __all__ = [
     "TRUE",
     "Config",
     "ConfigError",
+    "DatabaseRole",
     "ExecResult",
     "Finding",
     "GeneratedFile",

@@ -279,7 +279,7 @@ def nself_stack(tmp_path: Path, nself_plugins: Callable[..., None]) -> StackFact
         domains = ["--domain", domain] if domain else []  # else the project plugin's default
         _raise_on_failure("init", str(project), "--name", name, *domains)
         for bundle in bundles:
-            _raise_on_failure("-C", str(project), "plugin", "install", str(bundle))
+            _raise_on_failure("-C", str(project), "plugin", "install", str(bundle), "--yes")
         if env:
             layer = ".env.local" if target in (None, "dev", "local") else f".env.{target}"
             set_env(project, layer, **env)

@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -76,6 +76,10 @@ class Transport(Protocol):
         """Run a tool attached to the terminal (``nself db shell``)."""
         ...
 
+    def as_login(self, user: str, password: str) -> Transport:
+        """The same server, SQL connections logging in as ``user`` (a plugin's own role)."""
+        ...
+
 
 def psycopg_module() -> Any:
     try:
@@ -127,6 +131,9 @@ class DirectTransport:
 
     def describe(self) -> str:
         return f"{self.user}@{self.host}:{self.port}/{self.dbname}"
+
+    def as_login(self, user: str, password: str) -> DirectTransport:
+        return replace(self, user=user, password=password)
 
     def connect(
         self, dbname: str | None = None, autocommit: bool = False
@@ -275,6 +282,9 @@ class StackTransport:
     def describe(self) -> str:
         return f"{self.user}@{self.service} (local stack)/{self.dbname}"
 
+    def as_login(self, user: str, password: str) -> StackTransport:
+        return replace(self, user=user, password=password)
+
     def runtime(self) -> Any:
         if self._runtime is None:
             from nself_sdk import runtime
@@ -412,6 +422,9 @@ class ServerTransport:
         return (
             f"{self.user}@postgres on the {self.server.env} server {self.server.host}/{self.dbname}"
         )
+
+    def as_login(self, user: str, password: str) -> ServerTransport:
+        return replace(self, user=user, password=password)
 
     def _args(self, tty: bool) -> tuple[str, ...]:
         return (self.server.path, self.project, self.user, self.dbname, "1" if tty else "0")

@@ -267,6 +267,10 @@ def site(route: Route, config: Config, host: str) -> str:
             "        proxy_read_timeout 3600s;",
         ]
     lines += [f"        {line}" for line in route.extra]
+    if any(line.startswith("add_header ") for line in route.extra):
+        # nginx inherits add_header only into a block that sets none itself: a location
+        # with its own headers repeats the server's security headers.
+        lines += ["    " + h for h in (SECURITY_HEADERS + hsts).splitlines() if h.strip()]
     lines += ["    }", "}", ""]
     return "\n".join(lines)
 

@@ -1,7 +1,9 @@
 """Safe extraction and reproducible packing of plugin bundle archives (``.tar.gz``).
 
 Extraction refuses, before writing anything: absolute paths, ``..``, links that leave the
-bundle, hard links, device files and FIFOs, and archives too large to be a bundle.
+bundle, hard links, device files and FIFOs, and archives too large to be a bundle. The
+archive is decompressed at most once and within bounds (size and ratio), so a gzip bomb
+is refused after a megabyte of output, not after gigabytes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ from .files import bundle_files
 
 MAX_MEMBERS = 2000
 MAX_TOTAL_BYTES = 64 * 1024 * 1024
+# The tar stream of a bundle at the limit: its files, a header (and a PAX header) per
+# member, padding and the end blocks.
+MAX_TAR_BYTES = MAX_TOTAL_BYTES + MAX_MEMBERS * 4 * 512 + 10240
+# Text bundles compress 3-20:1; a stream that inflates more than this past its first MiB
+# is a decompression bomb.
+MAX_RATIO = 100
+RATIO_FREE = 1 << 20
+CHUNK = 1 << 16
 
 
 class UnsafeArchive(NselfError):
@@ -83,10 +93,59 @@ def check_members(archive: Path, members: list[tarfile.TarInfo]) -> None:
             raise _refuse(archive, name, f"bundle larger than {MAX_TOTAL_BYTES >> 20} MiB")
 
 
+def tar_stream(archive: Path) -> bytes:
+    """The tar stream of a ``.tar.gz`` (or plain ``.tar``), decompressed within bounds."""
+    if archive.stat().st_size > MAX_TAR_BYTES:
+        raise _refuse(archive, archive.name, f"archive larger than {MAX_TAR_BYTES >> 20} MiB")
+    with archive.open("rb") as handle:
+        if handle.read(2) != b"\x1f\x8b":
+            handle.seek(0)
+            return handle.read()
+        handle.seek(0)
+        return _gunzip(archive, handle)
+
+
+def _gunzip(archive: Path, handle: io.BufferedReader) -> bytes:
+    import zlib
+
+    out = bytearray()
+    read = 0
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    while chunk := handle.read(CHUNK):
+        read += len(chunk)
+        data = chunk
+        while data:
+            out += inflate.decompress(data, CHUNK)
+            if len(out) > MAX_TAR_BYTES:
+                raise _refuse(
+                    archive, archive.name, f"it unpacks to more than {MAX_TAR_BYTES >> 20} MiB"
+                )
+            if len(out) > RATIO_FREE and len(out) > MAX_RATIO * read:
+                raise _refuse(
+                    archive,
+                    archive.name,
+                    f"it inflates more than {MAX_RATIO}:1 (a decompression bomb)",
+                )
+            data = inflate.unconsumed_tail
+            if inflate.eof:
+                rest = inflate.unused_data
+                if not rest.strip(b"\0"):
+                    break
+                inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # another gzip member
+                data = rest
+    if not inflate.eof:
+        raise NselfError(
+            f"{archive.name} is not a complete .tar.gz archive (it ends too early)",
+            "download or pack it again",
+        )
+    return bytes(out)
+
+
 def extract(archive: Path, target: Path) -> None:
     """Unpack ``archive`` into the empty folder ``target``, after checking every member."""
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        stream = tar_stream(archive)
+        with tarfile.open(fileobj=io.BytesIO(stream), mode="r:") as tar:
             members = tar.getmembers()
             check_members(archive, members)
             for member in members:

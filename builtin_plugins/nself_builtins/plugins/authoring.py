@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nself_builtins.shared.manifest import (
-    NAME,
-    RESERVED_NAMES,
-    default_env_prefix,
-    default_table_prefix,
-)
+from nself_builtins.shared.boundary import schema_name
+from nself_builtins.shared.manifest import NAME, RESERVED_NAMES, default_env_prefix
 from nself_sdk import NselfError, UsageError, nself_version, write_atomic
 
 MANIFEST = """\
@@ -43,15 +39,15 @@ description = "What the service calls itself."
 subdomain = "{name}"
 fragment = "nginx/location.conf"
 
+# Its tables live in its own schema, {schema}, owned by its own database role.
 [database]
-table_prefix = "{table}"
 migrations = "migrations"
 hasura_metadata = "hasura/tables.yaml"
 """
 
 UP_SQL = """\
--- Tables of a plugin start with its table prefix ({table}).
-CREATE TABLE IF NOT EXISTS {table}greetings (
+-- Runs as the plugin's own database role: its objects go to its own schema ({schema}).
+CREATE TABLE IF NOT EXISTS greetings (
     id bigserial PRIMARY KEY,
     message text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
@@ -59,14 +55,14 @@ CREATE TABLE IF NOT EXISTS {table}greetings (
 """
 
 DOWN_SQL = """\
-DROP TABLE IF EXISTS {table}greetings;
+DROP TABLE IF EXISTS greetings;
 """
 
 HASURA = """\
 # Hasura table metadata for the plugin's own tables (merged by `nself build`).
 - table:
-    schema: public
-    name: {table}greetings
+    schema: {schema}
+    name: greetings
   select_permissions:
     - role: user
       permission:
@@ -122,7 +118,7 @@ def scaffold(name: str, target: Path) -> list[str]:
     values = {
         "name": name,
         "prefix": default_env_prefix(name),
-        "table": default_table_prefix(name),
+        "schema": schema_name(name),
         "major": major,
         "minor": minor,
         "next_major": major + 1,

@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from nself_builtins.shared.boundary import role_name
 from nself_builtins.shared.manifest import PORT_FIRST, PORT_LAST, REF, Bundle
 from nself_sdk import (
     Config,
+    DatabaseRole,
     GeneratedFile,
     HealthCheck,
     Migration,
@@ -65,9 +67,23 @@ class BundlePlugin:
         ]
 
     # -- hooks ------------------------------------------------------------------------------
+    @property
+    def role(self) -> DatabaseRole | None:
+        """The plugin's own database role, when it has a [database]."""
+        db = self.manifest.database
+        if db is None:
+            return None
+        return DatabaseRole(
+            name=role_name(self.manifest.name),
+            schema=db.schema,
+            password_setting=self.manifest.database_password_setting,
+            read_all="database-read" in self.manifest.access,
+            extensions=db.extensions,
+        )
+
     @hookimpl
     def declare_settings(self) -> list[Setting]:
-        return [
+        settings = [
             Setting(
                 s.name,
                 s.default,
@@ -78,15 +94,36 @@ class BundlePlugin:
             )
             for s in self.manifest.settings
         ]
+        if self.manifest.database is not None:
+            settings.append(
+                Setting(
+                    self.manifest.database_password_setting,
+                    None,
+                    f"Password of plugin {self.manifest.name}'s own database role "
+                    f"({role_name(self.manifest.name)}).",
+                    secret=True,
+                    min_length=24,
+                    generate="password",
+                )
+            )
+        return settings
 
     @hookimpl
     def contribute_env(self, config: Config) -> dict[str, str]:
-        if self.manifest.service is None or self.entry.port is None:
-            return {}
-        return {
-            self.manifest.port_setting: str(self.entry.port),
-            self.manifest.host_setting: self.host,
-        }
+        env: dict[str, str] = {}
+        m = self.manifest
+        if m.service is not None and self.entry.port is not None:
+            env[m.port_setting] = str(self.entry.port)
+            env[m.host_setting] = self.host
+        if m.database is not None:
+            from urllib.parse import quote
+
+            password = quote(config.text(m.database_password_setting), safe="")
+            db = quote(config.text("POSTGRES_DB", "nself"), safe="")
+            env[m.database_url_setting] = (
+                f"postgres://{role_name(m.name)}:{password}@postgres:5432/{db}?sslmode=disable"
+            )
+        return env
 
     @hookimpl
     def validate_config(self, config: Config) -> list[Problem]:
@@ -220,6 +257,7 @@ class BundlePlugin:
                 down_sql=m.down,
                 source=self.manifest.name,
                 depends_on=deps,
+                role=self.role,
             )
             for m in self.bundle.migrations
         ]

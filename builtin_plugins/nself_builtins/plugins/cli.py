@@ -22,13 +22,20 @@ app = typer.Typer()
 def install(
     spec: Annotated[str, typer.Argument(help="NAME[@VERSION], ./folder or file.tar.gz.")],
     force: Annotated[bool, typer.Option("--force", help="Replace an installed version.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Approve what the plugin may read and reach.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
 ) -> None:
-    """Install a plugin bundle into this project (plugins/ and plugins.lock)."""
+    """Install a plugin bundle into this project (plugins/ and plugins.lock).
+
+    It first shows what the plugin will be able to read and reach, and asks (or needs
+    --yes)."""
+    from .approval import approver
     from .sources import install_spec
 
     project = find_project()
-    done = install_spec(project, spec, force)
+    done = install_spec(project, spec, force, approver(project, yes))
     entry = done.entry
     if as_json:
         out.emit_json(
@@ -83,10 +90,12 @@ def remove_cmd(
     if delete_data:
         for line in deleted:
             out.info(f"  {line}")
-        if "tables" in summary:
+        if "database schema" in summary:
             out.warn(
-                f"the database tables of {name} are kept",
-                "drop them with the plugin's down migrations or by hand",
+                f"the database schema and role of {name} are kept",
+                "drop them with the plugin's down migrations, or as the superuser: "
+                f"DROP OWNED BY nself_plugin_{name.replace('-', '_')}; "
+                f"DROP ROLE nself_plugin_{name.replace('-', '_')}",
             )
     elif summary:
         out.info(f"  kept its data: {summary} (--delete-data deletes the volumes)")
@@ -220,12 +229,19 @@ def update(
     check: Annotated[
         bool, typer.Option("--check", help="Only list what would be updated.")
     ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Approve new access a version asks for.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
 ) -> None:
-    """Update installed registry plugins to their newest compatible version."""
+    """Update installed registry plugins to their newest compatible version (a version
+    that may read or reach more than the installed one needs your approval)."""
+    from .approval import approver
     from .update import update_plugins
 
-    results = update_plugins(find_project(), list(names or []), check)
+    project = find_project()
+    approve = approver(project, yes, only_when_changed=True)
+    results = update_plugins(project, list(names or []), check, approve)
     if as_json:
         out.emit_json(results)
         return
@@ -249,6 +265,8 @@ def _next_steps(folder: Path) -> None:
 
     manifest = load_bundle(folder, deep=False).manifest
     generated = [s.name for s in manifest.settings if s.generate]
+    if manifest.database is not None:
+        generated.append(manifest.database_password_setting)
     needed = [s.name for s in manifest.settings if s.required and not s.generate and not s.default]
     if needed:
         out.info(f"set {', '.join(needed)} in .env.dev (or .env.secrets if secret)")

@@ -26,7 +26,7 @@ def data_summary(project: Path, name: str) -> str:
         names = [volume_name(name, k) for k in sorted(manifest.service.volumes)]
         parts.append("volumes " + ", ".join(names))
     if manifest.database is not None and manifest.database.migrations:
-        parts.append(f"tables {manifest.database.table_prefix}*")
+        parts.append(f"the database schema {manifest.database.schema}")
     return "; ".join(parts)
 
 

@@ -37,3 +37,22 @@ def bundle_files(root: Path) -> list[Path]:
                 continue
             found.append(Path(dirpath, name))
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def every_file(root: Path) -> list[Path]:
+    """Every file and link under ``root``, hidden ones included (what an archive held)."""
+    found = [
+        Path(dirpath, name)
+        for dirpath, dirnames, filenames in os.walk(root)
+        for name in filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]
+    ]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def digest_listing(root: Path, paths: list[Path]) -> dict[str, str]:
+    """Relative path -> sha256 of the content (or the target of a link)."""
+    out: dict[str, str] = {}
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
+        out[rel] = "link:" + os.readlink(path) if path.is_symlink() else sha256_file(path)
+    return out

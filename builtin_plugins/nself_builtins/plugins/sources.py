@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nself_sdk import NselfError, UsageError
+
+if TYPE_CHECKING:
+    from .store import Approve
 
 REGISTRY_NAME = re.compile(r"^([a-z][a-z0-9-]{0,38}[a-z0-9])(?:@(\S+))?$")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -41,7 +44,8 @@ def fetch_from_registry(project: Path, name: str, version: str | None) -> Path:
     return Path(path)
 
 
-def install_spec(project: Path, spec: str, force: bool) -> Any:
+def install_spec(project: Path, spec: str, force: bool, approve: Approve | None = None) -> Any:
+    """Install what ``spec`` names; ``approve`` sees the checked bundle first."""
     from .store import install_archive, install_folder
 
     if _is_path(spec):
@@ -51,10 +55,10 @@ def install_spec(project: Path, spec: str, force: bool) -> Any:
                 f"{spec} does not exist", "give the path of a bundle folder or archive"
             )
         if path.is_dir():
-            return install_folder(project, path, source="folder", replace=force)
+            return install_folder(project, path, source="folder", replace=force, approve=approve)
         if not path.name.endswith(ARCHIVE_SUFFIXES):
             raise UsageError(f"{spec} is neither a folder nor a .tar.gz archive")
-        return install_archive(project, path, replace=force)
+        return install_archive(project, path, replace=force, approve=approve)
     match = REGISTRY_NAME.match(spec)
     if not match:
         raise UsageError(
@@ -70,4 +74,5 @@ def install_spec(project: Path, spec: str, force: bool) -> Any:
         replace=force,
         expected_name=name,
         expected_version=version,
+        approve=approve,
     )

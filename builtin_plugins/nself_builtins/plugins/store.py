@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +73,9 @@ class LockEntry:
         if self.checked_with:
             data["nself"] = self.checked_with
         return data
+
+
+Approve = Callable[[Bundle, "LockEntry | None"], None]
 
 
 @dataclass(frozen=True)
@@ -312,11 +315,16 @@ def install_folder(
     expected_name: str | None = None,
     expected_version: str | None = None,
     check_licence_with_hooks: bool = True,
+    approve: Approve | None = None,
+    exact: bool = False,
 ) -> Installed:
     """Install the bundle in ``folder`` into ``project``: all or nothing.
 
     ``replace`` allows replacing an installed version (update/reinstall). ``expected_*``
-    guard against a registry artifact that is not what was asked for.
+    guard against a registry artifact that is not what was asked for. ``approve`` sees the
+    checked bundle (and the entry it replaces) before anything is installed and raises to
+    refuse it. ``exact``: every file of ``folder`` must be installed, byte for byte (an
+    unpacked archive: nothing it holds is dropped silently).
     """
     project = project.resolve()
     with exclusive(project):
@@ -329,6 +337,8 @@ def install_folder(
             expected_name=expected_name,
             expected_version=expected_version,
             check_licence_with_hooks=check_licence_with_hooks,
+            approve=approve,
+            exact=exact,
         )
 
 
@@ -342,6 +352,8 @@ def _install_folder(
     expected_name: str | None,
     expected_version: str | None,
     check_licence_with_hooks: bool,
+    approve: Approve | None,
+    exact: bool,
 ) -> Installed:
     plugins = project / PLUGINS_DIR
     bundle = load_bundle(folder)
@@ -388,6 +400,8 @@ def _install_folder(
         else None
     )
     if adopting:
+        if approve is not None:
+            approve(bundle, old)
         digest = tree_sha256(dest)
         entry = LockEntry(
             manifest.name, manifest.version, digest, port, manifest.tier, source or "folder"
@@ -398,7 +412,11 @@ def _install_folder(
     with scratch(project, f"install-{manifest.name}") as tmp:
         staged = tmp / manifest.name
         _copy_bundle(folder, staged)
+        if exact:
+            _same_files(folder, staged)
         load_bundle(staged)  # the copy is what gets installed: check it, not the source
+        if approve is not None:
+            approve(load_bundle(staged, deep=False), old)
         digest = tree_sha256(staged)
         entry = LockEntry(
             name=manifest.name,
@@ -439,6 +457,7 @@ def install_archive(
     expected_version: str | None = None,
     expected_sha256: str | None = None,
     check_licence_with_hooks: bool = True,
+    approve: Approve | None = None,
 ) -> Installed:
     """Safely unpack a bundle archive and install it (see ``install_folder``).
 
@@ -460,16 +479,40 @@ def install_archive(
         from .archive import extract
 
         extract(archive_path, unpacked)
+        root = bundle_root(unpacked)
+        outside = [p for p in files.every_file(unpacked) if root not in p.parents]
+        if outside:
+            raise NselfError(
+                f"{archive_path.name} holds {outside[0].relative_to(unpacked).as_posix()}, "
+                "outside the bundle's folder",
+                "pack bundles with `nself plugin pack`; nothing was installed",
+            )
         return install_folder(
             project,
-            bundle_root(unpacked),
+            root,
             source=source or f"archive:{archive_path.name}",
             replace=replace,
             archive_sha256=digest,
             expected_name=expected_name,
             expected_version=expected_version,
             check_licence_with_hooks=check_licence_with_hooks,
+            approve=approve,
+            exact=True,
         )
+
+
+def _same_files(source: Path, staged: Path) -> None:
+    """Refuse an install that would not be byte for byte what the archive held."""
+    held = files.digest_listing(source, files.every_file(source))
+    got = files.digest_listing(staged, files.bundle_files(staged))
+    for rel in sorted(set(held) | set(got)):
+        if held.get(rel) != got.get(rel):
+            why = "a bundle cannot carry it" if rel not in got else "it would change"
+            raise NselfError(
+                f"the archive holds {rel}, which would not be installed as it is ({why}: "
+                "hidden files, tests/ and dist/ are never part of a bundle)",
+                "pack bundles with `nself plugin pack`; nothing was installed",
+            )
 
 
 def dependents(entries: dict[str, LockEntry], project: Path, name: str) -> list[str]:

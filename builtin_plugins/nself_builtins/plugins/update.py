@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nself_sdk import NselfError
 
+if TYPE_CHECKING:
+    from .store import Approve
 
-def update_plugins(project: Path, wanted: list[str], check: bool) -> list[dict[str, str]]:
+
+def update_plugins(
+    project: Path, wanted: list[str], check: bool, approve: Approve | None = None
+) -> list[dict[str, str]]:
     """Update the plugins installed from a registry (``wanted``, or all of them) to their
     newest compatible version (``check``: only find it); one row per plugin with its
     ``action``."""
@@ -52,6 +58,7 @@ def update_plugins(project: Path, wanted: list[str], check: bool) -> list[dict[s
                 expected_name=entry.name,
                 expected_version=target.version,
                 expected_sha256=target.sha256,
+                approve=approve,
             )
             row["available"], row["action"] = target.version, "updated"
         results.append(row)

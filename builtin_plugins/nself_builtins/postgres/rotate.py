@@ -6,29 +6,10 @@ new password cannot end up in PostgreSQL's logs or statistics.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
 from typing import Any
 
+from nself_builtins.shared.secrets import scram_verifier
 from nself_sdk import Config, NselfError
-
-ITERATIONS = 4096
-
-
-def scram_verifier(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
-    """The ``SCRAM-SHA-256$iter:salt$StoredKey:ServerKey`` form PostgreSQL stores."""
-    salt = salt or secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-
-    def b64(raw: bytes) -> str:
-        return base64.b64encode(raw).decode("ascii")
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
 def _ident(name: str) -> str:

@@ -19,6 +19,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nself_sdk import ImageContract, NselfError, Problem
+from nself_sdk.checks import is_image
+
+from . import boundary
 
 MANIFEST_FILE = "plugin.toml"
 # The seed reserves this block for plugins (3010-3020 are frontend dev servers, 3021 admin).
@@ -28,7 +31,6 @@ NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 SETTING = re.compile(r"^[A-Z][A-Z0-9_]*$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SUBDOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-TABLE_PREFIX = re.compile(r"^[a-z][a-z0-9]*_$")
 DURATION = re.compile(r"^\d+(ms|s|m|h)$")
 SIZE = re.compile(r"^\d+[kKmMgG]?$")
 MIGRATION_FILE = re.compile(r"^(\d{4,14})_([a-z0-9][a-z0-9_]*)\.(up|down)\.sql$")
@@ -38,36 +40,6 @@ SETTING_TYPES = ("string", "integer", "boolean")
 BOOLEANS = frozenset({"1", "0", "true", "false", "yes", "no", "on", "off"})
 # Names nself itself or the CLI needs; a plugin may not take them.
 RESERVED_NAMES = frozenset({"nself", "plugin", "plugins", "all", "core", "builtin", "np"})
-# nginx directives a fragment may not use: they would reach outside the plugin's location.
-FORBIDDEN_DIRECTIVES = frozenset(
-    {
-        "include",
-        "load_module",
-        "root",
-        "alias",
-        "proxy_pass",
-        "server",
-        "location",
-        "ssl_certificate",
-        "ssl_certificate_key",
-        "perl",
-        "perl_set",
-        "js_import",
-        "js_content",
-        "js_set",
-        "content_by_lua",
-        "content_by_lua_block",
-        "access_by_lua",
-        "access_by_lua_block",
-        "set_by_lua",
-    }
-)
-CREATE_TABLE = re.compile(
-    r"\bcreate\s+(?:(?:global\s+|local\s+)?(?:temp|temporary)\s+|unlogged\s+)?table\s+"
-    r"(?:if\s+not\s+exists\s+)?((?:\"[^\"]+\"|[A-Za-z_][\w$]*)(?:\s*\.\s*(?:\"[^\"]+\"|[A-Za-z_][\w$]*))?)",
-    re.IGNORECASE,
-)
-CORE_TABLE_PREFIX = "np_"
 
 
 class ManifestError(NselfError):
@@ -157,9 +129,13 @@ class RouteSpec:
 
 @dataclass(frozen=True)
 class DatabaseSpec:
-    table_prefix: str
+    """The plugin's own schema (named after it), owned by its own database role."""
+
+    schema: str
     migrations: str | None = None
     hasura_metadata: str | None = None
+    extensions: tuple[str, ...] = ()
+    table_prefix: str = ""  # no longer used: the schema is the boundary
 
 
 @dataclass(frozen=True)
@@ -172,6 +148,7 @@ class Manifest:
     requires_nself: str = "*"
     homepage: str | None = None
     env_prefix: str = ""
+    access: tuple[str, ...] = ()
     dependencies: dict[str, str] = field(default_factory=dict)
     service: ServiceSpec | None = None
     settings: tuple[SettingSpec, ...] = ()
@@ -189,13 +166,30 @@ class Manifest:
         """The derived setting holding the plugin's hostname on the stack network."""
         return f"{self.env_prefix}HOST"
 
+    @property
+    def database_url_setting(self) -> str:
+        """The derived setting: a connection URL for the plugin's own database role."""
+        return f"{self.env_prefix}DATABASE_URL"
+
+    @property
+    def database_password_setting(self) -> str:
+        """The generated secret: the password of the plugin's own database role."""
+        return f"{self.env_prefix}DATABASE_PASSWORD"
+
+    def nself_settings(self) -> frozenset[str]:
+        """The settings nself declares or derives for the plugin (its port, host, database)."""
+        names = {self.port_setting, self.host_setting} if self.service is not None else set()
+        if self.database is not None:
+            names |= {self.database_url_setting, self.database_password_setting}
+        return frozenset(names)
+
+    def own_settings(self) -> frozenset[str]:
+        """Every setting that is the plugin's: declared in [settings] or set by nself."""
+        return frozenset(s.name for s in self.settings) | self.nself_settings()
+
 
 def default_env_prefix(name: str) -> str:
     return name.upper().replace("-", "_") + "_"
-
-
-def default_table_prefix(name: str) -> str:
-    return name.replace("-", "_") + "_"
 
 
 # -- semver ranges ----------------------------------------------------------------------------
@@ -309,6 +303,7 @@ _SCHEMA: dict[str, set[str]] = {
         "requires_nself",
         "homepage",
         "env_prefix",
+        "access",
     },
     "service": {
         "image",
@@ -354,7 +349,7 @@ _SCHEMA: dict[str, set[str]] = {
     },
     "route": {"subdomain", "websocket", "max_body_size", "internal_only", "fragment"},
     "files": {"source", "target"},
-    "database": {"table_prefix", "migrations", "hasura_metadata"},
+    "database": {"table_prefix", "migrations", "hasura_metadata", "extensions"},
 }
 
 
@@ -485,12 +480,17 @@ def _str_map(c: _Collector, table: str, data: dict[str, Any], key: str) -> dict[
 
 def _safe_relative(c: _Collector, table: str, key: str, value: str) -> str | None:
     path = PurePosixPath(value)
-    if not value or path.is_absolute() or ".." in path.parts or "\\" in value:
+    if (
+        not value
+        or path.is_absolute()
+        or ".." in path.parts
+        or not boundary.BUNDLE_PATH.match(path.as_posix())
+    ):
         c.add(
             table,
             key,
             f"{value!r} must be a path inside the bundle",
-            "use a relative path without '..'",
+            "use a relative path of letters, digits and ._- without '..'",
         )
         return None
     return path.as_posix()
@@ -556,6 +556,18 @@ def _parse(text: str, source: str) -> tuple[Manifest | None, list[Problem]]:
             f"{prefix!r} must be upper-case and end with '_'",
             f'e.g. env_prefix = "{default_env_prefix(name or "my-plugin")}"',
         )
+    elif prefix and (why := boundary.env_prefix_problem(prefix)) is not None:
+        c.add(
+            "plugin",
+            "env_prefix" if "env_prefix" in head else "name",
+            why,
+            'set env_prefix = "..." to a prefix of your own (e.g. the name of your '
+            "project or company)",
+        )
+    access = _str_list(c, "plugin", head, "access") or ()
+    for asked in access:
+        if (why := boundary.access_problem(asked)) is not None:
+            c.add("plugin", "access", why)
 
     dependencies: dict[str, str] = {}
     deps = data.get("dependencies", {})
@@ -577,33 +589,17 @@ def _parse(text: str, source: str) -> tuple[Manifest | None, list[Problem]]:
             dependencies[dep] = spec
 
     settings = _settings(c, data, prefix)
-    secrets = {s.name for s in settings if s.secret}
     service = _service(c, data, prefix)
     route = _route(c, data, name, service)
     files = _files(c, data, service)
     database = _database(c, data, name)
-    if service is not None:
-        declared = {s.name for s in settings}
-        for key, value in service.environment.items():
-            for ref in REF.findall(value):
-                if (
-                    ref.startswith(prefix)
-                    and ref not in declared
-                    and ref
-                    not in (
-                        f"{prefix}PORT",
-                        f"{prefix}HOST",
-                    )
-                ):
-                    c.add(
-                        "service.environment",
-                        key,
-                        f"refers to ${{{ref}}}, which [settings] does not declare",
-                        f"add [settings.{ref}] or fix the name",
-                    )
-    del secrets  # secrets are checked where files are rendered (see lint_bundle)
-    if any(p.level == "error" for p in c.problems):
-        return None, c.sorted()
+    if "database-read" in access and database is None:
+        c.add(
+            "plugin",
+            "access",
+            "'database-read' is granted to the plugin's own database role",
+            "add a [database] table",
+        )
     manifest = Manifest(
         name=name,
         version=version,
@@ -613,6 +609,7 @@ def _parse(text: str, source: str) -> tuple[Manifest | None, list[Problem]]:
         requires_nself=requires,
         homepage=_str(c, "plugin", head, "homepage"),
         env_prefix=prefix,
+        access=tuple(access),
         dependencies=dependencies,
         service=service,
         settings=tuple(settings),
@@ -620,7 +617,37 @@ def _parse(text: str, source: str) -> tuple[Manifest | None, list[Problem]]:
         files=tuple(files),
         database=database,
     )
+    if service is not None:
+        _check_references(c, manifest, service)
+    if any(p.level == "error" for p in c.problems):
+        return None, c.sorted()
     return manifest, c.sorted()
+
+
+def _check_references(c: _Collector, m: Manifest, service: ServiceSpec) -> None:
+    """Every ``${NAME}`` the container gets must be the plugin's, public, or granted."""
+    own = m.own_settings()
+    places: list[tuple[str, str, str]] = [
+        ("service.environment", key, value) for key, value in service.environment.items()
+    ]
+    for key, parts in (
+        ("command", service.command),
+        ("entrypoint", service.entrypoint),
+    ):
+        places += [("service", key, part) for part in parts or ()]
+    if service.health is not None:
+        places += [("service.health", "command", part) for part in service.health.command or ()]
+    for table, key, value in places:
+        for ref in boundary.references(value):
+            if ref.startswith(m.env_prefix) and ref not in own:
+                c.add(
+                    table,
+                    key,
+                    f"refers to ${{{ref}}}, which [settings] does not declare",
+                    f"add [settings.{ref}] or fix the name",
+                )
+            elif (why := boundary.reference_problem(ref, own, m.access)) is not None:
+                c.add(table, key, why, "see docs/plugins/security.md")
 
 
 def _settings(c: _Collector, data: dict[str, Any], prefix: str) -> list[SettingSpec]:
@@ -629,7 +656,9 @@ def _settings(c: _Collector, data: dict[str, Any], prefix: str) -> list[SettingS
         c.add("", "settings", "must be a table of [settings.NAME] tables")
         return []
     out: list[SettingSpec] = []
-    reserved = {f"{prefix}PORT", f"{prefix}HOST"}
+    reserved = {
+        f"{prefix}{suffix}" for suffix in ("PORT", "HOST", "DATABASE_URL", "DATABASE_PASSWORD")
+    }
     for name, spec in raw.items():
         table = f"settings.{name}"
         if not isinstance(spec, dict):
@@ -647,7 +676,9 @@ def _settings(c: _Collector, data: dict[str, Any], prefix: str) -> list[SettingS
                 f"rename it {prefix}{name} so plugins never share a setting",
             )
         if name in reserved:
-            c.add(table, None, f"{name} is set by nself (the plugin's port or host)", "remove it")
+            c.add(table, None, f"{name} is set by nself for the plugin", "remove it")
+        elif (why := boundary.reserved_setting_problem(name)) is not None:
+            c.add(table, None, why, "plugins declare settings under a prefix of their own")
         default = spec.get("default")
         if isinstance(default, bool):
             default = "true" if default else "false"
@@ -724,7 +755,14 @@ def _service(c: _Collector, data: dict[str, Any], prefix: str) -> ServiceSpec | 
         return None
     c.unknown_keys("service", raw)
     image = _str(c, "service", raw, "image", required=True) or ""
-    if image:
+    if image and not is_image(image):
+        c.add(
+            "service",
+            "image",
+            f"{image!r} is not an image reference",
+            "write [registry/]name:tag or name@sha256:..., e.g. nginx:1.27.0",
+        )
+    elif image:
         last = image.rsplit("/", 1)[-1]
         if ":" not in last and "@" not in image:
             c.add(
@@ -772,20 +810,23 @@ def _service(c: _Collector, data: dict[str, Any], prefix: str) -> ServiceSpec | 
     for key, target in volumes.items():
         if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
             c.add("service.volumes", key, "volume names use lowercase letters, digits and '_'")
-        if not target.startswith("/"):
-            c.add("service.volumes", key, f"{target!r} must be an absolute container path")
-    cap_add = _str_list(c, "service", raw, "cap_add") or ()
-    for cap in cap_add:
-        if cap in ("SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "ALL"):
-            c.add("service", "cap_add", f"{cap} is not allowed for plugins", "drop it")
+        if (why := boundary.container_path_problem(target)) is not None:
+            c.add("service.volumes", key, why)
+    cap_add = _capabilities(c, "service", raw, "cap_add") or ()
     tmpfs = _str_list(c, "service", raw, "tmpfs") or ()
     for item in tmpfs:
-        if not item.startswith("/"):
-            c.add("service", "tmpfs", f"{item!r} must be an absolute container path")
+        if (why := boundary.container_path_problem(item)) is not None:
+            c.add("service", "tmpfs", why)
     user = raw.get("user")
     if user is not None and not isinstance(user, str):
         c.add("service", "user", 'must be a string such as "1000:1000"')
         user = None
+    elif user is not None and (why := boundary.user_problem(user)) is not None:
+        c.add("service", "user", why)
+    depends_on = _str_list(c, "service", raw, "depends_on") or ()
+    for dep in depends_on:
+        if not boundary.SERVICE_NAME.match(dep):
+            c.add("service", "depends_on", f"{dep!r} is not a service name")
     return ServiceSpec(
         contract=_contract(c, raw, image),
         image=image,
@@ -793,7 +834,7 @@ def _service(c: _Collector, data: dict[str, Any], prefix: str) -> ServiceSpec | 
         command=_str_list(c, "service", raw, "command"),
         entrypoint=_str_list(c, "service", raw, "entrypoint"),
         environment=environment,
-        depends_on=_str_list(c, "service", raw, "depends_on") or (),
+        depends_on=depends_on,
         health=health,
         volumes=volumes,
         tmpfs=tmpfs,
@@ -801,6 +842,24 @@ def _service(c: _Collector, data: dict[str, Any], prefix: str) -> ServiceSpec | 
         cap_add=cap_add,
         read_only=_bool(c, "service", raw, "read_only"),
     )
+
+
+def _capabilities(
+    c: _Collector, table: str, data: dict[str, Any], key: str
+) -> tuple[str, ...] | None:
+    """Capability names, normalised (``cap_chown`` is ``CHOWN``), each one allowlisted."""
+    names = _str_list(c, table, data, key)
+    if names is None:
+        return None
+    out: list[str] = []
+    for name in names:
+        if (why := boundary.capability_problem(name)) is not None:
+            c.add(table, key, why, "drop it: see docs/plugins/security.md")
+            continue
+        cap = boundary.normalise_capability(name)
+        if cap not in out:
+            out.append(cap)
+    return tuple(out)
 
 
 PLATFORM = re.compile(r"^linux/(amd64|arm64|arm/v[5-8]|386|ppc64le|s390x|riscv64|mips64le)$")
@@ -834,10 +893,7 @@ def _contract(c: _Collector, raw: dict[str, Any], image: str) -> ImageContract |
             "must list where the facts come from",
             'the image\'s Dockerfile or docs at the pinned tag: source = ["https://..."]',
         )
-    caps = _str_list(c, table, data, "capabilities")
-    for cap in caps or ():
-        if cap in ("SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "ALL"):
-            c.add(table, "capabilities", f"{cap} is not allowed for plugins", "drop it")
+    caps = _capabilities(c, table, data, "capabilities")
     ports = data.get("ports")
     if ports is not None and (
         not isinstance(ports, list)
@@ -927,8 +983,8 @@ def _files(c: _Collector, data: dict[str, Any], service: ServiceSpec | None) -> 
         target = _str(c, "files", item, "target", required=True)
         if source is not None:
             source = _safe_relative(c, "files", "source", source)
-        if target is not None and (not target.startswith("/") or ".." in target.split("/")):
-            c.add("files", "target", f"{target!r} must be an absolute container path")
+        if target is not None and (why := boundary.container_path_problem(target)) is not None:
+            c.add("files", "target", why)
             target = None
         if target in targets:
             c.add("files", "target", f"{target} is mounted twice")
@@ -946,23 +1002,35 @@ def _database(c: _Collector, data: dict[str, Any], name: str) -> DatabaseSpec | 
         c.add("", "database", "must be a table")
         return None
     c.unknown_keys("database", raw)
-    prefix = _str(c, "database", raw, "table_prefix") or default_table_prefix(name)
-    if not TABLE_PREFIX.match(prefix):
+    if name and (why := boundary.schema_problem(name)) is not None:
+        c.add("plugin", "name", why, "a plugin with a [database] needs another name")
+    prefix = _str(c, "database", raw, "table_prefix") or ""
+    if prefix:
         c.add(
             "database",
             "table_prefix",
-            f"{prefix!r} must be lowercase letters and digits ending with '_'",
-            f'e.g. table_prefix = "{default_table_prefix(name)}"',
+            "is no longer used: the plugin's tables live in its own schema "
+            f"{boundary.schema_name(name)}",
+            "remove it",
+            level="warning",
         )
-    elif prefix == CORE_TABLE_PREFIX:
-        c.add("database", "table_prefix", "np_ is reserved for nself's own tables")
     migrations = _str(c, "database", raw, "migrations")
     if migrations is not None:
         migrations = _safe_relative(c, "database", "migrations", migrations)
     metadata = _str(c, "database", raw, "hasura_metadata")
     if metadata is not None:
         metadata = _safe_relative(c, "database", "hasura_metadata", metadata)
-    return DatabaseSpec(table_prefix=prefix, migrations=migrations, hasura_metadata=metadata)
+    extensions = _str_list(c, "database", raw, "extensions") or ()
+    for ext in extensions:
+        if (why := boundary.extension_problem(ext)) is not None:
+            c.add("database", "extensions", why)
+    return DatabaseSpec(
+        schema=boundary.schema_name(name),
+        migrations=migrations,
+        hasura_metadata=metadata,
+        extensions=tuple(sorted(set(extensions))),
+        table_prefix=prefix,
+    )
 
 
 # -- the whole bundle ------------------------------------------------------------------------
@@ -1060,9 +1128,17 @@ def _check_files(c: _Collector, bundle: Bundle, deep: bool = True) -> None:
         text = _read(c, bundle, "files", "source", spec.source)
         if text is None:
             continue
-        used = set(REF.findall(text))
+        used = set(boundary.references(text))
+        own = m.own_settings()
+        for ref in sorted(used):
+            if (why := boundary.reference_problem(ref, own, m.access)) is not None:
+                c.add("files", "source", f"{spec.source} {why}")
         leaked = sorted(used & secrets) + sorted(
-            r for r in used if re.search(r"(PASSWORD|SECRET|_KEY$|TOKEN)", r) and r not in secrets
+            r
+            for r in used
+            if re.search(r"(PASSWORD|SECRET|_KEY$|TOKEN|_URL$)", r)
+            and r not in secrets
+            and r not in boundary.PUBLIC_SETTINGS
         )
         if leaked:
             c.add(
@@ -1075,71 +1151,33 @@ def _check_files(c: _Collector, bundle: Bundle, deep: bool = True) -> None:
         bundle.templates[spec.source] = text
     if m.route is not None and m.route.fragment is not None:
         text = _read(c, bundle, "route", "fragment", m.route.fragment)
-        if text is not None:
-            bundle.fragment = _check_fragment(c, m.route.fragment, text, m.route.websocket)
+        target = _inside(bundle.root, m.route.fragment)
+        if text is not None and target is not None:
+            directives, problems = boundary.fragment_directives(
+                target, m.route.websocket, m.route.fragment
+            )
+            for problem in problems:
+                c.add(
+                    "route",
+                    "fragment",
+                    problem,
+                    "a fragment holds plain directives that tune the plugin's own location "
+                    "(docs/plugins/security.md)",
+                )
+            bundle.fragment = tuple(d.text() for d in directives)
     if m.database is not None:
         db = m.database
         if db.migrations is not None:
-            bundle.migrations = _check_migrations(c, bundle, db.migrations, db.table_prefix)
+            bundle.migrations = _check_migrations(c, bundle, db.migrations)
         if db.hasura_metadata is not None:
             text = _read(c, bundle, "database", "hasura_metadata", db.hasura_metadata)
             if text is not None:
                 bundle.hasura_text = text
                 if deep:
-                    bundle.hasura_tables = _check_hasura(
-                        c, db.hasura_metadata, text, db.table_prefix
-                    )
+                    bundle.hasura_tables = _check_hasura(c, db.hasura_metadata, text, db.schema)
 
 
-def _check_fragment(c: _Collector, rel: str, text: str, websocket: bool) -> tuple[str, ...]:
-    lines: list[str] = []
-    # Directives the generated location sets already; nginx refuses duplicates.
-    taken = {"proxy_http_version", "limit_req"} | ({"proxy_read_timeout"} if websocket else set())
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        where = f"{rel}:{number}"
-        if "{" in line or "}" in line:
-            c.add(
-                "route",
-                "fragment",
-                f"{where}: blocks are not allowed in a fragment",
-                "use plain directives; the fragment goes inside the plugin's location",
-            )
-            continue
-        if not line.endswith(";"):
-            c.add("route", "fragment", f"{where}: {line!r} does not end with ';'")
-            continue
-        directive = line.split()[0]
-        if directive in FORBIDDEN_DIRECTIVES:
-            c.add(
-                "route",
-                "fragment",
-                f"{where}: the {directive} directive is not allowed in a plugin fragment",
-                "a fragment may tune the plugin's own location only",
-            )
-            continue
-        if directive in taken:
-            c.add(
-                "route",
-                "fragment",
-                f"{where}: {directive} is already set by nself for this route",
-                "remove it (websocket = true sets proxy_read_timeout 3600s)"
-                if directive == "proxy_read_timeout"
-                else "remove it",
-            )
-            continue
-        lines.append(line)
-    return tuple(lines)
-
-
-def _table_name(raw: str) -> tuple[str | None, str]:
-    parts = [p.strip().strip('"') for p in raw.split(".")]
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-
-
-def _check_migrations(c: _Collector, bundle: Bundle, rel: str, prefix: str) -> list[MigrationFile]:
+def _check_migrations(c: _Collector, bundle: Bundle, rel: str) -> list[MigrationFile]:
     folder = _inside(bundle.root, rel)
     if folder is None or not folder.is_dir():
         c.add("database", "migrations", f"{rel} is not a folder in the bundle")
@@ -1171,16 +1209,6 @@ def _check_migrations(c: _Collector, bundle: Bundle, rel: str, prefix: str) -> l
             continue
         if kind == "up":
             ups[version] = (name, sql)
-            for raw in CREATE_TABLE.findall(sql):
-                _schema, table = _table_name(raw)
-                if not table.lower().startswith(prefix):
-                    c.add(
-                        "database",
-                        "migrations",
-                        f"{rel}/{path.name} creates table {table!r} without the plugin's "
-                        f"prefix {prefix}",
-                        f"name it {prefix}{table} so plugin tables never clash",
-                    )
         else:
             downs[version] = sql
     for version in sorted(set(downs) - set(ups)):
@@ -1195,7 +1223,7 @@ def _check_migrations(c: _Collector, bundle: Bundle, rel: str, prefix: str) -> l
     ]
 
 
-def _check_hasura(c: _Collector, rel: str, text: str, prefix: str) -> list[dict[str, Any]]:
+def _check_hasura(c: _Collector, rel: str, text: str, schema: str) -> list[dict[str, Any]]:
     import yaml
 
     try:
@@ -1228,13 +1256,13 @@ def _check_hasura(c: _Collector, rel: str, text: str, prefix: str) -> list[dict[
             )
             continue
         name = table["name"]
-        if not name.startswith(prefix):
+        if table.get("schema") != schema:
             c.add(
                 "database",
                 "hasura_metadata",
-                f"{rel}: entry {index} tracks {name!r}, which is not one of the plugin's "
-                f"tables (prefix {prefix})",
-                "a plugin's metadata may only describe its own tables",
+                f"{rel}: entry {index} tracks {table.get('schema')}.{name}, which is not in "
+                f"the plugin's schema {schema}",
+                f"a plugin's metadata may only describe its own tables: schema: {schema}",
             )
             continue
         tables.append(entry)

@@ -44,7 +44,13 @@ def migration_items(target: Target) -> list[Item]:
 def migration_runner(target: Target, lock_timeout: float = 60.0, say: Say = _quiet) -> Runner:
     """The runner of every migration (``migration_items``) on ``target``'s database."""
     items = migration_items(target)
-    return Runner(target.transport(), items, lock_timeout=lock_timeout, say=say)
+    return Runner(
+        target.transport(),
+        items,
+        lock_timeout=lock_timeout,
+        say=say,
+        secret=target.config.text,
+    )
 
 
 def migration_status(target: Target) -> tuple[list[dict[str, Any]], list[Problem]]:

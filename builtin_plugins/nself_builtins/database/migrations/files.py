@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nself_sdk import Migration, NselfError, UsageError
+from nself_sdk import DatabaseRole, Migration, NselfError, UsageError
 
 from .sqltext import marked_no_transaction, statements
 
@@ -44,6 +44,7 @@ class Item:
     transactional: bool
     where: str  # what messages call it: a file path or "plugin X migration V"
     depends_on: tuple[str, ...] = ()
+    role: DatabaseRole | None = None  # a bundle's: runs as its own confined role
 
     @property
     def key(self) -> tuple[str, str]:
@@ -125,6 +126,7 @@ def plugin_migrations(contributed: Iterable[Migration]) -> list[Item]:
                 transactional=m.transactional and not marked_no_transaction(m.up_sql),
                 where=f"plugin {m.source} migration {m.version}_{m.name}",
                 depends_on=tuple(m.depends_on),
+                role=m.role,
             )
         )
     return items

@@ -47,12 +47,16 @@ class Runner:
         items: list[Item],
         lock_timeout: float = 60.0,
         say: Say = _quiet,
+        secret: Callable[[str], str] | None = None,
     ) -> None:
         self.transport = transport
         self.items = ordered(items)
         self.lock_timeout = lock_timeout
         self.say = say
         self.who = who()
+        # The project's secrets, for the passwords of the plugins' own database roles.
+        self.secret = secret or (lambda _name: "")
+        self._confined: dict[str, History] = {}
 
     @contextmanager
     def _history(self, lock: bool = True) -> Iterator[History]:
@@ -67,7 +71,27 @@ class Runner:
                 for source, version, name in history.settle_started():
                     label = version + "_" + name + ("" if source == PROJECT else f" ({source})")
                     self.say(f"logged {label} as interrupted: its run stopped before it finished")
-                yield history
+                try:
+                    yield history
+                finally:
+                    for confined in self._confined.values():
+                        confined.conn.close()
+                    self._confined.clear()
+
+    def _as(self, history: History, item: Item) -> History:
+        """Where ``item`` runs: the runner's own history, or, for a bundle's migration, a
+        connection as the bundle's role (provisioned first, once per run)."""
+        role = item.role
+        if role is None:
+            return history
+        if role.name not in self._confined:
+            from .confine import ConfinedHistory, connect_as, provision
+
+            password = self.secret(role.password_setting)
+            provision(history, role, item.source, password)
+            conn = connect_as(self.transport, role, item.source, password)
+            self._confined[role.name] = ConfinedHistory(conn, self.who)
+        return self._confined[role.name]
 
     def _checked(self, history: History) -> list[Applied]:
         applied = history.applied()
@@ -160,6 +184,7 @@ class Runner:
         flushes every earlier one. It makes long runs several times faster.
         """
         psycopg = _psycopg()
+        history = self._as(history, item)
         self.say(f"applying {item.label}" + ("" if item.transactional else " (no transaction)"))
         history.started(item)  # a start without an outcome: an interrupted apply
         try:
@@ -200,6 +225,7 @@ class Runner:
         return outcome
 
     def _revert(self, history: History, item: Item) -> None:
+        history = self._as(history, item)
         self.say(f"reverting {item.label}")
         psycopg = _psycopg()
         conn = history.conn

@@ -1,5 +1,7 @@
--- The audit log and the trigger that fills it. Enable it per table with
---   SELECT audit_enable('public.orders');
+-- The audit log and the trigger function that fills it, in the plugin's own schema
+-- (audit). Record a table's changes with, as the table's owner:
+--   CREATE TRIGGER audit_capture AFTER INSERT OR UPDATE OR DELETE ON public.orders
+--     FOR EACH ROW EXECUTE FUNCTION audit.audit_capture();
 CREATE TABLE IF NOT EXISTS audit_log (
     id           bigserial   PRIMARY KEY,
     table_schema text        NOT NULL,
@@ -15,10 +17,12 @@ CREATE TABLE IF NOT EXISTS audit_log (
 CREATE INDEX IF NOT EXISTS audit_log_table_time
     ON audit_log (table_schema, table_name, changed_at DESC);
 
+-- Runs with the plugin's rights (SECURITY DEFINER), whoever changes the audited table:
+-- it can write the log and nothing else.
 CREATE OR REPLACE FUNCTION audit_capture() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = audit, pg_temp AS $$
 BEGIN
-    INSERT INTO audit_log (table_schema, table_name, operation, row_before, row_after)
+    INSERT INTO audit.audit_log (table_schema, table_name, operation, row_before, row_after)
     VALUES (
         TG_TABLE_SCHEMA,
         TG_TABLE_NAME,
@@ -30,32 +34,20 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION audit_enable(target regclass) RETURNS void
+-- PostgREST's pre-request check: reads only, by tokens whose Hasura default role is
+-- audit_reader.
+CREATE OR REPLACE FUNCTION check_reader() RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    claims jsonb := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
 BEGIN
-    EXECUTE format('DROP TRIGGER IF EXISTS audit_capture ON %s', target);
-    EXECUTE format(
-        'CREATE TRIGGER audit_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
-        'FOR EACH ROW EXECUTE FUNCTION audit_capture()',
-        target
-    );
-END
-$$;
-
-CREATE OR REPLACE FUNCTION audit_disable(target regclass) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('DROP TRIGGER IF EXISTS audit_capture ON %s', target);
-END
-$$;
-
--- The role PostgREST switches to for readers: it can read the log and nothing else.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'audit_reader') THEN
-        CREATE ROLE audit_reader NOLOGIN;
+    IF coalesce(current_setting('request.method', true), '') NOT IN ('GET', 'HEAD') THEN
+        RAISE EXCEPTION 'the audit log is read-only' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF coalesce(claims -> 'https://hasura.io/jwt/claims' ->> 'x-hasura-default-role', '')
+            <> 'audit_reader' THEN
+        RAISE EXCEPTION 'only audit_reader tokens may read the audit log'
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
 END
 $$;
-GRANT USAGE ON SCHEMA public TO audit_reader;
-GRANT SELECT ON audit_log TO audit_reader;

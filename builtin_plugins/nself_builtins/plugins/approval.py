@@ -1,0 +1,98 @@
+"""What a bundle will be able to read and reach, shown before it is installed, and the
+user's yes (a question on a terminal, else ``--yes``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nself_builtins.shared.boundary import ACCESS, PUBLIC_SETTINGS, references, role_name
+from nself_sdk import UsageError
+from nself_sdk import console as out
+
+if TYPE_CHECKING:
+    from nself_builtins.shared.manifest import Bundle
+
+    from .store import Approve, LockEntry
+
+
+def access_lines(bundle: Bundle) -> list[str]:
+    """One line per thing the bundle will be able to do, in the order a reader checks."""
+    m = bundle.manifest
+    lines: list[str] = []
+    if m.service is not None:
+        s = m.service
+        caps = ", ".join(s.cap_add) if s.cap_add else "none"
+        lines.append(f"run the image {s.image} (added capabilities: {caps})")
+        for key, target in sorted(s.volumes.items()):
+            lines.append(f"keep data in its volume {key} ({target})")
+    if m.route is not None:
+        where = "private networks only" if m.route.internal_only else "anyone"
+        lines.append(f"answer at https://{m.route.subdomain}.<BASE_DOMAIN> ({where})")
+    if m.database is not None:
+        db = m.database
+        line = f"own the database schema {db.schema} as the role {role_name(m.name)}"
+        if db.extensions:
+            line += f" (extensions created for it: {', '.join(db.extensions)})"
+        lines.append(line)
+    for name in m.access:
+        lines.append(f"{ACCESS[name].means} [{name}]")
+    used: set[str] = set()
+    if m.service is not None:
+        s = m.service
+        texts = [*s.environment.values(), *(s.command or ()), *(s.entrypoint or ())]
+        texts += list(s.health.command or ()) if s.health is not None else []
+        used = {ref for text in texts for ref in references(text)}
+    used |= {ref for text in bundle.templates.values() for ref in references(text)}
+    public = sorted(used & PUBLIC_SETTINGS)
+    if public:
+        lines.append(f"read the project's {', '.join(public)}")
+    return lines
+
+
+def installed_lines(project: Path, name: str) -> list[str] | None:
+    """What the installed version of ``name`` may do (None: none installed, or unreadable)."""
+    from nself_builtins.shared.manifest import load_bundle
+    from nself_sdk import NselfError
+
+    from .store import PLUGINS_DIR
+
+    folder = project / PLUGINS_DIR / name
+    if not folder.is_dir():
+        return None
+    try:
+        return access_lines(load_bundle(folder, deep=False))
+    except NselfError:
+        return None
+
+
+def approver(project: Path, yes: bool, only_when_changed: bool = False) -> Approve:
+    """The ``approve`` callback of the installer: show what the bundle may do, then ask
+    (a terminal) or need ``yes``. ``only_when_changed``: say nothing when the installed
+    version may do exactly the same (``nself plugin update``)."""
+
+    def approve(bundle: Bundle, old: LockEntry | None) -> None:
+        m = bundle.manifest
+        lines = access_lines(bundle)
+        before = installed_lines(project, m.name) if old is not None else None
+        if only_when_changed and before is not None and before == lines:
+            return
+        out.info(f"plugin {m.name} {m.version} will be able to:")
+        for line in lines or ["nothing beyond its own files (no service, route or data)"]:
+            new = before is not None and line not in before
+            out.info(f"  - {line}{'  (new)' if new else ''}")
+        if yes:
+            return
+        if sys.stdin.isatty():
+            import typer
+
+            if typer.confirm(f"install {m.name} {m.version}?", default=False):
+                return
+            raise UsageError(f"plugin {m.name} was not installed", "nothing was changed")
+        raise UsageError(
+            f"plugin {m.name} needs your approval of the access above",
+            "run the command again with --yes to approve it; nothing was installed",
+        )
+
+    return approve

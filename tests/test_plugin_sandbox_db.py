@@ -1,0 +1,199 @@
+"""A bundle's migrations run as its own database role, and PostgreSQL refuses what that
+role may not do (real PostgreSQL 15, see pg_cluster.py; docs/plugins/security.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pg_cluster
+from nself_builtins.plugins import install_folder
+from pg_cluster import Cluster
+from plugin_helpers import make_bundle
+
+pytestmark = pytest.mark.postgres
+pg, db = pg_cluster.pg, pg_cluster.db
+
+CORE = """
+CREATE TABLE public.customers (id int PRIMARY KEY, email text);
+INSERT INTO public.customers VALUES (1, 'a@example.com');
+"""
+DATABASE = '[database]\nmigrations = "migrations"\n'
+
+
+def snapshot(pg: Cluster, db: str) -> dict[str, Any]:
+    """What exists outside the plugin's schema: roles, relations, functions, extensions,
+    the core table's rows (the helper nself adds for plugins' history aside)."""
+    return {
+        "roles": pg.sql(
+            "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles"
+            " WHERE rolname NOT LIKE 'nself_plugin_%' ORDER BY 1"
+        ),
+        "relations": pg.sql(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE n.nspname NOT IN"
+            " ('pg_catalog', 'information_schema', 'pg_toast', 'notes') ORDER BY 1, 2",
+            db,
+        ),
+        "functions": pg.sql(
+            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = 'public' AND p.proname <> 'np_plugin_migration' ORDER BY 1",
+            db,
+        ),
+        "extensions": pg.sql("SELECT extname FROM pg_extension ORDER BY 1", db),
+        "customers": pg.sql("SELECT * FROM public.customers ORDER BY 1", db),
+    }
+
+
+@pytest.fixture
+def sandbox(
+    project: Path, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch, nself: Any
+) -> Iterator[Path]:
+    monkeypatch.setenv("NSELF_DB_URL", pg.url(db))
+    pg.sql(CORE, db)
+    assert nself("db", "migrate", "up", cwd=project).code == 0  # nself's own tables
+    yield project
+    for (role,) in pg.sql("SELECT rolname FROM pg_roles WHERE rolname LIKE 'nself_plugin_%'"):
+        pg.sql(f'DROP OWNED BY "{role}"', db)
+        pg.sql(f'DROP ROLE "{role}"')
+
+
+def install(project: Path, tmp_path: Path, up: str, extra: str = "", name: str = "notes") -> None:
+    folder = make_bundle(
+        tmp_path / "src",
+        name,
+        extra=extra + DATABASE,
+        service=False,
+        files={"migrations/0001_init.up.sql": up},
+    )
+    install_folder(project, folder)
+
+
+def migrate(nself: Any, project: Path) -> Any:
+    assert nself("secrets", "generate", cwd=project).code == 0
+    return nself("db", "migrate", "up", cwd=project)
+
+
+def test_an_undeclared_extension_is_not_there_for_it(
+    sandbox: Path, tmp_path: Path, nself: Any, pg: Cluster, db: str
+) -> None:
+    install(sandbox, tmp_path, "CREATE TABLE items (id int, note citext);")
+    before = snapshot(pg, db)
+    result = migrate(nself, sandbox)
+    assert result.code == 1 and "plugin notes migration 0001_init failed" in result.err
+    assert 'type "citext" does not exist' in result.err
+    assert snapshot(pg, db) == before
+
+
+def test_declared_extensions_and_own_schema(
+    sandbox: Path, tmp_path: Path, nself: Any, pg: Cluster, db: str
+) -> None:
+    up = (
+        "CREATE TABLE items (id bigserial PRIMARY KEY, body text, note citext);\n"
+        "CREATE INDEX items_trgm ON items USING gin (body gin_trgm_ops);\n"
+        "INSERT INTO items (body, note) VALUES ('hello', 'Hi');\n"
+    )
+    folder = make_bundle(
+        tmp_path / "src",
+        "notes",
+        extra='[database]\nmigrations = "migrations"\nextensions = ["citext", "pg_trgm"]\n',
+        service=False,
+        files={
+            "migrations/0001_init.up.sql": up,
+            "migrations/0001_init.down.sql": "DROP TABLE items;",
+        },
+    )
+    install_folder(sandbox, folder)
+    result = migrate(nself, sandbox)
+    assert result.code == 0, result.output
+    owner = pg.sql("SELECT tableowner, schemaname FROM pg_tables WHERE tablename = 'items'", db)
+    assert owner == [("nself_plugin_notes", "notes")]
+    role = pg.sql(
+        "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls"
+        " FROM pg_roles WHERE rolname = 'nself_plugin_notes'"
+    )
+    assert role == [(False, False, False, False, False)]
+    recorded = pg.sql(
+        "SELECT source, version, db_user FROM np_schema_migrations WHERE source = 'notes'", db
+    )
+    assert recorded == [("notes", "0001", "nself_plugin_notes")]
+    # The URL the plugin's service gets logs in as its role: its table, no core table.
+    env = dict(
+        line.split("=", 1)
+        for line in (sandbox / ".env.secrets").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    password = env["NOTES_DATABASE_PASSWORD"]
+    import psycopg
+
+    with psycopg.connect(
+        host="127.0.0.1", port=pg.port, user="nself_plugin_notes", password=password, dbname=db
+    ) as conn:
+        assert conn.execute("SELECT body FROM items").fetchall() == [("hello",)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM public.customers")
+    down = nself("db", "migrate", "down", cwd=sandbox)
+    assert down.code == 0, down.output
+    assert pg.sql("SELECT to_regclass('notes.items')", db) == [(None,)]
+
+
+ATTACKS = {
+    "copy-to-program": (
+        "CREATE TABLE t (x int);\nCOPY (SELECT 1) TO PROGRAM 'touch /tmp/nself-sandbox-pwned';",
+        "privileges of the pg_execute_server_program role",
+    ),
+    "create-superuser": ("CREATE ROLE evil SUPERUSER LOGIN PASSWORD 'x';", "must be superuser"),
+    "create-role": ("CREATE ROLE evil LOGIN PASSWORD 'x';", "permission denied"),
+    "table-outside-schema": ("CREATE TABLE public.evil (id int);", "permission denied"),
+    "core-table-write": ("UPDATE public.customers SET email = 'evil@x';", "permission denied"),
+    "core-table-drop": ("DROP TABLE public.customers;", "must be owner"),
+    "extension": ("CREATE EXTENSION pg_trgm;", "permission denied"),
+    "untrusted-language": (
+        "CREATE FUNCTION f() RETURNS int LANGUAGE c AS 'libc', 'getpid';",
+        "permission denied",
+    ),
+    "become-superuser": ("SET ROLE postgres;", "permission denied"),
+    "promote-itself": ("ALTER ROLE nself_plugin_notes SUPERUSER;", "must be superuser"),
+    "schema-of-its-own": ("CREATE SCHEMA elsewhere;", "permission denied"),
+    "forge-history": (
+        "SELECT public.np_plugin_migration('forget', 'other', '1', '', '', true, 'applied',"
+        " 'x', 0, '');",
+        "may not record migrations of plugin other",
+    ),
+    "read-core-files": ("SELECT pg_read_file('/etc/passwd');", "permission denied"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_attacks_fail_in_the_database_as_the_plugins_role(
+    attack: str, sandbox: Path, tmp_path: Path, nself: Any, pg: Cluster, db: str
+) -> None:
+    sql, refusal = ATTACKS[attack]
+    install(sandbox, tmp_path, sql)
+    before = snapshot(pg, db)
+    result = migrate(nself, sandbox)
+    assert result.code == 1, result.output
+    assert "plugin notes migration 0001_init failed" in result.err
+    assert refusal in result.err, result.err
+    assert "Traceback" not in result.output
+    assert snapshot(pg, db) == before
+    assert not Path("/tmp/nself-sandbox-pwned").exists()
+    assert pg.sql("SELECT count(*) FROM np_schema_migrations WHERE source = 'notes'", db) == [(0,)]
+
+
+def test_a_role_named_like_the_schema_is_refused(
+    sandbox: Path, tmp_path: Path, nself: Any, pg: Cluster, db: str
+) -> None:
+    """A schema named after a role comes first in that role's search path ("$user")."""
+    pg.sql("CREATE ROLE notes NOLOGIN")
+    try:
+        install(sandbox, tmp_path, "CREATE TABLE items (id int);")
+        result = migrate(nself, sandbox)
+        assert result.code == 1
+        assert "plugin notes: a database role is named notes" in result.err
+        assert pg.sql("SELECT 1 FROM pg_namespace WHERE nspname = 'notes'", db) == []
+    finally:
+        pg.sql("DROP ROLE notes")
