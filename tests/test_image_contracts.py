@@ -359,7 +359,7 @@ def test_a_bundle_contract_is_parsed_and_its_mistakes_named() -> None:
     messages = "\n".join(p.message for p in raised.value.problems)
     assert "[service.contract] source: must list where the facts come from" in messages
     assert "[service.contract] user: 'web' is not a uid" in messages
-    assert "[service.contract] capabilities: SYS_ADMIN is not allowed for plugins" in messages
+    assert "[service.contract] capabilities: 'SYS_ADMIN' (SYS_ADMIN) is not allowed" in messages
     assert "[service.contract] platforms: 'arm64' is not an os/arch" in messages
 
 

@@ -128,22 +128,22 @@ def test_fetch_verifies_and_caches_an_artifact(env: Path, trust: Trust) -> None:
 
 
 def test_tampered_artifact_is_refused_and_nothing_is_kept(env: Path, trust: Trust) -> None:
-    site = published(env, trust, ("redis-cache", "1.0.0", {}))
-    archive = site / "artifacts" / "redis-cache-1.0.0.tar.gz"
+    site = published(env, trust, ("cache-kit", "1.0.0", {}))
+    archive = site / "artifacts" / "cache-kit-1.0.0.tar.gz"
     data = bytearray(archive.read_bytes())
     data[-5] ^= 0xFF
     archive.write_bytes(bytes(data))
-    message = error_of(client.fetch, None, "redis-cache", None)
+    message = error_of(client.fetch, None, "cache-kit", None)
     assert "does not match the signed index (sha256 mismatch)" in message
     leftovers = [p for p in (env / "cache" / "artifacts").rglob("*") if p.is_file()]
     assert leftovers == []
 
 
 def test_larger_artifact_is_cut_off(env: Path, trust: Trust) -> None:
-    site = published(env, trust, ("redis-cache", "1.0.0", {}))
-    archive = site / "artifacts" / "redis-cache-1.0.0.tar.gz"
+    site = published(env, trust, ("cache-kit", "1.0.0", {}))
+    archive = site / "artifacts" / "cache-kit-1.0.0.tar.gz"
     archive.write_bytes(archive.read_bytes() + b"\0" * 200_000)
-    assert "larger than" in error_of(client.fetch, None, "redis-cache", None)
+    assert "larger than" in error_of(client.fetch, None, "cache-kit", None)
 
 
 def rewrite_index(site: Path, change: Any) -> None:
@@ -154,54 +154,54 @@ def rewrite_index(site: Path, change: Any) -> None:
 
 
 def test_tampered_index_is_refused(env: Path, trust: Trust) -> None:
-    site = published(env, trust, ("redis-cache", "1.0.0", {}))
+    site = published(env, trust, ("cache-kit", "1.0.0", {}))
 
     def grow(doc: dict[str, Any]) -> None:
         doc["signed"]["artifacts"][0]["size"] += 1
 
     rewrite_index(site, grow)
-    assert "signature does not verify" in error_of(client.fetch, None, "redis-cache", None)
+    assert "signature does not verify" in error_of(client.fetch, None, "cache-kit", None)
 
 
 def test_unsigned_index_is_refused(env: Path, trust: Trust) -> None:
-    site = published(env, trust, ("redis-cache", "1.0.0", {}))
+    site = published(env, trust, ("cache-kit", "1.0.0", {}))
     rewrite_index(site, lambda doc: doc.update(signatures=[]))
-    assert error_of(client.fetch, None, "redis-cache", None) == "registry index is not signed"
+    assert error_of(client.fetch, None, "cache-kit", None) == "registry index is not signed"
 
 
 def test_index_signed_by_an_unknown_key_is_refused(env: Path, trust: Trust) -> None:
     folder = env / "bundles"
-    make_bundle(folder, "redis-cache", "1.0.0")
+    make_bundle(folder, "cache-kit", "1.0.0")
     publish.publish(folder, env / "site", keys.generate())
-    assert "untrusted key" in error_of(client.fetch, None, "redis-cache", None)
+    assert "untrusted key" in error_of(client.fetch, None, "cache-kit", None)
 
 
 def test_index_rollback_is_refused(env: Path, trust: Trust) -> None:
-    site = published(env, trust, ("redis-cache", "1.0.0", {}))
+    site = published(env, trust, ("cache-kit", "1.0.0", {}))
     old = (site / "index.json").read_text()
-    make_bundle(env / "bundles", "redis-cache", "1.1.0")
+    make_bundle(env / "bundles", "cache-kit", "1.1.0")
     publish.publish(env / "bundles", site, trust.registry)
-    client.fetch(None, "redis-cache")
+    client.fetch(None, "cache-kit")
     (site / "index.json").write_text(old)
-    message = error_of(client.fetch, None, "redis-cache", None)
+    message = error_of(client.fetch, None, "cache-kit", None)
     assert "index version 1 is older than version 2 already seen" in message
 
 
 def test_expired_index_is_refused(env: Path, trust: Trust) -> None:
-    bundle = publish.read_bundle(make_bundle(env / "bundles", "redis-cache", "1.0.0"))
+    bundle = publish.read_bundle(make_bundle(env / "bundles", "cache-kit", "1.0.0"))
     artifact = idx.sign_artifact(trust.registry, publish.artifact_for(bundle, "x.tar.gz"))
     issued = idx.now() - timedelta(days=40)
     doc = idx.sign_index(trust.registry, "t", 1, [artifact], timedelta(days=30), issued)
     (env / "site").mkdir()
     (env / "site" / "index.json").write_text(json.dumps(doc))
-    message = error_of(client.fetch, None, "redis-cache", None)
+    message = error_of(client.fetch, None, "cache-kit", None)
     assert message.startswith("registry index (version 1) expired on")
 
 
 def test_unknown_plugin_and_version(env: Path, trust: Trust) -> None:
-    published(env, trust, ("redis-cache", "1.0.0", {}))
+    published(env, trust, ("cache-kit", "1.0.0", {}))
     assert "no plugin named 'nope'" in error_of(client.fetch, None, "nope", None)
-    assert "has no version 9.9.9" in error_of(client.fetch, None, "redis-cache", "9.9.9")
+    assert "has no version 9.9.9" in error_of(client.fetch, None, "cache-kit", "9.9.9")
 
 
 def test_incompatible_nself_version(env: Path, trust: Trust) -> None:
@@ -212,28 +212,28 @@ def test_incompatible_nself_version(env: Path, trust: Trust) -> None:
 def test_offline_fallback_uses_the_cache_with_a_notice(
     env: Path, trust: Trust, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    published(env, trust, ("redis-cache", "1.0.0", {}))
+    published(env, trust, ("cache-kit", "1.0.0", {}))
     with Background(create_app(Settings(root=env / "site"))) as own:
         monkeypatch.setenv(client.URL_VAR, own.url + "/")
-        first = client.fetch(None, "redis-cache")
+        first = client.fetch(None, "cache-kit")
     capsys.readouterr()
-    again = client.fetch(None, "redis-cache")  # the server is gone now
+    again = client.fetch(None, "cache-kit")  # the server is gone now
     assert again == first
     err = capsys.readouterr().err
     assert "is unreachable (ConnectError); working offline from the cached index (version 1" in err
     client.clear_cache()
-    message = error_of(client.fetch, None, "redis-cache", None)
+    message = error_of(client.fetch, None, "cache-kit", None)
     assert "is unreachable (ConnectError) and nothing is cached" in message
 
 
 def test_private_registry_needs_its_token(
     env: Path, trust: Trust, server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    published(env, trust, ("redis-cache", "1.0.0", {}))
+    published(env, trust, ("cache-kit", "1.0.0", {}))
     server[1].token = "s3cret-token-for-tests"
-    assert "refused access (HTTP 401)" in error_of(client.fetch, None, "redis-cache", None)
+    assert "refused access (HTTP 401)" in error_of(client.fetch, None, "cache-kit", None)
     monkeypatch.setenv(client.TOKEN_VAR, "s3cret-token-for-tests")
-    assert client.fetch(None, "redis-cache").is_file()
+    assert client.fetch(None, "cache-kit").is_file()
 
 
 def free_port() -> int:
