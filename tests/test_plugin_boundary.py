@@ -154,7 +154,7 @@ def test_a_name_under_a_reserved_prefix_needs_a_prefix_of_its_own(
 ) -> None:
     text = BASE.replace('"probe"', f'"{name}"')
     assert "which belongs to nself's own plugins" in refused(tmp_path, project, text)
-    ok = text + 'env_prefix = "ACME_"\n'
+    ok = text + 'env_prefix = "WIDGETCO_"\n'
     folder = make_bundle(tmp_path / "ok", name, service=False, extra="")
     (folder / "plugin.toml").write_text(ok)
     if name not in ("mail", "deploy"):  # those are builtin plugins' names

@@ -81,7 +81,7 @@ def test_an_index_signed_by_a_publisher_key_is_refused(
     assert json.loads((site / "index.json").read_text())["signed"]["role"] == "registry"
     before = memory(env)
     refused(
-        nself("plugin", "install", "hello", cwd=project),
+        nself("plugin", "install", "--yes", "hello", cwd=project),
         "which this nself trusts as a publisher key: only a registry key can sign an index",
         project,
         {},
@@ -93,7 +93,7 @@ def test_an_index_signed_by_a_publisher_key_is_refused(
     shutil.rmtree(site)
     publish.publish(env / "bundles", site, private)
     refused(
-        nself("plugin", "install", "hello", cwd=project),
+        nself("plugin", "install", "--yes", "hello", cwd=project),
         "only a registry key can sign an index",
         project,
         {},
@@ -106,7 +106,7 @@ def test_an_index_signed_by_a_publisher_key_is_refused(
     publish.publish(env / "bundles", site, trust.registry)
     entry = json.loads((site / "index.json").read_text())["signed"]["artifacts"][0]
     assert entry["publisher"] == keys.key_id(private.public_key())
-    done = nself("plugin", "install", "hello", cwd=project)
+    done = nself("plugin", "install", "--yes", "hello", cwd=project)
     assert done.code == 0, done.output
     assert installed(project) == {"hello": "1.0.0"}
 
@@ -131,7 +131,7 @@ def test_licence_and_ping_keys_keep_to_their_roles(
         assert stored.code == 0, stored.output
         assert "signed by a license key, not a ping key" in stored.err
         refused(
-            nself("plugin", "install", "ai", cwd=project),
+            nself("plugin", "install", "--yes", "ai", cwd=project),
             "has never been confirmed by the licence server",
             project,
             {},
@@ -190,7 +190,7 @@ def test_a_known_version_with_other_bytes_is_refused_whatever_the_server_signs(
     pack(env, "hello", "1.0.0")
     site = env / "site"
     publish.publish(env / "bundles", site, trust.registry)
-    assert nself("plugin", "install", "hello", cwd=project).code == 0
+    assert nself("plugin", "install", "--yes", "hello", cwd=project).code == 0
     lock_before = (project / "plugins.lock").read_bytes()
     # the registry's operator (or whoever holds its key) swaps hello 1.0.0 and signs a
     # correct, newer index for it: the server is consistent, only this machine remembers
@@ -203,7 +203,7 @@ def test_a_known_version_with_other_bytes_is_refused_whatever_the_server_signs(
     before = memory(env)
     expected = "offers hello 1.0.0 with other bytes (sha256"
     refused(
-        nself("plugin", "install", "hello@1.0.0", "--force", cwd=project),
+        nself("plugin", "install", "--yes", "hello@1.0.0", "--force", cwd=project),
         expected,
         project,
         {"hello": "1.0.0"},
@@ -214,7 +214,7 @@ def test_a_known_version_with_other_bytes_is_refused_whatever_the_server_signs(
     # a machine that never saw the first bytes has nothing to compare: the memory is what
     # protects, and it survives clearing the download cache
     client.clear_cache()
-    one_error(nself("plugin", "install", "hello@1.0.0", "--force", cwd=project), expected)
+    one_error(nself("plugin", "install", "--yes", "hello@1.0.0", "--force", cwd=project), expected)
 
 
 # -- index validity and the registry's identity ----------------------------------------------
@@ -241,7 +241,7 @@ def test_an_index_valid_too_far_ahead_is_refused(
         doc["signed"]["expires"] = idx.stamp(idx.now() + timedelta(days=110))
         expected = "more than 90 days ahead"
     write_index(site, resign(doc, trust.registry))
-    refused(nself("plugin", "install", "hello", cwd=project), expected, project, {})
+    refused(nself("plugin", "install", "--yes", "hello", cwd=project), expected, project, {})
     assert memory(env) == {}
     key = env / "registry.pem"
     key.write_bytes(keys.private_pem(trust.registry))
@@ -268,13 +268,13 @@ def test_rollback_state_follows_the_registry_not_its_url(
     pack(env, "hello", "1.1.0")
     publish.publish(env / "bundles", site, trust.registry)
     monkeypatch.setenv(client.URL_VAR, f"http://127.0.0.1:{port}/")
-    assert nself("plugin", "install", "hello", cwd=project).code == 0
+    assert nself("plugin", "install", "--yes", "hello", cwd=project).code == 0
     before = memory(env)
     (site / "index.json").write_bytes(old)  # the server goes back to version 1
     for spelling in (f"http://localhost:{port}", f"HTTP://127.0.0.1:{port}/"):
         monkeypatch.setenv(client.URL_VAR, spelling)
         refused(
-            nself("plugin", "install", "hello@1.0.0", "--force", cwd=project),
+            nself("plugin", "install", "--yes", "hello@1.0.0", "--force", cwd=project),
             "registry index version 1 is older than version 2 already seen",
             project,
             {"hello": "1.1.0"},
@@ -300,15 +300,15 @@ def test_a_licence_for_one_plugin_does_not_open_another(
     ai_only = mint(trust, plugins=("ai",))
     assert nself("license", "set", ai_only, cwd=project).code == 0
     expected = "licence lic_test (pro) does not include plugin crm (it covers ai)"
-    refused(nself("plugin", "install", "crm", cwd=project), expected, project, {})
+    refused(nself("plugin", "install", "--yes", "crm", cwd=project), expected, project, {})
     archive = env / "bundles" / "crm-1.0.0.tar.gz"
-    refused(nself("plugin", "install", str(archive), cwd=project), expected, project, {})
+    refused(nself("plugin", "install", "--yes", str(archive), cwd=project), expected, project, {})
     # the registry server does not hand the archive to that licence either
     url = f"{server[0].url}/artifacts/crm-1.0.0.tar.gz"
     answer = httpx.get(url, headers={"X-Nself-License": ai_only})
     assert answer.status_code == 403
     assert "does not include plugin crm" in answer.json()["error"]
-    assert nself("plugin", "install", "ai", cwd=project).code == 0
+    assert nself("plugin", "install", "--yes", "ai", cwd=project).code == 0
     # a tier-wide licence says so: `issue-license --tier-wide`
     pem = env / "licence.pem"
     pem.write_bytes(keys.private_pem(trust.license))
@@ -316,7 +316,7 @@ def test_a_licence_for_one_plugin_does_not_open_another(
     assert minted.code == 0, minted.output
     assert licensing.parse(minted.out.strip()).grants == "every pro plugin"
     assert nself("license", "set", minted.out.strip(), cwd=project).code == 0
-    done = nself("plugin", "install", "crm", cwd=project)
+    done = nself("plugin", "install", "--yes", "crm", cwd=project)
     assert done.code == 0, done.output
     assert installed(project) == {"ai": "1.0.0", "crm": "1.0.0"}
 
@@ -340,7 +340,7 @@ def test_grace_survives_license_clear_and_set_with_the_server_down(
     again = nself("license", "set", key, cwd=project)
     assert again.code == 0 and "its offline grace ended on" in again.err, again.output
     refused(
-        nself("plugin", "install", "ai", cwd=project),
+        nself("plugin", "install", "--yes", "ai", cwd=project),
         "the 7-day grace period is over",
         project,
         {},
@@ -355,7 +355,7 @@ def test_grace_survives_license_clear_and_set_with_the_server_down(
     licensing.state_path().unlink()
     assert nself("license", "set", key, cwd=project).code == 0
     refused(
-        nself("plugin", "install", "ai", cwd=project),
+        nself("plugin", "install", "--yes", "ai", cwd=project),
         "has never been confirmed by the licence server",
         project,
         {},
@@ -377,7 +377,7 @@ def test_a_revocation_seen_once_survives_clear_and_set_with_the_server_down(
     assert nself("license", "set", key, cwd=project).code == 0
     (env / "revoked.txt").write_text("lic_test\n")
     expected = "licence lic_test was revoked by the licence server"
-    refused(nself("plugin", "install", "ai", cwd=project), expected, project, {})
+    refused(nself("plugin", "install", "--yes", "ai", cwd=project), expected, project, {})
     monkeypatch.setenv("NSELF_PING_API_URL", silent)  # now the server goes quiet
     monkeypatch.setenv(client.TIMEOUT_VAR, "0.5")
     assert nself("license", "clear", cwd=project).code == 0
@@ -385,7 +385,7 @@ def test_a_revocation_seen_once_survives_clear_and_set_with_the_server_down(
     one_error(again, "licence lic_test is revoked at the licence server (its answer of")
     assert not licensing.key_path().exists()
     monkeypatch.setenv(licensing.KEY_VAR, key)  # nor does the environment bypass it
-    refused(nself("plugin", "install", "ai", cwd=project), expected, project, {})
+    refused(nself("plugin", "install", "--yes", "ai", cwd=project), expected, project, {})
     status = json.loads(nself("license", "status", "--json", cwd=project).out)
     assert status["state"] == "degraded" and status["problems"][0].startswith(expected)
     # and the registry server refuses the archive to a revoked licence by itself
@@ -432,7 +432,7 @@ def test_a_4xx_from_the_licence_server_is_a_refusal_not_an_outage(
         wait_for(url + "/health", proc)
         monkeypatch.setenv("NSELF_PING_API_URL", url)
         expected = "the licence server refused licence lic_test (" + url + " answered HTTP 422"
-        refused(nself("plugin", "install", "ai", cwd=project), expected, project, {})
+        refused(nself("plugin", "install", "--yes", "ai", cwd=project), expected, project, {})
         assert nself("license", "clear", cwd=project).code == 0
         again = nself("license", "set", key, cwd=project)
         one_error(again, expected)
@@ -443,7 +443,7 @@ def test_a_4xx_from_the_licence_server_is_a_refusal_not_an_outage(
     # whereas an outage (HTTP 500) within the grace window lets the install through
     monkeypatch.setenv("NSELF_PING_API_URL", answering_500)
     monkeypatch.setenv(licensing.KEY_VAR, key)
-    done = nself("plugin", "install", "ai", cwd=project)
+    done = nself("plugin", "install", "--yes", "ai", cwd=project)
     assert done.code == 0, done.output
     assert "licence server not reachable" in done.err and "answered HTTP 500" in done.err
 

@@ -119,6 +119,7 @@ def user_problem(user: str) -> str | None:
 # a setting under them nor take one as its env_prefix. tests/test_plugin_boundary.py holds
 # every setting the builtins declare to this list.
 RESERVED_PREFIXES = (
+    "ACME_",
     "ADMIN_",
     "ALERTMANAGER_",
     "AUTH_",
