@@ -7,6 +7,7 @@ from dataclasses import replace
 from nself_builtins.shared.urls import public_url
 from nself_sdk import (
     Config,
+    Finding,
     HealthCheck,
     ImageContract,
     Problem,
@@ -70,8 +71,54 @@ def _env(config: Config) -> dict[str, str]:
     }
 
 
+# The account policy passed on as set (hasura-auth's own defaults are weaker: a 3-character
+# minimum; docs/environment-variables.md of the pinned version).
+POLICY = (
+    "AUTH_PASSWORD_MIN_LENGTH",
+    "AUTH_MFA_ENABLED",
+    "AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED",
+    "AUTH_ACCESS_TOKEN_EXPIRES_IN",
+    "AUTH_REFRESH_TOKEN_EXPIRES_IN",
+)
+POLICY_SETTINGS = (
+    Setting("AUTH_PASSWORD_MIN_LENGTH", "12", "Shortest password Auth accepts."),
+    Setting(
+        "AUTH_PASSWORD_HIBP_ENABLED",
+        None,
+        "Refuse passwords known from breaches (Have I Been Pwned); default: on outside dev.",
+    ),
+    Setting("AUTH_MFA_ENABLED", "true", "Let users add a second factor (TOTP)."),
+    Setting("AUTH_MFA_TOTP_ISSUER", None, "Name authenticator apps show (default: the project's)."),
+    Setting(
+        "AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED",
+        "true",
+        "Sign in with an email address only once it is verified.",
+    ),
+    Setting(
+        "AUTH_CONCEAL_ERRORS",
+        None,
+        "Answer sign-in errors without saying whether the account exists; default: on outside dev.",
+    ),
+    Setting("AUTH_ACCESS_TOKEN_EXPIRES_IN", "900", "Seconds an access token (JWT) lives."),
+    Setting("AUTH_REFRESH_TOKEN_EXPIRES_IN", "2592000", "Seconds a refresh token lives (30 days)."),
+)
+
+
+def not_in_dev(config: Config, name: str) -> bool:
+    """A switch that is on outside dev unless the env files say otherwise."""
+    return config.flag(name, not config.is_local)
+
+
 def _adapt(config: Config, service: Service) -> Service:
     env = dict(service.environment, AUTH_LOG_LEVEL="info" if not config.is_local else "debug")
+    env.update({name: "${" + name + "}" for name in POLICY})
+    for name in ("AUTH_PASSWORD_HIBP_ENABLED", "AUTH_CONCEAL_ERRORS"):
+        env[name] = str(not_in_dev(config, name)).lower()
+    env["AUTH_MFA_TOTP_ISSUER"] = (
+        "${AUTH_MFA_TOTP_ISSUER}"
+        if config.get("AUTH_MFA_TOTP_ISSUER") is not None
+        else config.project_name
+    )
     # Mail settings only when a server is configured (the mail plugin derives them), so
     # a stack without mail needs no SMTP password.
     smtp = ["HOST", "PORT", "SECURE", "SENDER"] if config.text("AUTH_SMTP_HOST") else []
@@ -86,6 +133,8 @@ def _adapt(config: Config, service: Service) -> Service:
 
 
 class AuthPlugin(ServicePlugin):
+    """Auth: a mail server outside dev, and its part of the hardening suite."""
+
     @hookimpl
     def validate_files(self, config: Config, stack: Stack) -> list[Problem]:
         """Outside dev, Auth must have a mail server: every sign-up sends a verification
@@ -104,6 +153,16 @@ class AuthPlugin(ServicePlugin):
                 "with MAIL_SMTP_USER and MAIL_SMTP_PASSWORD in .env.secrets, or AUTH_SMTP_HOST",
             )
         ]
+
+    @hookimpl
+    def harden(self, config: Config) -> list[Finding]:
+        """``auth-policy``: password length and breach check, MFA, verified emails, concealed
+        errors and token lifetimes."""
+        if not self.enabled(config):
+            return []
+        from .hardening import findings
+
+        return findings(config)
 
 
 plugin = AuthPlugin(
@@ -150,6 +209,7 @@ plugin = AuthPlugin(
         Setting("AUTH_SMTP_PASS", "", "SMTP password.", secret=True),
         Setting("AUTH_SMTP_SECURE", "false", "SMTP over TLS."),
         Setting("AUTH_SMTP_SENDER", "noreply@${BASE_DOMAIN}", "From address of auth mail."),
+        *POLICY_SETTINGS,
     ),
     env=_env,
     adapt=_adapt,

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from nself_sdk import Config, GeneratedFile, Service, Stack, hookimpl, nself_version
+from nself_sdk import Config, Finding, GeneratedFile, Service, Stack, hookimpl, nself_version
 
 NETWORK = "nself"
 HEADER = (
@@ -26,6 +26,8 @@ FILE = "docker-compose.yml"
 FORMAT = "1"
 DIGEST = "# nself digest: "
 # `${NAME}` refers to a setting in .env.computed; every other `$` is literal.
+# Docker keeps at most this much log per container (rotated).
+LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 _LITERAL_DOLLAR = re.compile(r"\$(?!\{[A-Za-z_][A-Za-z0-9_]*\})")
 
 
@@ -107,7 +109,7 @@ def render_service(service: Service, project: str, owner: str) -> dict[str, Any]
         **{k: esc(v) for k, v in sorted(service.labels.items())},
     }
     # Bounded logs: a chatty container must not fill the disk.
-    body["logging"] = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}
+    body["logging"] = {"driver": "json-file", "options": dict(LOG_OPTIONS)}
     return body
 
 
@@ -152,3 +154,12 @@ def _unchanged(path: Path, source: str) -> str | None:
 @hookimpl
 def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
     return [GeneratedFile(FILE, render(config, stack), env_refs=True)]
+
+
+@hookimpl
+def harden(config: Config, stack: Stack) -> list[Finding]:
+    """``ports``: only nginx (and dev tools on 127.0.0.1) is published on the host;
+    ``logs``: what the containers' logs keep."""
+    from .hardening import findings
+
+    return findings(config, stack)

@@ -99,3 +99,12 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
     from .checks import findings
 
     return findings(config, stack, deep, only)
+
+
+@hookimpl
+def harden(config: Config, stack: Stack, live: bool) -> list[Finding]:
+    """``tenancy`` / ``rls`` from the migrations; ``backup-schedule``, ``offsite``,
+    ``backup-files``; live: ``backups`` (recent, restored), ``wal`` (prod), ``migration-log``."""
+    from .hardening import findings
+
+    return findings(config, stack, live)

@@ -56,7 +56,9 @@ class Target:
         if url:
             bindir = os.environ.get(BINDIR_VAR, "").strip()
             return DirectTransport.from_url(url, Path(bindir) if bindir else None)
-        if self.env == "dev":
+        from nself_builtins.shared.placement import runs_here
+
+        if runs_here(self.config):  # dev, or the server `nself install` prepared
             return StackTransport(
                 config=self.config,
                 user=self.config.text("POSTGRES_USER", "postgres"),
@@ -75,8 +77,8 @@ class Target:
             )
         raise NselfError(
             f"reaching the {self.env} database is not available yet",
-            f"set DEPLOY_HOST for {self.env} (the server `nself deploy` ships to), or "
-            f"{URL_VAR}=postgres://user:pw@host:port/db",
+            f"set DEPLOY_HOST for {self.env} (the server `nself deploy` ships to), run it on "
+            f"the server `nself install` prepared, or {URL_VAR}=postgres://user:pw@host:port/db",
         )
 
 

@@ -65,3 +65,22 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
 
         found += image_findings(config, stack, runtime)
     return found
+
+
+@hookimpl
+def harden(config: Config, live: bool) -> list[Finding]:
+    """``firewall`` (live, when the stack runs on this machine's engine): published ports
+    and the DOCKER-USER chain that keeps them from bypassing the host firewall."""
+    if not live:
+        return []
+    from nself_sdk import runtime as runtime_for
+
+    try:
+        in_use = runtime_for(config)
+    except NselfError:
+        return []
+    if getattr(in_use, "name", "") != NAME:
+        return []
+    from .hardening import findings
+
+    return findings(config, in_use)

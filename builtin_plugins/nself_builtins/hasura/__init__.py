@@ -8,13 +8,16 @@ import re
 from nself_builtins.shared.urls import public_url
 from nself_sdk import (
     Config,
+    Finding,
     HealthCheck,
     ImageContract,
     Problem,
     Service,
     ServicePlugin,
     Setting,
+    Stack,
     Subdomain,
+    hookimpl,
 )
 
 IMAGE = "hasura/graphql-engine:v2.44.0"
@@ -228,7 +231,21 @@ def _checks(config: Config) -> list[Problem]:
     return problems
 
 
-plugin = ServicePlugin(
+class HasuraPlugin(ServicePlugin):
+    """Hasura, and its part of the hardening suite."""
+
+    @hookimpl
+    def harden(self, config: Config, stack: Stack, live: bool) -> list[Finding]:
+        """The admin secret and JWT key; console, dev mode and CORS; anonymous permissions
+        and the tenancy wall, from the project's Hasura metadata and migrations."""
+        if not self.enabled(config):
+            return []
+        from .hardening import findings
+
+        return findings(config, stack, live)
+
+
+plugin = HasuraPlugin(
     Service(
         "hasura",
         IMAGE,

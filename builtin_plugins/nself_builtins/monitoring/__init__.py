@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from nself_sdk import (
     Config,
+    Finding,
     GeneratedFile,
     HealthCheck,
     ImageContract,
@@ -421,3 +422,11 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
     if not enabled(config):
         return []
     return configs.files(config, stack, _names(config))
+
+
+@hookimpl
+def harden(config: Config) -> list[Finding]:
+    """``log-retention`` (Loki, Promtail) and ``alerts`` (someone hears them)."""
+    from .hardening import findings
+
+    return findings(config)

@@ -479,3 +479,11 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
     if deep and (not only or "nginx" in only):
         return configuration_findings(config)
     return []
+
+
+@hookimpl
+def harden(config: Config, stack: Stack) -> list[Finding]:
+    """``tls``, ``hsts`` and ``internal-only``, hand-written nginx/conf.d/ included."""
+    from .hardening import findings
+
+    return findings(config, stack)

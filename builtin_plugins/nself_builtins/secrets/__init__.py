@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nself_sdk import Config, Finding, GeneratedFile, Problem, hookimpl
+from nself_sdk import Config, Finding, GeneratedFile, Problem, Setting, Stack, hookimpl
 
 
 @hookimpl
@@ -53,3 +53,23 @@ def diagnose(config: Config, only: list[str]) -> list[Finding]:
             )
         )
     return findings
+
+
+@hookimpl
+def declare_settings() -> list[Setting]:
+    return [
+        Setting(
+            "ROTATION_MAX_AGE_DAYS",
+            "365",
+            "Days after which `nself harden` asks to rotate a secret nself set (0: never).",
+        )
+    ]
+
+
+@hookimpl
+def harden(config: Config, stack: Stack, live: bool) -> list[Finding]:
+    """``secrets`` (weak, dev stubs, missing, reused, committed), ``secret-age`` and
+    ``secret-files`` (readable by others); fixes rotate, generate or chmod."""
+    from .hardening import findings
+
+    return findings(config, stack, live)

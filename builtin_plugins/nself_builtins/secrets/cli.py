@@ -31,7 +31,10 @@ def generate(
 
 @app.command("rotate")
 def rotate(
-    name: Annotated[str, typer.Argument(help="The secret to replace, e.g. HASURA_JWT_KEY.")],
+    names: Annotated[
+        list[str],
+        typer.Argument(help="The secret(s) to replace, e.g. HASURA_JWT_KEY.", metavar="NAME..."),
+    ],
     env: Annotated[str | None, typer.Option("--env", help=ENV_HELP)] = None,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Accept the consequences without asking.")
@@ -40,13 +43,14 @@ def rotate(
         float, typer.Option("--timeout", help="Seconds to wait for each service.")
     ] = 180.0,
 ) -> None:
-    """Regenerate NAME, restart the services that use it and check they come back healthy.
+    """Regenerate NAME (one or more at once), restart the services that use it and check
+    they come back healthy.
 
     The services restart in dependency order after a rebuild.
     """
     from .commands import rotate as run
 
-    run(name, env, yes, timeout)
+    run(names, env, yes, timeout)
 
 
 @app.command("audit")

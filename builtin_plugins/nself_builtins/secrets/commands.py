@@ -40,6 +40,15 @@ from nself_sdk.envfiles import (
 
 from .policy import weakness
 
+__all__ = [
+    "SECRETS",
+    "readable_findings",
+    "rotate",
+    "set_dates",
+    "value_findings",
+    "write_secrets",
+]
+
 DEV_FILE = ".env.dev"
 GENERATE_HINT = "not set; run `nself secrets generate`"
 COMMITTED = (".env.dev", ".env.staging", ".env.prod")
@@ -69,8 +78,14 @@ def write_secrets(project: Path, values: dict[str, str], note: str) -> None:
     """Set ``values`` in ``.env.secrets``: replace their lines or append, mode 0600.
 
     A new file is created with O_EXCL under umask 077, so it is never readable by
-    anyone else, not even for a moment; an existing one is replaced atomically.
+    anyone else, not even for a moment; an existing one is replaced atomically. When each
+    value was set is kept in ``.nself/secrets.json`` (names and times, never values).
     """
+    _write_values(project, values, note)
+    record_dates(project, list(values))
+
+
+def _write_values(project: Path, values: dict[str, str], note: str) -> None:
     from dotenv.parser import parse_stream
 
     path = project / SECRETS
@@ -90,10 +105,11 @@ def write_secrets(project: Path, values: dict[str, str], note: str) -> None:
     chunks: list[str] = []
     for binding in parse_stream(io.StringIO(old)):
         chunk = binding.original.string
-        if binding.key in pending and not binding.error:
+        if binding.key in values and not binding.error:  # every line of it: the last wins
             lead = chunk[: len(chunk) - len(chunk.lstrip("\n"))]
             end = "\n" if chunk.endswith("\n") else ""
-            chunk = f"{lead}{binding.key}={quote(pending.pop(binding.key))}{end}"
+            chunk = f"{lead}{binding.key}={quote(values[binding.key])}{end}"
+            pending.pop(binding.key, None)
         chunks.append(chunk)
     text = "".join(chunks)
     if pending:
@@ -101,6 +117,33 @@ def write_secrets(project: Path, values: dict[str, str], note: str) -> None:
             text += "\n"
         text += f"# {note}\n" + "".join(f"{k}={quote(v)}\n" for k, v in pending.items())
     write_atomic(path, text, 0o600)
+
+
+DATES = ".nself/secrets.json"
+
+
+def set_dates(project: Path) -> dict[str, str]:
+    """When nself last set each secret in .env.secrets (ISO 8601, UTC), by name."""
+    import json
+
+    try:
+        data = json.loads((project / DATES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
+
+
+def record_dates(project: Path, names: list[str]) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    dates = set_dates(project)
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    dates.update({name: now for name in names})
+    (project / ".nself").mkdir(exist_ok=True)
+    write_atomic(project / DATES, json.dumps(dates, indent=2, sort_keys=True) + "\n", 0o600)
 
 
 # -- generate -----------------------------------------------------------------------------
@@ -205,68 +248,87 @@ def audit_findings(
     project: Path, target: str | None
 ) -> tuple[str | None, int, list[dict[str, str]], bool]:
     """``(env, secrets checked, findings, whether .env.secrets could be read safely)``."""
-    findings: list[dict[str, str]] = []
+    findings = readable_findings(project)
+    secrets_file_ok = not any(f["kind"] == "readable" and f["name"] == SECRETS for f in findings)
+    checked = 0
+    if secrets_file_ok:
+        config = load_config(project, target)
+        target = config.env
+        checked, more = value_findings(config)
+        findings += more
+    return target, checked, findings, secrets_file_ok
 
-    def add(kind: str, name: str, where: str, message: str) -> None:
-        findings.append({"kind": kind, "name": name, "where": where, "message": message})
 
-    secrets_file_ok = True
+def _finding(kind: str, name: str, where: str, message: str) -> dict[str, str]:
+    return {"kind": kind, "name": name, "where": where, "message": message}
+
+
+def readable_findings(project: Path) -> list[dict[str, str]]:
+    """Files holding secrets that others than their owner may read."""
+    findings = []
     for path in _readable_files(project):
         mode = _mode(path)
         rel = path.relative_to(project).as_posix()
         holds_secrets = path.name in (SECRETS, COMPUTED)
         if mode & 0o077 and (holds_secrets or mode & 0o004):
             who = "everyone" if mode & 0o004 else "the group"
-            add("readable", rel, rel, f"readable by {who} (mode {mode:04o}); run: chmod 600 {rel}")
-            if path.name == SECRETS and rel == SECRETS:
-                secrets_file_ok = False
+            findings.append(
+                _finding(
+                    "readable",
+                    rel,
+                    rel,
+                    f"readable by {who} (mode {mode:04o}); run: chmod 600 {rel}",
+                )
+            )
+    return findings
+
+
+def value_findings(config: Config) -> tuple[int, list[dict[str, str]]]:
+    """``(secrets checked, findings)``: weak, dev-stub, committed, reused and missing
+    secrets of ``config``."""
+    findings: list[dict[str, str]] = []
+
+    def add(kind: str, name: str, where: str, message: str) -> None:
+        findings.append(_finding(kind, name, where, message))
+
     checked = 0
-    if secrets_file_ok:
-        config = load_config(project, target)
-        target = config.env
-        seen: dict[str, list[str]] = {}
-        for name in config.names():
-            declared = config.declared.get(name)
-            if not config.is_secret(name) or not _plain(config, name):
-                if declared and declared.secret and declared.generate and not config.get(name):
-                    add(
-                        "missing", name, config.where(name), "not set; run `nself secrets generate`"
-                    )
-                continue
-            value = config.get(name) or ""
-            if not value:
-                if declared and declared.secret and declared.generate:
-                    add(
-                        "missing", name, config.where(name), "not set; run `nself secrets generate`"
-                    )
-                continue
-            if declared is None and _boring(value):
-                continue
-            checked += 1
-            where = config.where(name)
-            winner = config.origins(name)[-1]
-            why = weakness(value, declared.min_length if declared else 0)
-            if why:
-                add("weak", name, where, why)
-            if not config.is_local:
-                dev = [e for e in config.origins(name) if e.file == DEV_FILE]
-                if winner.file in (DEV_FILE, "(default)"):
-                    add("dev-stub", name, where, f"uses the dev value outside local ({config.env})")
-                elif (
-                    dev
-                    and (dev[-1].literal or not references(dev[-1].raw))
-                    and (dev[-1].raw == value)
-                ):
-                    add("dev-stub", name, where, f"same value as {dev[-1].where} (committed)")
-                elif winner.file in COMMITTED:
-                    add("committed", name, where, f"a real secret in committed {winner.file}")
-            seen.setdefault(value, []).append(name)
-        for names in seen.values():
-            if len(names) > 1:
-                for name in names:
-                    others = ", ".join(n for n in names if n != name)
-                    add("reused", name, config.where(name), f"same value as {others}")
-    return target, checked, findings, secrets_file_ok
+    seen: dict[str, list[str]] = {}
+    for name in config.names():
+        declared = config.declared.get(name)
+        if not config.is_secret(name) or not _plain(config, name):
+            if declared and declared.secret and declared.generate and not config.get(name):
+                add("missing", name, config.where(name), "not set; run `nself secrets generate`")
+            continue
+        value = config.get(name) or ""
+        if not value:
+            if declared and declared.secret and declared.generate:
+                add("missing", name, config.where(name), "not set; run `nself secrets generate`")
+            continue
+        if (declared is None and _boring(value)) or (declared is not None and not declared.secret):
+            continue  # a plugin's own setting it says is no secret (AUTH_PASSWORD_MIN_LENGTH)
+        checked += 1
+        where = config.where(name)
+        winner = config.origins(name)[-1]
+        why = weakness(value, declared.min_length if declared else 0)
+        if why:
+            add("weak", name, where, why)
+        if not config.is_local:
+            dev = [e for e in config.origins(name) if e.file == DEV_FILE]
+            if winner.file in (DEV_FILE, "(default)"):
+                add("dev-stub", name, where, f"uses the dev value outside local ({config.env})")
+            elif (
+                dev and (dev[-1].literal or not references(dev[-1].raw)) and (dev[-1].raw == value)
+            ):
+                add("dev-stub", name, where, f"same value as {dev[-1].where} (committed)")
+            elif winner.file in COMMITTED:
+                add("committed", name, where, f"a real secret in committed {winner.file}")
+        seen.setdefault(value, []).append(name)
+    for names in seen.values():
+        if len(names) > 1:
+            for name in names:
+                others = ", ".join(n for n in names if n != name)
+                add("reused", name, config.where(name), f"same value as {others}")
+    return checked, findings
 
 
 # -- rotate -------------------------------------------------------------------------------
@@ -326,45 +388,75 @@ def _running(rt: Any) -> set[str]:
         return set()
 
 
-def rotate(name: str, env: str | None, yes: bool, timeout: float) -> None:
-    name = name.strip().upper()
+def rotate(names: str | list[str], env: str | None, yes: bool, timeout: float) -> None:
+    """Give each of ``names`` a new value, set it inside the stack, rebuild and restart the
+    services that use them. Several at once works even when each of them alone would not
+    build (two weak secrets: the build refuses the other one)."""
+    wanted = [names] if isinstance(names, str) else list(names)
+    wanted = list(dict.fromkeys(n.strip().upper() for n in wanted if n.strip()))
+    if not wanted:
+        raise UsageError("name a secret to rotate", "e.g. nself secrets rotate HASURA_JWT_KEY")
     project = find_project()
     target = _env(env)
-    before = plan(project, target)
-    config = before.config
-    setting = _rotatable(config, name)
-    probable = [
-        s.name for s in before.stack.services if service_references(s) & _derived(config, name)
-    ]
-    _confirm(config, setting, yes, in_dependency_order(before.stack, probable))
+    config = load_config(project, target)
+    settings = [_rotatable(config, name) for name in wanted]
+    try:
+        before_stack: Any = plan(project, target).stack
+    except NselfError:  # e.g. refused because of the very secrets being rotated
+        before_stack = None
+    derived = _derived(config, *wanted)
+    probable = (
+        [s.name for s in before_stack.services if service_references(s) & derived]
+        if before_stack is not None
+        else []
+    )
+    for setting in settings:
+        _confirm(
+            config, setting, yes, in_dependency_order(before_stack, probable) if probable else []
+        )
+    shown = ", ".join(wanted)
 
     rt: Any = None
     # Outside local, the stack is the one on the environment's server (DEPLOY_HOST); never
     # this machine's containers, which run the local stack under the same project name.
-    deployed = config.is_local or bool(config.text("DEPLOY_HOST").strip())
+    from nself_builtins.shared.placement import runs_here
+
+    deployed = runs_here(config) or bool(config.text("DEPLOY_HOST").strip())
     try:
         rt = runtime(config) if deployed else None
     except NselfError as exc:
         warn(f"no container runtime: {exc.message}")
-    running = _running(rt) if config.is_local else set()
+    running = _running(rt) if runs_here(config) else set()
 
     secrets_path = project / SECRETS
     saved = secrets_path.read_bytes() if secrets_path.is_file() else None
-    value = generate_secret(setting.generate)
-    write_secrets(project, {name: value}, f"rotated by `nself secrets rotate {name}`")
+    saved_dates = set_dates(project)
+    values = {s.name: generate_secret(s.generate) for s in settings}
+    write_secrets(project, values, f"rotated by `nself secrets rotate {' '.join(wanted)}`")
 
-    def restore() -> None:
+    def restore(keep: dict[str, str]) -> None:
+        """Put the file back as it was, except for the values the stack already has."""
         if saved is None:
             secrets_path.unlink(missing_ok=True)
         else:
             write_atomic(secrets_path, saved, 0o600)
+        dates = project / DATES
+        if dates.parent.is_dir():
+            import json
 
+            write_atomic(dates, json.dumps(saved_dates, indent=2, sort_keys=True) + "\n", 0o600)
+        if keep:
+            write_secrets(project, keep, "rotated in the stack before a later secret failed")
+
+    applied: dict[str, str] = {}
     try:
         after = plan(project, target)
         pm = plugin_manager(project)
-        pm.hook.rotate_secret(config=after.config, name=name, value=value, runtime=rt)
+        for name, value in values.items():
+            pm.hook.rotate_secret(config=after.config, name=name, value=value, runtime=rt)
+            applied[name] = value
     except BaseException:
-        restore()
+        restore(applied)
         raise
     changed = {
         n
@@ -376,19 +468,24 @@ def rotate(name: str, env: str | None, yes: bool, timeout: float) -> None:
     )
     try:
         result = run_build(project, target)
-    except NselfError as exc:  # the new value is in place (and in the database): say so
+    except NselfError as exc:  # the new values are in place (and in the database): say so
         raise NselfError(
-            f"{name} was rotated (new value in {SECRETS}) but the rebuild failed: {exc.message}",
+            f"{shown} rotated (new values in {SECRETS}) but the rebuild failed: {exc.message}",
             "fix that, then run `nself build` and `nself restart`",
         ) from exc
-    ok(f"rotated {name} in {SECRETS}; rebuilt ({len(result.changes)} file(s) changed)")
-    stale = [e.where for e in config.origins(name) if e.file not in (SECRETS, DEV_FILE, COMPUTED)]
+    ok(f"rotated {shown} in {SECRETS}; rebuilt ({len(result.changes)} file(s) changed)")
+    stale = [
+        e.where
+        for name in wanted
+        for e in config.origins(name)
+        if e.file not in (SECRETS, DEV_FILE, COMPUTED)
+    ]
     if stale:
         warn(
             f"the old value is still written in {', '.join(stale)} (now overridden)",
             "delete it there: old secrets should not linger in files",
         )
-    if not config.is_local:
+    if not runs_here(config):
         if users:
             warn(
                 f"the {config.env} services using it ({', '.join(users)}) keep the old value "
@@ -407,9 +504,9 @@ def rotate(name: str, env: str | None, yes: bool, timeout: float) -> None:
     rt = runtime(after.config)  # the rebuilt stack
     for service in live:
         info(f"  restarting {service} ...")
-        _restart(rt, service, name, timeout)
+        _restart(rt, service, shown, timeout)
         ok(f"{service} healthy")
-    ok(f"{len(live)} service(s) restarted and healthy with the new {name}")
+    ok(f"{len(live)} service(s) restarted and healthy with the new {shown}")
 
 
 def _container(rt: Any, service: str) -> str:
@@ -441,7 +538,7 @@ def _restart(rt: Any, service: str, secret: str, timeout: float) -> None:
         up()
 
 
-def _derived(config: Config, name: str) -> set[str]:
+def _derived(config: Config, *names: str) -> set[str]:
     from nself_builtins.shared.envs import derived_from
 
-    return derived_from(config, {name})
+    return derived_from(config, set(names))

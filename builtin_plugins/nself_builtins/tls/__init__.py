@@ -85,3 +85,30 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
     from .checks import ssl_findings
 
     return ssl_findings(config, stack)
+
+
+@hookimpl
+def harden(config: Config, stack: Stack, live: bool) -> list[Finding]:
+    """``certificate`` (live): the one nginx serves is valid for every host, from a CA
+    outside dev."""
+    if not live:
+        return []
+    from .checks import ssl_findings
+
+    found = [
+        Finding("certificate", f.level, f.message, f.hint, layer="network")
+        for f in ssl_findings(config, stack)
+    ]
+    if not config.is_local and not config.text("SSL_CERTIFICATE_FILE"):
+        found = [f for f in found if f.level != "ok"]
+        found.append(
+            Finding(
+                "certificate",
+                "warning",
+                f"{config.env} serves nself's self-signed development certificate: browsers "
+                "warn, and clients told to skip the warning can be intercepted",
+                "a certificate from a CA for every host (see docs/tls.md)",
+                layer="network",
+            )
+        )
+    return found

@@ -19,14 +19,34 @@ app = typer.Typer(help="Checksummed schema migrations.", no_args_is_help=True)
 
 @app.command("create")
 def create_cmd(
-    name: Annotated[str, typer.Argument(help="What it does, e.g. add_users.")],
+    name: Annotated[
+        str | None, typer.Argument(help="What it does, e.g. add_users (--tenant: create_TABLE).")
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant",
+            metavar="TABLE",
+            help="Write a multi-tenant TABLE (tenant_id, source_account_id) and its Hasura "
+            "permissions, filtered on X-Hasura-Tenant-Id.",
+        ),
+    ] = None,
 ) -> None:
     """Create migrations/<version>_<name>/ with an up.sql and a down.sql."""
-    from nself_sdk import find_project
+    from nself_sdk import UsageError, find_project
 
     from ..migrations import create
 
     project = find_project()
+    if tenant is not None:
+        from ..tenant import create_tenant_table
+
+        written = create_tenant_table(project, tenant, name)
+        ok(f"created {', '.join(written)}")
+        info("  next: add your columns, then nself db migrate up (and apply the metadata)")
+        return
+    if name is None:
+        raise UsageError("name the migration", "e.g. nself db migrate create add_users")
     folder = create(project, name)
     ok(f"created {folder.relative_to(project)}/up.sql and down.sql")
 
