@@ -396,12 +396,16 @@ def database(config: Config, schema: Any) -> list[Finding]:
                 ).fetchall()
             }
             counts = (0, 0)
+            guarded = True
             if len(tables) == 2:
                 row = conn.execute(
                     "SELECT (SELECT count(*) FROM public.np_schema_migrations),"
-                    " (SELECT count(*) FROM public.np_schema_migrations_log)"
+                    " (SELECT count(*) FROM public.np_schema_migrations_log),"
+                    " EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'np_log_append_only'"
+                    "   AND tgrelid = 'public.np_schema_migrations_log'::regclass"
+                    "   AND tgenabled = 'A')"
                 ).fetchone()
-                counts = (int(row[0]), int(row[1]))
+                counts, guarded = (int(row[0]), int(row[1])), bool(row[2])
             live_rls = conn.execute(
                 "SELECT n.nspname || '.' || c.relname, c.relrowsecurity FROM pg_class c"
                 " JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -444,23 +448,35 @@ def database(config: Config, schema: Any) -> list[Finding]:
                 layer="audit",
             )
         )
-    elif counts[0] > counts[1]:
+    elif not guarded:
         found.append(
             Finding(
                 "migration-log",
-                "warning",
+                "error",
+                "the migration audit log's append-only guard (trigger np_log_append_only, "
+                "enabled always) is gone or disabled: its entries can be changed",
+                "nself db migrate up puts it back; find out who removed it (PostgreSQL's logs)",
+                layer="audit",
+            )
+        )
+    if "np_schema_migrations_log" in tables and counts[0] > counts[1]:
+        found.append(
+            Finding(
+                "migration-log",
+                "error",
                 f"{counts[0]} migrations applied but {counts[1]} entries in their audit log: "
                 "rows were deleted",
                 "find out who changed np_schema_migrations_log (PostgreSQL's logs)",
                 layer="audit",
             )
         )
-    else:
+    if not any(f.check == "migration-log" for f in found):
         found.append(
             Finding(
                 "migration-log",
                 "ok",
-                f"every migration action is logged with who and when ({counts[1]} entries)",
+                f"every migration action is logged with who and when, append-only "
+                f"({counts[1]} entries)",
                 layer="audit",
             )
         )
