@@ -543,3 +543,23 @@ def test_migrate_create_tenant_writes_a_table_the_wall_accepts(
         ("source_account_id", "text", "NO", "'primary'::text"),
         ("tenant_id", "uuid", "YES", None),
     ]
+
+
+def test_hostile_metadata_is_named_not_followed(project: Path, nself: Run) -> None:
+    migration(project, "1_orders", ORDERS)
+    tables = project / "hasura" / "metadata" / "databases" / "default" / "tables"
+    tables.mkdir(parents=True)
+    (project / "secret.yaml").write_text("table: {name: orders}\nselect_permissions: []\n")
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    (tables / "bomb.yaml").write_text(bomb)
+    (tables / "tables.yaml").write_text(
+        '- "!include ../../../../../secret.yaml"\n- "!include bomb.yaml"\n'
+    )
+    result, data = harden(nself, project, "--layer", "authorization")
+    messages = [i["message"] for i in found(data, "metadata", "warning")]
+    assert any("secret.yaml: outside hasura/, not read" in m for m in messages)
+    assert any("bomb.yaml: not valid YAML (aliases (*name) are not read" in m for m in messages)
+    assert result.code == 0, "nothing was read that could be checked"

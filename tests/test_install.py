@@ -65,6 +65,7 @@ def test_an_existing_project_is_refused_without_force(project: Path, nself: Run)
         (["--domain", DOMAIN, "--env", "dev"], "prepares prod or staging"),
         (["--domain", DOMAIN, "--name", "Bad_Name"], "is not a project name"),
         (["--domain", DOMAIN, "--restore", "/nonexistent.dump"], "no such file"),
+        (["--domain", DOMAIN, "--email", "o'hara@x.example"], "is not a mail address"),
     ],
 )
 def test_bad_options_are_usage_errors(nself: Run, args: list[str], message: str) -> None:

@@ -85,34 +85,37 @@ class Report:
 
 
 def run(pm: Any, config: Config, stack: Stack, live: bool) -> Report:
-    """Ask every plugin for its checks; a plugin that fails is a finding, not a crash."""
+    """Ask every plugin for its checks (one pluggy call, wrappers included)."""
     report = Report(config.env, live)
-    caller = pm.hook.harden
-    for impl in reversed(caller.get_hookimpls()):
-        kwargs = {"config": config, "stack": stack, "live": live}
-        try:
-            answer = impl.function(*[kwargs[arg] for arg in impl.argnames])
-        except NselfError as exc:
-            answer = [
-                Finding(
-                    "checks",
-                    "warning",
-                    f"plugin {impl.plugin_name}: its checks failed: {exc.message}",
-                    exc.hint,
-                    layer="audit",
-                )
-            ]
+    try:
+        answers = pm.answers("harden", config=config, stack=stack, live=live)
+    except NselfError as exc:  # a plugin broke the hook's contract: the suite is incomplete
+        answers = [
+            (
+                "harden",
+                [
+                    Finding(
+                        "checks",
+                        "error",
+                        f"the hardening checks could not run: {exc.message}",
+                        exc.hint,
+                        layer="audit",
+                    )
+                ],
+            )
+        ]
+    for plugin, answer in answers:
         for finding in answer or ():
             if finding.layer not in LAYERS:
                 finding = Finding(
                     finding.check,
                     "warning",
-                    f"plugin {impl.plugin_name} reported {finding.check!r} without a known "
+                    f"plugin {plugin} reported {finding.check!r} without a known "
                     f"layer ({finding.layer!r}): {finding.message}",
                     "a hardening finding's layer is one of " + ", ".join(LAYERS),
                     layer="audit",
                 )
-            report.items.append(Item(impl.plugin_name, finding))
+            report.items.append(Item(plugin, finding))
     report.items.sort(
         key=lambda i: (LAYERS.index(i.layer), ORDER[i.finding.level], i.finding.check)
     )

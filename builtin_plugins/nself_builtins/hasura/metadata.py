@@ -51,11 +51,20 @@ class _Include:
         self.path = path
 
 
+# Metadata of one table is a few kilobytes; a plugin's file is not trusted to be small.
+MAX_BYTES = 1 << 20
+
+
 def _loader() -> Any:
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            # Hasura's files use no anchors; an alias could multiply a plugin's small file
+            # into an enormous document for every check that walks it.
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError("aliases (*name) are not read in Hasura metadata")
+            return super().compose_node(parent, index)
 
     def include(loader: Any, node: Any) -> _Include:
         return _Include(str(loader.construct_scalar(node)))
@@ -85,13 +94,19 @@ class _Reader:
             self.meta.problems.append(f"{self.rel(path)}: outside hasura/, not read")
             return None
         try:
+            if resolved.stat().st_size > MAX_BYTES:
+                self.meta.problems.append(f"{self.rel(path)}: larger than 1 MiB, not read")
+                return None
             return yaml.load(resolved.read_text(encoding="utf-8"), Loader=self.loader)
         except (OSError, UnicodeDecodeError) as exc:
             self.meta.problems.append(f"{self.rel(path)}: {exc}")
+        except RecursionError:
+            self.meta.problems.append(f"{self.rel(path)}: nested too deeply, not read")
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f":{mark.line + 1}" if mark is not None else ""
-            self.meta.problems.append(f"{self.rel(path)}{line}: not valid YAML")
+            why = getattr(exc, "problem", None) or str(exc)
+            self.meta.problems.append(f"{self.rel(path)}{line}: not valid YAML ({why})")
         return None
 
     def follow(self, value: Any, base: Path) -> tuple[Any, Path]:

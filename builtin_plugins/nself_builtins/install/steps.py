@@ -33,6 +33,7 @@ COMPOSE_PACKAGES = ("docker-compose-v2", "docker-compose-plugin", "docker-compos
 DOCKER_REPO = "https://download.docker.com/linux"
 BACKUP_SCHEDULE = "0 2 * * *"
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
 @dataclass
@@ -654,11 +655,8 @@ class Certificates:
 def _sha256(path: Path) -> str:
     import hashlib
 
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class Restore:
@@ -698,6 +696,8 @@ def _context(o: Options) -> Context:
     name = o.name or domain.split(".")[0]
     if not LABEL.match(name):
         raise UsageError(f"--name {name!r} is not a project name", "lowercase letters, digits, -")
+    if o.email is not None and not EMAIL.match(o.email):
+        raise UsageError(f"--email {o.email!r} is not a mail address", "e.g. ops@example.com")
     if o.restore is not None:
         if not o.restore.is_file():
             raise UsageError(f"--restore {o.restore}: no such file")
