@@ -184,7 +184,7 @@ def test_allow_list_switch_keeps_only_the_named_plugins(
     site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_distribution(site)
-    essential = "project,compose,docker_runtime,license,secrets"
+    essential = "project,compose,docker_runtime,license,secrets,harden"
     monkeypatch.setenv("NSELF_PLUGINS", f"{essential},postgres,nginx,demo")
     result = nself("build", "--json", cwd=project)
     assert result.code == 0, result.output
@@ -210,10 +210,10 @@ def test_an_allow_list_must_keep_the_essential_plugins(
     result = nself("build", cwd=project)
     assert result.code == 1 and "Traceback" not in result.output
     assert result.err.splitlines() == [
-        "error: plugins docker_runtime, license, secrets are essential: "
+        "error: plugins docker_runtime, harden, license, secrets are essential: "
         "nself does not work without them",
-        "hint: add docker_runtime, license, secrets to NSELF_PLUGINS (the essential "
-        "plugins: compose, docker_runtime, license, project, secrets)",
+        "hint: add docker_runtime, harden, license, secrets to NSELF_PLUGINS (the essential "
+        "plugins: compose, docker_runtime, harden, license, project, secrets)",
     ]
 
 
