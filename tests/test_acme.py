@@ -127,9 +127,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("acme") / name
     done = cli(folder.parent, "init", str(folder), "--name", name, "--domain", DOMAIN)
     assert done.returncode == 0, done.stderr
-    http, https = use_standins(
-        folder, ".env.local", MONITORING_ENABLED="false", SSL_MODE="acme"
-    )
+    http, https = use_standins(folder, ".env.local", MONITORING_ENABLED="false", SSL_MODE="acme")
     pebble = Pebble(tmp_path_factory.mktemp("pebble"), http)
     shutil.copy(pebble.ca, folder / "acme-ca.pem")
     set_env(

@@ -628,13 +628,19 @@ class Certificates:
         ]
 
     def apply(self, ctx: Context) -> Outcome:
-        done = ctx.nself("ssl", "renew", "--env", ctx.env, "--json", check=False)
-        if done.returncode == 2 and "No such command" in done.stdout + done.stderr:
+        from nself_builtins.shared.tls import ssl_mode
+        from nself_sdk import load_config
+
+        mode = ssl_mode(load_config(ctx.path, ctx.env))
+        if mode == "file":
+            return Outcome(False, "the project's own certificate (SSL_CERTIFICATE_FILE)")
+        if mode == "local":
             return Outcome(
                 False,
-                "this nself cannot obtain ACME certificates yet: nginx serves the self-signed one",
+                f"SSL_MODE=local: {ctx.env} serves nself's self-signed certificate",
                 warning=True,
             )
+        done = ctx.nself("ssl", "renew", "--env", ctx.env, "--json", check=False)
         try:
             data = json.loads(done.stdout) if done.stdout.strip() else {}
         except ValueError:

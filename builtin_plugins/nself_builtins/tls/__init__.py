@@ -89,8 +89,8 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
 
 @hookimpl
 def harden(config: Config, stack: Stack, live: bool) -> list[Finding]:
-    """``certificate`` (live): the one nginx serves is valid for every host, from a CA
-    outside dev."""
+    """``certificate`` (live): the ones nginx serves are valid for every host (ACME: obtained
+    and renewing), from a CA outside dev."""
     if not live:
         return []
     from .checks import ssl_findings
@@ -99,7 +99,9 @@ def harden(config: Config, stack: Stack, live: bool) -> list[Finding]:
         Finding("certificate", f.level, f.message, f.hint, layer="network")
         for f in ssl_findings(config, stack)
     ]
-    if not config.is_local and not config.text("SSL_CERTIFICATE_FILE"):
+    from nself_builtins.shared.tls import ssl_mode
+
+    if not config.is_local and ssl_mode(config) == "local":
         found = [f for f in found if f.level != "ok"]
         found.append(
             Finding(
