@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from conftest import docker_ok, free_port, standin
+from docker_helpers import docker_ok, free_port, standin
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import pg_cluster
-from conftest import Result, set_env
+from nself_sdk.testing import Result, set_env
 from pg_cluster import Cluster
 from test_kernel_plugins import make_distribution, site  # noqa: F401  (fixture)
 

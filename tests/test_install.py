@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, docker_ok, free_port, set_env, standin
+from docker_helpers import docker_ok, free_port, standin
+from nself_sdk.testing import Result, set_env
 
 Run = Callable[..., Result]
 DOMAIN = "shop.example.test"
