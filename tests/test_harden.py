@@ -38,8 +38,9 @@ def found(data: dict[str, Any], check: str, level: str | None = None) -> list[di
 
 
 def prod(project: Path, nself: Run) -> None:
-    """Real secrets for prod, so that only what a test breaks is wrong."""
+    """Real secrets and a mail server for prod, so that only what a test breaks is wrong."""
     assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    set_env(project, ".env.prod", AUTH_SMTP_HOST="smtp.example.com")
 
 
 def migration(project: Path, name: str, sql: str) -> None:
