@@ -32,8 +32,10 @@ def stack(tmp_path: Path, nself, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         BACKUP_SCHEDULE='"0 3 * * *"',
     )
     try:
+        # the seed's own flow: a configured schedule is part of the stack, so a plain
+        # `nself start` runs the scheduler (it once needed `--all`)
         assert nself("build", cwd=folder).code == 0
-        started = nself("start", "postgres", "db-backup", "--timeout", "120", cwd=folder)
+        started = nself("start", "--timeout", "120", cwd=folder)
         assert started.code == 0, started.output
         yield folder
     finally:
@@ -42,6 +44,9 @@ def stack(tmp_path: Path, nself, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
 def test_db_commands_on_the_running_stack(stack: Path, nself) -> None:  # type: ignore[no-untyped-def]
     folder = stack
+    # a plain `nself start` ran the scheduler with the rest
+    states = {r["service"]: r["state"] for r in json.loads(nself("status", "--json", cwd=folder).out)}
+    assert states["db-backup"] == "running", states
     r = nself("db", "migrate", "create", "notes", cwd=folder)
     assert r.code == 0, r.output
     up = next((folder / "migrations").glob("*_notes")) / "up.sql"

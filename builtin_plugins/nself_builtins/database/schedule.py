@@ -144,7 +144,9 @@ def services(config: Config) -> list[Service]:
             title="Scheduled backups",
             image=image,
             build=build,
-            role="optional",
+            # A configured schedule is part of the stack: a plain `nself start` runs it,
+            # and a scheduler that does not start fails the start like the database.
+            role="core",
             entrypoint=("sh", "/nself/backup.sh"),
             command=("schedule",),
             environment={

@@ -225,6 +225,13 @@ def urls(as_json: JsonOpt = False) -> None:
     if as_json:
         out.emit_json(found)
         return
+    if not found:
+        out.info(
+            "no service is routed: nothing in this stack has a public URL "
+            "(every service is internal or switched off)"
+        )
+        out.info("  a service gets one with a subdomain, e.g. `nself service add web -t express`")
+        return
     width = max((len(n) for n in found), default=0)
     for name, url in found.items():
         out.info(f"{name.ljust(width)}  {url}")
