@@ -312,3 +312,28 @@ def test_start_up_stays_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_remove_delete_code_after_an_earlier_remove(project: Path, nself: Run) -> None:
+    """The code an earlier remove kept can still be deleted; an image-only slot has none."""
+    assert nself("service", "add", "api1", "-t", "python", cwd=project).code == 0
+    assert nself("service", "remove", "api1", cwd=project).code == 0
+    assert (project / "services" / "api1").is_dir()
+    told = nself("service", "remove", "api1", cwd=project)
+    assert told.code == 1 and "code an earlier remove kept" in told.err
+    assert "--delete-code" in told.err and (project / "services" / "api1").is_dir()
+    result = nself("service", "remove", "api1", "--delete-code", cwd=project)
+    assert result.code == 0, result.output
+    assert "deleted services/api1/" in result.out
+    assert not (project / "services" / "api1").exists()
+    # a folder that is no service's code (a link out of services/) is never deleted
+    (project / "elsewhere").mkdir()
+    (project / "services" / "linked").symlink_to(project / "elsewhere")
+    refused = nself("service", "remove", "linked", "--delete-code", cwd=project)
+    assert refused.code == 1 and (project / "elsewhere").is_dir()
+
+    added = nself("service", "add", "cache", "--image", "redis:7.4-alpine", cwd=project)
+    assert added.code == 0, added.output
+    removed = nself("service", "remove", "cache", cwd=project)
+    assert removed.code == 0, removed.output
+    assert "kept its code" not in removed.out and not (project / "services" / "cache").exists()

@@ -106,11 +106,14 @@ def remove(
     from . import scaffold
 
     removed = scaffold.remove(find_project(), name, delete_code)
+    if removed.slot is None:  # only the code an earlier remove kept was left
+        ok(f"deleted {removed.folder}/ (its slot was removed before)")
+        return
     files = ", ".join(removed.files) or "no env file"
     ok(f"removed {removed.name} (CS_{removed.slot}) from {files}")
     if removed.deleted_code:
         info(f"  deleted {removed.folder}/")
-    else:
+    elif removed.kept_code:
         info(f"  kept its code in {removed.folder}/ (delete it with --delete-code)")
     info("next: nself build && nself start")
 

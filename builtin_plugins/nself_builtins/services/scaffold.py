@@ -356,10 +356,11 @@ def slot_values(
 @dataclass
 class Removed:
     name: str
-    slot: int
+    slot: int | None  # None: no slot was left, only the code of an earlier remove
     files: list[str]
     deleted_code: bool
     folder: str
+    kept_code: bool = False  # services/NAME exists and stays
 
 
 def find(project: Path, name: str) -> envslots.DeclaredSlot:
@@ -376,8 +377,37 @@ def find(project: Path, name: str) -> envslots.DeclaredSlot:
     raise NselfError(f"no custom service named {name!r}", hint)
 
 
+def _code_folder(project: Path, name: str) -> Path | None:
+    """``services/NAME`` as a real folder of the project (not a link out of it), or None."""
+    if not NAME.match(name):
+        return None
+    services = project / SERVICES_DIR
+    folder = services / name
+    if folder.is_symlink() or not folder.is_dir():
+        return None
+    if folder.resolve().parent != services.resolve():
+        return None
+    return folder
+
+
 def remove(project: Path, name: str, delete_code: bool = False) -> Removed:
-    slot = find(project, name)
+    try:
+        slot = find(project, name)
+    except NselfError:
+        # The slot went with an earlier remove that kept the code: --delete-code still
+        # deletes it, as long as no slot uses that folder.
+        leftover = _code_folder(project, name)
+        if leftover is None or _folder_in_use(project, name):
+            raise
+        if not delete_code:
+            raise NselfError(
+                f"no custom service named {name!r}; {SERVICES_DIR}/{name}/ is code an "
+                "earlier remove kept",
+                f"delete it with `nself service remove {name} --delete-code`, or give it a "
+                f"slot again: `nself service add {name} -t TEMPLATE --use-existing`",
+            ) from None
+        shutil.rmtree(leftover)
+        return Removed(name, None, [], True, f"{SERVICES_DIR}/{name}")
     changed = []
     for file in slot.files:
         path = project / file
@@ -386,9 +416,25 @@ def remove(project: Path, name: str, delete_code: bool = False) -> Removed:
         if new != text:
             write_atomic(path, new, stat.S_IMODE(path.stat().st_mode))
             changed.append(file)
-    folder = project / SERVICES_DIR / slot.name
+    folder = _code_folder(project, slot.name)
     deleted = False
-    if delete_code and folder.is_dir():
+    if delete_code and folder is not None and not _folder_in_use(project, slot.name):
         shutil.rmtree(folder)
         deleted = True
-    return Removed(slot.name, slot.number, changed, deleted, f"{SERVICES_DIR}/{slot.name}")
+    return Removed(
+        slot.name,
+        slot.number,
+        changed,
+        deleted,
+        f"{SERVICES_DIR}/{slot.name}",
+        kept_code=folder is not None and not deleted,
+    )
+
+
+def _folder_in_use(project: Path, name: str) -> bool:
+    """Another slot still builds from ``services/NAME`` (its CS_N_BUILD names it)."""
+    wanted = {f"{SERVICES_DIR}/{name}", f"./{SERVICES_DIR}/{name}"}
+    return any(
+        slot.values.get("BUILD", "").rstrip("/") in wanted
+        for slot in envslots.read(project).values()
+    )
