@@ -1,4 +1,5 @@
-"""Images nself builds: a rebuilt one replaces the project's previous build (real engine)."""
+"""Images nself builds: a rebuilt one replaces the project's previous build, a failed build
+says what its step printed (real engine)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,24 @@ def test_a_rebuilt_image_replaces_the_previous_build(stack: tuple[Path, str], ns
     assert second.code == 0, second.output
     assert image_exists(f"{name}-app:2")
     assert not image_exists(f"{name}-app:1")  # the old build went once the new one ran
+
+
+def test_a_failed_build_says_what_its_step_printed_whole(
+    stack: tuple[Path, str], nself: Run
+) -> None:
+    """The error names the failed step and its own last lines, never cut mid-URL."""
+    folder, _name = stack
+    code = folder / "services" / "app"
+    code.mkdir(parents=True)
+    url = "https://deb.debian.org/debian/pool/main/c/curl/libcurl4_7.88.1-10+deb12u12_amd64.deb"
+    (code / "Dockerfile").write_text(
+        f"FROM {standin('http')}\n"
+        f'RUN echo "E: Failed to fetch {url}  Could not resolve host: deb.debian.org" >&2'
+        " && exit 100\n"
+    )
+    use_standins(folder, CS_1_NAME="app", CS_1_BUILD="./services/app", CS_1_PORT="8080")
+    result = nself("start", "app", "--timeout", "120", cwd=folder)
+    assert result.code == 3, result.output  # a custom service: isolated, the start degraded
+    line = next(ln for ln in result.err.splitlines() if "isolated by the circuit breaker" in ln)
+    assert "image build failed: step [app 2/2] (exit code 100)" in line, line
+    assert f"{url}  Could not resolve host: deb.debian.org" in line, line

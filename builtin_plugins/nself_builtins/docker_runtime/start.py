@@ -321,7 +321,7 @@ def fetch_images(
             emit(Progress(name, "building", service.image))
             done = engine.compose("build", name, check=False)
             if done.returncode != 0 or not present(service.image):
-                failed[name] = "image build failed: " + last_error(done.stdout + done.stderr)
+                failed[name] = "image build failed: " + build_error(done.stdout + done.stderr)
                 continue
             engine.built.append(name)
         else:
@@ -437,8 +437,35 @@ def _phase(state: ServiceState, compose_finished: bool) -> tuple[str, str]:
 
 
 def last_error(text: str) -> str:
+    """The line of ``text`` that says what went wrong, whole: a URL or a path in it is
+    what the user needs to copy, so it is never cut."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     for line in reversed(lines):
         if "rror" in line or "denied" in line or "not found" in line:
-            return line[:200]
-    return lines[-1][:200] if lines else "no output"
+            return line
+    return lines[-1] if lines else "no output"
+
+
+# BuildKit's summary of a failed step: the step between two "------" lines, then its
+# last output lines ("0.890 E: Failed to fetch https://..."); the final "failed to solve:
+# ... exit code: N" repeats the whole command.
+_STEP = re.compile(r"^ > (\[[^\]]*\])")
+_OUTPUT = re.compile(r"^\d+(?:\.\d+)? (.*)$")
+_EXIT = re.compile(r"exit code: (\d+)\s*$")
+
+
+def build_error(text: str) -> str:
+    """What an image build said when it failed: the failed step, its exit code and the
+    last lines it printed (whole), rather than the repeated command line."""
+    lines = [ln.rstrip() for ln in text.strip().splitlines()]
+    summary = [i for i, ln in enumerate(lines) if ln.strip() == "------"]
+    if len(summary) >= 2:
+        block = lines[summary[-2] + 1 : summary[-1]]
+        step = _STEP.match(block[0]) if block else None
+        said = [m.group(1).strip() for ln in block[1:] if (m := _OUTPUT.match(ln.strip()))]
+        said = [ln for ln in said if ln]
+        code = _EXIT.search(lines[-1]) if lines else None
+        if step is not None and said:
+            exited = f" (exit code {code.group(1)})" if code else ""
+            return f"step {step.group(1)}{exited}: " + " | ".join(said[-3:])
+    return last_error(text)
