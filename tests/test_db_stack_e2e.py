@@ -45,7 +45,8 @@ def stack(tmp_path: Path, nself, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 def test_db_commands_on_the_running_stack(stack: Path, nself) -> None:  # type: ignore[no-untyped-def]
     folder = stack
     # a plain `nself start` ran the scheduler with the rest
-    states = {r["service"]: r["state"] for r in json.loads(nself("status", "--json", cwd=folder).out)}
+    rows = json.loads(nself("status", "--json", cwd=folder).out)
+    states = {r["service"]: r["state"] for r in rows}
     assert states["db-backup"] == "running", states
     r = nself("db", "migrate", "create", "notes", cwd=folder)
     assert r.code == 0, r.output
