@@ -132,6 +132,35 @@ def test_db_commands_on_the_running_stack(stack: Path, nself) -> None:  # type: 
     point_in_time_recovery(folder, nself)
 
 
+def test_a_server_newer_than_this_machines_tools_is_named_with_the_fix(
+    stack: Path, nself, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A production backup through NSELF_DB_URL runs this machine's pg_dump (PostgreSQL 15
+    here) against the stand-in's PostgreSQL 17: the error says so and names the setting
+    that points at the right client tools."""
+    import subprocess
+
+    container = f"{stack.name}-postgres-1"
+    address = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+         container],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    computed = dict(
+        line.split("=", 1)
+        for line in (stack / ".env.computed").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    password = computed["POSTGRES_PASSWORD"].strip("'\"")
+    monkeypatch.setenv("NSELF_DB_URL", f"postgres://postgres:{password}@{address}:5432/nself")
+    monkeypatch.delenv("NSELF_PG_BINDIR", raising=False)
+    r = nself("db", "backup", "--env", "prod", cwd=stack)
+    assert r.code == 1, r.output
+    assert "server version mismatch (the server is PostgreSQL 17" in r.err, r.output
+    assert "NSELF_PG_BINDIR=/usr/lib/postgresql/17/bin" in r.err, r.output
+    assert "Traceback" not in r.output
+
+
 def point_in_time_recovery(folder: Path, nself) -> None:  # type: ignore[no-untyped-def]
     """PITR of the stack: archiving on, base backup, write, note, write, drop, recover."""
     import time

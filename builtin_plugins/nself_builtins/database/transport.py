@@ -101,6 +101,26 @@ def _tool_error(program: str, result: subprocess.CompletedProcess[bytes]) -> Nse
     return NselfError(f"{program} failed: {detail}")
 
 
+_VERSIONS = re.compile(r"server version: (\d+)[^;]*; \S+ version: (\d+)")
+
+
+def _mismatch_error(program: str, result: subprocess.CompletedProcess[bytes]) -> NselfError | None:
+    """A host tool older than the server it reaches: name the setting that picks the
+    right client tools (they run on this machine with NSELF_DB_URL)."""
+    said = (result.stderr or b"").decode("utf-8", "replace")
+    if "server version mismatch" not in said:
+        return None
+    versions = _VERSIONS.search(said)
+    server, mine = versions.groups() if versions else ("?", "?")
+    return NselfError(
+        f"{program} failed: server version mismatch (the server is PostgreSQL {server}, "
+        f"this machine's {program} is from PostgreSQL {mine})",
+        f"point NSELF_PG_BINDIR at PostgreSQL {server}'s client tools, e.g. "
+        f"NSELF_PG_BINDIR=/usr/lib/postgresql/{server}/bin (Debian: apt-get install "
+        f"postgresql-client-{server})",
+    )
+
+
 @dataclass
 class DirectTransport:
     """A PostgreSQL server reachable from this machine (host/port/user/password)."""
@@ -202,7 +222,7 @@ class DirectTransport:
             check=False,
         )
         if check and result.returncode != 0:
-            raise _tool_error(program, result)
+            raise _mismatch_error(program, result) or _tool_error(program, result)
         return result
 
     @contextlib.contextmanager
