@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,18 @@ def noted() -> datetime:
     when = datetime.now(UTC)
     time.sleep(1.1)
     return when
+
+
+STAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC"
+WINDOW = re.compile(STAMP + r" \.\. " + STAMP)
+
+
+def never_inverted(text: str) -> int:
+    """Every window ``A .. B`` that `pitr status` prints ends at or after its start."""
+    found = WINDOW.findall(text)
+    for start, end in found:
+        assert end >= start, f"a window ends before it starts: {start} .. {end}\n{text}"
+    return len(found)
 
 
 def notes(c: Cluster) -> list[str]:
@@ -72,6 +85,8 @@ def test_recovery_after_a_branch_before_a_later_base_backup(
     assert status["timelines"][0]["branched_off"] is True
     assert datetime.fromisoformat(status["newest"]) >= datetime.fromisoformat(status["earliest"])
     assert any("after the point this history branched off" in x for x in status["left_out"])
+    shown = nself("db", "pitr", "status", cwd=project)
+    assert shown.code == 0 and never_inverted(shown.out) >= 2, shown.out  # whole, per timeline
 
     # a point in the gap (timeline 1 after the branch, before timeline 2 began) is refused
     gap = t1 + timedelta(seconds=1.5)
@@ -119,6 +134,8 @@ def test_pitr_commands_on_an_idle_server_return_within_seconds(
     earliest = datetime.fromisoformat(status["earliest"])
     newest = datetime.fromisoformat(status["newest"])
     assert newest >= earliest  # never inverted: nothing was committed after the backups
+    shown = nself("db", "pitr", "status", cwd=project)
+    assert shown.code == 0 and never_inverted(shown.out) == 1, shown.out
     last = datetime.fromisoformat(status["timelines"][-1]["last_commit"])
     assert abs((last - committed).total_seconds()) < 5  # found beyond the newest segments
     # a recovery to the newest point on the idle server: the plan comes at once
