@@ -13,14 +13,20 @@ from nself.envfiles import Resolver, parse_text
 __all__ = ["compose_config", "mail_server", "read_computed", "strong_secrets", "tree"]
 
 
-def mail_server(folder: Path, file: str = ".env.secrets") -> None:
+def mail_server(folder: Path, *files: str) -> None:
     """A mail server for Auth's sign-up and password-reset mails: outside dev the build
-    refuses Auth without one."""
+    refuses Auth without one. Written where staging's and prod's secrets are (the files
+    both targets read last), unless ``files`` are given."""
     from nself_sdk.testing import set_env
 
-    set_env(
-        folder, file, MAIL_ENABLED="true", MAIL_PROVIDER="smtp", MAIL_SMTP_HOST="smtp.example.com"
-    )
+    for file in files or (".env.secrets.staging", ".env.secrets.prod"):
+        set_env(
+            folder,
+            file,
+            MAIL_ENABLED="true",
+            MAIL_PROVIDER="smtp",
+            MAIL_SMTP_HOST="smtp.example.com",
+        )
 
 
 def strong_secrets(folder: Path) -> dict[str, str]:
@@ -35,11 +41,12 @@ def strong_secrets(folder: Path) -> dict[str, str]:
         "GRAFANA_ADMIN_PASSWORD",
     )
     values = {name: secrets.token_urlsafe(32) for name in names}
-    path = folder / ".env.secrets"
     # Outside dev Auth needs a mail server too (not a secret, but a production setting).
     mail = "MAIL_ENABLED=true\nMAIL_PROVIDER=smtp\nMAIL_SMTP_HOST=smtp.example.com\n"
-    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()) + mail)
-    path.chmod(0o600)
+    for name in (".env.secrets.staging", ".env.secrets.prod"):  # each target's own file
+        path = folder / name
+        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()) + mail)
+        path.chmod(0o600)
     return values
 
 

@@ -178,14 +178,14 @@ def test_a_short_jwt_key_names_its_line_and_the_hint_fixes_it(project: Path, nse
 def test_a_short_jwt_key_in_prod_secrets_and_the_hint_fixes_it(project: Path, nself: Run) -> None:
     assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
     mail_server(project)
-    secrets = project / ".env.secrets"
+    secrets = project / ".env.secrets.prod"
     text = secrets.read_text().splitlines()
     line = next(i for i, t in enumerate(text, 1) if t.startswith("HASURA_JWT_KEY="))
     text[line - 1] = "HASURA_JWT_KEY=tooshort"
     secrets.write_text("\n".join(text) + "\n")
     result = nself("build", "--env", "prod", cwd=project)
     assert result.code == 1
-    assert f"error: .env.secrets:{line}: HASURA_JWT_KEY is shorter than 32" in result.err
+    assert f"error: .env.secrets.prod:{line}: HASURA_JWT_KEY is shorter than 32" in result.err
     assert "delete that line and run `nself secrets generate --env prod`" in result.err
     drop_line(secrets, line)
     assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0

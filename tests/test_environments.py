@@ -38,7 +38,7 @@ def test_switch_sets_the_target_every_command_uses(project: Path, nself, monkeyp
     assert [layer["file"] for layer in data["layers"]] == [
         ".env.dev",
         ".env.staging",
-        ".env.secrets",
+        ".env.secrets.staging",
     ]
 
     # NSELF_ENV beats the switch, --env beats both
@@ -155,7 +155,7 @@ def test_a_generated_prod_config_is_accepted_by_compose(project: Path, nself) ->
     )
     assert config.returncode == 0, config.stderr
     resolved = json.loads(config.stdout)
-    secrets = parse_text((project / ".env.secrets").read_text(), ".env.secrets")
+    secrets = parse_text((project / ".env.secrets.prod").read_text(), ".env.secrets.prod")
     password = next(e.raw for e in secrets if e.key == "POSTGRES_PASSWORD")
     assert resolved["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == password
     assert password not in (project / ".env.dev").read_text()

@@ -68,7 +68,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     values["HASURA_GRAPHQL_JWT_SECRET"] = '{"type":"HS256","key":"${HASURA_JWT_KEY}"}'
     values["MAIL_SMTP_PASSWORD"] = secrets.token_urlsafe(32)
-    set_env(folder, ".env.secrets", **values)
+    for name in (".env.secrets", ".env.secrets.staging", ".env.secrets.prod"):
+        set_env(folder, name, **values)
     for env in ("staging", "prod"):
         # Outside dev Auth needs a mail server, whether the mail plugin is on or not.
         set_env(folder, f".env.{env}", MAIL_PROVIDER="sendgrid", AUTH_SMTP_HOST="smtp.example.com")

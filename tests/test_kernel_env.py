@@ -231,15 +231,15 @@ def test_staging_refuses_dev_stub_secrets(project: Path, nself: Run) -> None:
 def test_a_copied_dev_stub_is_still_a_dev_stub(project: Path, nself: Run) -> None:
     strong_secrets(project)
     stub = read_dev_value(project, "HASURA_JWT_KEY")
-    set_env(project, ".env.secrets", HASURA_JWT_KEY=stub)
+    set_env(project, ".env.secrets.prod", HASURA_JWT_KEY=stub)
     result = nself("build", "--env", "prod", cwd=project)
     assert result.code == 1
-    assert "HASURA_JWT_KEY (.env.secrets:" in result.err and "dev-stub" in result.err
+    assert "HASURA_JWT_KEY (.env.secrets.prod:" in result.err and "dev-stub" in result.err
 
 
 def test_prod_refuses_a_short_jwt_key(project: Path, nself: Run) -> None:
     strong_secrets(project)
-    set_env(project, ".env.secrets", HASURA_JWT_KEY="Sh0rt-but-varied-key-29chars")
+    set_env(project, ".env.secrets.prod", HASURA_JWT_KEY="Sh0rt-but-varied-key-29chars")
     result = nself("build", "--env", "prod", cwd=project)
     assert result.code == 1
     assert "HASURA_JWT_KEY" in result.err and "32" in result.err

@@ -22,7 +22,7 @@ def mode(path: Path) -> int:
 
 
 def test_generate_creates_a_private_file_and_never_overwrites(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
-    secrets = project / ".env.secrets"
+    secrets = project / ".env.secrets.prod"
     secrets.unlink()
     old_umask = os.umask(0o022)  # a permissive umask must not matter
     try:
@@ -64,7 +64,7 @@ def test_generate_for_local_only_fills_gaps(project: Path, nself) -> None:  # ty
 
 
 def test_generate_refuses_a_readable_secrets_file(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
-    secrets = project / ".env.secrets"
+    secrets = project / ".env.secrets.prod"
     secrets.chmod(0o644)
     before = secrets.read_bytes()
     result = nself("secrets", "generate", "--env", "prod", cwd=project)
@@ -80,12 +80,12 @@ def test_audit_finds_each_kind_of_problem(project: Path, nself) -> None:  # type
     assert clean.code == 0, clean.output
     assert json.loads(clean.out)["findings"] == []
 
-    secrets = project / ".env.secrets"
+    secrets = project / ".env.secrets.prod"
     generated = values(secrets)
     dev = values(project / ".env.dev")
     set_env(
         project,
-        ".env.secrets",
+        ".env.secrets.prod",
         HASURA_GRAPHQL_ADMIN_SECRET="short",  # weak
         MY_API_TOKEN=generated["HASURA_JWT_KEY"],  # reused
         POSTGRES_PASSWORD=dev["POSTGRES_PASSWORD"],  # the committed dev stub, copied
@@ -108,7 +108,7 @@ def test_audit_finds_each_kind_of_problem(project: Path, nself) -> None:  # type
     secrets.chmod(0o644)
     result = nself("secrets", "audit", "--env", "prod", cwd=project)
     assert result.code == 1
-    assert "readable: .env.secrets: readable by everyone (mode 0644)" in result.err
+    assert "readable: .env.secrets.prod: readable by everyone (mode 0644)" in result.err
 
 
 def test_rotate_refuses_what_it_cannot_rotate(project: Path, nself) -> None:  # type: ignore[no-untyped-def]

@@ -57,15 +57,16 @@ MONITORING = {
 
 
 def strong_secrets(folder: Path, mail: bool = True, **extra: str) -> None:
-    """Fresh, strong values in .env.secrets for every secret `nself init` generated, and
-    (``mail``) a mail server, which Auth needs outside dev."""
+    """Fresh, strong values in staging's and prod's secrets files for every secret `nself
+    init` generated, and (``mail``) a mail server, which Auth needs outside dev."""
     generated = [
         k for k in dotenv_values(folder / ".env.dev") if k not in ("PROJECT_NAME", "BASE_DOMAIN")
     ]
     values = {k: secrets.token_urlsafe(32) for k in generated}
     values["HASURA_GRAPHQL_JWT_SECRET"] = '{"type":"HS256","key":"${HASURA_JWT_KEY}"}'
     values.update(extra)
-    set_env(folder, ".env.secrets", **values)
+    set_env(folder, ".env.secrets.staging", **values)
+    set_env(folder, ".env.secrets.prod", **values)
     if mail:
         mail_server(folder)
 

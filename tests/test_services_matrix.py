@@ -90,7 +90,8 @@ def _strong_secrets(folder: Path) -> None:
     values = {k: secrets.token_urlsafe(32) for k in generated}
     values["HASURA_GRAPHQL_JWT_SECRET"] = '{"type":"HS256","key":"${HASURA_JWT_KEY}"}'
     values["MAIL_SMTP_PASSWORD"] = secrets.token_urlsafe(32)
-    set_env(folder, ".env.secrets", **values)
+    for name in (".env.secrets", ".env.secrets.staging", ".env.secrets.prod"):
+        set_env(folder, name, **values)
 
 
 def _render(folder: Path, env: str) -> None:

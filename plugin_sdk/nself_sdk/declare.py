@@ -36,6 +36,7 @@ from dataclasses import replace
 import pluggy
 
 from nself.config import Config
+from nself.envfiles import secrets_file
 from nself.model import Problem, Route, Service, Setting
 
 from ._record import Record
@@ -127,7 +128,8 @@ class Needs(Record):
         return Problem(
             "error",
             f"{switch} but {self.setting} {lack}" + (f": {self.why}" if self.why else ""),
-            f"run `nself secrets generate` or set {self.setting} in .env.secrets",
+            f"run `nself secrets generate{'' if config.is_local else ' --env ' + config.env}` "
+            f"or set {self.setting} in {secrets_file(config.env)}",
         )
 
 

@@ -9,6 +9,7 @@ from nself.envfiles import (
     ENVIRONMENTS,
     RESERVED,
     SECRETS,
+    SECRETS_FILES,
     Entry,
     canonical_env,
     check_private,
@@ -16,7 +17,10 @@ from nself.envfiles import (
     layer_files,
     parse_text,
     quote,
+    read_layers,
     read_text,
+    secrets_file,
+    split_secrets,
     target_env,
 )
 
@@ -26,6 +30,7 @@ __all__ = [
     "MANIFEST",
     "RESERVED",
     "SECRETS",
+    "SECRETS_FILES",
     "STATE_DIR",
     "Entry",
     "canonical_env",
@@ -34,7 +39,10 @@ __all__ = [
     "layer_files",
     "parse_text",
     "quote",
+    "read_layers",
     "read_text",
+    "secrets_file",
+    "split_secrets",
     "target_env",
     "write_atomic",
 ]

@@ -110,12 +110,12 @@ class PluginStack:
 
 
 def set_env(folder: Path, layer: str = ".env.local", **values: str) -> None:
-    """Append settings to one of a project's env files (``.env.secrets`` is kept 0600)."""
+    """Append settings to one of a project's env files (secrets files are kept 0600)."""
     path = folder / layer
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     text += "".join(f"{k}={v}\n" for k, v in values.items())
     path.write_text(text, encoding="utf-8")
-    if layer == ".env.secrets":
+    if layer.startswith(".env.secrets"):
         path.chmod(0o600)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from nself_builtins.shared.images import OFFICIAL_DEBIAN
 from nself_sdk import Config, GeneratedFile, ImageContract, Mount, Problem, Service, Stack
+from nself_sdk.envfiles import secrets_file
 
 FIELDS = 5
 SERVICE = "db-backup"
@@ -106,7 +107,7 @@ def validate(config: Config) -> list[Problem]:
                 "warning",
                 "scheduled backups will not reach S3: BACKUP_S3_ACCESS_KEY and "
                 "BACKUP_S3_SECRET_KEY are not both set",
-                "set both (the secret in .env.secrets) for the scheduler's uploads",
+                f"set both (the secret in {secrets_file(config.env)}) for the scheduler's uploads",
             )
         )
     return problems

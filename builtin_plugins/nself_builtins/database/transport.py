@@ -175,7 +175,7 @@ class DirectTransport:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise NselfError(
                 f"cannot connect to PostgreSQL at {self.host}:{self.port}: {first}",
-                "is the database running? (`nself start`, or check NSELF_DB_URL)",
+                connect_hint(first),
             ) from None
         return conn
 
@@ -504,3 +504,18 @@ class ServerTransport:
     def interactive(self, program: str, args: Sequence[str]) -> int:
         done = self.server.stream(_SERVER_TOOL, *self._args(True), program, *args, tty=True)
         return int(done.returncode)
+
+
+def connect_hint(reason: str) -> str:
+    """What to do about a refused connection: a wrong password is not a stopped server."""
+    low = reason.lower()
+    if "password authentication failed" in low or "no password supplied" in low:
+        if os.environ.get("NSELF_DB_URL"):
+            return "the server is up but refused the password in NSELF_DB_URL: fix it there"
+        return (
+            "the database is running but refused POSTGRES_PASSWORD: it keeps the password it "
+            "was created with. See where yours comes from (`nself env show --explain "
+            "POSTGRES_PASSWORD`) and put the database's back, or set a new one in both with "
+            "`nself secrets rotate POSTGRES_PASSWORD`"
+        )
+    return "is the database running? (`nself start`, or check NSELF_DB_URL)"

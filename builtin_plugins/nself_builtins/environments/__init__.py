@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from nself_sdk import Config, Problem, hookimpl, safety_rule
+from nself_sdk.envfiles import SECRETS_FILES
 
 # The files a project's settings come from (defaults and derived values aside).
-ENV_LAYERS = (".env.dev", ".env.local", ".env.staging", ".env.prod", ".env.secrets")
+ENV_LAYERS = (".env.dev", ".env.local", ".env.staging", ".env.prod", *SECRETS_FILES)
 ENV_FILES = frozenset(ENV_LAYERS)
 
 

@@ -20,6 +20,7 @@ from nself_sdk import (
     Setting,
     Subdomain,
 )
+from nself_sdk.envfiles import secrets_file
 
 from .presets import CATCHER, GENERIC, PRESETS, canonical, names
 
@@ -143,7 +144,7 @@ def _checks(config: Config) -> list[Problem]:
             Problem(
                 "error",
                 f"MAIL_PROVIDER={chosen} needs MAIL_SMTP_PASSWORD (the SMTP password or API key)",
-                "set MAIL_SMTP_PASSWORD in .env.secrets",
+                f"set MAIL_SMTP_PASSWORD in {secrets_file(config.env)}",
             )
         )
     if chosen not in (CATCHER, GENERIC) and not settings["user"]:
@@ -151,7 +152,7 @@ def _checks(config: Config) -> list[Problem]:
             Problem(
                 "error",
                 f"MAIL_PROVIDER={chosen} needs MAIL_SMTP_USER",
-                "set MAIL_SMTP_USER (and MAIL_SMTP_PASSWORD in .env.secrets)",
+                f"set MAIL_SMTP_USER (and MAIL_SMTP_PASSWORD in {secrets_file(config.env)})",
             )
         )
     if not config.is_local:
@@ -161,7 +162,7 @@ def _checks(config: Config) -> list[Problem]:
                 Problem(
                     "error",
                     f"MAIL_SMTP_PASSWORD comes from the committed {source}",
-                    "move it to .env.secrets",
+                    f"move it to {secrets_file(config.env)}",
                 )
             )
         if chosen == CATCHER:

@@ -25,6 +25,7 @@ from nself_sdk import (
     Stack,
     hookimpl,
 )
+from nself_sdk.envfiles import secrets_file
 
 from . import configs, images
 
@@ -346,7 +347,7 @@ def validate_config(config: Config) -> list[Problem]:
             Problem(
                 "error",
                 "monitoring is on but GRAFANA_ADMIN_PASSWORD is empty",
-                "run `nself secrets generate` or set it in .env.secrets",
+                f"run `nself secrets generate` or set it in {secrets_file(config.env)}",
             )
         )
     if config.text("ALERTMANAGER_EMAIL_TO") and not configs.email_relay(config):

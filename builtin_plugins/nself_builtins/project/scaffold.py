@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nself_builtins.shared.secrets import generate
 from nself_sdk import GeneratedFile, NselfError, Setting, write_atomic
-from nself_sdk.envfiles import parse_text, read_text
+from nself_sdk.envfiles import parse_text, read_text, split_secrets
 from nself_sdk.project import Manager, collect_files
 
 from .names import DEFAULT_DOMAIN, check_domain, check_name, folder_name
@@ -25,6 +25,7 @@ GITIGNORE = """\
 # nself: per-developer, secret and generated files
 .env.local
 .env.secrets
+.env.secrets.*
 .env.computed
 .nself/
 """
@@ -34,17 +35,18 @@ LOCAL = """\
 """
 
 TARGET = """\
-# Shared {env} settings (committed). Secrets belong in .env.secrets on the {env} host.
+# Shared {env} settings (committed). {env}'s secrets belong in .env.secrets.{env} (gitignored).
 BASE_DOMAIN={domain}
 """
 
 SECRETS = """\
-# Real secrets (gitignored, mode 0600). `nself secrets generate --env prod` fills this file.
+# {env}'s own secrets (gitignored, 0600; no other target reads them): nself secrets generate{flag}
 """
 
-FILES = (".env.dev", ".env.local", ".env.staging", ".env.prod", ".env.secrets", ".gitignore")
+SECRETS_FILES = (".env.secrets", ".env.secrets.staging", ".env.secrets.prod")
+FILES = (".env.dev", ".env.local", ".env.staging", ".env.prod", *SECRETS_FILES, ".gitignore")
 # Yours once they exist: `--force` never rewrites them.
-OWN = (".env.local", ".env.secrets")
+OWN = (".env.local", *SECRETS_FILES)
 # The headings `nself init` writes above settings it carries over or the wizard chose.
 KEPT = "# --- kept from the previous {file} ---\n"
 WIZARD = "# --- chosen by `nself init --wizard` ---\n"
@@ -60,6 +62,7 @@ class InitResult:
     backup: str | None = None  # the folder holding the overwritten files' previous content
     folders: list[str] = field(default_factory=list)  # scaffold files created
     replaced: list[str] = field(default_factory=list)  # settings given, not kept
+    split: list[str] = field(default_factory=list)  # secrets files copied from .env.secrets
 
     def named(self, what: str) -> list[str]:
         return sorted(path for path, done in self.files.items() if done == what)
@@ -276,12 +279,16 @@ def init(
         ".env.local": (LOCAL, 0o644),
         ".env.staging": (TARGET.format(env="staging", domain=f"staging.{domain}"), 0o644),
         ".env.prod": (TARGET.format(env="prod", domain=domain), 0o644),
-        ".env.secrets": (SECRETS, 0o600),
+        ".env.secrets": (SECRETS.format(env="local", flag=""), 0o600),
+        ".env.secrets.staging": (SECRETS.format(env="staging", flag=" --env staging"), 0o600),
+        ".env.secrets.prod": (SECRETS.format(env="prod", flag=" --env prod"), 0o600),
         ".gitignore": (merged_gitignore(_read(folder / ".gitignore")), 0o644),
     }
     given = {**(extra or {}), "PROJECT_NAME": name, "BASE_DOMAIN": domain}
     result = InitResult(replaced=sorted(k for k in replace & set(had) if had[k] != given[k]))
     new = _first_missing(folder)
+    if force:  # a project from before per-target secrets: split its one file first
+        result.split = split_secrets(folder)
     try:
         _write(folder, contents, scaffold, replace, result)
     except BaseException:
@@ -335,4 +342,5 @@ def _write(
         if not (folder / item.path).exists():  # the project's own files always win
             write_atomic(folder / item.path, item.content, item.mode)
             result.folders.append(item.path)
-    os.chmod(folder / ".env.secrets", 0o600)
+    for name in SECRETS_FILES:
+        os.chmod(folder / name, 0o600)

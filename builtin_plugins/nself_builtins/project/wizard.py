@@ -94,6 +94,11 @@ def report(folder: Path, result: InitResult, existed: bool) -> None:
         info("  overwritten: .gitignore (nself's lines added, yours kept)")
     if overwritten:
         info(f"  backup:      {result.backup}/ holds the previous copies")
+    if result.split:
+        info(
+            f"  split:       .env.secrets copied to {', '.join(result.split)}: each target "
+            "has its own secrets file now (what staging and prod used until now)"
+        )
     if kept:
         info(f"  kept:        {', '.join(kept)} (unchanged)")
     if result.folders:

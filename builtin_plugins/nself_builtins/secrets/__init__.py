@@ -1,4 +1,5 @@
-"""``nself secrets generate|rotate|audit``: strong secrets in ``.env.secrets`` (mode 0600),
+"""``nself secrets generate|rotate|audit``: strong secrets in each target's own file
+(``.env.secrets``, ``.env.secrets.staging``, ``.env.secrets.prod``; mode 0600),
 and the build's refusal of missing, dev-stub or weak secrets outside dev (``policy.py``).
 
 Values are never printed: commands name secrets, never show them. The work is done in

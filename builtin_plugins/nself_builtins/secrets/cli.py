@@ -20,7 +20,10 @@ def generate(
     env: Annotated[str | None, typer.Option("--env", help=ENV_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
 ) -> None:
-    """Fill missing secrets (and dev stubs outside local) into .env.secrets.
+    """Fill missing secrets (and dev stubs outside local) into the target's secrets file.
+
+    .env.secrets for local, .env.secrets.staging or .env.secrets.prod: no other target's
+    file changes.
 
     Never overwrites a value already set.
     """

@@ -27,13 +27,15 @@ from nself_sdk import build as run_build
 from nself_sdk.console import emit_json, info, ok, warn
 from nself_sdk.envfiles import (
     COMPUTED,
+    ENVIRONMENTS,
     SECRETS,
+    SECRETS_FILES,
     Entry,
     canonical_env,
-    check_private,
-    layer_files,
-    parse_text,
+    output_dir,
     quote,
+    read_layers,
+    secrets_file,
     target_env,
     write_atomic,
 )
@@ -74,21 +76,23 @@ def _umask(mask: int) -> Iterator[None]:
         os.umask(old)
 
 
-def write_secrets(project: Path, values: dict[str, str], note: str) -> None:
-    """Set ``values`` in ``.env.secrets``: replace their lines or append, mode 0600.
+def write_secrets(project: Path, env: str, values: dict[str, str], note: str) -> None:
+    """Set ``values`` in ``env``'s secrets file (``.env.secrets`` for local,
+    ``.env.secrets.<env>`` otherwise): replace their lines or append, mode 0600. No other
+    target's file is touched.
 
     A new file is created with O_EXCL under umask 077, so it is never readable by
     anyone else, not even for a moment; an existing one is replaced atomically. When each
     value was set is kept in ``.nself/secrets.json`` (names and times, never values).
     """
-    _write_values(project, values, note)
-    record_dates(project, list(values))
+    _write_values(project, secrets_file(env), values, note)
+    record_dates(project, env, list(values))
 
 
-def _write_values(project: Path, values: dict[str, str], note: str) -> None:
+def _write_values(project: Path, name: str, values: dict[str, str], note: str) -> None:
     from dotenv.parser import parse_stream
 
-    path = project / SECRETS
+    path = project / name
     pending = dict(values)
     if not path.exists() and not path.is_symlink():
         text = HEADER + f"# {note}\n" + "".join(f"{k}={quote(v)}\n" for k, v in pending.items())
@@ -100,7 +104,7 @@ def _write_values(project: Path, values: dict[str, str], note: str) -> None:
             os.fsync(handle.fileno())
         return
     if path.is_symlink() or not path.is_file():
-        raise NselfError(f"{SECRETS} is not a regular file", "replace it with a plain file")
+        raise NselfError(f"{name} is not a regular file", "replace it with a plain file")
     old = path.read_text(encoding="utf-8")
     chunks: list[str] = []
     for binding in parse_stream(io.StringIO(old)):
@@ -122,8 +126,12 @@ def _write_values(project: Path, values: dict[str, str], note: str) -> None:
 DATES = ".nself/secrets.json"
 
 
-def set_dates(project: Path) -> dict[str, str]:
-    """When nself last set each secret in .env.secrets (ISO 8601, UTC), by name."""
+def _date_key(env: str, name: str) -> str:
+    """Local's secrets by name, another target's as ``ENV/NAME`` (each file has its own)."""
+    return name if env == "dev" else f"{env}/{name}"
+
+
+def _all_dates(project: Path) -> dict[str, str]:
     import json
 
     try:
@@ -135,13 +143,23 @@ def set_dates(project: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
 
 
-def record_dates(project: Path, names: list[str]) -> None:
+def set_dates(project: Path, env: str = "dev") -> dict[str, str]:
+    """When nself last set each secret in ``env``'s secrets file (ISO 8601, UTC), by name."""
+    prefix = "" if env == "dev" else f"{env}/"
+    return {
+        key[len(prefix) :]: value
+        for key, value in _all_dates(project).items()
+        if key.startswith(prefix) and "/" not in key[len(prefix) :]
+    }
+
+
+def record_dates(project: Path, env: str, names: list[str]) -> None:
     import json
     from datetime import UTC, datetime
 
-    dates = set_dates(project)
+    dates = _all_dates(project)
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
-    dates.update({name: now for name in names})
+    dates.update({_date_key(env, name): now for name in names})
     (project / ".nself").mkdir(exist_ok=True)
     write_atomic(project / DATES, json.dumps(dates, indent=2, sort_keys=True) + "\n", 0o600)
 
@@ -153,16 +171,7 @@ def _layers(project: Path, env: str) -> dict[str, Entry]:
     Reading the files directly (not the resolved config) lets ``generate`` repair a
     project whose config cannot resolve yet because a secret is missing.
     """
-    winners: dict[str, Entry] = {}
-    for name in layer_files(env):
-        path = project / name
-        if not path.is_file():
-            continue
-        if name == SECRETS:
-            check_private(path)
-        for entry in parse_text(path.read_text(encoding="utf-8"), name):
-            winners[entry.key] = entry
-    return winners
+    return {entry.key: entry for entry in read_layers(project, env)}
 
 
 def _needs_value(env: str, setting: Setting, winners: dict[str, Entry]) -> str | None:
@@ -186,15 +195,16 @@ def generate(env: str | None, as_json: bool) -> None:
         if s.generate and (why := _needs_value(target, s, winners))
     }
     new = {name: generate_secret(s.generate) for name, (s, _why) in wanted.items()}
+    file = secrets_file(target)
     if new:
-        write_secrets(project, new, f"generated by `nself secrets generate` for {target}")
+        write_secrets(project, target, new, f"generated by `nself secrets generate` for {target}")
     if as_json:
-        emit_json({"env": target, "file": SECRETS, "generated": sorted(new)})
+        emit_json({"env": target, "file": file, "generated": sorted(new)})
         return
     if not new:
-        ok(f"every secret is already set for {target}; nothing to generate")
+        ok(f"every secret is already set for {target} ({file}); nothing to generate")
         return
-    ok(f"generated {len(new)} secret(s) for {target} into {SECRETS} (mode 0600):")
+    ok(f"generated {len(new)} secret(s) for {target} into {file} (mode 0600):")
     for name, (_s, why) in wanted.items():
         info(f"  {name:<32} was {why}")
     info("next: nself build")
@@ -206,9 +216,12 @@ def _mode(path: Path) -> int:
 
 
 def _readable_files(project: Path) -> list[Path]:
-    candidates = [project / SECRETS, project / COMPUTED]
-    # The kept builds (the generations plugin's .nself/generations/NNNNNN/files/).
-    candidates += sorted((project / ".nself" / "generations").glob(f"*/files/{COMPUTED}"))
+    candidates = [project / name for name in SECRETS_FILES]
+    for env in ENVIRONMENTS:  # every target's build (local's is the project itself)
+        built = output_dir(project, env)
+        candidates.append(built / COMPUTED)
+        # The kept builds (the generations plugin's .nself/generations/NNNNNN/files/).
+        candidates += sorted((built / ".nself" / "generations").glob(f"*/files/{COMPUTED}"))
     return [p for p in candidates if p.is_file()]
 
 
@@ -239,7 +252,8 @@ def audit(env: str | None, as_json: bool) -> None:
             where = "" if f["where"] == f["name"] else f" ({f['where']})"
             warn(f"{f['kind']}: {f['name']}{where}: {f['message']}")
         if not secrets_file_ok:
-            info(f"fix the mode of {SECRETS} first; the values were not checked")
+            file = secrets_file(target or "dev")  # resolved by audit_findings
+            info(f"fix the mode of {file} first; the values were not checked")
     if findings:
         raise SystemExit(1)
 
@@ -247,9 +261,12 @@ def audit(env: str | None, as_json: bool) -> None:
 def audit_findings(
     project: Path, target: str | None
 ) -> tuple[str | None, int, list[dict[str, str]], bool]:
-    """``(env, secrets checked, findings, whether .env.secrets could be read safely)``."""
+    """``(env, secrets checked, findings, whether the target's secrets file could be read
+    safely)``."""
     findings = readable_findings(project)
-    secrets_file_ok = not any(f["kind"] == "readable" and f["name"] == SECRETS for f in findings)
+    target = target_env(project, target)
+    own = secrets_file(target)
+    secrets_file_ok = not any(f["kind"] == "readable" and f["name"] == own for f in findings)
     checked = 0
     if secrets_file_ok:
         config = load_config(project, target)
@@ -269,7 +286,7 @@ def readable_findings(project: Path) -> list[dict[str, str]]:
     for path in _readable_files(project):
         mode = _mode(path)
         rel = path.relative_to(project).as_posix()
-        holds_secrets = path.name in (SECRETS, COMPUTED)
+        holds_secrets = path.name in (*SECRETS_FILES, COMPUTED)
         if mode & 0o077 and (holds_secrets or mode & 0o004):
             who = "everyone" if mode & 0o004 else "the group"
             findings.append(
@@ -347,7 +364,8 @@ def _rotatable(config: Config, name: str) -> Setting:
             raise UsageError(f"{name} is built from {', '.join(refs)}", f"rotate {refs[0]} instead")
         raise UsageError(
             f"{name} is issued by another system, so nself cannot generate it",
-            f"put the new value in {SECRETS}, then run `nself build` and `nself start`",
+            f"put the new value in {secrets_file(config.env)}, then run `nself build` "
+            "and `nself start`",
         )
     return declared
 
@@ -428,11 +446,14 @@ def rotate(names: str | list[str], env: str | None, yes: bool, timeout: float) -
         warn(f"no container runtime: {exc.message}")
     running = _running(rt) if runs_here(config) else set()
 
-    secrets_path = project / SECRETS
+    file = secrets_file(config.env)
+    secrets_path = project / file
     saved = secrets_path.read_bytes() if secrets_path.is_file() else None
-    saved_dates = set_dates(project)
+    saved_dates = _all_dates(project)
     values = {s.name: generate_secret(s.generate) for s in settings}
-    write_secrets(project, values, f"rotated by `nself secrets rotate {' '.join(wanted)}`")
+    write_secrets(
+        project, config.env, values, f"rotated by `nself secrets rotate {' '.join(wanted)}`"
+    )
 
     def restore(keep: dict[str, str]) -> None:
         """Put the file back as it was, except for the values the stack already has."""
@@ -446,7 +467,9 @@ def rotate(names: str | list[str], env: str | None, yes: bool, timeout: float) -
 
             write_atomic(dates, json.dumps(saved_dates, indent=2, sort_keys=True) + "\n", 0o600)
         if keep:
-            write_secrets(project, keep, "rotated in the stack before a later secret failed")
+            write_secrets(
+                project, config.env, keep, "rotated in the stack before a later secret failed"
+            )
 
     applied: dict[str, str] = {}
     try:
@@ -470,15 +493,15 @@ def rotate(names: str | list[str], env: str | None, yes: bool, timeout: float) -
         result = run_build(project, target)
     except NselfError as exc:  # the new values are in place (and in the database): say so
         raise NselfError(
-            f"{shown} rotated (new values in {SECRETS}) but the rebuild failed: {exc.message}",
+            f"{shown} rotated (new values in {file}) but the rebuild failed: {exc.message}",
             "fix that, then run `nself build` and `nself restart`",
         ) from exc
-    ok(f"rotated {shown} in {SECRETS}; rebuilt ({len(result.changes)} file(s) changed)")
+    ok(f"rotated {shown} in {file}; rebuilt ({len(result.changes)} file(s) changed)")
     stale = [
         e.where
         for name in wanted
         for e in config.origins(name)
-        if e.file not in (SECRETS, DEV_FILE, COMPUTED)
+        if e.file not in (file, DEV_FILE, COMPUTED)
     ]
     if stale:
         warn(
@@ -504,7 +527,7 @@ def rotate(names: str | list[str], env: str | None, yes: bool, timeout: float) -
     rt = runtime(after.config)  # the rebuilt stack
     for service in live:
         info(f"  restarting {service} ...")
-        _restart(rt, service, shown, timeout)
+        _restart(rt, service, shown, timeout, file)
         ok(f"{service} healthy")
     ok(f"{len(live)} service(s) restarted and healthy with the new {shown}")
 
@@ -514,7 +537,7 @@ def _container(rt: Any, service: str) -> str:
     return str(state.container) if state is not None else ""
 
 
-def _restart(rt: Any, service: str, secret: str, timeout: float) -> None:
+def _restart(rt: Any, service: str, secret: str, timeout: float, file: str) -> None:
     """Recreate ``service`` with the new value and wait until it is healthy.
 
     ``up`` recreates the container whose definition changed and judges only the new one
@@ -523,7 +546,7 @@ def _restart(rt: Any, service: str, secret: str, timeout: float) -> None:
     restarted, and ``up`` waits for it again.
     """
     old = _container(rt, service)
-    hint = f"the new value is in {SECRETS}; see `nself logs {service}`"
+    hint = f"the new value is in {file}; see `nself logs {service}`"
 
     def up() -> None:
         outcome = rt.up([service], wait=True, timeout=timeout, isolate=lambda _name: False)

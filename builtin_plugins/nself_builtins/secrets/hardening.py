@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nself_sdk import Config, Finding, Stack
+from nself_sdk.envfiles import secrets_file
 
-from .commands import SECRETS, readable_findings, set_dates, value_findings
+from .commands import readable_findings, set_dates, value_findings
 
 LAYER = "authentication"
 MAX_AGE = "ROTATION_MAX_AGE_DAYS"
@@ -28,9 +29,10 @@ def used_by(config: Config, stack: Stack) -> set[str]:
 
 def findings(config: Config, stack: Stack, live: bool) -> list[Finding]:
     project = config.project_dir
-    # Inside a build: .env.secrets is refused when readable, .env.computed rewritten 0600.
+    # Inside a build: a secrets file is refused when readable, .env.computed rewritten 0600.
     found = _files(project) if live else []
-    if any(f.level == "error" and SECRETS in f.message for f in found):
+    own = secrets_file(config.env)
+    if any(f.level == "error" and f.message.startswith(f"{own} ") for f in found):
         return found  # the values were not read
     _checked, items = value_findings(config)
     used = used_by(config, stack)
@@ -62,13 +64,13 @@ def findings(config: Config, stack: Stack, live: bool) -> list[Finding]:
             fix = _first_values(config, sorted(set(missing) | set(to_rotate)))
         elif kind == "committed":
             hint = (
-                f"move it to {SECRETS} and rotate it: the old value stays in the repository's "
+                f"move it to {own} and rotate it: the old value stays in the repository's "
                 "history"
             )
         elif name in rotatable:
             fix = _rotate(config, to_rotate)
         else:
-            hint = f"set a strong value for {name} in {SECRETS} (nself cannot generate it)"
+            hint = f"set a strong value for {name} in {own} (nself cannot generate it)"
         found.append(
             Finding(
                 "secrets",
@@ -120,7 +122,7 @@ def _ages(config: Config, rotatable: set[str], flag: str) -> list[Finding]:
     limit = config.int(MAX_AGE, 365)
     if limit <= 0:
         return []
-    dates = set_dates(config.project_dir)
+    dates = set_dates(config.project_dir, config.env)
     now = datetime.now(UTC)
     found = []
     for name in sorted(set(dates) & rotatable):
@@ -165,7 +167,10 @@ def _first_values(config: Config, names: list[str]) -> Callable[[], str]:
         if deployed or (runs_here(config) and _postgres_running(config)):
             return _rotate(config, names)()
         generate(config.env, as_json=False)
-        return f"generated the missing and dev-stub secrets for {config.env} into {SECRETS}"
+        return (
+            f"generated the missing and dev-stub secrets for {config.env} into "
+            f"{secrets_file(config.env)}"
+        )
 
     return fix
 
@@ -195,7 +200,7 @@ def _rotate(config: Config, names: list[str]) -> Callable[[], str]:
         if not still:
             return f"{', '.join(names)} already rotated"
         rotate(still, None if config.is_local else config.env, True, 180.0)
-        return f"rotated {', '.join(still)} (new values in {SECRETS})"
+        return f"rotated {', '.join(still)} (new values in {secrets_file(config.env)})"
 
     return fix
 
@@ -204,10 +209,10 @@ def _rotate_old(config: Config, name: str, limit: int) -> Callable[[], str]:
     def fix() -> str:
         from .commands import rotate
 
-        stamp = set_dates(config.project_dir).get(name, "")
+        stamp = set_dates(config.project_dir, config.env).get(name, "")
         if stamp and (datetime.now(UTC) - datetime.fromisoformat(stamp)).days <= limit:
             return f"{name} already rotated"
         rotate([name], None if config.is_local else config.env, True, 180.0)
-        return f"rotated {name} (new value in {SECRETS})"
+        return f"rotated {name} (new value in {secrets_file(config.env)})"
 
     return fix

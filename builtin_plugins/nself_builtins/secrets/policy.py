@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from nself_sdk import Config, GeneratedFile, Problem
+from nself_sdk.envfiles import secrets_file
 
 WEAK_WORDS = ("changeme", "password", "secret", "admin", "devstub", "dev-stub", "example", "test")
 # How a plugin's default reads in `config.where` / an origin's `file` (the kernel's label).
@@ -58,7 +59,7 @@ def secret_problems(config: Config, files: list[GeneratedFile]) -> list[Problem]
     ``min_length``, e.g. an SMTP password) may stay empty.
     """
     problems = []
-    fix = f"run `nself secrets generate --env {config.env}` or set it in .env.secrets"
+    fix = f"run `nself secrets generate --env {config.env}` or set it in {secrets_file(config.env)}"
     for name in sorted(referenced_settings(config, files)):
         setting = config.declared.get(name)
         if setting is None or not setting.secret:

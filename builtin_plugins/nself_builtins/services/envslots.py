@@ -12,8 +12,10 @@ from pathlib import Path
 
 from dotenv.parser import parse_stream
 
+from nself_sdk.envfiles import SECRETS_FILES
+
 # Every layer a slot can be set in, whatever the target environment.
-ENV_FILES = (".env.dev", ".env.local", ".env.staging", ".env.prod", ".env.secrets")
+ENV_FILES = (".env.dev", ".env.local", ".env.staging", ".env.prod", *SECRETS_FILES)
 # Custom services are part of the project's code (services/NAME is committed), so their
 # slots go to the committed team file that every environment layers on.
 TARGET_FILE = ".env.dev"

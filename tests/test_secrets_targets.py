@@ -1,0 +1,149 @@
+"""Each target has its own secrets file: `.env.secrets` (local), `.env.secrets.staging`,
+`.env.secrets.prod`. Generating one target's secrets never changes another's; a project
+from before the split keeps every value. The real CLI, real files, the real engine."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from docker_helpers import use_standins
+from kernel_helpers import read_computed
+from nself_sdk.envfiles import parse_text
+from nself_sdk.testing import set_env
+
+FILES = (".env.secrets", ".env.secrets.staging", ".env.secrets.prod")
+
+
+def values(path: Path) -> dict[str, str]:
+    return {e.key: e.raw for e in parse_text(path.read_text(), path.name)}
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_init_gives_each_target_a_private_ignored_file(project: Path) -> None:
+    for name in FILES:
+        assert mode(project / name) == 0o600, name
+        assert values(project / name) == {}, name
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    ignored = subprocess.run(
+        ["git", "-C", str(project), "check-ignore", *FILES], capture_output=True, text=True
+    )
+    assert ignored.stdout.split() == list(FILES)
+
+
+def test_generating_one_target_never_changes_another(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    assert nself("build", cwd=project).code == 0
+    local_before = read_computed(project)["POSTGRES_PASSWORD"]
+    untouched = (project / ".env.secrets").read_bytes()
+
+    prod = nself("secrets", "generate", "--env", "prod", "--json", cwd=project)
+    assert prod.code == 0, prod.output
+    assert json.loads(prod.out)["file"] == ".env.secrets.prod"
+    assert (project / ".env.secrets").read_bytes() == untouched
+    assert values(project / ".env.secrets.staging") == {}
+    assert nself("build", cwd=project).code == 0
+    assert read_computed(project)["POSTGRES_PASSWORD"] == local_before  # the laptop's db
+
+    staging = nself("secrets", "generate", "--env", "staging", "--json", cwd=project)
+    assert staging.code == 0, staging.output
+    made = json.loads(staging.out)["generated"]
+    assert {"POSTGRES_PASSWORD", "HASURA_JWT_KEY", "HASURA_GRAPHQL_ADMIN_SECRET"} <= set(made)
+    theirs, ours = values(project / ".env.secrets.prod"), values(project / ".env.secrets.staging")
+    for name in made:
+        assert ours[name] != theirs[name], name  # staging's own, not prod's
+    assert all(mode(project / name) == 0o600 for name in FILES)
+    shown = nself(
+        "env", "show", "--explain", "POSTGRES_PASSWORD", "--env", "staging", "--json", cwd=project
+    )
+    assert json.loads(shown.out)["set_by"].startswith(".env.secrets.staging:")
+
+
+def _old_project(project: Path) -> dict[str, str]:
+    """The layout before the split: one .env.secrets with prod's generated secrets."""
+    for name in FILES[1:]:
+        (project / name).unlink()
+    old = {
+        "POSTGRES_PASSWORD": "Oq8vR2mZ9tK4wN3bH6jF1cD5sA0yEx7L",
+        "HASURA_JWT_KEY": "Lx3-jwt-key-for-every-target-0123456789abcdef",
+        "HASURA_GRAPHQL_ADMIN_SECRET": "Ad7mN2pQ9rS4tU6vW8xY0zB1cD3eF5gH",
+        "GRAFANA_ADMIN_PASSWORD": "Gr4fana-pw-Zq9Xw8Vu7Ts6Rp5On4Ml3K",
+        "MY_OWN_TOKEN": "Tok-kept-everywhere-7f3a9c1e5b2d",
+    }
+    set_env(project, ".env.secrets", **old)
+    return old
+
+
+def test_an_old_project_is_split_without_losing_a_value(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    old = _old_project(project)
+    legacy = (project / ".env.secrets").read_bytes()
+
+    built = nself("build", "--env", "prod", "--json", cwd=project)
+    assert built.code == 0, built.output
+    assert "copied to .env.secrets.staging and .env.secrets.prod" in built.err
+    for name in FILES[1:]:
+        assert mode(project / name) == 0o600
+        assert values(project / name) == old, name  # every value, as each target had it
+    assert (project / ".env.secrets").read_bytes() == legacy  # still the local target's
+    shown = nself("env", "show", "--env", "prod", "--json", cwd=project)
+    settings = json.loads(shown.out)["settings"]
+    assert settings["MY_OWN_TOKEN"]["source"].startswith(".env.secrets.prod:")
+    # staging keeps what it had (only what it lacked is generated), prod is not touched;
+    # the split is said once, not again
+    prod = (project / ".env.secrets.prod").read_bytes()
+    again = nself("secrets", "generate", "--env", "staging", "--json", cwd=project)
+    assert again.code == 0, again.output
+    assert not set(json.loads(again.out)["generated"]) & set(old)
+    assert {k: values(project / ".env.secrets.staging")[k] for k in old} == old
+    assert (project / ".env.secrets.prod").read_bytes() == prod
+    assert "copied to" not in again.err
+
+
+def test_init_force_splits_an_old_project_first(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    old = _old_project(project)
+    result = nself("init", ".", "--force", cwd=project)
+    assert result.code == 0, result.output
+    assert "split:" in result.out
+    assert values(project / ".env.secrets.prod") == old
+    assert values(project / ".env.secrets.staging") == old
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("docker_engine")
+def test_prod_secrets_leave_the_running_local_database_alone(tmp_path: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    """The walkthrough: `secrets generate --env prod` on a laptop used to change the local
+    database's password in the env files; the next command was refused by the database."""
+    from test_runtime_e2e import remove_project
+
+    name = f"nselfsec{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / name
+    assert nself("init", str(folder), "--name", name).code == 0
+    use_standins(folder)
+    try:
+        assert nself("build", cwd=folder).code == 0
+        started = nself("start", "postgres", "--timeout", "120", cwd=folder)
+        assert started.code == 0, started.output
+        assert nself("db", "migrate", "status", cwd=folder).code == 0
+        for env in ("prod", "staging"):
+            assert nself("secrets", "generate", "--env", env, cwd=folder).code == 0
+        assert nself("build", cwd=folder).code == 0
+        status = nself("db", "migrate", "status", cwd=folder)
+        assert status.code == 0, status.output
+
+        # A password the database does not have: said as such, not "is it running?"
+        set_env(folder, ".env.secrets", POSTGRES_PASSWORD="Wr0ng-but-strong-pw-9f8e7d6c5b4a")
+        assert nself("build", cwd=folder).code == 0
+        refused = nself("db", "migrate", "status", cwd=folder)
+        assert refused.code == 1
+        assert "password authentication failed" in refused.err
+        assert "refused POSTGRES_PASSWORD" in refused.err
+        assert "is the database running" not in refused.err
+    finally:
+        remove_project(name)
