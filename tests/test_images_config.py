@@ -57,7 +57,7 @@ def test_production_auth_without_a_mail_server_is_refused(project: Path, nself: 
     assert "MAIL_PROVIDER" in refused.err and "Traceback" not in refused.output
     set_env(project, ".env.prod", MAIL_ENABLED="true", MAIL_PROVIDER="postmark")
     set_env(project, ".env.prod", MAIL_SMTP_USER="server-token")
-    set_env(project, ".env.secrets", MAIL_SMTP_PASSWORD="server-token-secret-5f3a")
+    set_env(project, ".env.secrets.prod", MAIL_SMTP_PASSWORD="server-token-secret-5f3a")
     result = nself("build", "--env", "prod", cwd=project)
     assert result.code == 0, result.output
     assert computed(project)["AUTH_SMTP_HOST"] == "smtp.postmarkapp.com"

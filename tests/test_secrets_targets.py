@@ -76,6 +76,10 @@ def _old_project(project: Path) -> dict[str, str]:
         "HASURA_GRAPHQL_ADMIN_SECRET": "Ad7mN2pQ9rS4tU6vW8xY0zB1cD3eF5gH",
         "GRAFANA_ADMIN_PASSWORD": "Gr4fana-pw-Zq9Xw8Vu7Ts6Rp5On4Ml3K",
         "MY_OWN_TOKEN": "Tok-kept-everywhere-7f3a9c1e5b2d",
+        # Auth's mail server outside dev (kept here by that project: settings, not secrets)
+        "MAIL_ENABLED": "true",
+        "MAIL_PROVIDER": "smtp",
+        "MAIL_SMTP_HOST": "smtp.example.com",
     }
     set_env(project, ".env.secrets", **old)
     return old

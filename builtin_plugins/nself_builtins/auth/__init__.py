@@ -18,6 +18,7 @@ from nself_sdk import (
     Subdomain,
     hookimpl,
 )
+from nself_sdk.envfiles import secrets_file
 
 IMAGE = "nhost/hasura-auth:0.36.0"
 AUTH = ImageContract(
@@ -150,7 +151,8 @@ class AuthPlugin(ServicePlugin):
                 f"Auth has no mail server in {config.env}: sign-up verification and "
                 "password-reset mails would all fail",
                 "set MAIL_ENABLED=true and MAIL_PROVIDER (sendgrid, ses, postmark, smtp, ...) "
-                "with MAIL_SMTP_USER and MAIL_SMTP_PASSWORD in .env.secrets, or AUTH_SMTP_HOST",
+                f"with MAIL_SMTP_USER and MAIL_SMTP_PASSWORD in {secrets_file(config.env)}, "
+                "or AUTH_SMTP_HOST",
             )
         ]
 
