@@ -184,7 +184,7 @@ def test_hand_written_nginx_config_cannot_weaken_tls_or_open_internal_hosts(
 # -- authentication -------------------------------------------------------------------------------
 def test_a_weak_secret_is_found_and_rotated_by_fix(project: Path, nself: Run) -> None:
     prod(project, nself)
-    set_env(project, ".env.secrets", HASURA_GRAPHQL_ADMIN_SECRET="changeme-changeme-1")
+    set_env(project, ".env.secrets.prod", HASURA_GRAPHQL_ADMIN_SECRET="changeme-changeme-1")
     result, data = harden(nself, project, "--env", "prod", "--layer", "authentication")
     assert result.code == 1
     weak = found(data, "secrets", "error")

@@ -154,21 +154,21 @@ def test_install_then_a_second_run_changes_nothing(
         rules = server.run("iptables", "-w", "-S", "DOCKER-USER").stdout
         assert f"--ctorigdstport {https} " in rules and rules.count("--comment nself") == 7
         # The project: prod secrets private, the target switched, the stack serving.
-        assert (target / ".env.secrets").stat().st_mode & 0o777 == 0o600
+        assert (target / ".env.secrets.prod").stat().st_mode & 0o777 == 0o600
         assert (target / ".nself" / "env").read_text().strip() == "prod"
         assert json.loads((target / ".nself" / "install.json").read_text())["domain"] == DOMAIN
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         with urllib.request.urlopen(f"https://127.0.0.1:{https}/health", context=context) as r:
             assert r.status == 200
-        secrets = (target / ".env.secrets").read_bytes()
+        secrets = (target / ".env.secrets.prod").read_bytes()
 
         second = server.run(*argv)
         again = second.stdout + second.stderr
         assert second.returncode == 0, again
         assert "nothing changed: already installed" in again, again
         assert "changed" not in again.replace("nothing changed", "")
-        assert (target / ".env.secrets").read_bytes() == secrets
+        assert (target / ".env.secrets.prod").read_bytes() == secrets
         assert server.run("iptables", "-w", "-S", "DOCKER-USER").stdout == rules
 
         # On the server, `nself db` reaches the prod database nself install brought up.

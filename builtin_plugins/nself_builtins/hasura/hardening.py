@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nself_sdk import Config, Finding, NselfError, Stack
+from nself_sdk.envfiles import SECRETS_FILES
 
 from .metadata import ANONYMOUS, Metadata, TableMeta, comparisons, pins
 
@@ -19,7 +20,7 @@ HS_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 MIN_RSA_BITS = 2048
 ADMIN_USERS = ("hasura", "auth", "admin")  # the services that need the admin secret
 # The env files a person writes (not .env.computed, which the build derives).
-ENV_FILES = (".env.dev", ".env.local", ".env.staging", ".env.prod", ".env.secrets")
+ENV_FILES = (".env.dev", ".env.local", ".env.staging", ".env.prod", *SECRETS_FILES)
 
 
 def findings(config: Config, stack: Stack, live: bool) -> list[Finding]:

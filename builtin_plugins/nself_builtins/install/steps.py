@@ -477,7 +477,7 @@ class Secrets:
     def describe(self, ctx: Context) -> list[str]:
         return [
             f"nself secrets generate --env {ctx.env} (strong values for missing or dev-stub "
-            "secrets into .env.secrets, 0600; existing ones kept)"
+            f"secrets into .env.secrets.{ctx.env}, 0600; existing ones kept)"
         ]
 
     def apply(self, ctx: Context) -> Outcome:

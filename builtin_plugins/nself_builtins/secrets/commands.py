@@ -27,12 +27,10 @@ from nself_sdk import build as run_build
 from nself_sdk.console import emit_json, info, ok, warn
 from nself_sdk.envfiles import (
     COMPUTED,
-    ENVIRONMENTS,
     SECRETS,
     SECRETS_FILES,
     Entry,
     canonical_env,
-    output_dir,
     quote,
     read_layers,
     secrets_file,
@@ -216,12 +214,9 @@ def _mode(path: Path) -> int:
 
 
 def _readable_files(project: Path) -> list[Path]:
-    candidates = [project / name for name in SECRETS_FILES]
-    for env in ENVIRONMENTS:  # every target's build (local's is the project itself)
-        built = output_dir(project, env)
-        candidates.append(built / COMPUTED)
-        # The kept builds (the generations plugin's .nself/generations/NNNNNN/files/).
-        candidates += sorted((built / ".nself" / "generations").glob(f"*/files/{COMPUTED}"))
+    candidates = [*(project / name for name in SECRETS_FILES), project / COMPUTED]
+    # The kept builds (the generations plugin's .nself/generations/NNNNNN/files/).
+    candidates += sorted((project / ".nself" / "generations").glob(f"*/files/{COMPUTED}"))
     return [p for p in candidates if p.is_file()]
 
 

@@ -81,7 +81,8 @@ def provision(history: History, role: DatabaseRole, source: str, password: str) 
         raise _fail(
             source,
             f"its database role has no password yet ({role.password_setting})",
-            "run `nself secrets generate` (it writes the password to .env.secrets)",
+            "run `nself secrets generate` (with --env ENV outside local: it writes the "
+            "password to that target's secrets file)",
         )
     conn = history.conn
     r, schema = _ident(role.name), _ident(role.schema)
