@@ -211,10 +211,29 @@ def test_a_known_version_with_other_bytes_is_refused_whatever_the_server_signs(
     one_error(nself("plugin", "update", "--check", cwd=project), expected)
     assert (project / "plugins.lock").read_bytes() == lock_before
     assert memory(env) == before  # still version 1 and the original sha256
-    # a machine that never saw the first bytes has nothing to compare: the memory is what
-    # protects, and it survives clearing the download cache
+    # the memory is what protects, and it survives clearing the download cache
     client.clear_cache()
     one_error(nself("plugin", "install", "--yes", "hello@1.0.0", "--force", cwd=project), expected)
+    # another registry this machine trusts (its own key, its own URL) offering the same
+    # name and version with other bytes: what was downloaded before stays the reference
+    other_key = keys.generate()
+    other_site = env / "other-site"
+    (other_site / "artifacts").mkdir(parents=True)
+    shutil.copyfile(swapped.path, other_site / "artifacts" / "h.tgz")
+    write_index(other_site, idx.sign_index(other_key, "other", 1, [artifact], timedelta(days=3)))
+    with Background(create_app(Settings(root=other_site))) as other:
+        os.environ[client.URL_VAR] = other.url + "/"
+        os.environ[keys.REGISTRY_KEYS_VAR] = pair(other_key)
+        try:
+            refused(
+                nself("plugin", "install", "--yes", "hello@1.0.0", "--force", cwd=project),
+                "than the ones this machine downloaded before",
+                project,
+                {"hello": "1.0.0"},
+            )
+        finally:
+            del os.environ[keys.REGISTRY_KEYS_VAR]
+    assert (project / "plugins.lock").read_bytes() == lock_before
 
 
 # -- index validity and the registry's identity ----------------------------------------------
@@ -280,11 +299,29 @@ def test_rollback_state_follows_the_registry_not_its_url(
             {"hello": "1.1.0"},
         )
     assert memory(env) == before
-    # each spelling has its own download cache, none its own trust: the memory is one file
-    assert list(before) == [f"{keys.key_id(trust.registry.public_key())}.json"]
+    # each spelling has its own download cache, none its own trust: one registry, one file
+    kid = keys.key_id(trust.registry.public_key())
+    assert set(before) == {"downloaded.json", f"{kid}.json"}
 
 
 # -- licences ----------------------------------------------------------------------------------
+
+
+def test_a_licence_key_is_never_sent_in_the_clear(
+    env: Path,  # noqa: F811
+    trust: Trust,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Plain http is for this machine only when a licence key would travel."""
+    bundle = publish.read_bundle(pack(env, "ai", extra='tier = "pro"\n'))
+    artifact = idx.sign_artifact(trust.registry, publish.artifact_for(bundle, "artifacts/ai.tgz"))
+    monkeypatch.setenv(licensing.KEY_VAR, mint(trust))
+    src = client.Source("http://registry.example/", "", "https://ping.example")
+    with pytest.raises(NselfError, match="is plain http: nself does not send a licence key"):
+        client.download(src, artifact)
+    assert client._private_channel("https://registry.example/index.json")
+    for local in ("http://127.0.0.1:8001/a", "http://localhost:1/", "http://[::1]:2/"):
+        assert client._private_channel(local), local
 
 
 def test_a_licence_for_one_plugin_does_not_open_another(

@@ -286,9 +286,30 @@ def _download_headers(src: Source, artifact: idx.Artifact, url: str) -> dict[str
     headers = _headers()
     if artifact.license_required:
         key = licensing.load_key()
+        if key and not _private_channel(url):
+            raise NselfError(
+                f"registry {src.url} is plain http: nself does not send a licence key over it",
+                "serve a registry with pro plugins over https://",
+            )
         if key:
             headers[LICENSE_HEADER] = key
     return headers
+
+
+def _private_channel(url: str) -> bool:
+    """https, or plain http to this machine itself."""
+    import ipaddress
+
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _refusal(response: Any) -> str:
@@ -306,9 +327,11 @@ def download(src: Source, artifact: idx.Artifact) -> Path:
     import httpx
 
     idx.verify_publisher(artifact, src.extra_keys, src.publisher_keys)
+    seen.check_download(artifact)
     folder = paths.private_dir(paths.cache() / "artifacts" / artifact.sha256)
     target = folder / _filename(artifact)
     if target.is_file() and _verify_file(target, artifact) is None:
+        seen.remember_download(artifact)
         return target
     url = urljoin(src.index_url, artifact.url)
     headers = _download_headers(src, artifact, url)
@@ -362,6 +385,7 @@ def download(src: Source, artifact: idx.Artifact) -> Path:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+    seen.remember_download(artifact)
     return target
 
 
@@ -377,6 +401,7 @@ def resolve(
     artifact = choose(found, name, version)
     check_compatible(artifact)
     idx.verify_publisher(artifact, src.extra_keys, src.publisher_keys)
+    seen.check_download(artifact)
     return src, artifact
 
 

@@ -52,7 +52,7 @@ CLOCK_SLACK = 10 * 60  # clocks may disagree this much before we call it a rollb
 PREFIX = re.compile(r"^nself_([a-z]+)_([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$")
 TIERS = {"pro": "pro", "ent": "enterprise"}
 FORMAT = 2
-PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+PLUGIN_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")  # bundles and Python plugins
 # What a signed answer may say about a licence; anything but "valid" refuses installs.
 STATUSES = {"valid", "revoked", "expired", "invalid"}
 OUTAGE_4XX = {408, 425, 429}  # client errors that mean "try later", not "no"

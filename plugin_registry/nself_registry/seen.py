@@ -11,7 +11,10 @@ rotation) is checked against, and remembered under, each of them.
      "released": {"pgbouncer@1.0.0": "<sha256 of the archive>", ...}}
 
 A released version never changes: an index that offers other bytes under a name and
-version this machine already accepted is refused whole, whatever the server signs.
+version this machine already accepted is refused whole, whatever the server signs. And
+whatever registry offers it: the bytes of every version this machine downloaded are also
+kept across registries (``downloaded.json``), so another trusted registry key cannot hand
+over other bytes under a name and version installed before.
 """
 
 from __future__ import annotations
@@ -125,3 +128,37 @@ def remember(found: idx.Index, doc_digest: str) -> None:
             "released": dict(sorted(known.released.items())),
         }
         write_atomic(_path(kid), json.dumps(body, indent=1) + "\n", 0o600)
+
+
+def _downloads() -> Path:
+    return paths.home() / "registry" / "downloaded.json"
+
+
+def _read_downloads() -> dict[str, str]:
+    try:
+        data = json.loads(_downloads().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def check_download(artifact: idx.Artifact) -> None:
+    """Refuse an artifact whose name and version this machine downloaded with other bytes,
+    from any registry."""
+    before = _read_downloads().get(artifact.spec)
+    if before is not None and before != artifact.sha256:
+        raise idx.IndexError_(
+            f"the registry offers {artifact.name} {artifact.version} with other bytes (sha256 "
+            f"{artifact.sha256[:16]}…) than the ones this machine downloaded before (sha256 "
+            f"{before[:16]}…): refused",
+            CHANGED_HINT,
+        )
+
+
+def remember_download(artifact: idx.Artifact) -> None:
+    known = _read_downloads()
+    if known.get(artifact.spec) == artifact.sha256:
+        return
+    known.setdefault(artifact.spec, artifact.sha256)
+    paths.private_dir(_downloads().parent)
+    write_atomic(_downloads(), json.dumps(dict(sorted(known.items())), indent=1) + "\n", 0o600)
