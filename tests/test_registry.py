@@ -6,6 +6,7 @@ override ``NSELF_TEST_TRUSTED_KEYS`` (the embedded production keys stay the defa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -258,27 +259,15 @@ def wait_for(url: str, proc: Any) -> Any:
     raise AssertionError(f"{url} never answered")
 
 
-def test_ping_api_container_entry_runs_from_env(env: Path, trust: Trust) -> None:
-    """`python -m nself_registry.server`, configured only by env, as in the CS_1 image."""
-    import base64
-    import os
+@contextlib.contextmanager
+def entry_point_server(**settings: str) -> Iterator[str]:
+    """`python -m nself_registry.server` on a free loopback port, configured only by env as
+    in the CS_1 image; yields its URL once it answers."""
     import subprocess
     import sys
 
-    import httpx
-
-    from nself_registry import licensing
-
     port = free_port()
-    environ = dict(os.environ)
-    environ.update(
-        PORT=str(port),
-        HOST="127.0.0.1",
-        PING_SIGNING_KEY=base64.b64encode(keys.private_pem(trust.ping)).decode(),
-        PING_REVOKED="lic_gone",
-        PING_TELEMETRY_FILE=str(env / "events.jsonl"),
-        NSELF_REGISTRY_DIR=str(published(env, trust, ("notify", "1.0.0", {}))),
-    )
+    environ = dict(os.environ, PORT=str(port), HOST="127.0.0.1", **settings)
     proc = subprocess.Popen(
         [sys.executable, "-m", "nself_registry.server"],
         env=environ,
@@ -288,7 +277,28 @@ def test_ping_api_container_entry_runs_from_env(env: Path, trust: Trust) -> None
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        assert wait_for(url + "/health", proc).json()["ping_api"] is True
+        wait_for(url + "/health", proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_ping_api_container_entry_runs_from_env(env: Path, trust: Trust) -> None:
+    """`python -m nself_registry.server`, configured only by env, as in the CS_1 image."""
+    import base64
+
+    import httpx
+
+    from nself_registry import licensing
+
+    with entry_point_server(
+        PING_SIGNING_KEY=base64.b64encode(keys.private_pem(trust.ping)).decode(),
+        PING_REVOKED="lic_gone",
+        PING_TELEMETRY_FILE=str(env / "events.jsonl"),
+        NSELF_REGISTRY_DIR=str(published(env, trust, ("notify", "1.0.0", {}))),
+    ) as url:
+        assert httpx.get(url + "/health").json()["ping_api"] is True
         now = int(time.time())
         for lid, status in (("lic_ok", "valid"), ("lic_gone", "revoked")):
             key = licensing.issue(
@@ -303,9 +313,6 @@ def test_ping_api_container_entry_runs_from_env(env: Path, trust: Trust) -> None
         assert "secret" not in (env / "events.jsonl").read_text()
         assert httpx.get(url + "/index.json").json()["signed"]["version"] == 1
         assert httpx.get(url + "/artifacts/..%2Findex.json").status_code == 404
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_ping_api_cs1_lines_from_the_docs_build(project: Path, nself: Any) -> None:

@@ -13,8 +13,6 @@ import base64
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,7 +28,7 @@ from nself_registry.server import Background, Settings, create_app, settings_fro
 from nself_sdk import NselfError
 from nself_sdk.testing import Result
 from test_license import DAY, age_answer, answering_500, mint, silent  # noqa: F401
-from test_registry import Trust, env, free_port, server, trust, wait_for  # noqa: F401
+from test_registry import Trust, entry_point_server, env, server, trust  # noqa: F401
 from test_registry_install import installed, one_error, pack
 
 Run = Callable[..., Result]
@@ -449,24 +447,10 @@ def test_a_4xx_from_the_licence_server_is_a_refusal_not_an_outage(
     server_keys = json.loads(trust.file.read_text())
     server_keys["license"] = Trust.pairs(keys.generate())  # the licence key, retired there
     (env / "server-keys.json").write_text(json.dumps(server_keys))
-    port = free_port()
-    environ = dict(
-        os.environ,
-        PORT=str(port),
-        HOST="127.0.0.1",
+    with entry_point_server(
         PING_SIGNING_KEY=base64.b64encode(keys.private_pem(trust.ping)).decode(),
         NSELF_TEST_TRUSTED_KEYS=str(env / "server-keys.json"),
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nself_registry.server"],
-        env=environ,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(url + "/health", proc)
+    ) as url:
         monkeypatch.setenv("NSELF_PING_API_URL", url)
         expected = "the licence server refused licence lic_test (" + url + " answered HTTP 422"
         refused(nself("plugin", "install", "--yes", "ai", cwd=project), expected, project, {})
@@ -474,9 +458,6 @@ def test_a_4xx_from_the_licence_server_is_a_refusal_not_an_outage(
         again = nself("license", "set", key, cwd=project)
         one_error(again, expected)
         assert "not stored" in again.err and not licensing.key_path().exists()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
     # whereas an outage (HTTP 500) within the grace window lets the install through
     monkeypatch.setenv("NSELF_PING_API_URL", answering_500)
     monkeypatch.setenv(licensing.KEY_VAR, key)

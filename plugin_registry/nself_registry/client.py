@@ -142,7 +142,8 @@ def _verify(src: Source, doc: Any) -> idx.Index:
         raise idx.IndexError_(
             f"registry index (version {found.version}) claims to be valid until "
             f"{idx.stamp(found.expires)}, more than {idx.MAX_VALIDITY.days} days ahead",
-            "an index that never expires could be replayed for ever; tell the registry operator",
+            "check the system clock; if it is right, tell the registry operator (an index valid "
+            "for that long could be replayed for months)",
         )
     seen.check(found, seen.digest(doc), seen.recall(found.signed_by))
     return found
