@@ -1,6 +1,6 @@
-"""The ``nself`` command line: root options, ``version``, and the error and exit policy.
+"""The ``nself`` command line: the root options, and the error and exit policy.
 
-Every other command comes from a plugin through the ``register_commands`` hook. Typer is
+Every command comes from a plugin through the ``register_commands`` hook. Typer is
 imported only once a command has to be parsed, so ``nself --version`` starts in a blink.
 """
 
@@ -10,14 +10,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 from . import __version__, console
 from .console import state
-from .errors import NselfError
+from .errors import NselfError, fs_error
 
 if TYPE_CHECKING:
     import typer
 
-
 HELP = "A complete, production-grade, self-hosted backend: one CLI, generated config."
-PANEL_PROJECT = "Project"
 # Root options that take a value (needed to find the command name in argv).
 _VALUE_OPTIONS = {"--project", "-C"}
 
@@ -30,8 +28,10 @@ def project_dir() -> Path:
 
 
 def make_app() -> "typer.Typer":
-    """The Typer app: the kernel's commands plus every plugin's ``register_commands``."""
+    """The Typer app: the root options and every plugin's ``register_commands``."""
     import typer
+
+    from .plugins import make_manager
 
     app = typer.Typer(
         name="nself",
@@ -58,44 +58,8 @@ def make_app() -> "typer.Typer":
         state.debug = state.debug or debug  # `main` takes --debug from anywhere in argv
         state.project = project
 
-    def version(
-        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
-    ) -> None:
-        """Show the nself version and the plugins it loaded."""
-        from .plugins import installed
-
-        plugins = [
-            {"name": p.name, "distribution": p.dist, "version": p.version} for p in installed()
-        ]
-        python = sys.version.split()[0]
-        if as_json:
-            console.emit_json({"version": __version__, "python": python, "plugins": plugins})
-            return
-        console.info(f"nself {__version__} (Python {python})")
-        console.info(f"plugins ({len(plugins)}):")
-        for p in plugins:
-            console.info(f"  {p['name']:<16} {p['distribution']} {p['version']}")
-
-    from .plugins import make_manager
-
     make_manager().hook.register_commands(app=app)
-    own = typer.Typer()  # added last: `version` is listed after the project's init and build
-    own.command(rich_help_panel=PANEL_PROJECT)(version)
-    app.add_typer(own)
     return app
-
-
-def _command_name(args: list[str]) -> str | None:
-    """The first word of ``args`` that is not a root option or its value."""
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in _VALUE_OPTIONS:
-            skip = True
-        elif not arg.startswith("-"):
-            return arg
-    return None
 
 
 def get_command(app: "typer.Typer", only: str | None = None) -> Any:
@@ -108,7 +72,7 @@ def get_command(app: "typer.Typer", only: str | None = None) -> Any:
 
     app.registered_commands, app.registered_groups = _flat(app)
     if only is not None:
-        commands = [c for c in app.registered_commands if _name_of(c) == only]
+        commands = [c for c in app.registered_commands if _command_name(c) == only]
         groups = [g for g in app.registered_groups if _group_name(g) == only]
         if commands or groups:
             app.registered_commands, app.registered_groups = commands, groups
@@ -130,36 +94,19 @@ def _flat(app: "typer.Typer") -> tuple[list[Any], list[Any]]:
     return commands, groups
 
 
-def _name_of(info: Any) -> str:
-    if info.name:
-        return str(info.name)
-    return str(info.callback.__name__).lower().replace("_", "-")
+def _command_name(info: Any) -> str:
+    return str(info.name or info.callback.__name__.lower().replace("_", "-"))
 
 
 def _group_name(info: Any) -> str:
-    name = info.name or getattr(getattr(info, "typer_instance", None), "info", None)
-    if isinstance(name, str):
-        return name
-    return str(getattr(name, "name", None) or "")
-
-
-def _click_exception(exc: BaseException) -> str | None:
-    """``usage`` or ``error`` when ``exc`` is one of Click's own exceptions."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if "UsageError" in names:
-        return "usage"
-    if "ClickException" in names:
-        return "error"
-    return None
+    """A group's name, given to ``add_typer`` or to its ``Typer(name=...)``; "" for none."""
+    name = info.name or (info.typer_instance.info.name if info.typer_instance else None)
+    return name if isinstance(name, str) else ""  # Typer's unset values are placeholders
 
 
 def main(argv: list[str] | None = None) -> Any:
-    args = sys.argv[1:] if argv is None else list(argv)
-    if args in (["--version"], ["-V"]):  # answer before loading Typer and the plugins
-        print(f"nself {__version__}")
-        return 0
-    args, debug = _take_debug(args)
-    if args in (["--version"], ["-V"]):  # `nself --debug --version`: nothing to debug
+    args, debug = _take_debug(sys.argv[1:] if argv is None else list(argv))
+    if args in (["--version"], ["-V"]):  # answered before loading Typer and the plugins
         print(f"nself {__version__}")
         return 0
     state.debug, state.emitted_json = debug, False
@@ -173,13 +120,11 @@ def main(argv: list[str] | None = None) -> Any:
             code = make_manager().hook.run_bare_command(name=args[0])
             if code is not None:
                 return code
-        command = get_command(make_app(), _command_name(args))
+        command = get_command(make_app(), _first_word(args))
         return command.main(args=args, prog_name="nself", standalone_mode=False)
     except NselfError as exc:
-        if debug:
-            _traceback()
-        problems = getattr(exc, "problems", None)
-        _fail([(p.message, p.hint) for p in problems or [exc]], exc.exit_code, as_json)
+        problems = getattr(exc, "problems", None) or [exc]
+        _fail([(p.message, p.hint) for p in problems], exc.exit_code, as_json, debug)
     except BrokenPipeError:  # the reader went away (`nself ... | head`): nothing to say
         import os
 
@@ -189,38 +134,52 @@ def main(argv: list[str] | None = None) -> Any:
         console.error("interrupted")
         sys.exit(130)
     except OSError as exc:  # a folder where a file belongs, permissions, a full disk...
-        if debug:
-            _traceback()
-        reason = (exc.strerror or str(exc)).lower()
-        where = f"cannot use {exc.filename}: " if exc.filename else ""
-        message = f"{where}{reason}" if where else f"{type(exc).__name__}: {reason}"
-        hint = (
-            "fix that path (a folder where a file belongs, permissions, free space) "
-            "and run the command again; --debug shows where it happened"
-        )
-        _fail([(message, hint)], 1, as_json)
+        error = fs_error(exc, "use")
+        _fail([(error.message, error.hint)], 1, as_json, debug)
     except Exception as exc:
-        kind = _click_exception(exc)
-        if type(exc).__name__ == "NoArgsIsHelpError":
+        # Click's own exceptions, told by name: a bare command never imports Click.
+        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        if "NoArgsIsHelpError" in kinds:
             sys.exit(2)  # the help was shown already
-        if kind == "usage":
+        if "UsageError" in kinds:
             ctx = getattr(exc, "ctx", None)
             path = ctx.command_path if ctx is not None else "nself"
             _fail([(exc.format_message(), f"see `{path} --help`")], 2, as_json)  # type: ignore[attr-defined]
-        if kind == "error":
+        if "ClickException" in kinds:
             _fail([(exc.format_message(), None)], getattr(exc, "exit_code", 1), as_json)  # type: ignore[attr-defined]
-        if type(exc).__name__ == "Abort":
+        if "Abort" in kinds:
             _fail([("aborted", None)], 1, as_json)
-        if debug:
-            _traceback()
         unexpected = f"unexpected {type(exc).__name__}: {exc}"
-        _fail([(unexpected, "rerun with --debug for details")], 1, as_json)
+        _fail([(unexpected, "rerun with --debug for details")], 1, as_json, debug)
 
 
-def _fail(problems: list[tuple[str, str | None]], code: int, as_json: bool) -> NoReturn:
-    """Report a failure: ``error:``/``hint:`` lines on stderr and, when ``--json`` was asked
-    for and the command has not answered yet, ``{"ok": false, "error", "hint", "problems"}``
-    on stdout, so a script always gets an object to read; then exit with ``code``."""
+def _first_word(args: list[str]) -> str | None:
+    """The command's name: the first word of ``args`` that is not a root option or its
+    value."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _VALUE_OPTIONS:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _fail(
+    problems: list[tuple[str, str | None]], code: int, as_json: bool, trace: bool = False
+) -> NoReturn:
+    """Report a failure: with ``trace`` (--debug) the traceback, secret values masked as in
+    all output; ``error:``/``hint:`` lines on stderr and, when ``--json`` was asked for and
+    the command has not answered yet, ``{"ok": false, "error", "hint", "problems"}`` on
+    stdout, so a script always gets an object to read; then exit with ``code``."""
+    if trace:
+        import traceback
+
+        from .redact import scrub
+
+        sys.stderr.write(scrub(traceback.format_exc()))
     for message, hint in problems:
         console.error(message, hint)
     if as_json and not state.emitted_json:
@@ -243,12 +202,3 @@ def _take_debug(args: list[str]) -> tuple[list[str], bool]:
     if "--debug" not in args[:end]:
         return args, False
     return [a for a in args[:end] if a != "--debug"] + args[end:], True
-
-
-def _traceback() -> None:
-    """The traceback for --debug, with secret values masked like all other output."""
-    import traceback
-
-    from .redact import scrub
-
-    sys.stderr.write(scrub(traceback.format_exc()))

@@ -42,8 +42,8 @@ class Config:
         return default if value is None else value
 
     def text(self, name: str, default: str = "") -> str:
-        value = self.resolver.get(name)
-        return default if value is None or value == "" else value
+        """The value, or ``default`` when it is unset or empty."""
+        return self.resolver.get(name) or default
 
     def flag(self, name: str, default: bool = False) -> bool:
         value = self.resolver.get(name)
@@ -82,7 +82,7 @@ class Config:
 
     def where(self, name: str) -> str:
         entry = self.resolver.entry(name)
-        return entry.where if entry else "(default)"
+        return entry.where if entry else DEFAULT_LABEL
 
     def origins(self, name: str) -> list[Entry]:
         """Every layer that set ``name``, lowest precedence first."""
@@ -125,11 +125,9 @@ class Config:
 
     def with_defaults(self, defaults: dict[str, str], label: str) -> None:
         """Add values that apply only where no layer set the name (declared defaults)."""
-        missing = [Entry(k, v, label, 0) for k, v in defaults.items() if k not in self.resolver]
-        layered = self.resolver.history
-        for entry in missing:
-            layered[entry.key] = [entry]
-        self.resolver.add([])
+        self.resolver.add(
+            Entry(k, v, label, 0) for k, v in defaults.items() if k not in self.resolver
+        )
 
     def with_computed(self, computed: dict[str, str]) -> None:
         """Add derived values (DATABASE_URL...): they beat declared defaults, not env files."""

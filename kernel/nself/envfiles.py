@@ -1,5 +1,8 @@
-"""Layered env files: parsing, precedence and ``${VAR}`` / ``${VAR:-default}`` /
-``${VAR-default}`` interpolation."""
+"""Layered env files: which files a target reads, their syntax (python-dotenv's, which is
+Docker Compose's), and ``${VAR}`` / ``${VAR:-default}`` / ``${VAR-default}`` interpolation.
+
+Errors name the file and line, never the value: it may be a secret.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +35,7 @@ def canonical_env(name: str, where: str = "") -> str:
     if value not in ENVIRONMENTS:
         at = f" ({where})" if where else ""
         raise ConfigError(
-            f"unknown environment {name!r}{at}",
-            "use one of: local (dev), staging, prod",
+            f"unknown environment {name!r}{at}", "use one of: local (dev), staging, prod"
         )
     return value
 
@@ -51,13 +53,7 @@ def layer_files(env: str) -> list[str]:
     nothing on a laptop can leak into a staging or production build. Each target reads its
     own secrets file, so the local database's password never changes when prod's is made.
     """
-    files = [".env.dev"]
-    if env == "dev":
-        files.append(".env.local")
-    else:
-        files.append(f".env.{env}")
-    files.append(secrets_file(env))
-    return files
+    return [".env.dev", ".env.local" if env == "dev" else f".env.{env}", secrets_file(env)]
 
 
 SPLIT_NOTE = (
@@ -121,7 +117,8 @@ def parse_text(text: str, file: str) -> list[Entry]:
 
     The syntax is the one python-dotenv and Docker Compose read: ``export``, single quotes
     (literal), double quotes (escapes, interpolation), bare values up to a `` #`` comment,
-    quoted values spanning lines.
+    quoted values spanning lines. A line is never shown: a line without '=' or with a
+    strange name may well be a pasted secret, and file and line are enough to find it.
     """
     from dotenv.parser import parse_stream  # python-dotenv
 
@@ -133,38 +130,29 @@ def parse_text(text: str, file: str) -> list[Entry]:
         )
     entries: list[Entry] = []
     for binding in parse_stream(io.StringIO(text)):
-        line = binding.original.line
-        if binding.error:
-            raise _unparsable(file, line, binding.original.string)
-        key = binding.key
-        if key is None:
+        line, source = binding.original.line, binding.original.string
+        if binding.error:  # named only when the part before '=' is a name
+            name = source.strip().removeprefix("export ").split("=", 1)[0].strip()
+            shown = f" ({name[:40]}=...)" if "=" in source and _valid_key(name) else ""
+            raise ConfigError(
+                f"{file}:{line}: cannot parse the line{shown}",
+                "lines look like KEY=value; quote values with spaces or '#'",
+            )
+        if binding.key is None:
             continue
-        # Never show the line itself: a line without '=' or with a strange name may well
-        # be a pasted secret. File and line are enough to find it.
         if binding.value is None:
             raise ConfigError(
                 f"{file}:{line}: the line has no '=' (not shown: it may be a secret)",
                 "lines look like KEY=value (KEY= for empty); remove or fix that line",
             )
-        if not _valid_key(key):
+        if not _valid_key(binding.key):
             raise ConfigError(
                 f"{file}:{line}: invalid variable name before '=' (not shown: it may be a secret)",
                 "names use letters, digits and underscores and do not start with a digit",
             )
-        after = binding.original.string.split("=", 1)[1].lstrip()
-        entries.append(Entry(key, binding.value, file, line, literal=after.startswith("'")))
+        literal = source.split("=", 1)[1].lstrip().startswith("'")
+        entries.append(Entry(binding.key, binding.value, file, line, literal))
     return entries
-
-
-def _unparsable(file: str, line: int, text: str) -> ConfigError:
-    # Show the name only, and only when it is one: the rest may be a secret.
-    text = text.strip().removeprefix("export ").strip()
-    name = text.split("=", 1)[0].strip()
-    shown = f" ({name[:40]}=...)" if "=" in text and _valid_key(name) else ""
-    return ConfigError(
-        f"{file}:{line}: cannot parse the line{shown}",
-        "lines look like KEY=value; quote values with spaces or '#'",
-    )
 
 
 def _valid_key(key: str) -> bool:
@@ -224,29 +212,32 @@ def read_layers(project: Path, env: str) -> list[Entry]:
             "docs/environments.md explains the layout",
         )
     for name in layer_files(env):
-        path = project / name
-        text = read_text(path, name)
-        if text is None:
-            continue
-        if name in SECRETS_FILES:
-            check_private(path)
-        entries.extend(parse_text(text, name))
+        text = read_text(project / name, name)
+        if text is not None:
+            if name in SECRETS_FILES:
+                check_private(project / name)
+            entries.extend(parse_text(text, name))
     return entries
 
 
 class Resolver:
-    """Resolves ``${VAR}`` references lazily over merged layers, detecting cycles."""
+    """The merged layers (``history``: every entry of a name, the last one wins) and their
+    values, resolved lazily and once.
+
+    ``${NAME}``, ``${NAME:-default}`` (unset or empty) and ``${NAME-default}`` (unset) mean
+    what they mean to Compose; a default may hold references and is resolved only when it
+    is used. ``$NAME`` without braces and a lone ``$`` stay literal; other forms
+    (``${NAME:?error}``...) and cycles are errors.
+    """
 
     def __init__(self, layers: Iterable[Entry]) -> None:
         self.history: dict[str, list[Entry]] = {}
-        for entry in layers:
-            self.history.setdefault(entry.key, []).append(entry)
-        self._cache: dict[str, str] = {}
+        self.add(layers)
 
     def add(self, entries: Iterable[Entry]) -> None:
         for entry in entries:
             self.history.setdefault(entry.key, []).append(entry)
-        self._cache.clear()
+        self._cache: dict[str, str] = {}
 
     def __contains__(self, key: str) -> bool:
         return key in self.history
@@ -256,9 +247,10 @@ class Resolver:
         return chain[-1] if chain else None
 
     def get(self, key: str) -> str | None:
-        if key not in self.history:
-            return None
-        return self._resolve(key, ())
+        return self._resolve(key, ()) if key in self.history else None
+
+    def resolve_all(self) -> dict[str, str]:
+        return {key: self._resolve(key, ()) for key in sorted(self.history)}
 
     def _resolve(self, key: str, stack: tuple[str, ...]) -> str:
         if key in self._cache:
@@ -267,114 +259,82 @@ class Resolver:
         if key in stack:
             cycle = " -> ".join((*stack, key))
             raise ConfigError(f"{entry.where}: circular reference {cycle}", "break the cycle")
-        value = entry.raw if entry.literal else self._expand(entry, (*stack, key))
+        value = entry.raw
+        if not entry.literal and "${" in value:
+            value = self._expand(entry, 0, (*stack, key), True)[0]
         self._cache[key] = value
         return value
 
-    def _expand(self, entry: Entry, stack: tuple[str, ...]) -> str:
-        if "${" not in entry.raw:
-            return entry.raw
-        return _Interpolation(self, entry, stack).run()
-
-    def resolve_all(self) -> dict[str, str]:
-        return {key: self._resolve(key, ()) for key in sorted(self.history)}
-
-
-_FORMS = "write ${NAME}, ${NAME:-default} (unset or empty) or ${NAME-default} (unset)"
-
-
-class _Interpolation:
-    """``${NAME}``, ``${NAME:-default}`` and ``${NAME-default}`` (Compose's meaning), the
-    default itself may hold references. ``$NAME`` without braces and a lone ``$`` stay
-    literal. Errors name the file, line and key, never the value (it may be a secret)."""
-
-    def __init__(self, resolver: Resolver, entry: Entry, stack: tuple[str, ...]) -> None:
-        self.resolver, self.entry, self.stack, self.raw = resolver, entry, stack, entry.raw
-
-    def run(self) -> str:
-        text, _end = self._text(0, evaluate=True, nested=False)
-        return text
-
-    def _malformed(self, what: str, hint: str = "") -> ConfigError:
-        return ConfigError(
-            f"{self.entry.where}: malformed value of {self.entry.key}: {what}",
-            hint or f"{_FORMS}; single quotes keep a value literal",
-        )
-
-    def _text(self, pos: int, evaluate: bool, nested: bool) -> tuple[str, int]:
-        """The text from ``pos`` up to the end (or, in a default, its closing ``}``)."""
-        raw, out = self.raw, []
+    def _expand(
+        self, entry: Entry, pos: int, stack: tuple[str, ...], evaluate: bool, nested: bool = False
+    ) -> tuple[str, int]:
+        """``entry.raw`` from ``pos`` with its references replaced (only checked unless
+        ``evaluate``), up to the end or, in a default (``nested``), up to its closing
+        ``}``: the text and where it ends."""
+        raw = entry.raw
+        out: list[str] = []
         while True:
             dollar = raw.find("${", pos)
             close = raw.find("}", pos) if nested else -1
             if close != -1 and (dollar == -1 or close < dollar):
-                out.append(raw[pos:close])
-                return "".join(out), close
+                return "".join(out) + raw[pos:close], close
             if dollar == -1:
                 if nested:
-                    raise self._malformed("a '${' is not closed by '}'")
-                out.append(raw[pos:])
-                return "".join(out), len(raw)
+                    raise _malformed(entry, "a '${' is not closed by '}'")
+                return "".join(out) + raw[pos:], len(raw)
             out.append(raw[pos:dollar])
-            value, pos = self._reference(dollar + 2, evaluate)
-            out.append(value)
-
-    def _reference(self, pos: int, evaluate: bool) -> tuple[str, int]:
-        """One reference whose name starts at ``pos``: its value and the index after it."""
-        raw, end = self.raw, pos
-        while end < len(raw) and raw[end].isascii() and (raw[end].isalnum() or raw[end] == "_"):
-            end += 1
-        name = raw[pos:end]
-        if end >= len(raw) or raw[end] not in "}:-?+=":
-            if end >= len(raw):
-                raise self._malformed("a '${' is not closed by '}'")
-            raise self._malformed("a '${' is not followed by a variable name and '}'")
-        if not name or name[0].isdigit():
-            raise self._malformed("a '${' is not followed by a variable name")
-        if raw[end] == "}":
-            return (self._value(name) if evaluate else ""), end + 1
-        if raw.startswith(":-", end):
-            start, empty_counts = end + 2, True
-        elif raw[end] == "-":
-            start, empty_counts = end + 1, False
-        else:
-            op = raw[end : end + 2] if raw[end] == ":" else raw[end]
-            raise self._malformed(
-                f"${{{name}{op}...}} is a form nself does not interpolate",
-                f"{_FORMS}; single quotes keep a value literal",
-            )
-        value = None
-        if evaluate and name in self.resolver.history:
-            value = self.resolver._resolve(name, self.stack)
-            if empty_counts and value == "":
+            pos = dollar + 2
+            while pos < len(raw) and raw[pos].isascii() and (raw[pos].isalnum() or raw[pos] == "_"):
+                pos += 1
+            name = raw[dollar + 2 : pos]
+            op = raw[pos : pos + 2] if raw.startswith(":", pos) else raw[pos : pos + 1]
+            if not op:
+                raise _malformed(entry, "a '${' is not closed by '}'")
+            if op[0] not in "}:-?+=":
+                raise _malformed(entry, "a '${' is not followed by a variable name and '}'")
+            if not name or name[0].isdigit():
+                raise _malformed(entry, "a '${' is not followed by a variable name")
+            if op not in ("}", ":-", "-"):
+                raise _malformed(entry, f"${{{name}{op}...}} is a form nself does not interpolate")
+            if op == "}":
+                if evaluate and name not in self.history:
+                    raise UndefinedReference(entry, name)
+                out.append(self._resolve(name, stack) if evaluate else "")
+                pos += 1
+                continue
+            value = self._resolve(name, stack) if evaluate and name in self.history else None
+            if op == ":-" and value == "":
                 value = None
-        default, close = self._text(start, evaluate and value is None, nested=True)
-        return (default if value is None else value), close + 1
+            # The default, up to its own '}': resolved only when it is used.
+            use = evaluate and value is None
+            default, close = self._expand(entry, pos + len(op), stack, use, nested=True)
+            out.append(default if value is None else value)
+            pos = close + 1
 
-    def _value(self, name: str) -> str:
-        if name in self.resolver.history:
-            return self.resolver._resolve(name, self.stack)
-        raise UndefinedReference(
-            f"{self.entry.where}: {self.entry.key} refers to undefined variable ${{{name}}}",
-            f"define {name} or write ${{{name}:-default}}",
-            name,
-            self.entry,
-        )
+
+def _malformed(entry: Entry, what: str) -> ConfigError:
+    return ConfigError(
+        f"{entry.where}: malformed value of {entry.key}: {what}",
+        "write ${NAME}, ${NAME:-default} (unset or empty) or ${NAME-default} (unset); "
+        "single quotes keep a value literal",
+    )
 
 
 class UndefinedReference(ConfigError):
     """A value refers to ``${name}`` and no layer sets ``name``."""
 
-    def __init__(self, message: str, hint: str, name: str, entry: Entry) -> None:
-        super().__init__(message, hint)
+    def __init__(self, entry: Entry, name: str) -> None:
+        super().__init__(
+            f"{entry.where}: {entry.key} refers to undefined variable ${{{name}}}",
+            f"define {name} or write ${{{name}:-default}}",
+        )
         self.name, self.entry = name, entry
 
 
 def render_env(values: dict[str, str], header: str) -> str:
     """Serialise values so that Compose and our parser read them back unchanged."""
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    for key in sorted(values):
-        lines.append(f"{key}={quote(values[key])}")
+    lines += [f"{key}={quote(values[key])}" for key in sorted(values)]
     return "\n".join(lines) + "\n"
 
 
@@ -402,12 +362,10 @@ def target_env(project: Path, requested: str | None = None) -> str:
             return canonical_env(requested, "--env")
         except ConfigError as exc:
             raise UsageError(exc.message, exc.hint) from None
-    from_process = os.environ.get("NSELF_ENV")
-    if from_process:
-        return canonical_env(from_process, "NSELF_ENV")
+    if os.environ.get("NSELF_ENV"):
+        return canonical_env(os.environ["NSELF_ENV"], "NSELF_ENV")
     marker = current_env_file(project)
     if marker.is_file():
-        return canonical_env(
-            marker.read_text(encoding="utf-8").strip(), str(marker.relative_to(project))
-        )
+        where = str(marker.relative_to(project))
+        return canonical_env(marker.read_text(encoding="utf-8").strip(), where)
     return "dev"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # Exit status of `nself start` / `nself health` when the stack runs but is degraded: an
 # optional, plugin or custom service failed and was isolated, core services are up.
 EXIT_DEGRADED = 3
@@ -26,3 +28,22 @@ class UsageError(NselfError):
     """The command was called wrongly (exit code 2)."""
 
     exit_code = 2
+
+
+def fs_error(exc: OSError, doing: str, project: Path | None = None) -> NselfError:
+    """An OSError as one line naming the path (relative to ``project`` when inside it)."""
+    path = str(exc.filename or "")
+    if path and project is not None and Path(path).is_relative_to(project):
+        path = Path(path).relative_to(project).as_posix()
+    if path and isinstance(exc, IsADirectoryError):
+        message = f"{path} is a folder, where nself needs a file"
+    elif path and isinstance(exc, (FileExistsError, NotADirectoryError)):
+        message = f"{path} (or a folder above it) is a file, where nself needs a folder"
+    else:
+        reason = (exc.strerror or str(exc)).lower()
+        message = f"cannot {doing} {path}: {reason}" if path else f"cannot {doing}: {reason}"
+    return NselfError(
+        message,
+        "fix the path (move what is in the way, check permissions and free space) "
+        "and run the command again",
+    )

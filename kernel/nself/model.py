@@ -148,6 +148,9 @@ class Route(Shown):
     max_body_size: str | None = None
     internal_only: bool = False
     extra: tuple[str, ...] = ()
+    # Which of its plugin's routes this is, for messages (e.g. the env-file slot ``CS_2``)
+    # when the service's name does not say it.
+    source: str = ""
 
 
 @dataclass(frozen=True, repr=False)

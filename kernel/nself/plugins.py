@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 import pluggy
 
@@ -30,17 +30,19 @@ DISABLE_VAR = "NSELF_DISABLE_PLUGINS"
 ONLY_VAR = "NSELF_PLUGINS"
 
 
-class Installed(NamedTuple):
-    """A loaded entry-point plugin and the distribution that provides it."""
-
-    name: str
-    plugin: object
-    dist: str
-    version: str
-
-
 def _names(var: str) -> set[str]:
     return {n.strip() for n in os.environ.get(var, "").split(",") if n.strip()}
+
+
+def _keeps(name: str) -> bool:
+    """Whether the switches leave the plugin ``name`` in."""
+    only = _names(ONLY_VAR)
+    return name not in _names(DISABLE_VAR) and (not only or name in only)
+
+
+def _switches() -> tuple[str, str, tuple[str, ...]]:
+    """What the found plugins depend on: the two variables and ``sys.path``."""
+    return os.environ.get(DISABLE_VAR, ""), os.environ.get(ONLY_VAR, ""), tuple(sys.path)
 
 
 def scan_entry_points() -> list[EntryPoint]:
@@ -48,63 +50,25 @@ def scan_entry_points() -> list[EntryPoint]:
     return entrypoints.scan(ENTRY_POINT_GROUP)
 
 
-def _check_essential(found: list[EntryPoint], enabled: set[str], disabled: set[str]) -> None:
-    """Every role of ``nself.essential`` keeps one of its installed plugins enabled."""
-    plugins = {ep.name for ep in found if ep.group == ENTRY_POINT_GROUP}
-    roles: dict[str, list[str]] = {}
-    for ep in found:
-        if ep.group == ESSENTIAL_GROUP and ep.name in plugins:
-            roles.setdefault(ep.value, []).append(ep.name)
-    missing = [" or ".join(sorted(names)) for names in roles.values() if enabled.isdisjoint(names)]
-    if not missing:
-        return
-    every = sorted(n for names in roles.values() for n in names)
-    left_out = ", ".join(sorted(missing))
-    fix = f"add {left_out} to {ONLY_VAR}"
-    if disabled.intersection(every):
-        fix = f"remove {left_out} from {DISABLE_VAR}"
-    what = f"plugin {left_out} is" if len(missing) == 1 else f"plugins {left_out} are"
-    raise NselfError(
-        f"{what} essential: nself does not work without {'it' if len(missing) == 1 else 'them'}",
-        f"{fix} (the essential plugins: {', '.join(every)})",
-    )
-
-
-_installed: dict[tuple[object, ...], list[Installed]] = {}
-_managers: dict[tuple[object, ...], Manager] = {}
-
-
-def _key() -> tuple[object, ...]:
-    """What the found plugins depend on: the switches and ``sys.path``."""
-    return (os.environ.get(DISABLE_VAR, ""), os.environ.get(ONLY_VAR, ""), tuple(sys.path))
-
-
 def forget() -> None:
     """Scan again on next use (after installing a distribution into this very process)."""
-    _installed.clear()
-    _managers.clear()
+    _installed.cache_clear()
+    _base_manager.cache_clear()
 
 
-def installed() -> list[Installed]:
-    """Entry-point plugins after the switches, sorted by name so every build sees one order.
+def installed_plugins() -> list[tuple[str, object]]:
+    """``(name, plugin)`` of the entry-point plugins the switches leave in, sorted by name
+    so every build sees one order. Scanned and imported once per process (again if the
+    switches or ``sys.path`` change, or after ``forget()``)."""
+    return _installed(*_switches())
 
-    Scanned and imported once per process (again if the switches or ``sys.path`` change,
-    or after ``forget()``).
-    """
-    key = _key()
-    if key in _installed:
-        return _installed[key]
-    disabled, only = _names(DISABLE_VAR), _names(ONLY_VAR)
+
+@cache
+def _installed(*switches: object) -> list[tuple[str, object]]:
     found = entrypoints.scan(ENTRY_POINT_GROUP, ESSENTIAL_GROUP)
-    wanted = [
-        ep
-        for ep in found
-        if ep.group == ENTRY_POINT_GROUP
-        and ep.name not in disabled
-        and (not only or ep.name in only)
-    ]
-    _check_essential(found, {ep.name for ep in wanted}, disabled)
-    loaded: list[Installed] = []
+    wanted = [ep for ep in found if ep.group == ENTRY_POINT_GROUP and _keeps(ep.name)]
+    _check_essential(found, {ep.name for ep in wanted})
+    loaded: list[tuple[str, object]] = []
     owners: dict[str, EntryPoint] = {}
     for ep in sorted(wanted, key=lambda ep: (ep.name, ep.dist)):
         if ep.name in owners:
@@ -123,14 +87,33 @@ def installed() -> list[Installed]:
                 f"{type(exc).__name__}: {exc}",
                 f"uninstall it or set {DISABLE_VAR}={ep.name}",
             ) from exc
-        loaded.append(Installed(ep.name, plugin, ep.dist, ep.version))
-    _installed[key] = loaded
+        loaded.append((ep.name, plugin))
     return loaded
 
 
-def installed_plugins() -> list[tuple[str, object]]:
-    """``(name, plugin)`` of every entry-point plugin, sorted by name."""
-    return [(item.name, item.plugin) for item in installed()]
+def _check_essential(found: list[EntryPoint], enabled: set[str]) -> None:
+    """Every role of ``nself.essential`` keeps one of its installed plugins enabled."""
+    plugins = {ep.name for ep in found if ep.group == ENTRY_POINT_GROUP}
+    roles: dict[str, list[str]] = {}
+    for ep in found:
+        if ep.group == ESSENTIAL_GROUP and ep.name in plugins:
+            roles.setdefault(ep.value, []).append(ep.name)
+    missing = sorted(
+        " or ".join(sorted(names)) for names in roles.values() if enabled.isdisjoint(names)
+    )
+    if not missing:
+        return
+    every = sorted(n for names in roles.values() for n in names)
+    left_out = ", ".join(missing)
+    if _names(DISABLE_VAR).intersection(every):
+        fix = f"remove {left_out} from {DISABLE_VAR}"
+    else:
+        fix = f"add {left_out} to {ONLY_VAR}"
+    what = f"plugin {left_out} is" if len(missing) == 1 else f"plugins {left_out} are"
+    raise NselfError(
+        f"{what} essential: nself does not work without {'it' if len(missing) == 1 else 'them'}",
+        f"{fix} (the essential plugins: {', '.join(every)})",
+    )
 
 
 class Manager(pluggy.PluginManager):
@@ -211,7 +194,7 @@ def _marked(cls: type, marker: str) -> dict[str, Any]:
     """The hookimpl options of ``cls``'s marked methods, by name (read once per class)."""
     found = _MARKED.get(cls)
     if found is None:
-        found = {}
+        found = _MARKED[cls] = {}
         for klass in reversed(cls.__mro__):
             for name, value in vars(klass).items():
                 opts = getattr(value, marker, None)
@@ -219,17 +202,7 @@ def _marked(cls: type, marker: str) -> dict[str, Any]:
                     found[name] = opts
                 else:  # a subclass may override a hook with a plain method
                     found.pop(name, None)
-        _MARKED[cls] = found
     return found
-
-
-def _base_manager() -> Manager:
-    key = _key()
-    pm = _managers.get(key)
-    if pm is None:
-        pm = _manager([(item.name, item.plugin) for item in installed()])
-        _managers[key] = pm
-    return pm
 
 
 def _manager(plugins: list[tuple[str, object]]) -> Manager:
@@ -250,6 +223,11 @@ def _manager(plugins: list[tuple[str, object]]) -> Manager:
     return pm
 
 
+@cache
+def _base_manager(*switches: object) -> Manager:
+    return _manager(installed_plugins())
+
+
 def make_manager(project_dir: Path | None = None) -> Manager:
     """A manager with every installed plugin, plus the project's own when given.
 
@@ -257,18 +235,19 @@ def make_manager(project_dir: Path | None = None) -> Manager:
     that brings its own plugins (``load_extra_plugins``) gets a manager of its own. Treat
     managers as read-only: register nothing into them.
     """
-    base = _base_manager()
+    base = _base_manager(*_switches())
     if project_dir is None:
         return base
-    extras = list(_flatten(base.hook.load_extra_plugins(project_dir=project_dir)))
-    disabled, only = _names(DISABLE_VAR), _names(ONLY_VAR)
     extras = [
-        (getattr(extra, "nself_name", None) or type(extra).__name__, extra) for extra in extras
+        (getattr(extra, "nself_name", None) or type(extra).__name__, extra)
+        for answer in base.hook.load_extra_plugins(project_dir=project_dir)
+        for extra in answer or ()
     ]
-    extras = [(n, e) for n, e in extras if n not in disabled and (not only or n in only)]
+    extras = [(name, extra) for name, extra in extras if _keeps(name)]
     if not extras:
         return base
-    taken = {item.name for item in installed()}
+    plugins = installed_plugins()
+    taken = {name for name, _plugin in plugins}
     for name, _extra in extras:
         if name in taken:
             raise NselfError(
@@ -276,9 +255,4 @@ def make_manager(project_dir: Path | None = None) -> Manager:
                 "rename or remove one of the two plugins",
             )
         taken.add(name)
-    return _manager([(item.name, item.plugin) for item in installed()] + extras)
-
-
-def _flatten(results: list[Any]) -> Iterator[Any]:
-    for result in results:
-        yield from result or ()
+    return _manager(plugins + extras)

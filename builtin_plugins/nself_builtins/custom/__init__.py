@@ -278,7 +278,14 @@ def contribute_services(config: Config) -> list[Service]:
 @hookimpl
 def contribute_nginx(config: Config) -> list[Route]:
     return [
-        Route(slot.subdomain, slot.host, slot.port, service=slot.host, websocket=slot.websocket)
+        Route(
+            slot.subdomain,
+            slot.host,
+            slot.port,
+            service=slot.host,
+            websocket=slot.websocket,
+            source=f"CS_{slot.number}",
+        )
         for slot in slots(config)
         if slot.subdomain and slot.port is not None
     ]

@@ -1,5 +1,6 @@
-"""``nself init`` and ``nself build``: top-level commands (the Project panel), added to the
-root without a group name. The logic lives in ``wizard``/``scaffold`` and ``build``."""
+"""``nself init``, ``nself build`` and ``nself version``: top-level commands (the Project
+panel), added to the root without a group name. The logic lives in ``wizard``/``scaffold``
+and ``build``."""
 
 from __future__ import annotations
 
@@ -57,3 +58,29 @@ def build(
     from .build import run_build
 
     run_build(check=check, env=env, undo=rollback, as_json=as_json)
+
+
+@app.command(rich_help_panel=PANEL)
+def version(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """Show the nself version and the plugins it loaded."""
+    import sys
+
+    from nself_sdk import entry_point_plugins, nself_version, plugin_manager
+    from nself_sdk.console import emit_json, info
+
+    loaded = plugin_manager()
+    plugins = [
+        {"name": ep.name, "distribution": ep.dist, "version": ep.version}
+        for ep in sorted(entry_point_plugins(), key=lambda ep: ep.name)
+        if loaded.has_plugin(ep.name)
+    ]
+    python = sys.version.split()[0]
+    if as_json:
+        emit_json({"version": nself_version, "python": python, "plugins": plugins})
+        return
+    info(f"nself {nself_version} (Python {python})")
+    info(f"plugins ({len(plugins)}):")
+    for p in plugins:
+        info(f"  {p['name']:<16} {p['distribution']} {p['version']}")
