@@ -14,6 +14,7 @@ from typing import Any
 from . import __version__, envfiles
 from .atomic import write_atomic
 from .config import DEFAULT_LABEL, Config, load
+from .envfiles import Entry
 from .errors import ConfigError, NselfError, fs_error
 from .model import GeneratedFile, Problem, Route, Setting, Shown, Stack
 from .plugins import Manager, make_manager
@@ -90,18 +91,28 @@ def load_config(
     config = load(project_dir, env)
     config.pluginmanager = pm
     config.declared = settings = declared_settings(pm)
-    defaults = {s.name: s.default for s in settings.values() if s.default is not None}
-    config.with_defaults(defaults, DEFAULT_LABEL)
-    derived = _claims(
-        [
-            (plugin, answer.items())
-            for plugin, answer in pm.answers("contribute_env", config=config)
-        ],
+    # Declared defaults apply where no layer sets the name.
+    history = config.resolver.history
+    config.resolver.add(
+        Entry(s.name, s.default, DEFAULT_LABEL, 0)
+        for s in settings.values()
+        if s.default is not None and s.name not in history
+    )
+    # Derived values (DATABASE_URL...) beat declared defaults, not env files.
+    answers = pm.answers("contribute_env", config=config)
+    claims = _claims(
+        [(plugin, answer.items()) for plugin, answer in answers],
         lambda pair: pair[0],
         "{} is derived",
         "disable one of them",
     )
-    config.with_computed({"ENV": config.env} | dict(pair for _plugin, pair in derived))
+    derived = {"ENV": config.env} | dict(pair for _plugin, pair in claims)
+    config.derived = set(derived)
+    config.resolver.add(
+        Entry(name, value, envfiles.COMPUTED, 0, literal=True)
+        for name, value in derived.items()
+        if name not in history or history[name][-1].file == DEFAULT_LABEL
+    )
     try:
         config.resolver.resolve_all()  # surfaces undefined references, naming file and line
     except envfiles.UndefinedReference as exc:

@@ -27,7 +27,6 @@ class Config:
     project_dir: Path
     env: str
     resolver: Resolver
-    computed: dict[str, str] = field(default_factory=dict)
     # What the plugins declared (filled in by the build pipeline's ``load_config``).
     declared: dict[str, Setting] = field(default_factory=dict)
     # Every name a plugin derives (``contribute_env``), set in a file or not.
@@ -122,25 +121,6 @@ class Config:
     @property
     def is_local(self) -> bool:
         return self.env == "dev"
-
-    def with_defaults(self, defaults: dict[str, str], label: str) -> None:
-        """Add values that apply only where no layer set the name (declared defaults)."""
-        self.resolver.add(
-            Entry(k, v, label, 0) for k, v in defaults.items() if k not in self.resolver
-        )
-
-    def with_computed(self, computed: dict[str, str]) -> None:
-        """Add derived values (DATABASE_URL...): they beat declared defaults, not env files."""
-        history = self.resolver.history
-        self.derived = set(computed)
-        self.computed = {
-            k: v
-            for k, v in computed.items()
-            if k not in history or history[k][-1].file == DEFAULT_LABEL
-        }
-        self.resolver.add(
-            Entry(k, v, envfiles.COMPUTED, 0, literal=True) for k, v in self.computed.items()
-        )
 
 
 def find_project(start: Path) -> Path:

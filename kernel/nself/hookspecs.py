@@ -18,16 +18,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .config import Config
-    from .model import (
-        Finding,
-        GeneratedFile,
-        Migration,
-        Problem,
-        Route,
-        Service,
-        Setting,
-        Stack,
-    )
+    from .model import Finding, GeneratedFile, Migration, Problem, Route, Service, Setting, Stack
 
 hookspec = pluggy.HookspecMarker("nself")
 
@@ -43,11 +34,8 @@ def declare_settings() -> list[Setting]:
 
 @hookspec
 def load_extra_plugins(project_dir: Path) -> list[object]:
-    """Return more plugin objects to register for the project in ``project_dir``.
-
-    This is how plugins that are not Python packages (declarative bundles) join in; the
-    objects returned are registered exactly like entry-point plugins.
-    """
+    """Return more plugin objects for the project in ``project_dir``, registered exactly
+    like entry-point plugins: how plugins that are not Python packages (bundles) join in."""
 
 
 @hookspec
@@ -57,10 +45,8 @@ def validate_config(config: Config) -> list[Problem]:
 
 @hookspec
 def contribute_env(config: Config) -> dict[str, str]:
-    """Return derived values (e.g. connection URLs) for ``.env.computed``.
-
-    Values a user set in an env file win over these.
-    """
+    """Return derived values (e.g. connection URLs) for ``.env.computed``; a value a user
+    set in an env file wins over them."""
 
 
 @hookspec
@@ -113,79 +99,70 @@ def contribute_urls(config: Config, stack: Stack) -> dict[str, str]:
 
 @hookspec
 def contribute_scaffold() -> list[GeneratedFile]:
-    """Return files ``nself init`` adds to a new project where they do not exist yet.
-
-    The folders this plugin reads from (with a README saying what goes there) and
-    ``.gitignore`` files for folders that must never be committed. Existing files are
-    never overwritten, not even with ``--force``.
-    """
+    """Return the files ``nself init`` adds where they do not exist yet (never overwritten,
+    not even with ``--force``): the folders this plugin reads from, each with a README
+    saying what goes there, and ``.gitignore`` files for folders never to be committed."""
 
 
 @hookspec(firstresult=True)
 def validate_license(config: Config, plugin: str, tier: str, purpose: str) -> Problem | bool | None:
     """Decide whether the licensed ``plugin`` of ``tier`` may be used (``purpose="build"``)
-    or installed (``purpose="install"``, which may be stricter).
-
-    Return ``True`` to allow it, a warning ``Problem`` to allow it with a warning, or an
-    error ``Problem`` explaining the refusal. The first non-``None`` answer wins; when no
-    plugin answers, the ``license`` plugin's build check refuses the plugin.
-    """
+    or installed (``purpose="install"``, which may be stricter): ``True`` allows it, a
+    warning ``Problem`` allows it with a warning, an error ``Problem`` says why not. The
+    first non-``None`` answer wins; when none answers, the ``license`` plugin refuses it."""
 
 
 @hookspec(firstresult=True)
 def provide_runtime(config: Config) -> object | None:
-    """Return the container runtime (``nself_sdk.Runtime``) that runs ``config``'s stack.
+    """Return the container runtime (``nself_sdk.Runtime``) that runs ``config``'s stack,
+    or ``None`` to let the next plugin answer (when your engine is not selected).
 
-    Called lazily by the commands that touch containers (start, stop, status, health, logs,
-    exec, ...) and by plugins through ``nself_sdk.runtime(config)``. The first plugin that
-    answers wins, so another engine (Podman, a cluster) can replace the builtin Docker one;
-    return ``None`` to let the next plugin answer (e.g. when your engine is not selected).
-    Construct cheaply: connect to the engine on first use, not here.
+    Asked lazily by the commands that touch containers and by ``nself_sdk.runtime``; the
+    first answer wins, so another engine (Podman, a cluster) can replace the builtin Docker
+    one. Construct cheaply: connect to the engine on first use, not here.
     """
 
 
 @hookspec
 def rotate_secret(config: Config, name: str, value: str, runtime: object) -> bool | None:
-    """Give secret ``name`` its new ``value`` inside the running stack, if it lives there.
+    """Give secret ``name`` its new ``value`` inside the running stack, if it lives there
+    (e.g. ``ALTER ROLE`` for a database password).
 
     Called by ``nself secrets rotate`` before the new value is written and the services
-    that use it restart (e.g. ``ALTER ROLE`` for a database password). ``runtime`` is the
-    stack's runtime, or ``None`` when no engine is available. Return ``True`` when this
-    plugin handled ``name``, ``None`` when it is not yours; raise ``NselfError`` to refuse
-    (nothing has been changed yet), e.g. when the service holding it is not running.
+    that use it restart; ``runtime`` is ``None`` when no engine is available. Return
+    ``True`` when you handled ``name``, ``None`` when it is not yours; raise ``NselfError``
+    to refuse (nothing has changed yet), e.g. when the service holding it is not running.
     """
 
 
 @hookspec
 def stack_started(config: Config, stack: Stack, runtime: object, services: list[str]) -> None:
-    """React to ``nself start`` having brought ``services`` up (healthy or isolated).
-
-    For what a running service picks up without a restart: e.g. reload a server whose
-    generated configuration changed while it kept running. Report through the console;
-    raise ``NselfError`` only when the stack cannot be used as started.
-    """
+    """React to ``nself start`` having brought ``services`` up (healthy or isolated), for
+    what a running service picks up without a restart (e.g. reload a server whose
+    generated configuration changed). Report through the console; raise ``NselfError``
+    only when the stack cannot be used as started."""
 
 
 @hookspec
 def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
-    """Check what this plugin is responsible for, for ``nself doctor``.
+    """Check what this plugin is responsible for, for ``nself doctor``: one ``Finding`` per
+    check (``ok``, ``warning`` or ``error``, with a hint for anything not ok).
 
-    Return one ``Finding`` per check: ``ok``, ``warning`` or ``error``, with a hint for
-    anything not ok. Skip the checks whose names are not in ``only`` (when it is not
-    empty). Quick checks always run; slow ones (a scratch restore, a throw-away
-    container) only with ``deep``. Report a failed check as a finding; never raise.
+    Skip the checks whose names are not in ``only`` (when it is not empty). Quick checks
+    always run; slow ones (a scratch restore, a throw-away container) only with ``deep``.
+    Report a failed check as a finding; never raise.
     """
 
 
 @hookspec
 def harden(config: Config, stack: Stack, live: bool) -> list[Finding]:
-    """Check what this plugin owns for the hardening suite (``nself harden``).
+    """Check what this plugin owns for the hardening suite (``nself harden``): one
+    ``Finding`` per check with its ``layer`` (network, authentication, authorization, data
+    or audit) and, where a safe fix exists, its ``fix``.
 
-    Return one ``Finding`` per check with its ``layer`` (network, authentication,
-    authorization, data or audit) and, where a safe fix exists, its ``fix``. With ``live``
-    false only the configuration and the project's files may be read: builds outside dev
-    run the suite so (errors refuse the build). With ``live`` also the machine or server
-    the stack runs on. Report a failed check as a finding; never raise.
+    Without ``live`` only the configuration and the project's files may be read (builds
+    outside dev run the suite so, and its errors refuse the build); with it also the
+    machine or server the stack runs on. Report a failed check as a finding; never raise.
     """
 
 
@@ -198,7 +175,5 @@ def run_bare_command(name: str) -> int | None:
 
 @hookspec
 def register_commands(app: Any) -> None:
-    """Add commands or command groups to the ``nself`` Typer ``app``.
-
-    Keep imports of heavy libraries inside the command functions.
-    """
+    """Add commands or command groups to the ``nself`` Typer ``app``; keep imports of heavy
+    libraries inside the command functions."""
