@@ -255,7 +255,7 @@ def _as_bytes(item: GeneratedFile) -> bytes:
     return item.content.encode("utf-8") if isinstance(item.content, str) else item.content
 
 
-def _read_manifest(project: Path) -> dict[str, Any]:
+def read_manifest(project: Path) -> dict[str, Any]:
     """The last build's manifest (``files``: path -> sha256); empty when there is none."""
     path = project / MANIFEST
     try:
@@ -274,7 +274,7 @@ def diff(project: Path, files: list[GeneratedFile]) -> dict[str, str]:
     import stat
 
     changes: dict[str, str] = {}
-    with _fs_errors(project, "read"):
+    try:
         for item in files:
             target = project / item.path
             try:
@@ -294,8 +294,10 @@ def diff(project: Path, files: list[GeneratedFile]) -> dict[str, str]:
                 (st.st_mode & 0o777) != item.mode or target.read_bytes() != _as_bytes(item)
             ):
                 changes[item.path] = "changed"
+    except OSError as exc:
+        raise fs_error(exc, "read", project) from exc
     wanted = {f.path for f in files}
-    for old, digest in _read_manifest(project)["files"].items():
+    for old, digest in read_manifest(project)["files"].items():
         path = project / old
         # A file replaced or edited since nself wrote it is someone's own now: left alone.
         if old not in wanted and path.is_file() and _digest(path.read_bytes()) == digest:
@@ -325,9 +327,9 @@ def build(project_dir: Path, env: str | None = None, check: bool = False) -> Bui
     changes = diff(project_dir, result.files)
     if check or not changes:
         return BuildResult(result, changes)
-    with _fs_errors(project_dir, "write"), _locked(project_dir):
+    with writing(project_dir):
         pm = result.config.pluginmanager or make_manager(project_dir)
-        previous = _read_manifest(project_dir)
+        previous = read_manifest(project_dir)
         pm.hook.build_writing(project_dir=project_dir, changes=changes, manifest=previous)
         for item in result.files:
             if item.path in changes:
@@ -346,48 +348,26 @@ def build(project_dir: Path, env: str | None = None, check: bool = False) -> Bui
     return BuildResult(result, changes)
 
 
-def rollback(project_dir: Path) -> dict[str, str]:
-    """Undo the last build through the plugin that keeps builds (``rollback_build``), with
-    the project locked: path -> restored | removed. The env files are not touched."""
-    pm = make_manager(project_dir)
-    with _fs_errors(project_dir, "restore"), _locked(project_dir):
-        manifest = _read_manifest(project_dir)
-        done: dict[str, str] | None = pm.hook.rollback_build(
-            project_dir=project_dir, manifest=manifest
-        )
-    if done is None:
-        raise NselfError(
-            "no plugin keeps previous builds, so there is nothing to roll back",
-            "check NSELF_DISABLE_PLUGINS and NSELF_PLUGINS (`nself version` lists the plugins)",
-        )
-    return done
-
-
 @contextmanager
-def _locked(project: Path) -> Iterator[None]:
-    """An exclusive lock on the project's state folder: one build or rollback at a time."""
+def writing(project: Path, doing: str = "write") -> Iterator[None]:
+    """The project locked for writing (one build or rollback at a time), and an OSError
+    while ``doing`` turned into one line naming the path."""
     import fcntl
 
-    lock = project / STATE_DIR / "build.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        lock = project / STATE_DIR / "build.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise NselfError(
-                "another `nself build` is writing this project right now",
-                "wait for it to finish and run the command again",
-            ) from None
-        yield
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def _fs_errors(project: Path, doing: str) -> Iterator[None]:
-    """Turns an OSError while ``doing`` into one line naming the path."""
-    try:
-        yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise NselfError(
+                    "another `nself build` is writing this project right now",
+                    "wait for it to finish and run the command again",
+                ) from None
+            yield
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise fs_error(exc, doing, project) from exc

@@ -95,7 +95,8 @@ class Config:
 
     def redacted(self, name: str) -> str:
         """The value as it may be shown: secrets masked, passwords in URLs masked."""
-        return redact.redacted(self.get(name) or "", self.is_secret(name))
+        value = self.get(name) or ""
+        return redact.MASK if value and self.is_secret(name) else redact.mask_url_credentials(value)
 
     def remember_secrets(self) -> None:
         """Make sure no output of this process ever shows a secret value of this config."""

@@ -1,4 +1,6 @@
-"""Terminal output shared by every command: plain, coloured only on a terminal."""
+"""What the kernel prints: errors and ``--json`` answers, scrubbed of every remembered
+secret value (``redact``), coloured only on a terminal. Plugins print through
+``nself_sdk.console``, which adds the everyday helpers to these."""
 
 from __future__ import annotations
 
@@ -12,12 +14,11 @@ from .redact import scrub, scrub_data
 
 
 class State:
-    """Global CLI options, set once by the root callback."""
+    """Global CLI options, set once per run by ``cli.main`` and the root callback."""
 
-    def __init__(self, debug: bool = False, project: Path | None = None) -> None:
-        self.debug = debug
-        self.project = project
-        self.emitted_json = False  # a --json answer is on stdout already (one per run)
+    debug = False
+    project: Path | None = None
+    emitted_json = False  # a --json answer is on stdout already (one per run)
 
 
 state = State()
@@ -25,29 +26,11 @@ state = State()
 _COLORS = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "dim": "2", "bold": "1"}
 
 
-def _color_ok(stream: Any) -> bool:
-    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
-
-
 def paint(text: str, color: str, stream: Any = None) -> str:
-    if not _color_ok(stream or sys.stdout):
+    stream = stream or sys.stdout
+    if "NO_COLOR" in os.environ or not (hasattr(stream, "isatty") and stream.isatty()):
         return text
     return f"\033[{_COLORS[color]}m{text}\033[0m"
-
-
-# Everything below scrubs known secret values and URL passwords (see redact.py).
-def info(message: str = "") -> None:
-    print(scrub(message))
-
-
-def ok(message: str) -> None:
-    print(f"{paint('✓', 'green')} {scrub(message)}")
-
-
-def warn(message: str, hint: str | None = None) -> None:
-    print(f"{paint('warning:', 'yellow', sys.stderr)} {scrub(message)}", file=sys.stderr)
-    if hint:
-        print(f"  {paint('hint:', 'dim', sys.stderr)} {scrub(hint)}", file=sys.stderr)
 
 
 def error(message: str, hint: str | None = None) -> None:

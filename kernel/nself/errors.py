@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Exit status of `nself start` / `nself health` when the stack runs but is degraded: an
-# optional, plugin or custom service failed and was isolated, core services are up.
-EXIT_DEGRADED = 3
-
 
 class NselfError(Exception):
     """A failure the user can act on: shown as ``error: message`` and ``hint: hint``."""

@@ -3,9 +3,10 @@
 Every capability of nself, the core services included, is a plugin implementing some of
 these hooks. ``docs/hooks.md`` documents each one; a test keeps the two in step.
 
-A container runtime is typed ``object`` in every hook: the kernel never calls one (the
-contract is ``nself_sdk.Runtime``, which the kernel may not import); implementations
-annotate it with the SDK's type.
+What the kernel never uses itself is typed ``object``: a container runtime (the contract
+is ``nself_sdk.Runtime``) and the findings of ``diagnose`` and ``harden``
+(``nself_sdk.Finding``); the kernel may not import the SDK, implementations annotate them
+with its types.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .config import Config
-    from .model import Finding, GeneratedFile, Migration, Problem, Route, Service, Setting, Stack
+    from .model import GeneratedFile, Migration, Problem, Route, Service, Setting, Stack
 
 hookspec = pluggy.HookspecMarker("nself")
 
@@ -144,7 +145,7 @@ def stack_started(config: Config, stack: Stack, runtime: object, services: list[
 
 
 @hookspec
-def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
+def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[object]:
     """Check what this plugin is responsible for, for ``nself doctor``: one ``Finding`` per
     check (``ok``, ``warning`` or ``error``, with a hint for anything not ok).
 
@@ -155,7 +156,7 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
 
 
 @hookspec
-def harden(config: Config, stack: Stack, live: bool) -> list[Finding]:
+def harden(config: Config, stack: Stack, live: bool) -> list[object]:
     """Check what this plugin owns for the hardening suite (``nself harden``): one
     ``Finding`` per check with its ``layer`` (network, authentication, authorization, data
     or audit) and, where a safe fix exists, its ``fix``.

@@ -6,7 +6,6 @@ the plugins that render files (compose, nginx, ...). Nothing here names a servic
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,7 +28,6 @@ class Shown:
 
 Role = Literal["core", "optional", "plugin", "custom", "monitoring"]
 Level = Literal["error", "warning"]
-Verdict = Literal["ok", "warning", "error"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -205,21 +203,6 @@ class Problem(Shown):
     level: Level
     message: str
     hint: str | None = None
-
-
-@dataclass(frozen=True, repr=False)
-class Finding(Shown):
-    """The outcome of one check of ``nself doctor`` (a ``diagnose`` hook answer)."""
-
-    check: str  # short name, selectable with `nself doctor --check NAME`
-    level: Verdict
-    message: str
-    hint: str | None = None
-    # The hardening suite's layer (``harden`` hook): network, authentication,
-    # authorization, data or audit.
-    layer: str = ""
-    # A safe fix ``nself harden --fix`` may apply: makes the change, returns what it changed.
-    fix: Callable[[], str] | None = None
 
 
 @dataclass(repr=False)

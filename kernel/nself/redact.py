@@ -1,9 +1,10 @@
 """Keeping secrets out of output: which settings are secret, and masking their values.
 
 A setting is secret when a plugin declares it so, or when its name looks like one
-(``..._PASSWORD``, ``..._SECRET``, ``..._KEY``, ``..._TOKEN``...). Every secret value the
-process has seen is remembered, and all console output is scrubbed of those values and of
-credentials in URLs (``scheme://user:password@host``).
+(``..._PASSWORD``, ``..._SECRET``, ``..._KEY``, ``..._TOKEN``...): the kernel needs that
+rule itself, to remember secret values as it reads the env files, before any plugin has
+answered. Every secret value the process has seen is remembered, and all console output
+is scrubbed of those values and of credentials in URLs (``scheme://user:password@host``).
 """
 
 from __future__ import annotations
@@ -25,18 +26,16 @@ NOT_SECRET_LAST = frozenset(
 # Shorter values are too likely to be ordinary words to scrub everywhere.
 MIN_SCRUB = 8
 _URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*:)([^@\s/'\"]+)(@)")
-
-_known: set[str] = set()
-_ordered: list[str] | None = None
+# Every secret value seen, longest first (a value holding another is masked whole).
+_known: list[str] = []
 
 
 def secret_name(name: str) -> bool:
     """Whether ``name`` looks like it holds a secret."""
-    upper = name.upper()
-    parts = upper.split("_")
+    parts = name.upper().split("_")
     if parts[-1] in NOT_SECRET_LAST:
         return False
-    return any(word in upper for word in SECRET_WORDS) or any(
+    return any(word in name.upper() for word in SECRET_WORDS) or any(
         part in SECRET_PARTS or part.endswith("KEY") for part in parts
     )
 
@@ -51,40 +50,21 @@ def mask_url_credentials(value: str) -> str:
     return _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{MASK}{m.group(3)}", value)
 
 
-def redacted(value: str, secret: bool) -> str:
-    """How a setting's value may be shown: masked if secret, URL passwords always masked."""
-    if secret and value:
-        return MASK
-    return mask_url_credentials(value)
-
-
 def remember(values: Iterable[str]) -> None:
-    """Add secret values that must never be printed."""
-    global _ordered
+    """Add secret values (and their URL-encoded forms) that must never be printed."""
     from urllib.parse import quote
 
-    added = False
-    for value in values:
-        for form in {value, quote(value, safe="")}:
-            if len(form) >= MIN_SCRUB and form not in _known:
-                _known.add(form)
-                added = True
-    if added:
-        _ordered = None
+    known = set(_known)
+    known.update(form for value in values for form in (value, quote(value, safe="")))
+    _known[:] = sorted((v for v in known if len(v) >= MIN_SCRUB), key=lambda v: (-len(v), v))
 
 
 def scrub(text: str) -> str:
     """``text`` with remembered secret values and URL passwords masked."""
-    global _ordered
-    if _known:
-        if _ordered is None:  # longest first, so a value containing another is masked whole
-            _ordered = sorted(_known, key=lambda v: (-len(v), v))
-        for value in _ordered:
-            if value in text:
-                text = text.replace(value, MASK)
-    if "://" in text:
-        text = mask_url_credentials(text)
-    return text
+    for value in _known:
+        if value in text:
+            text = text.replace(value, MASK)
+    return mask_url_credentials(text) if "://" in text else text
 
 
 def scrub_data(data: Any) -> Any:

@@ -18,10 +18,9 @@ import pluggy
 from nself import __version__ as nself_version
 from nself.atomic import write_atomic
 from nself.config import TRUE, Config
-from nself.errors import EXIT_DEGRADED, ConfigError, NselfError, UsageError
+from nself.errors import ConfigError, NselfError, UsageError
 from nself.model import (
     DatabaseRole,
-    Finding,
     GeneratedFile,
     HealthCheck,
     Migration,
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
 
 from .contract import ImageContract
 from .declare import ServicePlugin, Subdomain
+from .findings import Finding
 from .project import (
     build,
     find_project,
@@ -93,6 +93,9 @@ def __getattr__(name: str) -> Any:
 
 
 hookimpl = pluggy.HookimplMarker("nself")
+# Exit status of `nself start` / `nself health` when the stack runs but is degraded: an
+# optional, plugin or custom service failed and was isolated, core services are up.
+EXIT_DEGRADED = 3
 
 __all__ = [
     "EXIT_DEGRADED",

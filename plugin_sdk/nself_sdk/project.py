@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 find_project = project_dir
 plan = _build.plan
 build = _build.build
-rollback = _build.rollback
 # The files plugins answer to a hook (e.g. ``contribute_scaffold``), checked as the
 # build's: inside the project, not an env file or .nself/, one owner per path.
 collect_files = _build.collect_files
@@ -58,6 +57,22 @@ def public_urls(config: Config, stack: Stack) -> dict[str, str]:
         if service.direct_url and service.name not in urls:
             urls[service.name] = service.direct_url
     return urls
+
+
+def rollback(project: Path) -> dict[str, str]:
+    """Undo the last build through the plugin that keeps builds (``rollback_build``), with
+    the project locked as a build locks it: path -> restored | removed. The env files are
+    not touched."""
+    pm = make_manager(project)
+    with _build.writing(project, "restore"):
+        manifest = _build.read_manifest(project)
+        done: dict[str, str] | None = pm.hook.rollback_build(project_dir=project, manifest=manifest)
+    if done is None:
+        raise NselfError(
+            "no plugin keeps previous builds, so there is nothing to roll back",
+            "check NSELF_DISABLE_PLUGINS and NSELF_PLUGINS (`nself version` lists the plugins)",
+        )
+    return done
 
 
 def runtime(config: Config, pm: pluggy.PluginManager | None = None) -> Runtime:

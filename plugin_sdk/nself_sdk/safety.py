@@ -24,8 +24,9 @@ import sys
 from typing import Literal
 
 from nself.config import Config
-from nself.console import warn
 from nself.errors import NselfError
+
+from .console import warn
 
 Action = Literal["deploy", "migrate", "delete-data", "provision", "admin"]
 Rule = Literal["free", "caution", "confirm", "refuse"]
