@@ -36,7 +36,6 @@ class Plan(Shown):
     config: Config
     stack: Stack
     files: list[GeneratedFile]
-    settings: dict[str, Setting]
     warnings: list[Problem] = field(default_factory=list)
 
 
@@ -83,11 +82,9 @@ def declared_settings(pm: Manager) -> dict[str, Setting]:
     return {setting.name: setting for _plugin, setting in claims}
 
 
-def load_config(
-    project_dir: Path, env: str | None = None, pm: Manager | None = None
-) -> tuple[Config, Manager, dict[str, Setting]]:
+def load_config(project_dir: Path, env: str | None = None) -> tuple[Config, Manager]:
     """Resolved config with declared defaults and derived values, and the manager."""
-    pm = pm or make_manager(project_dir)
+    pm = make_manager(project_dir)
     config = load(project_dir, env)
     config.pluginmanager = pm
     config.declared = settings = declared_settings(pm)
@@ -129,12 +126,12 @@ def load_config(
             f"{envfiles.secrets_file(config.env)}",
         ) from exc
     config.remember_secrets()
-    return config, pm, settings
+    return config, pm
 
 
 def plan(project_dir: Path, env: str | None = None) -> Plan:
     """Everything a build writes, computed in memory and checked."""
-    config, pm, settings = load_config(project_dir, env)
+    config, pm = load_config(project_dir, env)
     warnings: list[Problem] = []
     _refuse_errors(warnings, pm.hook.validate_config(config=config))
     stack = collect_stack(pm, config)
@@ -150,7 +147,7 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     _refuse_errors(warnings, pm.hook.validate_files(config=config, stack=stack, files=files))
     computed = envfiles.render_env({k: config.get(k) or "" for k in known}, COMPUTED_HEADER)
     files.append(GeneratedFile(envfiles.COMPUTED, computed, 0o600))
-    return Plan(config, stack, files, settings, warnings)
+    return Plan(config, stack, files, warnings)
 
 
 def _refuse_errors(warnings: list[Problem], answers: list[list[Problem]]) -> None:

@@ -40,11 +40,6 @@ def _keeps(name: str) -> bool:
     return name not in _names(DISABLE_VAR) and (not only or name in only)
 
 
-def _switches() -> tuple[str, str, tuple[str, ...]]:
-    """What the found plugins depend on: the two variables and ``sys.path``."""
-    return os.environ.get(DISABLE_VAR, ""), os.environ.get(ONLY_VAR, ""), tuple(sys.path)
-
-
 def scan_entry_points() -> list[EntryPoint]:
     """The plugin entry points (``nself.plugins``) of the installed distributions."""
     return entrypoints.scan(ENTRY_POINT_GROUP)
@@ -54,6 +49,11 @@ def forget() -> None:
     """Scan again on next use (after installing a distribution into this very process)."""
     _installed.cache_clear()
     _base_manager.cache_clear()
+
+
+def _switches() -> tuple[str, str, tuple[str, ...]]:
+    """What the plugins found depend on: the two variables and ``sys.path``."""
+    return os.environ.get(DISABLE_VAR, ""), os.environ.get(ONLY_VAR, ""), tuple(sys.path)
 
 
 def installed_plugins() -> list[tuple[str, object]]:

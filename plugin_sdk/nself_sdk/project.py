@@ -35,7 +35,7 @@ def plugin_manager(project: Path | None = None) -> Manager:
 
 def load_config(project: Path | None = None, env: str | None = None) -> Config:
     """The project's resolved settings: env layers, declared defaults and derived values."""
-    config, _pm, _settings = _build.load_config(project or project_dir(), env)
+    config, _pm = _build.load_config(project or project_dir(), env)
     return config
 
 
