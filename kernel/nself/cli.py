@@ -20,13 +20,6 @@ HELP = "A complete, production-grade, self-hosted backend: one CLI, generated co
 _VALUE_OPTIONS = {"--project", "-C"}
 
 
-def project_dir() -> Path:
-    """The project the command works on (``--project`` or the nearest one above cwd)."""
-    from .config import find_project
-
-    return find_project(state.project or Path.cwd())
-
-
 def make_app() -> "typer.Typer":
     """The Typer app: the root options and every plugin's ``register_commands``."""
     import typer

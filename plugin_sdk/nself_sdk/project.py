@@ -9,8 +9,9 @@ import pluggy
 
 from nself import build as _build
 from nself.build import BuildResult, Plan
-from nself.cli import project_dir
 from nself.config import Config
+from nself.config import find_project as _find
+from nself.console import state
 from nself.errors import NselfError
 from nself.model import Stack
 from nself.plugins import Manager, make_manager
@@ -18,12 +19,16 @@ from nself.plugins import Manager, make_manager
 if TYPE_CHECKING:
     from .containers import Runtime
 
-find_project = project_dir
 plan = _build.plan
 build = _build.build
 # The files plugins answer to a hook (e.g. ``contribute_scaffold``), checked as the
 # build's: inside the project, not an env file or .nself/, one owner per path.
 collect_files = _build.collect_files
+
+
+def find_project() -> Path:
+    """The project the command works on (``--project`` or the nearest one above cwd)."""
+    return _find(state.project or Path.cwd())
 
 
 def plugin_manager(project: Path | None = None) -> Manager:
@@ -35,7 +40,7 @@ def plugin_manager(project: Path | None = None) -> Manager:
 
 def load_config(project: Path | None = None, env: str | None = None) -> Config:
     """The project's resolved settings: env layers, declared defaults and derived values."""
-    config, _pm = _build.load_config(project or project_dir(), env)
+    config, _pm = _build.load_config(project or find_project(), env)
     return config
 
 
