@@ -67,7 +67,14 @@ def test_dev_auth_without_mail_signs_up_without_verification(project: Path, nsel
     services = built(nself, project)
     assert services["auth"]["environment"]["AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED"] == "false"
     services = built(nself, project, MAIL_ENABLED="true")
-    assert "AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED" not in services["auth"]["environment"]
+    # With mail, the account policy's setting (default true) reaches Auth.
+    env = services["auth"]["environment"]
+    assert env["AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED"] == (
+        "${AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED}"
+    )
+    assert "AUTH_EMAIL_SIGNIN_EMAIL_VERIFIED_REQUIRED=true\n" in (
+        (project / ".env.computed").read_text()
+    )
 
 
 def test_a_network_alias_cannot_shadow_a_service(project: Path, nself: Run) -> None:

@@ -150,6 +150,7 @@ RESERVED_PREFIXES = (
     "PROMTAIL_",
     "PUBLIC_",
     "RATE_LIMIT_",
+    "ROTATION_",
     "REDIS_",
     "SEARCH_",
     "SSL_",
