@@ -1,4 +1,5 @@
-"""The database lifecycle: migrations, verified backups, restore, PITR, seeds and shell.
+"""The database lifecycle: migrations, verified backups, restore, PITR, seeds and shell;
+read replicas (``replicas``) and the connection pool's status (``pool``).
 
 Commands live under ``nself db`` (``cli/``: one Typer app per command group). The engine
 modules (``migrations``, ``backups``, ``pitr``) talk to PostgreSQL only through a
@@ -9,6 +10,7 @@ inside the postgres service) and against any server reachable directly (tests, C
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 from nself_sdk import Config, Finding, GeneratedFile, Problem, Service, Setting, Stack, hookimpl
@@ -81,6 +83,41 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
     return files(config, stack)
 
 
+@hookimpl(wrapper=True)
+def contribute_env(config: Config) -> Generator[None, list[dict[str, str]], list[dict[str, str]]]:
+    """DATABASE_POOL_URL: the PgBouncer plugin's pool when it is installed (a wrapper: its
+    host and port are what that plugin derives), the database itself otherwise."""
+    answers = yield
+    from .pool import pool_url
+
+    derived = {key: value for answer in answers for key, value in answer.items()}
+    return [*answers, {"DATABASE_POOL_URL": pool_url(config, derived)}]
+
+
+@hookimpl
+def stack_started(config: Config, stack: Stack, runtime: Any, services: list[str]) -> None:
+    """A primary started with replicas configured lets them in (a project whose
+    POSTGRES_REPLICAS came from someone else's env file, on a primary with data)."""
+    if "postgres" not in services:
+        return
+    from nself_builtins.shared.replicas import names
+
+    if not names(config):
+        return
+    from nself_sdk import NselfError
+    from nself_sdk.console import info, warn
+
+    from .replicas import prepare_primary
+    from .target import Target
+
+    try:
+        target = Target(config.project_dir, config, config.env, stack)
+        for note in prepare_primary(target.transport(), config.text("POSTGRES_PASSWORD")):
+            info(f"primary: {note} (the replicas retry on their own)")
+    except NselfError as exc:
+        warn(f"the replicas may not reach the primary: {exc.message}")
+
+
 @hookimpl
 def register_commands(app: Any) -> None:
     from nself_sdk.commands import command_group
@@ -95,10 +132,15 @@ def register_commands(app: Any) -> None:
 def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
     """``interrupted``: a restore a crash cut short is finished or undone now;
     ``migrations``: pending or changed ones; ``backups``: the newest is intact, recent
-    (with a schedule) and proven by a restore (``deep`` runs that restore)."""
+    (with a schedule) and proven by a restore (``deep`` runs that restore);
+    ``replication``: each replica streams, and no slot holds WAL for nobody."""
     from .checks import findings
+    from .replica_checks import replication
 
-    return findings(config, stack, deep, only)
+    found = findings(config, stack, deep, only)
+    if not only or "replication" in only:
+        found += replication(config, stack)
+    return found
 
 
 @hookimpl

@@ -1,4 +1,5 @@
-"""PostgreSQL 16 with pgvector, pg_partman and pg_cron; internal only, never published."""
+"""PostgreSQL 16 with pgvector, pg_partman and pg_cron; internal only, never published.
+With ``POSTGRES_REPLICAS``, streaming read replicas of it (``replicas``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
+from nself_builtins.shared import replicas as replica_names
 from nself_builtins.shared.images import OFFICIAL_DEBIAN
 from nself_sdk import (
     Config,
@@ -13,6 +15,7 @@ from nself_sdk import (
     HealthCheck,
     ImageContract,
     Mount,
+    Problem,
     Service,
     ServicePlugin,
     Setting,
@@ -86,7 +89,9 @@ def _env(config: Config) -> dict[str, str]:
     db = config.text("POSTGRES_DB", "nself")
     ssl = "disable"  # traffic stays on the private bridge network
     url = f"postgres://{user}:{password}@postgres:5432/{db}?sslmode={ssl}"
-    return {
+    from .replicas import env as replica_env
+
+    return replica_env(config) | {
         # What other services built from the same Dockerfile run (the backup scheduler).
         "POSTGRES_BUILT_IMAGE": "" if config.text("POSTGRES_IMAGE") else built_image(config),
         "DATABASE_URL": url,
@@ -115,13 +120,28 @@ def _adapt(config: Config, service: Service) -> Service:
     return replace(service, image=built_image(config), build="./postgres")
 
 
+def _checks(config: Config) -> list[Problem]:
+    return replica_names.problems(config)
+
+
 class PostgresPlugin(ServicePlugin):
-    """The database service, its generated init script and Dockerfile, and password
-    rotation inside the running database."""
+    """The database service and its read replicas, the generated init scripts and
+    Dockerfile, and password rotation inside the running database."""
+
+    @hookimpl
+    def contribute_services(self, config: Config) -> list[Service]:
+        if not self.running(config):
+            return []
+        from .replicas import services
+
+        primary = self.container(config)
+        return [primary, *services(config, primary)]
 
     @hookimpl
     def contribute_files(self, config: Config, stack: Stack) -> list[GeneratedFile]:
-        files = [GeneratedFile("postgres/init/00-nself.sql", INIT_SQL)]
+        from .replicas import files as replica_files
+
+        files = [GeneratedFile("postgres/init/00-nself.sql", INIT_SQL), *replica_files(config)]
         service = stack.service("postgres")
         if service is not None and service.build:
             files.append(GeneratedFile("postgres/Dockerfile", dockerfile(config)))
@@ -199,7 +219,14 @@ plugin = PostgresPlugin(
             min_length=16,
             generate="password",
         ),
+        Setting(
+            replica_names.SETTING,
+            "",
+            "Read replicas of the database, comma-separated names (`nself db replica add`): "
+            "each a streaming hot standby, service postgres-<name>.",
+        ),
     ),
     env=_env,
     adapt=_adapt,
+    checks=_checks,
 )

@@ -1,13 +1,16 @@
 """Changing the superuser password inside the running database (``nself secrets rotate``).
 
 The server only ever sees a SCRAM-SHA-256 verifier, never the password itself, so the
-new password cannot end up in PostgreSQL's logs or statistics.
+new password cannot end up in PostgreSQL's logs or statistics. The replication role's
+password is derived from it (``shared.replicas``): it changes in the same transaction, and
+each replica picks it up when it is recreated with the new value (`nself start`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from nself_builtins.shared.replicas import ROLE, replication_password
 from nself_builtins.shared.secrets import scram_verifier
 from nself_sdk import Config, NselfError
 
@@ -35,7 +38,14 @@ def change_password(config: Config, password: str, runtime: Any) -> None:
             else f"check it: nself status --env {config.env}",
         )
     user = config.text("POSTGRES_USER", "postgres")
-    sql = f"ALTER ROLE {_ident(user)} WITH PASSWORD '{scram_verifier(password)}';\n"
+    replication = scram_verifier(replication_password(password))
+    sql = (
+        "BEGIN;\n"
+        f"ALTER ROLE {_ident(user)} WITH PASSWORD '{scram_verifier(password)}';\n"
+        f"SELECT format('ALTER ROLE {ROLE} WITH PASSWORD %L', '{replication}')"
+        f" WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') \\gexec\n"
+        "COMMIT;\n"
+    )
     result = runtime.exec(
         "postgres",
         ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", "postgres"],

@@ -9,10 +9,13 @@ import typer
 from nself_sdk import NselfError, UsageError
 from nself_sdk.console import info, ok
 
-from . import backup, migrate, pitr
+from . import backup, migrate, pitr, pool, replica
 from .options import ConfirmOpt, DryRunOpt, EnvOpt, guard, resolve, size
 
-HELP = "Migrations, backups, restore, point-in-time recovery, seeds, shell."
+HELP = (
+    "Migrations, backups, restore, point-in-time recovery, seeds, shell; read replicas and "
+    "the connection pool."
+)
 PANEL = "Database"
 
 # Added without a name to the shared `db` group (`nself_sdk.commands.command_group`), so
@@ -134,3 +137,5 @@ def reset_cmd(
 app.add_typer(migrate.app, name="migrate")
 app.add_typer(backup.app, name="backup")
 app.add_typer(pitr.app, name="pitr")
+app.add_typer(replica.app, name="replica")
+app.add_typer(pool.app, name="pool")

@@ -1,0 +1,77 @@
+"""The ``replication`` check of ``nself doctor``: each replica streams, and no replication
+slot keeps WAL on the primary for a client that is gone (an inactive slot holds every
+segment since its client left, until the primary's disk is full)."""
+
+from __future__ import annotations
+
+from nself_builtins.shared import replicas as names
+from nself_sdk import Config, Finding, NselfError, Stack
+
+CHECK = "replication"
+
+
+def replication(config: Config, stack: Stack) -> list[Finding]:
+    from .replicas import slots
+    from .retention import size_text
+    from .target import Target
+
+    configured = names.names(config)
+    try:
+        found = slots(Target(config.project_dir, config, config.env, stack).transport())
+    except NselfError as exc:
+        if not configured:
+            return []  # nothing to say about a stack without replicas that is not running
+        return [Finding(CHECK, "warning", f"not checked: {exc.message}", exc.hint)]
+    by_slot = {s.name: s for s in found}
+    findings: list[Finding] = []
+    for name in configured:
+        slot = by_slot.get(names.slot(name))
+        if slot is None:
+            findings.append(
+                Finding(
+                    CHECK,
+                    "error",
+                    f"replica {name} has no replication slot on the primary: it has not been "
+                    "set up there",
+                    f"finish it: nself db replica add {name}",
+                )
+            )
+        elif slot.state == "streaming":
+            lag = f"{slot.lag_bytes or 0} bytes behind"
+            findings.append(Finding(CHECK, "ok", f"replica {name} streams ({lag})"))
+        elif slot.state:
+            findings.append(Finding(CHECK, "ok", f"replica {name} is in state {slot.state}"))
+    for slot in found:
+        if slot.active:
+            continue
+        owner = names.name_of_slot(slot.name)
+        held = size_text(slot.retained or 0) if slot.retained is not None else "WAL"
+        if owner is not None and owner in configured:
+            findings.append(
+                Finding(
+                    CHECK,
+                    "warning",
+                    f"replica {owner} is not connected; its slot {slot.name} keeps {held} of "
+                    "WAL on the primary, and more with every write",
+                    f"see `nself logs {names.service(owner)}`; if it is gone for good: "
+                    f"nself db replica remove {owner}",
+                )
+            )
+            continue
+        hint = (
+            f"nself db replica remove {owner}"
+            if owner is not None
+            else f"if nothing will use it again: SELECT pg_drop_replication_slot('{slot.name}')"
+        )
+        findings.append(
+            Finding(
+                CHECK,
+                "warning",
+                f"the replication slot {slot.name} is inactive and keeps {held} of WAL on the "
+                "primary" + (" (its replica was removed)" if owner is not None else ""),
+                hint,
+            )
+        )
+    if not findings:
+        findings.append(Finding(CHECK, "ok", "no replicas, no replication slot"))
+    return findings
