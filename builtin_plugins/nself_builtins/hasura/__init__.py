@@ -1,9 +1,12 @@
-"""Hasura GraphQL Engine at api.{domain}: admin and JWT secrets, console off outside dev."""
+"""Hasura GraphQL Engine at api.{domain}: admin and JWT secrets, console off outside dev;
+with HASURA_REPLICA_ENABLED, a second, read-only Hasura on the database replica
+(``replica``: what Hasura CE does and does not do with read replicas)."""
 
 from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from nself_builtins.shared.urls import public_url
 from nself_sdk import (
@@ -12,6 +15,7 @@ from nself_sdk import (
     HealthCheck,
     ImageContract,
     Problem,
+    Route,
     Service,
     ServicePlugin,
     Setting,
@@ -77,6 +81,17 @@ SETTINGS = (
     Setting("HASURA_GRAPHQL_ENABLE_CONSOLE", None, "Serve the console (dev only)."),
     Setting("HASURA_GRAPHQL_DEV_MODE", None, "Verbose errors (dev only)."),
     Setting("HASURA_GRAPHQL_CORS_DOMAIN", None, "Allowed origins, comma-separated."),
+    Setting(
+        "HASURA_REPLICA_ENABLED",
+        "false",
+        "Run a second, read-only Hasura on the database replica, at its own subdomain "
+        "(`nself hasura replica enable`; queries sent there read the replica).",
+    ),
+    Setting(
+        "HASURA_REPLICA_SUBDOMAIN",
+        "api-read",
+        "Public subdomain of the read-only Hasura on the replica.",
+    ),
 )
 
 
@@ -100,7 +115,9 @@ def _env(config: Config) -> dict[str, str]:
     dev = config.is_local
     console = config.flag("HASURA_GRAPHQL_ENABLE_CONSOLE", dev) and dev
     dev_mode = config.flag("HASURA_GRAPHQL_DEV_MODE", dev) and dev
-    return {
+    from .replica import env as replica_env
+
+    return replica_env(config) | {
         "HASURA_GRAPHQL_CORS_DOMAIN_EFFECTIVE": _cors(config),
         "HASURA_GRAPHQL_CONSOLE_EFFECTIVE": str(console).lower(),
         "HASURA_GRAPHQL_DEV_MODE_EFFECTIVE": str(dev_mode).lower(),
@@ -224,6 +241,9 @@ def _checks(config: Config) -> list[Problem]:
     if (jwt_problem := _jwt_problem(config, jwt)) is not None:
         problems.append(jwt_problem)
     problems += _cors_problems(config)
+    from .replica import problems as replica_problems
+
+    problems += replica_problems(config)
     if not config.is_local:
         for name in ("HASURA_GRAPHQL_ENABLE_CONSOLE", "HASURA_GRAPHQL_DEV_MODE"):
             if config.flag(name, False):
@@ -232,7 +252,36 @@ def _checks(config: Config) -> list[Problem]:
 
 
 class HasuraPlugin(ServicePlugin):
-    """Hasura, and its part of the hardening suite."""
+    """Hasura (and its read-only twin on the replica), its commands and its part of the
+    hardening suite."""
+
+    @hookimpl
+    def contribute_services(self, config: Config) -> list[Service]:
+        if not self.running(config):
+            return []
+        from . import replica
+
+        primary = self.container(config)
+        if not replica.runs(config):
+            return [primary]
+        return [primary, replica.service(config, primary)]
+
+    @hookimpl
+    def contribute_nginx(self, config: Config) -> list[Route]:
+        if not self.running(config):
+            return []
+        from . import replica
+
+        routes = self.public_routes(config)
+        if replica.runs(config):
+            routes.append(replica.route(config))
+        return routes
+
+    @hookimpl
+    def register_commands(self, app: Any) -> None:
+        from .cli import app as hasura
+
+        app.add_typer(hasura, rich_help_panel="Services")
 
     @hookimpl
     def harden(self, config: Config, stack: Stack, live: bool) -> list[Finding]:

@@ -224,3 +224,38 @@ def comparisons(expression: Any) -> list[tuple[str, str]]:
         for item in expression:
             found += comparisons(item)
     return found
+
+
+@dataclass
+class SourceMeta:
+    """A database source of the project's Hasura metadata (``databases.yaml``)."""
+
+    name: str
+    url_env: str | None  # the env name its URL is read from (``from_env``); None: other
+    read_replicas: bool  # ``read_replicas`` is set (honoured by Hasura Cloud/EE only)
+
+
+def database_sources(project: Path) -> tuple[list[SourceMeta], list[str]]:
+    """The sources ``hasura/metadata/databases/databases.yaml`` lists, and the files that
+    could not be read; no file: none (Hasura then adds the source ``default`` itself)."""
+    reader = _Reader(project)
+    path = project / METADATA_DIR / "databases" / "databases.yaml"
+    if not path.is_file():
+        return [], []
+    listed = reader.load(path)
+    found: list[SourceMeta] = []
+    for source in listed if isinstance(listed, list) else ():
+        if not isinstance(source, dict) or source.get("kind", "postgres") != "postgres":
+            continue
+        configuration = source.get("configuration")
+        info = configuration.get("connection_info") if isinstance(configuration, dict) else None
+        url = info.get("database_url") if isinstance(info, dict) else None
+        env = url.get("from_env") if isinstance(url, dict) else None
+        found.append(
+            SourceMeta(
+                str(source.get("name", "?")),
+                env if isinstance(env, str) else None,
+                isinstance(configuration, dict) and bool(configuration.get("read_replicas")),
+            )
+        )
+    return found, reader.meta.problems

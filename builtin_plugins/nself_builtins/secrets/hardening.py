@@ -64,8 +64,7 @@ def findings(config: Config, stack: Stack, live: bool) -> list[Finding]:
             fix = _first_values(config, sorted(set(missing) | set(to_rotate)))
         elif kind == "committed":
             hint = (
-                f"move it to {own} and rotate it: the old value stays in the repository's "
-                "history"
+                f"move it to {own} and rotate it: the old value stays in the repository's history"
             )
         elif name in rotatable:
             fix = _rotate(config, to_rotate)

@@ -1,0 +1,200 @@
+"""Read replicas on the real engine (issue #15): `nself db replica add|list|remove`.
+
+The stack runs the postgres stand-in (PostgreSQL 17 built from Debian's packages, the
+official image's contract); each replica is a second container of that image started by
+nself's replica script, streaming from the primary through its own slot. Hasura and Auth
+are off: their images cannot be obtained here. Nothing is published: SQL goes to the
+containers' addresses on the project network.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from docker_helpers import use_standins
+from nself_sdk.testing import Result, set_env
+from test_runtime_e2e import docker, project_objects, remove_project
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def stack(tmp_path: Path, nself: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.delenv("NSELF_DB_URL", raising=False)
+    name = f"nselfrepl{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / name
+    assert nself("init", str(folder), "--name", name).code == 0
+    use_standins(folder)
+    try:
+        started = nself("start", "postgres", "--timeout", "120", cwd=folder)
+        assert started.code == 0, started.output
+        yield folder
+    finally:
+        remove_project(name)
+
+
+def sql(nself: Run, folder: Path, service: str, statement: str) -> Result:
+    return nself(
+        "exec", service, "--", "psql", "-X", "-U", "postgres", "-d", "nself", "-Atc", statement,
+        cwd=folder,
+    )  # fmt: skip
+
+
+def slots(nself: Run, folder: Path) -> list[str]:
+    out = sql(nself, folder, "postgres", "SELECT slot_name FROM pg_replication_slots")
+    assert out.code == 0, out.output
+    return out.out.split()
+
+
+def seen_within(nself: Run, folder: Path, value: int, seconds: float) -> float:
+    """How long the replica took to show ``value`` in notes (fails after ``seconds``)."""
+    began = time.monotonic()
+    while True:
+        got = sql(
+            nself, folder, "postgres-replica1", f"SELECT count(*) FROM notes WHERE n = {value}"
+        )
+        if got.code == 0 and got.out.strip() == "1":
+            return time.monotonic() - began
+        assert time.monotonic() - began < seconds, f"{value} not on the replica: {got.output}"
+        time.sleep(0.1)
+
+
+def listing(nself: Run, folder: Path) -> list[dict[str, object]]:
+    out = nself("db", "replica", "list", "--json", cwd=folder)
+    assert out.code == 0, out.output
+    rows: list[dict[str, object]] = json.loads(out.out)
+    return rows
+
+
+def test_a_replica_streams_refuses_writes_survives_restarts_and_leaves_no_slot(
+    stack: Path, nself: Run
+) -> None:
+    folder = stack
+    assert sql(nself, folder, "postgres", "CREATE TABLE notes (n int)").code == 0
+    added = nself("db", "replica", "add", cwd=folder)
+    assert added.code == 0, added.output
+    assert "replica replica1: service postgres-replica1, kept in .env.local" in added.out
+    assert "created the replication slot nself_replica_replica1" in added.out
+    assert "POSTGRES_REPLICAS=replica1" in (folder / ".env.local").read_text()
+    assert slots(nself, folder) == ["nself_replica_replica1"]
+
+    # A row written on the primary is on the replica within a second or two.
+    assert sql(nself, folder, "postgres", "INSERT INTO notes VALUES (1)").code == 0
+    assert seen_within(nself, folder, 1, 2.0) < 2.0
+    # The replica refuses writes.
+    refused = sql(nself, folder, "postgres-replica1", "INSERT INTO notes VALUES (2)")
+    assert refused.code != 0
+    assert "read-only transaction" in refused.output
+
+    [row] = listing(nself, folder)
+    assert row["name"] == "replica1" and row["state"] == "streaming"
+    assert row["lag_bytes"] == 0 and row["lag_seconds"] == 0.0
+    assert row["slot_active"] is True and row["container"] == "healthy"
+
+    # It survives a restart of itself, and one of the primary.
+    restarted = nself("restart", "postgres-replica1", cwd=folder)
+    assert restarted.code == 0, restarted.output
+    assert sql(nself, folder, "postgres", "INSERT INTO notes VALUES (3)").code == 0
+    seen_within(nself, folder, 3, 10.0)
+    restarted = nself("restart", "postgres", cwd=folder)
+    assert restarted.code == 0, restarted.output
+    assert sql(nself, folder, "postgres", "INSERT INTO notes VALUES (4)").code == 0
+    seen_within(nself, folder, 4, 15.0)  # it reconnects by itself (5 s retry interval)
+    deadline = time.monotonic() + 15
+    while listing(nself, folder)[0]["state"] != "streaming":
+        assert time.monotonic() < deadline, listing(nself, folder)
+        time.sleep(0.5)
+
+    # Stopped, its slot keeps WAL: list shows the lag, doctor warns.
+    assert nself("stop", "postgres-replica1", cwd=folder).code == 0
+    fill = "INSERT INTO notes SELECT g FROM generate_series(5, 50000) g"
+    filled = sql(nself, folder, "postgres", fill)
+    assert filled.code == 0, filled.output
+    [row] = listing(nself, folder)
+    assert row["state"] == "disconnected" and row["slot_active"] is False
+    assert isinstance(row["retained_bytes"], int) and row["retained_bytes"] > 1_000_000
+    doctor = nself("doctor", "--check", "replication", cwd=folder)
+    assert "replica replica1 is not connected; its slot nself_replica_replica1 keeps" in doctor.out
+    assert "nself db replica remove replica1" in doctor.out
+
+    # Started again, it catches up through its slot.
+    assert nself("start", "postgres-replica1", cwd=folder).code == 0
+    seen_within(nself, folder, 50000, 30.0)
+    [row] = listing(nself, folder)
+    assert row["state"] == "streaming"
+
+    # Removed: no slot, no container, no data volume; the env file no longer lists it.
+    removed = nself("db", "replica", "remove", "replica1", cwd=folder)
+    assert removed.code == 0, removed.output
+    assert "dropped the replication slot nself_replica_replica1" in removed.out
+    assert slots(nself, folder) == []
+    assert listing(nself, folder) == []
+    assert "POSTGRES_REPLICAS" not in (folder / ".env.local").read_text()
+    volumes = project_objects(folder.name)["volumes"]
+    assert len(volumes) == 1  # the primary's only
+    service = "label=com.docker.compose.service=postgres-replica1"
+    owner = f"label=com.docker.compose.project={folder.name}"
+    assert docker("ps", "-aq", "--filter", service, "--filter", owner).stdout == ""
+    # Added again under the same name: a fresh base backup, streaming at once.
+    again = nself("db", "replica", "add", "replica1", cwd=folder)
+    assert again.code == 0, again.output
+    count = sql(nself, folder, "postgres-replica1", "SELECT count(*) FROM notes")
+    assert count.out.strip() == "49999"  # 1, 3, 4 and 5..50000
+
+
+def test_bad_input_is_one_line_with_a_hint(stack: Path, nself: Run) -> None:
+    folder = stack
+    assert nself("db", "replica", "add", "first", "--no-start", cwd=folder).code == 0
+    taken = nself("db", "replica", "add", "first", cwd=folder)
+    assert taken.code == 2
+    assert "error: a replica named first exists already" in taken.err
+    assert "hint:" in taken.err and "Traceback" not in taken.err
+    bad = nself("db", "replica", "add", "Not_A_Name", cwd=folder)
+    assert bad.code == 2 and "is not a replica name" in bad.err
+    unknown = nself("db", "replica", "remove", "nope", cwd=folder)
+    assert unknown.code == 2 and "there is no replica named nope" in unknown.err
+    cloud = nself("db", "replica", "add", "--region", "fsn1", "--type", "CX22", cwd=folder)
+    assert cloud.code == 2 and "nself does not create cloud servers" in cloud.err
+    # Nothing half-done: the refused commands changed neither the env file nor the slots.
+    assert (folder / ".env.local").read_text().count("POSTGRES_REPLICAS=first") == 1
+    assert slots(nself, folder) == ["nself_replica_first"]
+    # An add interrupted after the setting was written (no slot yet) is finished by
+    # running it again.
+    set_env(folder, ".env.local", POSTGRES_REPLICAS="first,second")
+    finished = nself("db", "replica", "add", "second", cwd=folder)
+    assert finished.code == 0, finished.output
+    assert sorted(slots(nself, folder)) == ["nself_replica_first", "nself_replica_second"]
+    assert sql(nself, folder, "postgres-second", "SELECT pg_is_in_recovery()").out.strip() == "t"
+
+
+def test_replicas_in_the_env_files_come_up_with_a_new_stack(
+    tmp_path: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Builds regenerate replicas: on a fresh data volume the primary's init script lets
+    them in, and `nself start` brings primary and replica up together."""
+    monkeypatch.delenv("NSELF_DB_URL", raising=False)
+    name = f"nselfrepl{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / name
+    assert nself("init", str(folder), "--name", name).code == 0
+    use_standins(folder, POSTGRES_REPLICAS="r1")
+    try:
+        started = nself("start", "--timeout", "180", cwd=folder)
+        assert started.code == 0, started.output
+        assert sql(nself, folder, "postgres", "CREATE TABLE notes (n int)").code == 0
+        assert sql(nself, folder, "postgres", "INSERT INTO notes VALUES (7)").code == 0
+        deadline = time.monotonic() + 5
+        while sql(nself, folder, "postgres-r1", "SELECT count(*) FROM notes").out.strip() != "1":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        [row] = listing(nself, folder)
+        assert row["name"] == "r1" and row["state"] == "streaming"
+        assert slots(nself, folder) == ["nself_replica_r1"]
+    finally:
+        remove_project(name)
