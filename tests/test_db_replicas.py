@@ -172,6 +172,24 @@ def test_bad_input_is_one_line_with_a_hint(stack: Path, nself: Run) -> None:
     assert finished.code == 0, finished.output
     assert sorted(slots(nself, folder)) == ["nself_replica_first", "nself_replica_second"]
     assert sql(nself, folder, "postgres-second", "SELECT pg_is_in_recovery()").out.strip() == "t"
+    # A replica that never started is removed with its slot.
+    assert nself("db", "replica", "remove", "first", cwd=folder).code == 0
+    assert slots(nself, folder) == ["nself_replica_second"]
+
+    # Rotating POSTGRES_PASSWORD changes the replication role's (derived) password inside
+    # the primary and restarts the replica with it: it streams on, also after the
+    # primary's next restart (a new connection, with the new password).
+    rotated = nself("secrets", "rotate", "POSTGRES_PASSWORD", "--yes", cwd=folder)
+    assert rotated.code == 0, rotated.output
+    assert "postgres-second" in rotated.output
+    assert nself("restart", "postgres", cwd=folder).code == 0
+    assert sql(nself, folder, "postgres", "CREATE TABLE after_rotation (n int)").code == 0
+    deadline = time.monotonic() + 20
+    while sql(nself, folder, "postgres-second", "SELECT 1 FROM after_rotation").code != 0:
+        assert time.monotonic() < deadline, nself("logs", "postgres-second", cwd=folder).out
+        time.sleep(0.2)
+    [row] = listing(nself, folder)
+    assert row["state"] == "streaming"
 
 
 def test_replicas_in_the_env_files_come_up_with_a_new_stack(

@@ -89,8 +89,10 @@ def _stacks(base: Path, root: Path) -> Iterator[tuple[str, Plan]]:
                 f"{f}_ENABLED": str(f in on and (f != "ADMIN" or env == "dev")).lower()
                 for f in FLAGS
             }
-            if on:  # scheduled backups: the db-backup service
+            if on:  # scheduled backups (db-backup), a read replica and Hasura on it
                 flags["BACKUP_SCHEDULE"] = "0 3 * * *"
+                flags["POSTGRES_REPLICAS"] = "r1"
+                flags["HASURA_REPLICA_ENABLED"] = "true"
             set_env(folder, layer, **flags)
             yield f"{env}-{label}", nself_sdk.plan(folder, env)
 
@@ -120,7 +122,7 @@ def test_the_stacks_cover_every_pinned_image(plans: list[tuple[str, Plan]]) -> N
         "redis-exporter",
         "cadvisor",
     } <= services
-    assert {"ntfy", "pgbouncer", "audit", "db-backup"} <= services
+    assert {"ntfy", "pgbouncer", "audit", "db-backup", "postgres-r1", "hasura-replica"} <= services
 
 
 def test_every_service_keeps_its_images_contract(plans: list[tuple[str, Plan]]) -> None:

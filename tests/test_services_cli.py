@@ -48,7 +48,8 @@ def test_add_scaffolds_code_and_claims_the_first_slot(project: Path, nself: Run)
         "PORT": "8001",
         "SUBDOMAIN": "myapi",
         "HEALTHCHECK": "image",
-        "ENV_DATABASE_URL": "${DATABASE_URL}",
+        "ENV_DATABASE_URL": "${DATABASE_POOL_URL}",
+        "ENV_DATABASE_DIRECT_URL": "${DATABASE_URL}",
         "ENV_HASURA_GRAPHQL_URL": "${HASURA_GRAPHQL_URL:-http://hasura:8080/v1/graphql}",
         "ENV_HASURA_GRAPHQL_ADMIN_SECRET": "${HASURA_GRAPHQL_ADMIN_SECRET:-}",
         "ENV_JWT_SECRET": "${HASURA_GRAPHQL_JWT_SECRET}",
@@ -266,7 +267,7 @@ def test_an_image_gets_a_slot_without_code(project: Path, nself: Run) -> None:
     assert "image nself/ping-api:latest" in result.out
     values = envslots.read(project)[1].values
     assert values["IMAGE"] == "nself/ping-api:latest" and "BUILD" not in values
-    assert values["ENV_DATABASE_URL"] == "${DATABASE_URL}"
+    assert values["ENV_DATABASE_URL"] == "${DATABASE_POOL_URL}"  # the pool, once installed
     assert [p.name for p in (project / "services").iterdir()] == ["README"]  # nothing added
     result = nself("build", "--json", cwd=project)
     assert json.loads(result.out)["urls"]["ping-api"] == "https://ping.local.nself.org"

@@ -61,16 +61,30 @@ def installed(config: Config, stack: Stack | None = None) -> bool:
     return "PGBOUNCER_POOL_SIZE" in config.declared
 
 
-def routes(stack: Stack) -> dict[str, list[str]]:
-    """Which services reach the database through the pool and which directly, from what
-    their environment refers to."""
+def routes(config: Config, stack: Stack) -> dict[str, list[str]]:
+    """Which services reach the database through the pool and which directly, from the
+    settings their environment refers to (followed through the env files: a custom
+    service's DATABASE_URL is its CS_N_ENV_DATABASE_URL, which names DATABASE_POOL_URL)."""
+    from nself_builtins.shared.envs import references, service_references
+
+    def leads_to(name: str, target: str, seen: set[str]) -> bool:
+        if name == target:
+            return True
+        entry = config.resolver.entry(name)
+        if name in seen or entry is None or entry.literal:
+            return False
+        seen.add(name)
+        return any(leads_to(ref, target, seen) for ref in references(entry.raw))
+
     through: list[str] = []
     direct: list[str] = []
     for service in stack.services:
-        values = " ".join(service.environment.values())
-        if "${DATABASE_POOL_URL}" in values:
+        if service.name == SERVICE:
+            continue
+        refs = service_references(service)
+        if any(leads_to(ref, "DATABASE_POOL_URL", set()) for ref in refs):
             through.append(service.name)
-        elif service.name != SERVICE and ("${DATABASE_URL}" in values or service.name in DIRECT):
+        elif service.name in DIRECT or any(leads_to(r, "DATABASE_URL", set()) for r in refs):
             direct.append(service.name)
     return {"pool": sorted(through), "direct": sorted(direct)}
 
@@ -147,7 +161,7 @@ def status(config: Config, stack: Stack) -> Status:
         found = read(config, _local_address(config), port)
     else:
         found = _remote(config, port)
-    found.routes = routes(stack)
+    found.routes = routes(config, stack)
     return found
 
 

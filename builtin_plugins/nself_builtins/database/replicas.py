@@ -424,19 +424,24 @@ def remove(target: Target, name: str, say: Say) -> Removed:
     """Remove a replica: stop it, drop its slot, take it out of the env files and remove
     its container and data volume (a copy of the primary's, which a later replica of the
     same name could not resume from). A remove that was interrupted is finished."""
-    transport = _stack_transport(target)
     configured = names.names(target.config)
-    present = {s.name for s in slots(transport)}
-    if name not in configured and names.slot(name) not in present:
-        known = ", ".join(configured) or "none"
+    known = ", ".join(configured) or "none"
+    if names.name_problem(name) is not None:
         raise UsageError(
-            f"there is no replica named {name} (replicas: {known})",
+            f"there is no replica named {name!r} (replicas: {known})",
             "see `nself db replica list`",
         )
     if target.config.flag("HASURA_REPLICA_ENABLED", False) and configured == [name]:
         raise UsageError(
             f"the read-only Hasura reads from {name}, the only replica",
             "switch it off first: nself hasura replica disable",
+        )
+    transport = _stack_transport(target)
+    present = {s.name for s in slots(transport)}
+    if name not in configured and names.slot(name) not in present:
+        raise UsageError(
+            f"there is no replica named {name} (replicas: {known})",
+            "see `nself db replica list`",
         )
     from nself_builtins.shared.placement import runs_here
 

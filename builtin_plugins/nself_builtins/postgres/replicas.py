@@ -125,7 +125,7 @@ def services(config: Config, primary: Service) -> list[Service]:
                     "NSELF_REPLICA_PRIMARY": "postgres",
                     "NSELF_REPLICA_SLOT": replicas.slot(name),
                     "NSELF_REPLICATION_USER": replicas.ROLE,
-                    "NSELF_REPLICATION_PASSWORD": "${POSTGRES_REPLICATION_PASSWORD}",
+                    "NSELF_REPLICATION_PASSWORD": "${" + replicas.PASSWORD_SETTING + "}",
                 },
                 entrypoint=("bash", f"/nself/replica/{SCRIPT}"),
                 command=(
@@ -190,7 +190,5 @@ def env(config: Config) -> dict[str, str]:
     return {
         "DATABASE_REPLICA_URL": urls[0],
         "DATABASE_REPLICA_URLS": ",".join(urls),
-        "POSTGRES_REPLICATION_PASSWORD": replicas.replication_password(
-            config.text("POSTGRES_PASSWORD")
-        ),
+        replicas.PASSWORD_SETTING: replicas.replication_password(config.text("POSTGRES_PASSWORD")),
     }

@@ -37,9 +37,13 @@ SERVICES_DIR = "services"
 # it builds on any laptop, whatever target `nself env switch` chose.
 CHECK_ENV = "dev"
 # Every service can reach the database and the GraphQL API through these references;
-# the values live in .env.computed only, never in the service's code.
+# the values live in .env.computed only, never in the service's code. DATABASE_URL goes
+# through the connection pool once the PgBouncer plugin is installed (DATABASE_POOL_URL
+# is the database itself until then); DATABASE_DIRECT_URL never does, for what needs a
+# session of its own (migrations with advisory locks, LISTEN, prepared statements by name).
 BASE_ENV = (
-    ("DATABASE_URL", "${DATABASE_URL}"),
+    ("DATABASE_URL", "${DATABASE_POOL_URL}"),
+    ("DATABASE_DIRECT_URL", "${DATABASE_URL}"),
     ("HASURA_GRAPHQL_URL", "${HASURA_GRAPHQL_URL:-http://hasura:8080/v1/graphql}"),
     ("HASURA_GRAPHQL_ADMIN_SECRET", "${HASURA_GRAPHQL_ADMIN_SECRET:-}"),
     ("JWT_SECRET", "${HASURA_GRAPHQL_JWT_SECRET}"),

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from nself_sdk import Config, Service, Stack
 from nself_sdk.envfiles import COMPUTED
 
+from . import replicas
+
 __all__ = [
     "derived_from",
     "in_dependency_order",
@@ -17,6 +19,9 @@ __all__ = [
     "services_using",
 ]
 
+
+# Derived values computed from a setting rather than holding it: the value changes with it.
+HASHED = {replicas.PASSWORD_SETTING: "POSTGRES_PASSWORD"}
 
 _REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -31,7 +36,7 @@ def derived_from(config: Config, names: Iterable[str]) -> set[str]:
 
     Follows ``${NAME}`` references in the env files (HASURA_GRAPHQL_JWT_SECRET refers to
     HASURA_JWT_KEY) and values plugins derive at build time that embed a value
-    (DATABASE_URL holds POSTGRES_PASSWORD).
+    (DATABASE_URL holds POSTGRES_PASSWORD), or compute from them (``HASHED``).
     """
     from urllib.parse import quote as urlquote
 
@@ -50,9 +55,13 @@ def derived_from(config: Config, names: Iterable[str]) -> set[str]:
             if name in found:
                 continue
             entry = config.origins(name)[-1]
-            uses = (not entry.literal and references(entry.raw) & found) or (
-                entry.file == COMPUTED
-                and any(form in (config.get(name) or "") for form in embedded)
+            uses = (
+                (not entry.literal and references(entry.raw) & found)
+                or (
+                    entry.file == COMPUTED
+                    and any(form in (config.get(name) or "") for form in embedded)
+                )
+                or HASHED.get(name) in found
             )
             if uses:
                 found.add(name)

@@ -18,6 +18,8 @@ from urllib.parse import quote
 from nself_sdk import Config, Problem
 
 SETTING = "POSTGRES_REPLICAS"
+# The replication role's password as the build derives it (never in an env file).
+PASSWORD_SETTING = "POSTGRES_REPLICATION_PASSWORD"
 ROLE = "nself_replicator"
 SLOT_PREFIX = "nself_replica_"
 # Lowercase, a letter first, '-' inside: a hostname part, a volume name and (with '_' for
