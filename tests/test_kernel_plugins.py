@@ -121,7 +121,7 @@ def test_a_third_party_plugin_joins_version_and_build(
 
 
 @needs_docker
-@pytest.mark.parametrize("plugin", ["aaa", "dbpool"])
+@pytest.mark.parametrize("plugin", ["aaa", "dbtune"])
 def test_a_plugin_adds_a_command_to_nself_db(
     site: Path, project: Path, nself: Run, plugin: str
 ) -> None:
@@ -130,17 +130,17 @@ def test_a_plugin_adds_a_command_to_nself_db(
     code = (
         "import typer\nfrom nself_sdk import hookimpl\n"
         "from nself_sdk.commands import command_group\n\n"
-        "pool = typer.Typer()\n\n"
-        "@pool.command('pool')\ndef status() -> None:\n"
-        '    """The connection pool."""\n    print(\'pool: 3 clients\')\n\n'
+        "tune = typer.Typer()\n\n"
+        "@tune.command('tune')\ndef status() -> None:\n"
+        '    """Tuning advice."""\n    print(\'tune: 3 hints\')\n\n'
         "@hookimpl\ndef register_commands(app):\n"
-        "    command_group(app, 'db').add_typer(pool)\n"
+        "    command_group(app, 'db').add_typer(tune)\n"
     )
     make_distribution(site, plugin=plugin, code=code)
-    assert nself("db", "pool", cwd=project).out == "pool: 3 clients\n"
+    assert nself("db", "tune", cwd=project).out == "tune: 3 hints\n"
     shown = nself("db", "--help", cwd=project)
     assert shown.code == 0 and "Migrations, backups, restore" in shown.out
-    assert all(f" {name} " in shown.out for name in ("pool", "migrate", "restore", "pitr"))
+    assert all(f" {name} " in shown.out for name in ("tune", "migrate", "restore", "pitr"))
     root = nself("--help", cwd=project).out
     assert "Database" in root and root.count(" db ") == 1
     assert nself("db", "migrate", "create", "add_users", cwd=project).code == 0

@@ -53,7 +53,7 @@ def _say_what_it_does(env: str | None, as_json: bool) -> None:
     info(f"  {primary_url}/v1/graphql still serves every query sent to it, from the primary:")
     info("    reads move only when your clients send them to the read-only URL")
     info("  mutations sent to the read-only URL fail (the replica refuses writes); metadata")
-    info("    changes go through the primary Hasura, and the read-only one follows them")
+    info("    changes go through the primary Hasura (the read-only one reads the same metadata)")
     info(
         "  HASURA_GRAPHQL_READ_REPLICA_URLS is not used: Hasura CE ignores read replicas "
         "(Cloud and Enterprise only)"
