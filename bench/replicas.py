@@ -114,10 +114,10 @@ class Watch:
             connect(self.primary, self.password) as writer,
             connect(self.replica, self.password) as reader,
         ):
-            n = 0
             while not self.stop.is_set():
-                n += 1
-                writer.execute("INSERT INTO bench_marker VALUES (%s)", (n,))
+                n = writer.execute(
+                    "INSERT INTO bench_marker DEFAULT VALUES RETURNING n"
+                ).fetchone()[0]
                 began = time.perf_counter()
                 while not reader.execute(
                     "SELECT 1 FROM bench_marker WHERE n = %s", (n,)
@@ -180,7 +180,7 @@ def main() -> None:
               "-q", "nself")  # fmt: skip
         primary, replica = address(name, "postgres"), address(name, "postgres-replica1")
         with connect(primary, password) as conn:
-            conn.execute("CREATE TABLE bench_marker (n int PRIMARY KEY)")
+            conn.execute("CREATE TABLE bench_marker (n serial PRIMARY KEY)")
         caught_up(primary, password)
         rows = []
         for run in range(1, args.runs + 1):

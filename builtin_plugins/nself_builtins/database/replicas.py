@@ -18,10 +18,11 @@ finished by running it again; a remove that was interrupted is finished the same
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nself_builtins.shared import replicas as names
 from nself_sdk import NselfError, UsageError
@@ -59,6 +60,31 @@ class Row:
 # -- the primary -------------------------------------------------------------------------
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def refusals(what: str) -> Callable[[F], F]:
+    """PostgreSQL's refusal as one line (all replication slots in use, a lost connection)."""
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            from .transport import psycopg_module
+
+            try:
+                return function(*args, **kwargs)
+            except psycopg_module().Error as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise NselfError(
+                    f"{what}: the primary said: {first}",
+                    "see `nself db replica list` and `nself logs postgres`",
+                ) from None
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorate
+
+
 SLOTS_SQL = """
 SELECT s.slot_name, s.active, s.wal_status,
        CASE WHEN s.restart_lsn IS NULL THEN NULL
@@ -85,6 +111,7 @@ class Slot:
     lag_seconds: float | None
 
 
+@refusals("reading the replication slots")
 def slots(transport: Transport) -> list[Slot]:
     """Every permanent physical replication slot of the primary, with its client's state."""
     with transport.connect(dbname="postgres", autocommit=True) as conn:
@@ -101,6 +128,7 @@ def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+@refusals("preparing the primary for replicas")
 def prepare_primary(transport: Transport, password: str) -> list[str]:
     """Let the replicas in: the replication role (its password as a SCRAM verifier) and
     the pg_hba.conf line, reloaded and checked. Idempotent; returns what it changed."""
@@ -141,8 +169,8 @@ def prepare_primary(transport: Transport, password: str) -> list[str]:
 
 
 def _append_hba(transport: Transport, hba: str) -> None:
-    """Append the line inside the postgres service, as its own user (the file keeps its
-    owner and mode; appending never leaves a half-written file behind)."""
+    """Append the line inside the postgres service: the file keeps its owner and mode, and
+    an append never leaves a half-written file behind (a rewrite could)."""
     if isinstance(transport, DirectTransport):
         raise NselfError(
             "the primary does not let replicas in (no pg_hba.conf line for replication), "
@@ -157,7 +185,8 @@ def _append_hba(transport: Transport, hba: str) -> None:
 
 
 def _wait_for_rule(conn: Any) -> None:
-    """pg_hba_file_rules shows the file on disk; the server reloads it a moment later."""
+    """Check the line as PostgreSQL parses the file on disk (pg_hba_file_rules), and give
+    the postmaster a moment to finish the reload it was just asked for."""
     found = conn.execute(
         "SELECT error FROM pg_hba_file_rules WHERE %s = ANY(user_name)"
         " AND database = '{replication}'",
@@ -173,6 +202,7 @@ def _wait_for_rule(conn: Any) -> None:
     time.sleep(0.2)
 
 
+@refusals("creating the replica's slot")
 def create_slot(transport: Transport, name: str) -> bool:
     """The replica's slot, reserving WAL from now on; False when it existed already."""
     slot = names.slot(name)
@@ -185,6 +215,7 @@ def create_slot(transport: Transport, name: str) -> bool:
     return True
 
 
+@refusals("dropping the replica's slot")
 def drop_slot(transport: Transport, name: str, timeout: float = 30.0) -> bool:
     """Drop the replica's slot (ending its WAL sender first when one still streams);
     False when there was none."""
