@@ -29,7 +29,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("NSELF_TEST_CACHE", "/var/tmp/nself-test-cache"))
 BASE_KEY = "install-root-2"
-MIRROR = "http://deb.debian.org/debian"
 INCLUDE = "python3,python3-venv,ca-certificates,git,iproute2,systemd"
 VENV = "/opt/nself-venv"
 
@@ -66,7 +65,6 @@ def base_tarball() -> Path:
                 f"--include={INCLUDE}",
                 "trixie",
                 str(root),
-                MIRROR,
             ]
         )
         policy = root / "usr/sbin/policy-rc.d"

@@ -63,10 +63,10 @@ def test_a_failed_build_says_what_its_step_printed_whole(
     folder, _name = stack
     code = folder / "services" / "app"
     code.mkdir(parents=True)
-    url = "https://deb.debian.org/debian/pool/main/c/curl/libcurl4_7.88.1-10+deb12u12_amd64.deb"
+    url = "http://mirror.example/debian/pool/main/c/curl/libcurl4_7.88.1-10+deb12u12_amd64.deb"
     (code / "Dockerfile").write_text(
         f"FROM {standin('http')}\n"
-        f'RUN echo "E: Failed to fetch {url}  Could not resolve host: deb.debian.org" >&2'
+        f'RUN echo "E: Failed to fetch {url}  Could not resolve host: mirror.example" >&2'
         " && exit 100\n"
     )
     use_standins(folder, CS_1_NAME="app", CS_1_BUILD="./services/app", CS_1_PORT="8080")
@@ -74,4 +74,4 @@ def test_a_failed_build_says_what_its_step_printed_whole(
     assert result.code == 3, result.output  # a custom service: isolated, the start degraded
     line = next(ln for ln in result.err.splitlines() if "isolated by the circuit breaker" in ln)
     assert "image build failed: step [app 2/2] (exit code 100)" in line, line
-    assert f"{url}  Could not resolve host: deb.debian.org" in line, line
+    assert f"{url}  Could not resolve host: mirror.example" in line, line
