@@ -151,3 +151,17 @@ def test_prod_secrets_leave_the_running_local_database_alone(tmp_path: Path, nse
         assert "is the database running" not in refused.err
     finally:
         remove_project(name)
+
+
+def test_the_audit_finds_what_staging_and_prod_still_share(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    old = _old_project(project)
+    audit = nself("secrets", "audit", "--env", "prod", "--json", cwd=project)
+    shared = {f["name"] for f in json.loads(audit.out)["findings"] if f["kind"] == "shared"}
+    assert {"POSTGRES_PASSWORD", "HASURA_JWT_KEY", "MY_OWN_TOKEN"} <= shared
+    assert not any(value in audit.output for value in old.values())
+    rotated = nself("secrets", "rotate", "HASURA_JWT_KEY", "--env", "prod", "--yes", cwd=project)
+    assert rotated.code == 0, rotated.output
+    again = nself("secrets", "audit", "--env", "staging", "--json", cwd=project)
+    shared = {f["name"] for f in json.loads(again.out)["findings"] if f["kind"] == "shared"}
+    assert "HASURA_JWT_KEY" not in shared and "POSTGRES_PASSWORD" in shared
+    assert values(project / ".env.secrets.staging")["HASURA_JWT_KEY"] == old["HASURA_JWT_KEY"]

@@ -48,7 +48,7 @@ def diagnose(config: Config, only: list[str]) -> list[Finding]:
         findings.append(
             Finding(
                 "secrets",
-                "error" if serious and item["kind"] != "reused" else "warning",
+                "error" if serious and item["kind"] not in ("reused", "shared") else "warning",
                 f"{item['kind']}: {item['name']}: {item['message']}",
                 "nself secrets generate (missing), nself secrets rotate NAME (weak or reused)",
             )

@@ -31,6 +31,7 @@ from nself_sdk.envfiles import (
     SECRETS_FILES,
     Entry,
     canonical_env,
+    parse_text,
     quote,
     read_layers,
     secrets_file,
@@ -295,10 +296,29 @@ def readable_findings(project: Path) -> list[dict[str, str]]:
     return findings
 
 
+def _other_targets(config: Config) -> dict[str, dict[str, str]]:
+    """Outside local, the values in the other servers' secrets files (a project split from
+    one shared file starts with the same values in both)."""
+    if config.is_local:
+        return {}
+    found = {}
+    for env in ("staging", "prod"):
+        path = config.project_dir / secrets_file(env)
+        if env == config.env or not path.is_file() or path.is_symlink():
+            continue
+        try:
+            entries = parse_text(path.read_text(encoding="utf-8"), path.name)
+        except (NselfError, OSError, UnicodeDecodeError):
+            continue  # its own audit says what is wrong with it
+        found[env] = {e.key: e.raw for e in entries if e.literal or "${" not in e.raw}
+    return found
+
+
 def value_findings(config: Config) -> tuple[int, list[dict[str, str]]]:
-    """``(secrets checked, findings)``: weak, dev-stub, committed, reused and missing
-    secrets of ``config``."""
+    """``(secrets checked, findings)``: weak, dev-stub, committed, reused, missing and
+    (outside local) shared secrets of ``config``."""
     findings: list[dict[str, str]] = []
+    elsewhere = _other_targets(config)
 
     def add(kind: str, name: str, where: str, message: str) -> None:
         findings.append(_finding(kind, name, where, message))
@@ -334,6 +354,15 @@ def value_findings(config: Config) -> tuple[int, list[dict[str, str]]]:
                 add("dev-stub", name, where, f"same value as {dev[-1].where} (committed)")
             elif winner.file in COMMITTED:
                 add("committed", name, where, f"a real secret in committed {winner.file}")
+            same = [env for env, values in elsewhere.items() if values.get(name) == value]
+            if same and winner.file == secrets_file(config.env):
+                add(
+                    "shared",
+                    name,
+                    where,
+                    f"the same value as {' and '.join(same)}'s: rotate it for "
+                    f"{config.env} (`nself secrets rotate {name} --env {config.env}`)",
+                )
         seen.setdefault(value, []).append(name)
     for names in seen.values():
         if len(names) > 1:
