@@ -478,3 +478,18 @@ def test_status_shows_the_url_the_stack_publishes(
     nself_plugins(tunnel=Tunnel())
     (row,) = json.loads(nself("plugin", "status", "--json", cwd=project).out)
     assert row["url"] == "https://routed.tunnel.example"
+
+
+def test_status_lists_bundles_of_a_stack_that_does_not_build(
+    project: Path, tmp_path: Path, nself: Run
+) -> None:
+    import json
+
+    route = '[route]\nsubdomain = "same"\n'  # both want one subdomain: no stack
+    install_folder(project, make_bundle(tmp_path, "alpha", extra=route))
+    install_folder(project, make_bundle(tmp_path, "beta", extra=route))
+    assert "subdomain 'same' is routed by both" in nself("build", cwd=project).err
+    result = nself("plugin", "status", "--json", cwd=project)
+    assert result.code == 0, result.output
+    rows = json.loads(result.out)
+    assert [(r["name"], r["url"]) for r in rows] == [("alpha", None), ("beta", None)]

@@ -71,7 +71,12 @@ def status_rows(project: Path) -> list[dict[str, Any]]:
                 )
         except NselfError as exc:
             states = {"*": f"unknown ({exc.message})"}
-    urls = public_urls(config, stack(config, pm)) if bundles else {}
+    urls: dict[str, str] = {}
+    if bundles:
+        try:
+            urls = public_urls(config, stack(config, pm))
+        except NselfError:  # a stack that does not build still has plugins to list
+            urls = {}
     rows = []
     for plugin in bundles:
         m = plugin.manifest
