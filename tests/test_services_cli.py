@@ -338,3 +338,19 @@ def test_remove_delete_code_after_an_earlier_remove(project: Path, nself: Run) -
     removed = nself("service", "remove", "cache", cwd=project)
     assert removed.code == 0, removed.output
     assert "kept its code" not in removed.out and not (project / "services" / "cache").exists()
+
+
+def test_a_subdomain_taken_in_another_environment_is_refused(project: Path, nself: Run) -> None:
+    # Hasura is off on this laptop only: staging and prod still route `api` to it, and the
+    # new slot (in .env.dev) is part of every target, so their builds would fail.
+    set_env(project, ".env.local", HASURA_ENABLED="false", AUTH_ENABLED="false")
+    set_env(project, ".env.prod", SEARCH_ENABLED="true")
+    before = snapshot(project)
+    result = nself("service", "add", "web", "-t", "node", "--subdomain", "api", cwd=project)
+    assert result.code == 1, result.output
+    assert "subdomain 'api' is already routed to service hasura in staging and prod" in result.err
+    assert "--subdomain" in result.err
+    search = nself("service", "add", "finder", "-t", "node", "--subdomain", "search", cwd=project)
+    assert search.code == 1 and "service meilisearch in prod" in search.err, search.output
+    assert snapshot(project) == before
+    assert nself("service", "add", "web", "-t", "node", "--subdomain", "www", cwd=project).code == 0

@@ -20,10 +20,14 @@ from nself_sdk import (
     NselfError,
     Stack,
     UsageError,
+    load_config,
     plan,
     plugin_manager,
     public_urls,
     write_atomic,
+)
+from nself_sdk import (
+    stack as stack_of,
 )
 
 from . import envslots
@@ -36,6 +40,9 @@ SERVICES_DIR = "services"
 # Slots go to .env.dev, so they are checked against the stack of the env that file is for:
 # it builds on any laptop, whatever target `nself env switch` chose.
 CHECK_ENV = "dev"
+# ... but a slot in .env.dev is part of the servers' stacks too, whose own files may switch
+# on services this laptop leaves off: what they route or name is taken as well.
+OTHER_ENVS = ("staging", "prod")
 # Every service can reach the database and the GraphQL API through these references;
 # the values live in .env.computed only, never in the service's code. DATABASE_URL goes
 # through the connection pool once the PgBouncer plugin is installed (DATABASE_POOL_URL
@@ -169,6 +176,21 @@ def taken(project: Path, stack: Stack) -> Taken:
             ports.setdefault(binding.host_port, what)
     for route in stack.routes:
         subdomains[route.subdomain] = f"service {route.service or route.upstream_host}"
+    # What only staging's or prod's stack has: "<what> in staging and prod".
+    other_names: dict[str, list[str]] = {}
+    other_subdomains: dict[tuple[str, str], list[str]] = {}
+    for env, other in _other_stacks(project):
+        for service in other.services:
+            if service.name not in names:
+                other_names.setdefault(service.name, []).append(env)
+        for route in other.routes:
+            if route.subdomain not in subdomains:
+                what = f"service {route.service or route.upstream_host}"
+                other_subdomains.setdefault((route.subdomain, what), []).append(env)
+    for name, envs in other_names.items():
+        names.setdefault(name, f"service {name} in {' and '.join(envs)}")
+    for (sub, what), envs in other_subdomains.items():
+        subdomains.setdefault(sub, f"{what} in {' and '.join(envs)}")
     for slot in envslots.read(project).values():
         what = f"custom service {slot.name or '?'} (CS_{slot.number})"
         if slot.name:
@@ -178,6 +200,19 @@ def taken(project: Path, stack: Stack) -> Taken:
         if slot.values.get("PORT", "").isdigit():
             ports.setdefault(int(slot.values["PORT"]), what)
     return Taken(names, subdomains, ports)
+
+
+def _other_stacks(project: Path) -> list[tuple[str, Stack]]:
+    """The staging and prod stacks, as far as this machine can tell: a target whose
+    configuration does not resolve here is left out (its own build says why)."""
+    found = []
+    for env in OTHER_ENVS:
+        try:
+            config = load_config(project, env)
+            found.append((env, stack_of(config)))
+        except NselfError:
+            continue
+    return found
 
 
 @dataclass
