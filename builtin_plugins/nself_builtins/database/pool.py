@@ -166,22 +166,11 @@ def status(config: Config, stack: Stack) -> Status:
 
 
 def _local_address(config: Config) -> str:
-    import subprocess
+    """The pgbouncer container's address on the project network (as for postgres)."""
+    from .transport import StackTransport
 
-    from nself_sdk import runtime
-
-    state = next((s for s in runtime(config).status() if s.name == SERVICE), None)
-    if state is None or not state.running:
-        raise NselfError("the pgbouncer service is not running", "start it: nself start pgbouncer")
-    out = subprocess.run(
-        ["docker", "inspect", "-f",
-         "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", state.container],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    ips = out.stdout.split()
-    if out.returncode != 0 or not ips:
-        raise NselfError("the pgbouncer container has no network address")
-    return ips[0]
+    user, password = config.text("POSTGRES_USER", "postgres"), config.text("POSTGRES_PASSWORD")
+    return StackTransport(config, user, password, "pgbouncer", service=SERVICE).address()
 
 
 _SERVER_ADDRESS = r"""

@@ -13,8 +13,10 @@ Internal only, like the primary.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from nself_builtins.shared import replicas
-from nself_sdk import Config, GeneratedFile, HealthCheck, ImageContract, Mount, Service
+from nself_sdk import Config, GeneratedFile, ImageContract, Mount, Service
 
 SCRIPT_DIR = "postgres/replica"
 SCRIPT = "replica.sh"
@@ -138,23 +140,11 @@ def services(config: Config, primary: Service) -> list[Service]:
                     f"primary_conninfo=host=postgres port=5432 user={replicas.ROLE}"
                     f" application_name={name} passfile={PASSFILE} sslmode=disable",
                 ),
-                healthcheck=HealthCheck(
-                    (
-                        "CMD",
-                        "pg_isready",
-                        "-q",
-                        "-h",
-                        "127.0.0.1",
-                        "-U",
-                        "${POSTGRES_USER}",
-                        "-d",
-                        "${POSTGRES_DB}",
-                    ),
-                    interval="5s",
-                    retries=10,
-                    # the base backup of a large database takes a while
-                    start_period="120s",
-                ),
+                # the primary's check (over TCP), with time for the base backup of a
+                # large database
+                healthcheck=replace(primary.healthcheck, start_period="120s")
+                if primary.healthcheck is not None
+                else None,
                 depends_on=("postgres",),
                 mounts=(
                     Mount(replicas.volume(name), "/var/lib/postgresql/data"),
