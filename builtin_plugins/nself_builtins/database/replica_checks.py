@@ -31,9 +31,10 @@ def replication(config: Config, stack: Stack) -> list[Finding]:
                 Finding(
                     CHECK,
                     "error",
-                    f"replica {name} has no replication slot on the primary: it has not been "
-                    "set up there",
-                    f"finish it: nself db replica add {name}",
+                    f"replica {name} has no replication slot on the primary",
+                    f"never set up there: finish it with `nself db replica add {name}`; set "
+                    "up before (a point-in-time recovery or a restored data folder drops "
+                    f"slots): `nself db replica remove {name}`, then add it again",
                 )
             )
         elif slot.state == "streaming":
