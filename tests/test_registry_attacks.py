@@ -46,6 +46,11 @@ def memory(env: Path) -> dict[str, bytes]:  # noqa: F811
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.json"))}
 
 
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder``, byte for byte."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def pair(key: Any) -> str:
     raw = keys.raw_public(key.public_key())
     return f"{keys.key_id(raw)}:{keys.b64(raw)}"
@@ -354,6 +359,11 @@ def test_a_licence_for_one_plugin_does_not_open_another(
     done = nself("plugin", "install", "--yes", "crm", cwd=project)
     assert done.code == 0, done.output
     assert installed(project) == {"ai": "1.0.0", "crm": "1.0.0"}
+    # back to the licence for ai: the build refuses crm, however it got into plugins/
+    assert nself("license", "set", ai_only, cwd=project).code == 0
+    files_before = tree(project)
+    one_error(nself("build", cwd=project), expected)
+    assert tree(project) == files_before
 
 
 def test_grace_survives_license_clear_and_set_with_the_server_down(
