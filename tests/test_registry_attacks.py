@@ -93,6 +93,13 @@ def test_an_index_signed_by_a_publisher_key_is_refused(
     # a private publisher's key, trusted through NSELF_PUBLISHER_KEYS, no more than that
     private = keys.generate()
     monkeypatch.setenv("NSELF_PUBLISHER_KEYS", pair(private))
+    pem = env / "publisher.pem"
+    pem.write_bytes(keys.private_pem(private))
+    index_before = (site / "index.json").read_bytes()
+    cli = nself("registry", "publish", str(env / "bundles"), "-o", str(site), "-k", str(pem))
+    assert cli.code == 2, cli.output
+    assert "which this nself trusts as a publisher key: it cannot sign a registry index" in cli.err
+    assert (site / "index.json").read_bytes() == index_before
     shutil.rmtree(site)
     publish.publish(env / "bundles", site, private)
     refused(
@@ -126,7 +133,26 @@ def test_licence_and_ping_keys_keep_to_their_roles(
     pem = base64.b64encode(keys.private_pem(trust.license)).decode()
     with pytest.raises(NselfError, match="is a licence key: a running server must never"):
         settings_from_env({"PING_SIGNING_KEY": pem})
-    pack(env, "ai", extra='tier = "pro"\n')
+    archive = pack(env, "ai", extra='tier = "pro"\n')
+    # the signing commands refuse a key this nself trusts in another role, and write nothing
+    for role in ("registry", "license", "ping"):
+        (env / f"{role}.pem").write_bytes(keys.private_pem(getattr(trust, role)))
+    sign_with_ping = nself("plugin", "sign", str(archive), "-k", str(env / "ping.pem"))
+    assert sign_with_ping.code == 2, sign_with_ping.output
+    assert "trusts as a ping key: it cannot sign an artifact" in sign_with_ping.err
+    assert not archive.with_name(archive.name + ".sig").exists()
+    assert nself("plugin", "sign", str(archive), "-k", str(env / "registry.pem")).code == 0
+    mint_with_registry = nself(
+        "registry", "issue-license", "-k", str(env / "registry.pem"), "--id", "x", "--tier-wide"
+    )
+    assert mint_with_registry.code == 2 and not mint_with_registry.out
+    assert "trusts as a registry key: it cannot sign a licence key" in mint_with_registry.err
+    publish_with_licence = nself(
+        "registry", "publish", str(env / "bundles"), "-o", str(env / "x"),
+        "-k", str(env / "license.pem"),
+    )  # fmt: skip
+    assert publish_with_licence.code == 2 and not (env / "x").exists()
+    assert "trusts as a license key: it cannot sign a registry index" in publish_with_licence.err
     publish.publish(env / "bundles", env / "site", trust.registry)
     with Background(create_app(Settings(ping_key=trust.license))) as wrong:
         monkeypatch.setenv("NSELF_PING_API_URL", wrong.url)

@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from nself_sdk import NselfError
+from nself_sdk import NselfError, UsageError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -240,3 +240,29 @@ def other_role(kid: str, purpose: Purpose, extra: dict[Purpose, str] | None = No
         if role != purpose and kid in trusted(role, (extra or {}).get(role, "")):
             return role
     return ""
+
+
+SIGNS: dict[Purpose, str] = {
+    "registry": "a registry index",
+    "publisher": "an artifact",
+    "license": "a licence key",
+    "ping": "a licence server's answer",
+}
+
+
+def refuse_other_role(key: Ed25519PrivateKey, purpose: Purpose, where: str) -> None:
+    """Refuse to sign ``purpose``'s documents with a key this nself trusts in another role
+    only (a publisher key signing an index, a registry key minting licences): clients would
+    refuse what it signs, and the key would be held where it does not belong. A registry
+    key may sign artifacts too."""
+    kid = key_id(key.public_key())
+    allowed: set[Purpose] = {purpose, "registry"} if purpose == "publisher" else {purpose}
+    if any(kid in trusted(role) for role in allowed):
+        return
+    other = other_role(kid, purpose)
+    if other:
+        raise UsageError(
+            f"{where} is key {kid}, which this nself trusts as a {other} key: "
+            f"it cannot sign {SIGNS[purpose]}",
+            f"sign with a {purpose} key (`nself registry keygen FILE --role {purpose}`)",
+        )

@@ -62,5 +62,7 @@ def sign(
     from nself_registry.publish import sign_archive
     from nself_sdk.console import ok
 
-    out = sign_archive(archive, keys.load_private(key))
-    ok(f"signed {archive.name} with key {keys.key_id(keys.load_private(key).public_key())}: {out}")
+    signer = keys.load_private(key)
+    keys.refuse_other_role(signer, "publisher", str(key))
+    out = sign_archive(archive, signer)
+    ok(f"signed {archive.name} with key {keys.key_id(signer.public_key())}: {out}")

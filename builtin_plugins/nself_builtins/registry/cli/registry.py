@@ -79,6 +79,8 @@ def publish(
             "clients refuse an index valid for longer; publish again before it expires",
         )
     signers = [keys.load_private(path) for path in key]
+    for path, signer in zip(key, signers, strict=True):
+        keys.refuse_other_role(signer, "registry", str(path))
     done = do_publish(bundles, out, signers, name, timedelta(days=days), version)
     found = done.index
     ok(
@@ -185,9 +187,11 @@ def issue_license(
         )
     if days < 1 or ttl_hours < 1:
         raise UsageError("--days and --refresh-hours must be at least 1")
+    signer = keys.load_private(key)
+    keys.refuse_other_role(signer, "license", str(key))
     now = int(time.time())
     minted = licensing.issue(
-        keys.load_private(key),
+        signer,
         licence_id,
         tier=tier,
         plugins=tuple(plugin or ()),
