@@ -184,6 +184,15 @@ def test_the_stack_runs_end_to_end(stack: tuple[Path, str, int], nself: Run) -> 
     table = nself("status", cwd=folder).out.splitlines()
     assert table[0].split() == ["SERVICE", "STATE", "HEALTH", "UPTIME", "URL"]
     assert any(line.split()[:3] == ["postgres", "running", "healthy"] for line in table[1:])
+    # ... and the network by its real name (Compose scopes it to the project: the seed's
+    # `docker network inspect nself` finds nothing), with the command that does work.
+    network = f"{name}_nself"
+    hint = f"network: {network}, project-scoped; inspect it with `docker network inspect {network}`"
+    assert table[-1] == hint
+    assert nself("urls", cwd=folder).out.splitlines()[-1] == hint
+    inspected = json.loads(docker("network", "inspect", network).stdout)[0]
+    members = {c["Name"] for c in inspected["Containers"].values()}
+    assert f"{name}-postgres-1" in members and f"{name}-nginx-1" in members
 
     # logs of one service.
     logs = nself("logs", "postgres", "--tail", "50", cwd=folder)

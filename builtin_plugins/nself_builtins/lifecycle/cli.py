@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from nself_sdk import EXIT_DEGRADED, NselfError, UsageError
+from nself_sdk import EXIT_DEGRADED, Config, NselfError, UsageError
 from nself_sdk import console as out
 
 from .project import nginx_tested_first, open_project, selection
@@ -158,6 +158,16 @@ def status(as_json: JsonOpt = False, env: EnvOption = None) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         out.info("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[4])
+    out.info(_network(project.config))
+
+
+def _network(config: Config) -> str:
+    """The stack network's real name (Compose scopes it to the project), and where it is."""
+    from nself_builtins.shared.network import network_line
+    from nself_builtins.shared.placement import runs_here
+
+    where = "" if runs_here(config) else config.text("DEPLOY_HOST").strip()
+    return network_line(config.project_name, where)
 
 
 @app.command(rich_help_panel=PANEL)
@@ -231,10 +241,12 @@ def urls(as_json: JsonOpt = False) -> None:
             "(every service is internal or switched off)"
         )
         out.info("  a service gets one with a subdomain, e.g. `nself service add web -t express`")
+        out.info(_network(the_plan.config))
         return
     width = max((len(n) for n in found), default=0)
     for name, url in found.items():
         out.info(f"{name.ljust(width)}  {url}")
+    out.info(_network(the_plan.config))
 
 
 @app.command(rich_help_panel=PANEL, context_settings={"allow_interspersed_args": False})
