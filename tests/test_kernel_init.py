@@ -110,7 +110,7 @@ def test_wizard_offers_monitoring(
     tmp_path: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nself_builtins.project.scaffold import optional_switches
-    from nself_sdk import plugin_manager as make_manager
+    from nself_sdk.host import plugin_manager as make_manager
 
     asked = [s.name for s in optional_switches(make_manager())]
     assert "MONITORING_ENABLED" in asked  # off in dev, on elsewhere: offered too
@@ -200,7 +200,7 @@ def test_force_wizard_defaults_to_the_current_value_and_a_no_wins(
     project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nself_builtins.project.scaffold import optional_switches
-    from nself_sdk import plugin_manager as make_manager
+    from nself_sdk.host import plugin_manager as make_manager
 
     dev = project / ".env.dev"
     dev.write_text(dev.read_text() + "REDIS_ENABLED=true\n")

@@ -257,3 +257,17 @@ def test_a_plugin_object_registers_its_marked_methods_only() -> None:
     hooks = {h.name for h in pm.get_hookcallers(child) or []}
     assert hooks == {"declare_settings", "contribute_env"}
     assert pm.hook.declare_settings() == [[Setting("BASE_A", "1")]]
+
+
+def test_the_stable_surface_is_what_the_guide_documents() -> None:
+    """Every name ``nself_sdk`` exports is in the guide's table of the stable surface, and
+    nothing else: the kernel's own machinery (its plugin manager, the rollback, the
+    entry-point scan) is not offered to third-party authors."""
+    import re
+
+    import nself_sdk
+
+    row = next(line for line in DOCS.read_text().splitlines() if line.startswith("| `nself_sdk` |"))
+    documented = set(re.findall(r"`([A-Za-z_]+)[`(]", row.split("|")[2]))
+    assert set(nself_sdk.__all__) == documented
+    assert not {"plugin_manager", "rollback", "entry_point_plugins"} & set(dir(nself_sdk))

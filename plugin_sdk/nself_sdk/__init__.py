@@ -32,7 +32,6 @@ from nself.model import (
     Setting,
     Stack,
 )
-from nself.plugins import scan_entry_points as entry_point_plugins
 from nself.redact import MASK, scrub, secret_name
 
 if TYPE_CHECKING:
@@ -55,9 +54,7 @@ from .project import (
     find_project,
     load_config,
     plan,
-    plugin_manager,
     public_urls,
-    rollback,
     runtime,
     stack,
 )
@@ -81,15 +78,17 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nself_sdk' has no attribute {name!r}")
-    from importlib import import_module
+if not TYPE_CHECKING:  # hidden from mypy, which would take every name as defined
 
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'nself_sdk' has no attribute {name!r}")
+        from importlib import import_module
+
+        value = getattr(import_module(module), name)
+        globals()[name] = value
+        return value
 
 
 hookimpl = pluggy.HookimplMarker("nself")
@@ -129,16 +128,13 @@ __all__ = [
     "UpResult",
     "UsageError",
     "build",
-    "entry_point_plugins",
     "find_project",
     "hookimpl",
     "load_config",
     "nself_version",
     "plan",
-    "plugin_manager",
     "public_urls",
     "require_confirmation",
-    "rollback",
     "runtime",
     "safety_rule",
     "scrub",

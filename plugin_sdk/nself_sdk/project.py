@@ -21,21 +21,11 @@ if TYPE_CHECKING:
 
 plan = _build.plan
 build = _build.build
-# The files plugins answer to a hook (e.g. ``contribute_scaffold``), checked as the
-# build's: inside the project, not an env file or .nself/, one owner per path.
-collect_files = _build.collect_files
 
 
 def find_project() -> Path:
     """The project the command works on (``--project`` or the nearest one above cwd)."""
     return _find(state.project or Path.cwd())
-
-
-def plugin_manager(project: Path | None = None) -> Manager:
-    """The plugin manager for ``project`` (its declarative plugins included): call hooks
-    through pluggy (``pm.hook.NAME(...)``), or ``pm.answers(NAME, ...)`` to learn which
-    plugin gave each answer."""
-    return make_manager(project)
 
 
 def load_config(project: Path | None = None, env: str | None = None) -> Config:
@@ -64,22 +54,6 @@ def public_urls(config: Config, stack: Stack) -> dict[str, str]:
     return urls
 
 
-def rollback(project: Path) -> dict[str, str]:
-    """Undo the last build through the plugin that keeps builds (``rollback_build``), with
-    the project locked as a build locks it: path -> restored | removed. The env files are
-    not touched."""
-    pm = make_manager(project)
-    with _build.writing(project, "restore"):
-        manifest = _build.read_manifest(project)
-        done: dict[str, str] | None = pm.hook.rollback_build(project_dir=project, manifest=manifest)
-    if done is None:
-        raise NselfError(
-            "no plugin keeps previous builds, so there is nothing to roll back",
-            "check NSELF_DISABLE_PLUGINS and NSELF_PLUGINS (`nself version` lists the plugins)",
-        )
-    return done
-
-
 def runtime(config: Config, pm: pluggy.PluginManager | None = None) -> Runtime:
     """The container runtime a plugin provides for ``config`` (see ``provide_runtime``)."""
     manager = pm or make_manager(config.project_dir)
@@ -91,17 +65,13 @@ def runtime(config: Config, pm: pluggy.PluginManager | None = None) -> Runtime:
 
 __all__ = [
     "BuildResult",
-    "Manager",
     "Plan",
     "Stack",
     "build",
-    "collect_files",
     "find_project",
     "load_config",
     "plan",
-    "plugin_manager",
     "public_urls",
-    "rollback",
     "runtime",
     "stack",
 ]

@@ -8,8 +8,8 @@ from nself_sdk import (
     UsageError,
     build,
     find_project,
-    plugin_manager,
 )
+from nself_sdk.host import plugin_manager
 
 
 def diagnose_project(env: str | None, deep: bool, only: list[str]) -> list[tuple[str, Finding]]:

@@ -29,7 +29,7 @@ def validate_files(config: Config, stack: Stack) -> list[Problem]:
 
     if config.is_local or is_running():
         return []
-    from nself_sdk import plugin_manager
+    from nself_sdk.host import plugin_manager
 
     from .suite import run
 
@@ -53,7 +53,7 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
     """``harden`` (deep): the whole suite, this machine or the server included."""
     if not deep or (only and "harden" not in only):
         return []
-    from nself_sdk import plugin_manager
+    from nself_sdk.host import plugin_manager
 
     from .suite import run, running
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nself_sdk import UsageError, find_project, load_config, plugin_manager, stack
+from nself_sdk import UsageError, find_project, load_config, stack
 from nself_sdk.console import emit_json, info, paint
+from nself_sdk.host import plugin_manager
 
 from .suite import LAYERS, TITLES, Applied, Report, apply_fixes, run, running
 

@@ -72,7 +72,7 @@ def start(
     with ProgressView(project.title) as view:
         result = project.runtime.up(chosen, wait=True, timeout=timeout, progress=view)
     if result.started:
-        from nself_sdk import plugin_manager
+        from nself_sdk.host import plugin_manager
 
         plugin_manager(project.folder).hook.stack_started(
             config=project.config,

@@ -158,7 +158,7 @@ def report_interrupted(project: Project) -> None:
     """Run the plugins' ``interrupted`` check (``diagnose``): an operation a crash cut short
     (a restore's swap) is finished or undone, and said so on stderr. A check that could not
     run is left to ``nself doctor``: the service lines already say what is down."""
-    from nself_sdk import plugin_manager
+    from nself_sdk.host import plugin_manager
 
     try:
         answers = list(

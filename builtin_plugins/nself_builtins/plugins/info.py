@@ -11,7 +11,7 @@ from nself_sdk import NselfError
 
 def python_plugin_rows(show_all: bool) -> list[dict[str, Any]]:
     """Entry-point plugins; builtins (shipped with nself) only with ``show_all``."""
-    from nself_sdk import entry_point_plugins
+    from nself_sdk.host import entry_point_plugins
 
     rows = []
     for ep in sorted(entry_point_plugins(), key=lambda e: e.name):
@@ -53,7 +53,8 @@ def plugin_rows(project: Path | None, show_all: bool) -> list[dict[str, Any]]:
 
 def status_rows(project: Path) -> list[dict[str, Any]]:
     """Each bundle: version, port, URL, missing required settings, container health."""
-    from nself_sdk import load_config, plugin_manager, public_urls, runtime, stack
+    from nself_sdk import load_config, public_urls, runtime, stack
+    from nself_sdk.host import plugin_manager
 
     from . import loaded_bundles
 
@@ -100,7 +101,8 @@ def status_rows(project: Path) -> list[dict[str, Any]]:
 
 
 def show_logs(project: Path, name: str, follow: bool, tail: int) -> None:
-    from nself_sdk import load_config, plugin_manager, runtime
+    from nself_sdk import load_config, runtime
+    from nself_sdk.host import plugin_manager
 
     from . import loaded_bundles
 

@@ -261,7 +261,7 @@ def bundle_root(folder: Path) -> Path:
 
 def installed_python_plugins() -> dict[str, str]:
     """Entry-point plugins (builtins included): name -> version of their distribution."""
-    from nself_sdk import entry_point_plugins
+    from nself_sdk.host import entry_point_plugins
 
     return {ep.name: ep.version or nself_version for ep in entry_point_plugins()}
 
@@ -288,7 +288,8 @@ def check_licence(project: Path, bundle: Bundle) -> None:
     manifest = bundle.manifest
     if manifest.tier == "free":
         return
-    from nself_sdk import load_config, plugin_manager
+    from nself_sdk import load_config
+    from nself_sdk.host import plugin_manager
 
     config = load_config(project)
     verdict = plugin_manager(project).hook.validate_license(

@@ -9,7 +9,8 @@ from typing import Any
 
 from nself_sdk import NselfError, UsageError
 from nself_sdk.console import emit_json, info, ok, warn
-from nself_sdk.project import BuildResult, build, find_project, public_urls, rollback
+from nself_sdk.host import rollback
+from nself_sdk.project import BuildResult, build, find_project, public_urls
 
 
 def run_build(

@@ -67,8 +67,9 @@ def version(
     """Show the nself version and the plugins it loaded."""
     import sys
 
-    from nself_sdk import entry_point_plugins, nself_version, plugin_manager
+    from nself_sdk import nself_version
     from nself_sdk.console import emit_json, info
+    from nself_sdk.host import entry_point_plugins, plugin_manager
 
     loaded = plugin_manager()
     plugins = [

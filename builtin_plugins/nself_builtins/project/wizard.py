@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nself_sdk import TRUE, UsageError
 from nself_sdk.console import error, info, ok
-from nself_sdk.project import plugin_manager
+from nself_sdk.host import plugin_manager
 
 from .names import DEFAULT_DOMAIN, NAME, check_domain, check_name, slug
 from .scaffold import InitResult, check_target, current, init, optional_switches

@@ -20,7 +20,6 @@ from nself_sdk import (
     find_project,
     load_config,
     plan,
-    plugin_manager,
     runtime,
 )
 from nself_sdk import build as run_build
@@ -38,6 +37,7 @@ from nself_sdk.envfiles import (
     target_env,
     write_atomic,
 )
+from nself_sdk.host import plugin_manager
 
 from .policy import weakness
 

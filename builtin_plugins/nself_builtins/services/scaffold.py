@@ -22,13 +22,13 @@ from nself_sdk import (
     UsageError,
     load_config,
     plan,
-    plugin_manager,
     public_urls,
     write_atomic,
 )
 from nself_sdk import (
     stack as stack_of,
 )
+from nself_sdk.host import plugin_manager
 
 from . import envslots
 from .catalog import SUFFIX, Template, catalog, suggest

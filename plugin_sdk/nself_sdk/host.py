@@ -1,0 +1,45 @@
+"""What nself's own plugins need from the kernel beyond the stable surface.
+
+Not part of the SDK's stable surface: ``nself_sdk`` does not export it, the author's guide
+does not show it, and it changes with the kernel. A third-party plugin that calls hooks
+uses the manager its hook was given with the config (``config.pluginmanager``, as in
+pytest), or ``nself_sdk.load_config(project).pluginmanager`` in a command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nself import build as _build
+from nself.errors import NselfError
+from nself.plugins import Manager, make_manager
+from nself.plugins import scan_entry_points as entry_point_plugins
+
+# The files plugins answer to a hook (e.g. ``contribute_scaffold``), checked as the
+# build's: inside the project, not an env file or .nself/, one owner per path.
+collect_files = _build.collect_files
+
+
+def plugin_manager(project: Path | None = None) -> Manager:
+    """The plugin manager for ``project`` (its declarative plugins included), or of the
+    installed plugins alone (``nself init``, ``nself version``: no project yet)."""
+    return make_manager(project)
+
+
+def rollback(project: Path) -> dict[str, str]:
+    """Undo the last build through the plugin that keeps builds (``rollback_build``), with
+    the project locked as a build locks it: path -> restored | removed. The env files are
+    not touched."""
+    pm = make_manager(project)
+    with _build.writing(project, "restore"):
+        manifest = _build.read_manifest(project)
+        done: dict[str, str] | None = pm.hook.rollback_build(project_dir=project, manifest=manifest)
+    if done is None:
+        raise NselfError(
+            "no plugin keeps previous builds, so there is nothing to roll back",
+            "check NSELF_DISABLE_PLUGINS and NSELF_PLUGINS (`nself version` lists the plugins)",
+        )
+    return done
+
+
+__all__ = ["Manager", "collect_files", "entry_point_plugins", "plugin_manager", "rollback"]
