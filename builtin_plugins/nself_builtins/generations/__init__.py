@@ -14,27 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nself_builtins.shared.generations import FILES_DIR, GENERATIONS, MANIFEST_NAME, generations
 from nself_sdk import NselfError, hookimpl, write_atomic
 from nself_sdk.envfiles import MANIFEST
 
-GENERATIONS = ".nself/generations"
-MANIFEST_NAME = "build.json"
-FILES_DIR = "files"
 KEEP = 5
-
-
-def generations(project: Path, complete: bool = True) -> list[Path]:
-    """The kept generations, oldest first; only complete ones (with their manifest) unless
-    ``complete`` is false. An incomplete one is a leftover of an older nself whose build
-    failed while keeping it."""
-    root = project / GENERATIONS
-    if not root.is_dir():
-        return []
-    return sorted(
-        p
-        for p in root.iterdir()
-        if p.is_dir() and p.name.isdigit() and (not complete or (p / MANIFEST_NAME).is_file())
-    )
 
 
 def _dump(data: dict[str, Any]) -> str:

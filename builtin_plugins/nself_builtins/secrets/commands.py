@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nself_builtins.shared.envs import in_dependency_order, references, service_references
+from nself_builtins.shared.generations import kept_files
 from nself_builtins.shared.secrets import generate as generate_secret
 from nself_sdk import (
     Config,
@@ -216,8 +217,7 @@ def _mode(path: Path) -> int:
 
 def _readable_files(project: Path) -> list[Path]:
     candidates = [*(project / name for name in SECRETS_FILES), project / COMPUTED]
-    # The kept builds (the generations plugin's .nself/generations/NNNNNN/files/).
-    candidates += sorted((project / ".nself" / "generations").glob(f"*/files/{COMPUTED}"))
+    candidates += kept_files(project, COMPUTED)  # the kept builds' copies
     return [p for p in candidates if p.is_file()]
 
 
