@@ -354,3 +354,23 @@ def test_a_subdomain_taken_in_another_environment_is_refused(project: Path, nsel
     assert search.code == 1 and "service meilisearch in prod" in search.err, search.output
     assert snapshot(project) == before
     assert nself("service", "add", "web", "-t", "node", "--subdomain", "www", cwd=project).code == 0
+
+
+def test_list_shows_the_url_the_stack_publishes(
+    project: Path, nself: Run, nself_plugins: Callable[..., None]
+) -> None:
+    """`nself service list` asks the stack for its URLs (nginx's `contribute_urls`, or a
+    plugin that publishes it elsewhere), as `nself service add` and `nself urls` do."""
+    from nself_sdk import hookimpl
+
+    assert nself("service", "add", "api1", "-t", "node", cwd=project).code == 0
+
+    class Tunnel:
+        @hookimpl(tryfirst=True)
+        def contribute_urls(self, config: object, stack: object) -> dict[str, str]:
+            return {"api1": "https://api1.tunnel.example"}
+
+    nself_plugins(tunnel=Tunnel())
+    rows = json.loads(nself("service", "list", "--json", cwd=project).out)
+    assert [(r["name"], r["url"]) for r in rows] == [("api1", "https://api1.tunnel.example")]
+    assert "https://api1.tunnel.example" in nself("service", "list", cwd=project).out

@@ -86,7 +86,7 @@ def list_(
         return
     info(f"{'SLOT':<6} {'NAME':<20} {'TEMPLATE':<14} {'PORT':<6} URL")
     for row in rows:
-        where = row["url"] or "internal"
+        where = "?" if row["url"] is None else row["url"] or "internal"
         port = "" if row["port"] is None else str(row["port"])
         template = row["template"] or "-"
         info(f"{row['slot']:<6} {row['name']:<20} {template:<14} {port:<6} {where}")
