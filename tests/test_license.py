@@ -97,6 +97,7 @@ def test_licence_set_status_clear(
         ("not yet valid", "licence lic_test is not valid until"),
         ("garbage", "this is not an nself licence key (expected nself_pro_…)"),
         ("garbage payload", "the licence key is damaged or altered"),
+        ("payload nested too deep", "the licence key is damaged or altered"),
     ],
 )
 def test_bad_licence_keys_are_refused(
@@ -115,6 +116,7 @@ def test_bad_licence_keys_are_refused(
         "not yet valid": lambda: mint(trust, issued=now + 2 * DAY),
         "garbage": lambda: "hello-world",
         "garbage payload": lambda: "nself_pro_bm90IGpzb24.c2ln",
+        "payload nested too deep": lambda: f"nself_pro_{b64u(b'[' * 100_000)}.c2ln",
     }[case]()
     result = nself("license", "set", key)
     assert result.code == 1, result.output

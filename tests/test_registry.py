@@ -311,6 +311,8 @@ def test_ping_api_container_entry_runs_from_env(env: Path, trust: Trust) -> None
         assert telemetry.status_code == 202
         assert json.loads((env / "events.jsonl").read_text())["event"] == "install"
         assert "secret" not in (env / "events.jsonl").read_text()
+        nested = httpx.post(url + "/v1/license/check", content=b"[" * 10_000)
+        assert nested.status_code == 400  # bad JSON, however deep: not a server error
         assert httpx.get(url + "/index.json").json()["signed"]["version"] == 1
         assert httpx.get(url + "/artifacts/..%2Findex.json").status_code == 404
 

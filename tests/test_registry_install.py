@@ -155,6 +155,8 @@ def test_lapsed_licence_never_stops_an_installed_pro_plugin(
         ("unknown plugin", "no plugin named 'nope' in the registry"),
         ("unknown version", "plugin hello has no version 9.0.0"),
         ("incompatible", "hello 1.0.0 needs nself >= 99.0.0 (this is nself"),
+        ("index nested too deep", "served an index that is not JSON"),
+        ("index of 33 MiB", "index.json is larger than 32 MiB: refused"),
     ],
 )
 def test_bad_registry_installs_leave_nothing_behind(
@@ -178,6 +180,11 @@ def test_bad_registry_installs_leave_nothing_behind(
         doc = json.loads((site / "index.json").read_text())
         doc["signed"]["artifacts"][0]["url"] = "https://elsewhere.invalid/hello.tar.gz"
         (site / "index.json").write_text(json.dumps(doc))
+    if case == "index nested too deep":
+        (site / "index.json").write_text("[" * 100_000)
+    if case == "index of 33 MiB":  # a valid, signed index, padded: cut off while streaming
+        with (site / "index.json").open("a") as out:
+            out.write(" " * (33 << 20))
     spec = {"unknown plugin": "nope", "unknown version": "hello@9.0.0"}.get(case, "hello")
     one_error(nself("plugin", "install", "--yes", spec, cwd=project), expected)
     assert installed(project) == {}

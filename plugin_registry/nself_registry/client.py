@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -43,6 +42,7 @@ DEFAULT_URL = "https://plugins.nself.org/"
 CHUNK = 1 << 16
 LICENSE_HEADER = "X-Nself-License"
 CLOCK_SLACK = timedelta(minutes=10)
+MAX_INDEX = 32 << 20  # bytes: far above any real index, far below what hurts a machine
 
 
 class Unreachable(Exception):
@@ -107,23 +107,33 @@ def _headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _get(url: str) -> bytes:
+def _get(url: str, limit: int = MAX_INDEX) -> bytes:
+    """The body at ``url``, cut off (and refused) as soon as it exceeds ``limit`` bytes."""
     import httpx
 
+    body = bytearray()
     try:
-        response = httpx.get(url, headers=_headers(), timeout=timeout(), follow_redirects=True)
+        with httpx.stream(
+            "GET", url, headers=_headers(), timeout=timeout(), follow_redirects=True
+        ) as response:
+            if response.status_code in (401, 403):
+                raise NselfError(
+                    f"registry {url} refused access (HTTP {response.status_code})",
+                    f"set {TOKEN_VAR} for a private registry",
+                )
+            if response.status_code != 200:
+                raise Unreachable(f"HTTP {response.status_code}")
+            for chunk in response.iter_bytes(CHUNK):
+                body += chunk
+                if len(body) > limit:
+                    raise idx.IndexError_(
+                        f"registry {url} is larger than {limit >> 20} MiB: refused", idx.HINT
+                    )
     except httpx.TimeoutException:
         raise Unreachable(f"no answer within {timeout():g}s") from None
     except httpx.HTTPError as exc:
         raise Unreachable(f"{type(exc).__name__}") from None
-    if response.status_code in (401, 403):
-        raise NselfError(
-            f"registry {url} refused access (HTTP {response.status_code})",
-            f"set {TOKEN_VAR} for a private registry",
-        )
-    if response.status_code != 200:
-        raise Unreachable(f"HTTP {response.status_code}")
-    return response.content
+    return bytes(body)
 
 
 # -- the index -------------------------------------------------------------------------------
@@ -161,7 +171,7 @@ def load_index(src: Source, offline_ok: bool = True) -> idx.Index:
                 f"check the network or {URL_VAR}",
             ) from None
         try:
-            doc = json.loads(cached.read_text())
+            doc = keys.loads(cached.read_text())
         except (OSError, ValueError):
             raise NselfError(
                 f"registry {src.url} is unreachable ({exc}) and its cached index is unreadable",
@@ -175,7 +185,7 @@ def load_index(src: Source, offline_ok: bool = True) -> idx.Index:
         )
         return found
     try:
-        doc = json.loads(raw)
+        doc = keys.loads(raw)
     except ValueError:
         raise idx.IndexError_(
             f"registry {src.url} served an index that is not JSON", idx.HINT
@@ -316,7 +326,7 @@ def _private_channel(url: str) -> bool:
 def _refusal(response: Any) -> str:
     """The server's one-line reason from a JSON error body, printable and short."""
     try:
-        reason = str(json.loads(response.read()).get("error", ""))
+        reason = str(keys.loads(response.read()).get("error", ""))
     except (ValueError, AttributeError):
         reason = ""
     reason = "".join(c for c in reason if c.isprintable())[:200]

@@ -77,6 +77,15 @@ def canonical(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def loads(data: str | bytes) -> Any:
+    """Parse JSON that may come from an attacker: nesting too deep for the parser is bad
+    JSON (``ValueError``) like any other, not an unexpected error."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 

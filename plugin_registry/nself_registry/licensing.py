@@ -200,7 +200,7 @@ def parse(key: str) -> Licence:
     except ValueError:
         raise LicenceError("the licence key is damaged (bad encoding)", HINT_NEW) from None
     try:
-        data = json.loads(payload)
+        data = keys.loads(payload)
         kid = str(data["kid"])
     except (ValueError, KeyError, TypeError):
         raise LicenceError(
@@ -434,7 +434,7 @@ def server_refusal(
 
 def _reason(response: Any) -> str:
     try:
-        reason = str(response.json().get("error", ""))
+        reason = str(keys.loads(response.content).get("error", ""))
     except (ValueError, AttributeError):
         reason = ""
     reason = "".join(c for c in reason if c.isprintable())[:200]
@@ -461,7 +461,7 @@ def ask(url: str, lic: Licence, plugin: str = "", timeout: float = 5.0) -> dict[
     if response.status_code != 200:
         raise PingFailed(f"{url} answered HTTP {response.status_code}")
     try:
-        doc = response.json()
+        doc = keys.loads(response.content)
     except ValueError:
         raise PingFailed(f"{url} answered something that is not JSON") from None
     verify_answer(doc, lic.lid, nonce)

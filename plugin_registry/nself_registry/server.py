@@ -254,8 +254,10 @@ async def _json(request: Request) -> dict[str, Any] | None:
     raw = await request.body()
     if len(raw) > MAX_BODY:
         return None
+    from . import keys
+
     try:
-        data = json.loads(raw)
+        data = keys.loads(raw)
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
