@@ -295,6 +295,16 @@ def test_a_host_port_taken_twice(site: Path, project: Path, nself: Run) -> None:
     assert "port 443" in error and "(nginx)" in error and "(demo)" in error
 
 
+def test_a_dependency_outside_the_stack(site: Path, project: Path, nself: Run) -> None:
+    fields = {"prefix": "DEMO", "service": "demo", "subdomain": "demo", "file": "demo/x.txt"}
+    code = PLUGIN.format(published=(), **fields)
+    make_distribution(
+        site, code=code.replace("published=tuple(", 'depends_on=("ghost",), published=tuple(')
+    )
+    error = build_error(project, nself)
+    assert "service demo (demo) depends on 'ghost', which is not part of the stack" in error
+
+
 def test_a_file_generated_twice(site: Path, project: Path, nself: Run) -> None:
     make_distribution(site, file="docker-compose.yml")
     error = build_error(project, nself)

@@ -169,32 +169,6 @@ def collect_stack(pm: Manager, config: Config) -> Stack:
     )
     owners = {service.name: plugin for plugin, service in claims}
     services = [service for _plugin, service in claims]
-    published: dict[tuple[str, int], str] = {}
-    aliased: dict[str, str] = {}
-    for service in services:
-        who = f"{service.name} ({owners[service.name]})"
-        for binding in service.published:
-            if (key := (binding.protocol, binding.host_port)) in published:
-                raise NselfError(
-                    f"host port {binding.host_port} is published by both {published[key]} "
-                    f"and {who}",
-                    "change one of the ports in the env files",
-                )
-            published[key] = who
-        for alias in service.aliases:  # one name on the network, one container
-            if alias in owners or alias in aliased:
-                other = aliased.get(alias, f"service {alias} ({owners.get(alias)})")
-                raise NselfError(
-                    f"the network name {alias!r} of service {who} is already the name of {other}",
-                    f"rename the service {alias!r}, or disable {owners[service.name]}",
-                )
-            aliased[alias] = f"{service.name}'s alias"
-        for dep in service.depends_on:
-            if dep not in owners:
-                raise NselfError(
-                    f"service {who} depends on {dep!r}, which is not part of the stack",
-                    f"enable {dep} or remove the dependency",
-                )
     routes = _claims(
         [
             (_router(plugin, route), [route])
