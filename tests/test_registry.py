@@ -497,6 +497,18 @@ def test_separate_publisher_signs_with_nself_plugin_sign(
     signed = nself("plugin", "sign", str(archive), "--key", str(publisher))
     assert signed.code == 0, signed.output
     assert (env / "bundles" / "notify-1.0.0.tar.gz.sig").is_file()
+    # a signature for other bytes (the archive packed again since) is refused at publish
+    signature = archive.with_name(archive.name + ".sig")
+    kept = signature.read_bytes()
+    signature.write_text(kept.decode().replace(publish.read_bundle(archive).sha256, "0" * 64))
+    registry_key = env / "registry.pem"
+    registry_key.write_bytes(keys.private_pem(trust.registry))
+    stale = nself(
+        "registry", "publish", str(env / "bundles"), "-o", str(env / "x"), "-k", str(registry_key)
+    )
+    assert stale.code == 1 and "signs other bytes than notify-1.0.0.tar.gz" in stale.err
+    assert not (env / "x").exists()
+    signature.write_bytes(kept)
     published(env, trust)
     assert "published by an untrusted key" in error_of(client.fetch, None, "notify", None)
     monkeypatch.setenv("NSELF_PUBLISHER_KEYS", (env / "publisher.pem.pub").read_text().strip())

@@ -134,12 +134,21 @@ def _signed(bundle: Bundle, url: str, key: Ed25519PrivateKey) -> idx.Artifact:
     if not sig_path.is_file():
         return idx.sign_artifact(key, artifact)
     try:
-        doc = json.loads(sig_path.read_text())
-        return replace(artifact, publisher=str(doc["publisher"]), signature=str(doc["signature"]))
+        doc = keys.loads(sig_path.read_text())
+        signed = replace(artifact, publisher=str(doc["publisher"]), signature=str(doc["signature"]))
+        sha256 = str(doc["sha256"])
     except (ValueError, KeyError, TypeError):
         raise NselfError(
             f"{sig_path} is not a signature file", "re-sign with `nself plugin sign`"
         ) from None
+    if sha256 != bundle.sha256:
+        raise NselfError(
+            f"{sig_path} signs other bytes than {bundle.path.name} (sha256 {sha256[:16]}…, "
+            f"the archive has {bundle.sha256[:16]}…)",
+            "the archive was packed again after it was signed: sign it again with "
+            "`nself plugin sign`",
+        )
+    return signed
 
 
 def archives(folder: Path) -> list[Path]:
