@@ -18,6 +18,8 @@ from nself_sdk import Config, Finding, NselfError, Stack
 TENANT = "tenant_id"
 APP = "source_account_id"
 APP_DEFAULT = "primary"
+# The conventions and row level security are the tables' (a view shows its tables' columns).
+TABLES = ("table",)
 
 
 def findings(config: Config, stack: Stack, live: bool) -> list[Finding]:
@@ -47,7 +49,7 @@ def conventions(schema: Any) -> list[Finding]:
         )
         for where, why in schema.unreadable
     ]
-    for table in schema.with_column(TENANT):
+    for table in schema.with_column(TENANT, TABLES):
         column = table.columns[TENANT]
         if column.type != "uuid":
             found.append(
@@ -77,7 +79,7 @@ def conventions(schema: Any) -> list[Finding]:
                     layer="authorization",
                 )
             )
-    for table in schema.with_column(APP):
+    for table in schema.with_column(APP, TABLES):
         column = table.columns[APP]
         wrong = []
         if column.type != "text":
@@ -100,8 +102,8 @@ def conventions(schema: Any) -> list[Finding]:
                 )
             )
     if not found:
-        tenants = len(schema.with_column(TENANT))
-        apps = len(schema.with_column(APP))
+        tenants = len(schema.with_column(TENANT, TABLES))
+        apps = len(schema.with_column(APP, TABLES))
         found.append(
             Finding(
                 "conventions",
@@ -128,6 +130,8 @@ def rls(config: Config, schema: Any) -> list[Finding]:
         ]
     found = []
     for _key, table in sorted(schema.tables.items()):
+        if table.kind not in TABLES:
+            continue
         if table.policies and not table.rls:
             found.append(
                 Finding(

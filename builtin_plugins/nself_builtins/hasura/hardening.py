@@ -304,10 +304,15 @@ def wall(meta: Metadata, schema: Any) -> list[Finding]:
     column of one convention with the session variable of the other."""
     found: list[Finding] = []
     tenant_tables = {t.qualified for t in schema.with_column(TENANT)}
+    tenant_keys = {(t.schema, t.name) for t in schema.with_column(TENANT, ("table",))}
     checked = 0
     for table in meta.tables:
         known = schema.table(table.schema, table.name)
-        columns = set(known.columns) if known is not None else set()
+        # A table no migration creates (made by hand, by another tool) has tenant_id when
+        # its permissions name it.
+        columns = set(known.columns) if known is not None else _named_columns(table)
+        if known is not None and TENANT not in columns:
+            found += _tenant_rows_without_tenant(table, known.reads & tenant_keys)
         for kind, granted in table.permissions.items():
             for role, permission in sorted(granted.items()):
                 found += _mixed(table, kind, role, permission)
@@ -327,6 +332,42 @@ def wall(meta: Metadata, schema: Any) -> list[Finding]:
             message += f"; not exposed through Hasura: {', '.join(untracked)}"
         found.append(Finding("tenancy", "ok", message, layer="authorization"))
     return found
+
+
+def _named_columns(table: TableMeta) -> set[str]:
+    """The columns a table's permissions name: listed, compared, preset."""
+    named: set[str] = set()
+    for granted in table.permissions.values():
+        for permission in granted.values():
+            columns = permission.get("columns")
+            if isinstance(columns, list):
+                named |= {str(c) for c in columns}
+            preset = permission.get("set")
+            if isinstance(preset, dict):
+                named |= {str(c) for c in preset}
+            for part in ("filter", "check"):
+                named |= {column for column, _var in comparisons(permission.get(part))}
+    return named
+
+
+def _tenant_rows_without_tenant(table: TableMeta, reads: set[tuple[str, str]]) -> list[Finding]:
+    """A view (or copy) of tenant tables without tenant_id: no row filter can keep it to a
+    tenant, so every role it is granted to reads every tenant's rows."""
+    roles = sorted({role for granted in table.permissions.values() for role in granted})
+    if not reads or not roles:
+        return []
+    sources = ", ".join(f"{schema}.{name}" for schema, name in sorted(reads))
+    return [
+        Finding(
+            "tenancy",
+            "warning",
+            f"{table.where}: {table.qualified} reads rows of {sources} (tenant tables) but has "
+            f"no tenant_id to filter on: role(s) {', '.join(roles)} see every tenant's rows",
+            f"select tenant_id in {table.qualified} and filter its permissions on "
+            "X-Hasura-Tenant-Id, or untrack it if it is meant for every tenant",
+            layer="authorization",
+        )
+    ]
 
 
 def _tenant_rule(

@@ -1,9 +1,11 @@
 """The tables a project's migrations create, read with PostgreSQL's own parser (pglast).
 
 The migrations are replayed statement by statement (plugins' first, then the project's in
-version order): ``CREATE TABLE`` (``LIKE``, partitions), ``ALTER TABLE`` (columns, types,
-defaults, NOT NULL, primary keys, row level security), renames, ``SET SCHEMA``,
-``DROP TABLE``, ``CREATE/DROP POLICY`` and ``SET search_path``. SQL built at run time (a
+version order): ``CREATE TABLE`` (``LIKE``, partitions, ``AS SELECT``), views and
+materialized views (their columns from the query: ``*``, joins, subqueries, ``WITH``; the
+tables they read), ``ALTER TABLE`` (columns, types, defaults, NOT NULL, primary keys, row
+level security), renames, ``SET SCHEMA``, ``DROP``, ``CREATE/DROP POLICY`` and
+``SET search_path``. SQL built at run time (a
 ``DO`` block, a function executing a string) cannot be seen and is not guessed at.
 """
 
@@ -68,6 +70,9 @@ class Table:
     rls: bool = False
     force_rls: bool = False
     policies: list[Policy] = field(default_factory=list)
+    kind: str = "table"  # or "view", "materialized view" (Hasura tracks those too)
+    # The tables a view (or a table made AS SELECT) reads its rows from, through views too.
+    reads: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def qualified(self) -> str:
@@ -91,8 +96,13 @@ class Schema:
     def table(self, schema: str, name: str) -> Table | None:
         return self.tables.get((schema, name))
 
-    def with_column(self, column: str) -> list[Table]:
-        return [t for _k, t in sorted(self.tables.items()) if column in t.columns]
+    def with_column(self, column: str, kinds: tuple[str, ...] = ()) -> list[Table]:
+        """Tables (and views) with ``column``; only those of ``kinds`` when given."""
+        return [
+            t
+            for _k, t in sorted(self.tables.items())
+            if column in t.columns and (not kinds or t.kind in kinds)
+        ]
 
     @property
     def uses_rls(self) -> bool:
@@ -165,6 +175,8 @@ class _State:
 
         handler = {
             ast.CreateStmt: self.create,
+            ast.ViewStmt: self.create_view,
+            ast.CreateTableAsStmt: self.create_as,
             ast.AlterTableStmt: self.alter,
             ast.RenameStmt: self.rename,
             ast.AlterObjectSchemaStmt: self.set_schema,
@@ -202,6 +214,109 @@ class _State:
                     if name in table.columns:
                         table.columns[name].not_null = True
         self.schema.tables[key] = table
+
+    def create_view(self, stmt: Any, where: str) -> None:
+        self._derived(stmt.view, stmt.query, _names(stmt.aliases), "view", where, stmt.replace)
+
+    def create_as(self, stmt: Any, where: str) -> None:
+        from pglast import enums
+
+        kind = "materialized view" if stmt.objtype == enums.ObjectType.OBJECT_MATVIEW else "table"
+        into = stmt.into
+        self._derived(into.rel, stmt.query, _names(into.colNames), kind, where, False)
+
+    def _derived(
+        self, relation: Any, query: Any, aliases: list[str], kind: str, where: str, replace: bool
+    ) -> None:
+        """A view, or a table or materialized view made from a query: the columns the
+        query yields (renamed by the column list), the tables it reads."""
+        key = self.key(relation)
+        if key in self.schema.tables and not replace:
+            return
+        columns, reads = self.query_columns(query, {})
+        for index, alias in enumerate(aliases[: len(columns)]):
+            columns[index].name = alias
+        table = Table(key[0], key[1], where, kind=kind, reads=frozenset(reads))
+        for column in columns:
+            if kind != "view":  # PostgreSQL copies neither NOT NULL nor defaults
+                column.not_null, column.default, column.default_text = False, None, None
+            table.columns.setdefault(column.name, column)
+        self.schema.tables[key] = table
+
+    def query_columns(
+        self, query: Any, ctes: dict[str, tuple[list[Column], set[tuple[str, str]]]]
+    ) -> tuple[list[Column], set[tuple[str, str]]]:
+        """The columns a SELECT yields as PostgreSQL names them, and the tables it reads.
+        What cannot be known here (a function's columns) is left out, never guessed."""
+        from pglast import ast, enums
+
+        if not isinstance(query, ast.SelectStmt):
+            return [], set()
+        ctes = dict(ctes)
+        for cte in (query.withClause.ctes or ()) if query.withClause else ():
+            ctes[str(cte.ctename)] = self.query_columns(cte.ctequery, ctes)
+        if query.op != enums.SetOperation.SETOP_NONE:  # UNION ...: the first query's names
+            left, first = self.query_columns(query.larg, ctes)
+            return left, first | self.query_columns(query.rarg, ctes)[1]
+        sources: list[tuple[str, list[Column]]] = []
+        reads: set[tuple[str, str]] = set()
+        for item in query.fromClause or ():
+            self._from(item, ctes, sources, reads)
+        out: list[Column] = []
+        for target in query.targetList or ():
+            value = target.val
+            fields = tuple(value.fields or ()) if isinstance(value, ast.ColumnRef) else ()
+            if fields and isinstance(fields[-1], ast.A_Star):
+                qualifier = _names(fields[:-1])
+                for alias, columns in sources:
+                    if not qualifier or alias == qualifier[-1]:
+                        out += [_copy(c) for c in columns]
+                continue
+            column = _target(value, sources)
+            if target.name:
+                column.name = str(target.name)
+            out.append(column)
+        return out, reads
+
+    def _from(
+        self,
+        item: Any,
+        ctes: dict[str, tuple[list[Column], set[tuple[str, str]]]],
+        sources: list[tuple[str, list[Column]]],
+        reads: set[tuple[str, str]],
+    ) -> None:
+        from pglast import ast
+
+        columns: list[Column] = []
+        if isinstance(item, ast.JoinExpr):
+            self._from(item.larg, ctes, sources, reads)
+            self._from(item.rarg, ctes, sources, reads)
+            return
+        if isinstance(item, ast.RangeVar):
+            name = str(item.relname)
+            if not item.schemaname and name in ctes:
+                found, more = ctes[name]
+                columns = [_copy(c) for c in found]
+                reads |= more
+            else:
+                key = self.key(item)
+                table = self.schema.tables.get(key)
+                if table is not None:
+                    columns = [_copy(c) for c in table.columns.values()]
+                    reads |= set(table.reads) if table.kind == "view" else {key}
+        elif isinstance(item, ast.RangeSubselect):
+            found, more = self.query_columns(item.subquery, ctes)
+            columns = found
+            reads |= more
+            name = ""
+        else:  # a function in FROM: its columns are unknown here
+            return
+        alias = item.alias
+        if alias is not None:
+            name = str(alias.aliasname)
+            for index, renamed in enumerate(_names(alias.colnames)[: len(columns)]):
+                columns[index].name = renamed
+        sources.append((name, columns))
 
     def alter(self, stmt: Any, where: str) -> None:
         from pglast import ast, enums
@@ -250,7 +365,7 @@ class _State:
         if table is None:
             return
         kind = enums.ObjectType
-        if stmt.renameType == kind.OBJECT_TABLE:
+        if stmt.renameType in (kind.OBJECT_TABLE, kind.OBJECT_VIEW, kind.OBJECT_MATVIEW):
             del self.schema.tables[key]
             table.name = stmt.newname
             self.schema.tables[(table.schema, table.name)] = table
@@ -266,7 +381,12 @@ class _State:
     def set_schema(self, stmt: Any, where: str) -> None:
         from pglast import enums
 
-        if stmt.objectType != enums.ObjectType.OBJECT_TABLE or stmt.relation is None:
+        kind = enums.ObjectType
+        if stmt.relation is None or stmt.objectType not in (
+            kind.OBJECT_TABLE,
+            kind.OBJECT_VIEW,
+            kind.OBJECT_MATVIEW,
+        ):
             return
         table = self.schema.tables.pop(self.key(stmt.relation), None)
         if table is not None:
@@ -279,7 +399,7 @@ class _State:
         kind = enums.ObjectType
         for obj in stmt.objects or ():
             names = _names(obj)
-            if stmt.removeType == kind.OBJECT_TABLE:
+            if stmt.removeType in (kind.OBJECT_TABLE, kind.OBJECT_VIEW, kind.OBJECT_MATVIEW):
                 key = (names[0], names[1]) if len(names) > 1 else (self.search_path, names[0])
                 self.schema.tables.pop(key, None)
             elif stmt.removeType == kind.OBJECT_POLICY and len(names) >= 2:
@@ -369,6 +489,28 @@ def _column(definition: Any) -> Any:
         elif constraint.contype == enums.ConstrType.CONSTR_DEFAULT:
             column.default, column.default_text = _default(constraint.raw_expr)
     return column
+
+
+def _target(value: Any, sources: list[tuple[str, list[Column]]]) -> Column:
+    """One output column of a SELECT list, named as PostgreSQL names it (a cast keeps the
+    column's name), with the source column's definition where it is a plain reference."""
+    from pglast import ast
+
+    if isinstance(value, ast.TypeCast):
+        column = _target(value.arg, sources)
+        column.type = _type(value.typeName)
+        return column
+    if isinstance(value, ast.ColumnRef):
+        fields = _names(value.fields)
+        for alias, columns in sources:
+            if len(fields) == 1 or alias == fields[-2]:
+                match = next((c for c in columns if c.name == fields[-1]), None)
+                if match is not None:
+                    return _copy(match)
+        return Column(fields[-1], "?")
+    if isinstance(value, ast.FuncCall):
+        return Column(_names(value.funcname)[-1], "?")
+    return Column("?column?", "?")
 
 
 def _copy(column: Column) -> Column:
