@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -233,7 +235,8 @@ def test_revoke_then_renew(site: Site, nself: Run) -> None:
     assert result.code == 0, result.output
     assert site.pebble.revoked(old)
     new = serial(site, API)
-    assert new != old, result.output and not site.pebble.revoked(new)
+    assert new != old, result.output
+    assert not site.pebble.revoked(new)
     verified(site, API)
     code, report = status(nself, site)
     assert code == 0 and not by_name(report)[API]["revoked"]
@@ -298,7 +301,9 @@ renewer.install(data["name"], data["cert"].encode(), data["key"].encode())
 """
 
 
-def expired_certificate(host: str) -> tuple[str, str]:
+def expired_certificate(host: str, days: int = -10) -> tuple[str, str]:
+    """A self-signed certificate for ``host`` ending ``days`` from now (expired by
+    default)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -314,7 +319,7 @@ def expired_certificate(host: str) -> tuple[str, str]:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=100))
-        .not_valid_after(now - datetime.timedelta(days=10))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -323,6 +328,38 @@ def expired_certificate(host: str) -> tuple[str, str]:
         pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return cert.public_bytes(pem).decode(), key_pem.decode()
+
+
+def watcher_pid(site: Site) -> int:
+    """The host PID of nginx's container's first process: the watcher's shell."""
+    ids = subprocess.run(["docker", "compose", "-p", site.name, "ps", "-q", "nginx"],
+                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", ids[0]],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return int(pid)
+
+
+def test_renew_by_hand_loads_what_the_service_installed(site: Site, nself: Run) -> None:
+    # The service's own pass installed a certificate (here: put in place directly) and
+    # nginx's watcher has not reloaded yet: a renewal by hand that finds nothing due still
+    # returns with nginx serving it.
+    old = serial(site, API)
+    pid = watcher_pid(site)
+    os.kill(pid, signal.SIGSTOP)  # nginx itself keeps serving; its watcher waits
+    try:
+        cert, key = expired_certificate(API, days=60)
+        put = in_renewer(site, "python3", "-c", EXPIRED,
+                         stdin=json.dumps({"name": API, "cert": cert, "key": key}))  # fmt: skip
+        assert put.returncode == 0, put.stderr
+        result = nself("ssl", "renew", "--json", cwd=site.folder)
+        assert result.code == 0, result.output
+        assert {r["action"] for r in json.loads(result.out)["results"]} == {"not-due"}
+        assert serial(site, API) != old
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    result = nself("ssl", "renew", "--force", API, cwd=site.folder)  # pebble's again
+    assert result.code == 0, result.output
+    verified(site, API)
 
 
 def test_an_expired_certificate_is_replaced(site: Site, nself: Run) -> None:

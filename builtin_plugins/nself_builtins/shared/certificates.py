@@ -86,9 +86,35 @@ def renew_certificates(
     for name in only:
         args += ["--only", name]
     results: list[dict[str, Any]] = ask(rt, *args)
-    if any(r.get("action") == "renewed" for r in results):
+    # The service's own pass may have installed certificates while this one waited for
+    # its lock: nginx's watcher loads them within seconds, but this call returns with
+    # them loaded.
+    if any(r.get("action") == "renewed" for r in results) or (not dry_run and _behind(rt)):
         reload_nginx(rt)
     return results
+
+
+# Seconds since the renewer last installed certificates (the `generation` file it bumps),
+# measured in the stack (on the server too, whatever this machine's clock says).
+GENERATION_AGE = (
+    "import time; print(time.time() - int(open('/etc/letsencrypt/generation').read()) / 1e9)"
+)
+
+
+def _behind(rt: Any) -> bool:
+    """Whether the running nginx loaded its configuration before the renewer's last
+    install."""
+    from .nginx import is_running, loaded_ago
+
+    if not is_running(rt):
+        return False
+    done = rt.exec(ACME_SERVICE, ["python3", "-c", GENERATION_AGE])
+    try:
+        age = float(done.output.strip())
+    except ValueError:
+        return False
+    loaded = loaded_ago(rt)
+    return loaded is not None and age < loaded
 
 
 def revoke_certificate(config: Config, name: str) -> dict[str, Any]:
