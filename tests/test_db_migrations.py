@@ -145,6 +145,20 @@ def test_up_to_and_down_steps(target: Path, nself, pg: Cluster, db: str) -> None
     assert r.code == 1 and "migrations/1_t1/up.sql: there is no down.sql" in r.err
 
 
+def test_a_down_sql_that_ends_its_own_transaction_is_refused_before_anything_reverts(
+    target: Path, nself, pg: Cluster, db: str
+) -> None:
+    """down.sql runs in one transaction: a COMMIT inside kept its first half (a table
+    dropped) while nself said it was rolled back and the migration still applied."""
+    write(target, "1_a", "CREATE TABLE a (id int);", "DROP TABLE a;\nCOMMIT;\nDROP TABLE nope;\n")
+    write(target, "2_b", "CREATE TABLE b (id int);", "DROP TABLE b;")
+    assert nself("db", "migrate", "up", cwd=target).code == 0
+    r = nself("db", "migrate", "down", "--steps", "2", cwd=target)
+    assert r.code == 1 and "migrations/1_a/down.sql:2: COMMIT inside a down.sql" in r.err, r.output
+    assert {"a", "b"} <= tables(pg, db)  # nothing reverted, not even 2_b
+    assert [h[0] for h in history(pg, db)] == ["1", "2"]
+
+
 def test_non_transactional_opt_in(target: Path, nself, pg: Cluster, db: str) -> None:
     write(target, "1_t", "CREATE TABLE t (id int, v text);")
     write(

@@ -87,3 +87,27 @@ def test_shell_runs_psql_on_the_database(target: Path, pg: Cluster, db: str) -> 
     )
     assert result.returncode == 0, result.stderr
     assert "42" in result.stdout and db in result.stdout
+
+
+def test_a_seed_that_ends_its_own_transaction_is_refused_before_any_seed_runs(
+    target: Path, nself, pg: Cluster, db: str
+) -> None:
+    """A COMMIT in a seed would keep its first half while nself said it was rolled back."""
+    assert nself("db", "migrate", "up", cwd=target).code == 0
+    (target / "seeds" / "03_half.sql").write_text(
+        "INSERT INTO colors VALUES ('half');\nCOMMIT;\nINSERT INTO nope VALUES (1);\n"
+    )
+    r = nself("db", "seed", cwd=target)
+    assert r.code == 1 and "seeds/03_half.sql:2: COMMIT inside a seed file" in r.err, r.output
+    assert colors(pg, db) == []  # not even the earlier files ran
+
+
+def test_the_prod_safe_marker_counts_only_as_a_comment(
+    target: Path, nself, pg: Cluster, db: str
+) -> None:
+    assert nself("db", "migrate", "up", cwd=target).code == 0
+    (target / "seeds" / "02_demo.sql").write_text(
+        "INSERT INTO colors VALUES ('\n-- nself:prod-safe\n') ON CONFLICT DO NOTHING;\n"
+    )
+    r = nself("db", "seed", "--env", "prod", "--dry-run", cwd=target)
+    assert r.code == 0 and "01_base" in r.out and "02_demo" not in r.out, r.output

@@ -14,7 +14,7 @@ from .transport import Transport
 if TYPE_CHECKING:
     from .target import Target
 
-PROD_SAFE = re.compile(r"^\s*--\s*nself:\s*prod-safe\b", re.IGNORECASE | re.MULTILINE)
+PROD_SAFE = re.compile(r"^--\s*nself:\s*prod-safe\b", re.IGNORECASE)
 
 
 def seed_files(project: Path, env: str) -> list[Path]:
@@ -22,8 +22,10 @@ def seed_files(project: Path, env: str) -> list[Path]:
     if not folder.is_dir():
         return []
     files = sorted(p for p in folder.glob("*.sql") if p.is_file())
-    if env == "prod":
-        files = [p for p in files if PROD_SAFE.search(p.read_text(encoding="utf-8"))]
+    if env == "prod":  # the marker counts as a real comment only, not text in a string
+        from .migrations.sqltext import marked
+
+        files = [p for p in files if marked(p.read_text(encoding="utf-8"), PROD_SAFE)]
     return files
 
 
@@ -40,6 +42,7 @@ def run_seeds(target: Target, dry_run: bool, say: Callable[[str], None]) -> list
         return files
     if not files:
         return []
+    _readable(target.project, files)
     with target.transport().connect(autocommit=True) as conn:
         for path in files:
             rel = path.relative_to(target.project)
@@ -53,6 +56,27 @@ def run_seeds(target: Target, dry_run: bool, say: Callable[[str], None]) -> list
                     f"{rel} failed: {first}", "it was rolled back; earlier seed files stay applied"
                 ) from None
     return files
+
+
+def _readable(project: Path, files: list[Path]) -> None:
+    """Every seed file read by PostgreSQL's parser before the first one runs: one that ends
+    its own transaction (COMMIT, ROLLBACK, BEGIN, END...) would keep half of itself while
+    nself says it was rolled back, so it is refused, as is one the parser cannot read."""
+    from nself_sdk import Problem
+
+    from .migrations.sqltext import transaction_problems
+
+    problems: list[Problem] = []
+    for path in files:
+        where = str(path.relative_to(project))
+        try:
+            problems += transaction_problems(
+                path.read_text(encoding="utf-8"), where, "seed file", "remove it; nothing was run"
+            )
+        except NselfError as exc:
+            problems.append(Problem("error", exc.message, exc.hint))
+    if problems:
+        raise NselfError(problems[0].message, problems[0].hint)
 
 
 def reset(transport: Transport, init_dir: Path | None = None) -> None:

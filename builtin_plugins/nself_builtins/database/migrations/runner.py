@@ -219,6 +219,7 @@ class Runner:
                         f"{item.where}: there is no down.sql, so it cannot be reverted",
                         "write the down.sql, or restore a backup instead",
                     )
+            _revertible(targets)  # every down.sql parsed before the first one runs
             for item in targets:
                 self._revert(history, item)
                 outcome.reverted.append(item)
@@ -232,6 +233,12 @@ class Runner:
         try:
             with conn.transaction():
                 conn.execute((item.down_sql or "").encode("utf-8"))
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+                    raise NselfError(
+                        f"{_down_where(item)} ended its transaction itself",
+                        "remove BEGIN/COMMIT from it: nself reverts each migration in one"
+                        " transaction",
+                    )
                 history.forget(item.source, item.version)
                 history.audit("revert", item.source, item.version, item.name, item.sha256)
         except psycopg.Error as exc:
@@ -320,6 +327,29 @@ def _readable(todo: list[Item]) -> list[Item]:
     if problems:
         raise MigrationsBlocked(problems)
     return todo
+
+
+def _revertible(targets: list[Item]) -> None:
+    """Refuse, before anything is reverted, a down.sql PostgreSQL's parser cannot read or
+    that ends its own transaction: it always runs in one, and a COMMIT inside would keep
+    its first half while the migration stays recorded as applied."""
+    problems: list[Problem] = []
+    for item in targets:
+        where = _down_where(item)
+        try:
+            problems += transaction_problems(
+                item.down_sql or "", where, "down.sql", "remove it; nothing was reverted"
+            )
+        except NselfError as exc:
+            problems.append(Problem("error", exc.message, exc.hint))
+    if problems:
+        raise MigrationsBlocked(problems)
+
+
+def _down_where(item: Item) -> str:
+    if item.where.endswith("/up.sql"):
+        return item.where[: -len("up.sql")] + "down.sql"
+    return f"down.sql of {item.where}"
 
 
 def _ms_since(started: float) -> int:

@@ -77,6 +77,11 @@ def _leading_lines(text: str) -> int:
 
 def marked_no_transaction(sql: str) -> bool:
     """Whether a real comment (not text in a string) says ``-- nself:no-transaction``."""
+    return marked(sql, MARKER)
+
+
+def marked(sql: str, marker: re.Pattern[str]) -> bool:
+    """Whether a real ``--`` comment (not text in a string) matches ``marker``."""
     parser = _parser()
     data = sql.encode("utf-8")
     try:
@@ -86,21 +91,29 @@ def marked_no_transaction(sql: str) -> bool:
     for token in tokens:
         if token.name == "SQL_COMMENT":
             text = data[token.start : token.end + 1].decode("utf-8", "replace")
-            if MARKER.match(text):
+            if marker.match(text):
                 return True
     return False
 
 
-def transaction_problems(sql: str, where: str) -> list[Problem]:
-    """Statements of a transactional migration that would end its transaction."""
+NO_TRANSACTION_HINT = (
+    "remove it, or put `-- nself:no-transaction` on a line of its own to run the"
+    " statements one by one without a transaction"
+)
+
+
+def transaction_problems(
+    sql: str, where: str, what: str = "migration", hint: str = NO_TRANSACTION_HINT
+) -> list[Problem]:
+    """Statements of a file nself runs in one transaction (a transactional migration, a
+    down.sql, a seed) that would end that transaction."""
     return [
         Problem(
             "error",
-            f"{where}:{s.line}: {s.ends_transaction} inside a migration: nself runs each"
-            " migration in one transaction, which this would end (half of the file applied,"
+            f"{where}:{s.line}: {s.ends_transaction} inside a {what}: nself runs each"
+            f" {what} in one transaction, which this would end (half of the file applied,"
             " the other half not)",
-            "remove it, or put `-- nself:no-transaction` on a line of its own to run the"
-            " statements one by one without a transaction",
+            hint,
         )
         for s in statements(sql, where)
         if s.ends_transaction
