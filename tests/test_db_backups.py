@@ -228,6 +228,10 @@ def test_a_backup_of_another_project_needs_from_other_project(
     assert "project demo (here: shop)" in r.err and f"replace database {db}" in r.err
     assert "--from-other-project" in r.err and "nothing was changed" in r.err
     assert checksums(pg, db) == before
+    r = nself("db", "restore", manifest["name"], "--dry-run", cwd=other)  # says the same
+    assert r.code == 1 and "project demo (here: shop)" in r.err and "would restore" not in r.out
+    r = nself("db", "restore", manifest["name"], "--dry-run", "--from-other-project", cwd=other)
+    assert r.code == 0 and "from elsewhere (project demo (here: shop))" in r.out, r.output
     # a manifest that says nothing of its origin (an older nself) is not trusted either
     path = other / "backups" / f"{manifest['name']}.json"
     data = json.loads(path.read_text())
@@ -260,3 +264,75 @@ def test_restored_row_counts_must_match_the_manifest(
     assert "public.orders: 5001 -> 5000" in r.err
     assert pg.sql("SELECT count(*) FROM orders", db) == [(10,)]  # untouched
     assert [d for (d,) in pg.sql("SELECT datname FROM pg_database") if "__restoring_" in d] == []
+
+
+def test_a_server_estimate_is_never_taken_for_a_row_count(pg: Cluster, db: str) -> None:
+    """After an ANALYZE (autovacuum works in the new database while pg_restore fills it),
+    n_live_tup is an estimate: equal to the manifest's or not, it is not trusted."""
+    from nself_builtins.database.backups import restored_counts
+
+    pg.sql(
+        "CREATE TABLE uneven (id int, pad text) WITH (autovacuum_enabled = false);"
+        " ALTER TABLE uneven ALTER COLUMN id SET STATISTICS 1;"
+        " ALTER TABLE uneven ALTER COLUMN pad SET STATISTICS 1;"
+        " INSERT INTO uneven SELECT g, 'x' FROM generate_series(1, 100000) g;"
+        " INSERT INTO uneven SELECT g, repeat('y', 1500) FROM generate_series(1, 10000) g;"
+        " CREATE TABLE plain (id int) WITH (autovacuum_enabled = false);"
+        " INSERT INTO plain SELECT generate_series(1, 500);",
+        db,
+    )
+    with pg.connect(db) as conn:
+        assert restored_counts(conn, {"public.plain": 500}) == {"public.plain": 500}
+        conn.execute("ANALYZE uneven")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    with pg.connect(db) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        (estimate,) = conn.execute(
+            "SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'uneven'"
+        ).fetchone()
+        assert estimate != 110000  # the sampled estimate, not the real count
+        assert restored_counts(conn, {"public.uneven": estimate}) == {}
+
+
+def test_a_database_owner_that_is_not_a_superuser_restores(
+    project: Path, nself, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A managed database's owner: CREATEDB, no superuser, no right to name pg_default,
+    and a cluster that hides its system identifier. A superuser's session it may not close
+    is named (and the restore undone) instead of an unexpected error."""
+    import psycopg
+
+    pg.sql("DROP ROLE IF EXISTS app_owner")
+    pg.sql("CREATE ROLE app_owner LOGIN CREATEDB PASSWORD 'owner-Secret-1'")
+    pg.sql(f'ALTER DATABASE "{db}" OWNER TO app_owner')
+    pg.sql("ALTER SCHEMA public OWNER TO app_owner", db)
+    hidden = ("postgres", db)
+    for name in hidden:  # as a managed service does
+        pg.sql("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC", name)
+    url = pg.url(db).replace(f"postgres:{pg_cluster.PASSWORD}@", "app_owner:owner-Secret-1@")
+    monkeypatch.setenv("NSELF_DB_URL", url)
+    monkeypatch.setenv("NSELF_PG_BINDIR", str(pg.bindir))
+    try:
+        pg.sql("CREATE TABLE notes (id int); INSERT INTO notes VALUES (1), (2)", db)
+        pg.sql("ALTER TABLE notes OWNER TO app_owner", db)
+        manifest = backup(nself, project)
+        assert manifest["system_identifier"] is None
+        pg.sql("INSERT INTO notes VALUES (3)", db)
+        with psycopg.connect(pg.url(db), autocommit=True):  # a superuser stays connected
+            r = nself("db", "restore", manifest["name"], cwd=project)
+        assert r.code == 1 and "Traceback" not in r.output
+        assert "could not be closed (postgres (this role may not end it))" in r.err, r.output
+        assert "the restore was undone" in r.err
+        assert pg.sql("SELECT count(*) FROM notes", db) == [(3,)]
+        r = nself("db", "restore", manifest["name"], cwd=project)
+        assert r.code == 0, r.output  # its own backup: no --from-other-project needed
+        assert pg.sql("SELECT count(*) FROM notes", db) == [(2,)]
+        owner = f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'"
+        assert pg.sql(owner) == [("app_owner",)]
+        assert [d for (d,) in pg.sql("SELECT datname FROM pg_database") if "__restoring" in d] == []
+    finally:
+        for name in hidden:
+            pg.sql("GRANT EXECUTE ON FUNCTION pg_control_system() TO PUBLIC", name)
+        drop_family(pg, db)
+        pg.sql(f'CREATE DATABASE "{db}"')
+        pg.sql("DROP ROLE IF EXISTS app_owner")

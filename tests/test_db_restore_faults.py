@@ -322,3 +322,49 @@ def test_a_full_disk_during_a_restore_leaves_nothing(target: Path, pg: Cluster, 
             with pg.connect() as conn:
                 conn.execute(f'ALTER DATABASE "{db}" SET TABLESPACE pg_default')
                 conn.execute("DROP TABLESPACE small")
+
+
+def test_a_restore_whose_last_step_cannot_be_redone_never_blocks_the_next(
+    target: Path, pg: Cluster, db: str
+) -> None:
+    """A restore killed after its swap, before pg_cron's jobs, is finished by the next
+    restore; when its backup was pruned since (or the step fails), that is said once and
+    the next restore goes on, instead of failing every restore from then on."""
+    from nself_builtins.database.journal import Mark
+
+    name = take_backup(target)
+    r = cli(target, "db", "restore", name)
+    assert r.returncode == 0, r.stderr
+    (kept,) = [n for n in family(pg, db) if "__pre_restore_" in n]
+    (comment,) = pg.sql(
+        f"SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{kept}'"
+    )[0]
+    mark = Mark.parse(comment)
+    assert mark is not None and mark.kind == "previous"
+    mark.bound, mark.backup = True, "backup-2020-01-01-00-00.dump"  # since pruned
+    pg.sql(f"COMMENT ON DATABASE \"{kept}\" IS '{mark.text()}'")
+    r = cli(target, "db", "backup", "list")
+    assert r.returncode == 0, r.stderr
+    assert "could not restore pg_cron's jobs" in r.stderr, r.stderr
+    r = cli(target, "db", "restore", name)
+    assert r.returncode == 0 and "pg_cron" not in r.stderr, r.stderr  # said once
+
+
+def test_pg_crons_step_of_a_restore_killed_after_its_swap_is_done_by_any_next_command(
+    target: Path, pg: Cluster, db: str
+) -> None:
+    """pg_cron's rows (schema cron) can only go into the database under its name, so they
+    are restored after the swap; a kill right after it leaves them to the next command,
+    whichever it is (here `nself db migrate status`)."""
+    pg.sql("CREATE SCHEMA cron; CREATE TABLE cron.job (jobid int PRIMARY KEY, command text)", db)
+    pg.sql("INSERT INTO cron.job VALUES (1, 'VACUUM'), (2, 'ANALYZE')", db)
+    name = take_backup(target)
+    r = cli(target, "db", "restore", name, NSELF_TEST_KILL_AT="swapped")
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert pg.sql("SELECT count(*) FROM cron.job", db) == [(0,)]  # not there yet
+    r = cli(target, "db", "migrate", "status")
+    assert r.returncode == 0, r.stderr
+    assert "finished an interrupted restore" in r.stderr, r.stderr
+    assert pg.sql("SELECT jobid FROM cron.job ORDER BY 1", db) == [(1,), (2,)]
+    r = cli(target, "db", "migrate", "status")
+    assert "interrupted" not in r.stderr, r.stderr  # done once

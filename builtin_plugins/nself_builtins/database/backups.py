@@ -327,7 +327,8 @@ def restored_counts(conn: psycopg.Connection[Any], expected: dict[str, int]) -> 
     """The tables of a database only a restore wrote into whose committed-row count, as the
     server keeps it (``pg_stat_user_tables.n_live_tup``: inserts of committed transactions),
     equals the manifest's. Any other table is counted row by row (``snapshot_facts``): a
-    figure that differs, or that an ANALYZE replaced by an estimate, is never trusted."""
+    figure that differs is never trusted, nor one that an ANALYZE or a VACUUM (autovacuum
+    works in the new database while pg_restore fills it) replaced by its own estimate."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # pg_restore's sessions report their counts on exit
         row = conn.execute(
@@ -340,6 +341,7 @@ def restored_counts(conn: psycopg.Connection[Any], expected: dict[str, int]) -> 
     conn.execute("SELECT pg_stat_clear_snapshot()")
     rows = conn.execute(
         "SELECT schemaname || '.' || relname, n_live_tup, n_tup_upd + n_tup_del"
+        " + analyze_count + autoanalyze_count + vacuum_count + autovacuum_count"
         " FROM pg_stat_user_tables"
     ).fetchall()
     return {
@@ -568,17 +570,21 @@ def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
         return
     owner, encoding, collate, ctype, tablespace = row
+    # Naming a tablespace needs CREATE on it, even pg_default, which an owner that is not a
+    # superuser lacks: the default is left unsaid.
+    where: sql.Composable = sql.SQL("")
+    if tablespace != "pg_default":
+        where = sql.SQL(" TABLESPACE {}").format(sql.Identifier(tablespace))
     conn.execute(
         sql.SQL(
-            "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}"
-            " TABLESPACE {}"
+            "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}{}"
         ).format(
             sql.Identifier(name),
             sql.Identifier(owner),
             sql.Literal(encoding),
             sql.Literal(collate),
             sql.Literal(ctype),
-            sql.Identifier(tablespace),
+            where,
         )
     )
     for (setting,) in conn.execute(
@@ -672,7 +678,8 @@ def verify(
             tempfile.TemporaryDirectory(prefix="nself-verify-") as tmp,
         ):
             admin = run.admin
-            journal.settle(run, transport.dbname, say, staged=True)
+            finish = bound_finisher(transport, store, run.key)
+            journal.settle(run, transport.dbname, say, finish, staged=True)
             scratch = journal.scratch_name(run.key)
             say(f"verifying {name}: restoring into scratch database {scratch}")
             with transport.stage(store.dump(name), run.key) as staged:
@@ -700,7 +707,7 @@ def verify(
 
 
 def provenance_problem(
-    manifest: dict[str, Any], project: str | None, system_id: str, database: str
+    manifest: dict[str, Any], project: str | None, system_id: str | None, database: str
 ) -> str | None:
     """Why the backup is not this project's own database on this cluster, or None."""
     origin = [
@@ -714,6 +721,30 @@ def provenance_problem(
         if here is not None and there != here
     ]
     return ", ".join(differs) if differs else None
+
+
+def origin(
+    conn: psycopg.Connection[Any],
+    manifest: dict[str, Any],
+    name: str,
+    project: str | None,
+    target: str,
+    other_project: bool,
+) -> str | None:
+    """Where backup ``name`` comes from when that is not this project's database (None when
+    it is); refused unless ``other_project``."""
+    # a cluster that hides its identifier (a managed service) cannot be compared
+    problem = provenance_problem(manifest, project, cluster_id(conn), target)
+    if problem and not other_project:
+        raise NselfError(
+            f"backup {name} is not from this project's database: {problem}; restoring it"
+            f" would replace database {target}"
+            + (f" of project {project}" if project else "")
+            + " with another one's data",
+            "if that is what you want (a rebuilt server, a copy of another project), add"
+            " --from-other-project; nothing was changed",
+        )
+    return problem
 
 
 def restore(
@@ -759,16 +790,7 @@ def restore(
             _finish_bound(transport, store, mark, Path(tmp), run.key)
 
         result["settled"] = journal.settle(run, target, say, finish_bound, staged=True)
-        problem = provenance_problem(manifest, project, cluster_id(admin) or "unknown", target)
-        if problem and not other_project:
-            raise NselfError(
-                f"backup {name} is not from this project's database: {problem}; restoring it"
-                f" would replace database {target}"
-                + (f" of project {project}" if project else "")
-                + " with another one's data",
-                "if that is what you want (a rebuilt server, a copy of another project), add"
-                " --from-other-project; nothing was changed",
-            )
+        problem = origin(admin, manifest, name, project, target, other_project)
         if problem:
             result["origin"] = problem
             say(f"restoring a backup from elsewhere ({problem}) over {target}")
@@ -925,12 +947,26 @@ def _swap(
             return kept
         except errors.ObjectInUse:  # a session slipped in before the rename: again
             if attempt == 9:
+                left = journal.holders(conn, target)
                 raise NselfError(
-                    f"sessions of {target} kept coming back; the restore was undone",
-                    "stop the services using the database (`nself stop`) and try again",
+                    f"sessions of {target} could not be closed"
+                    + (f" ({left})" if left else " (they kept coming back)")
+                    + "; the restore was undone",
+                    "stop the services using the database (`nself stop`), or close those"
+                    " sessions, and try again",
                 ) from None
             time.sleep(0.1)
     raise AssertionError("unreachable")
+
+
+def bound_finisher(transport: Transport, store: Store, run: int) -> Callable[[Any], None]:
+    """``journal.settle``'s ``finish_bound`` for any command that knows the backup folder."""
+
+    def finish(mark: Any) -> None:
+        with tempfile.TemporaryDirectory(prefix="nself-settle-") as tmp:
+            _finish_bound(transport, store, mark, Path(tmp), run)
+
+    return finish
 
 
 def _finish_bound(transport: Transport, store: Store, mark: Any, tmpdir: Path, run: int) -> None:

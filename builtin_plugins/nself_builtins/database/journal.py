@@ -165,11 +165,22 @@ def drop(conn: psycopg.Connection[Any], name: str) -> None:
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(_ident(name)))
 
 
+# Sessions this role may end (PostgreSQL's rule for pg_terminate_backend): a superuser any;
+# otherwise those of roles it is a member of, or any with pg_signal_backend, never a
+# superuser's. Asking to end another one is an error that would stop the whole restore.
+_MAY_END = """
+ (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+ OR (NOT coalesce((SELECT rolsuper FROM pg_roles r WHERE r.oid = a.usesysid), false)
+     AND (pg_has_role(a.usesysid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER')))
+"""
+
+
 def terminate(conn: psycopg.Connection[Any], name: str) -> None:
-    """Close every session of ``name`` (clients and background workers such as pg_cron's)."""
+    """Close every session of ``name`` this role may end (clients and background workers
+    such as pg_cron's); the others are named by ``holders`` when they stay."""
     conn.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE datname = %s AND pid <> pg_backend_pid()",
+        "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a"
+        f" WHERE a.datname = %s AND a.pid <> pg_backend_pid() AND ({_MAY_END})",
         (name,),
     )
 
@@ -180,6 +191,20 @@ def sessions(conn: psycopg.Connection[Any], name: str) -> int:
         (name,),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def holders(conn: psycopg.Connection[Any], name: str) -> str:
+    """The sessions of ``name`` that are still there, for a message (role, application)."""
+    rows = conn.execute(
+        "SELECT coalesce(a.usename, a.backend_type), nullif(a.application_name, ''),"
+        f" ({_MAY_END}) FROM pg_stat_activity a"
+        " WHERE a.datname = %s AND a.pid <> pg_backend_pid() ORDER BY a.pid LIMIT 5",
+        (name,),
+    ).fetchall()
+    return ", ".join(
+        f"{user}" + (f" ({app})" if app else "") + ("" if may else " (this role may not end it)")
+        for user, app, may in rows
+    )
 
 
 class Run:
@@ -333,10 +358,20 @@ def settle(
                 and mark.bound
                 and finish_bound is not None
             ):
-                finish_bound(mark)
-                mark.bound = False
+                from nself_sdk import NselfError
+
+                try:
+                    finish_bound(mark)
+                except NselfError as exc:  # it cannot be redone: say so, never block restores
+                    note(
+                        f"an interrupted restore of {mark.backup} into {target} could not"
+                        f" restore pg_cron's jobs: {exc.message}; recreate them, or restore a"
+                        " backup again"
+                    )
+                else:
+                    note(f"finished an interrupted restore of {mark.backup}: pg_cron's jobs")
+                mark.bound = False  # never again: a later restore must not get these jobs
                 set_mark(conn, db.name, mark)
-                note(f"finished an interrupted restore of {mark.backup}: pg_cron's jobs")
         notes += _legacy(conn, target, found, say)
     finally:
         run.unlock_target(target)
@@ -397,16 +432,20 @@ def status(conn: psycopg.Connection[Any], target: str) -> list[str]:
     return problems
 
 
-def settle_interrupted(transport: Transport, say: Say) -> list[str]:
+def settle_interrupted(
+    transport: Transport, say: Say, finisher: Callable[[Run], Callable[[Mark], None]] | None = None
+) -> list[str]:
     """``settle`` for any command: quiet when the server cannot be reached (the command
-    reports that itself)."""
+    reports that itself). ``finisher(run)`` gives what redoes pg_cron's step (it needs the
+    backup folder)."""
     import psycopg
 
     from nself_sdk import NselfError
 
     try:
         with Run(transport) as run:
-            return settle(run, transport.dbname, say)
+            finish = finisher(run) if finisher is not None else None
+            return settle(run, transport.dbname, say, finish)
     except NselfError:
         return []
     except psycopg.Error as exc:

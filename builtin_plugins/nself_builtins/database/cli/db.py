@@ -46,7 +46,7 @@ def restore_cmd(
     ] = False,
 ) -> None:
     """Replace the database with a backup (checked first; the current one is kept)."""
-    from ..backups import Store, check_integrity, restore
+    from ..backups import Store, check_integrity, origin, restore
 
     target = resolve(env)
     guard(target, confirm, dry_run, "restoring")
@@ -54,8 +54,19 @@ def restore_cmd(
     resolved = store.resolve_name(name)
     manifest = check_integrity(store, resolved)
     if dry_run:
+        transport = target.transport()
+        with transport.connect(dbname="postgres", autocommit=True) as conn:  # refused as a run
+            elsewhere = origin(
+                conn,
+                manifest,
+                resolved,
+                target.config.project_name,
+                transport.dbname,
+                from_other_project,
+            )
         info(
             f"would restore {resolved} ({size(manifest['size'])}, taken {manifest['created'][:19]})"
+            + (f" from elsewhere ({elsewhere})" if elsewhere else "")
         )
         info(
             "  into a new database, then swap: the current one is "
