@@ -34,18 +34,24 @@ def interrupted(target: Target) -> list[Finding]:
     from . import journal
     from .retention import size_text
 
-    notes: list[str] = []
+    found = [  # a killed point-in-time recovery first: it may have left the server down
+        Finding("interrupted", "warning", note, "nothing left to do: it was settled just now")
+        if settled
+        else Finding("interrupted", "error", note, "fix that, then run `nself doctor` again")
+        for note, settled in target.settle_recovery(lambda _: None)
+    ]
     try:
         transport = target.transport()
         with journal.Run(transport) as run:
-            notes = journal.settle(run, transport.dbname)
+            finish = target.bound_finisher(transport)(run)
+            notes = journal.settle(run, transport.dbname, finish_bound=finish)
             kept = journal.kept(run.admin, transport.dbname)
     except NselfError as exc:
-        return [Finding("interrupted", "warning", f"not checked: {exc.message}", exc.hint)]
+        return [*found, Finding("interrupted", "warning", f"not checked: {exc.message}", exc.hint)]
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return [Finding("interrupted", "warning", f"not checked: {first}")]
-    found = [
+        return [*found, Finding("interrupted", "warning", f"not checked: {first}")]
+    found += [
         Finding("interrupted", "warning", note, "nothing left to do: it was settled just now")
         for note in notes
     ]

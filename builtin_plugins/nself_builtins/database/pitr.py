@@ -9,6 +9,9 @@
   start from; ``Pitr.recover(plan)`` stops the server, keeps the old data folder aside,
   unpacks the base backup, sets ``recovery_target_time`` and waits for the promotion. Any
   failure puts the old data folder back.
+* A recovery writes its steps to a journal (``.recovery.json`` in the base backup folder)
+  and holds a lock while it works; ``Pitr.settle`` (every ``nself db`` command, ``nself
+  doctor``) finishes or undoes one that was killed.
 
 The server is controlled through ``ClusterControl``; ``LocalCluster`` drives a server whose
 data folder is on this machine (``pg_ctl``).
@@ -17,6 +20,7 @@ data folder is on this machine (``pg_ctl``).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import itertools
 import json
@@ -28,7 +32,7 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from nself_sdk import NselfError, UsageError
 
-from .backups import _fsync_dir, _temp_in, _write_json, file_sha256
+from .backups import _fsync_dir, _held, _temp_in, _write_json, file_sha256
+from .journal import checkpoint
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -59,6 +64,8 @@ RECOVERY_KEYS = (
     "recovery_target_action",
     "recovery_target_timeline",
 )
+JOURNAL = ".recovery.json"  # a recovery's steps, in the base backup folder
+JOURNAL_LOCK = ".recovery.lock"  # held by the recovering process (flock)
 
 
 def archive_command(archive_dir: str) -> str:
@@ -220,8 +227,13 @@ class ClusterControl(Protocol):
 
     def start(self) -> None: ...
 
-    def replace_data(self, base_tar: Path, settings: dict[str, str]) -> Path:
-        """Move the data folder aside (returned), unpack ``base_tar``, add ``settings``."""
+    def aside_for(self, stamp: str) -> Path:
+        """Where ``replace_data`` moves the data folder (``pgdata.pre-pitr-<stamp>``)."""
+        ...
+
+    def replace_data(self, base_tar: Path, settings: dict[str, str], aside: Path) -> None:
+        """Move the data folder to ``aside``, unpack ``base_tar``, add ``settings``; on a
+        failure the data folder is put back before the error is raised."""
         ...
 
     def put_back(self, aside: Path) -> None:
@@ -263,11 +275,15 @@ class LocalCluster:
         return self.data_dir.parent / f"{self.data_dir.name}.pitr.log"
 
     def stop(self) -> None:
+        if not self.data_dir.is_dir():
+            return  # moved aside by a recovery that was killed: no server runs on it
         result = self._pg_ctl("-m", "fast", "-w", "-t", "120", "stop")
         if result.returncode != 0 and "Is server running?" not in result.stderr:
             raise NselfError(f"could not stop the server: {result.stderr.strip()}")
 
     def start(self) -> None:
+        if self._pg_ctl("status").returncode == 0:
+            return  # already running
         if not self.logfile.exists():
             self.logfile.touch()
             self._chown(self.logfile)
@@ -287,10 +303,12 @@ class LocalCluster:
                 for name in dirs + files:
                     os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid)
 
-    def replace_data(self, base_tar: Path, settings: dict[str, str]) -> Path:
-        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-        aside = self.data_dir.with_name(f"{self.data_dir.name}.pre-pitr-{stamp}")
+    def aside_for(self, stamp: str) -> Path:
+        return self.data_dir.with_name(f"{self.data_dir.name}.pre-pitr-{stamp}")
+
+    def replace_data(self, base_tar: Path, settings: dict[str, str], aside: Path) -> None:
         os.rename(self.data_dir, aside)
+        checkpoint("pitr-moved")
         try:
             self.data_dir.mkdir(mode=0o700)
             with tarfile.open(base_tar) as tar:
@@ -314,7 +332,6 @@ class LocalCluster:
         except BaseException:
             self.put_back(aside)
             raise
-        return aside
 
     def prepare_archive(self, path: str) -> None:
         folder = Path(path)
@@ -402,9 +419,10 @@ class StackCluster:
             raise NselfError(f"changing the data volume failed: {err[-1] if err else 'error'}")
         return result.stdout.decode("utf-8", "replace")
 
-    def replace_data(self, base_tar: Path, settings: dict[str, str]) -> Path:
-        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-        aside = f"{STACK_PGDATA}.pre-pitr-{stamp}"
+    def aside_for(self, stamp: str) -> Path:
+        return Path(f"{STACK_PGDATA}.pre-pitr-{stamp}")
+
+    def replace_data(self, base_tar: Path, settings: dict[str, str], aside: Path) -> None:
         lines = "\n".join(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in settings.items())
         script = f"""set -e
 P={STACK_PGDATA}; A={aside}
@@ -428,7 +446,6 @@ chmod 700 "$P"
             back = f'rm -rf "{STACK_PGDATA}"; mv "{aside}" "{STACK_PGDATA}"'
             self._helper(f'[ ! -d "{aside}" ] || {{ {back}; }}')
             raise
-        return Path(aside)
 
     def put_back(self, aside: Path) -> None:
         self._helper(f'rm -rf "{STACK_PGDATA}" && mv "{aside}" "{STACK_PGDATA}"')
@@ -1025,6 +1042,13 @@ class Pitr:
         )
 
     def recover(self, plan: Plan, say: Say = lambda _: None) -> Path:
+        """Recover to ``plan``; returns where the previous data folder is kept.
+
+        Each step is written to the journal first, so a recovery that is killed is finished
+        or undone by the next nself (``settle``): before the data folder was replaced the
+        server is started again as it was; while it was replaced the previous folder is
+        put back; once the base backup is in place the recovery is completed (or, when it
+        cannot be, undone)."""
         base = self.base_dir / plan.base["name"]
         if not base.is_file() or file_sha256(base) != plan.base["sha256"]:
             raise NselfError(
@@ -1039,31 +1063,139 @@ class Pitr:
         if not plan.to_end:
             settings["recovery_target_time"] = plan.target.isoformat()
             settings["recovery_target_action"] = "promote"
-        say("stopping the server")
-        self.control.stop()
-        aside = self.control.replace_data(base, settings)
-        say(f"recovering (the previous data folder is kept at {aside})")
-        try:
-            self.control.start()
-            self._wait_promoted()
-        except BaseException as exc:
-            detail = self.control.log_tail()
+        aside = self.control.aside_for(datetime.now(UTC).strftime("%Y%m%d%H%M%S"))
+        entry = {
+            "aside": str(aside),
+            "base": plan.base["name"],
+            "target": plan.target.isoformat(),
+            "at": datetime.now(UTC).isoformat(),
+        }
+        with self._journal() as step:
+            step(entry, "stopping")
+            say("stopping the server")
             self.control.stop()
-            self.control.put_back(aside)
-            self.control.start()
-            message = exc.message if isinstance(exc, NselfError) else str(exc)
-            raise NselfError(
-                f"recovery failed, the previous data is back in place: {message}"
-                + (f" ({detail})" if detail and detail not in message else ""),
-            ) from None
-        with self.transport.connect(autocommit=True) as conn:
-            for key in RECOVERY_KEYS:
-                conn.execute(f"ALTER SYSTEM RESET {key}")
-            conn.execute("SELECT pg_reload_conf()")
+            checkpoint("pitr-stopped")
+            step(entry, "replacing")
+            try:
+                self.control.replace_data(base, settings, aside)
+            except BaseException as exc:  # the data folder is back: run it again
+                self.control.start()
+                self._forget()
+                message = exc.message if isinstance(exc, NselfError) else str(exc)
+                raise NselfError(
+                    f"recovery failed before it began, the previous data is in place and the"
+                    f" server runs again: {message}",
+                    "check the disk of the data folder (it must hold the base backup beside"
+                    " the current data)",
+                ) from None
+            step(entry, "recovering")
+            checkpoint("pitr-replaced")
+            say(f"recovering (the previous data folder is kept at {aside})")
+            try:
+                self.control.start()
+                self._wait_promoted()
+            except BaseException as exc:
+                detail = self.control.log_tail()
+                self._put_back(aside)
+                self._forget()
+                message = exc.message if isinstance(exc, NselfError) else str(exc)
+                raise NselfError(
+                    f"recovery failed, the previous data is back in place: {message}"
+                    + (f" ({detail})" if detail and detail not in message else ""),
+                ) from None
+            checkpoint("pitr-promoted")
+            self._finish_recovery()
+            self._forget()
         if plan.drop_kept:  # confirmed with the plan: the older kept folders go
             self.control.remove_kept(list(plan.drop_kept))
             say("deleted " + ", ".join(plan.drop_kept) + " (kept by an earlier recovery)")
         return aside
+
+    # -- the journal: finishing or undoing a recovery that was killed --------------------------
+    @contextlib.contextmanager
+    def _journal(self) -> Iterator[Callable[[dict[str, Any], str], None]]:
+        """Hold the recovery lock while recovering; yields ``step(entry, phase)``."""
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.base_dir / JOURNAL_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise NselfError(
+                    "another nself is recovering this database right now", "wait for it"
+                ) from None
+
+            def step(entry: dict[str, Any], phase: str) -> None:
+                _write_json(self.base_dir / JOURNAL, {**entry, "phase": phase})
+
+            yield step
+        finally:
+            os.close(fd)
+
+    def _forget(self) -> None:
+        (self.base_dir / JOURNAL).unlink(missing_ok=True)
+        _fsync_dir(self.base_dir)
+
+    def _put_back(self, aside: Path) -> None:
+        """The data folder from before the recovery, and the server running on it."""
+        self.control.stop()
+        self.control.put_back(aside)
+        self.control.start()
+
+    def _finish_recovery(self) -> None:
+        with self.transport.connect(autocommit=True) as conn:
+            for key in RECOVERY_KEYS:
+                conn.execute(f"ALTER SYSTEM RESET {key}")
+            conn.execute("SELECT pg_reload_conf()")
+
+    def settle(self, say: Say = lambda _: None) -> list[str]:
+        """Finish or undo a recovery that was killed (its journal without its lock)."""
+        path = self.base_dir / JOURNAL
+        if not path.is_file():
+            return []
+        if _held(self.base_dir / JOURNAL_LOCK):
+            return []  # a recovery is running: not ours to touch
+        try:
+            entry = json.loads(path.read_text())
+            aside, phase, target = Path(entry["aside"]), entry["phase"], entry["target"]
+        except (OSError, ValueError, KeyError, TypeError):
+            text = f"{path} is unreadable: an interrupted point-in-time recovery left it"
+            say(text)
+            return [text]
+        say("an interrupted point-in-time recovery is being settled")
+        moved = aside.name in self.control.kept_folders()
+        if phase == "stopping" or (phase == "replacing" and not moved):
+            self.control.start()
+            text = (
+                "an interrupted point-in-time recovery had stopped the server before it changed"
+                " anything: the server runs again, as before"
+            )
+        elif phase == "replacing":
+            self._put_back(aside)
+            text = (
+                "an interrupted point-in-time recovery was undone: it was killed while it"
+                f" replaced the data folder, which is back in place ({aside.name} returned);"
+                " the server runs again, as before"
+            )
+        else:
+            try:
+                self.control.start()
+                self._wait_promoted()
+            except NselfError as exc:
+                self._put_back(aside)
+                text = (
+                    f"an interrupted point-in-time recovery could not be finished ({exc.message}):"
+                    " undone, the previous data folder is back in place and the server runs"
+                )
+            else:
+                self._finish_recovery()
+                text = (
+                    f"an interrupted point-in-time recovery to {target} was finished; the"
+                    f" previous data folder is kept at {aside}"
+                )
+        self._forget()
+        say(text)
+        return [text]
 
     def _wait_promoted(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
