@@ -16,7 +16,7 @@ from .atomic import write_atomic
 from .config import DEFAULT_LABEL, Config, load
 from .envfiles import Entry
 from .errors import ConfigError, NselfError, fs_error
-from .model import GeneratedFile, Problem, Route, Setting, Shown, Stack
+from .model import GeneratedFile, Problem, Setting, Shown, Stack
 from .plugins import Manager, make_manager
 
 STATE_DIR = ".nself"
@@ -34,7 +34,7 @@ class Plan(Shown):
     """What a build would write, before anything touches the disk."""
 
     config: Config
-    stack: Stack
+    stack: Stack[Any, Any, Any]
     files: list[GeneratedFile]
     warnings: list[Problem] = field(default_factory=list)
 
@@ -159,7 +159,7 @@ def _refuse_errors(warnings: list[Problem], answers: list[list[Problem]]) -> Non
     warnings.extend(p for p in dict.fromkeys(problems) if p not in warnings)
 
 
-def collect_stack(pm: Manager, config: Config) -> Stack:
+def collect_stack(pm: Manager, config: Config) -> Stack[Any, Any, Any]:
     """Services, routes and migrations the plugins contribute, each name with one owner."""
     claims = _claims(
         pm.answers("contribute_services", config=config),
@@ -188,7 +188,7 @@ def collect_stack(pm: Manager, config: Config) -> Stack:
     )
 
 
-def _router(plugin: str, route: Route) -> str:
+def _router(plugin: str, route: Any) -> str:
     """Who routes ``route``, for messages: the plugin, and which of its routes where that
     is not plain (its ``source``, e.g. the env-file slot ``CS_2``, or else its service)."""
     which = route.source or route.service or route.upstream_host

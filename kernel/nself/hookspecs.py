@@ -3,8 +3,9 @@
 Every capability of nself, the core services included, is a plugin implementing some of
 these hooks. ``docs/hooks.md`` documents each one; a test keeps the two in step.
 
-What the kernel never uses itself is typed ``object``: a container runtime (the contract
-is ``nself_sdk.Runtime``) and the findings of ``diagnose`` and ``harden``
+What the kernel does not define is typed ``object``: the services, routes and migrations
+(``nself_sdk.Service``, ``Route``, ``Migration``), a container runtime (the contract is
+``nself_sdk.Runtime``) and the findings of ``diagnose`` and ``harden``
 (``nself_sdk.Finding``); the kernel may not import the SDK, implementations annotate them
 with its types.
 """
@@ -19,7 +20,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .config import Config
-    from .model import GeneratedFile, Migration, Problem, Route, Service, Setting, Stack
+    from .model import GeneratedFile, Problem, Setting
+    from .model import Stack as _Stack
+
+    Stack = _Stack[Any, Any, Any]
 
 hookspec = pluggy.HookspecMarker("nself")
 
@@ -51,17 +55,17 @@ def contribute_env(config: Config) -> dict[str, str]:
 
 
 @hookspec
-def contribute_services(config: Config) -> list[Service]:
+def contribute_services(config: Config) -> list[object]:
     """Return the containers this plugin adds to the stack for ``config``."""
 
 
 @hookspec
-def contribute_nginx(config: Config) -> list[Route]:
+def contribute_nginx(config: Config) -> list[object]:
     """Return the public virtual hosts this plugin's services need."""
 
 
 @hookspec
-def contribute_migrations(config: Config) -> list[Migration]:
+def contribute_migrations(config: Config) -> list[object]:
     """Return this plugin's schema migrations; they run in dependency order."""
 
 

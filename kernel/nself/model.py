@@ -1,13 +1,11 @@
-"""The typed contributions plugins hand to the kernel.
-
-Plain data: the kernel merges them, checks them for collisions and passes them on to
-the plugins that render files (compose, nginx, ...). Nothing here names a service.
-"""
+"""The plain data the kernel itself reads: settings, generated files, problems, and the
+stack it assembles. What a service, route or migration is, the SDK says
+(``nself_sdk.model``): the kernel only keeps one owner per service name and subdomain."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Generic, Literal, TypeVar
 
 
 class Shown:
@@ -26,7 +24,6 @@ class Shown:
         return f"{type(self).__qualname__}({shown})"
 
 
-Role = Literal["core", "optional", "plugin", "custom", "monitoring"]
 Level = Literal["error", "warning"]
 
 
@@ -60,130 +57,6 @@ class Setting(Shown):
 
 
 @dataclass(frozen=True, repr=False)
-class HealthCheck(Shown):
-    """A container health check, in the exec form Compose expects."""
-
-    test: tuple[str, ...]
-    interval: str = "10s"
-    timeout: str = "5s"
-    retries: int = 5
-    start_period: str = "10s"
-
-
-@dataclass(frozen=True, repr=False)
-class PortBinding(Shown):
-    """A port published on the host. Only the proxy and dev tools should have any."""
-
-    container_port: int
-    host_port: int
-    host_ip: str = "127.0.0.1"
-    protocol: str = "tcp"
-
-
-@dataclass(frozen=True, repr=False)
-class Mount(Shown):
-    """A named volume (``source`` without a slash) or a bind mount of a project folder."""
-
-    source: str
-    target: str
-    read_only: bool = False
-
-
-@dataclass(frozen=True, repr=False)
-class Service(Shown):
-    """One container of the stack."""
-
-    name: str
-    image: str
-    title: str = ""
-    role: Role = "core"
-    port: int | None = None
-    environment: dict[str, str] = field(default_factory=dict)
-    command: tuple[str, ...] | None = None
-    entrypoint: tuple[str, ...] | None = None
-    healthcheck: HealthCheck | None = None
-    depends_on: tuple[str, ...] = ()
-    mounts: tuple[Mount, ...] = ()
-    published: tuple[PortBinding, ...] = ()
-    user: str | None = None
-    cap_add: tuple[str, ...] = ()
-    drop_all_caps: bool = True
-    read_only: bool = False
-    tmpfs: tuple[str, ...] = ()
-    build: str | None = None
-    health_url: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    shm_size: str | None = None
-    stop_grace_period: str | None = None
-    # More names the service answers to on the stack's network (a client that allows
-    # only certain host names, like hasura-auth's mailer, reaches it by one of them).
-    aliases: tuple[str, ...] = ()
-    # Where a person opens it without nginx (a dev tool published on 127.0.0.1): listed
-    # with the public URLs by `nself build`, `nself urls`, `nself status` and `nself start`.
-    direct_url: str | None = None
-    # What the image is and needs (an ``nself_sdk.ImageContract``): checked by the tests
-    # and `nself doctor`, never rendered.
-    contract: Any = None
-
-    @property
-    def display(self) -> str:
-        return self.title or self.name
-
-
-@dataclass(frozen=True, repr=False)
-class Route(Shown):
-    """A public virtual host: ``subdomain.BASE_DOMAIN`` proxied to ``upstream``.
-
-    ``subdomain="*"`` is the catch-all for the frontend.
-    """
-
-    subdomain: str
-    upstream_host: str
-    upstream_port: int
-    service: str = ""
-    websocket: bool = False
-    rate_zone: str = "general"
-    max_body_size: str | None = None
-    internal_only: bool = False
-    extra: tuple[str, ...] = ()
-    # Which of its plugin's routes this is, for messages (e.g. the env-file slot ``CS_2``)
-    # when the service's name does not say it.
-    source: str = ""
-
-
-@dataclass(frozen=True, repr=False)
-class DatabaseRole(Shown):
-    """The confined role a plugin bundle's migrations run as: it logs in with its own
-    password (the setting ``password_setting``), owns the one schema ``schema`` and is
-    granted nothing else but ``pg_read_all_data`` when ``read_all``. Core creates the
-    ``extensions`` for it. See docs/plugins/security.md."""
-
-    name: str
-    schema: str
-    password_setting: str
-    read_all: bool = False
-    extensions: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, repr=False)
-class Migration(Shown):
-    """One schema change; plugin migrations run in dependency order with the project's.
-
-    ``role``: run as this confined database role instead of the runner's own (a bundle's
-    migrations); ``None``: the project's and Python plugins' migrations keep their rights.
-    """
-
-    version: str
-    name: str
-    up_sql: str
-    down_sql: str | None = None
-    source: str = "project"
-    transactional: bool = True
-    depends_on: tuple[str, ...] = ()
-    role: DatabaseRole | None = None
-
-
-@dataclass(frozen=True, repr=False)
 class GeneratedFile(Shown):
     """A file ``nself build`` writes, relative to the project folder."""
 
@@ -205,14 +78,20 @@ class Problem(Shown):
     hint: str | None = None
 
 
-@dataclass(repr=False)
-class Stack(Shown):
-    """Everything the plugins contributed for one build, after the kernel checked it."""
+S = TypeVar("S")
+R = TypeVar("R")
+M = TypeVar("M")
 
-    services: list[Service]
-    routes: list[Route]
-    migrations: list[Migration]
+
+@dataclass(repr=False)
+class Stack(Shown, Generic[S, R, M]):
+    """Everything the plugins contributed for one build, after the kernel checked it: the
+    SDK's ``Stack`` is this one of its ``Service``, ``Route`` and ``Migration``."""
+
+    services: list[S]
+    routes: list[R]
+    migrations: list[M]
     owners: dict[str, str] = field(default_factory=dict)
 
-    def service(self, name: str) -> Service | None:
-        return next((s for s in self.services if s.name == name), None)
+    def service(self, name: str) -> S | None:
+        return next((s for s in self.services if getattr(s, "name", None) == name), None)

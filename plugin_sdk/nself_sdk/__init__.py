@@ -19,19 +19,7 @@ from nself import __version__ as nself_version
 from nself.atomic import write_atomic
 from nself.config import TRUE, Config
 from nself.errors import ConfigError, NselfError, UsageError
-from nself.model import (
-    DatabaseRole,
-    GeneratedFile,
-    HealthCheck,
-    Migration,
-    Mount,
-    PortBinding,
-    Problem,
-    Route,
-    Service,
-    Setting,
-    Stack,
-)
+from nself.model import GeneratedFile, Problem, Setting
 from nself.redact import MASK, scrub, secret_name
 
 if TYPE_CHECKING:
@@ -49,6 +37,7 @@ if TYPE_CHECKING:
 from .contract import ImageContract
 from .declare import ServicePlugin, Subdomain
 from .findings import Finding
+from .model import DatabaseRole, HealthCheck, Migration, Mount, PortBinding, Route, Service, Stack
 from .project import (
     build,
     find_project,

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from nself.config import Config
-    from nself.model import GeneratedFile, Mount, Route, Service
+    from nself.model import GeneratedFile
+
+    from .model import Mount, Route, Service
 
 # The platforms every pinned image must serve: Intel/AMD servers and ARM ones (Graviton,
 # Ampere, Raspberry Pi 4/5 on a 64-bit OS).

@@ -37,9 +37,10 @@ import pluggy
 
 from nself.config import Config
 from nself.envfiles import secrets_file
-from nself.model import Problem, Route, Service, Setting
+from nself.model import Problem, Setting
 
 from ._record import Record
+from .model import Route, Service
 
 hookimpl = pluggy.HookimplMarker("nself")
 

@@ -13,8 +13,9 @@ from nself.config import Config
 from nself.config import find_project as _find
 from nself.console import state
 from nself.errors import NselfError
-from nself.model import Stack
 from nself.plugins import Manager, make_manager
+
+from .model import Stack
 
 if TYPE_CHECKING:
     from .containers import Runtime

@@ -45,7 +45,8 @@ import pytest
 
 if TYPE_CHECKING:
     from nself.build import Plan
-    from nself.model import Migration, Route, Service
+
+    from .model import Migration, Route, Service
 
 
 @dataclass
