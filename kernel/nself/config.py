@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from . import envfiles, redact
 from .envfiles import Entry, Resolver
-from .errors import ConfigError, NselfError
+from .errors import ConfigError
 from .model import Setting
 
 if TYPE_CHECKING:
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
-PROJECT_MARKER = ".env.dev"
 DEFAULT_LABEL = "(default)"
 
 
@@ -122,21 +121,6 @@ class Config:
     @property
     def is_local(self) -> bool:
         return self.env == "dev"
-
-
-def find_project(start: Path) -> Path:
-    """The nearest folder at or above ``start`` holding a project."""
-    start = start.resolve()
-    if not start.is_dir():
-        what = "is not a folder" if start.exists() else "does not exist"
-        raise NselfError(f"{start} {what}", "check the folder given to -C/--project")
-    for folder in (start, *start.parents):
-        if (folder / PROJECT_MARKER).is_file():
-            return folder
-    raise NselfError(
-        f"no nself project in {start} or its parents",
-        "run `nself init` to create one, or cd into a project",
-    )
 
 
 def load(project_dir: Path, env: str | None = None) -> Config:

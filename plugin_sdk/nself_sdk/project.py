@@ -10,7 +10,6 @@ import pluggy
 from nself import build as _build
 from nself.build import BuildResult, Plan
 from nself.config import Config
-from nself.config import find_project as _find
 from nself.console import state
 from nself.errors import NselfError
 from nself.plugins import Manager, make_manager
@@ -25,8 +24,19 @@ build = _build.build
 
 
 def find_project() -> Path:
-    """The project the command works on (``--project`` or the nearest one above cwd)."""
-    return _find(state.project or Path.cwd())
+    """The project the command works on: the nearest folder holding ``.env.dev`` at or
+    above ``--project`` (or the current folder)."""
+    start = (state.project or Path.cwd()).resolve()
+    if not start.is_dir():
+        what = "is not a folder" if start.exists() else "does not exist"
+        raise NselfError(f"{start} {what}", "check the folder given to -C/--project")
+    for folder in (start, *start.parents):
+        if (folder / ".env.dev").is_file():
+            return folder
+    raise NselfError(
+        f"no nself project in {start} or its parents",
+        "run `nself init` to create one, or cd into a project",
+    )
 
 
 def load_config(project: Path | None = None, env: str | None = None) -> Config:
