@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from nself_builtins.shared import replicas as names
 from nself_sdk import NselfError, UsageError
 
-from .transport import DirectTransport
+from .transport import DirectTransport, ServerTransport
 
 if TYPE_CHECKING:
     from .target import Target
@@ -479,17 +479,23 @@ def remove(target: Target, name: str, say: Say) -> Removed:
     local = runs_here(target.config)
     service = names.service(name)
     stopped = False
+    removed_volume = False
     if local and name in configured:
         stopped = _stop(target, service)
         if stopped:
             say(f"  stopped {service}")
+    elif isinstance(transport, ServerTransport):
+        # On the environment's server: its container and data volume go now, so that it
+        # stops streaming before its slot is dropped, and a replica added later under
+        # the same name starts from a fresh base backup (the next deploy drops the
+        # service from the release).
+        stopped, removed_volume = _remove_on_server(transport, service, names.volume(name), say)
     dropped = drop_slot(transport, name)
     if dropped:
         say(f"  primary: dropped the replication slot {names.slot(name)}")
     file = None
     if name in configured:
         file, _before = _write(target, [n for n in configured if n != name])
-    removed_volume = False
     if local:
         from nself_sdk import build
 
@@ -535,3 +541,38 @@ def _remove_container_and_volume(target: Target, service: str, volume: str, say:
             removed = True
             say(f"  removed its data volume {found} (a copy of the primary's)")
     return removed
+
+
+# Runs on the environment's server ($1 project, $2 service, $3 volume): the same labels as
+# above, never a name pattern. Prints "container" for each container removed and the
+# name of each volume removed; stops at the first refusal (set -e).
+_REMOVE_ON_SERVER = r"""
+project="label=com.docker.compose.project=$1"
+for id in $(docker ps -aq --filter "$project" --filter "label=com.docker.compose.service=$2")
+do docker rm -f "$id" >/dev/null; echo container; done
+for v in $(docker volume ls -q --filter "$project" --filter "label=com.docker.compose.volume=$3")
+do docker volume rm "$v" >/dev/null; echo "$v"; done
+"""
+
+
+def _remove_on_server(
+    transport: ServerTransport, service: str, volume: str, say: Say
+) -> tuple[bool, bool]:
+    """Remove the replica's container and data volume on the environment's server;
+    returns whether a container and a volume were removed."""
+    done = transport.server.run(_REMOVE_ON_SERVER, transport.project, service, volume)
+    if done.returncode != 0:
+        said = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise NselfError(
+            f"removing {service} on the {transport.server.env} server: {said}",
+            "run the command again; `nself status --env "
+            f"{transport.server.env}` shows what runs there",
+        )
+    lines = done.stdout.split()
+    stopped = "container" in lines
+    if stopped:
+        say(f"  removed the container of {service} on the {transport.server.env} server")
+    gone = [line for line in lines if line != "container"]
+    for found in gone:
+        say(f"  removed its data volume {found} on the server (a copy of the primary's)")
+    return stopped, bool(gone)

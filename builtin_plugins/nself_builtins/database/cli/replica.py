@@ -133,10 +133,7 @@ def remove_cmd(
     from nself_builtins.shared.placement import runs_here
 
     if not runs_here(target.config):
-        info(
-            f"next: nself deploy {target.env} (removes its container on the server; its data "
-            "volume stays there until you remove it)"
-        )
+        info(f"next: nself deploy {target.env} (the release no longer lists it)")
 
 
 def _describe(row: Row) -> str:
