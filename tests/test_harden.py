@@ -181,6 +181,20 @@ def test_hand_written_nginx_config_cannot_weaken_tls_or_open_internal_hosts(
     assert found(data, "hsts")[0]["level"] == "ok"
 
 
+def test_certificates_of_a_stack_not_started_yet_are_not_an_error(
+    project: Path, nself: Run
+) -> None:
+    # `nself install` runs the suite before the stack's first start, where the ACME
+    # renewer (prod's default) cannot answer yet: an error there would stop every install.
+    prod(project, nself)
+    assert nself("build", "--env", "prod", cwd=project).code == 0
+    _r, data = harden(nself, project, "--env", "prod", "--layer", "network")
+    (certificate,) = found(data, "certificate")
+    assert certificate["level"] == "warning", certificate
+    assert certificate["message"].startswith("not checked: the acme service of prod is not")
+    assert "nself start --env prod" in certificate["hint"]
+
+
 # -- authentication -------------------------------------------------------------------------------
 def test_a_weak_secret_is_found_and_rotated_by_fix(project: Path, nself: Run) -> None:
     prod(project, nself)

@@ -25,11 +25,14 @@ def _running(rt: Any, config: Config, *services: str) -> None:
     for name in services:
         state = states.get(name)
         if state is None or not state.running:
+            remote = not config.is_local and config.text("DEPLOY_HOST").strip()
             raise NselfError(
                 f"the {name} service of {config.env} is not running",
-                "start the stack: nself start (certificates are obtained through it)"
-                if config.is_local
-                else f"deploy it: nself deploy {config.env}",
+                f"deploy it: nself deploy {config.env}"
+                if remote
+                else "start the stack: nself start"
+                + ("" if config.is_local else f" --env {config.env}")
+                + " (certificates are obtained through it)",
             )
 
 

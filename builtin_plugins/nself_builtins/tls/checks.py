@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from .certs import certificate_report
 
 
-def acme_findings(config: Any) -> list[Any]:
-    """Each ACME certificate as the renewer sees it: expired, a placeholder, failing."""
+def acme_findings(config: Any, unchecked: Literal["warning", "error"] = "error") -> list[Any]:
+    """Each ACME certificate as the renewer sees it: expired, a placeholder, failing.
+    ``unchecked``: the level when the renewer cannot be asked (its stack is not running)."""
     from nself_builtins.shared.certificates import certificate_status
     from nself_sdk import Finding, NselfError
 
@@ -17,7 +18,7 @@ def acme_findings(config: Any) -> list[Any]:
     try:
         rows = certificate_status(config)
     except NselfError as exc:
-        return [Finding("ssl", "error", f"certificates not checked: {exc.message}", exc.hint)]
+        return [Finding("ssl", unchecked, f"certificates not checked: {exc.message}", exc.hint)]
     findings = []
     hint = "fix what it names, then `nself ssl renew`; `nself logs acme` shows each attempt"
     for row in rows:
@@ -30,12 +31,14 @@ def acme_findings(config: Any) -> list[Any]:
     return findings
 
 
-def ssl_findings(config: Any, stack: Any) -> list[Any]:
+def ssl_findings(
+    config: Any, stack: Any, unchecked: Literal["warning", "error"] = "error"
+) -> list[Any]:
     from nself_builtins.shared.tls import ssl_mode
     from nself_sdk import Finding, NselfError
 
     if ssl_mode(config) == "acme":
-        return acme_findings(config)
+        return acme_findings(config, unchecked)
     try:
         report = certificate_report(config.project_dir, config, stack)
     except NselfError as exc:
