@@ -159,7 +159,8 @@ def test_hand_written_nginx_config_cannot_weaken_tls_or_open_internal_hosts(
     conf = project / "nginx" / "conf.d" / "weak.conf"
     conf.write_text(
         "server {\n    listen 443 ssl;\n    server_name monitor.local.nself.org;\n"
-        "    ssl_protocols TLSv1 TLSv1.2;\n    ssl_ciphers HIGH:RC4-SHA:!aNULL;\n}\n"
+        "    ssl_protocols TLSv1 TLSv1.2;\n    ssl_ciphers HIGH:RC4-SHA:!aNULL;\n"
+        "    allow 172.16.0.0/12;\n}\n"
     )
     result, data = harden(nself, project, "--env", "prod", "--layer", "network")
     assert result.code == 1
@@ -168,7 +169,8 @@ def test_hand_written_nginx_config_cannot_weaken_tls_or_open_internal_hosts(
                for i in tls)  # fmt: skip
     assert any("RC4-SHA" in i["message"] for i in tls)
     assert "weak.conf:1" in found(data, "hsts", "warning")[0]["message"]
-    assert "monitor.local.nself.org" in found(data, "internal-only", "error")[0]["message"]
+    internal = found(data, "internal-only", "error")[0]["message"]
+    assert "monitor.local.nself.org" in internal and "allows 172.16.0.0/12" in internal
     built = nself("build", "--env", "prod", cwd=project)
     assert built.code == 1 and "harden: network/tls: nginx/conf.d/weak.conf:4" in built.err
     conf.write_text(
@@ -176,6 +178,7 @@ def test_hand_written_nginx_config_cannot_weaken_tls_or_open_internal_hosts(
         '    add_header Strict-Transport-Security "max-age=31536000" always;\n'
         "    allow 10.0.0.0/8;\n    deny all;\n}\n"
     )
+    set_env(project, ".env.prod", GRAFANA_ALLOW_CIDRS="10.0.0.0/8")  # listed: the project's
     result, data = harden(nself, project, "--env", "prod", "--layer", "network")
     assert not found(data, "tls", "error") and not found(data, "internal-only", "error")
     assert found(data, "hsts")[0]["level"] == "ok"

@@ -88,7 +88,7 @@ def test_catalogue_stack_builds_and_compose_accepts_it(full_project: Path, nself
     site = (full_project / "nginx/sites/ntfy.conf").read_text()
     assert "server_name ntfy.local.nself.org;" in site
     assert "proxy_buffering off;" in site and "proxy_set_header Upgrade $http_upgrade;" in site
-    assert "deny all;" in (full_project / "nginx/sites/audit.conf").read_text()
+    assert "auth_basic_user_file" in (full_project / "nginx/sites/audit.conf").read_text()
     metadata = yaml.safe_load((full_project / "hasura/plugins/audit/tables.yaml").read_text())
     assert metadata[0]["table"] == {"schema": "audit", "name": "audit_log"}
     # The plugin's service logs in as its own role, never as the superuser.

@@ -192,7 +192,7 @@ def test_storage_routes_s3_with_large_bodies_and_keeps_console_private(
     assert "client_max_body_size 5g;" in s3
     assert "http://minio:9000" in s3 and "proxy_request_buffering off;" in s3
     console = site(project, "storage-console")
-    assert "http://minio:9001" in console and "deny all;" in console
+    assert "http://minio:9001" in console and "auth_basic_user_file" in console
     env = computed(project)
     assert env["S3_ENDPOINT"] == "http://minio:9000"
     assert env["S3_PUBLIC_ENDPOINT"] == "https://storage.local.nself.org"
@@ -238,7 +238,7 @@ def test_mail_in_dev_is_a_catcher_wired_to_auth(project: Path, nself: Nself) -> 
     services = compose(project)["services"]
     assert services["mail"]["environment"]["MP_SMTP_BIND_ADDR"] == "0.0.0.0:1025"
     ui = site(project, "mail")
-    assert "http://mail:8025" in ui and "deny all;" in ui
+    assert "http://mail:8025" in ui and "auth_basic_user_file" in ui
     env = computed(project)
     # Auth reaches the catcher as "mailhog", a host its mailer may log in to without TLS;
     # other clients use "mail". Mailpit accepts any login, over plaintext too.
@@ -351,7 +351,7 @@ def test_monitoring_is_on_by_default_in_prod(project: Path, nself: Nself) -> Non
     assert set(services) >= MONITORING
     assert "redis-exporter" not in services  # no Redis, no exporter
     grafana = site(project, "monitor")
-    assert "http://grafana:3000" in grafana and "deny all;" in grafana
+    assert "http://grafana:3000" in grafana and "# private: its own login" in grafana
 
 
 def test_monitoring_is_off_in_dev_unless_set(project: Path, nself: Nself) -> None:

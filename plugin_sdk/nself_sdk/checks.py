@@ -79,6 +79,34 @@ def size_problem(config: Config, name: str) -> Problem | None:
     )
 
 
+def cidrs(value: str) -> list[str]:
+    """A list of addresses or networks as written (comma or space separated)."""
+    return value.replace(",", " ").split()
+
+
+def is_cidr_list(value: str) -> bool:
+    """Every item an IPv4/IPv6 address or network (``203.0.113.7``, ``10.8.0.0/16``)."""
+    import ipaddress
+
+    try:
+        for item in cidrs(value):
+            ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def cidrs_problem(config: Config, name: str) -> Problem | None:
+    """An error when setting ``name`` is set but is not a list of addresses or networks."""
+    return _checked(
+        config,
+        name,
+        is_cidr_list,
+        "a list of addresses or networks",
+        "write addresses or CIDR networks separated by commas (e.g. 203.0.113.7,10.8.0.0/16)",
+    )
+
+
 # A Docker image reference (distribution/reference): [host[:port]/]path[:tag][@digest].
 _HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _HOST = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"

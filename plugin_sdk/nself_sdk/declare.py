@@ -40,6 +40,7 @@ from nself.envfiles import secrets_file
 from nself.model import Problem, Setting
 
 from ._record import Record
+from .checks import cidrs
 from .model import Route, Service
 
 hookimpl = pluggy.HookimplMarker("nself")
@@ -51,6 +52,9 @@ class Subdomain(Record):
     ``port`` defaults to the service's, ``service`` (the name nginx and ``nself urls``
     show) to the service's name. ``max_body_size`` may be ``${SETTING}``: that setting's
     value. ``when`` leaves the route out for configurations it answers false for.
+    An ``internal_only`` route also declares ``<PREFIX>_ALLOW_CIDRS`` (the setting's name
+    without ``_SUBDOMAIN``): the networks that may reach it; nginx asks for a login first
+    unless ``own_login`` (the service has one).
     """
 
     setting: str
@@ -62,6 +66,7 @@ class Subdomain(Record):
     rate_zone: str
     max_body_size: str | None
     internal_only: bool
+    own_login: bool
     extra: tuple[str, ...]
     when: Callable[[Config], bool] | None
 
@@ -79,10 +84,32 @@ class Subdomain(Record):
         rate_zone: str = "general",
         max_body_size: str | None = None,
         internal_only: bool = False,
+        own_login: bool = False,
         extra: tuple[str, ...] = (),
         when: Callable[[Config], bool] | None = None,
     ) -> None:
         self.fill(locals())
+
+    @property
+    def allow_setting(self) -> str | None:
+        """``<PREFIX>_ALLOW_CIDRS`` of an internal-only route."""
+        if not self.internal_only:
+            return None
+        return f"{self.setting.removesuffix('_SUBDOMAIN')}_ALLOW_CIDRS"
+
+    def settings(self) -> list[Setting]:
+        found = [Setting(self.setting, self.default, self.description)]
+        if self.allow_setting is not None:
+            found.append(
+                Setting(
+                    self.allow_setting,
+                    "",
+                    f"Addresses or networks (comma separated) that may reach "
+                    f"{self.setting.removesuffix('_SUBDOMAIN').lower().replace('_', ' ')} "
+                    "(empty: any, after a login). Docker's gateway range is never implied.",
+                )
+            )
+        return found
 
     def route(self, config: Config, service: Service) -> Route:
         size = self.max_body_size
@@ -98,6 +125,8 @@ class Subdomain(Record):
             rate_zone=self.rate_zone,
             max_body_size=size,
             internal_only=self.internal_only,
+            allow_cidrs=tuple(cidrs(config.text(self.allow_setting))) if self.allow_setting else (),
+            own_login=self.own_login,
             extra=self.extra,
         )
 
@@ -198,7 +227,7 @@ class ServicePlugin(Record):
             found.append(
                 image if image.default is not None else replace(image, default=self.service.image)
             )
-        found += [Setting(r.setting, r.default, r.description) for r in self.routes]
+        found += [setting for r in self.routes for setting in r.settings()]
         return found + list(self.settings)
 
     def problems(self, config: Config) -> list[Problem]:

@@ -99,7 +99,14 @@ class Route(Shown):
     websocket: bool = False
     rate_zone: str = "general"
     max_body_size: str | None = None
+    # Private (an admin or debugging UI): nginx asks for a login before it passes a
+    # request on (``own_login``: the service asks for its own), and only ``allow_cidrs``
+    # (addresses or networks, from the route's ``*_ALLOW_CIDRS``) may try when any are
+    # given. No network is trusted implicitly: behind Docker's port proxy every client
+    # arrives from the gateway's private address.
     internal_only: bool = False
+    allow_cidrs: tuple[str, ...] = ()
+    own_login: bool = False
     extra: tuple[str, ...] = ()
     # Which of its plugin's routes this is, for messages (e.g. the env-file slot ``CS_2``)
     # when the service's name does not say it.

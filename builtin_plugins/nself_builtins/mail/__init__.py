@@ -1,7 +1,7 @@
 """Mail: a catcher for local development, or one of many SMTP providers for real delivery.
 
 MAIL_PROVIDER picks the mode. ``mailpit`` (the dev default) runs a Mailpit container,
-host ``mail``: SMTP on 1025 and a web UI on 8025 at mail.{domain}, private networks only.
+host ``mail``: SMTP on 1025 and a web UI on 8025 at mail.{domain}, behind a login.
 A provider name (sendgrid, ses, postmark, ...) fills the SMTP host, port and TLS mode;
 no container runs and mail goes straight to the provider. Either way Auth's
 ``AUTH_SMTP_*`` settings are derived from the mail settings (an env file still wins).
@@ -225,7 +225,7 @@ plugin = ServicePlugin(
         Subdomain(
             "MAIL_SUBDOMAIN",
             "mail",
-            "Subdomain of the catcher's web UI (private only).",
+            "Subdomain of the catcher's web UI (behind nginx's login).",
             websocket=True,
             internal_only=True,
         ),

@@ -1,6 +1,6 @@
 """Monitoring: metrics, logs, traces and alerts for the whole stack.
 
-Prometheus, Grafana (monitor.{domain}, private networks only), Loki, Promtail, Tempo,
+Prometheus, Grafana (monitor.{domain}, its own login), Loki, Promtail, Tempo,
 Alertmanager, cAdvisor, Node Exporter, Postgres Exporter and, with Redis, Redis
 Exporter. On by default in staging and prod (MONITORING_ENABLED), off in dev unless set.
 Nothing is published on the host; Grafana is reached through nginx.
@@ -25,6 +25,7 @@ from nself_sdk import (
     Stack,
     hookimpl,
 )
+from nself_sdk.checks import cidrs
 from nself_sdk.envfiles import secrets_file
 
 from . import configs, images
@@ -293,7 +294,13 @@ def declare_settings() -> list[Setting]:
             "Run the monitoring stack (default: true in staging and prod, false in dev).",
             wizard=True,
         ),
-        Setting("GRAFANA_SUBDOMAIN", "monitor", "Subdomain of Grafana (private networks only)."),
+        Setting("GRAFANA_SUBDOMAIN", "monitor", "Subdomain of Grafana (asks for its own login)."),
+        Setting(
+            "GRAFANA_ALLOW_CIDRS",
+            "",
+            "Addresses or networks (comma separated) that may reach Grafana (empty: any, "
+            "after Grafana's login). Docker's gateway range is never implied.",
+        ),
         Setting("GRAFANA_ADMIN_USER", "admin", "Grafana administrator login."),
         Setting(
             "GRAFANA_ADMIN_PASSWORD",
@@ -414,6 +421,8 @@ def contribute_nginx(config: Config) -> list[Route]:
             service="grafana",
             websocket=True,
             internal_only=True,
+            allow_cidrs=tuple(cidrs(config.text("GRAFANA_ALLOW_CIDRS"))),
+            own_login=True,  # anonymous access off, GRAFANA_ADMIN_PASSWORD required
         )
     ]
 

@@ -35,7 +35,7 @@ from nself_sdk import (
     Stack,
     hookimpl,
 )
-from nself_sdk.checks import label_problem, size_problem
+from nself_sdk.checks import cidrs, cidrs_problem, label_problem, size_problem
 
 from . import render
 
@@ -83,6 +83,19 @@ def declare_settings() -> list[Setting]:
             "",
             "Proxies or load balancers in front of nginx (addresses or networks, comma "
             "separated): the client address is then read from their X-Forwarded-For.",
+        ),
+        Setting(
+            "NGINX_AUTH_USER",
+            "admin",
+            "User name nginx asks for on private routes (the mail UI, the storage console).",
+        ),
+        Setting(
+            "NGINX_AUTH_PASSWORD",
+            description="Password nginx asks for on private routes (the mail UI, the storage "
+            "console); Grafana asks for its own login.",
+            secret=True,
+            min_length=16,
+            generate="token",
         ),
         Setting(
             "SSL_CERTIFICATE_FILE",
@@ -200,10 +213,21 @@ def _value_problems(config: Config) -> list[Problem]:
             if name.endswith("_SUBDOMAIN")
             else size_problem
             if name.endswith("_MAX_BODY_SIZE")
+            else cidrs_problem
+            if name.endswith("_ALLOW_CIDRS")
             else None
         )
         if check is not None and (problem := check(config, name)) is not None:
             problems.append(problem)
+        elif check is cidrs_problem and (gateway := _docker_range(config, name)):
+            problems.append(
+                Problem(
+                    "warning",
+                    f"{config.where(name)}: {name} lets in {gateway}, Docker's own range: "
+                    "through Docker's port proxy every client comes from there",
+                    "list the addresses of your own machines or VPN instead",
+                )
+            )
         default = config.declared[name].default
         if check is label_problem and default and _set_empty(config, name):
             problems.append(
@@ -215,6 +239,18 @@ def _value_problems(config: Config) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _docker_range(config: Config, name: str) -> str | None:
+    """The item of the allowlist ``name`` that covers Docker's default gateway range."""
+    import ipaddress
+
+    docker = ipaddress.ip_network("172.16.0.0/12")
+    for item in cidrs(config.text(name)):
+        net = ipaddress.ip_network(item, strict=False)
+        if net.version == 4 and net.overlaps(docker):
+            return item
+    return None
 
 
 def _set_empty(config: Config, name: str) -> bool:
@@ -439,6 +475,7 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
     if acme:
         files.append(GeneratedFile(f"nginx/{ACME_RUN}", render.ACME_RUN, 0o755))
     overridden = hand_written_names(config.project_dir)
+    locked: list[GeneratedFile] = []  # the login of private routes, once
     for route in stack.routes:
         why = render.route_problem(route, config.domain)
         if why is not None:
@@ -451,10 +488,28 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
         host = host_of(route, config.domain)
         if host in overridden:
             continue
+        if route.internal_only and not route.own_login and not locked:
+            locked.append(_password_file(config, route))
         name = "zz-catch-all" if route.subdomain == "*" else route.subdomain
         files.append(GeneratedFile(f"nginx/sites/{name}.conf", render.site(route, config, host)))
     files.extend(render.certificate_files(config))
-    return files
+    return files + locked
+
+
+def _password_file(config: Config, route: Route) -> GeneratedFile:
+    password = config.text("NGINX_AUTH_PASSWORD")
+    if len(password) < 16:
+        flag = "" if config.is_local else f" --env {config.env}"
+        raise NselfError(
+            f"{route.service or route.upstream_host} is private: nginx asks for a login "
+            "there, but NGINX_AUTH_PASSWORD is "
+            + ("not set" if not password else "shorter than 16 characters"),
+            f"run `nself secrets generate{flag}`",
+        )
+    user = config.text("NGINX_AUTH_USER", "admin")
+    text = render.password_file(user, password, config.project_name)
+    # The ${...} names what the file is made from: outside dev, the secret rules apply.
+    return GeneratedFile(f"nginx/{render.PASSWORD_FILE}", text, 0o644, env_refs=True)
 
 
 __all__ = ["Route"]

@@ -1,7 +1,7 @@
 """Nginx's part of the hardening suite: TLS protocols and ciphers, HSTS, internal-only hosts.
 
-The generated configuration is nself's own (TLS 1.2 and 1.3, HSTS outside dev, private
-networks only for internal hosts); what can weaken it is a hand-written file in
+The generated configuration is nself's own (TLS 1.2 and 1.3, HSTS outside dev, a login
+and no implicitly trusted network for private hosts); what can weaken it is a hand-written file in
 ``nginx/conf.d/``, included last. Those files are read with nginx's own grammar
 (``crossplane``), never followed into their includes. The certificate is the tls plugin's to check.
 """
@@ -178,6 +178,9 @@ def _hsts(config: Config, files: list[tuple[str, list[dict[str, Any]]]]) -> list
 def _internal(
     config: Config, stack: Stack, files: list[tuple[str, list[dict[str, Any]]]]
 ) -> list[Finding]:
+    """A hand-written server for a private host must keep its gate: a login (nginx's
+    ``auth_basic``, unless the service asks for its own) and no address rule the
+    project did not list (``allow 172.16.0.0/12`` lets in everyone behind Docker's proxy)."""
     from nself_builtins.shared.tls import host_of
 
     internal = {host_of(r, config.domain): r for r in stack.routes if r.internal_only}
@@ -186,14 +189,28 @@ def _internal(
     found = []
     for rel, server in _servers(files):
         for name in _names(server):
-            if name in internal and not _has(server, "deny", "all"):
+            route = internal.get(name)
+            if route is None:
+                continue
+            why = []
+            if not route.own_login and not _login(server):
+                why.append("asks for no login")
+            listed = set(route.allow_cidrs) | {"127.0.0.1", "::1"}
+            extra = [
+                str(d["args"][0])
+                for d in server.get("block") or []
+                if d["directive"] == "allow" and d["args"] and str(d["args"][0]) not in listed
+            ]
+            if extra:
+                why.append(f"allows {', '.join(extra)}, which no *_ALLOW_CIDRS lists")
+            if why:
                 found.append(
                     Finding(
                         "internal-only",
                         "error",
-                        f"{rel}:{server['line']}: serves {name} to everyone, but it is "
-                        "internal only (private networks) in the generated configuration",
-                        "add the allow lines for your networks and `deny all;` to that server",
+                        f"{rel}:{server['line']}: serves private {name} but {' and '.join(why)}",
+                        "keep the generated gate: auth_basic with nself's user file (or the "
+                        "service's own login) and only the networks of its *_ALLOW_CIDRS",
                         layer="network",
                     )
                 )
@@ -201,7 +218,15 @@ def _internal(
         Finding(
             "internal-only",
             "ok",
-            f"only private networks reach {', '.join(sorted(internal))}",
+            f"{', '.join(sorted(internal))}: a login, and no network trusted implicitly",
             layer="network",
         )
     ]
+
+
+def _login(server: dict[str, Any]) -> bool:
+    """The server (or one of its locations) asks for nginx's basic auth."""
+    return any(
+        d["directive"] == "auth_basic" and d["args"] and str(d["args"][0]).lower() != "off"
+        for d in _walk(server.get("block") or [])
+    )

@@ -28,7 +28,7 @@ def access_lines(bundle: Bundle) -> list[str]:
         for key, target in sorted(s.volumes.items()):
             lines.append(f"keep data in its volume {key} ({target})")
     if m.route is not None:
-        where = "private networks only" if m.route.internal_only else "anyone"
+        where = "behind a login" if m.route.internal_only else "anyone"
         lines.append(f"answer at https://{m.route.subdomain}.<BASE_DOMAIN> ({where})")
     if m.database is not None:
         db = m.database

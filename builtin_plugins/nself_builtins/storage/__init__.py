@@ -120,7 +120,7 @@ plugin = ServicePlugin(
         Subdomain(
             "STORAGE_CONSOLE_SUBDOMAIN",
             "storage-console",
-            "Subdomain of the MinIO console (private networks only).",
+            "Subdomain of the MinIO console (behind nginx's login).",
             port=9001,
             service="minio-console",
             websocket=True,
