@@ -85,7 +85,9 @@ def declared_settings(pm: Manager) -> dict[str, Setting]:
 def load_config(project_dir: Path, env: str | None = None) -> tuple[Config, Manager]:
     """Resolved config with declared defaults and derived values, and the manager."""
     pm = make_manager(project_dir)
-    config = load(project_dir, env)
+    target = envfiles.target_env(project_dir, env)
+    pm.hook.prepare_env_files(project_dir=project_dir, env=target)
+    config = load(project_dir, target)
     config.pluginmanager = pm
     config.declared = settings = declared_settings(pm)
     # Declared defaults apply where no layer sets the name.

@@ -1,4 +1,4 @@
-"""What the kernel prints: errors, warnings and ``--json`` answers, scrubbed of every
+"""What the kernel prints: errors and ``--json`` answers, scrubbed of every
 remembered secret value (``redact``), coloured only on a terminal. Plugins print through
 ``nself_sdk.console``, which adds the everyday helpers to these."""
 
@@ -31,12 +31,6 @@ def paint(text: str, color: str, stream: Any = None) -> str:
     if "NO_COLOR" in os.environ or not (hasattr(stream, "isatty") and stream.isatty()):
         return text
     return f"\033[{_COLORS[color]}m{text}\033[0m"
-
-
-def warn(message: str, hint: str | None = None) -> None:
-    print(f"{paint('warning:', 'yellow', sys.stderr)} {scrub(message)}", file=sys.stderr)
-    if hint:
-        print(f"  {paint('hint:', 'dim', sys.stderr)} {scrub(hint)}", file=sys.stderr)
 
 
 def error(message: str, hint: str | None = None) -> None:

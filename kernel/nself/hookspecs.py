@@ -44,6 +44,12 @@ def load_extra_plugins(project_dir: Path) -> list[object]:
 
 
 @hookspec
+def prepare_env_files(project_dir: Path, env: str) -> None:
+    """Bring the env files of the project in ``project_dir`` up to date before nself reads
+    them for the target ``env`` (e.g. give an older project a file a newer nself reads)."""
+
+
+@hookspec
 def validate_config(config: Config) -> list[Problem]:
     """Check ``config`` before anything is generated; any error stops the build."""
 

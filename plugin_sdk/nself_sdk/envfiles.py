@@ -20,7 +20,6 @@ from nself.envfiles import (
     read_layers,
     read_text,
     secrets_file,
-    split_secrets,
     target_env,
 )
 
@@ -42,7 +41,6 @@ __all__ = [
     "read_layers",
     "read_text",
     "secrets_file",
-    "split_secrets",
     "target_env",
     "write_atomic",
 ]

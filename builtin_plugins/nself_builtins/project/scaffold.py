@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nself_builtins.shared.secrets import generate
+from nself_builtins.shared.secrets import generate, split_secrets
 from nself_sdk import GeneratedFile, NselfError, Setting, write_atomic
-from nself_sdk.envfiles import parse_text, read_text, split_secrets
+from nself_sdk.envfiles import parse_text, read_text
 from nself_sdk.host import Manager, collect_files
 
 from .names import DEFAULT_DOMAIN, check_domain, check_name, folder_name

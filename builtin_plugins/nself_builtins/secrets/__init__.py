@@ -8,6 +8,7 @@ Values are never printed: commands name secrets, never show them. The work is do
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from nself_sdk import Config, Finding, GeneratedFile, Problem, Setting, Stack, hookimpl
@@ -21,6 +22,16 @@ def validate_files(config: Config, files: list[GeneratedFile]) -> list[Problem]:
     from .policy import secret_problems
 
     return secret_problems(config, files)
+
+
+@hookimpl
+def prepare_env_files(project_dir: Path, env: str) -> None:
+    """A project from before each target had its own secrets file gets staging's and
+    prod's, copied from ``.env.secrets`` (lossless, said once), when one of them is read."""
+    if env != "dev":
+        from nself_builtins.shared.secrets import split_said
+
+        split_said(project_dir)
 
 
 @hookimpl

@@ -13,6 +13,7 @@ from typing import Any
 from nself_builtins.shared.envs import in_dependency_order, references, service_references
 from nself_builtins.shared.generations import kept_files
 from nself_builtins.shared.secrets import generate as generate_secret
+from nself_builtins.shared.secrets import split_said
 from nself_sdk import (
     Config,
     NselfError,
@@ -171,6 +172,8 @@ def _layers(project: Path, env: str) -> dict[str, Entry]:
     Reading the files directly (not the resolved config) lets ``generate`` repair a
     project whose config cannot resolve yet because a secret is missing.
     """
+    if env != "dev":
+        split_said(project)
     return {entry.key: entry for entry in read_layers(project, env)}
 
 

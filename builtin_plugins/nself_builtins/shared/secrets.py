@@ -1,9 +1,15 @@
 """Fresh secrets for the settings plugins declare with ``generate`` (``nself init`` writes
-dev ones, ``nself secrets generate|rotate`` real ones)."""
+dev ones, ``nself secrets generate|rotate`` real ones), and each target's own secrets file
+for a project from before they had one."""
 
 from __future__ import annotations
 
+import os
 import secrets
+from pathlib import Path
+
+from nself_sdk.console import warn
+from nself_sdk.envfiles import SECRETS, SECRETS_FILES, check_private, parse_text, read_text
 
 KINDS = ("token", "password", "hex")
 
@@ -39,3 +45,55 @@ def scram_verifier(
         return base64.b64encode(raw).decode("ascii")
 
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+SPLIT_NOTE = (
+    "# Copied from .env.secrets by nself when each target got its own secrets file: these\n"
+    "# are the values {env} used until then. Rotate them to give {env} secrets of its own.\n"
+)
+
+
+def split_secrets(project: Path) -> list[str]:
+    """Give a project from before per-target secrets its staging and prod files.
+
+    Such a project has one ``.env.secrets`` (holding at least one value) that served every
+    target, and neither ``.env.secrets.staging`` nor ``.env.secrets.prod``. Both are created
+    as copies of it (0600, created exclusively), so every target resolves exactly the
+    values it did before and no value is lost; ``.env.secrets`` stays the local target's.
+    Returns the files created (none for a project already split, or with nothing to copy).
+    """
+    targets = [project / name for name in SECRETS_FILES[1:]]
+    if any(p.exists() or p.is_symlink() for p in targets):
+        return []
+    legacy = project / SECRETS
+    if legacy.is_symlink() or not legacy.is_file():
+        return []
+    check_private(legacy)
+    text = read_text(legacy, SECRETS) or ""
+    if not parse_text(text, SECRETS):
+        return []
+    created = []
+    for path in targets:
+        env = path.name.rsplit(".", 1)[1]
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:  # another nself command split it at the same moment
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(SPLIT_NOTE.format(env=env) + text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(path, 0o600)  # whatever the umask
+        created.append(path.name)
+    return created
+
+
+def split_said(project: Path) -> None:
+    """``split_secrets``, said once (when it happens) on stderr."""
+    if created := split_secrets(project):
+        warn(
+            f"each target has its own secrets file now: {SECRETS} stays local's, and its "
+            f"values were copied to {' and '.join(created)} (what staging and prod used)",
+            "rotate them per target (`nself secrets rotate NAME --env prod`); "
+            "docs/environments.md explains the layout",
+        )
