@@ -68,6 +68,10 @@ def test_a_replica_of_the_deployed_stack_is_prepared_over_ssh_and_shipped_by_dep
     )
     [row] = listing(nself, folder)
     assert row["state"] == "disconnected" and row["container"] is None  # not shipped yet
+    doctor = nself("doctor", "--env", "staging", "--check", "replication", cwd=folder)
+    assert "replica ro is not connected; its slot nself_replica_ro keeps" in doctor.out
+    assert "added since the last deploy? nself deploy staging" in doctor.out
+    assert "`nself logs postgres-ro --env staging`" in doctor.out
 
     shipped = nself("deploy", "staging", cwd=folder)
     assert shipped.code == 0, shipped.output

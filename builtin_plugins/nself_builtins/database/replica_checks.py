@@ -22,6 +22,11 @@ def replication(config: Config, stack: Stack) -> list[Finding]:
         if not configured:
             return []  # nothing to say about a stack without replicas that is not running
         return [Finding(CHECK, "warning", f"not checked: {exc.message}", exc.hint)]
+    from nself_builtins.shared.placement import runs_here
+
+    # On an environment's server: its logs are read with --env, and a replica added since
+    # the last deploy is not there yet.
+    remote = "" if runs_here(config) else f" --env {config.env}"
     by_slot = {s.name: s for s in found}
     findings: list[Finding] = []
     for name in configured:
@@ -32,9 +37,9 @@ def replication(config: Config, stack: Stack) -> list[Finding]:
                     CHECK,
                     "error",
                     f"replica {name} has no replication slot on the primary",
-                    f"never set up there: finish it with `nself db replica add {name}`; set "
-                    "up before (a point-in-time recovery or a restored data folder drops "
-                    f"slots): `nself db replica remove {name}`, then add it again",
+                    f"never set up there: finish it with `nself db replica add {name}{remote}`; "
+                    "set up before (a point-in-time recovery or a restored data folder drops "
+                    f"slots): `nself db replica remove {name}{remote}`, then add it again",
                 )
             )
         elif slot.state == "streaming":
@@ -54,13 +59,14 @@ def replication(config: Config, stack: Stack) -> list[Finding]:
                     "warning",
                     f"replica {owner} is not connected; its slot {slot.name} keeps {held} of "
                     "WAL on the primary, and more with every write",
-                    f"see `nself logs {names.service(owner)}`; if it is gone for good: "
-                    f"nself db replica remove {owner}",
+                    (f"added since the last deploy? nself deploy {config.env}; " if remote else "")
+                    + f"see `nself logs {names.service(owner)}{remote}`; if it is gone for "
+                    f"good: nself db replica remove {owner}{remote}",
                 )
             )
             continue
         hint = (
-            f"nself db replica remove {owner}"
+            f"nself db replica remove {owner}{remote}"
             if owner is not None
             else f"if nothing will use it again: SELECT pg_drop_replication_slot('{slot.name}')"
         )
