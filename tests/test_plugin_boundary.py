@@ -203,11 +203,15 @@ def test_every_builtin_setting_is_reserved() -> None:
 def test_undeclared_secret_references_are_refused(
     reference: str, grant: str, tmp_path: Path, project: Path
 ) -> None:
-    for place in ("environment", "command", "health"):
+    for place in ("environment", "command", "health", "default"):
         body = {
             "environment": f'[service.environment]\nX = "{reference}"\n',
             "command": f'command = ["--password", "{reference}"]\n',
             "health": f'[service.health]\ncommand = ["check", "{reference}"]\n',
+            # the build resolves a default: the container would get the secret through
+            # a setting of the plugin's own
+            "default": f'[settings.PROBE_X]\ndefault = "x-{reference}"\n'
+            '[service.environment]\nX = "${PROBE_X}"\n',
         }[place]
         errors = refused(tmp_path / place, project, BASE + SERVICE + body)
         assert f"add '{grant}' to [plugin] access" in errors

@@ -45,6 +45,7 @@ def access_lines(bundle: Bundle) -> list[str]:
         texts += list(s.health.command or ()) if s.health is not None else []
         used = {ref for text in texts for ref in references(text)}
     used |= {ref for text in bundle.templates.values() for ref in references(text)}
+    used |= {ref for s in m.settings for ref in references(s.default or "")}
     public = sorted(used & PUBLIC_SETTINGS)
     if public:
         lines.append(f"read the project's {', '.join(public)}")

@@ -617,26 +617,34 @@ def _parse(text: str, source: str) -> tuple[Manifest | None, list[Problem]]:
         files=tuple(files),
         database=database,
     )
-    if service is not None:
-        _check_references(c, manifest, service)
+    _check_references(c, manifest)
     if any(p.level == "error" for p in c.problems):
         return None, c.sorted()
     return manifest, c.sorted()
 
 
-def _check_references(c: _Collector, m: Manifest, service: ServiceSpec) -> None:
-    """Every ``${NAME}`` the container gets must be the plugin's, public, or granted."""
+def _check_references(c: _Collector, m: Manifest) -> None:
+    """Every ``${NAME}`` the container gets must be the plugin's, public, or granted.
+
+    A setting's default counts too: the build resolves a reference in it, so
+    ``default = "${POSTGRES_PASSWORD}"`` would hand the container the password through a
+    setting of the plugin's own."""
     own = m.own_settings()
     places: list[tuple[str, str, str]] = [
-        ("service.environment", key, value) for key, value in service.environment.items()
+        (f"settings.{s.name}", "default", s.default) for s in m.settings if s.default
     ]
-    for key, parts in (
-        ("command", service.command),
-        ("entrypoint", service.entrypoint),
-    ):
-        places += [("service", key, part) for part in parts or ()]
-    if service.health is not None:
-        places += [("service.health", "command", part) for part in service.health.command or ()]
+    service = m.service
+    if service is not None:
+        places += [
+            ("service.environment", key, value) for key, value in service.environment.items()
+        ]
+        for key, parts in (
+            ("command", service.command),
+            ("entrypoint", service.entrypoint),
+        ):
+            places += [("service", key, part) for part in parts or ()]
+        if service.health is not None:
+            places += [("service.health", "command", part) for part in service.health.command or ()]
     for table, key, value in places:
         for ref in boundary.references(value):
             if ref.startswith(m.env_prefix) and ref not in own:
