@@ -160,6 +160,29 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         pebble.close()
 
 
+def test_nginx_test_before_the_first_start(tmp_path: Path, nself: Run) -> None:
+    # The configuration names certificates in the renewer's volume: before the first start
+    # nginx test gets the placeholders the first start would make, then tests for real.
+    name = f"nselfacmet{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / name
+    assert nself("init", str(folder), "--name", name, "--domain", DOMAIN).code == 0
+    use_standins(folder, ".env.local", MONITORING_ENABLED="false", SSL_MODE="acme",
+                 ACME_IMAGE=standin("certbot"), CS_1_NAME="api", CS_1_IMAGE=standin("http"),
+                 CS_1_PORT="8001", CS_1_SUBDOMAIN="api")  # fmt: skip
+    try:
+        assert nself("build", cwd=folder).code == 0
+        result = nself("nginx", "test", cwd=folder)
+        assert result.code == 0, result.output
+        assert "checked by a throw-away nginx container" in result.out
+        broken = folder / "nginx" / "conf.d" / "broken.conf"
+        broken.write_text("server {\n  listen 80;\n  no_such_directive on;\n}\n")
+        result = nself("nginx", "test", cwd=folder)
+        assert result.code == 1 and "nginx/conf.d/broken.conf:3" in result.err, result.output
+        assert "did not run" not in result.err
+    finally:
+        remove_project(name)
+
+
 def test_the_first_start_obtains_a_certificate_per_host(site: Site, nself: Run) -> None:
     # nginx started on placeholders (it answers HTTP-01), the renewer asked pebble at once.
     def issued() -> bool:

@@ -13,6 +13,10 @@ def configuration_findings(config: Any) -> list[Any]:
     try:
         rt = runtime(config)
         running = is_running(rt)
+        if not running:
+            from nself_builtins.shared.certificates import placeholders
+
+            placeholders(config, rt)
         why = tested(rt, running)
     except NselfError as exc:
         return [Finding("nginx", "warning", f"not checked: {exc.message}", exc.hint)]

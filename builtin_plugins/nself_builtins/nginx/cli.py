@@ -29,8 +29,12 @@ def test() -> None:
     from nself_sdk import NselfError
     from nself_sdk.console import ok
 
-    _config, rt = _runtime()
+    config, rt = _runtime()
     running = is_running(rt)
+    if not running:
+        from nself_builtins.shared.certificates import placeholders
+
+        placeholders(config, rt)
     why = tested(rt, running)
     if why is not None:
         raise NselfError(

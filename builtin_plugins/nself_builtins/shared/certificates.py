@@ -120,6 +120,21 @@ def _behind(rt: Any) -> bool:
     return loaded is not None and age < loaded
 
 
+def placeholders(config: Config, rt: Any) -> None:
+    """Before the stack's first start, the certificates nginx's configuration names do not
+    exist yet: the renewer's placeholders for them, as the first start makes first (so a
+    throw-away ``nginx -t`` tests the configuration, not an empty volume)."""
+    if ssl_mode(config) != "acme":
+        return
+    done = rt.run(ACME_SERVICE, ["prepare"])
+    if done.exit_code != 0:
+        said = (done.stderr.decode("utf-8", "replace") + done.output).strip().splitlines()
+        raise NselfError(
+            f"the certificate renewer could not make placeholders: {said[-1] if said else ''}",
+            "see `nself logs acme`",
+        )
+
+
 def revoke_certificate(config: Config, name: str) -> dict[str, Any]:
     result: dict[str, Any] = ask(renewer(config), "revoke", name)
     return result

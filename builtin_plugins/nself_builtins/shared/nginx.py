@@ -36,15 +36,17 @@ def tested(rt: Any, running: bool) -> str | None:
 
     argv = ["sh", "-c", f"nginx -t -q -c {CONF} && echo {PASSED}"]
     result = rt.exec(SERVICE, argv) if running else rt.run(SERVICE, argv)
+    text = result.stderr.decode("utf-8", "replace") + result.output
     if result.exit_code == 0:
         if PASSED in result.output:
             return None
-        said = (result.stderr.decode("utf-8", "replace") + result.output).strip()
+        if "[emerg]" in text:  # nginx refused it; the exit status was lost on the way
+            return "; ".join(problems(text))
+        said = text.strip()
         raise NselfError(
             f"nginx -t did not run: {said.splitlines()[-1] if said else 'no output'}",
             "check the nginx image (NGINX_IMAGE) and `nself logs nginx`",
         )
-    text = result.stderr.decode("utf-8", "replace") + result.output
     return "; ".join(problems(text)) or f"nginx -t exited with {result.exit_code}"
 
 
