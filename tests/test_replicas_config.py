@@ -233,3 +233,20 @@ def test_env_values_are_set_keeping_every_other_line(tmp_path: Path) -> None:
     set_values(path, {"X": "new value", "NEW": "n", "C": None})
     assert path.read_text() == "# mine\nA=1\nB=\"two\nlines\"\nX='new value'\nNEW=n\n"
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_doctor_names_the_replication_check_while_the_stack_is_stopped(
+    project: Path, nself: Run
+) -> None:
+    """Not running, without replicas: nothing to warn about, and the check still answers
+    (a check that said nothing was 'no check named replication')."""
+    assert nself("build", cwd=project).code == 0
+    checked = nself("doctor", "--check", "replication", "--json", cwd=project)
+    assert checked.code == 0, checked.output
+    [finding] = json.loads(checked.out)
+    assert finding["level"] == "ok" and finding["message"].startswith("no replicas")
+
+    set_env(project, POSTGRES_REPLICAS="replica1")
+    checked = nself("doctor", "--check", "replication", "--json", cwd=project)
+    [finding] = json.loads(checked.out)
+    assert finding["level"] == "warning" and "not checked" in finding["message"]

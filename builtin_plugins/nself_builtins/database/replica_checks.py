@@ -19,8 +19,10 @@ def replication(config: Config, stack: Stack) -> list[Finding]:
     try:
         found = slots(Target(config.project_dir, config, config.env, stack).transport())
     except NselfError as exc:
-        if not configured:
-            return []  # nothing to say about a stack without replicas that is not running
+        if not configured:  # no slot of a stopped primary keeps WAL growing
+            return [
+                Finding(CHECK, "ok", f"no replicas (the primary's slots not read: {exc.message})")
+            ]
         return [Finding(CHECK, "warning", f"not checked: {exc.message}", exc.hint)]
     from nself_builtins.shared.placement import runs_here
 
