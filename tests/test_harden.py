@@ -182,6 +182,18 @@ def test_hand_written_nginx_config_cannot_weaken_tls_or_open_internal_hosts(
     result, data = harden(nself, project, "--env", "prod", "--layer", "network")
     assert not found(data, "tls", "error") and not found(data, "internal-only", "error")
     assert found(data, "hsts")[0]["level"] == "ok"
+    # What an include pulls in is not read: said, never passed as checked.
+    (project / "nginx" / "conf.d" / "old-tls.inc").write_text("ssl_protocols TLSv1;\n")
+    conf.write_text(
+        "server {\n    listen 443 ssl;\n    server_name shop.local.nself.org;\n"
+        '    add_header Strict-Transport-Security "max-age=31536000" always;\n'
+        "    include /etc/nginx/nself/conf.d/old-tls.inc;\n}\n"
+    )
+    _r, data = harden(nself, project, "--env", "prod", "--layer", "network")
+    (unread,) = [i for i in found(data, "tls", "warning") if "include" in i["message"]]
+    assert unread["message"].startswith("nginx/conf.d/weak.conf:5: includes "), unread
+    assert "not checked" in unread["message"]
+    assert not found(data, "tls", "ok")
 
 
 def test_certificates_of_a_stack_not_started_yet_are_not_an_error(

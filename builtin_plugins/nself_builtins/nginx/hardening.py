@@ -3,7 +3,8 @@
 The generated configuration is nself's own (TLS 1.2 and 1.3, HSTS outside dev, a login
 and no implicitly trusted network for private hosts); what can weaken it is a hand-written file in
 ``nginx/conf.d/``, included last. Those files are read with nginx's own grammar
-(``crossplane``), never followed into their includes. The certificate is the tls plugin's to check.
+(``crossplane``), never followed into their includes (each is named as not checked). The
+certificate is the tls plugin's to check.
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ def _tls(config: Config, files: list[tuple[str, list[dict[str, Any]]]]) -> list[
                             layer="network",
                         )
                     )
+            elif d["directive"] == "include":
+                found.append(
+                    Finding(
+                        "tls",
+                        "warning",
+                        f"{where}: includes {' '.join(args)}: not checked (the suite reads "
+                        "nginx/conf.d/*.conf only, not what they include)",
+                        "put those lines into the .conf file itself, or check them by hand",
+                        layer="network",
+                    )
+                )
             elif d["directive"] == "server_tokens" and args[:1] != ["off"]:
                 found.append(
                     Finding(
