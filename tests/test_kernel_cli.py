@@ -254,3 +254,23 @@ def test_an_empty_env_option_is_a_usage_error(project: Path, nself: Run) -> None
     result = nself("build", "--env", "", cwd=project)
     assert result.code == 2, result.output
     assert "error: unknown environment ''" in result.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("env", "status"),
+        ("env", "show"),
+        ("secrets", "generate"),
+        ("secrets", "audit"),
+        ("secrets", "rotate", "REDIS_PASSWORD", "--yes"),
+    ],
+)
+def test_an_unknown_env_option_is_a_usage_error_everywhere(
+    args: tuple[str, ...], project: Path, nself: Run
+) -> None:
+    before = sorted(p.name for p in project.iterdir())
+    result = nself(*args, "--env", "qa", cwd=project)
+    assert result.code == 2, result.output
+    assert result.err.startswith("error: unknown environment 'qa' (--env)"), result.err
+    assert sorted(p.name for p in project.iterdir()) == before

@@ -32,15 +32,6 @@ def label(env: str) -> str:
     return f"{env} (local)" if env == "dev" else env
 
 
-def _requested(env: str | None) -> str | None:
-    if env is None:
-        return None
-    try:
-        return canonical_env(env, "--env")
-    except NselfError as exc:
-        raise UsageError(exc.message, exc.hint) from None
-
-
 def target_source(project: Path, env: str | None) -> str:
     """Where the current target comes from, in the kernel's order of precedence."""
     if env:
@@ -95,8 +86,7 @@ def _built_settings(project: Path) -> dict[str, str] | None:
 
 def status(env: str | None, as_json: bool) -> None:
     project = find_project()
-    requested = _requested(env)
-    target = target_env(project, requested)
+    target = target_env(project, env)  # an unknown --env: a usage error
     layers = []
     config: Config | None = None
     problem: str | None = None
@@ -125,7 +115,7 @@ def status(env: str | None, as_json: bool) -> None:
             last = None
     report: dict[str, Any] = {
         "env": target,
-        "source": target_source(project, requested),
+        "source": target_source(project, env),
         "layers": layers,
         "built": last is not None,
         "last_build_env": (last or {}).get("env"),
@@ -197,7 +187,7 @@ def _print_status(report: dict[str, Any]) -> None:
 # -- show ---------------------------------------------------------------------------------
 def show(env: str | None, as_json: bool, explain: str | None, match: str | None = None) -> None:
     project = find_project()
-    config = load_config(project, _requested(env))
+    config = load_config(project, env)
     if explain:
         _explain(project, config, explain, as_json)
         return

@@ -31,7 +31,6 @@ from nself_sdk.envfiles import (
     SECRETS,
     SECRETS_FILES,
     Entry,
-    canonical_env,
     parse_text,
     quote,
     read_layers,
@@ -56,15 +55,6 @@ DEV_FILE = ".env.dev"
 GENERATE_HINT = "not set; run `nself secrets generate`"
 COMMITTED = (".env.dev", ".env.staging", ".env.prod")
 HEADER = "# Real secrets (gitignored, mode 0600). Managed by `nself secrets`; values never print.\n"
-
-
-def _env(env: str | None) -> str | None:
-    if env is None:
-        return None
-    try:
-        return canonical_env(env, "--env")
-    except NselfError as exc:
-        raise UsageError(exc.message, exc.hint) from None
 
 
 # -- writing .env.secrets -----------------------------------------------------------------
@@ -189,7 +179,7 @@ def _needs_value(env: str, setting: Setting, winners: dict[str, Entry]) -> str |
 
 def generate(env: str | None, as_json: bool) -> None:
     project = find_project()
-    target = target_env(project, _env(env))
+    target = target_env(project, env)
     winners = _layers(project, target)
     declared = [s for answer in plugin_manager(project).hook.declare_settings() for s in answer]
     wanted = {
@@ -240,7 +230,7 @@ def _boring(value: str) -> bool:
 
 def audit(env: str | None, as_json: bool) -> None:
     project = find_project()
-    target, checked, findings, secrets_file_ok = audit_findings(project, _env(env))
+    target, checked, findings, secrets_file_ok = audit_findings(project, env)
     result = {"env": target, "checked": checked, "findings": findings}
     if as_json:
         emit_json(result)
@@ -442,8 +432,8 @@ def rotate(names: str | list[str], env: str | None, yes: bool, timeout: float) -
     if not wanted:
         raise UsageError("name a secret to rotate", "e.g. nself secrets rotate HASURA_JWT_KEY")
     project = find_project()
-    target = _env(env)
-    config = load_config(project, target)
+    config = load_config(project, env)
+    target = config.env
     settings = [_rotatable(config, name) for name in wanted]
     try:
         before_stack: Any = plan(project, target).stack
