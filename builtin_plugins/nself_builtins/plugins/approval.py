@@ -36,6 +36,12 @@ def access_lines(bundle: Bundle) -> list[str]:
         if db.extensions:
             line += f" (extensions created for it: {', '.join(db.extensions)})"
         lines.append(line)
+        tables = _hasura_tables(bundle)
+        if tables:
+            lines.append(
+                f"have Hasura serve {', '.join(tables)} as the database superuser "
+                "(triggers, views and defaults of its schema run with that right)"
+            )
     for name in m.access:
         lines.append(f"{ACCESS[name].means} [{name}]")
     used: set[str] = set()
@@ -50,6 +56,30 @@ def access_lines(bundle: Bundle) -> list[str]:
     if public:
         lines.append(f"read the project's {', '.join(public)}")
     return lines
+
+
+def _hasura_tables(bundle: Bundle) -> list[str]:
+    """The tables the bundle's Hasura metadata tracks (read again for a bundle loaded
+    without its metadata parsed)."""
+    if not bundle.hasura_text:
+        return []
+    entries = bundle.hasura_tables
+    if not entries:
+        import yaml
+
+        from nself_builtins.shared.manifest import hasura_yaml_loader
+
+        try:
+            loaded = yaml.load(bundle.hasura_text, Loader=hasura_yaml_loader())
+        except (yaml.YAMLError, RecursionError):
+            loaded = None
+        entries = loaded if isinstance(loaded, list) else []
+    names = []
+    for entry in entries:
+        table = entry.get("table") if isinstance(entry, dict) else None
+        if isinstance(table, dict):
+            names.append(f"{table.get('schema')}.{table.get('name')}")
+    return sorted(set(names)) or ["(none listed)"]
 
 
 def installed_lines(project: Path, name: str) -> list[str] | None:

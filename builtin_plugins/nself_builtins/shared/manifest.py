@@ -1179,7 +1179,14 @@ def _check_files(c: _Collector, bundle: Bundle, deep: bool = True) -> None:
             bundle.migrations = _check_migrations(c, bundle, db.migrations)
         if db.hasura_metadata is not None:
             text = _read(c, bundle, "database", "hasura_metadata", db.hasura_metadata)
-            if text is not None:
+            if text is not None and len(text.encode()) > HASURA_MAX_BYTES:
+                c.add(
+                    "database",
+                    "hasura_metadata",
+                    f"{db.hasura_metadata} is larger than 1 MiB: not the metadata of a "
+                    "plugin's tables",
+                )
+            elif text is not None:
                 bundle.hasura_text = text
                 if deep:
                     bundle.hasura_tables = _check_hasura(c, db.hasura_metadata, text, db.schema)
@@ -1231,11 +1238,26 @@ def _check_migrations(c: _Collector, bundle: Bundle, rel: str) -> list[Migration
     ]
 
 
+def hasura_yaml_loader() -> Any:
+    """PyYAML's safe loader without aliases: Hasura's files use none, and an alias could
+    multiply a plugin's small file into an enormous document for every check that walks
+    it (the check of a plugin's metadata, the tenancy wall)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError("aliases (*name) are not read in Hasura metadata")
+            return super().compose_node(parent, index)
+
+    return Loader
+
+
 def _check_hasura(c: _Collector, rel: str, text: str, schema: str) -> list[dict[str, Any]]:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=hasura_yaml_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -1244,6 +1266,9 @@ def _check_hasura(c: _Collector, rel: str, text: str, schema: str) -> list[dict[
             "hasura_metadata",
             f"{rel}{line}: not valid YAML ({getattr(exc, 'problem', exc)})",
         )
+        return []
+    except RecursionError:
+        c.add("database", "hasura_metadata", f"{rel}: nested too deeply to be Hasura metadata")
         return []
     if not isinstance(data, list):
         c.add(
@@ -1273,8 +1298,63 @@ def _check_hasura(c: _Collector, rel: str, text: str, schema: str) -> list[dict[
                 f"a plugin's metadata may only describe its own tables: schema: {schema}",
             )
             continue
+        for why in _hasura_entry_problems(entry):
+            c.add(
+                "database",
+                "hasura_metadata",
+                f"{rel}: entry {index} ({schema}.{name}): {why}",
+                "a plugin's metadata describes its tables: relationships and permissions "
+                "(docs/plugins/security.md)",
+            )
         tables.append(entry)
     return tables
+
+
+# The metadata of a few tables is kilobytes; the tenancy wall reads no larger plugin file.
+HASURA_MAX_BYTES = 1 << 20
+# What a plugin's Hasura table entry may hold: how its own tables are exposed and to whom.
+HASURA_TABLE_KEYS = frozenset(
+    {
+        "table",
+        "configuration",
+        "is_enum",
+        "object_relationships",
+        "array_relationships",
+        "select_permissions",
+        "insert_permissions",
+        "update_permissions",
+        "delete_permissions",
+    }
+)
+# Keys Hasura fills from its own environment (its admin secret, the database's URL...).
+HASURA_FROM_ENV = frozenset({"from_env", "value_from_env", "webhook_from_env", "url_from_env"})
+_HASURA_REFUSED = {
+    "event_triggers": "event triggers are not allowed: Hasura would call a webhook of the "
+    "plugin's choosing, with headers it may fill from Hasura's own environment",
+    "remote_relationships": "remote relationships are not allowed: they join another "
+    "source or a remote schema",
+    "computed_fields": "computed fields are not allowed: Hasura runs their function as the "
+    "database superuser",
+}
+
+
+def _hasura_entry_problems(entry: dict[str, Any]) -> list[str]:
+    problems = [
+        _HASURA_REFUSED.get(key, f"{key!r} is not something a plugin's table entry may hold")
+        for key in entry
+        if key not in HASURA_TABLE_KEYS
+    ]
+    stack: list[Any] = [entry]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in HASURA_FROM_ENV:
+                    problems.append(f"{key} would read Hasura's own environment")
+                stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return problems
 
 
 def check_requires_nself(manifest: Manifest, version: str) -> None:
