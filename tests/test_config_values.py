@@ -526,7 +526,7 @@ def test_an_empty_slot_subdomain_still_means_internal(project: Path, nself: Run)
 # -- N15: slot settings nself does not read are named, not dropped silently -------------------
 
 
-@pytest.mark.parametrize("key", ["VOLUMES", "MEMORY", "REPLICAS"])
+@pytest.mark.parametrize("key", ["VOLUMES", "MEMORY", "CPUS"])
 def test_an_unknown_slot_setting_is_warned_about_at_its_line(
     project: Path, nself: Run, key: str
 ) -> None:

@@ -6,12 +6,14 @@ CS_1_PORT=8001
 CS_1_SUBDOMAIN=ping                   # empty: internal only
 CS_1_ENV_DATABASE_URL=${DATABASE_URL}
 CS_1_HEALTHCHECK=wget                 # wget (default), image (the Dockerfile's) or none
+CS_1_REPLICAS=3                       # three containers behind nginx, replaced one at a time
 """
 
 from __future__ import annotations
 
 import re
 
+from nself_builtins.shared.service_replicas import count, count_problem, replicated, reserved_names
 from nself_builtins.shared.slots import Slot, slots
 from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
 from nself_sdk.checks import image_problem, label_problem
@@ -43,6 +45,7 @@ SLOT_KEYS = (
     "WEBSOCKET",
     "DEPENDS_ON",
     "TEMPLATE",
+    "REPLICAS",
 )
 # How close a name must be to a slot key for `nself build`'s unknown-setting check to say
 # "did you mean" (environments/names.py): those it reports, this plugin does not.
@@ -108,6 +111,11 @@ def declare_settings() -> list[Setting]:
             ("WEBSOCKET", "true: nginx upgrades WebSocket connections."),
             ("DEPENDS_ON", "Comma-separated services that must be healthy first."),
             ("TEMPLATE", "The template the code came from (informational)."),
+            (
+                "REPLICAS",
+                "Containers of the service (1-20, default 1), balanced by nginx and "
+                "replaced one at a time by restarts and deploys.",
+            ),
         )
     ]
 
@@ -177,6 +185,8 @@ def validate_config(config: Config) -> list[Problem]:
                 )
             )
         seen[slot.host] = slot.number
+        if (replicas := count_problem(config, slot.prefix + "REPLICAS")) is not None:
+            problems.append(replicas)
         if not slot.image and not slot.build:
             problems.append(
                 Problem("error", f"{where}: {slot.prefix}IMAGE or {slot.prefix}BUILD must be set")
@@ -229,6 +239,29 @@ def validate_config(config: Config) -> list[Problem]:
                     HEALTHCHECK_HINT,
                 )
             )
+    return problems + replica_collisions(config)
+
+
+def replica_collisions(config: Config) -> list[Problem]:
+    """A slot named like another slot's replica (``web-2`` beside ``web`` with 3 replicas)
+    would be two containers with one name."""
+    problems = []
+    taken: dict[str, Slot] = {}
+    for slot in slots(config):
+        for name in sorted(reserved_names(slot.host, count(config, slot.prefix + "REPLICAS"))):
+            other = taken.get(name)
+            if other is not None and other.number != slot.number:
+                later = max(slot, other, key=lambda s: s.number)
+                problems.append(
+                    Problem(
+                        "error",
+                        f"{config.where(later.prefix + 'NAME')}: the name {name!r} of "
+                        f"CS_{slot.number} is also one of CS_{other.number}'s",
+                        f"replicas of a service are named NAME-2, NAME-3, ...: rename "
+                        f"{later.prefix}NAME",
+                    )
+                )
+            taken.setdefault(name, slot)
     return problems
 
 
@@ -257,7 +290,7 @@ def contribute_services(config: Config) -> list[Service]:
         if slot.port is not None:
             health_url = f"http://{slot.host}:{slot.port}{slot.health_path}"
         image = slot.image or f"nself-{config.project_name}-{slot.host}:local"
-        services.append(
+        services += replicated(
             Service(
                 name=slot.host,
                 title=slot.name,
@@ -270,7 +303,8 @@ def contribute_services(config: Config) -> list[Service]:
                 depends_on=slot.depends_on,
                 health_url=health_url,
                 labels={"org.nself.slot": f"CS_{slot.number}"},
-            )
+            ),
+            count(config, slot.prefix + "REPLICAS"),
         )
     return services
 

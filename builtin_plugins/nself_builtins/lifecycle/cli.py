@@ -67,10 +67,11 @@ def start(
     chosen = selection(project, services or [], all_, with_ or [])
     nginx_tested_first(project, chosen)
     began = time.monotonic()
+    from . import rolling
     from .progress import ProgressView
 
     with ProgressView(project.title) as view:
-        result = project.runtime.up(chosen, wait=True, timeout=timeout, progress=view)
+        result = rolling.up(project, chosen, timeout, view)
     if result.started:
         from nself_sdk.host import plugin_manager
 
@@ -99,7 +100,10 @@ def restart(
     services: ServicesArg = None,
     timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait.")] = DEFAULT_TIMEOUT,
 ) -> None:
-    """Restart services (applying changed settings) and wait until they are healthy."""
+    """Restart services (applying changed settings) and wait until they are healthy.
+
+    Replicas of a service are restarted one at a time, each once the one before is
+    healthy, so its route keeps answering."""
     project = open_project(rebuild=True)
     running = {s.name for s in project.runtime.status() if s.state != "missing"}
     names = project.resolve(services) if services else sorted(running)
@@ -107,11 +111,11 @@ def restart(
         raise NselfError("nothing is running", "start the stack: nself start")
     nginx_tested_first(project, names)
     began = time.monotonic()
-    project.runtime.restart([n for n in names if n in running])
+    from . import rolling
     from .progress import ProgressView
 
     with ProgressView(project.title) as view:
-        result = project.runtime.up(names, wait=True, timeout=timeout, progress=view)
+        result = rolling.up(project, names, timeout, view, restart=True)
     code = report_up(project, result, began)
     if code:
         raise typer.Exit(code)

@@ -30,11 +30,25 @@ class Project:
         service = self.stack.service(name)
         return service.role if service is not None else ""
 
+    def group(self, name: str) -> str:
+        """The replicated service ``name`` is a replica of ('' when it is not one)."""
+        from nself_builtins.shared.service_replicas import REPLICA_OF
+
+        service = self.stack.service(name)
+        return service.labels.get(REPLICA_OF, "") if service is not None else ""
+
     def resolve(self, names: list[str]) -> list[str]:
-        """Service names from what a user typed: service, CS_N_NAME or plugin name."""
+        """Service names from what a user typed: service, CS_N_NAME or plugin name. A
+        replicated service's name means all its replicas (`web-2` one of them)."""
+        from nself_builtins.shared.service_replicas import group
+
         known = {s.name for s in self.stack.services}
         resolved = []
         for raw in names:
+            members = [s.name for s in group(self.stack, raw.lower().replace("_", "-"))]
+            if members:
+                resolved.extend(members)
+                continue
             if raw in known:
                 resolved.append(raw)
                 continue
@@ -56,8 +70,11 @@ class Project:
         return list(dict.fromkeys(resolved))
 
     def one(self, name: str) -> str:
-        """The one service ``name`` means (`logs`, `exec`)."""
+        """The one service ``name`` means (`logs`, `exec`): of a replicated service, its
+        first replica (`web-2` names another)."""
         names = self.resolve([name])
+        if len(names) > 1 and len({self.group(n) for n in names}) == 1 and self.group(names[0]):
+            return names[0]
         if len(names) != 1:
             raise UsageError(f"{name!r} names several services: {', '.join(names)}")
         return names[0]

@@ -37,7 +37,7 @@ from nself_sdk import (
 )
 from nself_sdk.checks import cidrs, cidrs_problem, label_problem, size_problem
 
-from . import render
+from . import render, upstreams
 
 IMAGE = "nginx:1.25-alpine"
 NGINX = ImageContract(
@@ -56,7 +56,9 @@ NGINX = ImageContract(
     # master reads the private key, owned by the host's user with mode 0600.
     capabilities=("CHOWN", "DAC_OVERRIDE", "NET_BIND_SERVICE", "SETGID", "SETUID"),
     writable=("/var/cache/nginx",),
-    tools=("nginx", "sh", "wget"),
+    # getent: alpine's musl-utils (in the image's alpine base); nself-run.sh resolves
+    # upstream servers with it.
+    tools=("nginx", "sh", "wget", "getent"),
     env=("NGINX_*",),
     ports=(80, 443),
     # Alpine variants: amd64, arm32v6, arm32v7, arm64v8, i386, ppc64le, s390x.
@@ -96,6 +98,32 @@ def declare_settings() -> list[Setting]:
             secret=True,
             min_length=16,
             generate="token",
+        ),
+        Setting(
+            "NGINX_UPSTREAM_<NAME>_SERVERS",
+            None,
+            "A load-balanced upstream: HOST:PORT servers, comma separated (stack services or "
+            "external hosts); `nself nginx upstream add` writes it.",
+        ),
+        Setting(
+            "NGINX_UPSTREAM_<NAME>_WEIGHTS",
+            None,
+            "Weights of the upstream's servers, one per server, comma separated (default 1).",
+        ),
+        Setting(
+            "NGINX_UPSTREAM_<NAME>_SUBDOMAIN",
+            None,
+            "The upstream's public route SUBDOMAIN.BASE_DOMAIN (default: its name).",
+        ),
+        Setting(
+            "NGINX_UPSTREAM_<NAME>_MAX_FAILS",
+            None,
+            "Failed attempts within FAIL_TIMEOUT after which nginx skips a server (default 1).",
+        ),
+        Setting(
+            "NGINX_UPSTREAM_<NAME>_FAIL_TIMEOUT",
+            None,
+            "How long a failed server is skipped, and the window failures count in (10s).",
         ),
         Setting(
             "SSL_CERTIFICATE_FILE",
@@ -333,6 +361,12 @@ def validate_config(config: Config) -> list[Problem]:
     problems += _bind_problems(config)
     problems += _proxy_problems(config)
     problems += _certificate_problems(config)
+    problems += upstreams.problems(config)
+    problems += [
+        p
+        for name in upstreams.names(config)
+        if (p := label_problem(config, upstreams.PREFIX + upstreams.key(name) + "_SUBDOMAIN"))
+    ]
     problems += foreign_sites(config.project_dir)
     if config.int("NGINX_HTTP_PORT", 80) == config.int("NGINX_HTTPS_PORT", 443):
         problems.append(
@@ -345,8 +379,8 @@ def validate_config(config: Config) -> list[Problem]:
     return problems
 
 
-# nginx's start script in ACME mode (render.ACME_RUN).
-ACME_RUN = "nself-run.sh"
+# nginx's start script (upstreams.run_script): becomes nginx, or watches what changes.
+RUN = upstreams.RUN
 
 
 def _published(config: Config, service: Service) -> Service:
@@ -361,10 +395,9 @@ def _published(config: Config, service: Service) -> Service:
     if ssl_mode(config) != "acme":
         return service
     # ACME: certificates from the renewer's volume (placeholders first, so nginx waits
-    # for it), and a start script that reloads nginx when new ones land.
+    # for it); the start script reloads nginx when new ones land.
     return replace(
         service,
-        command=("sh", f"/etc/nginx/nself/{ACME_RUN}"),
         mounts=(*service.mounts, Mount(ACME_CERTS_VOLUME, ACME_MOUNT, read_only=True)),
         depends_on=(*service.depends_on, ACME_SERVICE),
     )
@@ -376,7 +409,7 @@ SERVICE = ServicePlugin(
         IMAGE,
         title="Nginx",
         port=443,
-        command=("nginx", "-c", "/etc/nginx/nself/nginx.conf", "-g", "daemon off;"),
+        command=("sh", f"/etc/nginx/nself/{RUN}"),
         environment={"NGINX_ENTRYPOINT_QUIET_LOGS": "1"},
         healthcheck=HealthCheck(
             ("CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/health"), start_period="5s"
@@ -472,8 +505,12 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
             "nginx/sites/00-default.conf", render.default_servers(https_port, cert, key, acme)
         )
     )
-    if acme:
-        files.append(GeneratedFile(f"nginx/{ACME_RUN}", render.ACME_RUN, 0o755))
+    balanced = _balanced(config, stack)
+    listed = list(balanced.values())
+    resolve = any(not s.literal for up in listed for s in up.servers)
+    stamp = f"{ACME_MOUNT}/generation" if acme else None
+    files.append(GeneratedFile(f"nginx/{RUN}", upstreams.run_script(stamp, resolve), 0o755))
+    files.append(GeneratedFile("nginx/upstreams.list", upstreams.listing(listed)))
     overridden = hand_written_names(config.project_dir)
     locked: list[GeneratedFile] = []  # the login of private routes, once
     for route in stack.routes:
@@ -491,7 +528,8 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
         if route.internal_only and not route.own_login and not locked:
             locked.append(_password_file(config, route))
         name = "zz-catch-all" if route.subdomain == "*" else route.subdomain
-        files.append(GeneratedFile(f"nginx/sites/{name}.conf", render.site(route, config, host)))
+        text = render.site(route, config, host, balanced.get(route.subdomain))
+        files.append(GeneratedFile(f"nginx/sites/{name}.conf", text))
     files.extend(render.certificate_files(config))
     return files + locked
 
@@ -510,6 +548,41 @@ def _password_file(config: Config, route: Route) -> GeneratedFile:
     text = render.password_file(user, password, config.project_name)
     # The ${...} names what the file is made from: outside dev, the secret rules apply.
     return GeneratedFile(f"nginx/{render.PASSWORD_FILE}", text, 0o644, env_refs=True)
+
+
+def _balanced(config: Config, stack: Stack) -> dict[str, upstreams.Upstream]:
+    """The routes served by an upstream block, by subdomain: your upstreams, and every
+    route to a replicated service (its replicas, each by its own name)."""
+    from nself_builtins.shared.service_replicas import group, replica_host
+
+    found = {}
+    for name in upstreams.names(config):
+        up = upstreams.upstream(config, name)
+        found[up.subdomain] = up
+    for route in stack.routes:
+        members = group(stack, route.upstream_host)
+        if len(members) < 2 or route.subdomain in found:
+            continue
+        servers = tuple(
+            upstreams.Server(replica_host(route.upstream_host, number), route.upstream_port)
+            for number in range(1, len(members) + 1)
+        )
+        found[route.subdomain] = upstreams.Upstream(
+            upstreams.block_name("replicas", route.upstream_host),
+            servers,
+            upstreams.REPLICA_HEALTH,
+        )
+    return found
+
+
+@hookimpl
+def contribute_nginx(config: Config) -> list[Route]:
+    """Your upstreams' routes: ``SUBDOMAIN.BASE_DOMAIN`` to the upstream block."""
+    routes = []
+    for name in upstreams.names(config):
+        up = upstreams.upstream(config, name)
+        routes.append(Route(up.subdomain, up.block, 0, service=name))
+    return routes
 
 
 __all__ = ["Route"]

@@ -89,3 +89,116 @@ def show(
     for path in files:
         info(f"# --- {path.relative_to(folder.parent)} ---")
         info(path.read_text(encoding="utf-8", errors="replace").rstrip("\n"))
+
+
+upstream = typer.Typer(
+    name="upstream",
+    help="Load-balanced upstreams: several servers behind one route, with passive health.",
+    no_args_is_help=True,
+)
+app.add_typer(upstream)
+EnvOpt = Annotated[
+    str,
+    typer.Option(
+        "--env",
+        help="The env file: dev (.env.dev, every environment), staging or prod (that one).",
+    ),
+]
+
+
+@upstream.command("add")
+def upstream_add(
+    name: Annotated[str, typer.Argument(help="The upstream's name (its subdomain by default).")],
+    server: Annotated[
+        list[str],
+        typer.Option("--server", help="HOST:PORT, a stack service or an external host; repeat."),
+    ],
+    weight: Annotated[
+        list[int] | None,
+        typer.Option("--weight", help="One per --server, in order (default 1 each)."),
+    ] = None,
+    subdomain: Annotated[
+        str | None, typer.Option("--subdomain", help="Public route SUBDOMAIN.BASE_DOMAIN.")
+    ] = None,
+    max_fails: Annotated[
+        int | None,
+        typer.Option("--max-fails", help="Failures within --fail-timeout that skip a server (1)."),
+    ] = None,
+    fail_timeout: Annotated[
+        str | None,
+        typer.Option("--fail-timeout", help="How long a failed server is skipped (10s)."),
+    ] = None,
+    env: EnvOpt = "dev",
+) -> None:
+    """Add an upstream: written to the env file, checked by nginx, then loaded."""
+    from nself_sdk import find_project
+    from nself_sdk.console import info, ok
+
+    from .editing import add
+
+    done = add(find_project(), name, server, weight or [], subdomain, max_fails, fail_timeout, env)
+    ok(f"upstream {name}: {len(server)} servers, written to {', '.join(done.files)}")
+    _said(done)
+    if done.url:
+        info(f"  {done.url}")
+
+
+@upstream.command("remove")
+def upstream_remove(
+    name: Annotated[str, typer.Argument(help="The upstream to remove.")], env: EnvOpt = "dev"
+) -> None:
+    """Remove an upstream from every env file, then reload nginx (tested first)."""
+    from nself_sdk import find_project
+    from nself_sdk.console import ok
+
+    from .editing import remove
+
+    done = remove(find_project(), name, env)
+    ok(f"upstream {name} removed from {', '.join(done.files)}")
+    _said(done)
+
+
+def _said(done: Any) -> None:
+    from nself_sdk.console import info
+
+    if done.tested:
+        info(f"  nginx -t passed in {done.tested}; loaded by the running nginx")
+    else:
+        info(
+            "  nginx is not running here: `nself start` loads it (`nself nginx test` checks "
+            "it now; a deploy checks it on the server)"
+        )
+
+
+@upstream.command("list")
+def upstream_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+    env: Annotated[str | None, typer.Option("--env", help="local, staging or prod.")] = None,
+) -> None:
+    """Every upstream (yours and the replicated services'), and what nginx resolved."""
+    from nself_sdk import find_project, plan
+    from nself_sdk.console import emit_json, info
+
+    from .editing import resolved, rows
+
+    the_plan = plan(find_project(), env)
+    found = rows(the_plan.config, the_plan.stack)
+    live = resolved(the_plan.config) if the_plan.config.is_local else None
+    for row in found:
+        if live is not None:
+            row["resolved"] = live.get(row["block"], [])
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        info("no upstreams: add one with nself nginx upstream add NAME --server HOST:PORT")
+        return
+    for row in found:
+        info(f"{row['name']}  ({row['kind']}, {row['subdomain']}.{the_plan.config.domain})")
+        for item in row["servers"]:
+            weight = f"  weight {item['weight']}" if item["weight"] != 1 else ""
+            info(f"  {item['server']}{weight}")
+        info(f"  health: {row['health']}")
+        if "resolved" in row:
+            addresses = ", ".join(row["resolved"]) or "none (no server name resolves)"
+            info(f"  nginx sends to: {addresses}")

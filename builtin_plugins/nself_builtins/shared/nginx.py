@@ -13,6 +13,8 @@ from typing import Any
 SERVICE = "nginx"
 CONF = "/etc/nginx/nself/nginx.conf"
 PASSED = "nself-nginx-config-ok"
+# nginx's start script (the nginx plugin writes it): `resolve` looks upstream names up.
+RUN = "/etc/nginx/nself/nself-run.sh"
 
 
 def is_running(rt: Any) -> bool:
@@ -65,6 +67,9 @@ def reload_running(rt: Any, wait: float = 10.0) -> None:
     from nself_sdk import NselfError
 
     old = workers(rt)
+    # Upstream servers' names are looked up by nginx's start script: resolve them now, so
+    # the new configuration loads with their addresses rather than learning them later.
+    rt.exec(SERVICE, ["sh", "-c", f"[ ! -f {RUN} ] || sh {RUN} resolve"])
     result = rt.exec(SERVICE, ["nginx", "-s", "reload", "-c", CONF])
     if result.exit_code != 0:
         why = "; ".join(problems(result.stderr.decode("utf-8", "replace") + result.output))
