@@ -5,8 +5,20 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from nself_builtins.shared.images import OFFICIAL_ALPINE
-from nself_sdk import Config, HealthCheck, ImageContract, Mount, Service, ServicePlugin, Setting
+from nself_sdk import (
+    Config,
+    HealthCheck,
+    ImageContract,
+    Mount,
+    Problem,
+    Service,
+    ServicePlugin,
+    Setting,
+    hookimpl,
+)
 from nself_sdk.declare import Needs
+
+from . import sentinel
 
 IMAGE = "redis:7.4-alpine"
 # The official image (docker-library, 7.4/alpine) at the pinned tag.
@@ -30,6 +42,8 @@ REDIS = ImageContract(
     writable=("/data",),
     writes=("/data",),
     # alpine:3.21 with busybox (sh, grep, find, wget), redis-server/redis-cli, gosu.
+    # redis-sentinel is redis-server itself (`make install` links it; `redis-server
+    # CONF --sentinel` is the same), which Sentinel mode runs.
     tools=("redis-server", "redis-cli", "gosu", "sh", "grep", "find", "wget"),
     # Neither the entrypoint nor redis reads env; redis-cli reads REDISCLI_AUTH.
     env=("REDISCLI_AUTH",),
@@ -45,14 +59,37 @@ REDIS = ImageContract(
 
 def _env(config: Config) -> dict[str, str]:
     password = quote(config.text("REDIS_PASSWORD"), safe="")
-    return {
+    found = {
         "REDIS_HOST": "redis",
         "REDIS_PORT": "6379",
         "REDIS_URL": f"redis://:{password}@redis:6379/0",
     }
+    if sentinel.enabled(config):
+        found.update(sentinel.env(config))
+    return found
 
 
-plugin = ServicePlugin(
+class RedisPlugin(ServicePlugin):
+    """Redis, and with REDIS_SENTINEL_ENABLED its replica and sentinels (sentinel.py)."""
+
+    @hookimpl
+    def validate_config(self, config: Config) -> list[Problem]:
+        off = [] if self.enabled(config) else sentinel.problems(config)
+        return self.problems(config) + off
+
+    @hookimpl
+    def contribute_services(self, config: Config) -> list[Service]:
+        if not self.running(config):
+            return []
+        service = self.container(config)
+        return sentinel.services(service) if sentinel.enabled(config) else [service]
+
+
+def _checks(config: Config) -> list[Problem]:
+    return sentinel.problems(config)
+
+
+plugin = RedisPlugin(
     Service(
         "redis",
         IMAGE,
@@ -101,7 +138,9 @@ plugin = ServicePlugin(
         ),
         Setting("REDIS_MAXMEMORY", "256mb", "Memory limit of Redis (maxmemory)."),
         Setting("REDIS_MAXMEMORY_POLICY", "allkeys-lru", "What Redis evicts at the memory limit."),
+        *sentinel.SETTINGS,
     ),
     needs=(Needs("REDIS_PASSWORD", why="Redis never runs without one"),),
     env=_env,
+    checks=_checks,
 )

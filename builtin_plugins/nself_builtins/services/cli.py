@@ -47,7 +47,21 @@ def add(
     from nself_sdk.console import emit_json, info, ok, warn
 
     from . import scaffold
+    from .switches import SWITCHES
 
+    if template in SWITCHES:
+        from . import switches
+
+        switch = switches.add(find_project(), name, template)
+        if as_json:
+            emit_json({"name": switch.name, "template": template, "env_file": ".env.dev",
+                       "settings": dict(switch.on)})  # fmt: skip
+            return
+        ok(f"added {switch.name}: " + ", ".join(f"{k}={v}" for k, v in switch.on) + " in .env.dev")
+        for line in switch.said:
+            info(f"  {line}")
+        info("next: nself build && nself start --all")
+        return
     added = scaffold.add(
         find_project(), name, template, port, subdomain, internal, use_existing, image
     )
@@ -104,7 +118,15 @@ def remove(
     from nself_sdk.console import info, ok
 
     from . import scaffold
+    from .switches import SWITCHES
 
+    if name in SWITCHES:
+        from . import switches
+
+        switch = switches.remove(find_project(), name)
+        ok(f"removed {name}: " + ", ".join(f"{k}={v}" for k, v in switch.off) + " in .env.dev")
+        info("next: nself build && nself start --all (its containers are removed)")
+        return
     removed = scaffold.remove(find_project(), name, delete_code)
     if removed.slot is None:  # only the code an earlier remove kept was left
         ok(f"deleted {removed.folder}/ (its slot was removed before)")
@@ -148,3 +170,8 @@ def templates(
     for t in items:
         info(f"{t.name:<16} {t.language:<12} {t.description}")
     info(f"\n{len(items)} templates. Use: nself service add NAME --template TEMPLATE")
+    from .switches import SWITCHES
+
+    info("\nTemplates that switch on a part of the stack (no code):")
+    for switch in SWITCHES.values():
+        info(f"{switch.name:<16} {'stack':<12} {switch.description}")
