@@ -332,3 +332,61 @@ def test_rolling_restart_of_three_replicas_loses_no_request(
     assert -1 not in order and order == sorted(order), r.out
     assert steady.failures == [], steady.failures[:5]
     assert steady.total >= 100, steady.total
+
+
+def test_a_deploy_replaces_replicas_one_at_a_time(tmp_path: Path, nself: Run) -> None:
+    """The server's `up` script: everything but the held replicas first, then each stage
+    with --no-deps; a name the release does not have is skipped (the script runs with a
+    stand-in `compose` that records its arguments)."""
+    from nself_builtins.deploy import remote
+
+    release = tmp_path / "releases" / "r1"
+    release.mkdir(parents=True)
+    stub = (
+        "set -eu\n"
+        'compose() { echo "compose $*" >>"$LOG"; '
+        'case "$*" in *"config --services"*) printf "%s\\n" postgres nginx web web-2 web-3;; '
+        "esac; }\n"
+    )
+    log = tmp_path / "log"
+    done = subprocess.run(
+        ["sh", "-c", stub + remote.UP, "up", str(tmp_path), "r1", "demo", "60",
+         "web-2,gone-2", "web-3"],
+        capture_output=True, text=True, env={"LOG": str(log), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ups = [line.split(" up ", 1)[1] for line in log.read_text().splitlines() if " up " in line]
+    assert ups == [
+        "--detach --wait --wait-timeout 60 --remove-orphans postgres nginx web",
+        "--detach --wait --wait-timeout 60 --no-deps web-2",
+        "--detach --wait --wait-timeout 60 --no-deps web-3",
+    ]
+
+
+def test_rolling_stages_keep_all_but_one_replica_serving(nself_project: Path) -> None:
+    from nself_builtins.shared.service_replicas import rolling_stages
+
+    set_env(nself_project, CS_1_NAME="web", CS_1_IMAGE="example/web:1", CS_1_PORT="8001",
+            CS_1_REPLICAS="3", CS_2_NAME="api", CS_2_IMAGE="example/api:1", CS_2_PORT="8002",
+            CS_2_REPLICAS="2")  # fmt: skip
+    stack = plan(nself_project).stack
+    names = [s.name for s in stack.services]
+    stages = rolling_stages(stack, names, set(names))
+    assert stages[1:] == [["api-2", "web-2"], ["web-3"]]
+    assert "web" in stages[0] and "api" in stages[0] and "postgres" in stages[0]
+    # Nothing running yet (a first start): one stage, all at once.
+    assert rolling_stages(stack, names, set()) == [names]
+
+
+def test_functions_replicas_start_after_the_first(nself_project: Path, nself: Run) -> None:
+    set_env(nself_project, FUNCTIONS_ENABLED="true", FUNCTIONS_REPLICAS="3")
+    stack = plan(nself_project).stack
+    names = [s.name for s in stack.services if s.name.startswith("functions")]
+    assert names == ["functions", "functions-2", "functions-3"]
+    # they share node_modules: the others wait until the first one installed it
+    assert all("functions" in s.depends_on for s in stack.services if s.name in names[1:])
+    files = {f.path: str(f.content) for f in plan(nself_project).files}
+    assert "proxy_pass http://nself_replicas_functions;" in files["nginx/sites/functions.conf"]
+    set_env(nself_project, FUNCTIONS_REPLICAS="50")
+    r = nself("build", cwd=nself_project)
+    assert r.code == 1 and "FUNCTIONS_REPLICAS=50 is more than 20 replicas" in r.err

@@ -209,18 +209,30 @@ class Session:
         return done.returncode == 0, done.stdout + done.stderr
 
     def up(self, release: str, wait: int) -> tuple[bool, str, dict[str, str]]:
-        """Start ``release``: (compose said ok, its output, its services' config hashes)."""
+        """Start ``release``: (compose said ok, its output, its services' config hashes).
+        While a release serves, replicas are replaced one at a time."""
+        stages = self.rollout() if self.current else []
         done = self.server.run(
             remote.UP,
             self.server.path,
             release,
             self.config.project_name,
             str(wait),
-            timeout=wait + 300,
+            *(",".join(stage) for stage in stages),
+            timeout=(wait + 300) * (1 + len(stages)),
         )
         output, _sep, listed = done.stdout.partition("@services\n")
         hashes = dict(line.split()[:2] for line in listed.splitlines() if len(line.split()) >= 2)
         return done.returncode == 0, output + done.stderr, hashes
+
+    def rollout(self) -> list[list[str]]:
+        """The later stages of replacing this configuration's replicas one at a time."""
+        from nself_builtins.shared.service_replicas import rolling_stages
+        from nself_sdk import stack
+
+        planned = stack(self.config)
+        services = [s.name for s in planned.services]
+        return rolling_stages(planned, services, set(services))[1:]
 
     def containers(self) -> list[dict[str, object]]:
         """The project's containers (Compose's JSON), each with its ``RestartCount``."""

@@ -53,14 +53,38 @@ exit $rc
 
 # Brings the stack of one release up and waits for every service to be healthy; then
 # lists the release's services with their config hash after a marker line: the gate must
-# find each running in a container made from this release.
+# find each running in a container made from this release. Arguments after WAIT are the
+# later stages of a rollout (replicas, comma separated): everything else goes first, then
+# each stage once the one before is healthy, so a replicated service never stops whole.
+# A name this release does not have is skipped (a rollback to a release without it).
 UP = r"""
-P=$1; ID=$2; NAME=$3; WAIT=$4
+P=$1; ID=$2; NAME=$3; WAIT=$4; shift 4
+STAGES=$*
 cd "$P/releases/$ID"
 set -- --project-name "$NAME" --file docker-compose.yml --env-file .env.computed \
   --project-directory . --ansi never
 rc=0
-compose "$@" up --detach --wait --wait-timeout "$WAIT" --remove-orphans 2>&1 || rc=$?
+if [ -z "$STAGES" ]; then
+  compose "$@" up --detach --wait --wait-timeout "$WAIT" --remove-orphans 2>&1 || rc=$?
+else
+  all=$(compose "$@" config --services) || rc=$?
+  held=" $(echo "$STAGES" | tr ',' ' ') "
+  first=
+  for s in $all; do
+    case "$held" in *" $s "*) ;; *) first="$first $s" ;; esac
+  done
+  [ $rc -ne 0 ] || compose "$@" up --detach --wait --wait-timeout "$WAIT" --remove-orphans \
+    $first 2>&1 || rc=$?
+  for stage in $STAGES; do
+    [ $rc -eq 0 ] || break
+    names=
+    for s in $(echo "$stage" | tr ',' ' '); do
+      case " $(echo $all) " in *" $s "*) names="$names $s" ;; esac
+    done
+    [ -z "$names" ] || compose "$@" up --detach --wait --wait-timeout "$WAIT" --no-deps \
+      $names 2>&1 || rc=$?
+  done
+fi
 echo "@services"
 compose "$@" config --hash '*' 2>/dev/null || true
 exit $rc

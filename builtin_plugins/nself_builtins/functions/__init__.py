@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from nself_builtins.shared.service_replicas import count, count_problem, replicated
 from nself_builtins.shared.urls import public_url
 from nself_sdk import (
     Config,
@@ -85,6 +86,11 @@ def _adapt(config: Config, service: Service) -> Service:
 
 def _checks(config: Config) -> list[Problem]:
     """The runtime exits in a loop without a package.json and a lockfile: say so now."""
+    replicas = count_problem(config, "FUNCTIONS_REPLICAS")
+    return ([replicas] if replicas else []) + _folder_checks(config)
+
+
+def _folder_checks(config: Config) -> list[Problem]:
     folder = config.project_dir / "functions"
     if not (folder / "package.json").is_file():
         return [
@@ -109,6 +115,19 @@ def _checks(config: Config) -> list[Problem]:
 
 
 class FunctionsPlugin(ServicePlugin):
+    @hookimpl
+    def contribute_services(self, config: Config) -> list[Service]:
+        """The runtime, FUNCTIONS_REPLICAS times. The replicas share the node_modules
+        volume: the others start once the first is healthy (its install done), and
+        restarts replace them one at a time."""
+        if not self.running(config):
+            return []
+        members = replicated(self.container(config), count(config, "FUNCTIONS_REPLICAS"))
+        first = members[0].name
+        return [members[0]] + [
+            replace(m, depends_on=tuple(sorted({*m.depends_on, first}))) for m in members[1:]
+        ]
+
     @hookimpl
     def contribute_scaffold(self) -> list[GeneratedFile]:
         return [GeneratedFile(f"functions/{name}", text) for name, text in FILES.items()]
@@ -140,6 +159,14 @@ plugin = FunctionsPlugin(
     switch=Setting("FUNCTIONS_ENABLED", "false", "Run the functions runtime (host `functions`)."),
     image=Setting("FUNCTIONS_IMAGE", description="Functions runtime image."),
     routes=(Subdomain("FUNCTIONS_SUBDOMAIN", "functions", "Public subdomain of the functions."),),
+    settings=(
+        Setting(
+            "FUNCTIONS_REPLICAS",
+            "1",
+            "Containers of the functions runtime (1-20), balanced by nginx and replaced one "
+            "at a time by restarts and deploys.",
+        ),
+    ),
     env={"FUNCTIONS_URL": "http://functions:3000"},
     adapt=_adapt,
     checks=_checks,

@@ -103,7 +103,8 @@ def list_(
         where = "?" if row["url"] is None else row["url"] or "internal"
         port = "" if row["port"] is None else str(row["port"])
         template = row["template"] or "-"
-        info(f"{row['slot']:<6} {row['name']:<20} {template:<14} {port:<6} {where}")
+        copies = f"  ({row['replicas']} replicas)" if row["replicas"] > 1 else ""
+        info(f"{row['slot']:<6} {row['name']:<20} {template:<14} {port:<6} {where}{copies}")
 
 
 @app.command("remove")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nself_builtins.shared.service_replicas import count
 from nself_builtins.shared.slots import slots
 from nself_sdk import Config, NselfError, public_urls, stack
 
@@ -29,6 +30,7 @@ def custom_services(project: Path, config: Config) -> list[dict[str, Any]]:
             "build": slot.build,
             "image": slot.image,
             "code": bool(slot.build) and (project / slot.build).is_dir(),
+            "replicas": count(config, slot.prefix + "REPLICAS"),
         }
         for slot in slots(config)
     ]

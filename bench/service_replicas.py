@@ -1,0 +1,165 @@
+"""Benchmark request throughput through nginx to 1 and to 3 replicas of a custom service
+(not a test: figures go to docs/performance.md).
+
+One stack, two slots of the same image side by side: `one` (CS_1_REPLICAS=1: the route
+proxies to the service's name, looked up per request) and `three` (CS_2_REPLICAS=3: an
+upstream block over the replicas, passive health). Requests go to nginx on 127.0.0.1 only,
+from persistent HTTPS connections, bounded in time; the two routes are measured in turns.
+
+Two services:
+- `slow`: answers after 20 ms and handles one request at a time (a single-threaded app
+  waiting on its database): what replicas are for;
+- `static`: busybox httpd serving a small file: what the upstream block costs nginx.
+
+Needs the stand-in images (tests/standins/build.sh). Usage:
+
+    .venv/bin/python bench/service_replicas.py [--seconds 8] [--rounds 3] [--clients 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+TAG = os.environ.get("NSELF_STANDIN_TAG", "4")
+BIN = Path(sys.executable).parent
+DOMAIN = "local.nself.org"
+# One request at a time, 20 ms each: python3 is in the stand-in base.
+SLOW = """\
+FROM nself-standin/http:{tag}
+CMD ["python3", "-c", "import http.server as h, time\\nclass H(h.BaseHTTPRequestHandler):\\n    protocol_version = 'HTTP/1.1'\\n    def do_GET(self):\\n        time.sleep(0.02 if self.path != '/health' else 0)\\n        self.send_response(200); self.send_header('Content-Length', '3'); self.end_headers(); self.wfile.write(b'ok\\\\n')\\n    def log_message(self, *a): pass\\nimport os\\nh.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()"]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run(argv: list[str], cwd: Path, stdin: str | None = None) -> None:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, input=stdin)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
+
+
+def make_project(root: Path, image: str) -> tuple[Path, str, int]:
+    name = f"nselfbenchrep{uuid.uuid4().hex[:6]}"
+    folder = root / name
+    run([str(BIN / "nself"), "init", str(folder), "--name", name], root)
+    https = free_port()
+    lines = {
+        "HASURA_ENABLED": "false",
+        "AUTH_ENABLED": "false",
+        "POSTGRES_IMAGE": f"nself-standin/postgres:{TAG}",
+        "NGINX_IMAGE": f"nself-standin/nginx:{TAG}",
+        "NGINX_HTTP_PORT": str(free_port()),
+        "NGINX_HTTPS_PORT": str(https),
+        "SSL_MODE": "local",
+        # the load comes from this machine: dev does not rate-limit it
+    }
+    for n, (slot, replicas) in enumerate((("one", "1"), ("three", "3")), start=1):
+        lines.update(
+            {
+                f"CS_{n}_NAME": slot,
+                f"CS_{n}_IMAGE": image,
+                f"CS_{n}_PORT": "8001",
+                f"CS_{n}_SUBDOMAIN": slot,
+                f"CS_{n}_REPLICAS": replicas,
+            }
+        )
+    with (folder / ".env.local").open("a") as env:
+        env.writelines(f"{k}={v}\n" for k, v in lines.items())
+    run([str(BIN / "nself"), "start", "--timeout", "240"], folder)
+    return folder, name, https
+
+
+def load(port: int, host: str, seconds: float, clients: int, path: str) -> tuple[float, int]:
+    """Requests per second over ``clients`` persistent connections for ``seconds``."""
+    context = ssl._create_unverified_context()
+    counts = [0] * clients
+    failures = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(index: int) -> None:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+        while time.monotonic() < stop:
+            try:
+                conn.request("GET", path, headers={"Host": host})
+                response = conn.getresponse()
+                response.read()
+                if response.status == 200:
+                    counts[index] += 1
+                else:
+                    failures[index] += 1
+            except (OSError, http.client.HTTPException):
+                failures[index] += 1
+                conn.close()
+                conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.monotonic() - began), sum(failures)
+
+
+def bench(kind: str, image: str, root: Path, args: argparse.Namespace) -> None:
+    folder, name, port = make_project(root, image)
+    try:
+        path = "/" if kind == "slow" else "/index.html"
+        rates: dict[str, list[float]] = {"one": [], "three": []}
+        failed = 0
+        load(port, f"one.{DOMAIN}", 2, args.clients, path)  # warm: connections, caches
+        load(port, f"three.{DOMAIN}", 2, args.clients, path)
+        for _ in range(args.rounds):
+            for slot in ("one", "three"):
+                rate, failures = load(port, f"{slot}.{DOMAIN}", args.seconds, args.clients, path)
+                rates[slot].append(rate)
+                failed += failures
+        one, three = statistics.median(rates["one"]), statistics.median(rates["three"])
+        print(
+            f"{kind}: 1 replica {one:.0f} req/s, 3 replicas {three:.0f} req/s "
+            f"({three / one:.2f}x); median of {args.rounds} x {args.seconds:.0f}s, "
+            f"{args.clients} connections, {failed} failed; runs one={rates['one']} "
+            f"three={rates['three']}"
+        )
+    finally:
+        subprocess.run([str(BIN / "nself"), "down", "--volumes"], cwd=folder, capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=12)
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()}")
+    slow = f"nselfbench-slow:{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        run(["docker", "build", "-q", "-t", slow, "-"], root, SLOW.format(tag=TAG))
+        try:
+            bench("slow", slow, root, args)
+            bench("static", f"nself-standin/http:{TAG}", root, args)
+        finally:
+            subprocess.run(["docker", "rmi", "-f", slow], capture_output=True)
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
