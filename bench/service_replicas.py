@@ -35,10 +35,33 @@ from pathlib import Path
 TAG = os.environ.get("NSELF_STANDIN_TAG", "4")
 BIN = Path(sys.executable).parent
 DOMAIN = "local.nself.org"
-# One request at a time, 20 ms each: python3 is in the stand-in base.
+# One request at a time, 20 ms each (python3 is in the stand-in base).
+SLOW_APP = """\
+import http.server
+import os
+import time
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        time.sleep(0 if self.path == "/health" else 0.02)
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\\n")
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.HTTPServer(("", int(os.environ["PORT"])), Handler).serve_forever()
+"""
 SLOW = """\
 FROM nself-standin/http:{tag}
-CMD ["python3", "-c", "import http.server as h, time\\nclass H(h.BaseHTTPRequestHandler):\\n    protocol_version = 'HTTP/1.1'\\n    def do_GET(self):\\n        time.sleep(0.02 if self.path != '/health' else 0)\\n        self.send_response(200); self.send_header('Content-Length', '3'); self.end_headers(); self.wfile.write(b'ok\\\\n')\\n    def log_message(self, *a): pass\\nimport os\\nh.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()"]
+COPY app.py /app.py
+CMD ["python3", "/app.py"]
 """
 
 
@@ -119,7 +142,7 @@ def load(port: int, host: str, seconds: float, clients: int, path: str) -> tuple
 
 
 def bench(kind: str, image: str, root: Path, args: argparse.Namespace) -> None:
-    folder, name, port = make_project(root, image)
+    folder, _name, port = make_project(root, image)
     try:
         path = "/" if kind == "slow" else "/index.html"
         rates: dict[str, list[float]] = {"one": [], "three": []}
@@ -152,7 +175,11 @@ def main() -> None:
     slow = f"nselfbench-slow:{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        run(["docker", "build", "-q", "-t", slow, "-"], root, SLOW.format(tag=TAG))
+        context = root / "slow"
+        context.mkdir()
+        (context / "app.py").write_text(SLOW_APP)
+        (context / "Dockerfile").write_text(SLOW.format(tag=TAG))
+        run(["docker", "build", "-q", "-t", slow, str(context)], root)
         try:
             bench("slow", slow, root, args)
             bench("static", f"nself-standin/http:{TAG}", root, args)
