@@ -99,6 +99,18 @@ def sentinel_stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str]]:
         remove_project(name)
 
 
+def sentinel_logs(name: str) -> str:
+    """What the sentinels said (why a failover did not happen)."""
+    logs = []
+    for k in (1, 2, 3):
+        done = subprocess.run(
+            ["docker", "logs", "--tail", "40", f"{name}-redis-sentinel-{k}"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        logs.append(f"--- sentinel {k}\n{done.stdout}{done.stderr}")
+    return "\n".join(logs)
+
+
 def wait_for(check: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -129,7 +141,8 @@ def test_killing_the_master_promotes_the_replica_and_a_client_finds_it(
     assert (
         subprocess.run(["docker", "kill", f"{name}-redis-1"], capture_output=True).returncode == 0
     )
-    assert wait_for(lambda: redis_cli(name, MASTER + 'echo "$1"') == "redis-replica", 60)
+    promoted = wait_for(lambda: redis_cli(name, MASTER + 'echo "$1"') == "redis-replica", 60)
+    assert promoted, sentinel_logs(name)
     role = redis_cli(name, MASTER + 'redis-cli -h "$1" -p "$2" role | head -1')
     assert role == "master"
     assert redis_cli(name, MASTER + 'redis-cli -h "$1" -p "$2" get order') == "41"
