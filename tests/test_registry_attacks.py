@@ -202,6 +202,13 @@ def test_publish_never_re_releases_a_version(
     pack(env, "hello", "1.0.0", extra="# other bytes\n")
     later = publish_cli()
     assert later.code == 2 and "hello 1.0.0 was already published with other content" in later.err
+    # build metadata does not make another version (SemVer: the same precedence)
+    (env / "bundles" / "hello-1.0.0.tar.gz").unlink()
+    pack(env, "hello", "1.0.0+rebuilt")
+    spelled = publish_cli()
+    assert spelled.code == 2, spelled.output
+    assert "hello 1.0.0+rebuilt was already published with other content" in spelled.err
+    (env / "bundles" / "hello-1.0.0+rebuilt.tar.gz").unlink()
     # the very same bytes may come back
     (env / "bundles" / "hello-1.0.0.tar.gz").write_bytes(original)
     restored = publish_cli()
@@ -262,6 +269,38 @@ def test_a_known_version_with_other_bytes_is_refused_whatever_the_server_signs(
             )
         finally:
             del os.environ[keys.REGISTRY_KEYS_VAR]
+    assert (project / "plugins.lock").read_bytes() == lock_before
+
+
+def test_a_known_version_with_build_metadata_is_the_same_release(
+    env: Path,  # noqa: F811
+    trust: Trust,  # noqa: F811
+    project: Path,
+    nself: Run,
+) -> None:
+    """``1.0.0+rebuilt`` has the precedence of ``1.0.0``: offering it with other bytes is
+    changing a released version, not releasing a new one."""
+    pack(env, "hello", "1.0.0")
+    site = env / "site"
+    publish.publish(env / "bundles", site, trust.registry)
+    assert nself("plugin", "install", "--yes", "hello", cwd=project).code == 0
+    lock_before = (project / "plugins.lock").read_bytes()
+    old = json.loads((site / "index.json").read_text())["signed"]["artifacts"]
+    shutil.rmtree(env / "bundles")
+    swapped = publish.read_bundle(pack(env, "hello", "1.0.0+rebuilt", extra="# swapped\n"))
+    artifact = idx.sign_artifact(trust.registry, publish.artifact_for(swapped, "artifacts/h.tgz"))
+    shutil.copyfile(swapped.path, site / "artifacts" / "h.tgz")
+    kept = [idx.Artifact(**a) for a in old]
+    for offered in ([*kept, artifact], [artifact]):  # beside the original, or instead of it
+        write_index(site, idx.sign_index(trust.registry, "nself", 7, offered, timedelta(days=30)))
+        before = memory(env)
+        refused(
+            nself("plugin", "install", "--yes", "hello", "--force", cwd=project),
+            "hello 1.0.0" if len(offered) == 1 else "lists a plugin version twice",
+            project,
+            {"hello": "1.0.0"},
+        )
+        assert memory(env) == before
     assert (project / "plugins.lock").read_bytes() == lock_before
 
 

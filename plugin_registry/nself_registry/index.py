@@ -46,6 +46,12 @@ class IndexError_(NselfError):
     """The index cannot be trusted or used."""
 
 
+def release(name: str, version: str) -> str:
+    """``name@version`` of one release: SemVer's build metadata (``+...``) does not make
+    another version (it has the same precedence), so ``1.0.0+rebuilt`` is ``1.0.0``."""
+    return f"{name}@{version.split('+', 1)[0]}"
+
+
 @dataclass(frozen=True)
 class Artifact:
     """One packed plugin version the registry offers."""
@@ -77,7 +83,7 @@ class Artifact:
 
     @property
     def spec(self) -> str:
-        return f"{self.name}@{self.version}"
+        return release(self.name, self.version)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,7 +99,7 @@ class Released:
 
     @property
     def spec(self) -> str:
-        return f"{self.name}@{self.version}"
+        return release(self.name, self.version)
 
 
 @dataclass(frozen=True)

@@ -227,7 +227,7 @@ def publish(
     seen: set[str] = set()
     for archive in archives(bundles):
         bundle = read_bundle(archive)
-        spec = f"{bundle.name}@{bundle.version}"
+        spec = idx.release(bundle.name, bundle.version)
         if spec in seen:
             raise UsageError(f"{bundle.name} {bundle.version} is in {bundles} twice")
         seen.add(spec)
