@@ -37,7 +37,7 @@ recipe() {
   cat "$here/$1.Dockerfile"
   for f in "$here/$1"-*; do [ ! -f "$f" ] || cat "$f"; done
 }
-for svc in postgres nginx redis http certbot mailpit auth functions pgbouncer; do
+for svc in postgres nginx redis http certbot mailpit auth functions pgbouncer minio; do
   img="nself-standin/$svc:$tag"
   sum=$(recipe "$svc" | sha256sum | cut -c1-16)
   current=$(docker image inspect -f '{{index .Config.Labels "org.nself.standin.recipe"}}' "$img" 2>/dev/null || true)

@@ -115,6 +115,12 @@ http {{
         default upgrade;
         '' close;
     }}
+    # The port the client named in its Host header (":8443"), passed on with the name of
+    # the server that matched: S3 clients sign the Host header, port included.
+    map $http_host $nself_host_port {{
+        default '';
+        "~:(?<nself_port>[0-9]{{1,5}})$" :$nself_port;
+    }}
 
     include {ROOT}/sites/*.conf;
     # Hand-written overrides, included last; nself build never touches them.
@@ -271,7 +277,11 @@ def site(route: Route, config: Config, host: str, balanced: Upstream | None = No
         ]
     lines += [
         "        proxy_http_version 1.1;",
-        "        proxy_set_header Host $host;",
+        # The server's name with the port the client's Host header has: an S3 client
+        # signs the Host header as it sent it (MinIO checks the signature against the
+        # Host it gets), and $host alone drops the port. Never $http_host as such: with
+        # an absolute URL in the request line it is any name the client likes.
+        "        proxy_set_header Host $host$nself_host_port;",
         "        proxy_set_header X-Real-IP $remote_addr;",
         "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "        proxy_set_header X-Forwarded-Proto $scheme;",

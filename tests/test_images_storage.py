@@ -1,0 +1,112 @@
+"""S3 through nginx on a port other than 443: presigned URLs work.
+
+An S3 client signs the Host header as its URL has it, port included
+(``storage.<domain>:8443``), and MinIO recomputes the signature from the Host it is
+given. nginx's ``$host`` drops the port, so every request through a non-443 HTTPS port
+(a laptop, a server with 443 taken) failed with SignatureDoesNotMatch. nginx passes the
+Host header on as the client sent it.
+
+Real engine, Compose v2, the nginx stand-in and the MinIO stand-in (which checks AWS
+Signature V4 as MinIO does); the URLs are signed by botocore, a real S3 client.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shlex
+import ssl
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from docker_helpers import standin, use_standins
+from nself_sdk.testing import Result
+from test_runtime_e2e import DOMAIN, remove_project
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def storage_stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, int]]:
+    name = f"nselfs3{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / name
+    assert nself("init", str(folder), "--name", name).code == 0
+    _http, https = use_standins(folder, STORAGE_ENABLED="true", MINIO_IMAGE=standin("minio"))
+    try:
+        yield folder, https
+    finally:
+        remove_project(name)
+
+
+def computed(folder: Path) -> dict[str, str]:
+    values = {}
+    for line in (folder / ".env.computed").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, raw = line.partition("=")
+            values[key] = "".join(shlex.split(raw))
+    return values
+
+
+def send(port: int, url: str, method: str, body: bytes = b"") -> tuple[int, bytes]:
+    """``method`` on ``url`` through nginx on 127.0.0.1:port, Host as the URL has it."""
+    parts = http.client.urlsplit(url)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the dev certificate is self-signed
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=20, context=context)
+    try:
+        conn.request(method, f"{parts.path}?{parts.query}", body, {"Host": parts.netloc})
+        answer = conn.getresponse()
+        return answer.status, answer.read()
+    finally:
+        conn.close()
+
+
+def test_presigned_urls_work_through_a_non_443_port(
+    storage_stack: tuple[Path, int], nself: Run
+) -> None:
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    folder, https = storage_stack
+    started = nself("start", "--all", "--timeout", "120", cwd=folder)
+    assert started.code == 0, started.output
+    env = computed(folder)
+    public = env["S3_PUBLIC_ENDPOINT"]
+    assert public == f"https://storage.{DOMAIN}:{https}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=public,
+        aws_access_key_id=env["MINIO_ROOT_USER"],
+        aws_secret_access_key=env["MINIO_ROOT_PASSWORD"],
+        region_name=env["S3_REGION"],
+        config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+
+    def presign(operation: str, **params: str) -> str:
+        return str(client.generate_presigned_url(operation, Params=params, ExpiresIn=300))
+
+    assert send(https, presign("create_bucket", Bucket="uploads"), "PUT") == (200, b"")
+    put = presign("put_object", Bucket="uploads", Key="avatars/me.png")
+    assert send(https, put, "PUT", b"\x89PNG not really") == (200, b"")
+    status, body = send(https, presign("get_object", Bucket="uploads", Key="avatars/me.png"), "GET")
+    assert (status, body) == (200, b"\x89PNG not really")
+
+    # The stand-in does check: a URL signed for another host (here without the port) is
+    # refused as MinIO refuses it.
+    other = boto3.client(
+        "s3",
+        endpoint_url=f"https://storage.{DOMAIN}",
+        aws_access_key_id=env["MINIO_ROOT_USER"],
+        aws_secret_access_key=env["MINIO_ROOT_PASSWORD"],
+        region_name=env["S3_REGION"],
+        config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    unsigned_port = other.generate_presigned_url(
+        "get_object", Params={"Bucket": "uploads", "Key": "avatars/me.png"}, ExpiresIn=300
+    )
+    refused = send(https, unsigned_port.replace(f"{DOMAIN}/", f"{DOMAIN}:{https}/"), "GET")
+    assert refused[0] == 403 and b"SignatureDoesNotMatch" in refused[1], refused
