@@ -448,6 +448,15 @@ def test_a_wildcard_certificate_through_dns_01(site: Site, nself: Run) -> None:
         verified(site, host)
     code, report = status(nself, site)
     assert code == 0 and list(by_name(report)) == [wildcard]
+    # Revoking "the host's certificate" revokes the wildcard that serves it.
+    old = serial(site, API)
+    result = nself("ssl", "revoke", API, cwd=site.folder)
+    assert result.code == 0, result.output
+    new = serial(site, API)
+    assert site.pebble.revoked(old) and new != old and not site.pebble.revoked(new)
+    assert serial(site, SHOP) == new  # one certificate for every host
+    result = nself("ssl", "renew", "--force", "www.other.test", cwd=site.folder)
+    assert result.code == 1 and "no certificate covers www.other.test" in result.err
 
 
 def test_a_rate_limit_is_waited_out(site: Site, nself: Run, tmp_path: Path) -> None:

@@ -573,8 +573,15 @@ def renew(force: bool = False, dry_run: bool = False, by_hand: bool = False,
         prepare()
         state = load_state()
         account: Account | None = None
-        for name, names in plan().items():
-            if only and name not in only and not set(names) & set(only):
+        certificates = plan()
+        unknown = [
+            o for o in only or () if o not in certificates
+            and not any(covers(v, o) for v in certificates.values())
+        ]  # fmt: skip
+        if unknown:
+            raise Failure(f"no certificate covers {', '.join(unknown)}")
+        for name, names in certificates.items():
+            if only and name not in only and not any(covers(names, o) for o in only):
                 continue
             entry = state.setdefault(name, {})
             current = served(name)
@@ -641,14 +648,23 @@ def renew(force: bool = False, dry_run: bool = False, by_hand: bool = False,
     return results
 
 
+def covers(names: list[str], host: str) -> bool:
+    """Whether a certificate for ``names`` is valid for ``host`` (``*.`` one label deep)."""
+    parent = host.split(".", 1)[1] if "." in host else ""
+    return host in names or (bool(parent) and f"*.{parent}" in names)
+
+
 def revoke(name: str) -> dict[str, Any]:
-    """Revoke the certificate of ``name`` at the CA that issued it; the next renewal
-    replaces it (``nself ssl revoke`` runs one at once)."""
+    """Revoke the certificate ``name`` (or the one carrying host ``name``) at the CA that
+    issued it; the next renewal replaces it (``nself ssl revoke`` runs one at once)."""
     from acme import messages
     from cryptography import x509
 
     with locked():
-        names = plan().get(name)
+        certificates = plan()
+        if name not in certificates:  # a host: the certificate that covers it (a wildcard)
+            name = next((k for k, v in certificates.items() if covers(v, name)), name)
+        names = certificates.get(name)
         current = served(name)
         if names is None or current is None:
             raise Failure(f"no certificate named {name}")
