@@ -3,6 +3,8 @@ role may not do (real PostgreSQL 15, see pg_cluster.py; docs/plugins/security.md
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -262,3 +264,46 @@ def test_a_role_named_like_the_schema_is_refused(
         assert pg.sql("SELECT 1 FROM pg_namespace WHERE nspname = 'notes'", db) == []
     finally:
         pg.sql("DROP ROLE notes")
+
+
+def test_a_restore_loads_a_plugins_rows_as_its_role(
+    sandbox: Path, tmp_path: Path, nself: Any, pg: Cluster, db: str, monkeypatch: Any
+) -> None:
+    """COPY evaluates CHECK constraints as the restoring user: a plugin's function in one
+    must not get the superuser's rights through a backup (verify and restore)."""
+    monkeypatch.setenv("NSELF_PG_BINDIR", str(pg.bindir))
+    marker = Path(f"/tmp/nself-restore-pwned-{os.getpid()}")
+    marker.unlink(missing_ok=True)
+    up = f"""
+CREATE FUNCTION ok(x int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_setting('is_superuser') = 'on' THEN
+    EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {marker}''';
+  END IF;
+  RETURN true;
+END $$;
+CREATE TABLE items (x int CHECK (ok(x)));
+INSERT INTO items (x) VALUES (1), (2);
+"""
+    install(sandbox, tmp_path, up)
+    assert migrate(nself, sandbox).code == 0
+    made = nself("db", "backup", "--json", cwd=sandbox)
+    assert made.code == 0, made.output
+    name = json.loads(made.out[made.out.index("{") :])["name"]
+    try:
+        verified = nself("db", "backup", "verify", name, cwd=sandbox)
+        assert verified.code == 0, verified.output
+        assert not marker.exists()
+        pg.sql("DELETE FROM customers", db)
+        restored = nself("db", "restore", name, "--no-safety-backup", cwd=sandbox)
+        assert restored.code == 0, restored.output
+        assert not marker.exists()
+        assert pg.sql("SELECT x FROM notes.items ORDER BY x", db) == [(1,), (2,)]
+        assert pg.sql("SELECT count(*) FROM public.customers", db) == [(1,)]
+        owner = pg.sql("SELECT tableowner FROM pg_tables WHERE tablename = 'items'", db)
+        assert owner == [("nself_plugin_notes",)]
+    finally:
+        marker.unlink(missing_ok=True)
+        for (kept,) in pg.sql("SELECT datname FROM pg_database"):
+            if kept != db and kept.startswith(db[:30]):
+                pg.sql(f'DROP DATABASE "{kept}" WITH (FORCE)')

@@ -619,23 +619,58 @@ def _restore_into(
 ) -> list[str]:
     """pg_restore in parallel into ``database``; returns the database-bound entries left out."""
     main, bound = _split_toc(toc)
-    listing = tmpdir / "toc.list"
-    listing.write_text("\n".join(main) + "\n")
-    with transport.stage(listing) as staged_list:
-        transport.run_tool(
-            "pg_restore",
-            [
-                "--exit-on-error",
-                "--no-password",
-                f"--jobs={jobs()}",
-                "-L",
-                staged_list,
-                "-d",
-                database,
-                staged,
-            ],
-        )
+    rest, confined = _confined_data(main)
+
+    def restore(lines: list[str], *extra: str) -> None:
+        listing = tmpdir / "toc.list"
+        listing.write_text("\n".join(lines) + "\n")
+        with transport.stage(listing) as staged_list:
+            transport.run_tool(
+                "pg_restore",
+                [
+                    "--exit-on-error",
+                    "--no-password",
+                    f"--jobs={jobs()}",
+                    *extra,
+                    "-L",
+                    staged_list,
+                    "-d",
+                    database,
+                    staged,
+                ],
+            )
+
+    if not confined:
+        restore(main)
+        return bound
+    # COPY evaluates a table's CHECK constraints, domain checks and generated columns as
+    # the restoring user: a plugin's rows are loaded as its own role (SET ROLE), so a
+    # function of its schema never runs with the superuser's rights. Its triggers and
+    # indexes come after the data, as in one pass (post-data).
+    restore(rest, "--section=pre-data")
+    restore(rest, "--section=data")
+    for role, lines in sorted(confined.items()):
+        restore(lines, "--section=data", f"--role={role}")
+    restore(rest, "--section=post-data")
     return bound
+
+
+# A plugin bundle's database role (database.migrations.confine): its tables' rows are
+# restored as that role. The owner is the last field of a line of pg_restore --list.
+_CONFINED_OWNER = re.compile(r"^nself_plugin_[a-z0-9_]+$")
+
+
+def _confined_data(lines: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """(the other entries, the TABLE DATA entries of each plugin role)."""
+    rest: list[str] = []
+    confined: dict[str, list[str]] = {}
+    for line in lines:
+        owner = line.rsplit(" ", 1)[-1]
+        if " TABLE DATA " in line and _CONFINED_OWNER.match(owner):
+            confined.setdefault(owner, []).append(line)
+        else:
+            rest.append(line)
+    return rest, confined
 
 
 def _compare(conn: psycopg.Connection[Any], manifest: dict[str, Any], name: str) -> tuple[int, int]:
