@@ -373,6 +373,25 @@ CREATE VIEW totals AS SELECT id, total FROM orders;
     assert result.code == 0, result.out
 
 
+def test_the_search_path_as_postgresql_reads_it(project: Path, nself: Run) -> None:
+    # "$user" names a schema only when one has the role's name: tables land in public.
+    migration(project, "1_path", """\
+SET search_path TO "$user", public;
+CREATE TABLE invoices (id int PRIMARY KEY, tenant_id uuid);
+SET search_path TO app;
+CREATE TABLE notes (id int PRIMARY KEY, tenant_id uuid);
+RESET search_path;
+CREATE TABLE receipts (id int PRIMARY KEY, tenant_id uuid);
+""")  # fmt: skip
+    for table in ("invoices", "receipts"):
+        table_meta(project, table, "select_permissions:\n  - role: user\n    permission:\n"
+                   '      columns: "*"\n      filter: {}\n')  # fmt: skip
+    _r, data = harden(nself, project, "--layer", "authorization")
+    errors = sorted(i["message"].split(": ")[1].split(" has ")[0]
+                    for i in found(data, "tenancy", "error"))  # fmt: skip
+    assert errors == ["public.invoices", "public.receipts"], errors
+
+
 def test_tenant_writes_must_pin_the_tenant(project: Path, nself: Run) -> None:
     migration(project, "1_orders", ORDERS)
     table_meta(project, "orders", FILTERED + "insert_permissions:\n  - role: user\n"

@@ -428,12 +428,13 @@ class _State:
         )
 
     def set_variable(self, stmt: Any, where: str) -> None:
-        if (stmt.name or "").lower() != "search_path" or not stmt.args:
+        """Where the next unqualified names go: the first schema of the path ("$user" is
+        a schema only where one has the role's name; DEFAULT and RESET: public)."""
+        if (stmt.name or "").lower() != "search_path":
             return
-        first = stmt.args[0]
-        value = getattr(getattr(first, "val", None), "sval", None)
-        if isinstance(value, str) and value:
-            self.search_path = value
+        values = [getattr(getattr(arg, "val", None), "sval", None) for arg in stmt.args or ()]
+        named = [v for v in values if isinstance(v, str) and v and v != "$user"]
+        self.search_path = named[0] if named else "public"
 
 
 # -- pieces of the tree ------------------------------------------------------------------------
