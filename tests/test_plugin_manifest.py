@@ -267,7 +267,14 @@ def good_files() -> dict[str, str]:
         "migrations/0001_init.up.sql": "CREATE TABLE notes_items (id int);\n",
         "migrations/0001_init.down.sql": "DROP TABLE notes_items;\n",
         "migrations/0002_more.up.sql": "create table if not exists notes.tags (id int);\n",
-        "hasura/tables.yaml": "- table: {schema: notes, name: notes_items}\n",
+        "hasura/tables.yaml": (
+            "- table: {schema: notes, name: notes_items}\n  object_relationships:\n"
+            "  - name: tag\n    using:\n      manual_configuration:\n"
+            "        remote_table: {schema: notes, name: tags}\n"
+            "        column_mapping: {id: id}\n  select_permissions:\n"
+            "  - role: user\n    permission:\n      columns: [id]\n      filter:\n"
+            "        _exists: {_table: {schema: notes, name: tags}, _where: {}}\n"
+        ),
         "nginx/location.conf": "# comment\nproxy_read_timeout 30s;\n",
     }
 
@@ -310,6 +317,30 @@ def test_bundle_files_are_read_and_checked(tmp_path: Path) -> None:
             "  - role: user\n    permission: {columns: '*', filter: {}}\n"
             "    comment: {value_from_env: HASURA_GRAPHQL_ADMIN_SECRET}\n",
             "value_from_env would read Hasura's own environment",
+        ),
+        # Hasura evaluates a permission's filter with its own rights: an oracle on
+        # another schema's rows
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n  select_permissions:\n"
+            "  - role: public\n    permission:\n      columns: [id]\n      filter:\n"
+            "        _exists:\n          _table: {schema: auth, name: users}\n"
+            "          _where: {password_hash: {_like: 'a%'}}\n",
+            "an _exists filter reaches a table in the schema auth",
+        ),
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n  object_relationships:\n"
+            "  - name: owner\n    using:\n      manual_configuration:\n"
+            "        remote_table: users\n        column_mapping: {id: id}\n",
+            "a relationship reaches a table in the schema public",
+        ),
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n  array_relationships:\n"
+            "  - name: orders\n    using:\n      foreign_key_constraint_on:\n"
+            "        table: {schema: public, name: orders}\n        column: note_id\n",
+            "a relationship reaches a table in the schema public",
         ),
         (
             "hasura/tables.yaml",

@@ -1298,7 +1298,7 @@ def _check_hasura(c: _Collector, rel: str, text: str, schema: str) -> list[dict[
                 f"a plugin's metadata may only describe its own tables: schema: {schema}",
             )
             continue
-        for why in _hasura_entry_problems(entry):
+        for why in _hasura_entry_problems(entry, schema):
             c.add(
                 "database",
                 "hasura_metadata",
@@ -1338,7 +1338,16 @@ _HASURA_REFUSED = {
 }
 
 
-def _hasura_entry_problems(entry: dict[str, Any]) -> list[str]:
+# Where a table entry names another table: a relationship's, and a permission's `_exists`
+# (Hasura evaluates permission filters with its own rights, whatever the role may read).
+HASURA_TABLE_REFERENCES = {
+    "remote_table": "a relationship",
+    "foreign_key_constraint_on": "a relationship",
+    "_exists": "an _exists filter",
+}
+
+
+def _hasura_entry_problems(entry: dict[str, Any], schema: str) -> list[str]:
     problems = [
         _HASURA_REFUSED.get(key, f"{key!r} is not something a plugin's table entry may hold")
         for key in entry
@@ -1351,10 +1360,32 @@ def _hasura_entry_problems(entry: dict[str, Any]) -> list[str]:
             for key, value in item.items():
                 if key in HASURA_FROM_ENV:
                     problems.append(f"{key} would read Hasura's own environment")
+                elif key in HASURA_TABLE_REFERENCES:
+                    other = _hasura_table_named(key, value)
+                    if other is not None and other != schema:
+                        problems.append(
+                            f"{HASURA_TABLE_REFERENCES[key]} reaches a table in the schema "
+                            f"{other}: a plugin's metadata may only join its own tables"
+                        )
                 stack.append(value)
         elif isinstance(item, list):
             stack.extend(item)
     return problems
+
+
+def _hasura_table_named(key: str, value: Any) -> str | None:
+    """The schema of the table a reference names (a bare name is in public), or None."""
+    if key == "_exists":
+        value = value.get("_table") if isinstance(value, dict) else None
+    elif key == "foreign_key_constraint_on":
+        if not isinstance(value, dict) or "table" not in value:
+            return None  # a column of the entry's own table
+        value = value["table"]
+    if isinstance(value, str):
+        return "public"
+    if isinstance(value, dict):
+        return str(value.get("schema") or "public")
+    return None
 
 
 def check_requires_nself(manifest: Manifest, version: str) -> None:
