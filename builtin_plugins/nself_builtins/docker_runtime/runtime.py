@@ -128,12 +128,35 @@ class DockerRuntime:
         failed = fetch_images(engine, [service], lambda _progress: None)
         if service in failed:
             raise NselfError(f"{service}: {failed[service]}", self.pull_hint(service))
+        # `compose run` exits 0 whatever the command did (Compose 2.40): the container is
+        # started detached under a name of its own, and its exit status and output come
+        # from the engine; it is removed afterwards whatever happened.
+        import secrets
+
+        name = f"{engine.project}-{service}-run-{secrets.token_hex(6)}"
         done = engine.compose(
-            "run", "--rm", "--no-deps", "-T", "--quiet-pull", service, *argv, check=False
+            "run",
+            "--detach",
+            "--no-deps",
+            "--quiet-pull",
+            "--name",
+            name,
+            service,
+            *argv,
+            check=False,
         )
-        if done.returncode == 125 or "no such service" in (done.stderr or "").lower():
-            raise engine.compose_failure("run", done.stderr or done.stdout)
-        return ExecResult(done.returncode, done.stdout.encode(), done.stderr.encode())
+        client = engine.client()
+        try:
+            container = engine.api(lambda: client.containers.get(name))
+        except NselfError:
+            raise engine.compose_failure("run", done.stderr or done.stdout) from None
+        try:
+            status = engine.api(lambda: container.wait(timeout=None))
+            stdout = engine.api(lambda: container.logs(stdout=True, stderr=False))
+            stderr = engine.api(lambda: container.logs(stdout=False, stderr=True))
+        finally:
+            engine.api(lambda: container.remove(force=True, v=True))
+        return ExecResult(int(status.get("StatusCode", 1)), stdout, stderr)
 
     def exec_stream(
         self,
