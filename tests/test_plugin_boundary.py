@@ -140,6 +140,8 @@ def test_volumes_are_named_and_cannot_bind_the_host(tmp_path: Path, project: Pat
         ('env_prefix = "HASURA_GRAPHQL_"', "overlaps HASURA_"),
         ('env_prefix = "AUTH_SMTP_"', "overlaps AUTH_"),
         ('env_prefix = "NO_"', "would cover NO_COLOR"),
+        # Compose reads COMPOSE_PROFILES and the like from .env.computed
+        ('env_prefix = "COMPOSE_"', "overlaps COMPOSE_"),
     ],
 )
 def test_reserved_prefixes_cannot_be_taken(

@@ -126,6 +126,9 @@ RESERVED_PREFIXES = (
     "BACKUP_",
     "BASE_",
     "CADVISOR_",
+    # Docker Compose reads COMPOSE_* from the --env-file nself gives it (COMPOSE_PROFILES,
+    # COMPOSE_REMOVE_ORPHANS...), so a setting there would steer the project's Compose.
+    "COMPOSE_",
     "CS_",
     "DATABASE_",
     "DEPLOY_",
