@@ -109,11 +109,28 @@ def _node(host: str, first_line: str) -> str:
     )
 
 
+# A node is ready when it serves as the master, or as a replica whose link to the master is
+# up: a sentinel started before a replica is linked learns of it only at its next INFO
+# (every 10 s), and with no replica known it cannot fail over.
+NODE_HEALTH = HealthCheck(
+    (
+        "CMD-SHELL",
+        "redis-cli -h 127.0.0.1 info replication | "
+        "grep -q -e '^role:master' -e '^master_link_status:up'",
+    ),
+    interval="5s",
+    timeout="3s",
+    retries=10,
+    start_period="5s",
+)
+
+
 def master(service: Service) -> Service:
     """The stack's ``redis``, as the first master of the group."""
     return replace(
         service,
         command=("sh", "-c", _node("redis", "# nself: starts as the master")),
+        healthcheck=NODE_HEALTH,
         environment={
             **service.environment,
             "MAXMEMORY": "${REDIS_MAXMEMORY}",
@@ -123,14 +140,15 @@ def master(service: Service) -> Service:
 
 
 def replica(service: Service) -> Service:
-    """``redis-replica``: a replica of ``redis`` from its first start."""
+    """``redis-replica``: a replica of ``redis`` from its first start. It does not wait for
+    ``redis`` (it retries the link by itself): after a failover ``redis`` is the replica of
+    this one, and each waiting for the other would start neither."""
     return replace(
         master(service),
         name=REPLICA,
         title="Redis replica",
         command=("sh", "-c", _node(REPLICA, "replicaof redis 6379")),
         mounts=(Mount("redis_replica_data", "/data"),),
-        depends_on=(*service.depends_on, "redis"),
     )
 
 
@@ -180,7 +198,9 @@ def sentinels(service: Service) -> list[Service]:
             start_period="5s",
         ),
         mounts=(),
-        depends_on=("redis",),
+        # Both nodes ready (the replica linked), so each sentinel's first INFO finds the
+        # replica it would promote.
+        depends_on=("redis", REPLICA),
     )
     return [
         replace(m, environment={**m.environment, "SENTINEL_HOST": replica_host(SENTINEL, k)})
