@@ -237,7 +237,9 @@ def test_dependencies_must_be_installed_and_compatible(project: Path, tmp_path: 
 
 def test_builtin_name_cannot_be_taken(project: Path, tmp_path: Path) -> None:
     with pytest.raises(NselfError, match="a Python plugin named 'compose' is already installed"):
-        install_folder(project, make_bundle(tmp_path, "compose"))
+        # COMPOSE_ is a reserved prefix: the bundle needs one of its own to get this far
+        folder = make_bundle(tmp_path, "compose", extra='env_prefix = "WIDGETCO_"\n', service=False)
+        install_folder(project, folder)
 
 
 def test_pro_bundle_needs_a_licence(project: Path, tmp_path: Path) -> None:
