@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import gzip
 import io
+import shutil
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nself_builtins.plugins import install_archive, install_folder
-from nself_builtins.plugins.store import read_lock
+from nself_builtins.plugins.store import LockEntry, read_lock, tree_sha256, write_lock
 from nself_builtins.shared import boundary
 from nself_builtins.shared.manifest import lint_bundle
 from nself_sdk import NselfError
@@ -130,6 +132,33 @@ def test_volumes_are_named_and_cannot_bind_the_host(tmp_path: Path, project: Pat
 
 
 # -- settings ----------------------------------------------------------------------------
+
+
+def test_a_plugins_volume_never_is_another_plugins(
+    project: Path, tmp_path: Path, nself: Result
+) -> None:
+    """``ab`` with the volume ``c_data`` and ``ab-c`` with ``data`` both map to the volume
+    plugin_ab_c_data: the second install is refused, and a lock holding both (installed
+    before this rule, or by hand) stops the build."""
+    run: Any = nself
+    victim = make_bundle(tmp_path, "ab-c", extra=SERVICE + '[service.volumes]\ndata = "/d"\n')
+    thief = make_bundle(tmp_path, "ab", extra=SERVICE + '[service.volumes]\nc_data = "/x"\n')
+    assert run("plugin", "install", str(victim), "--yes", cwd=project).code == 0
+    lock = (project / "plugins.lock").read_bytes()
+    refusal = run("plugin", "install", str(thief), "--yes", cwd=project)
+    assert refusal.code == 1, refusal.output
+    assert "plugins ab-c and ab would both use the volume plugin_ab_c_data" in refusal.err
+    assert (project / "plugins.lock").read_bytes() == lock
+    assert not (project / "plugins" / "ab").exists()
+    shutil.copytree(thief, project / "plugins" / "ab")
+    entries = read_lock(project)
+    digest = tree_sha256(project / "plugins" / "ab")
+    entries["ab"] = LockEntry("ab", "1.0.0", digest, 3821, "free", "folder")
+    write_lock(project, entries)
+    built = run("build", cwd=project)
+    assert built.code == 1, built.output
+    assert "would both use the volume plugin_ab_c_data" in built.err
+    assert not (project / "docker-compose.yml").exists()
 
 
 @pytest.mark.parametrize(

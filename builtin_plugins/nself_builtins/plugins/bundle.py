@@ -26,6 +26,8 @@ from nself_sdk import (
     hookimpl,
 )
 
+from .store import volume_name
+
 if TYPE_CHECKING:
     from .store import LockEntry
 
@@ -282,11 +284,6 @@ class BundlePlugin:
                 )
             )
         return files
-
-
-def volume_name(plugin: str, key: str) -> str:
-    """The named volume holding a plugin's data (kept by `nself plugin remove`)."""
-    return "plugin_" + re.sub(r"[^a-z0-9_]", "_", plugin) + "_" + key
 
 
 def _has_password(value: str) -> bool:

@@ -11,8 +11,7 @@ def data_summary(project: Path, name: str) -> str:
     """What data the installed plugin ``name`` has: volumes and table prefix."""
     from nself_builtins.shared.manifest import load_bundle
 
-    from .bundle import volume_name
-    from .store import PLUGINS_DIR
+    from .store import PLUGINS_DIR, volume_name
 
     folder = project / PLUGINS_DIR / name
     if not (folder / "plugin.toml").is_file():
@@ -33,8 +32,7 @@ def data_summary(project: Path, name: str) -> str:
 def plugin_volumes(project: Path, name: str) -> list[str]:
     from nself_builtins.shared.manifest import load_bundle
 
-    from .bundle import volume_name
-    from .store import PLUGINS_DIR
+    from .store import PLUGINS_DIR, volume_name
 
     manifest = load_bundle(project / PLUGINS_DIR / name).manifest
     if manifest.service is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import tomllib
@@ -30,8 +31,10 @@ from nself_builtins.shared.manifest import (
     PORT_FIRST,
     PORT_LAST,
     Bundle,
+    Manifest,
     check_requires_nself,
     load_bundle,
+    parse_manifest,
     version_matches,
 )
 from nself_sdk import NselfError, nself_version, write_atomic
@@ -392,6 +395,8 @@ def _install_folder(
             "plugin names must be unique; uninstall the other one or rename the bundle",
         )
     check_dependencies(project, bundle, entries)
+    others = [_installed_manifest(project, name) for name in entries if name != manifest.name]
+    check_volumes([m for m in others if m is not None] + [manifest])
     if check_licence_with_hooks:
         check_licence(project, bundle)
     wanted = manifest.service.port if manifest.service is not None else None
@@ -575,6 +580,37 @@ class Loaded:
     bundle: Bundle
 
 
+def volume_name(plugin: str, key: str) -> str:
+    """The named volume holding a plugin's data (kept by `nself plugin remove`)."""
+    return "plugin_" + re.sub(r"[^a-z0-9_]", "_", plugin) + "_" + key
+
+
+def check_volumes(manifests: list[Manifest]) -> None:
+    """Refuse two plugins whose volumes get one name (``ab`` with ``c_data`` and ``ab-c``
+    with ``data`` are both ``plugin_ab_c_data``): one would mount the other's data, and
+    ``plugin remove --delete-data`` of one would delete it."""
+    owners: dict[str, str] = {}
+    for m in manifests:
+        for key in sorted(m.service.volumes) if m.service is not None else ():
+            name = volume_name(m.name, key)
+            other = owners.setdefault(name, m.name)
+            if other != m.name:
+                raise NselfError(
+                    f"plugins {other} and {m.name} would both use the volume {name}: one "
+                    "would read and write the other's data",
+                    f"remove one of them; nothing was changed (a plugin's volume key may "
+                    f"not make another plugin's name: {m.name}'s {key!r} or {other}'s)",
+                )
+
+
+def _installed_manifest(project: Path, name: str) -> Manifest | None:
+    try:
+        text = (project / PLUGINS_DIR / name / MANIFEST_FILE).read_text(encoding="utf-8")
+        return parse_manifest(text)
+    except (OSError, UnicodeDecodeError, NselfError):
+        return None  # refused on its own when the project loads
+
+
 def verified_bundles(project: Path) -> list[Loaded]:
     """Every bundle of the lock file, re-hashed and checked; a mismatch is an error."""
     entries = read_lock(project)
@@ -607,6 +643,7 @@ def verified_bundles(project: Path) -> list[Loaded]:
         if entry.checked_with != nself_version and bundle.manifest.requires_nself != "*":
             check_requires_nself(bundle.manifest, nself_version)
         loaded.append(Loaded(entry, bundle))
+    check_volumes([item.bundle.manifest for item in loaded])
     names = {item.entry.name for item in loaded}
     python: dict[str, str] | None = None
     for item in loaded:
