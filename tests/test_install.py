@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import urllib.request
@@ -187,3 +188,58 @@ def test_install_then_a_second_run_changes_nothing(
         fourth = server.run(*restore)
         assert fourth.returncode == 0 and "nothing changed: already installed" in fourth.stdout
         assert "12. the data: " + dump.name + " was restored by an earlier run" in fourth.stdout
+
+
+@pytest.mark.slow
+@needs_root_and_engine
+def test_install_obtains_certificates_from_an_acme_ca(tmp_path: Path, nself: Run) -> None:
+    # Production's default: ACME. The suite runs before the first start (the renewer cannot
+    # answer yet), the stack starts, and the CA (Debian's pebble) validates HTTP-01 through
+    # the new server's nginx.
+    import install_root
+    from acme_ca import Pebble
+
+    if not (shutil.which("pebble") and shutil.which("pebble-challtestsrv")):
+        pytest.fail("pebble is not installed (Debian: apt-get install pebble; scripts/test does)")
+    name = f"insa{uuid.uuid4().hex[:8]}"
+    source = tmp_path / "source"
+    assert nself("init", str(source), "--name", name, "--domain", DOMAIN).code == 0
+    http, https = free_port(), free_port()
+    (tmp_path / "pebble").mkdir()
+    pebble = Pebble(tmp_path / "pebble", http)
+    shutil.copy(pebble.ca, source / "acme-ca.pem")
+    set_env(source, ".env.prod", HASURA_ENABLED="false", AUTH_ENABLED="false",
+            MONITORING_ENABLED="false", POSTGRES_IMAGE=standin("postgres"),
+            NGINX_IMAGE=standin("nginx"), NGINX_HTTP_PORT=str(http), NGINX_HTTPS_PORT=str(https),
+            ACME_IMAGE=standin("certbot"), ACME_DIRECTORY_URL=pebble.directory,
+            ACME_CA_BUNDLE="acme-ca.pem", CS_1_NAME="api", CS_1_IMAGE=standin("http"),
+            CS_1_PORT="8001", CS_1_SUBDOMAIN="api")  # fmt: skip
+    for argv in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t",
+                                                  "commit", "-qm", "the project"]):  # fmt: skip
+        subprocess.run(["git", "-C", str(source), *argv], check=True, capture_output=True)
+    target = tmp_path / "srv" / name
+    host = f"api.{DOMAIN}"
+    try:
+        with install_root.server(tmp_path, binds=[tmp_path]) as server:
+            argv = ["nself", "install", "--domain", DOMAIN, "--path", str(target),
+                    "--from-git", f"file://{source}"]  # fmt: skip
+            first = server.run(*argv)
+            out = first.stdout + first.stderr
+            assert first.returncode == 0, out
+            assert "9. the hardening suite:" in out and "10. the stack: started" in out, out
+            assert "not obtained" not in out, out
+            # Served by the new server's nginx, chained to the CA's root, for the host name.
+            context = ssl.create_default_context(cadata=pebble.roots())
+            with (
+                socket.create_connection(("127.0.0.1", https), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname=host) as tls,
+            ):
+                assert tls.getpeercert() is not None
+            second = server.run(*argv)
+            again = second.stdout + second.stderr
+            assert second.returncode == 0, again
+            assert "11. certificates: every certificate is current" in again, again
+            assert "nothing changed: already installed" in again, again
+    finally:
+        _down(name)
+        pebble.close()
