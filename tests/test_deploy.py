@@ -324,6 +324,35 @@ def test_the_deployed_database_and_a_release_that_falls_over_later(
     verified = nself("db", "backup", "verify", manifest["name"], "--env", "staging", cwd=folder)
     assert verified.code == 0, verified.output
 
+    # A restore on the server: the dump is staged into the deployed postgres service over
+    # SSH, and the previous database (with the row written since) is kept there.
+    def server_sql(query: str, dbname: str = "nself") -> str:
+        done = subprocess.run(
+            ["docker", "exec", f"{name}-postgres-1", "psql", "-U", "postgres", "-d", dbname,
+             "-Atc", query],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    server_sql("INSERT INTO notes (body) VALUES ('after the backup')")
+    restored = nself("db", "restore", manifest["name"], "--env", "staging", cwd=folder)
+    assert restored.code == 0, restored.output
+    assert server_sql("SELECT count(*) FROM notes") == "3"
+    (kept,) = [
+        d for d in server_sql("SELECT datname FROM pg_database").split() if "__pre_restore_" in d
+    ]
+    assert kept in restored.out, restored.output
+    assert server_sql("SELECT count(*) FROM notes", kept) == "4"
+    staged = subprocess.run(
+        ["docker", "exec", f"{name}-postgres-1", "sh", "-c", "ls /tmp/nself-stage 2>/dev/null"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert staged.stdout.strip() == "", staged.stdout  # the staged dump is gone
+    pruned = nself("db", "backup", "prune", "--yes", "--env", "staging", cwd=folder)
+    assert pruned.code == 0 and kept in pruned.output, pruned.output
+    assert "__pre_restore_" not in server_sql("SELECT string_agg(datname, ' ') FROM pg_database")
+
     # The deployed stack is looked at with the usual commands and --env.
     status = nself("status", "--env", "staging", "--json", cwd=folder)
     assert status.code == 0, status.output
