@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -109,13 +110,39 @@ def test_round_trip_backup_verify_restore(target: Path, nself, pg: Cluster, db: 
 
 
 def test_restore_recreates_missing_roles(target: Path, nself, pg: Cluster, db: str) -> None:
-    name = backup(nself, target)["name"]
-    pg.sql("DROP OWNED BY app_reader; DROP ROLE app_reader", db)
-    r = nself("db", "restore", name, "--no-safety-backup", cwd=target)
-    assert r.code == 0, r.output
-    assert pg.sql("SELECT count(*) FROM pg_roles WHERE rolname = 'app_reader'") == [(1,)]
-    grants = pg.sql("SELECT has_table_privilege('app_reader', 'customers', 'SELECT')", db)
-    assert grants == [(True,)]
+    """The roles a cluster lacks come back with their settings and memberships (a rebuilt
+    server); the roles file is read by PostgreSQL's parser: only statements about those
+    roles run, one at a time, never anything else a line of it holds."""
+    pg.sql(
+        'DROP ROLE IF EXISTS "app member"; CREATE ROLE "app member" LOGIN;'
+        ' GRANT app_reader TO "app member";'
+        """ ALTER ROLE "app member" SET search_path TO 'x'"""
+    )
+    try:
+        name = backup(nself, target)["name"]
+        pg.sql('DROP OWNED BY app_reader; DROP ROLE "app member"; DROP ROLE app_reader', db)
+        roles = target / "backups" / f"{name}.globals.sql"
+        text = roles.read_text() + "CREATE ROLE zz_extra; CREATE TABLE planted (id int);\n"
+        roles.write_text(text)
+        manifest_file = target / "backups" / f"{name}.json"
+        manifest = json.loads(manifest_file.read_text())
+        manifest["globals_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+        manifest_file.write_text(json.dumps(manifest))
+        r = nself("db", "restore", name, "--no-safety-backup", cwd=target)
+        assert r.code == 0, r.output
+        assert pg.sql("SELECT count(*) FROM pg_roles WHERE rolname = 'app_reader'") == [(1,)]
+        grants = pg.sql("SELECT has_table_privilege('app_reader', 'customers', 'SELECT')", db)
+        assert grants == [(True,)]
+        assert pg.sql("SELECT pg_has_role('app member', 'app_reader', 'MEMBER')") == [(True,)]
+        assert pg.sql(
+            "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"
+            " WHERE r.rolname = 'app member'"
+        ) == [(["search_path=x"],)]
+        assert pg.sql("SELECT count(*) FROM pg_roles WHERE rolname = 'zz_extra'") == [(1,)]
+        assert pg.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'planted'") == [(0,)]
+    finally:
+        pg.sql("DROP TABLE IF EXISTS planted; DROP ROLE IF EXISTS zz_extra")
+        pg.sql('DROP ROLE IF EXISTS "app member"')
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupted", "wrong-hash", "no-manifest"])

@@ -600,18 +600,48 @@ def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None
         )
 
 
-def _missing_roles(conn: psycopg.Connection[Any], globals_sql: str) -> list[str]:
-    """Statements creating the roles of the backup that this cluster lacks."""
-    existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
-    statements: dict[str, list[str]] = {}
-    for line in globals_sql.splitlines():
-        match = re.match(r'^(CREATE|ALTER) ROLE ("(?:[^"]|"")+"|[^\s;]+)', line)
-        if match:
-            role = match.group(2)
-            plain = role[1:-1].replace('""', '"') if role.startswith('"') else role
-            if plain not in existing:
-                statements.setdefault(plain, []).append(line)
-    return [s for lines in statements.values() for s in lines]
+def _missing_roles(conn: psycopg.Connection[Any], globals_sql: str, name: str) -> list[str]:
+    """Statements recreating the roles of the backup that this cluster lacks: each role's
+    CREATE, ALTER and settings, and the memberships that involve one of them. The roles
+    file is read by PostgreSQL's parser (its psql meta-commands, ``\\restrict``, aside): any
+    other statement it holds is never run, and each one runs on its own."""
+    from pglast import parse_sql
+    from pglast.stream import RawStream
+
+    from .migrations.sqltext import statements
+
+    existing = {str(r[0]) for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+    text = "\n".join("" if line.startswith("\\") else line for line in globals_sql.splitlines())
+    found = statements(text, f"the roles file of backup {name}")
+
+    def role(spec: Any) -> str | None:  # a RoleSpec naming a role (not CURRENT_USER...)
+        spec = spec.get("RoleSpec", spec) if isinstance(spec, dict) else {}
+        return str(spec["rolename"]) if spec.get("roletype") == "ROLESPEC_CSTRING" else None
+
+    new: set[str] = set()
+    out: list[str] = []
+    for s in found:
+        if s.kind == "CreateRoleStmt" and s.node.get("role") not in existing:
+            new.add(str(s.node["role"]))
+            out.append(s.text)
+        elif (
+            s.kind in ("AlterRoleStmt", "AlterRoleSetStmt")
+            and not s.node.get("database")  # a setting of one database: not a role's own
+            and role(s.node.get("role")) in new
+        ):
+            out.append(s.text)
+    for s in found:
+        if s.kind != "GrantRoleStmt" or not s.node.get("is_grant"):
+            continue
+        granted = [str(p["AccessPriv"].get("priv_name")) for p in s.node.get("granted_roles", [])]
+        grantees = [role(g) for g in s.node.get("grantee_roles", [])]
+        involved = {*granted, *(g for g in grantees if g)}
+        if involved & new and involved <= existing | new:
+            (raw,) = parse_sql(s.text)
+            grant: Any = raw.stmt
+            grant.grantor = None  # this cluster's grantor: the role restoring
+            out.append(RawStream()(grant))
+    return out
 
 
 def _restore_into(
@@ -719,7 +749,7 @@ def verify(
             say(f"verifying {name}: restoring into scratch database {scratch}")
             with transport.stage(store.dump(name), run.key) as staged:
                 toc = _toc(transport, staged, name)
-                for statement in _missing_roles(admin, store.globals_file(name).read_text()):
+                for statement in _missing_roles(admin, store.globals_file(name).read_text(), name):
                     admin.execute(statement.encode())
                 _create_db(admin, scratch)
                 try:
@@ -836,7 +866,7 @@ def restore(
         try:
             with transport.stage(store.dump(name), run.key) as staged:
                 toc = _toc(transport, staged, name)
-                for statement in _missing_roles(admin, store.globals_file(name).read_text()):
+                for statement in _missing_roles(admin, store.globals_file(name).read_text(), name):
                     admin.execute(statement.encode())
                 result.update(
                     _restore_and_swap(
