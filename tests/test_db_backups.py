@@ -363,3 +363,39 @@ def test_a_database_owner_that_is_not_a_superuser_restores(
         drop_family(pg, db)
         pg.sql(f'CREATE DATABASE "{db}"')
         pg.sql("DROP ROLE IF EXISTS app_owner")
+
+
+def test_the_databases_settings_come_back_as_they_were(
+    target: Path, nself, pg: Cluster, db: str
+) -> None:
+    """The restored database gets the current one's settings: a search_path of several
+    schemas stays a list (given back as one string it named a single schema that does not
+    exist, and every unqualified table was gone), a role's setting in this database too."""
+    pg.sql(
+        "CREATE SCHEMA app; CREATE TABLE app.things (id int); INSERT INTO app.things VALUES (7)", db
+    )
+    pg.sql(f'ALTER DATABASE "{db}" SET search_path = app, "$user"')
+    pg.sql(f"ALTER DATABASE \"{db}\" SET work_mem = '8MB'")
+    pg.sql("DROP ROLE IF EXISTS app_timed; CREATE ROLE app_timed")
+    pg.sql(f"ALTER ROLE app_timed IN DATABASE \"{db}\" SET statement_timeout = '7s'")
+    settings = (
+        "SELECT coalesce(pg_get_userbyid(nullif(s.setrole, 0)), '-'), s.setconfig"
+        " FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase"
+        f" WHERE d.datname = '{db}' ORDER BY 1"
+    )
+    before = pg.sql(settings)
+    try:
+        name = backup(nself, target)["name"]
+        # the scratch database of a verify has PostgreSQL's default search_path: the schema
+        # compared is read with that path on both sides (here customers is not on the
+        # database's own path, so a foreign key's definition names its schema there)
+        r = nself("db", "backup", "verify", name, cwd=target)
+        assert r.code == 0, r.output
+        r = nself("db", "restore", name, cwd=target)
+        assert r.code == 0, r.output
+        assert pg.sql(settings) == before
+        assert pg.sql("SELECT id FROM things", db) == [(7,)]  # found through the search_path
+    finally:
+        drop_family(pg, db)
+        pg.sql(f'CREATE DATABASE "{db}"')
+        pg.sql("DROP ROLE IF EXISTS app_timed")

@@ -319,8 +319,21 @@ def snapshot_facts(
         row = conn.execute(query).fetchone()
         counts[key] = int(row[0]) if row else 0
     conn.execute("RESET max_parallel_workers_per_gather")
-    schema_lines = sorted(str(r[0]) for r in conn.execute(SCHEMA_SQL).fetchall())
-    return counts, schema_lines
+    return counts, schema_of(conn)
+
+
+def schema_of(conn: psycopg.Connection[Any], own_path: bool = False) -> list[str]:
+    """The schema lines. Definitions name a schema only when it is not on the search_path,
+    so they are read with PostgreSQL's default path, not the database's own setting (a
+    verify's scratch database has none); ``own_path``: with the database's own, as
+    manifests written before were."""
+    if own_path:
+        return sorted(str(r[0]) for r in conn.execute(SCHEMA_SQL).fetchall())
+    conn.execute('SET search_path TO "$user", public')
+    try:
+        return sorted(str(r[0]) for r in conn.execute(SCHEMA_SQL).fetchall())
+    finally:
+        conn.execute("RESET search_path")
 
 
 def restored_counts(conn: psycopg.Connection[Any], expected: dict[str, int]) -> dict[str, int]:
@@ -566,7 +579,7 @@ def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None
             " FROM pg_database WHERE datname = %s",
             (like,),
         ).fetchone()
-    if row is None:
+    if like is None or row is None:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
         return
     owner, encoding, collate, ctype, tablespace = row
@@ -587,17 +600,67 @@ def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None
             where,
         )
     )
-    for (setting,) in conn.execute(
-        "SELECT unnest(setconfig) FROM pg_db_role_setting s JOIN pg_database d"
-        " ON d.oid = s.setdatabase WHERE d.datname = %s AND s.setrole = 0",
+    _copy_settings(conn, like, name)
+
+
+# Settings whose stored value is a list of quoted names (``search_path = app, "$user"``):
+# given back as one literal they would become a single name. pg_dump's list
+# (``variable_is_guc_list_quote``, src/fe_utils/string_utils.c).
+LIST_SETTINGS = frozenset(
+    {
+        "local_preload_libraries",
+        "search_path",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "temp_tablespaces",
+        "unix_socket_directories",
+    }
+)
+
+
+def _copy_settings(conn: psycopg.Connection[Any], like: str, name: str) -> None:
+    """``ALTER DATABASE like SET ...`` and ``ALTER ROLE r IN DATABASE like SET ...`` again
+    for database ``name``."""
+    from psycopg import sql
+
+    for role, setting in conn.execute(
+        "SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END,"
+        " unnest(s.setconfig) FROM pg_db_role_setting s JOIN pg_database d"
+        " ON d.oid = s.setdatabase WHERE d.datname = %s ORDER BY s.setrole",
         (like,),
     ).fetchall():
         key, _, value = str(setting).partition("=")
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-                sql.Identifier(name), sql.Identifier(key), sql.Literal(value)
+        who = (
+            sql.SQL("ALTER DATABASE {}").format(sql.Identifier(name))
+            if role is None
+            else sql.SQL("ALTER ROLE {} IN DATABASE {}").format(
+                sql.Identifier(role), sql.Identifier(name)
             )
         )
+        conn.execute(
+            sql.SQL("{} SET {} TO {}").format(
+                who,
+                sql.Identifier(key),
+                sql.SQL(", ").join(sql.Literal(v) for v in _setting_values(key, value)),
+            )
+        )
+
+
+def _setting_values(key: str, value: str) -> list[str]:
+    """The value of a stored setting as ``SET`` takes it back: one literal, or for a list
+    of names each name (read by PostgreSQL's parser, as ``SET`` reads them)."""
+    if key.lower() not in LIST_SETTINGS:
+        return [value]
+    from pglast import parser
+
+    try:
+        tree = json.loads(parser.parse_sql_json(f"SET {key} TO {value}"))
+        (stmt,) = tree["stmts"]
+        args = stmt["stmt"]["VariableSetStmt"]["args"]
+        names = [str(a["A_Const"]["sval"]["sval"]) for a in args]
+    except (parser.ParseError, KeyError, TypeError, ValueError):
+        return [value]
+    return names or [value]
 
 
 def _missing_roles(conn: psycopg.Connection[Any], globals_sql: str, name: str) -> list[str]:
@@ -715,7 +778,11 @@ def _compare(conn: psycopg.Connection[Any], manifest: dict[str, Any], name: str)
         raise NselfError(
             f"backup {name}: restored row counts differ from the source: " + "; ".join(diffs[:5])
         )
-    if manifest.get("schema_sha256") and schema_hash(schema_lines) != manifest["schema_sha256"]:
+    if (
+        manifest.get("schema_sha256")
+        and schema_hash(schema_lines) != manifest["schema_sha256"]
+        and schema_hash(schema_of(conn, own_path=True)) != manifest["schema_sha256"]
+    ):
         before = set(manifest.get("schema") or [])
         after = set(schema_lines)
         changes = [f"-{x}" for x in sorted(before - after)] + [

@@ -256,6 +256,7 @@ backup() {
   export NSELF_DUMP_TMP="$tmp"
   psql -X -q -At -v ON_ERROR_STOP=1 -v project="${BACKUP_PROJECT:-}" <<SQL
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+SET LOCAL search_path TO "\$user", public;
 SELECT pg_export_snapshot() AS snap \gset
 \setenv NSELF_SNAPSHOT :snap
 \! sh /nself/backup.sh dump
