@@ -8,43 +8,18 @@ once the base backup is in place, and after the promotion (the settings not yet 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from pg_cluster import Cluster, archiving_cluster
+import test_db_pitr_timelines as timelines
+from pg_cluster import Cluster
+from test_db_pitr_timelines import noted, stamp
+from test_db_restore_faults import cli
 
 pytestmark = pytest.mark.postgres
-NSELF = str(Path(sys.executable).parent / "nself")
-
-
-@pytest.fixture
-def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    with archiving_cluster("nself-pitr-kill-") as c:
-        monkeypatch.setenv("NSELF_DB_URL", c.url("postgres"))
-        monkeypatch.setenv("NSELF_PG_BINDIR", str(c.bindir))
-        monkeypatch.setenv("NSELF_PITR_DATA_DIR", str(c.data))
-        monkeypatch.setenv("NSELF_PITR_ARCHIVE", str(c.archive))
-        monkeypatch.setenv("NSELF_PG_OS_USER", "postgres")
-        yield c
-
-
-def cli(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [NSELF, *args],
-        cwd=project,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+cluster = timelines.cluster  # the fixture: an archiving cluster this machine's nself drives
 
 
 def notes(c: Cluster) -> list[str]:
@@ -68,11 +43,8 @@ def test_a_recovery_killed_at_each_step_is_finished_or_undone(
     cluster.sql("CREATE TABLE ledger (id serial, note text)", "shop")
     assert cli(project, "db", "pitr", "backup").returncode == 0
     cluster.sql("INSERT INTO ledger (note) VALUES ('r1')", "shop")
-    time.sleep(1.1)
-    t1 = datetime.now(UTC)
-    time.sleep(1.1)
+    target = stamp(noted())
     cluster.sql("INSERT INTO ledger (note) VALUES ('r2')", "shop")
-    target = t1.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
 
     r = cli(project, "db", "pitr", "--target", target, "--yes", NSELF_TEST_KILL_AT=step)
     assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
