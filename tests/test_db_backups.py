@@ -145,7 +145,9 @@ def test_restore_recreates_missing_roles(target: Path, nself, pg: Cluster, db: s
         pg.sql('DROP ROLE IF EXISTS "app member"')
 
 
-@pytest.mark.parametrize("damage", ["truncated", "corrupted", "wrong-hash", "no-manifest"])
+@pytest.mark.parametrize(
+    "damage", ["truncated", "corrupted", "wrong-hash", "malformed", "no-manifest"]
+)
 def test_damaged_backups_are_refused_before_anything_changes(
     damage: str, target: Path, nself, pg: Cluster, db: str
 ) -> None:
@@ -162,6 +164,10 @@ def test_damaged_backups_are_refused_before_anything_changes(
         manifest = json.loads((folder / f"{name}.json").read_text())
         manifest["sha256"] = "0" * 64
         (folder / f"{name}.json").write_text(json.dumps(manifest))
+    elif damage == "malformed":  # any JSON may be in the file: one line, no traceback
+        manifest = json.loads((folder / f"{name}.json").read_text())
+        manifest["size"] = str(manifest["size"] + 1)
+        (folder / f"{name}.json").write_text(json.dumps(manifest))
     else:
         (folder / f"{name}.json").unlink()
     pg.sql("INSERT INTO customers (email) VALUES ('after@example.com')", db)
@@ -173,9 +179,11 @@ def test_damaged_backups_are_refused_before_anything_changes(
         "truncated": "is damaged: ",
         "corrupted": "sha256 does not match",
         "wrong-hash": "sha256 does not match",
+        "malformed": "manifest of backup " + name + " is malformed: size",
         "no-manifest": "has no manifest",
     }[damage]
-    assert expected in r.err and "nothing was changed" in r.err
+    assert expected in r.err and "nothing was changed" in r.err, r.output
+    assert "Traceback" not in r.output
     if damage == "truncated":
         assert "(truncated)" in r.err
     assert checksums(pg, db) == before  # the database was not touched

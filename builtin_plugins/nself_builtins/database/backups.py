@@ -44,7 +44,18 @@ if TYPE_CHECKING:
 
 FORMAT = 1
 SUFFIX = ".dump"
-REQUIRED = ("format", "name", "created", "size", "sha256", "globals_sha256", "database", "tables")
+# The fields every manifest has and what each holds (a file on disk: any JSON may be there).
+MANIFEST_TYPES = {
+    "format": int,
+    "name": str,
+    "created": str,
+    "size": int,
+    "sha256": str,
+    "globals_sha256": str,
+    "database": str,
+    "tables": dict,
+}
+REQUIRED = tuple(MANIFEST_TYPES)
 Say = Callable[[str], None]
 # Extensions whose objects live in one database only (pg_cron: cron.database_name).
 DATABASE_BOUND = ("pg_cron",)
@@ -504,6 +515,16 @@ def _disk_hint(exc: BaseException, folder: Path) -> BaseException:
 # -- integrity --------------------------------------------------------------------------------
 
 
+def _is(value: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if kind is dict:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and _is(v, int) for k, v in value.items()
+        )
+    return isinstance(value, kind)
+
+
 def check_integrity(store: Store, name: str) -> dict[str, Any]:
     """The manifest, after checking every file against it; nothing is touched."""
     hint = "pick another backup (`nself db backup list`); nothing was changed"
@@ -515,6 +536,9 @@ def check_integrity(store: Store, name: str) -> dict[str, Any]:
         raise NselfError(f"the manifest of backup {name} is unreadable: {exc}", hint) from None
     if not isinstance(manifest, dict) or any(k not in manifest for k in REQUIRED):
         raise NselfError(f"the manifest of backup {name} is incomplete", hint)
+    wrong = [k for k, kind in MANIFEST_TYPES.items() if not _is(manifest[k], kind)]
+    if wrong:
+        raise NselfError(f"the manifest of backup {name} is malformed: {', '.join(wrong)}", hint)
     if manifest["format"] != FORMAT or manifest["name"] != name:
         raise NselfError(f"the manifest of backup {name} does not describe this backup", hint)
     dump = store.dump(name)
