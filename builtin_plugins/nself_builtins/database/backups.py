@@ -585,7 +585,7 @@ def _split_toc(lines: list[str]) -> tuple[list[str], list[str]]:
 # -- restore into a database ------------------------------------------------------------------
 
 
-def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None) -> None:
+def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None) -> list[str]:
     """A new database (never replacing one: an existing name is refused), with the owner,
     encoding, locale, tablespace and settings of ``like`` when it exists."""
     from psycopg import sql
@@ -605,7 +605,7 @@ def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None
         ).fetchone()
     if like is None or row is None:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-        return
+        return []
     owner, encoding, collate, ctype, tablespace = row
     # Naming a tablespace needs CREATE on it, even pg_default, which an owner that is not a
     # superuser lacks: the default is left unsaid.
@@ -624,7 +624,7 @@ def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None
             where,
         )
     )
-    _copy_settings(conn, like, name)
+    return _copy_settings(conn, like, name)
 
 
 # Settings whose stored value is a list of quoted names (``search_path = app, "$user"``):
@@ -642,10 +642,13 @@ LIST_SETTINGS = frozenset(
 )
 
 
-def _copy_settings(conn: psycopg.Connection[Any], like: str, name: str) -> None:
+def _copy_settings(conn: psycopg.Connection[Any], like: str, name: str) -> list[str]:
     """``ALTER DATABASE like SET ...`` and ``ALTER ROLE r IN DATABASE like SET ...`` again
-    for database ``name``."""
-    from psycopg import sql
+    for database ``name``; returns those this role may not set (a superuser's setting, an
+    owner that is not one), which are left out rather than failing the restore."""
+    from psycopg import errors, sql
+
+    refused: list[str] = []
 
     for role, setting in conn.execute(
         "SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END,"
@@ -661,13 +664,17 @@ def _copy_settings(conn: psycopg.Connection[Any], like: str, name: str) -> None:
                 sql.Identifier(role), sql.Identifier(name)
             )
         )
-        conn.execute(
-            sql.SQL("{} SET {} TO {}").format(
-                who,
-                sql.Identifier(key),
-                sql.SQL(", ").join(sql.Literal(v) for v in _setting_values(key, value)),
+        try:
+            conn.execute(
+                sql.SQL("{} SET {} TO {}").format(
+                    who,
+                    sql.Identifier(key),
+                    sql.SQL(", ").join(sql.Literal(v) for v in _setting_values(key, value)),
+                )
             )
-        )
+        except errors.InsufficientPrivilege:
+            refused.append(f"{key} = {value}" + (f" (role {role})" if role else ""))
+    return refused
 
 
 def _setting_values(key: str, value: str) -> list[str]:
@@ -987,7 +994,7 @@ def _restore_and_swap(
     incoming = journal.incoming_name(target, run.key)
     found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone()
     exists = found is not None
-    _create_db(admin, incoming, like=target)
+    refused = _create_db(admin, incoming, like=target)
     journal.checkpoint("created")
     mark = run.mark("incoming", target=target, backup=name, phase="restoring")
     swapped = False
@@ -1017,7 +1024,7 @@ def _restore_and_swap(
         if not swapped:
             _undo(admin, target, incoming, mark)
         raise
-    out: dict[str, Any] = {"previous": previous}
+    out: dict[str, Any] = {"previous": previous, "settings_left_out": refused}
     journal.checkpoint("swapped")
     if bound:
         _restore_bound(transport, staged, bound, target, tmpdir)

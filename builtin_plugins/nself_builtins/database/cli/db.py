@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from nself_sdk import NselfError, UsageError
-from nself_sdk.console import info, ok
+from nself_sdk.console import info, ok, warn
 
 from . import backup, migrate, pitr, pool, replica
 from .options import ConfirmOpt, DryRunOpt, EnvOpt, guard, resolve, size
@@ -97,6 +97,12 @@ def restore_cmd(
         )
     elif result.get("previous_dropped"):
         info("  the previous database was dropped (--no-safety-backup)")
+    if result.get("settings_left_out"):
+        warn(
+            "settings of the database this role may not set were left out of the restored"
+            " one: " + "; ".join(result["settings_left_out"]),
+            "a superuser can set them again (ALTER DATABASE / ALTER ROLE ... IN DATABASE)",
+        )
 
 
 @app.command("shell")
