@@ -134,6 +134,25 @@ def test_volumes_are_named_and_cannot_bind_the_host(tmp_path: Path, project: Pat
 # -- settings ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        'description = "fine\\u001b[1A\\u001b[2K  - nothing at all"',
+        'homepage = "https://x\\u001b]52;c;ZWNobw==\\u0007"',
+        'description = "two\\nlines"',
+    ],
+)
+def test_text_the_terminal_shows_holds_no_escape_sequence(
+    field: str, tmp_path: Path, project: Path
+) -> None:
+    """An escape sequence in a description would rewrite what the terminal shows, such as
+    the list of what the user approves."""
+    text = BASE.replace('description = "x"\n', field + "\n")
+    assert "must be one line of printable text" in refused(tmp_path, project, text)
+    setting = BASE + '[settings.PROBE_X]\ndescription = "a\\u001b[8mhidden"\n'
+    assert "must be one line of printable text" in refused(tmp_path / "s", project, setting)
+
+
 def test_a_plugins_volume_never_is_another_plugins(
     project: Path, tmp_path: Path, nself: Result
 ) -> None:

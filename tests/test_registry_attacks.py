@@ -339,6 +339,32 @@ def test_an_index_valid_too_far_ahead_is_refused(
     assert too_long.code == 2 and "--days must be between 1 and 90" in too_long.err
 
 
+def test_a_description_in_the_index_reaches_the_terminal_as_text(
+    env: Path,  # noqa: F811
+    trust: Trust,  # noqa: F811
+    project: Path,
+    nself: Run,
+) -> None:
+    """The index is signed, but its descriptions are the publishers' words: an escape
+    sequence in one is shown as text by `nself plugin search`, and a tier that is not a
+    word is refused."""
+    pack(env, "hello")
+    site = env / "site"
+    publish.publish(env / "bundles", site, trust.registry)
+    doc = json.loads((site / "index.json").read_text())
+    doc["signed"]["version"] = 2
+    doc["signed"]["artifacts"][0]["description"] = "hi\x1b[2K\x1b[1A\rall fine\x07"
+    write_index(site, resign(doc, trust.registry))
+    found = nself("plugin", "search", cwd=project)
+    assert found.code == 0, found.output
+    assert "\x1b" not in found.output and "\x07" not in found.output
+    assert "hi [2K [1A all fine" in found.out
+    doc["signed"]["version"] = 3
+    doc["signed"]["artifacts"][0]["tier"] = "pro\x1b[8m"
+    write_index(site, resign(doc, trust.registry))
+    one_error(nself("plugin", "search", cwd=project), "tier 'pro\\x1b[8m' is not a tier")
+
+
 def test_rollback_state_follows_the_registry_not_its_url(
     env: Path,  # noqa: F811
     trust: Trust,  # noqa: F811

@@ -311,6 +311,15 @@ def _released(raw: Any) -> Released:
     return found
 
 
+TIER = re.compile(r"^[a-z]{1,16}$")
+
+
+def printable(text: str) -> str:
+    """``text`` on one line without control characters (an escape sequence in a
+    description would move the cursor or rewrite what the terminal shows)."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)
+
+
 def _artifact(raw: Any) -> Artifact:
     import semver
 
@@ -329,12 +338,17 @@ def _artifact(raw: Any) -> Artifact:
             signature=str(raw["signature"]),
             tier=str(raw.get("tier", "free")),
             requires_nself=str(raw.get("requires_nself", "")),
-            description=str(raw.get("description", "")),
+            # shown by `nself plugin search`: no escape sequence reaches the terminal
+            description=printable(str(raw.get("description", ""))),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise IndexError_(f"registry index: an artifact entry lacks {exc}", HINT) from None
     if not NAME.match(artifact.name):
         raise IndexError_(f"registry index: {artifact.name!r} is not a plugin name", HINT)
+    if not TIER.match(artifact.tier):
+        raise IndexError_(
+            f"registry index: {artifact.name} tier {artifact.tier!r} is not a tier", HINT
+        )
     for label, value in (("version", artifact.version), ("min_nself", artifact.min_nself)):
         if not semver.Version.is_valid(value):
             raise IndexError_(

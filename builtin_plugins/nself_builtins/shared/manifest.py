@@ -444,6 +444,15 @@ def _str(
     return value
 
 
+def _printable(c: _Collector, table: str, data: dict[str, Any], key: str) -> None:
+    """Text nself shows (a description, a licence name) is one line of printable
+    characters: an escape sequence would rewrite what the terminal shows, such as the
+    list of what the user approves."""
+    value = data.get(key)
+    if isinstance(value, str) and not value.isprintable():
+        c.add(table, key, "must be one line of printable text (no control characters)")
+
+
 def _bool(c: _Collector, table: str, data: dict[str, Any], key: str) -> bool:
     value = data.get(key, False)
     if not isinstance(value, bool):
@@ -540,6 +549,8 @@ def _parse(text: str, source: str) -> tuple[Manifest | None, list[Problem]]:
             "use MAJOR.MINOR.PATCH, e.g. 1.0.0",
         )
     description = _str(c, "plugin", head, "description", required=True) or ""
+    for key in ("description", "license", "homepage"):
+        _printable(c, "plugin", head, key)
     tier = _str(c, "plugin", head, "tier") or "free"
     if tier not in TIERS:
         c.add("plugin", "tier", f"{tier!r} is not a licence tier", "use free or pro")
@@ -695,6 +706,7 @@ def _settings(c: _Collector, data: dict[str, Any], prefix: str) -> list[SettingS
         if default is not None and not isinstance(default, str):
             c.add(table, "default", "must be a string, number or boolean")
             default = None
+        _printable(c, table, spec, "description")
         secret = _bool(c, table, spec, "secret")
         generate = _str(c, table, spec, "generate")
         if generate is not None and generate not in GENERATORS:
