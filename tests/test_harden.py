@@ -658,3 +658,38 @@ def test_hostile_metadata_is_named_not_followed(project: Path, nself: Run) -> No
     assert any("secret.yaml: outside hasura/, not read" in m for m in messages)
     assert any("bomb.yaml: not valid YAML (aliases (*name) are not read" in m for m in messages)
     assert result.code == 0, "nothing was read that could be checked"
+
+
+def test_migrate_create_tenant_extends_the_source_the_project_has(
+    project: Path, nself: Run
+) -> None:
+    # A Hasura project whose source is not called "default": the permissions go where
+    # databases.yaml reads them from, or Hasura never sees them.
+    databases = project / "hasura" / "metadata" / "databases"
+    (databases / "main" / "tables").mkdir(parents=True)
+    (databases / "databases.yaml").write_text(
+        "- name: main\n  kind: postgres\n  configuration:\n    connection_info:\n"
+        "      database_url: {from_env: HASURA_GRAPHQL_DATABASE_URL}\n"
+        '  tables: "!include main/tables/tables.yaml"\n'
+    )
+    (databases / "main" / "tables" / "tables.yaml").write_text("[]\n")
+    made = nself("db", "migrate", "create", "--tenant", "orders", cwd=project)
+    assert made.code == 0, made.output
+    assert "hasura/metadata/databases/main/tables/public_orders.yaml" in made.out
+    assert not (databases / "default").exists()
+    listing = (databases / "main" / "tables" / "tables.yaml").read_text()
+    assert listing == '- "!include public_orders.yaml"\n'
+    up = next(project.glob("migrations/*_create_orders/up.sql")).read_text()
+    assert "hasura/metadata/databases/main/tables/public_orders.yaml" in up
+    result, data = harden(nself, project, "--layer", "authorization")
+    assert result.code == 0, result.out
+    assert "4 permission(s) on 1 tenant table(s)" in found(data, "tenancy")[0]["message"]
+    # Tables listed inline in databases.yaml: said, nothing written.
+    (databases / "databases.yaml").write_text(
+        "- name: main\n  kind: postgres\n  configuration:\n    connection_info:\n"
+        "      database_url: {from_env: HASURA_GRAPHQL_DATABASE_URL}\n  tables: []\n"
+    )
+    before = sorted(p.name for p in (project / "migrations").iterdir())
+    refused = nself("db", "migrate", "create", "--tenant", "invoices", cwd=project)
+    assert refused.code == 1 and "lists its tables in databases.yaml itself" in refused.err
+    assert sorted(p.name for p in (project / "migrations").iterdir()) == before

@@ -33,7 +33,7 @@ def create_tenant_table(project: Path, table: str, name: str | None) -> list[str
             "remove it, or choose another table name",
         )
     folder = create(project, name or f"create_{table}")
-    up, down = migration_sql(table)
+    up, down = migration_sql(table, own.relative_to(project).as_posix())
     (folder / "up.sql").write_text(up, encoding="utf-8")
     (folder / "down.sql").write_text(down, encoding="utf-8")
     written = [f"{folder.relative_to(project)}/up.sql", "down.sql"]

@@ -93,18 +93,73 @@ def table_problem(table: str) -> str | None:
     return None
 
 
-def migration_sql(table: str) -> tuple[str, str]:
-    meta = f"{TABLES_DIR}/public_{table}.yaml"
-    return UP.format(table=table, meta=meta), DOWN.format(table=table)
+def migration_sql(table: str, meta: str = f"{TABLES_DIR}/public_{{table}}.yaml") -> tuple[str, str]:
+    """The migration of ``table``; ``meta`` names its permissions' file in the comment."""
+    return UP.format(table=table, meta=meta.format(table=table)), DOWN.format(table=table)
+
+
+def tables_listing(project: Path) -> Path:
+    """The ``tables.yaml`` Hasura reads the stack's source's tables from: the one
+    ``databases.yaml`` includes for its source ``default`` (else the source reading
+    HASURA_GRAPHQL_DATABASE_URL, else the first), or the CLI's default place without one."""
+    import yaml
+
+    from nself_sdk import NselfError
+
+    databases = project / DATABASES
+    if not databases.is_file():
+        return project / TABLES_DIR / "tables.yaml"
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def include(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+        return "!include " + str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+    Loader.add_constructor("!include", include)
+    try:
+        listed = yaml.load(databases.read_text(encoding="utf-8"), Loader=Loader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise NselfError(f"{DATABASES}: not readable ({exc})", "fix the file") from None
+    sources = [
+        s
+        for s in (listed if isinstance(listed, list) else ())
+        if isinstance(s, dict) and s.get("kind", "postgres") == "postgres"
+    ]
+
+    def reads_stack(source: dict[str, object]) -> bool:
+        return "HASURA_GRAPHQL_DATABASE_URL" in str(source.get("configuration"))
+
+    source = next(
+        (s for s in sources if s.get("name") == "default"),
+        next((s for s in sources if reads_stack(s)), sources[0] if sources else None),
+    )
+    if source is None:
+        raise NselfError(f"{DATABASES} lists no PostgreSQL source", "add the source default")
+    tables = source.get("tables")
+    if isinstance(tables, str) and tables.startswith("!include "):
+        import os
+
+        listing = Path(
+            os.path.normpath(databases.parent / tables.removeprefix("!include ").strip())
+        )
+        if listing.resolve().is_relative_to((project / "hasura").resolve()):
+            return listing
+    raise NselfError(
+        f"{DATABASES}: source {source.get('name')} lists its tables in databases.yaml itself "
+        "(or outside hasura/); nothing was written",
+        f"move them into {source.get('name')}/tables/tables.yaml (the Hasura CLI's layout, "
+        '`tables: "!include ..."`), then run the command again',
+    )
 
 
 def metadata_files(project: Path, table: str) -> dict[Path, str]:
-    """The files to write for ``table``'s permissions: its own file, the tables list with
-    it included, and the sources file when the project has none. Existing lists are kept
-    as they are and extended."""
-    tables = project / TABLES_DIR
+    """The files to write for ``table``'s permissions: its own file beside the tables list
+    Hasura reads, that list with it included, and the sources file when the project has
+    none. Existing lists are kept as they are and extended."""
+    listing = tables_listing(project)
+    tables = listing.parent
     files = {tables / f"public_{table}.yaml": METADATA.format(table=table)}
-    listing = tables / "tables.yaml"
     entry = f'- "!include public_{table}.yaml"\n'
     text = listing.read_text(encoding="utf-8") if listing.is_file() else ""
     if text.strip() in ("", "[]"):
