@@ -26,6 +26,9 @@ def mail_server(folder: Path, *files: str) -> None:
             MAIL_ENABLED="true",
             MAIL_PROVIDER="smtp",
             MAIL_SMTP_HOST="smtp.example.com",
+            # Auth logs in on every mail: outside dev a server without a user is refused.
+            MAIL_SMTP_USER="nself",
+            MAIL_SMTP_PASSWORD="smtp-password-for-tests-5f3a9c",
         )
 
 
@@ -41,8 +44,13 @@ def strong_secrets(folder: Path) -> dict[str, str]:
         "GRAFANA_ADMIN_PASSWORD",
     )
     values = {name: secrets.token_urlsafe(32) for name in names}
-    # Outside dev Auth needs a mail server too (not a secret, but a production setting).
-    mail = "MAIL_ENABLED=true\nMAIL_PROVIDER=smtp\nMAIL_SMTP_HOST=smtp.example.com\n"
+    # Outside dev Auth needs a mail server too (not a secret, but a production setting),
+    # with a login: Auth logs in on every mail.
+    values["MAIL_SMTP_PASSWORD"] = secrets.token_urlsafe(32)
+    mail = (
+        "MAIL_ENABLED=true\nMAIL_PROVIDER=smtp\nMAIL_SMTP_HOST=smtp.example.com\n"
+        "MAIL_SMTP_USER=nself\n"
+    )
     for name in (".env.secrets.staging", ".env.secrets.prod"):  # each target's own file
         path = folder / name
         path.write_text("".join(f"{k}={v}\n" for k, v in values.items()) + mail)

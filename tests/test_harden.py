@@ -40,7 +40,7 @@ def found(data: dict[str, Any], check: str, level: str | None = None) -> list[di
 def prod(project: Path, nself: Run) -> None:
     """Real secrets and a mail server for prod, so that only what a test breaks is wrong."""
     assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
-    set_env(project, ".env.prod", AUTH_SMTP_HOST="smtp.example.com")
+    set_env(project, ".env.prod", AUTH_SMTP_HOST="smtp.example.com", AUTH_SMTP_USER="nself")
 
 
 def migration(project: Path, name: str, sql: str) -> None:

@@ -73,6 +73,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for env in ("staging", "prod"):
         # Outside dev Auth needs a mail server, whether the mail plugin is on or not.
         set_env(folder, f".env.{env}", MAIL_PROVIDER="sendgrid", AUTH_SMTP_HOST="smtp.example.com")
+        set_env(folder, f".env.{env}", AUTH_SMTP_USER="apikey")  # Auth logs in on every mail
     for name in ("ntfy", "pgbouncer", "audit"):
         install_folder(folder, CATALOGUE / name, source="catalogue")
     return folder

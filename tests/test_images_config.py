@@ -87,3 +87,34 @@ def test_a_network_alias_cannot_shadow_a_service(project: Path, nself: Run) -> N
     assert "the network name 'mailhog' of service mail (mail) is already the name of " in (
         result.err
     )
+
+
+def test_production_auth_with_a_mail_server_but_no_login_is_refused(
+    project: Path, nself: Run
+) -> None:
+    # hasura-auth logs in on every mail, whatever the server offers (go/notifications/
+    # stdlib.go: sendMail calls Auth unconditionally, PLAIN by default): a relay without a
+    # login answers AUTH with an error, a login with an empty user fails, and every
+    # verification and password-reset mail with it.
+    assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    set_env(project, ".env.prod", MAIL_ENABLED="true", MAIL_PROVIDER="smtp")
+    set_env(project, ".env.prod", MAIL_SMTP_HOST="relay.internal", MAIL_SMTP_PORT="25")
+    refused = nself("build", "--env", "prod", cwd=project)
+    assert refused.code == 1
+    errors = [line for line in refused.err.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: Auth logs in to its mail server on every mail, and no SMTP user is set for "
+        "relay.internal: sign-up verification and password-reset mails would all fail"
+    ]
+    assert "MAIL_SMTP_USER" in refused.err and "Traceback" not in refused.output
+    set_env(project, ".env.prod", MAIL_SMTP_USER="nself")
+    set_env(project, ".env.secrets.prod", MAIL_SMTP_PASSWORD="relay-password-5f3a9c")
+    result = nself("build", "--env", "prod", cwd=project)
+    assert result.code == 0, result.output
+    values = computed(project)
+    assert (values["AUTH_SMTP_HOST"], values["AUTH_SMTP_USER"]) == ("relay.internal", "nself")
+
+    # AUTH_SMTP_HOST set by hand, without MAIL: the same rule.
+    set_env(project, ".env.prod", MAIL_ENABLED="false", AUTH_SMTP_HOST="smtp.example.com")
+    refused = nself("build", "--env", "prod", cwd=project)
+    assert refused.code == 1 and "no SMTP user is set for smtp.example.com" in refused.err

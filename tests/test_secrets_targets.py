@@ -80,6 +80,8 @@ def _old_project(project: Path) -> dict[str, str]:
         "MAIL_ENABLED": "true",
         "MAIL_PROVIDER": "smtp",
         "MAIL_SMTP_HOST": "smtp.example.com",
+        "MAIL_SMTP_USER": "relay-user-7c2f",  # Auth logs in on every mail
+        "MAIL_SMTP_PASSWORD": "Smtp-pw-kept-everywhere-4e8b2a9f",
     }
     set_env(project, ".env.secrets", **old)
     return old

@@ -133,6 +133,30 @@ def _adapt(config: Config, service: Service) -> Service:
     return replace(service, environment=env)
 
 
+# The dev catcher's name on the network (the mail plugin's alias): it accepts any login.
+CATCHER_HOST = "mailhog"
+
+
+def _login_problems(config: Config) -> list[Problem]:
+    """hasura-auth logs in on every mail whatever the server offers (go/notifications/
+    stdlib.go: sendMail calls Auth unconditionally, PLAIN unless AUTH_SMTP_AUTH_METHOD
+    says otherwise): a relay without logins answers AUTH with an error, an empty user is
+    refused, and each verification or reset mail fails with it."""
+    host = config.text("AUTH_SMTP_HOST")
+    if config.text("AUTH_SMTP_USER") or host == CATCHER_HOST:
+        return []
+    return [
+        Problem(
+            "error",
+            "Auth logs in to its mail server on every mail, and no SMTP user is set for "
+            f"{host}: sign-up verification and password-reset mails would all fail",
+            f"set MAIL_SMTP_USER, and MAIL_SMTP_PASSWORD in {secrets_file(config.env)} (or "
+            "AUTH_SMTP_USER and AUTH_SMTP_PASS); a relay that takes no login cannot carry "
+            "Auth's mail",
+        )
+    ]
+
+
 class AuthPlugin(ServicePlugin):
     """Auth: a mail server outside dev, and its part of the hardening suite."""
 
@@ -143,8 +167,10 @@ class AuthPlugin(ServicePlugin):
         with no server each one fails with a 500. Checked with the secrets, so a
         production build lists everything it lacks at once."""
         service = stack.service("auth")
-        if config.is_local or service is None or "AUTH_SMTP_HOST" in service.environment:
+        if config.is_local or service is None:
             return []
+        if "AUTH_SMTP_HOST" in service.environment:
+            return _login_problems(config)
         return [
             Problem(
                 "error",
