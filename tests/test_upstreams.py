@@ -60,7 +60,8 @@ def test_add_writes_the_env_file_and_the_build_regenerates_the_block(
     assert "include /tmp/nself/upstreams/nself_upstream_app.conf*;" in site
     assert "proxy_pass http://nself_upstream_app;" in site
     listed = (nself_project / "nginx/upstreams.list").read_text()
-    assert "nself_upstream_app app1 8080 weight=3 max_fails=2 fail_timeout=30s" in listed
+    # with an address beside it, the name is not the upstream's only server ("-")
+    assert "nself_upstream_app app1 8080 - weight=3 max_fails=2 fail_timeout=30s" in listed
     assert 'getent hosts "$host"' in (nself_project / "nginx/nself-run.sh").read_text()
 
     # Removing a generated file and building again brings it back: the env file is the truth.
@@ -166,7 +167,7 @@ def test_replicas_are_services_behind_one_upstream(nself_project: Path, nself: R
     )
     for k in (1, 2, 3):
         assert (
-            f"nself_replicas_web web-{k} 8001 weight=1 max_fails=1 fail_timeout=5s"
+            f"nself_replicas_web web-{k} 8001 alone weight=1 max_fails=1 fail_timeout=5s"
             in (files["nginx/upstreams.list"])
         )
     # A slot named like a replica is refused.
@@ -295,6 +296,55 @@ def test_two_servers_share_requests_and_one_stopped_loses_none(
         time.sleep(8)
     assert steady.failures == [], steady.failures[:5]
     assert steady.total >= 50 and steady.answers["one"] > 0
+
+
+# The server process goes away and comes back 3 s later; the container, its name and its
+# address stay (so nginx's start script has nothing new to resolve).
+COMEBACK = (
+    "trap 'exit 0' TERM INT; while :; do busybox httpd -f -p $PORT -h /www & "
+    "echo $! >/tmp/httpd.pid; wait $!; sleep 3; done"
+)
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("docker_engine")
+def test_the_only_server_of_an_upstream_is_never_skipped(
+    who_stack: tuple[Path, str, int, str], nself: Run
+) -> None:
+    """nginx never takes the only server of a group out (max_fails is ignored there); an
+    upstream's block has a placeholder beside it, so nself says so itself: one failed
+    request must not turn the next fail_timeout into 502s once the server is back."""
+    folder, name, https, _image = who_stack
+    image = f"{name}-comeback:1"
+    recipe = WHO.format(image=standin("http"), serve=COMEBACK)
+    done = docker("build", "-q", "-t", image, "-", input=recipe)
+    assert done.returncode == 0, done.stderr
+    try:
+        set_env(folder, ".env.local", CS_1_NAME="one", CS_1_IMAGE=image, CS_1_PORT="8080",
+                CS_1_ENV_WHO="one")  # fmt: skip
+        r = nself("start", "--timeout", "180", cwd=folder)
+        assert r.code == 0, r.output
+        r = nself("nginx", "upstream", "add", "solo", "--server", "one:8080", cwd=folder)
+        assert r.code == 0, r.output
+        loop = Loop(https, f"solo.{DOMAIN}")
+        assert loop.get()[0] == 200
+
+        container = f"{name}-one-1"
+        assert docker("exec", container, "sh", "-c", "kill $(cat /tmp/httpd.pid)").returncode == 0
+        assert loop.get()[0] == 502  # nothing listens: nginx says so
+
+        def back() -> bool:
+            probe = "busybox wget -q -O - http://127.0.0.1:8080/who"
+            return docker("exec", container, "sh", "-c", probe).returncode == 0
+
+        deadline = time.monotonic() + 20
+        while not back():
+            assert time.monotonic() < deadline, "the server did not come back"
+            time.sleep(0.2)
+        status, body = loop.get()  # at once, well inside fail_timeout (10 s)
+        assert status == 200, body
+    finally:
+        docker("rmi", "-f", image)
 
 
 @pytest.mark.docker
