@@ -69,6 +69,8 @@ def refused(tmp_path: Path, project: Path, text: str, files: dict[str, str] | No
         "SYS_TIME",
         "SETFCAP",
         "NOT_A_CAP",
+        "\u017fys_admin",  # the long s upper-cases to S
+        "CAP_CAP_SYS_ADMIN",
     ],
 )
 def test_capabilities_outside_the_allowlist_in_every_spelling(
@@ -84,6 +86,21 @@ def test_capabilities_outside_the_allowlist_in_every_spelling(
         errors = refused(tmp_path / key, project, text)
         assert repr(spelling) in errors
         assert "not allowed for plugins" in errors or "not a Linux capability" in errors
+
+
+@pytest.mark.parametrize(
+    ("listed", "named"),
+    [
+        ('"CHOWN", "cap_sys_admin", "chown"', "'cap_sys_admin' (SYS_ADMIN)"),
+        ('"KILL", "KILL", "\\tCAP_NET_ADMIN\\n"', "(NET_ADMIN)"),
+        ('"SETUID", "ALL", "setuid"', "'ALL' is not allowed"),
+    ],
+)
+def test_a_capability_hidden_among_allowed_ones_is_refused(
+    listed: str, named: str, tmp_path: Path, project: Path
+) -> None:
+    text = BASE + SERVICE + f"cap_add = [{listed}]\n"
+    assert named in refused(tmp_path, project, text)
 
 
 def test_allowed_capabilities_are_normalised(tmp_path: Path) -> None:
@@ -335,6 +352,13 @@ ROUTE = '[route]\nfragment = "nginx/location.conf"\n'
         ('add_header X-A "a\\"; include /etc/passwd; #";\n', "is not a valid argument"),
         ("proxy_read_timeout 30s\n", "does not end with ';'"),
         ("proxy_buffering on;\nproxy_buffering off;\n", "proxy_buffering is set twice"),
+        ("map $http_host $x { default 1; }\n", "blocks are not allowed"),
+        ("content_by_lua_block { os.execute('id') }\n", "content_by_lua_block directive"),
+        ("access_by_lua 'os.execute(\"id\")';\n", "the access_by_lua directive"),
+        ("location ~ ^/(.*)$ { proxy_pass http://hasura:8080/$1; }\n", "blocks are not allowed"),
+        ("} location /admin { proxy_pass http://hasura:8080; \n", "location.conf:1"),
+        ("gzip on; # ; include /etc/passwd;\ninclude\n/etc/passwd;\n", "the include directive"),
+        ("add_header X-A $secret\\;include;\n", "is not a valid argument"),
     ],
 )
 def test_nginx_fragments_hold_only_allowlisted_directives(
