@@ -235,7 +235,7 @@ def test_listed_cors_origins_build_in_prod(project: Path, nself: Run) -> None:
     result = nself("build", "--env", "prod", cwd=project)
     assert result.code == 0, result.output
     assert "CORS" not in result.err
-    cors = computed(project)["HASURA_GRAPHQL_CORS_DOMAIN_EFFECTIVE"]
+    cors = computed(project / ".nself/targets/prod")["HASURA_GRAPHQL_CORS_DOMAIN_EFFECTIVE"]
     assert cors == "https://*.shop.io,https://shop.io"
 
 

@@ -137,6 +137,10 @@ def test_deploy_rolls_back_by_itself_and_on_request(
         else None
     )
     assert after == local_compose
+    # What it shipped is staging's own build, written to .nself/targets/staging.
+    built = folder / ".nself" / "targets" / "staging"
+    for rel in ("docker-compose.yml", ".env.computed", "nginx/nginx.conf"):
+        assert (release_dir / rel).read_bytes() == (built / rel).read_bytes(), rel
 
     mark(folder, "release-two")
     second = nself("deploy", "staging", cwd=folder)

@@ -202,7 +202,10 @@ def test_certificates_of_a_stack_not_started_yet_are_not_an_error(
     # `nself install` runs the suite before the stack's first start, where the ACME
     # renewer (prod's default) cannot answer yet: an error there would stop every install.
     prod(project, nself)
+    # the server `nself install` prepared: prod builds into, and runs from, this folder
+    (project / ".nself" / "install.json").write_text('{"env": "prod"}')
     assert nself("build", "--env", "prod", cwd=project).code == 0
+    assert (project / "docker-compose.yml").is_file()
     _r, data = harden(nself, project, "--env", "prod", "--layer", "network")
     (certificate,) = found(data, "certificate")
     assert certificate["level"] == "warning", certificate

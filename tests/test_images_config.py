@@ -60,7 +60,7 @@ def test_production_auth_without_a_mail_server_is_refused(project: Path, nself: 
     set_env(project, ".env.secrets.prod", MAIL_SMTP_PASSWORD="server-token-secret-5f3a")
     result = nself("build", "--env", "prod", cwd=project)
     assert result.code == 0, result.output
-    assert computed(project)["AUTH_SMTP_HOST"] == "smtp.postmarkapp.com"
+    assert computed(project / ".nself/targets/prod")["AUTH_SMTP_HOST"] == "smtp.postmarkapp.com"
 
 
 def test_dev_auth_without_mail_signs_up_without_verification(project: Path, nself: Run) -> None:

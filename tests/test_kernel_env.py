@@ -48,7 +48,7 @@ def test_env_local_never_reaches_staging_or_prod(project: Path, nself: Run) -> N
     set_env(project, ".env.staging", B="staging")
     result = nself("build", "--env", "staging", cwd=project)
     assert result.code == 0, result.output
-    computed = read_computed(project)
+    computed = read_computed(project / ".nself/targets/staging")  # staging's own build
     assert (computed["A"], computed["B"], computed["ENV"]) == ("dev", "staging", "staging")
 
 
@@ -257,7 +257,7 @@ def test_prod_builds_with_real_secrets(project: Path, nself: Run) -> None:
     values = strong_secrets(project)
     result = nself("build", "--env", "prod", cwd=project)
     assert result.code == 0, result.output
-    computed = read_computed(project)
+    computed = read_computed(project / ".nself/targets/prod")
     assert computed["ENV"] == "prod"
     assert computed["POSTGRES_PASSWORD"] == values["POSTGRES_PASSWORD"]
     jwt = json.loads(computed["HASURA_GRAPHQL_JWT_SECRET"])

@@ -71,6 +71,10 @@ def strong_secrets(folder: Path, mail: bool = True, **extra: str) -> None:
         mail_server(folder)
 
 
+# Where a prod build on this machine goes (the local stack's files stay as they are).
+PROD = Path(".nself/targets/prod")
+
+
 def build(nself: Nself, folder: Path, *args: str) -> Result:
     result = nself("build", *args, cwd=folder)
     assert result.code == 0, result.output
@@ -153,7 +157,7 @@ def test_admin_in_env_local_never_reaches_prod(project: Path, nself: Nself) -> N
     set_env(project, ADMIN_ENABLED="true")  # .env.local applies to dev only
     strong_secrets(project)
     build(nself, project, "--env", "prod")
-    assert "admin" not in compose(project)["services"]
+    assert "admin" not in compose(project / PROD)["services"]
 
 
 # -- redis ---------------------------------------------------------------------------------
@@ -204,7 +208,7 @@ def test_storage_console_is_not_routed_in_prod_by_default(project: Path, nself: 
     set_env(project, ".env.prod", STORAGE_ENABLED="true", MONITORING_ENABLED="false")
     strong_secrets(project)
     build(nself, project, "--env", "prod")
-    sites = {p.stem for p in (project / "nginx" / "sites").glob("*.conf")}
+    sites = {p.stem for p in (project / PROD / "nginx" / "sites").glob("*.conf")}
     assert "storage" in sites and "storage-console" not in sites
 
 
@@ -226,7 +230,8 @@ def test_search_runs_in_production_mode_in_prod(project: Path, nself: Nself) -> 
     set_env(project, ".env.prod", SEARCH_ENABLED="true")
     strong_secrets(project)
     build(nself, project, "--env", "prod")
-    assert compose(project)["services"]["meilisearch"]["environment"]["MEILI_ENV"] == "production"
+    services = compose(project / PROD)["services"]
+    assert services["meilisearch"]["environment"]["MEILI_ENV"] == "production"
 
 
 # -- mail ------------------------------------------------------------------------------------
@@ -347,10 +352,10 @@ def test_provider_without_password_is_refused(project: Path, nself: Nself) -> No
 def test_monitoring_is_on_by_default_in_prod(project: Path, nself: Nself) -> None:
     strong_secrets(project)
     build(nself, project, "--env", "prod")
-    services = compose(project)["services"]
+    services = compose(project / PROD)["services"]
     assert set(services) >= MONITORING
     assert "redis-exporter" not in services  # no Redis, no exporter
-    grafana = site(project, "monitor")
+    grafana = site(project / PROD, "monitor")
     assert "http://grafana:3000" in grafana and "# private: its own login" in grafana
 
 
@@ -367,7 +372,7 @@ def test_monitoring_can_be_switched_off_in_prod(project: Path, nself: Nself) -> 
     set_env(project, ".env.prod", MONITORING_ENABLED="false")
     strong_secrets(project)
     build(nself, project, "--env", "prod")
-    assert not MONITORING & set(compose(project)["services"])
+    assert not MONITORING & set(compose(project / PROD)["services"])
 
 
 def test_grafana_provisioning_is_mounted_where_grafana_reads_it(

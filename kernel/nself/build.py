@@ -37,6 +37,8 @@ class Plan(Shown):
     stack: Stack[Any, Any, Any]
     files: list[GeneratedFile]
     warnings: list[Problem] = field(default_factory=list)
+    # Where the files go: the project folder, or the target's own (hook build_folder).
+    root: Path = Path()
 
 
 @dataclass(repr=False)
@@ -149,7 +151,19 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     _refuse_errors(warnings, pm.hook.validate_files(config=config, stack=stack, files=files))
     computed = envfiles.render_env({k: config.get(k) or "" for k in known}, COMPUTED_HEADER)
     files.append(GeneratedFile(envfiles.COMPUTED, computed, 0o600))
-    return Plan(config, stack, files, warnings)
+    return Plan(config, stack, files, warnings, output_folder(pm, project_dir, config.env))
+
+
+def output_folder(pm: Manager, project_dir: Path, env: str) -> Path:
+    """The folder target ``env``'s generated files are written to (hook ``build_folder``):
+    the project folder, or one inside its ``.nself/``."""
+    folder = pm.hook.build_folder(project_dir=project_dir, env=env)
+    if not folder:
+        return project_dir
+    rel = Path(folder)
+    if rel.is_absolute() or ".." in rel.parts or len(rel.parts) < 2 or rel.parts[0] != STATE_DIR:
+        raise NselfError(f"a plugin puts the build for {env} in {folder}, outside {STATE_DIR}/")
+    return project_dir / rel
 
 
 def _refuse_errors(warnings: list[Problem], answers: list[list[Problem]]) -> None:
@@ -297,27 +311,26 @@ def build(project_dir: Path, env: str | None = None, check: bool = False) -> Bui
     for ``rollback``).
     """
     result = plan(project_dir, env)
-    changes = diff(project_dir, result.files)
+    root = result.root  # the project folder, or the target's own (build_folder)
+    changes = diff(root, result.files)
     if check or not changes:
         return BuildResult(result, changes)
-    with writing(project_dir):
+    with writing(root):
         pm = result.config.pluginmanager or make_manager(project_dir)
-        previous = read_manifest(project_dir)
-        pm.hook.build_writing(project_dir=project_dir, changes=changes, manifest=previous)
+        previous = read_manifest(root)
+        pm.hook.build_writing(project_dir=root, changes=changes, manifest=previous)
         for item in result.files:
             if item.path in changes:
-                write_atomic(project_dir / item.path, item.content, item.mode)
+                write_atomic(root / item.path, item.content, item.mode)
         for path, what in changes.items():
             if what == "removed":
-                (project_dir / path).unlink()
+                (root / path).unlink()
         digests = {
-            f.path: _digest(
-                (project_dir / f.path).read_bytes() if f.keep_existing else _as_bytes(f)
-            )
+            f.path: _digest((root / f.path).read_bytes() if f.keep_existing else _as_bytes(f))
             for f in result.files
         }
         manifest = {"nself": __version__, "env": result.config.env, "files": digests}
-        write_atomic(project_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        write_atomic(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return BuildResult(result, changes)
 
 

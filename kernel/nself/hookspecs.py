@@ -95,6 +95,14 @@ def build_writing(project_dir: Path, changes: dict[str, str], manifest: dict[str
 
 
 @hookspec(firstresult=True)
+def build_folder(project_dir: Path, env: str) -> str | None:
+    """Where the build for target ``env`` writes its generated files, relative to
+    ``project_dir`` and inside ``.nself/`` (e.g. ``.nself/targets/staging``), so building
+    for a server never rewrites the stack running from the project folder; ``None``: the
+    project folder itself. The first answer wins."""
+
+
+@hookspec(firstresult=True)
 def rollback_build(project_dir: Path, manifest: dict[str, Any]) -> dict[str, str] | None:
     """Undo the last build in ``project_dir`` (locked) for ``nself build --rollback``:
     restore the files it replaced, remove those it created, and write back the manifest of

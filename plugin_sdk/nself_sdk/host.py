@@ -26,14 +26,23 @@ def plugin_manager(project: Path | None = None) -> Manager:
     return make_manager(project)
 
 
-def rollback(project: Path) -> dict[str, str]:
-    """Undo the last build through the plugin that keeps builds (``rollback_build``), with
-    the project locked as a build locks it: path -> restored | removed. The env files are
-    not touched."""
+def build_root(project: Path, env: str | None = None) -> Path:
+    """Where the build for ``env`` (default: the current target) writes its files: the
+    project folder, or the target's own folder inside ``.nself/`` (hook ``build_folder``)."""
+    from nself.envfiles import target_env
+
+    return _build.output_folder(make_manager(project), project, target_env(project, env))
+
+
+def rollback(project: Path, env: str | None = None) -> dict[str, str]:
+    """Undo the last build of ``env`` (default: the current target) through the plugin
+    that keeps builds (``rollback_build``), with its folder locked as a build locks it:
+    path -> restored | removed. The env files are not touched."""
     pm = make_manager(project)
-    with _build.writing(project, "restore"):
-        manifest = _build.read_manifest(project)
-        done: dict[str, str] | None = pm.hook.rollback_build(project_dir=project, manifest=manifest)
+    root = build_root(project, env)
+    with _build.writing(root, "restore"):
+        manifest = _build.read_manifest(root)
+        done: dict[str, str] | None = pm.hook.rollback_build(project_dir=root, manifest=manifest)
     if done is None:
         raise NselfError(
             "no plugin keeps previous builds, so there is nothing to roll back",
@@ -42,4 +51,11 @@ def rollback(project: Path) -> dict[str, str]:
     return done
 
 
-__all__ = ["Manager", "collect_files", "entry_point_plugins", "plugin_manager", "rollback"]
+__all__ = [
+    "Manager",
+    "build_root",
+    "collect_files",
+    "entry_point_plugins",
+    "plugin_manager",
+    "rollback",
+]

@@ -25,6 +25,7 @@ from nself_sdk import (
     Config,
     NselfError,
     UsageError,
+    build,
     find_project,
     load_config,
     plan,
@@ -397,13 +398,17 @@ def deploy(env: str | None, confirm: bool, say: Say, dry_run: bool = False) -> O
         require_confirmation(config, "deploy", confirm)
     server = Server.from_config(config)
     wait, watch, keep = settings(config)
-    stack = plan(config.project_dir, config.env)
+    # The target's own build (.nself/targets/ENV on a laptop): written, then shipped as
+    # it is, so `nself build --env ENV` shows what a deploy sends. --dry-run writes nothing.
+    stack = (
+        plan(config.project_dir, config.env)
+        if dry_run
+        else build(config.project_dir, config.env).plan
+    )
     for problem in stack.warnings:
         warn(problem.message, problem.hint)
     private = {Path(p) for p in (server.key, server.known_hosts) if p}
-    contents = collect(
-        config.project_dir, stack.stack, stack.files, private, write_missing=not dry_run
-    )
+    contents = collect(config.project_dir, stack.stack, stack.files, private, stack.root)
     for link in contents.skipped_links:
         warn(f"{link} is a link to nothing: not shipped")
     release: Release = pack(contents)

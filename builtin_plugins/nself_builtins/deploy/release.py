@@ -1,9 +1,10 @@
 """A release: the project's files as the target environment needs them, in one archive.
 
-The stack is generated for the target in memory (``plan``), so deploying never touches the
-files of the local build. Besides the generated files, a release holds only what the stack
-reads from the project folder: the sources of its bind mounts and the build contexts of
-its services (nginx overrides and certificates, plugin files, custom services' sources).
+The stack is the target's own build (``.nself/targets/ENV`` on a laptop), so deploying
+never touches the files of the local build. Besides the generated files, a release holds
+only what the stack reads from the project folder: the sources of its bind mounts and the
+build contexts of its services (nginx overrides and certificates, plugin files, custom
+services' sources).
 Env layers, local state, backups, VCS data and the deploy key never leave the machine; the
 server gets the resolved ``.env.computed`` only (mode 0600).
 """
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nself_sdk import GeneratedFile, Stack, write_atomic
+from nself_sdk import GeneratedFile, Stack
 
 # Top-level entries that stay on this machine.
 SKIP_TOP = {".git", ".hg", ".svn", ".nself", "backups", ".venv", "venv", ".ssh", ".aws"}
@@ -76,9 +77,12 @@ def collect(
     stack: Stack,
     generated: list[GeneratedFile],
     private: set[Path],
-    write_missing: bool = True,
+    built: Path | None = None,
 ) -> Contents:
-    """Every file of the release; ``private`` files (the deploy key...) are never shipped."""
+    """Every file of the release; ``private`` files (the deploy key...) are never shipped.
+    Files written once (a self-signed certificate) are read from the target's build in
+    ``built`` when it has them."""
+    built = built or project
     local_generated = _local_generated(project)
     private = {p.resolve() for p in private}
     out = Contents({}, set())
@@ -114,13 +118,10 @@ def collect(
             for name in sorted(names):
                 add(here / name)
     for item in generated:
-        target = project / item.path
+        target = built / item.path
         if item.keep_existing and target.is_file():
             out.files[item.path] = (target.read_bytes(), target.stat().st_mode & 0o777)
             continue
-        if item.keep_existing and write_missing:
-            # Written once, as `nself build` would, so later releases keep the same file.
-            write_atomic(target, item.content, item.mode)
         content = item.content.encode("utf-8") if isinstance(item.content, str) else item.content
         out.files[item.path] = (content, item.mode)
     out.files = dict(sorted(out.files.items()))

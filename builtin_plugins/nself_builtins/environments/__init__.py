@@ -7,6 +7,7 @@ The kernel picks the target from ``--env`` > ``NSELF_ENV`` > ``.nself/env`` (wri
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from nself_sdk import Config, Problem, hookimpl, safety_rule
@@ -57,3 +58,12 @@ def register_commands(app: Any) -> None:
     from .cli import app as commands
 
     app.add_typer(commands, rich_help_panel=PANEL)
+
+
+@hookimpl
+def build_folder(project_dir: Path, env: str) -> str | None:
+    """A server's build on a laptop goes to ``.nself/targets/ENV``: building for staging
+    or prod never rewrites the local stack's files (nor its dev certificate)."""
+    from nself_builtins.shared.placement import build_folder as folder
+
+    return folder(project_dir, env)

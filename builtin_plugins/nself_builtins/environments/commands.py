@@ -106,7 +106,11 @@ def status(env: str | None, as_json: bool) -> None:
             )
         layers.append(entry)
 
-    manifest_path = project / MANIFEST
+    from nself_builtins.shared.placement import build_folder
+
+    # the target's own build: the project folder, or .nself/targets/ENV for a server's
+    root = project / (build_folder(project, target) or "")
+    manifest_path = root / MANIFEST
     last: dict[str, Any] | None = None
     if manifest_path.is_file():
         try:
@@ -128,7 +132,7 @@ def status(env: str | None, as_json: bool) -> None:
         report["edited_by_hand"] = sorted(
             path
             for path, digest in last.get("files", {}).items()
-            if (project / path).is_file() and path != COMPUTED and _digest(project / path) != digest
+            if (root / path).is_file() and path != COMPUTED and _digest(root / path) != digest
         )
     if config is not None:
         try:
@@ -137,7 +141,7 @@ def status(env: str | None, as_json: bool) -> None:
             report["problem"] = exc.message
         else:
             report["out_of_date"] = result.changes
-            built = _built_settings(project)
+            built = _built_settings(root)
             if built is not None:
                 now = {k: config.get(k) or "" for k in config.names()}
                 changed = {k: "added" for k in now if k not in built}

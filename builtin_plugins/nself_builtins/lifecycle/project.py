@@ -83,16 +83,43 @@ class Project:
 def open_project(rebuild: bool, env: str | None = None) -> Project:
     """The project, rebuilt first when ``rebuild`` (cheap: only changed files are written)."""
     from nself_sdk import build, find_project, plan, runtime
+    from nself_sdk.envfiles import target_env
 
     folder = find_project()
     changes: dict[str, str] = {}
-    if rebuild:
+    if rebuild and target_env(folder, env) == "dev":
         result = build(folder, env)
         the_plan = result.plan
         changes = result.changes
     else:
         the_plan = plan(folder, env)
+        if rebuild:
+            elsewhere(the_plan.config)  # a server's stack: refused before anything is built
+            result = build(folder, env)  # this machine is the server (`nself install`)
+            the_plan, changes = result.plan, result.changes
     return Project(folder, the_plan.config, the_plan.stack, runtime(the_plan.config), changes)
+
+
+def elsewhere(config: Config) -> None:
+    """Refuse to start or restart a stack that runs on its server, not on this machine
+    (staging or prod on a laptop): nothing is built or contacted first."""
+    from nself_builtins.shared.placement import runs_here
+
+    if runs_here(config):
+        return
+    env = config.env
+    if config.text("DEPLOY_HOST").strip():
+        raise NselfError(
+            f"{env} runs on its server ({config.text('DEPLOY_HOST').strip()}): services there "
+            "change only through releases",
+            f"nself deploy {env} (it builds {env} into .nself/targets/{env} and ships it); "
+            "`nself start` runs the local stack",
+        )
+    raise NselfError(
+        f"no {env} server is configured, and {env} does not run on this machine",
+        f"set DEPLOY_HOST in .env.{env} and run `nself deploy {env}` (docs/deploy.md), or set "
+        f"up the server with `nself install`; `nself start` runs the local stack",
+    )
 
 
 def nginx_tested_first(project: Project, names: list[str]) -> None:

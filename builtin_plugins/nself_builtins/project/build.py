@@ -18,9 +18,9 @@ def run_build(
 ) -> None:
     """What `nself build` does once its options are parsed."""
     if undo:
-        if check or env is not None:
-            raise UsageError("--rollback cannot be combined with --check or --env")
-        restored = rollback(find_project())
+        if check:
+            raise UsageError("--rollback cannot be combined with --check")
+        restored = rollback(find_project(), env)
         if as_json:
             emit_json({"ok": True, "rolled_back": restored})
         else:
@@ -60,6 +60,7 @@ def summary_data(result: BuildResult, check: bool = False) -> dict[str, Any]:
         "urls": public_urls(plan.config, plan.stack),
         "files": [f.path for f in plan.files],
         "changes": result.changes,
+        "folder": _folder(result),
         "up_to_date": current,
         "warnings": [p.message for p in plan.warnings],
     }
@@ -75,6 +76,10 @@ def _summary(result: BuildResult) -> None:
         info("  urls:")
         for name, url in urls.items():
             info(f"    {name:<14} {url}")
+    if data["folder"] != ".":
+        info(
+            f"  files:    {data['folder']}/ ({data['env']}'s own; the local stack's are untouched)"
+        )
     changes: dict[str, str] = data["changes"]
     if changes:
         info(f"  changed ({len(changes)}):")
@@ -84,10 +89,17 @@ def _summary(result: BuildResult) -> None:
         info("  no changes: every generated file was already up to date")
 
 
+def _folder(result: BuildResult) -> str:
+    """Where the build's files are, relative to the project ("." for the project folder)."""
+    plan = result.plan
+    return plan.root.relative_to(plan.config.project_dir).as_posix()
+
+
 def _check_report(result: BuildResult) -> None:
     env = result.plan.config.env
     if result.changes:
-        info(f"the configuration is valid ({env}) but the generated files are stale:")
+        where = "" if _folder(result) == "." else f" in {_folder(result)}/"
+        info(f"the configuration is valid ({env}) but the generated files{where} are stale:")
         for path, what in result.changes.items():
             info(f"  would be {what}: {path}")
     else:

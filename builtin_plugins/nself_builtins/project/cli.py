@@ -50,7 +50,7 @@ def build(
     env: Annotated[str | None, typer.Option("--env", help="local, staging or prod.")] = None,
     rollback: Annotated[
         bool,
-        typer.Option("--rollback", help="Restore the files of the previous build."),
+        typer.Option("--rollback", help="Restore the files of the previous build (of --env)."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
 ) -> None:

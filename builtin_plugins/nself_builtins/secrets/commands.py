@@ -209,8 +209,13 @@ def _mode(path: Path) -> int:
 
 
 def _readable_files(project: Path) -> list[Path]:
-    candidates = [*(project / name for name in SECRETS_FILES), project / COMPUTED]
-    candidates += kept_files(project, COMPUTED)  # the kept builds' copies
+    from nself_builtins.shared.placement import TARGETS_DIR
+
+    candidates = [project / name for name in SECRETS_FILES]
+    # each build's .env.computed (the project's, the servers' in .nself/targets/ENV) and
+    # the kept builds' copies
+    for root in [project, *sorted((project / TARGETS_DIR).glob("*"))]:
+        candidates += [root / COMPUTED, *kept_files(root, COMPUTED)]
     return [p for p in candidates if p.is_file()]
 
 
