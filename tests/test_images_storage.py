@@ -18,6 +18,7 @@ import ssl
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -52,7 +53,7 @@ def computed(folder: Path) -> dict[str, str]:
 
 def send(port: int, url: str, method: str, body: bytes = b"") -> tuple[int, bytes]:
     """``method`` on ``url`` through nginx on 127.0.0.1:port, Host as the URL has it."""
-    parts = http.client.urlsplit(url)
+    parts = urlsplit(url)
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # the dev certificate is self-signed
