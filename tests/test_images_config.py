@@ -111,7 +111,7 @@ def test_production_auth_with_a_mail_server_but_no_login_is_refused(
     set_env(project, ".env.secrets.prod", MAIL_SMTP_PASSWORD="relay-password-5f3a9c")
     result = nself("build", "--env", "prod", cwd=project)
     assert result.code == 0, result.output
-    values = computed(project)
+    values = computed(project / ".nself/targets/prod")
     assert (values["AUTH_SMTP_HOST"], values["AUTH_SMTP_USER"]) == ("relay.internal", "nself")
 
     # AUTH_SMTP_HOST set by hand, without MAIL: the same rule.
