@@ -411,3 +411,31 @@ def test_the_databases_settings_come_back_as_they_were(
         drop_family(pg, db)
         pg.sql(f'CREATE DATABASE "{db}"')
         pg.sql("DROP ROLE IF EXISTS app_timed")
+
+
+def test_verify_leaves_no_role_behind(target: Path, nself, pg: Cluster, db: str) -> None:
+    """A verify only looks: the roles its scratch copy needs are created for it (without
+    login or any attribute) and dropped afterwards. A backup from elsewhere names that
+    cluster's superuser, with its password: verifying it never creates a login here."""
+    name = backup(nself, target)["name"]
+    pg.sql("DROP OWNED BY app_reader; DROP ROLE app_reader", db)
+    roles = target / "backups" / f"{name}.globals.sql"
+    text = roles.read_text() + (
+        "CREATE ROLE intruder;\n"
+        "ALTER ROLE intruder WITH SUPERUSER LOGIN PASSWORD 'known-to-someone-else';\n"
+        "CREATE ROLE intruder2 SUPERUSER LOGIN PASSWORD 'known-to-someone-else';\n"
+    )
+    roles.write_text(text)
+    manifest_file = target / "backups" / f"{name}.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["globals_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    manifest_file.write_text(json.dumps(manifest))
+    try:
+        r = nself("db", "backup", "verify", name, cwd=target)
+        assert r.code == 0, r.output  # the scratch copy had app_reader for its grants
+        left = pg.sql(
+            "SELECT rolname FROM pg_roles WHERE rolname IN ('app_reader', 'intruder', 'intruder2')"
+        )
+        assert left == []
+    finally:
+        pg.sql("DROP ROLE IF EXISTS intruder; DROP ROLE IF EXISTS intruder2")

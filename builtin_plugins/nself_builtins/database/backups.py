@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -694,13 +694,18 @@ def _setting_values(key: str, value: str) -> list[str]:
     return names or [value]
 
 
-def _missing_roles(conn: psycopg.Connection[Any], globals_sql: str, name: str) -> list[str]:
-    """Statements recreating the roles of the backup that this cluster lacks: each role's
-    CREATE, ALTER and settings, and the memberships that involve one of them. The roles
-    file is read by PostgreSQL's parser (its psql meta-commands, ``\\restrict``, aside): any
-    other statement it holds is never run, and each one runs on its own."""
+def _missing_roles(
+    conn: psycopg.Connection[Any], globals_sql: str, name: str, bare: bool = False
+) -> tuple[list[str], list[str]]:
+    """Statements recreating the roles of the backup that this cluster lacks, and their
+    names: each role's CREATE, ALTER and settings, and the memberships that involve one of
+    them; ``bare``: only each role, without login or any attribute (what a scratch copy
+    needs for its owners and grants). The roles file is read by PostgreSQL's parser (its
+    psql meta-commands, ``\\restrict``, aside): any other statement it holds is never run,
+    and each one runs on its own."""
     from pglast import parse_sql
     from pglast.stream import RawStream
+    from psycopg import sql
 
     from .migrations.sqltext import statements
 
@@ -717,15 +722,17 @@ def _missing_roles(conn: psycopg.Connection[Any], globals_sql: str, name: str) -
     for s in found:
         if s.kind == "CreateRoleStmt" and s.node.get("role") not in existing:
             new.add(str(s.node["role"]))
-            out.append(s.text)
+            bare_role = sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(s.node["role"]))
+            out.append(bare_role.as_string(conn) if bare else s.text)
         elif (
-            s.kind in ("AlterRoleStmt", "AlterRoleSetStmt")
+            not bare
+            and s.kind in ("AlterRoleStmt", "AlterRoleSetStmt")
             and not s.node.get("database")  # a setting of one database: not a role's own
             and role(s.node.get("role")) in new
         ):
             out.append(s.text)
     for s in found:
-        if s.kind != "GrantRoleStmt" or not s.node.get("is_grant"):
+        if bare or s.kind != "GrantRoleStmt" or not s.node.get("is_grant"):
             continue
         granted = [str(p["AccessPriv"].get("priv_name")) for p in s.node.get("granted_roles", [])]
         grantees = [role(g) for g in s.node.get("grantee_roles", [])]
@@ -735,7 +742,17 @@ def _missing_roles(conn: psycopg.Connection[Any], globals_sql: str, name: str) -
             grant: Any = raw.stmt
             grant.grantor = None  # this cluster's grantor: the role restoring
             out.append(RawStream()(grant))
-    return out
+    return out, sorted(new)
+
+
+def _drop_roles(conn: psycopg.Connection[Any], names: list[str]) -> None:
+    """Drop the roles a verify created for its scratch copy (gone with it by now)."""
+    import psycopg
+    from psycopg import sql
+
+    for role in names:
+        with suppress(psycopg.Error):  # another run's objects use it: it stays
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def _restore_into(
@@ -847,16 +864,22 @@ def verify(
             say(f"verifying {name}: restoring into scratch database {scratch}")
             with transport.stage(store.dump(name), run.key) as staged:
                 toc = _toc(transport, staged, name)
-                for statement in _missing_roles(admin, store.globals_file(name).read_text(), name):
-                    admin.execute(statement.encode())
-                _create_db(admin, scratch)
+                roles, created = _missing_roles(
+                    admin, store.globals_file(name).read_text(), name, bare=True
+                )
                 try:
-                    journal.set_mark(admin, scratch, run.mark("scratch", backup=name))
-                    _restore_into(transport, staged, toc, scratch, Path(tmp))
-                    with transport.connect(dbname=scratch) as conn:
-                        tables, rows = _compare(conn, manifest, name)
+                    for statement in roles:
+                        admin.execute(statement.encode())
+                    _create_db(admin, scratch)
+                    try:
+                        journal.set_mark(admin, scratch, run.mark("scratch", backup=name))
+                        _restore_into(transport, staged, toc, scratch, Path(tmp))
+                        with transport.connect(dbname=scratch) as conn:
+                            tables, rows = _compare(conn, manifest, name)
+                    finally:
+                        journal.drop(admin, scratch)
                 finally:
-                    journal.drop(admin, scratch)
+                    _drop_roles(admin, created)
         record.update(
             ok=True, tables=tables, rows=rows, seconds=round(time.monotonic() - started, 2)
         )
@@ -964,8 +987,11 @@ def restore(
         try:
             with transport.stage(store.dump(name), run.key) as staged:
                 toc = _toc(transport, staged, name)
-                for statement in _missing_roles(admin, store.globals_file(name).read_text(), name):
+                roles, created = _missing_roles(admin, store.globals_file(name).read_text(), name)
+                for statement in roles:
                     admin.execute(statement.encode())
+                if created:
+                    say("created the roles this cluster lacked: " + ", ".join(created))
                 result.update(
                     _restore_and_swap(
                         transport, run, manifest, name, staged, toc, Path(tmp), safety_backup, say
