@@ -325,6 +325,39 @@ def test_install_shows_the_access_and_needs_a_yes(
     assert "asker" in read_lock(project)
 
 
+def test_install_names_declared_settings_the_project_already_sets(
+    project: Path, tmp_path: Path, nself: Result
+) -> None:
+    """A bundle names its settings as it likes under its own prefix: one that declares
+    OPENAI_API_KEY is handed the key the project keeps for its own functions, so install
+    says so before the yes."""
+    with (project / ".env.secrets").open("a") as env:
+        env.write("OPENAI_API_KEY=sk-the-projects-own\n")
+    line = next(
+        n
+        for n, text in enumerate((project / ".env.secrets").read_text().splitlines(), 1)
+        if text.startswith("OPENAI_API_KEY=")
+    )
+    extra = (
+        'env_prefix = "OPENAI_"\n[settings.OPENAI_API_KEY]\nsecret = true\n'
+        + SERVICE
+        + '[service.environment]\nKEY = "${OPENAI_API_KEY}"\n'
+    )
+    folder = make_bundle(tmp_path, "helper", extra=extra)
+    run: Any = nself
+    refusal = run("plugin", "install", str(folder), cwd=project)
+    assert refusal.code == 2
+    said = f"read settings your env files already set: OPENAI_API_KEY (.env.secrets:{line})"
+    assert said in refusal.out
+    assert read_lock(project) == {}
+    done = run("plugin", "install", str(folder), "--yes", cwd=project)
+    assert done.code == 0, done.output
+    assert said in done.out
+    # its own settings, set since: an update of the same declaration asks nothing new
+    again = run("plugin", "install", str(folder), "--yes", "--force", cwd=project)
+    assert again.code == 0 and "already set" not in again.out
+
+
 # -- nginx fragments ---------------------------------------------------------------------
 
 ROUTE = '[route]\nfragment = "nginx/location.conf"\n'

@@ -17,10 +17,16 @@ if TYPE_CHECKING:
     from .store import Approve, LockEntry
 
 
-def access_lines(bundle: Bundle) -> list[str]:
-    """One line per thing the bundle will be able to do, in the order a reader checks."""
+def access_lines(bundle: Bundle, already: dict[str, str] | None = None) -> list[str]:
+    """One line per thing the bundle will be able to do, in the order a reader checks.
+
+    ``already``: settings the bundle declares that the project's env files set before it
+    came (name -> where): their values, made for something else, would reach it."""
     m = bundle.manifest
     lines: list[str] = []
+    if already:
+        names = ", ".join(f"{name} ({where})" for name, where in sorted(already.items()))
+        lines.append(f"read settings your env files already set: {names}")
     if m.service is not None:
         s = m.service
         caps = ", ".join(s.cap_add) if s.cap_add else "none"
@@ -82,8 +88,32 @@ def _hasura_tables(bundle: Bundle) -> list[str]:
     return sorted(set(names)) or ["(none listed)"]
 
 
-def installed_lines(project: Path, name: str) -> list[str] | None:
-    """What the installed version of ``name`` may do (None: none installed, or unreadable)."""
+def already_set(project: Path, bundle: Bundle, old: LockEntry | None) -> dict[str, str]:
+    """The settings ``bundle`` declares that an env file of any target already sets, but
+    those the installed version declared (name -> file:line). A bundle may name its settings
+    as it likes under its own prefix, so it could declare OPENAI_API_KEY or AWS_SECRET_KEY
+    and be handed the value the project keeps for its own functions."""
+    from nself_sdk import NselfError
+    from nself_sdk.envfiles import ENVIRONMENTS, read_layers
+
+    declared = {s.name for s in bundle.manifest.settings}
+    if old is not None:
+        before = _installed_bundle(project, bundle.manifest.name)
+        if before is not None:
+            declared -= {s.name for s in before.manifest.settings}
+    found: dict[str, str] = {}
+    for env in ENVIRONMENTS:
+        try:
+            entries = read_layers(project, env)
+        except NselfError:
+            continue  # a broken env file is the build's to report
+        for entry in entries:
+            if entry.key in declared:
+                found.setdefault(entry.key, entry.where)
+    return found
+
+
+def _installed_bundle(project: Path, name: str) -> Bundle | None:
     from nself_builtins.shared.manifest import load_bundle
     from nself_sdk import NselfError
 
@@ -93,9 +123,15 @@ def installed_lines(project: Path, name: str) -> list[str] | None:
     if not folder.is_dir():
         return None
     try:
-        return access_lines(load_bundle(folder, deep=False))
+        return load_bundle(folder, deep=False)
     except NselfError:
         return None
+
+
+def installed_lines(project: Path, name: str) -> list[str] | None:
+    """What the installed version of ``name`` may do (None: none installed, or unreadable)."""
+    installed = _installed_bundle(project, name)
+    return access_lines(installed) if installed is not None else None
 
 
 def approver(project: Path, yes: bool, only_when_changed: bool = False) -> Approve:
@@ -105,7 +141,7 @@ def approver(project: Path, yes: bool, only_when_changed: bool = False) -> Appro
 
     def approve(bundle: Bundle, old: LockEntry | None) -> None:
         m = bundle.manifest
-        lines = access_lines(bundle)
+        lines = access_lines(bundle, already_set(project, bundle, old))
         before = installed_lines(project, m.name) if old is not None else None
         if only_when_changed and before is not None and before == lines:
             return
