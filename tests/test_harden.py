@@ -473,6 +473,16 @@ def test_an_unparsable_migration_is_named_not_guessed_at(project: Path, nself: R
         "migrations/1_bad/up.sql:2: not checked, PostgreSQL's parser refuses it"
         in (warning["message"])
     )
+    # SQL nested deeper than the reader follows: named, never a traceback in every build.
+    deep = "SELECT 1 AS tenant_id"
+    for level in range(1500):
+        deep = f"SELECT * FROM ({deep}) s{level}"
+    migration(project, "1_bad", f"CREATE VIEW deep AS {deep};\n")
+    result, data = harden(nself, project, "--layer", "authorization")
+    assert result.code == 0, result.output
+    (warning,) = found(data, "conventions", "warning")
+    assert "migrations/1_bad/up.sql: not checked" in warning["message"], warning
+    assert "nested too deeply" in warning["message"]
 
 
 def test_cors_to_every_origin_is_tightened_by_fix(project: Path, nself: Run) -> None:

@@ -43,7 +43,7 @@ def conventions(schema: Any) -> list[Finding]:
         Finding(
             "conventions",
             "warning",
-            f"{where}: not checked, PostgreSQL's parser refuses it ({why})",
+            f"{where}: not checked, {why}",
             "fix the SQL: the tables it creates are unknown to the tenancy wall",
             layer="authorization",
         )

@@ -90,7 +90,8 @@ class Source:
 @dataclass
 class Schema:
     tables: dict[tuple[str, str], Table] = field(default_factory=dict)
-    # (where, why) for migrations the parser refused: their tables are not known.
+    # (where, why) for migrations not read (the parser refused them, nested too deeply):
+    # their tables are not known.
     unreadable: list[tuple[str, str]] = field(default_factory=list)
 
     def table(self, schema: str, name: str) -> Table | None:
@@ -150,15 +151,22 @@ def read(sources: Iterable[Source]) -> Schema:
     for source in sources:
         try:
             statements = parse_sql(source.sql)
+        except RecursionError:
+            schema.unreadable.append((source.where, "nested too deeply to read"))
+            continue
         except ParseError as exc:
             # args: (message, byte offset of the error in the text)
             offset = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else -1
             line = source.sql.encode()[:offset].count(b"\n") + 1
             at = f":{line}" if offset >= 0 else ""
-            schema.unreadable.append((f"{source.where}{at}", str(exc.args[0])))
+            why = f"PostgreSQL's parser refuses it ({exc.args[0]})"
+            schema.unreadable.append((f"{source.where}{at}", why))
             continue
         for raw in statements:
-            state.apply(raw.stmt, source.where)
+            try:
+                state.apply(raw.stmt, source.where)
+            except RecursionError:  # a statement nested deeper than Python's stack
+                schema.unreadable.append((source.where, "nested too deeply to read"))
     return schema
 
 
