@@ -59,6 +59,7 @@ def test_add_writes_the_env_file_and_the_build_regenerates_the_block(
     assert "server 10.0.0.7:8080 weight=1 max_fails=2 fail_timeout=30s;" in site
     assert "include /tmp/nself/upstreams/nself_upstream_app.conf*;" in site
     assert "proxy_pass http://nself_upstream_app;" in site
+    assert "proxy_connect_timeout 3s;" in site  # another server can answer
     listed = (nself_project / "nginx/upstreams.list").read_text()
     # with an address beside it, the name is not the upstream's only server ("-")
     assert "nself_upstream_app app1 8080 - weight=3 max_fails=2 fail_timeout=30s" in listed
@@ -77,6 +78,16 @@ def test_add_writes_the_env_file_and_the_build_regenerates_the_block(
     assert r.code == 0, r.output
     assert env_text(nself_project) == before
     assert not (nself_project / "nginx/sites/app.conf").exists()
+
+    # One server: nothing to go to instead, so nginx waits for its connection as on any
+    # route, and the start script is told the name is the only server ("alone").
+    r = nself("nginx", "upstream", "add", "solo", "--server", "app1:8080", cwd=nself_project)
+    assert r.code == 0, r.output
+    site = (nself_project / "nginx/sites/solo.conf").read_text()
+    assert "proxy_pass http://nself_upstream_solo;" in site
+    assert "proxy_connect_timeout" not in site
+    listed = (nself_project / "nginx/upstreams.list").read_text()
+    assert "nself_upstream_solo app1 8080 alone weight=1 max_fails=1 fail_timeout=10s" in listed
 
 
 @pytest.mark.parametrize(

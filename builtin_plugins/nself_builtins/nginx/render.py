@@ -273,8 +273,11 @@ def site(route: Route, config: Config, host: str, balanced: Upstream | None = No
         lines += [
             f"        proxy_pass http://{balanced.block};",
             "        proxy_next_upstream error timeout http_502 http_503;",
-            "        proxy_connect_timeout 3s;",
         ]
+        if len(balanced.servers) > 1:
+            # Another server can answer: don't wait long for a busy one's connection. With
+            # one server there is nothing to go to, so nginx waits as on any route.
+            lines.append("        proxy_connect_timeout 3s;")
     lines += [
         "        proxy_http_version 1.1;",
         # The server's name with the port the client's Host header has: an S3 client
