@@ -1,10 +1,13 @@
 """Benchmark request throughput through nginx to 1 and to 3 replicas of a custom service
 (not a test: figures go to docs/performance.md).
 
-One stack, two slots of the same image side by side: `one` (CS_1_REPLICAS=1: the route
-proxies to the service's name, looked up per request) and `three` (CS_2_REPLICAS=3: an
-upstream block over the replicas, passive health). Requests go to nginx on 127.0.0.1 only,
-from persistent HTTPS connections, bounded in time; the two routes are measured in turns.
+One stack, two slots of the same image side by side and three routes, measured in turns:
+`one` (CS_1_REPLICAS=1: the route proxies to the service's name, looked up per request),
+`solo` (an upstream of your own, `NGINX_UPSTREAM_SOLO_SERVERS=one:8001`: the same single
+container through an upstream block, which separates what the block costs from what the
+replicas give) and `three` (CS_2_REPLICAS=3: an upstream block over the replicas, passive
+health). Requests go to nginx on 127.0.0.1 only, from persistent HTTPS connections,
+bounded in time.
 
 Two services:
 - `slow`: answers after 20 ms and handles one request at a time (a single-threaded app
@@ -14,6 +17,7 @@ Two services:
 Needs the stand-in images (tests/standins/build.sh). Usage:
 
     .venv/bin/python bench/service_replicas.py [--seconds 8] [--rounds 3] [--clients 12]
+        [--kinds slow static]
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ def make_project(root: Path, image: str) -> tuple[Path, str, int]:
         "NGINX_HTTPS_PORT": str(https),
         "SSL_MODE": "local",
         # the load comes from this machine: dev does not rate-limit it
+        "NGINX_UPSTREAM_SOLO_SERVERS": "one:8001",
     }
     for n, (slot, replicas) in enumerate((("one", "1"), ("three", "3")), start=1):
         lines.update(
@@ -145,21 +150,22 @@ def bench(kind: str, image: str, root: Path, args: argparse.Namespace) -> None:
     folder, _name, port = make_project(root, image)
     try:
         path = "/" if kind == "slow" else "/index.html"
-        rates: dict[str, list[float]] = {"one": [], "three": []}
-        failed = 0
-        load(port, f"one.{DOMAIN}", 2, args.clients, path)  # warm: connections, caches
-        load(port, f"three.{DOMAIN}", 2, args.clients, path)
+        routes = ("one", "solo", "three")
+        rates: dict[str, list[float]] = {route: [] for route in routes}
+        failed = dict.fromkeys(routes, 0)
+        for route in routes:  # warm: connections, caches
+            load(port, f"{route}.{DOMAIN}", 2, args.clients, path)
         for _ in range(args.rounds):
-            for slot in ("one", "three"):
-                rate, failures = load(port, f"{slot}.{DOMAIN}", args.seconds, args.clients, path)
-                rates[slot].append(rate)
-                failed += failures
-        one, three = statistics.median(rates["one"]), statistics.median(rates["three"])
+            for route in routes:
+                rate, failures = load(port, f"{route}.{DOMAIN}", args.seconds, args.clients, path)
+                rates[route].append(rate)
+                failed[route] += failures
+        one, solo, three = (statistics.median(rates[route]) for route in routes)
+        runs = " ".join(f"{route}={[round(r) for r in rates[route]]}" for route in routes)
         print(
-            f"{kind}: 1 replica {one:.0f} req/s, 3 replicas {three:.0f} req/s "
-            f"({three / one:.2f}x); median of {args.rounds} x {args.seconds:.0f}s, "
-            f"{args.clients} connections, {failed} failed; runs one={rates['one']} "
-            f"three={rates['three']}"
+            f"{kind}: 1 replica {one:.0f} req/s, 1 through an upstream block {solo:.0f} req/s, "
+            f"3 replicas {three:.0f} req/s ({three / one:.2f}x); median of {args.rounds} x "
+            f"{args.seconds:.0f}s, {args.clients} connections; failed {failed}; runs {runs}"
         )
     finally:
         subprocess.run([str(BIN / "nself"), "down", "--volumes"], cwd=folder, capture_output=True)
@@ -170,6 +176,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=12)
+    parser.add_argument("--kinds", nargs="+", default=["slow", "static"])
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}")
     slow = f"nselfbench-slow:{uuid.uuid4().hex[:6]}"
@@ -181,8 +188,10 @@ def main() -> None:
         (context / "Dockerfile").write_text(SLOW.format(tag=TAG))
         run(["docker", "build", "-q", "-t", slow, str(context)], root)
         try:
-            bench("slow", slow, root, args)
-            bench("static", f"nself-standin/http:{TAG}", root, args)
+            if "slow" in args.kinds:
+                bench("slow", slow, root, args)
+            if "static" in args.kinds:
+                bench("static", f"nself-standin/http:{TAG}", root, args)
         finally:
             subprocess.run(["docker", "rmi", "-f", slow], capture_output=True)
     print(f"load average after: {os.getloadavg()}")
