@@ -392,6 +392,11 @@ ROUTE = '[route]\nfragment = "nginx/location.conf"\n'
         ("} location /admin { proxy_pass http://hasura:8080; \n", "location.conf:1"),
         ("gzip on; # ; include /etc/passwd;\ninclude\n/etc/passwd;\n", "the include directive"),
         ("add_header X-A $secret\\;include;\n", "is not a valid argument"),
+        # the private routes' login stays at nginx, whatever the header or the case
+        ("proxy_set_header X-Login $http_authorization;\n", "the login of the project's"),
+        ("proxy_set_header X-Login Basic-$HTTP_Authorization;\n", "the login of the project's"),
+        ("add_header X-Login $http_authorization always;\n", "the login of the project's"),
+        ("proxy_set_header Authorization $remote_user;\n", "nself sets this header"),
     ],
 )
 def test_nginx_fragments_hold_only_allowlisted_directives(

@@ -440,8 +440,20 @@ PROTECTED_RESPONSE_HEADERS = frozenset(
     }
 )
 PROTECTED_REQUEST_HEADERS = frozenset(
-    {"host", "x-real-ip", "x-forwarded-for", "x-forwarded-proto", "upgrade", "connection"}
+    {
+        "host",
+        "x-real-ip",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "upgrade",
+        "connection",
+        "authorization",
+    }
 )
+# The login nginx asks for on a private route (NGINX_AUTH_USER/NGINX_AUTH_PASSWORD, shared
+# by every private route) stays at nginx: no argument may copy the client's Authorization
+# header to the plugin (nginx reads variable names in any case).
+_LOGIN_VARIABLE = re.compile(r"\$http_authorization(?![a-z0-9_])", re.IGNORECASE)
 # An argument nginx reads as one token once double-quoted: no quote, backslash, brace or
 # control character can end it or change the structure around it.
 _SAFE_ARG = re.compile(r"^[^\"'\\{}\x00-\x1f\x7f]*$")
@@ -522,6 +534,11 @@ def _directive_problem(
         pattern = patterns[min(index, len(patterns) - 1)]
         if not _SAFE_ARG.match(arg) or not re.fullmatch(pattern, arg):
             return f"{name}: {arg!r} is not a valid argument here"
+    if any(_LOGIN_VARIABLE.search(arg) for arg in args):
+        return (
+            f"{name}: $http_authorization would hand the plugin the login of the "
+            "project's private routes"
+        )
     if name == "add_header" and args[0].lower() in PROTECTED_RESPONSE_HEADERS:
         return f"add_header {args[0]}: the route's security headers are nself's to set"
     if name == "proxy_set_header" and args[0].lower() in PROTECTED_REQUEST_HEADERS:
