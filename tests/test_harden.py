@@ -124,6 +124,28 @@ def test_a_third_party_check_joins_and_one_without_a_layer_is_named(
     assert "without a known layer" in found(data, "odd", "warning")[0]["message"]
 
 
+def test_a_fix_that_breaks_is_reported_and_the_others_still_run(
+    site: Path,  # noqa: F811
+    project: Path,
+    nself: Run,
+) -> None:
+    code = (
+        "from nself_sdk import Finding, hookimpl\n\n"
+        "def broken():\n    raise PermissionError(13, 'Permission denied', '/etc/x')\n\n"
+        "def fine():\n    return 'tightened y'\n\n@hookimpl\n"
+        "def harden(config):\n"
+        "    return [Finding('x-perm', 'error', 'x is open', 'close it', layer='audit',"
+        " fix=broken), Finding('y-perm', 'warning', 'y is open', 'close it', layer='audit',"
+        " fix=fine)]\n"
+    )
+    make_distribution(site, plugin="fixer", code=code)
+    result, data = harden(nself, project, "--layer", "audit", "--fix")
+    assert result.code == 1, result.output
+    (failed,) = data["not_fixed"]
+    assert failed["check"] == "x-perm" and "Permission denied" in failed["error"], failed
+    assert [f["changed"] for f in data["fixed"]] == ["tightened y"]
+
+
 # -- network ------------------------------------------------------------------------------------
 PUBLISHER = """\
 from nself_sdk import PortBinding, Service, hookimpl

@@ -141,4 +141,6 @@ def apply_fixes(report: Report) -> list[Applied]:
             applied.append(
                 Applied(item, failed=exc.message + (f" ({exc.hint})" if exc.hint else ""))
             )
+        except Exception as exc:  # a plugin's fix that broke: said, the others still run
+            applied.append(Applied(item, failed=f"{type(exc).__name__}: {exc}"))
     return applied
