@@ -112,6 +112,32 @@ def test_an_old_project_is_split_without_losing_a_value(project: Path, nself) ->
     assert "copied to" not in again.err
 
 
+def test_an_interrupted_split_is_finished_and_an_edited_file_kept(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    old = _old_project(project)
+    legacy = (project / ".env.secrets").read_text()
+    # What a split stopped after its first copy leaves: staging's copy, no prod file.
+    note = "# Copied from .env.secrets by nself when each target got its own secrets file: these\n"
+    note += "# are the values staging used until then. Rotate them to give staging "
+    note += "secrets of its own.\n"
+    staging = project / ".env.secrets.staging"
+    staging.write_text(note + legacy)
+    staging.chmod(0o600)
+    shown = nself("env", "show", "--env", "prod", "--json", cwd=project)
+    assert shown.code == 0, shown.output
+    assert "copied to .env.secrets.prod" in shown.err
+    assert values(project / ".env.secrets.prod") == old  # prod keeps what it used
+    assert mode(project / ".env.secrets.prod") == 0o600
+    assert staging.read_text() == note + legacy
+    assert not [p.name for p in project.iterdir() if p.name.endswith(".tmp")]
+
+    # A target file someone wrote is that target's own: the other is never made from local's.
+    (project / ".env.secrets.prod").unlink()
+    set_env(project, ".env.secrets.staging", POSTGRES_PASSWORD="Staging-own-pw-9c1d7e3f5a2b")
+    again = nself("env", "show", "--env", "prod", "--json", cwd=project)
+    assert "copied to" not in again.err
+    assert not (project / ".env.secrets.prod").exists()
+
+
 def test_init_force_splits_an_old_project_first(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
     old = _old_project(project)
     result = nself("init", ".", "--force", cwd=project)

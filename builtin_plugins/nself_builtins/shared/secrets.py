@@ -58,12 +58,15 @@ def split_secrets(project: Path) -> list[str]:
 
     Such a project has one ``.env.secrets`` (holding at least one value) that served every
     target, and neither ``.env.secrets.staging`` nor ``.env.secrets.prod``. Both are created
-    as copies of it (0600, created exclusively), so every target resolves exactly the
-    values it did before and no value is lost; ``.env.secrets`` stays the local target's.
-    Returns the files created (none for a project already split, or with nothing to copy).
+    as copies of it (0600, each appearing whole or not at all), so every target resolves
+    exactly the values it did before and no value is lost; ``.env.secrets`` stays the local
+    target's. A split that was interrupted (one copy made, still exactly as made) is
+    finished. Returns the files created (none for a project already split, or with nothing
+    to copy).
     """
     targets = [project / name for name in SECRETS_FILES[1:]]
-    if any(p.exists() or p.is_symlink() for p in targets):
+    present = [p for p in targets if p.exists() or p.is_symlink()]
+    if len(present) == len(targets):
         return []
     legacy = project / SECRETS
     if legacy.is_symlink() or not legacy.is_file():
@@ -72,20 +75,44 @@ def split_secrets(project: Path) -> list[str]:
     text = read_text(legacy, SECRETS) or ""
     if not parse_text(text, SECRETS):
         return []
+    if any(p.is_symlink() or p.read_bytes() != _copy(p, text) for p in present):
+        return []  # made or edited by someone else: that target has its own secrets
     created = []
     for path in targets:
-        env = path.name.rsplit(".", 1)[1]
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:  # another nself command split it at the same moment
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(SPLIT_NOTE.format(env=env) + text)
+        if path not in present and _create_whole(path, _copy(path, text)):
+            created.append(path.name)
+    return created
+
+
+def _copy(path: Path, text: str) -> bytes:
+    """What the split writes to the target file ``path``."""
+    return (SPLIT_NOTE.format(env=path.name.rsplit(".", 1)[1]) + text).encode("utf-8")
+
+
+def _create_whole(path: Path, data: bytes) -> bool:
+    """Create ``path`` (0600) holding ``data``, whole or not at all: written to a private
+    temporary file, then linked into place, which fails if ``path`` exists (another nself
+    command split it at the same moment: False)."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # whatever the umask
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(path, 0o600)  # whatever the umask
-        created.append(path.name)
-    return created
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+    finally:
+        temp.unlink(missing_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return True
 
 
 def split_said(project: Path) -> None:
