@@ -165,3 +165,12 @@ def test_killing_the_master_promotes_the_replica_and_a_client_finds_it(
     assert wait_for(lambda: redis_cli(name, "redis-cli -h redis role | head -1") == "slave", 60)
     assert wait_for(lambda: redis_cli(name, "redis-cli -h redis get order") == "42", 30)
     assert redis_cli(name, MASTER + 'echo "$1"') == "redis-replica"
+
+    # The whole group stopped and started again: each node keeps its role (its file on its
+    # volume), and the new master, waiting for no one, lets the old one link and start.
+    assert nself("stop", cwd=folder).code == 0
+    r = nself("start", "--all", "--timeout", "180", cwd=folder)
+    assert r.code == 0, r.output
+    assert wait_for(lambda: redis_cli(name, MASTER + 'echo "$1"') == "redis-replica", 30)
+    assert redis_cli(name, "redis-cli -h redis role | head -1") == "slave"
+    assert redis_cli(name, MASTER + 'redis-cli -h "$1" -p "$2" get order') == "42"
