@@ -140,6 +140,14 @@ def test_expected_name_and_version_are_enforced(project: Path, tmp_path: Path) -
             ],
             "goes through a symbolic link",
         ),
+        (  # each link stays inside, but "a" is the folder above the bundle's
+            [
+                good_manifest_member(),
+                entry("evil-1.0.0/a", tarfile.SYMTYPE, ".."),
+                entry("evil-1.0.0/b", tarfile.SYMTYPE, "a/.."),
+            ],
+            "holds a, which would not be installed as it is (a link to a folder",
+        ),
         (
             [good_manifest_member(), entry("evil-1.0.0/hard", tarfile.LNKTYPE, "/etc/passwd")],
             "hard links",

@@ -513,10 +513,14 @@ def _same_files(source: Path, staged: Path) -> None:
     got = files.digest_listing(staged, files.bundle_files(staged))
     for rel in sorted(set(held) | set(got)):
         if held.get(rel) != got.get(rel):
-            why = "a bundle cannot carry it" if rel not in got else "it would change"
+            if rel not in got and (source / rel).is_dir():
+                why = "a link to a folder: a bundle carries files and links to files"
+            elif rel not in got:
+                why = "a bundle cannot carry it: hidden files, tests/ and dist/ never are"
+            else:
+                why = "it would change"
             raise NselfError(
-                f"the archive holds {rel}, which would not be installed as it is ({why}: "
-                "hidden files, tests/ and dist/ are never part of a bundle)",
+                f"the archive holds {rel}, which would not be installed as it is ({why})",
                 "pack bundles with `nself plugin pack`; nothing was installed",
             )
 
