@@ -138,6 +138,47 @@ def test_an_interrupted_split_is_finished_and_an_edited_file_kept(project: Path,
     assert not (project / ".env.secrets.prod").exists()
 
 
+OLD_GITIGNORE = "# nself: per-developer, secret and generated files\n.env.local\n.env.secrets\n"
+
+
+def _untracked(project: Path) -> list[str]:
+    """What `git add -A` would take in ``project``'s repository."""
+    status = subprocess.run(
+        ["git", "-C", str(project), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line[3:] for line in status.stdout.splitlines()]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("build", "--env", "prod"), ("secrets", "generate", "--env", "prod")],
+)
+def test_an_old_projects_target_secrets_never_reach_git(
+    project: Path,
+    nself,  # type: ignore[no-untyped-def]
+    command: tuple[str, ...],
+) -> None:
+    old = _old_project(project)
+    if command[0] == "secrets":  # an old project that never made real secrets
+        (project / ".env.secrets").write_text("")
+    (project / ".gitignore").write_text(OLD_GITIGNORE + "!.env.secrets.example\n")
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    result = nself(*command, cwd=project)
+    assert (project / ".env.secrets.prod").exists(), result.output
+    assert ".env.secrets.* added to it" in result.err
+    leaked = [name for name in _untracked(project) if name.startswith(".env.secrets")]
+    assert leaked == []
+    text = (project / ".gitignore").read_text()
+    assert text.startswith(OLD_GITIGNORE + "!.env.secrets.example\n")  # the user's lines kept
+    if command[0] == "build":
+        assert values(project / ".env.secrets.prod") == old
+    again = nself(*command, cwd=project)
+    assert "added to it" not in again.err and (project / ".gitignore").read_text() == text
+
+
 def test_init_force_splits_an_old_project_first(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
     old = _old_project(project)
     result = nself("init", ".", "--force", cwd=project)

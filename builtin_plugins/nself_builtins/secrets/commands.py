@@ -13,7 +13,7 @@ from typing import Any
 from nself_builtins.shared.envs import in_dependency_order, references, service_references
 from nself_builtins.shared.generations import kept_files
 from nself_builtins.shared.secrets import generate as generate_secret
-from nself_builtins.shared.secrets import split_said
+from nself_builtins.shared.secrets import ignore_said, split_said
 from nself_sdk import (
     Config,
     NselfError,
@@ -76,6 +76,8 @@ def write_secrets(project: Path, env: str, values: dict[str, str], note: str) ->
     anyone else, not even for a moment; an existing one is replaced atomically. When each
     value was set is kept in ``.nself/secrets.json`` (names and times, never values).
     """
+    if env != "dev":
+        ignore_said(project)  # before the file exists: never a moment git would take it
     _write_values(project, secrets_file(env), values, note)
     record_dates(project, env, list(values))
 

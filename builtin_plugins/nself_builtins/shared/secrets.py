@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from nself_sdk.console import warn
-from nself_sdk.envfiles import SECRETS, SECRETS_FILES, check_private, parse_text, read_text
+from nself_sdk.envfiles import (
+    SECRETS,
+    SECRETS_FILES,
+    check_private,
+    parse_text,
+    read_text,
+    write_atomic,
+)
 
 KINDS = ("token", "password", "hex")
 
@@ -115,8 +123,65 @@ def _create_whole(path: Path, data: bytes) -> bool:
     return True
 
 
+# What keeps staging's and prod's secrets files out of git (``nself init`` writes it; a
+# project from before per-target secrets has only ``.env.secrets`` in its .gitignore).
+TARGET_SECRETS_PATTERN = f"{SECRETS}.*"
+
+
+def _ignored(lines: list[str], name: str) -> bool:
+    """Whether the .gitignore ``lines`` ignore the file ``name`` at the project's top (git's
+    rule for a pattern without an inner slash: the last matching line wins, ``!`` un-ignores)."""
+    from fnmatch import fnmatchcase
+
+    ignored = False
+    for raw in lines:
+        line = raw.rstrip("\r").rstrip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        pattern = line[1:] if negated else line
+        pattern = pattern.removeprefix("/")
+        if "/" in pattern.rstrip("/") or pattern.endswith("/"):
+            continue  # a path or a folder: never our top-level files
+        if fnmatchcase(name, pattern):
+            ignored = not negated
+    return ignored
+
+
+def ignore_target_secrets(project: Path) -> bool:
+    """Make the project's .gitignore ignore ``.env.secrets.staging`` and ``.env.secrets.prod``
+    (appending ``.env.secrets.*``, or creating the file), so a copy made for an older project
+    or a first ``secrets generate --env prod`` is never committed. Returns whether it wrote."""
+    path = project / ".gitignore"
+    if path.is_symlink() or path.is_dir():
+        return False  # someone else's arrangement: doctor's checks are the place to say it
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    lines = text.splitlines()
+    if all(_ignored(lines, name) for name in SECRETS_FILES[1:]):
+        return False
+    head = text if not text or text.endswith("\n") else text + "\n"
+    addition = "# nself: each target's secrets (never committed)\n" + TARGET_SECRETS_PATTERN + "\n"
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+    write_atomic(path, head + ("\n" if head else "") + addition, mode)
+    return True
+
+
+def ignore_said(project: Path) -> None:
+    """``ignore_target_secrets``, said when it wrote."""
+    if ignore_target_secrets(project):
+        warn(
+            f".gitignore did not keep staging's and prod's secrets files out of git: "
+            f"{TARGET_SECRETS_PATTERN} added to it",
+            "check `git status` shows no .env.secrets.* file; one committed before needs "
+            "`git rm --cached FILE` and its secrets rotated",
+        )
+
+
 def split_said(project: Path) -> None:
-    """``split_secrets``, said once (when it happens) on stderr."""
+    """``split_secrets``, said once (when it happens) on stderr; either way, staging's and
+    prod's secrets files are kept out of git."""
+    if any((project / name).exists() for name in (SECRETS, *SECRETS_FILES[1:])):
+        ignore_said(project)
     if created := split_secrets(project):
         warn(
             f"each target has its own secrets file now: {SECRETS} stays local's, and its "
