@@ -174,7 +174,13 @@ class Server:
 
     def tunnel(self, host: str, port: int) -> tuple[int, subprocess.Popen[bytes]]:
         """Forward a free local port to ``host:port`` as seen from the server; returns the
-        port and the ssh process (terminate it when done)."""
+        port and the ssh process (terminate it when done).
+
+        The tunnel is a connection of its own, never a client of the shared one: a client
+        of an existing master hands the forward to the master and exits at once, so its
+        exit would say nothing (it was once taken for a failed connection under load), and
+        the forward would outlive ``terminate``. So here the process exiting means the
+        tunnel failed, and ssh says why on stderr."""
         import socket
         import time
 
@@ -182,13 +188,27 @@ class Server:
             probe.bind(("127.0.0.1", 0))
             local = int(probe.getsockname()[1])
         argv = self._argv()
-        forward = ["-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{local}:{host}:{port}"]
+        forward = [
+            # ssh takes the first value of an option: these come before the shared ones
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "ControlPath=none",
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-L",
+            f"127.0.0.1:{local}:{host}:{port}",
+        ]
         process = subprocess.Popen(
             [*argv[:1], *forward, *argv[1:]], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        deadline = time.monotonic() + self.connect_timeout
+        # ssh gives up by itself (ConnectTimeout, a refused key...); this only bounds a
+        # handshake that neither finishes nor fails, with room for a loaded machine.
+        deadline = time.monotonic() + 2 * self.connect_timeout
         while time.monotonic() < deadline:
-            if process.poll() is not None:
+            code = process.poll()
+            if code is not None:
                 said = (process.stderr.read() if process.stderr else b"").decode("utf-8", "replace")
                 self._explain(subprocess.CompletedProcess([], SSH_FAILED, "", said))
             try:
@@ -197,7 +217,12 @@ class Server:
             except OSError:
                 time.sleep(0.1)
         process.terminate()
-        raise NselfError(f"the tunnel to the {self.env} server did not open in time")
+        process.wait(timeout=10)
+        raise NselfError(
+            f"the tunnel to the {self.env} server did not open within "
+            f"{2 * self.connect_timeout}s",
+            f"check the connection: ssh -p {self.port} {self.user}@{self.host}",
+        )
 
     def _explain(self, result: subprocess.CompletedProcess[str]) -> None:
         """Raise the one-line errors for a failed connection or an explained refusal."""
