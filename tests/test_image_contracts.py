@@ -447,3 +447,33 @@ def test_doctor_reports_each_image_its_presence_platform_and_contract(
         "hasura: hasura/graphql-engine:v2.44.0, not present yet; hasura/graphql-engine:v2.44.0 "
         f"is published for linux/{host}"
     )
+
+
+def test_every_service_runs_the_image_its_setting_names(
+    base: Path, tmp_path: Path, plans: list[tuple[str, Plan]]
+) -> None:
+    """Air-gapped and mirror users set <NAME>_IMAGE (a bundle's <PREFIX>IMAGE, a slot's
+    CS_N_IMAGE): every service of every kind of stack names that setting, it is declared,
+    and setting it runs that image in the service's place, a bundle's too."""
+    from nself_builtins.shared.images import image_setting
+
+    for label, plan in plans:
+        for service in plan.stack.services:
+            setting = image_setting(service.name, service.labels, plan.config.declared)
+            assert setting in plan.config.declared, (label, service.name, setting)
+    folder = tmp_path / "mirrored"
+    shutil.copytree(base, folder)
+    flags = {f"{f}_ENABLED": "true" for f in FLAGS if f != "ADMIN"}
+    set_env(folder, ".env.prod", BACKUP_SCHEDULE="0 3 * * *", CS_1_NAME="api",
+            CS_1_IMAGE="example/api:1", CS_1_PORT="8001", **flags)  # fmt: skip
+    first = nself_sdk.plan(folder, "prod")
+    settings = {
+        s.name: image_setting(s.name, s.labels, first.config.declared)
+        for s in first.stack.services
+    }
+    assert {"acme", "api", "db-backup", "pgbouncer", "ntfy", "grafana"} <= set(settings)
+    assert settings["pgbouncer"] == "PGBOUNCER_IMAGE" and settings["api"] == "CS_1_IMAGE"
+    mirror = {s: f"mirror.example/{s.lower().replace('_', '-')}:1" for s in settings.values()}
+    set_env(folder, ".env.prod", **{s: image for s, image in mirror.items() if s})
+    for service in nself_sdk.plan(folder, "prod").stack.services:
+        assert service.image == mirror[str(settings[service.name])], service.name

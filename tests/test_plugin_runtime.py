@@ -95,3 +95,42 @@ def test_status_logs_and_delete_data(running: Path, nself: Run) -> None:
 def test_logs_of_unknown_plugin(project: Path, nself: Run) -> None:
     result = nself("plugin", "logs", "ghost", cwd=project)
     assert result.code == 1 and "plugin ghost is not installed" in result.err
+
+
+MIRRORED = """
+[service]
+image = "registry.invalid/nself-test/ghost:1.0"
+
+[service.environment]
+PORT = "${GHOST_PORT}"
+
+[service.health]
+command = ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:${GHOST_PORT}/health"]
+interval = "1s"
+start_period = "1s"
+retries = 30
+"""
+
+
+@pytest.mark.docker
+def test_a_bundles_image_setting_runs_a_mirror(
+    project: Path, tmp_path: Path, nself: Run, docker_engine: None
+) -> None:
+    """The circuit breaker's hint names the bundle's image setting, and setting it works
+    (air-gapped and mirror users run every image from their own registry)."""
+    name = f"plugimg{os.getpid()}"
+    set_env(project, PROJECT_NAME=name)
+    install_folder(project, make_bundle(tmp_path, "ghost", extra=MIRRORED))
+    try:
+        unreachable = nself("start", "ghost", "--timeout", "60", cwd=project)
+        assert unreachable.code == 3, unreachable.output  # a plugin: isolated, degraded
+        assert "image registry.invalid/nself-test/ghost:1.0 cannot be pulled" in unreachable.err
+        assert "hint: set GHOST_IMAGE to an image this host can get" in unreachable.err
+        set_env(project, ".env.local", GHOST_IMAGE=standin("http"))
+        mirrored = nself("start", "ghost", "--timeout", "60", cwd=project)
+        assert mirrored.code == 0, mirrored.output
+        status = {r["service"]: r for r in json.loads(nself("status", "--json", cwd=project).out)}
+        assert status["ghost"]["health"] == "healthy"
+        assert status["ghost"]["image"] == standin("http")
+    finally:
+        runtime(load_config(project)).down(volumes=True)

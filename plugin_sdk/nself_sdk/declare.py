@@ -45,6 +45,11 @@ from .model import Route, Service
 
 hookimpl = pluggy.HookimplMarker("nself")
 
+# The label naming the setting that runs another image in a service's place (a mirror's,
+# a private registry's). Every service carries it, so a failure to pull or build the
+# image names the setting to change; ``ServicePlugin`` adds it from its ``image``.
+IMAGE_SETTING_LABEL = "org.nself.image-setting"
+
 
 class Subdomain(Record):
     """A public route ``<subdomain>.BASE_DOMAIN`` to the service, the subdomain a setting.
@@ -246,7 +251,11 @@ class ServicePlugin(Record):
         """The service for ``config`` (whether it runs or not)."""
         service = self.service
         if self.image is not None:
-            service = replace(service, image=config.text(self.image.name, service.image))
+            service = replace(
+                service,
+                image=config.text(self.image.name, service.image),
+                labels={**service.labels, IMAGE_SETTING_LABEL: self.image.name},
+            )
         return self.adapt(config, service) if self.adapt is not None else service
 
     def public_routes(self, config: Config) -> list[Route]:

@@ -17,6 +17,7 @@ from nself_builtins.shared.service_replicas import count, count_problem, replica
 from nself_builtins.shared.slots import Slot, slots
 from nself_sdk import Config, HealthCheck, Problem, Route, Service, Setting, hookimpl
 from nself_sdk.checks import image_problem, label_problem
+from nself_sdk.declare import IMAGE_SETTING_LABEL
 
 ANY = re.compile(r"^CS_(\d+)_")
 # CS_02_NAME, CS_0_NAME: not a slot number as written (CS_02 would read CS_2's settings).
@@ -302,7 +303,10 @@ def contribute_services(config: Config) -> list[Service]:
                 healthcheck=check,
                 depends_on=slot.depends_on,
                 health_url=health_url,
-                labels={"org.nself.slot": f"CS_{slot.number}"},
+                labels={
+                    "org.nself.slot": f"CS_{slot.number}",
+                    IMAGE_SETTING_LABEL: f"CS_{slot.number}_IMAGE",
+                },
             ),
             count(config, slot.prefix + "REPLICAS"),
         )

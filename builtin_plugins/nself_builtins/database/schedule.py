@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from nself_builtins.shared.images import OFFICIAL_DEBIAN
 from nself_sdk import Config, GeneratedFile, ImageContract, Mount, Problem, Service, Stack
+from nself_sdk.declare import IMAGE_SETTING_LABEL
 from nself_sdk.envfiles import secrets_file
 
 FIELDS = 5
@@ -169,6 +170,8 @@ def services(config: Config) -> list[Service]:
             ),
             cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER"),
             stop_grace_period="120s",
+            # the same image as the database, so its tools match the server's
+            labels={IMAGE_SETTING_LABEL: "POSTGRES_IMAGE"},
             contract=SCHEDULER,
         )
     ]

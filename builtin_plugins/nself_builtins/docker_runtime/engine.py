@@ -132,14 +132,6 @@ def state_of(name: str, role: str, container: Any) -> ServiceState:
     )
 
 
-def image_variable(service: ComposeService) -> str:
-    """The setting that overrides a service's image."""
-    slot = service.labels.get("org.nself.slot")
-    if slot:
-        return f"{slot}_IMAGE"
-    return f"{service.name.upper().replace('-', '_')}_IMAGE"
-
-
 class ProjectEngine:
     """The engine and Compose, for one project's generated stack."""
 

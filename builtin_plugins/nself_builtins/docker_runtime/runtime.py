@@ -18,12 +18,7 @@ from nself_sdk import (
     UpResult,
 )
 
-from .engine import ProjectEngine, image_variable, state_of
-
-PULL_HINT = (
-    "set {var} to an image this host can get (a mirror or private registry), "
-    "or pre-load it with `docker load -i image.tar`"
-)
+from .engine import ProjectEngine, state_of
 
 
 class DockerRuntime:
@@ -210,7 +205,11 @@ class DockerRuntime:
         return start.run()
 
     def pull_hint(self, service: str) -> str:
-        return PULL_HINT.format(var=image_variable(self.engine.services()[service]))
+        from nself_builtins.shared.images import image_hint, image_setting
+
+        known = self.engine.services()[service]
+        setting = image_setting(service, known.labels, self.config.declared)
+        return image_hint(setting, known.image, built=known.build)
 
     def taken_ports(self, targets: list[str] | None = None) -> list[tuple[str, int]]:
         """Host ports ``targets`` publish that something else holds."""

@@ -59,19 +59,20 @@ def health_json(result: HealthResult) -> dict[str, Any]:
     }
 
 
-def _pull_hint(project: Project, name: str) -> str:
+def _image_hint(project: Project, name: str, built: bool) -> str:
+    """The setting that runs another image in the service's place (every service has one,
+    a bundle's too: ``<PREFIX>IMAGE``), or how to pre-load the image."""
+    from nself_builtins.shared.images import image_hint, image_setting
+
     service = project.stack.service(name)
-    slot = service.labels.get("org.nself.slot") if service is not None else None
-    var = f"{slot}_IMAGE" if slot else f"{name.upper().replace('-', '_')}_IMAGE"
-    return (
-        f"set {var} to an image this host can get (a mirror or private registry), "
-        "or pre-load it (`docker load -i image.tar`)"
-    )
+    labels = service.labels if service is not None else {}
+    setting = image_setting(name, labels, project.config.declared)
+    return image_hint(setting, service.image if service is not None else "", built)
 
 
 def _hint_for(project: Project, name: str, reason: str) -> str:
     if "cannot be pulled" in reason or "build failed" in reason:
-        return _pull_hint(project, name)
+        return _image_hint(project, name, built="build failed" in reason)
     if reason.startswith("needs "):
         return "it starts once what it needs is fixed"
     return f"see `nself logs {name}`; fix it and run `nself start {name}`"

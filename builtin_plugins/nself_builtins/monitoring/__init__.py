@@ -26,6 +26,7 @@ from nself_sdk import (
     hookimpl,
 )
 from nself_sdk.checks import cidrs
+from nself_sdk.declare import IMAGE_SETTING_LABEL
 from nself_sdk.envfiles import secrets_file
 
 from . import configs, images
@@ -396,6 +397,7 @@ def _service(config: Config, c: Component, running: set[str]) -> Service:
         depends_on=tuple(d for d in c.depends_on if d not in BY_NAME or d in running),
         mounts=c.mounts,
         drop_all_caps=c.drop_all_caps,
+        labels={IMAGE_SETTING_LABEL: f"{c.env}_IMAGE"},
     )
 
 

@@ -25,6 +25,7 @@ from nself_sdk import (
     Stack,
     hookimpl,
 )
+from nself_sdk.declare import IMAGE_SETTING_LABEL
 
 from .store import volume_name
 
@@ -96,6 +97,14 @@ class BundlePlugin:
             )
             for s in self.manifest.settings
         ]
+        if self.manifest.service is not None:
+            settings.append(
+                Setting(
+                    self.manifest.image_setting,
+                    self.manifest.service.image,
+                    f"Image of plugin {self.manifest.name} (e.g. the same image from a mirror).",
+                )
+            )
         if self.manifest.database is not None:
             settings.append(
                 Setting(
@@ -200,7 +209,7 @@ class BundlePlugin:
             Service(
                 name=self.host,
                 title=name,
-                image=spec.image,
+                image=config.text(self.manifest.image_setting, spec.image),
                 role="plugin",
                 port=port,
                 environment=dict(spec.environment),
@@ -217,6 +226,7 @@ class BundlePlugin:
                 labels={
                     "org.nself.plugin-version": self.manifest.version,
                     "org.nself.plugin-tier": self.manifest.tier,
+                    IMAGE_SETTING_LABEL: self.manifest.image_setting,
                 },
                 contract=spec.contract,
             )

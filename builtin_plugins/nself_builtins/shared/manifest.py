@@ -172,13 +172,22 @@ class Manifest:
         return f"{self.env_prefix}DATABASE_URL"
 
     @property
+    def image_setting(self) -> str:
+        """The setting that runs another image in the plugin's place (a mirror's)."""
+        return f"{self.env_prefix}IMAGE"
+
+    @property
     def database_password_setting(self) -> str:
         """The generated secret: the password of the plugin's own database role."""
         return f"{self.env_prefix}DATABASE_PASSWORD"
 
     def nself_settings(self) -> frozenset[str]:
         """The settings nself declares or derives for the plugin (its port, host, database)."""
-        names = {self.port_setting, self.host_setting} if self.service is not None else set()
+        names = (
+            {self.port_setting, self.host_setting, self.image_setting}
+            if self.service is not None
+            else set()
+        )
         if self.database is not None:
             names |= {self.database_url_setting, self.database_password_setting}
         return frozenset(names)
@@ -676,7 +685,8 @@ def _settings(c: _Collector, data: dict[str, Any], prefix: str) -> list[SettingS
         return []
     out: list[SettingSpec] = []
     reserved = {
-        f"{prefix}{suffix}" for suffix in ("PORT", "HOST", "DATABASE_URL", "DATABASE_PASSWORD")
+        f"{prefix}{suffix}"
+        for suffix in ("PORT", "HOST", "IMAGE", "DATABASE_URL", "DATABASE_PASSWORD")
     }
     for name, spec in raw.items():
         table = f"settings.{name}"

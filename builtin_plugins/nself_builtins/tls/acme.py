@@ -31,6 +31,7 @@ from nself_sdk import (
     Setting,
     Stack,
 )
+from nself_sdk.declare import IMAGE_SETTING_LABEL
 
 IMAGE = "certbot/certbot:v5.7.0"
 CERTBOT = ImageContract(
@@ -239,6 +240,7 @@ def services(config: Config) -> list[Service]:
             read_only=True,
             tmpfs=("/tmp",),
             stop_grace_period="10s",
+            labels={IMAGE_SETTING_LABEL: "ACME_IMAGE"},
             contract=CERTBOT,
         )
     ]
