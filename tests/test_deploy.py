@@ -383,11 +383,13 @@ def test_the_deployed_database_and_a_release_that_falls_over_later(
     after = nself("db", "migrate", "status", "--env", "staging", "--json", cwd=folder)
     assert after.code == 0, after.output  # the tunnel logs in with the new password
 
-    # A release that passes the gate and falls over while watched is rolled back too.
+    # A release that passes the gate and falls over while watched is rolled back too. It
+    # falls over late enough for the gate to pass on a loaded machine (the watch ends at
+    # the crash, so waiting longer costs nothing when the machine is quiet).
     tag = f"nself-test/crash-later-{uuid.uuid4().hex[:6]}:1"
     dockerfile = (
         f"FROM {standin('http')}\n"
-        'CMD ["sh", "-c", "busybox httpd -f -p ${PORT} -h /www & sleep 14; exit 1"]\n'
+        'CMD ["sh", "-c", "busybox httpd -f -p ${PORT} -h /www & sleep 30; exit 1"]\n'
     )
     built = subprocess.run(
         ["docker", "build", "-q", "-t", tag, "-"], input=dockerfile,
@@ -395,7 +397,7 @@ def test_the_deployed_database_and_a_release_that_falls_over_later(
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
     try:
-        set_env(folder, ".env.staging", CS_1_IMAGE=tag, DEPLOY_WATCH="25")
+        set_env(folder, ".env.staging", CS_1_IMAGE=tag, DEPLOY_WATCH="90")
         late = nself("deploy", "staging", cwd=folder)
         assert late.code == 1, late.output
         assert "watching it" in late.output and "rolled back" in late.err
