@@ -238,7 +238,7 @@ def test_verify_all_and_retention(target: Path, nself, pg: Cluster, db: str) -> 
 def test_restore_on_production_needs_confirm(target: Path, nself) -> None:
     name = backup(nself, target)["name"]
     r = nself("db", "restore", name, "--env", "prod", cwd=target)
-    assert r.code == 2 and "needs --confirm" in r.err
+    assert r.code == 4 and "needs --confirm" in r.err
     r = nself("db", "restore", name, "--env", "prod", "--dry-run", cwd=target)
     assert r.code == 0 and "would restore" in r.out
 

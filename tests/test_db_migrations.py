@@ -316,7 +316,7 @@ def test_production_needs_confirm_and_remote_transport_is_not_there_yet(
     monkeypatch.delenv("NSELF_DB_URL", raising=False)
     write(project, "1_t", "CREATE TABLE t (id int);")
     r = nself("db", "migrate", "up", "--env", "prod", cwd=project)
-    assert r.code == 2 and "migrating on production needs --confirm" in r.err
+    assert r.code == 4 and "migrating on production needs --confirm" in r.err
     r = nself("db", "migrate", "up", "--env", "prod", "--confirm", cwd=project)
     assert r.code == 1 and "not available yet" in r.err
     r = nself("db", "migrate", "up", "--env", "prod", "--dry-run", cwd=project)

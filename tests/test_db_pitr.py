@@ -97,7 +97,7 @@ def test_recover_to_a_noted_time(
 
 def test_prod_pitr_needs_confirm(project: Path, nself) -> None:
     r = nself("db", "pitr", "--target", "2026-05-01 14:30:00 UTC", "--env", "prod", cwd=project)
-    assert r.code == 2 and "needs --confirm" in r.err
+    assert r.code == 4 and "needs --confirm" in r.err
 
 
 # -- retention (nself db pitr prune) ------------------------------------------------------------
@@ -234,7 +234,7 @@ def test_prune_keeps_the_newest_and_refuses_bad_input(
     set_env(project, ".env.local", PITR_RETENTION_DAYS="2")
     # production: deleting needs --confirm (the safety rules of `delete-data`)
     r = nself("db", "pitr", "prune", "--days", "1", "--yes", "--env", "prod", cwd=project)
-    assert r.code == 1 and "needs explicit confirmation" in r.err and "--confirm" in r.err
+    assert r.code == 4 and "needs explicit confirmation" in r.err and "--confirm" in r.err
     assert _archive(fresh) == before
 
     # a tiny window: the only (newest) base backup stays, and so does its WAL

@@ -38,7 +38,7 @@ def test_seed_runs_in_order_and_prod_runs_only_safe_files(
 ) -> None:
     assert nself("db", "migrate", "up", cwd=target).code == 0
     r = nself("db", "seed", "--env", "prod", cwd=target)
-    assert r.code == 2 and "needs --confirm" in r.err
+    assert r.code == 4 and "needs --confirm" in r.err
     r = nself("db", "seed", "--env", "prod", "--dry-run", cwd=target)
     assert r.code == 0 and "would run seeds/01_base.sql" in r.out and "02_demo" not in r.out
     r = nself("db", "seed", "--env", "prod", "--confirm", cwd=target)

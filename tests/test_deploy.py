@@ -226,7 +226,7 @@ def test_deploy_refuses_what_it_cannot_do(
     assert local.code == 1 and "nself start" in local.err
 
     prod = nself("deploy", "prod", cwd=folder)
-    assert prod.code == 1 and "--confirm" in prod.err
+    assert prod.code == 4 and "--confirm" in prod.err  # not confirmed
     assert nself("secrets", "generate", "--env", "prod", cwd=folder).code == 0
     nowhere = nself("deploy", "prod", "--confirm", cwd=folder)
     assert nowhere.code == 1 and "DEPLOY_HOST is not set" in nowhere.err

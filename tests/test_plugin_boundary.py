@@ -316,7 +316,7 @@ def test_install_shows_the_access_and_needs_a_yes(
     )
     folder = make_bundle(tmp_path, "asker", extra=extra)
     refusal = nself("plugin", "install", str(folder), cwd=project)  # type: ignore[operator]
-    assert refusal.code == 2
+    assert refusal.code == 4  # not confirmed (the exit-code table)
     assert "use the Hasura admin secret" in refusal.out and "[hasura-admin]" in refusal.out
     assert "needs your approval" in refusal.err and "--yes" in refusal.err
     assert read_lock(project) == {} and not (project / "plugins" / "asker").exists()

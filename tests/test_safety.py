@@ -9,6 +9,7 @@ import pytest
 from kernel_helpers import mail_server
 from nself_sdk import MASK, NselfError, require_confirmation, safety_rule, scrub, secret_name
 from nself_sdk.testing import set_env
+from plugin_helpers import make_bundle
 
 
 @pytest.mark.parametrize(
@@ -86,7 +87,7 @@ def test_deleting_volumes_in_prod_needs_confirmation(project: Path, nself) -> No
     mail_server(project)
     assert nself("build", cwd=project).code == 0
     refused = nself("down", "--volumes", cwd=project)
-    assert refused.code == 1
+    assert refused.code == 4  # not confirmed (the exit-code table)
     assert "deleting data" in refused.err and "in prod needs explicit confirmation" in refused.err
     assert "--confirm" in refused.err
 
@@ -109,3 +110,33 @@ def test_deleting_volumes_in_prod_needs_confirmation(project: Path, nself) -> No
 )
 def test_names_that_look_secret(name: str, secret: bool) -> None:
     assert secret_name(name) is secret
+
+
+def test_every_command_that_asks_exits_4_when_not_confirmed(
+    project: Path, tmp_path: Path, nself
+) -> None:  # type: ignore[no-untyped-def]
+    """"Needs confirmation" is one exit code (4) whichever command asks, and nothing was
+    changed: without a terminal nothing is asked, the flag is needed."""
+    assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    mail_server(project)
+    set_env(project, ".env.prod", DEPLOY_HOST="prod.example.com")
+    bundle = make_bundle(tmp_path, "asker", extra='[route]\nsubdomain = "asker"\n')
+    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+    asks = [
+        ("deploy", "prod"),
+        ("rollback", "--env", "prod"),
+        ("db", "migrate", "up", "--env", "prod"),
+        ("db", "migrate", "down", "--env", "prod"),
+        ("db", "seed", "--env", "prod"),
+        ("db", "restore", "backup-2026-01-01-00-00.dump", "--env", "prod"),
+        ("db", "pitr", "--target", "2026-05-01 14:30:00 UTC", "--env", "prod"),
+        ("db", "reset"),
+        ("secrets", "rotate", "HASURA_GRAPHQL_ADMIN_SECRET"),
+        ("plugin", "install", str(bundle)),
+    ]
+    for argv in asks:
+        result = nself(*argv, cwd=project)
+        assert result.code == 4, (argv, result.output)
+        assert "Traceback" not in result.output, argv
+    after = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+    assert {p: v for p, v in after.items() if p.suffix != ".lck"} == before  # locks aside

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 from . import __version__, console
 from .console import state
-from .errors import NselfError, fs_error
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NselfError, fs_error
 
 if TYPE_CHECKING:
     import typer
@@ -122,28 +122,29 @@ def main(argv: list[str] | None = None) -> Any:
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     except (KeyboardInterrupt, EOFError):
         console.error("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except OSError as exc:  # a folder where a file belongs, permissions, a full disk...
         error = fs_error(exc, "use")
-        _fail([(error.message, error.hint)], 1, as_json, debug)
+        _fail([(error.message, error.hint)], EXIT_FAILED, as_json, debug)
     except Exception as exc:
         # Click's own exceptions, told by name: a bare command never imports Click.
         kinds = {cls.__name__ for cls in type(exc).__mro__}
         if "NoArgsIsHelpError" in kinds:
-            sys.exit(2)  # the help was shown already
+            sys.exit(EXIT_USAGE)  # the help was shown already
         if "UsageError" in kinds:
             ctx = getattr(exc, "ctx", None)
             path = ctx.command_path if ctx is not None else "nself"
-            _fail([(exc.format_message(), f"see `{path} --help`")], 2, as_json)  # type: ignore[attr-defined]
+            _fail([(exc.format_message(), f"see `{path} --help`")], EXIT_USAGE, as_json)  # type: ignore[attr-defined]
         if "ClickException" in kinds:
-            _fail([(exc.format_message(), None)], getattr(exc, "exit_code", 1), as_json)  # type: ignore[attr-defined]
+            _fail([(exc.format_message(), None)], getattr(exc, "exit_code", EXIT_FAILED), as_json)  # type: ignore[attr-defined]
         if "Abort" in kinds:
-            _fail([("aborted", None)], 1, as_json)
+            # click's prompts raise it on Ctrl-C or at the end of the input
+            _fail([("interrupted", None)], EXIT_INTERRUPTED, as_json)
         unexpected = f"unexpected {type(exc).__name__}: {exc}"
-        _fail([(unexpected, "rerun with --debug for details")], 1, as_json, debug)
+        _fail([(unexpected, "rerun with --debug for details")], EXIT_FAILED, as_json, debug)
 
 
 def _first_word(args: list[str]) -> str | None:

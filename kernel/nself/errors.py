@@ -1,14 +1,62 @@
-"""Errors the CLI turns into one line plus a hint (exit 1), or a usage message (exit 2)."""
+"""Errors the CLI turns into one line plus a hint, and the one table of exit codes.
+
+Every command exits with a code of this table, whoever wrote it: the kernel maps an
+error's class to its code (``NselfError`` 1, ``UsageError`` 2, ``NotConfirmed`` 4), and a
+command that reports an outcome (a check, a start) exits with the constant for it.
+``scripts/gen-reference`` writes the table into docs/reference/commands.md.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+# The stack runs but is degraded: a service that is not core failed and was isolated, or
+# is unhealthy; the core services are up.
+EXIT_DEGRADED = 3
+EXIT_NOT_CONFIRMED = 4
+EXIT_INTERRUPTED = 130
+
+# (code, meaning): the reference's table, in this order.
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "done; what was checked is healthy"),
+    (
+        EXIT_FAILED,
+        "failed (`error:` and `hint:` on stderr), or a check found a problem: a core service "
+        "failed to start or is unhealthy (`start`, `restart`, `health`), an error finding "
+        "(`doctor`, `secrets audit`, `ssl status`, `plugin lint`, `db migrate status`), "
+        "generated files out of date (`build --check`)",
+    ),
+    (
+        EXIT_USAGE,
+        "usage error: an unknown command, option, service, check or name; a value the "
+        "option does not take",
+    ),
+    (
+        EXIT_DEGRADED,
+        "degraded: the core services run, but one that is not core (optional, plugin, "
+        "custom, monitoring) failed and was isolated (`start`, `restart`) or is unhealthy "
+        "or degraded (`health`); a service stopped on purpose (`nself stop`, "
+        "`nself admin stop`) counts as neither",
+    ),
+    (
+        EXIT_NOT_CONFIRMED,
+        "not confirmed, nothing changed: the command needs a confirmation it did not get "
+        "(`--confirm` or `--yes`, or a yes on a terminal), or the answer was no",
+    ),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C, or the input ended at a question)"),
+)
+# Commands whose exit status is another program's: `exec` (the command's), `db shell`
+# (psql's). Listed under the table.
+PASSED_THROUGH = ("exec", "db shell")
+
 
 class NselfError(Exception):
     """A failure the user can act on: shown as ``error: message`` and ``hint: hint``."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -23,7 +71,7 @@ class ConfigError(NselfError):
 class UsageError(NselfError):
     """The command was called wrongly (exit code 2)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 def fs_error(exc: OSError, doing: str, project: Path | None = None) -> NselfError:
@@ -43,3 +91,10 @@ def fs_error(exc: OSError, doing: str, project: Path | None = None) -> NselfErro
         "fix the path (move what is in the way, check permissions and free space) "
         "and run the command again",
     )
+
+
+class NotConfirmed(NselfError):
+    """A confirmation the command needs was not given, or the answer was no; nothing was
+    changed (exit code 4). The hint says which flag confirms it."""
+
+    exit_code = EXIT_NOT_CONFIRMED

@@ -18,7 +18,17 @@ import pluggy
 from nself import __version__ as nself_version
 from nself.atomic import write_atomic
 from nself.config import TRUE, Config
-from nself.errors import ConfigError, NselfError, UsageError
+from nself.errors import (
+    EXIT_DEGRADED,
+    EXIT_FAILED,
+    EXIT_NOT_CONFIRMED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+    NotConfirmed,
+    NselfError,
+    UsageError,
+)
 from nself.model import GeneratedFile, Problem, Setting
 from nself.redact import MASK, scrub, secret_name
 
@@ -47,7 +57,7 @@ from .project import (
     runtime,
     stack,
 )
-from .safety import require_confirmation
+from .safety import require_confirmation, require_yes
 from .safety import rule as safety_rule
 
 # The runtime's types are needed by the commands that touch containers, not by every start
@@ -81,12 +91,13 @@ if not TYPE_CHECKING:  # hidden from mypy, which would take every name as define
 
 
 hookimpl = pluggy.HookimplMarker("nself")
-# Exit status of `nself start` / `nself health` when the stack runs but is degraded: an
-# optional, plugin or custom service failed and was isolated, core services are up.
-EXIT_DEGRADED = 3
 
 __all__ = [
     "EXIT_DEGRADED",
+    "EXIT_FAILED",
+    "EXIT_NOT_CONFIRMED",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "MASK",
     "TRUE",
     "Config",
@@ -101,6 +112,7 @@ __all__ = [
     "ImageContract",
     "Migration",
     "Mount",
+    "NotConfirmed",
     "NselfError",
     "PortBinding",
     "Problem",
@@ -124,6 +136,7 @@ __all__ = [
     "plan",
     "public_urls",
     "require_confirmation",
+    "require_yes",
     "runtime",
     "safety_rule",
     "scrub",

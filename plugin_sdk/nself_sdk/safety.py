@@ -24,7 +24,7 @@ import sys
 from typing import Literal
 
 from nself.config import Config
-from nself.errors import NselfError
+from nself.errors import NotConfirmed, NselfError
 
 from .console import warn
 
@@ -66,8 +66,9 @@ def require_confirmation(
 ) -> None:
     """Enforce the safety table for ``action`` on ``config``'s target environment.
 
-    Returns when the action may go ahead; raises ``NselfError`` (exit 1, nothing done)
-    when it needs a confirmation that was not given, or is never allowed there. With
+    Returns when the action may go ahead; raises ``NotConfirmed`` (exit 4, nothing done)
+    when it needs a confirmation that was not given or the answer was no, and
+    ``NselfError`` (exit 1) when it is never allowed there. With
     ``interactive`` (default: stdin and stdout are terminals) a missing ``flag`` is asked
     for instead: a yes, or for deleting data in prod, the project name typed back.
     """
@@ -103,8 +104,34 @@ def require_confirmation(
                 return
         elif typer.confirm(f"{what} in {env}: go ahead?", default=False):
             return
-        raise NselfError("cancelled: nothing was changed")
-    raise NselfError(
+        raise NotConfirmed("cancelled: nothing was changed", f"{flag} confirms it")
+    raise NotConfirmed(
         f"{what} in {env} needs explicit confirmation",
         f"rerun with {flag} once you are sure (safety rules: docs/environments.md)",
     )
+
+
+def require_yes(
+    question: str,
+    given: bool,
+    *,
+    needs: str,
+    flag: str = "--yes",
+    hint: str = "",
+    interactive: bool | None = None,
+) -> None:
+    """Go ahead when ``flag`` was ``given``, or on a terminal when the answer to
+    ``question`` is yes; otherwise raise ``NotConfirmed`` (exit 4, nothing done). ``needs``
+    is the error without a terminal ("resetting the database needs confirmation"),
+    ``hint`` what to do (default: rerun with ``flag``)."""
+    if given:
+        return
+    if interactive is None:
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if not interactive:
+        raise NotConfirmed(needs, hint or f"rerun with {flag} once you are sure")
+    import typer
+
+    if typer.confirm(question, default=False):
+        return
+    raise NotConfirmed("cancelled: nothing was changed", f"{flag} confirms it")

@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nself_sdk import Config, Migration, NselfError, Stack, UsageError, find_project, load_config
+from nself_sdk import (
+    Config,
+    Migration,
+    NotConfirmed,
+    NselfError,
+    Stack,
+    find_project,
+    load_config,
+)
 
 from .transport import DirectTransport, ServerTransport, StackTransport, Transport
 
@@ -127,7 +135,7 @@ def resolve(env: str | None = None) -> Target:
 def guard(target: Target, confirm: bool, dry_run: bool, what: str) -> None:
     """Production changes need ``--confirm``; a dry run never does."""
     if target.is_prod and not confirm and not dry_run:
-        raise UsageError(
+        raise NotConfirmed(
             f"{what} on production needs --confirm",
             "look first with --dry-run, then run again with --confirm",
         )

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nself_builtins.shared.boundary import ACCESS, PUBLIC_SETTINGS, references, role_name
-from nself_sdk import UsageError
 from nself_sdk import console as out
+from nself_sdk import require_yes
 
 if TYPE_CHECKING:
     from nself_builtins.shared.manifest import Bundle
@@ -149,17 +149,12 @@ def approver(project: Path, yes: bool, only_when_changed: bool = False) -> Appro
         for line in lines or ["nothing beyond its own files (no service, route or data)"]:
             new = before is not None and line not in before
             out.info(f"  - {line}{'  (new)' if new else ''}")
-        if yes:
-            return
-        if sys.stdin.isatty():
-            import typer
-
-            if typer.confirm(f"install {m.name} {m.version}?", default=False):
-                return
-            raise UsageError(f"plugin {m.name} was not installed", "nothing was changed")
-        raise UsageError(
-            f"plugin {m.name} needs your approval of the access above",
-            "run the command again with --yes to approve it; nothing was installed",
+        require_yes(
+            f"install {m.name} {m.version}?",
+            yes,
+            needs=f"plugin {m.name} needs your approval of the access above",
+            hint="run the command again with --yes to approve it; nothing was installed",
+            interactive=sys.stdin.isatty(),
         )
 
     return approve

@@ -406,18 +406,13 @@ def _confirm(config: Config, setting: Setting, yes: bool, users: list[str]) -> N
         return  # nothing users would notice
     for note in notes:
         warn(note)
-    if yes:
-        return
-    import sys
+    from nself_sdk import require_yes
 
-    if sys.stdin.isatty() and sys.stdout.isatty():
-        import typer
-
-        if typer.confirm(f"rotate {setting.name} now?", default=False):
-            return
-        raise NselfError("cancelled: nothing was changed")
-    raise NselfError(
-        f"rotating {setting.name} needs confirmation", "read the above, then rerun with --yes"
+    require_yes(
+        f"rotate {setting.name} now?",
+        yes,
+        needs=f"rotating {setting.name} needs confirmation",
+        hint="read the above, then rerun with --yes",
     )
 
 

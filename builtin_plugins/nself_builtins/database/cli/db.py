@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from nself_sdk import NselfError, UsageError
+from nself_sdk import UsageError, require_yes
 from nself_sdk.console import info, ok, warn
 
 from . import backup, migrate, pitr, pool, replica
@@ -139,10 +139,12 @@ def reset_cmd(
             f"`nself db reset` only works on the local dev database, not {target.env}",
             "use `nself db restore` to replace a staging or production database",
         )
-    if not yes and not typer.confirm(
-        f"Drop every table of {target.config.text('POSTGRES_DB', 'nself')} and start over?"
-    ):
-        raise NselfError("cancelled; nothing changed")
+    database = target.config.text("POSTGRES_DB", "nself")
+    require_yes(
+        f"Drop every table of {database} and start over?",
+        yes,
+        needs=f"resetting {database} (every table is dropped) needs confirmation",
+    )
     reset(target.transport(), target.project / "postgres" / "init")
     outcome = migration_runner(target, say=info).up()
     info(f"  applied {len(outcome.applied)} migration(s)")

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nself_sdk import NselfError, UsageError
+from nself_sdk import NselfError, UsageError, require_yes
 from nself_sdk.console import emit_json, info, ok
 
 from .options import ConfirmOpt, DryRunOpt, EnvOpt, JsonOpt, guard, resolve, size
@@ -45,8 +45,11 @@ def pitr_cmd(
     if dry_run:
         info("dry run: nothing changed")
         return
-    if not yes and not typer.confirm("Stop the database and recover to this point?"):
-        raise NselfError("cancelled; nothing changed")
+    require_yes(
+        "Stop the database and recover to this point?",
+        yes,
+        needs="a point-in-time recovery (the database stops) needs confirmation",
+    )
     aside = engine.recover(plan, say=info)
     ok(f"recovered to {fmt(when)}; the previous data folder is kept at {aside}")
 
