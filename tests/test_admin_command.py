@@ -6,6 +6,7 @@ local http stand-in answers the admin's health path (/api/health) instead.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import urllib.request
 import uuid
@@ -59,6 +60,8 @@ def test_admin_start_and_stop(
 ) -> None:
     folder, name, port = stack
     (folder / ".env.local").write_text("# mine\nADMIN_ENABLED=false\n")
+    started = nself("start", "--timeout", "120", cwd=folder)  # the rest of the stack
+    assert started.code == 0, started.output
     r = nself("admin", "start", "--no-open", cwd=folder)
     assert r.code == 0, r.output
     assert f"admin UI at http://127.0.0.1:{port}" in r.out
@@ -75,6 +78,16 @@ def test_admin_start_and_stop(
     r = nself("admin", "stop", cwd=folder)
     assert r.code == 0
     assert container_of(name, "admin")["State"]["Running"] is False
+    # stopped on purpose: not unhealthy, and the rest of the stack is healthy
+    health = nself("health", cwd=folder)
+    assert health.code == 0, health.output
+    assert any(ln.startswith("- ") and "stopped on purpose" in ln for ln in health.out.splitlines())
+    rows = {r["service"]: r for r in json.loads(nself("status", "--json", cwd=folder).out)}
+    assert rows["admin"]["stopped"] is True and rows["postgres"]["stopped"] is False
+    assert "stopped" in nself("status", cwd=folder).out
+    # started again, it is no longer "stopped on purpose"
+    assert nself("admin", "start", "--no-open", cwd=folder).code == 0
+    assert nself("health", "admin", cwd=folder).code == 0
 
     monkeypatch.setenv("NSELF_ENV", "staging")
     r = nself("admin", "start", cwd=folder)

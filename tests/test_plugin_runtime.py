@@ -126,6 +126,9 @@ def test_a_bundles_image_setting_runs_a_mirror(
         assert unreachable.code == 3, unreachable.output  # a plugin: isolated, degraded
         assert "image registry.invalid/nself-test/ghost:1.0 cannot be pulled" in unreachable.err
         assert "hint: set GHOST_IMAGE to an image this host can get" in unreachable.err
+        # `health` says what `start` said: degraded (3), not failed
+        health = nself("health", "ghost", cwd=project)
+        assert health.code == 3 and "ghost" in health.out and "unhealthy" in health.out
         set_env(project, ".env.local", GHOST_IMAGE=standin("http"))
         mirrored = nself("start", "ghost", "--timeout", "60", cwd=project)
         assert mirrored.code == 0, mirrored.output

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Literal, Protocol, runtime_checkable
 
-HealthStatus = Literal["healthy", "degraded", "unhealthy"]
+# stopped: not running because it was stopped on purpose (`nself stop`), not failed
+HealthStatus = Literal["healthy", "degraded", "unhealthy", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class ServiceState:
     exit_code: int | None = None
     restarts: int = 0
     ports: tuple[str, ...] = ()  # published host addresses, e.g. "127.0.0.1:8443->443/tcp"
+    stopped: bool = False  # not running because it was stopped on purpose (`nself stop`)
 
     @property
     def running(self) -> bool:

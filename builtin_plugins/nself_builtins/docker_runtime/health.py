@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from nself_sdk import HealthResult, ServiceState
@@ -17,12 +18,20 @@ HEALTH_TIMEOUT = 10.0
 
 
 def check_health(
-    engine: ProjectEngine, services: Sequence[str] | None = None, *, now: bool = False
+    engine: ProjectEngine,
+    services: Sequence[str] | None = None,
+    *,
+    now: bool = False,
+    folder: Path | None = None,
 ) -> list[HealthResult]:
     """Each service's health: the engine's latest probe of its own check when it is recent
-    (``now``: every check run again), all services at once, each within HEALTH_TIMEOUT."""
+    (``now``: every check run again), all services at once, each within HEALTH_TIMEOUT.
+    A service stopped on purpose (``folder``'s notes) is ``stopped``, not unhealthy."""
+    from .stopped import on_purpose
+
     known = engine.services()
     containers = engine.containers()
+    stopped = on_purpose(folder, containers) if folder is not None else set()
     if services is None:
         # Optional services nobody started are not expected to run.
         names = [n for n, s in known.items() if s.role != "optional" or n in containers]
@@ -47,6 +56,11 @@ def check_health(
         if state.state == "paused":
             results[name] = HealthResult(
                 name, title, "degraded", 0.0, "paused", f"resume it: nself restart {name}"
+            )
+            continue
+        if state.state != "running" and name in stopped:
+            results[name] = HealthResult(
+                name, title, "stopped", 0.0, "stopped on purpose", f"nself start {name}"
             )
             continue
         if state.state != "running":

@@ -43,8 +43,13 @@ class DockerRuntime:
         return list(self.engine.services())
 
     def status(self) -> list[ServiceState]:
+        from dataclasses import replace
+
+        from .stopped import on_purpose
+
         services = self.engine.services()
         containers = self.engine.containers()
+        stopped = on_purpose(self.folder, containers)
         states = []
         for name in sorted(set(services) | set(containers)):
             role = services[name].role if name in services else "orphan"
@@ -52,22 +57,31 @@ class DockerRuntime:
             if container is None:
                 states.append(ServiceState(name=name, state="missing", role=role))
             else:
-                states.append(state_of(name, role, container))
+                states.append(replace(state_of(name, role, container), stopped=name in stopped))
         return states
 
     def stop(self, services: Sequence[str] | None = None) -> None:
+        from .stopped import note_stopped
+
         names = self.engine.known(services) if services else []
         self.engine.compose("stop", *names)
+        note_stopped(self.folder, names or self.engine.known(None))
 
     def restart(self, services: Sequence[str] | None = None) -> None:
+        from .stopped import forget
+
         names = self.engine.known(services) if services else []
+        forget(self.folder, names or None)
         self.engine.compose("restart", *names)
 
     def down(self, volumes: bool = False) -> None:
+        from .stopped import forget
+
         args = ["down", "--remove-orphans"]
         if volumes:
             args.append("--volumes")
         self.engine.compose(*args)
+        forget(self.folder)
 
     def logs(
         self,
@@ -186,7 +200,7 @@ class DockerRuntime:
     ) -> list[HealthResult]:
         from .health import check_health
 
-        return check_health(self.engine, services, now=now)
+        return check_health(self.engine, services, now=now, folder=self.folder)
 
     def up(
         self,
@@ -198,7 +212,10 @@ class DockerRuntime:
         isolate: Callable[[str], bool] | None = None,
     ) -> UpResult:
         from .start import Start
+        from .stopped import forget
 
+        # whatever this start brings up is no longer stopped on purpose, started or not
+        forget(self.folder, self.engine.known(services) if services else None)
         start = Start(
             self.engine, services, wait=wait, timeout=timeout, progress=progress, isolate=isolate
         )

@@ -22,7 +22,16 @@ def stack_findings(config: Config) -> list[Finding]:
     findings = []
     expected = [s for s in states if s.role != "optional" or s.running]
     for state in expected:
-        if not state.running:
+        if state.stopped:
+            findings.append(
+                Finding(
+                    "services",
+                    "warning",
+                    f"{state.name} was stopped on purpose",
+                    f"nself start {state.name}",
+                )
+            )
+        elif not state.running:
             findings.append(
                 Finding(
                     "services",

@@ -10,11 +10,12 @@ from typing import Annotated
 
 import typer
 
-from nself_sdk import EXIT_DEGRADED, Config, NselfError, UsageError
+from nself_sdk import Config, NselfError, UsageError
 from nself_sdk import console as out
 
 from .project import nginx_tested_first, open_project, selection
 from .report import (
+    health_exit,
     health_json,
     health_line,
     report_interrupted,
@@ -184,7 +185,8 @@ def health(
     ] = False,
     env: EnvOption = None,
 ) -> None:
-    """Check every service concurrently; exit 1 when one is unhealthy, 3 when degraded."""
+    """Check every service concurrently; exit 1 when a core service is unhealthy, 3 when another is
+    unhealthy or one is degraded (a service stopped on purpose is neither)."""
     from dataclasses import replace
 
     project = open_project(rebuild=False, env=env)
@@ -202,10 +204,9 @@ def health(
         width = max((len(r.title) for r in results), default=0)
         for r in results:
             out.info(health_line(r, width))
-    if any(r.status == "unhealthy" for r in results):
-        raise typer.Exit(1)
-    if any(r.status == "degraded" for r in results):
-        raise typer.Exit(EXIT_DEGRADED)
+    code = health_exit(results, project.role)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command(rich_help_panel=PANEL)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from nself_sdk import EXIT_DEGRADED, NselfError
+from nself_sdk import EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, NselfError
 from nself_sdk import console as out
 
 if TYPE_CHECKING:
@@ -15,7 +16,12 @@ if TYPE_CHECKING:
     from .project import Project
 
 LOG_LINES = 20
-ICONS = {"healthy": ("✓", "green"), "degraded": ("⚠", "yellow"), "unhealthy": ("✗", "red")}
+ICONS = {
+    "healthy": ("✓", "green"),
+    "degraded": ("⚠", "yellow"),
+    "unhealthy": ("✗", "red"),
+    "stopped": ("-", "dim"),
+}
 
 
 def seconds(value: float | None) -> str:
@@ -131,7 +137,21 @@ def _count(names: list[str]) -> str:
     return f"{len(names)} service{'' if len(names) == 1 else 's'}"
 
 
+def health_exit(results: list[HealthResult], role: Callable[[str], str]) -> int:
+    """The exit status of `health`: a core service unhealthy fails (1); any other unhealthy
+    or anything degraded is degraded (3), as the circuit breaker says for `start`; a
+    service stopped on purpose counts as neither."""
+    unhealthy = [r.service for r in results if r.status == "unhealthy"]
+    if any(role(name) == "core" for name in unhealthy):
+        return EXIT_FAILED
+    if unhealthy or any(r.status == "degraded" for r in results):
+        return EXIT_DEGRADED
+    return EXIT_OK
+
+
 def state_text(state: ServiceState) -> str:
+    if state.stopped:
+        return "stopped"
     if state.state == "exited" and state.exit_code is not None:
         return f"exited ({state.exit_code})"
     if state.state == "missing":
@@ -151,6 +171,7 @@ def state_json(project: Project, state: ServiceState, url: str | None) -> dict[s
         "image": state.image or None,
         "restarts": state.restarts,
         "exit_code": state.exit_code,
+        "stopped": state.stopped,
         "ports": list(state.ports),
     }
 
