@@ -137,3 +137,37 @@ def test_a_bundles_image_setting_runs_a_mirror(
         assert status["ghost"]["image"] == standin("http")
     finally:
         runtime(load_config(project)).down(volumes=True)
+
+
+NEVER_RUNS = """
+[service]
+image = "%s"
+entrypoint = ["/no/such/program"]
+
+[service.health]
+command = ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:${BROKEN_PORT}/health"]
+"""
+
+
+@pytest.mark.docker
+def test_a_container_the_engine_cannot_start_says_why(
+    project: Path, tmp_path: Path, nself: Run, docker_engine: None
+) -> None:
+    """Created but never started: `start` shows the engine's own error, and the logs,
+    empty since nothing ran, say why instead of printing nothing."""
+    name = f"plugnr{os.getpid()}"
+    set_env(project, PROJECT_NAME=name)
+    install_folder(project, make_bundle(tmp_path, "broken", extra=NEVER_RUNS % standin("http")))
+    try:
+        started = nself("start", "broken", "--timeout", "60", cwd=project)
+        assert started.code == 3, started.output
+        line = next(ln for ln in started.err.splitlines() if "isolated by the circuit" in ln)
+        assert "was created but not started: the engine says:" in line, line
+        assert "/no/such/program" in line and "no such file or directory" in line, line
+        for argv in (("plugin", "logs", "broken"), ("logs", "broken")):
+            logs = nself(*argv, cwd=project)
+            assert logs.code == 0, logs.output
+            assert "has no logs: its container was created but never started" in logs.err
+            assert "/no/such/program" in logs.err, logs.output
+    finally:
+        runtime(load_config(project)).down(volumes=True)

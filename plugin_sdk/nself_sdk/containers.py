@@ -33,6 +33,9 @@ class ServiceState:
     restarts: int = 0
     ports: tuple[str, ...] = ()  # published host addresses, e.g. "127.0.0.1:8443->443/tcp"
     stopped: bool = False  # not running because it was stopped on purpose (`nself stop`)
+    # The engine's own message when it could not run the container (e.g. "exec: /x: no
+    # such file or directory", an unknown capability): "" when it said nothing.
+    error: str = ""
 
     @property
     def running(self) -> bool:

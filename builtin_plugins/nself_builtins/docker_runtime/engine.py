@@ -129,6 +129,7 @@ def state_of(name: str, role: str, container: Any) -> ServiceState:
         exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
         restarts=int(attrs.get("RestartCount") or 0),
         ports=_ports(attrs),
+        error=str(state.get("Error") or "").strip(),
     )
 
 

@@ -427,12 +427,13 @@ def _phase(state: ServiceState, compose_finished: bool) -> tuple[str, str]:
         if state.restarts >= MAX_RESTARTS:
             return "failed", f"keeps crashing (restarted {state.restarts} times)"
         return "starting", "restarting"
+    said = f": the engine says: {state.error}" if state.error else ""
     if state.state in ("exited", "dead"):
-        if state.restarts >= MAX_RESTARTS or compose_finished:
-            return "failed", f"exited with code {state.exit_code}"
+        if state.restarts >= MAX_RESTARTS or compose_finished or state.error:
+            return "failed", f"exited with code {state.exit_code}{said}"
         return "starting", ""
-    if state.state == "created" and compose_finished:
-        return "failed", "was created but not started"
+    if state.state == "created" and (compose_finished or state.error):
+        return "failed", f"was created but not started{said}"
     return "starting", state.state
 
 

@@ -224,10 +224,18 @@ def logs(
         raise UsageError("--tail must be 0 or more")
     project = open_project(rebuild=False, env=env)
     name = project.one(service)
+    printed = 0
     for line in project.runtime.logs(name, follow=follow, since=since, tail=tail):
         out.info(line)
+        printed += 1
         if follow:
             sys.stdout.flush()
+    if not printed and not since:
+        from nself_builtins.shared.silence import no_logs_reason
+
+        why = no_logs_reason(project.runtime, name)
+        if why is not None:
+            out.warn(f"{name} has no logs: {why}")
 
 
 @app.command(rich_help_panel=PANEL)

@@ -81,6 +81,11 @@ def _hint_for(project: Project, name: str, reason: str) -> str:
         return _image_hint(project, name, built="build failed" in reason)
     if reason.startswith("needs "):
         return "it starts once what it needs is fixed"
+    if "the engine says:" in reason:
+        return (
+            "the container never ran, so it has no logs: fix what the engine names (the "
+            f"image, its command or entrypoint, a capability) and run `nself start {name}`"
+        )
     return f"see `nself logs {name}`; fix it and run `nself start {name}`"
 
 

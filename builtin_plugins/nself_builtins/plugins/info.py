@@ -117,6 +117,15 @@ def show_logs(project: Path, name: str, follow: bool, tail: int) -> None:
     if plugin.manifest.service is None:
         raise NselfError(f"plugin {name} has no container, so it has no logs")
     rt = runtime(load_config(project), pm)
+    printed = 0
     for line in rt.logs(plugin.host, follow=follow, tail=tail):
         sys.stdout.write(line if line.endswith("\n") else line + "\n")
         sys.stdout.flush()
+        printed += 1
+    if not printed:
+        from nself_builtins.shared.silence import no_logs_reason
+        from nself_sdk.console import warn
+
+        why = no_logs_reason(rt, plugin.host)
+        if why is not None:
+            warn(f"plugin {name} has no logs: {why}", f"nself start {plugin.host} says why too")
