@@ -235,3 +235,47 @@ def test_the_ports_check(project: Path, nself: Run, docker_engine: None) -> None
     assert result.code == 1 and levels(findings, "ports") == ["error"]
     assert f"host port {http}" in findings[0]["message"]
     assert "NGINX_HTTP_PORT" in (findings[0]["hint"] or "")
+
+
+@pytest.mark.docker
+def test_prod_without_a_server_is_not_this_machines_dev_stack(
+    tmp_path: Path, nself: Run, docker_engine: None
+) -> None:
+    """`doctor --env prod` on a laptop that runs the dev stack: there is no prod server,
+    and dev's containers are never reported as prod's (`status` and `health` neither)."""
+    import uuid
+
+    from docker_helpers import use_standins
+    from kernel_helpers import mail_server
+    from test_runtime_e2e import remove_project
+
+    name = f"nselfdoc{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / name
+    assert nself("init", str(folder), "--name", name).code == 0
+    use_standins(folder)
+    try:
+        started = nself("start", "postgres", "--timeout", "120", cwd=folder)
+        assert started.code == 0, started.output
+        assert nself("secrets", "generate", "--env", "prod", cwd=folder).code == 0
+        mail_server(folder)
+        set_env(folder, ".env.prod", HASURA_ENABLED="false", AUTH_ENABLED="false",
+                NGINX_HTTP_PORT="18080", NGINX_HTTPS_PORT="18443")  # fmt: skip
+        result, findings = doctor(nself, folder, "--env", "prod")
+        assert result.code == 1, result.output
+        deploy = [f for f in findings if f["check"] == "deploy"]
+        assert [f["level"] for f in deploy] == ["error"], findings
+        assert "no prod server is configured: DEPLOY_HOST is not set in .env.prod" in (
+            deploy[0]["message"]
+        )
+        services = [f for f in findings if f["check"] == "services"]
+        assert services and all(f["level"] != "ok" for f in services), services
+        assert "no prod stack runs on this machine" in services[0]["message"], services
+        assert not {f["check"] for f in findings} & {"engine", "ports", "disk"}  # this laptop's
+        for argv in (("status",), ("health",)):
+            shown = nself(*argv, "--env", "prod", cwd=folder)
+            assert shown.code == 1 and "no prod stack runs on this machine" in shown.err, argv
+            assert "DEPLOY_HOST" in shown.err
+        # the dev stack itself is looked at as before
+        assert nself("health", "postgres", cwd=folder).code == 0
+    finally:
+        remove_project(name)

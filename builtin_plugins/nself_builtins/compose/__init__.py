@@ -59,7 +59,7 @@ def esc(value: str) -> str:
     return _LITERAL_DOLLAR.sub("$$", value)
 
 
-def render_service(service: Service, project: str, owner: str) -> dict[str, Any]:
+def render_service(service: Service, project: str, owner: str, env: str = "") -> dict[str, Any]:
     body: dict[str, Any] = {"image": service.image}
     if service.build:
         body["build"] = {"context": service.build}
@@ -115,6 +115,9 @@ def render_service(service: Service, project: str, owner: str) -> dict[str, Any]
         "org.nself.service": service.name,
         "org.nself.role": service.role,
         "org.nself.plugin": owner,
+        # the target the stack was built for: a runtime of another target (`--env prod`
+        # on a laptop that runs dev) never takes these containers for its own
+        **({"org.nself.env": env} if env else {}),
         **{k: esc(v) for k, v in sorted(service.labels.items())},
     }
     # Bounded logs: a chatty container must not fill the disk.
@@ -125,7 +128,8 @@ def render_service(service: Service, project: str, owner: str) -> dict[str, Any]
 def render(config: Config, stack: Stack) -> str:
     project = config.project_name
     services = {
-        s.name: render_service(s, project, stack.owners.get(s.name, "")) for s in stack.services
+        s.name: render_service(s, project, stack.owners.get(s.name, ""), config.env)
+        for s in stack.services
     }
     volumes = sorted({m.source for s in stack.services for m in s.mounts if "/" not in m.source})
     doc: dict[str, Any] = {

@@ -81,13 +81,36 @@ def register_commands(app: Any) -> None:
     app.add_typer(commands)
 
 
+def _serverless(config: Config) -> Finding:
+    """Staging or prod without DEPLOY_HOST: fine when it runs on this very machine (a
+    server set up with `nself install`), else there is nothing to look at."""
+    from nself_sdk import runtime
+
+    env = config.env
+    try:
+        here = [s for s in runtime(config).status() if s.state != "missing"]
+    except NselfError:
+        here = []  # this machine runs another target's stack, or no engine at all
+    if here:
+        return Finding("deploy", "ok", f"{env} runs on this machine (no DEPLOY_HOST)")
+    return Finding(
+        "deploy",
+        "error",
+        f"no {env} server is configured: DEPLOY_HOST is not set in .env.{env}, and {env} "
+        "does not run on this machine",
+        f"set DEPLOY_HOST (and DEPLOY_USER, DEPLOY_PATH if needed) in .env.{env} "
+        f"(docs/deploy.md), or set up this machine as the {env} server with `nself install`",
+    )
+
+
 @hookimpl
 def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[Finding]:
-    """``deploy`` (staging/prod with a server): reachable, a current release, not locked."""
-    if config.is_local or not config.text("DEPLOY_HOST").strip():
+    """``deploy`` (staging/prod): its server reachable, a current release, not locked; or,
+    without a server, whether the target runs on this machine (`nself install`)."""
+    if config.is_local or (only and "deploy" not in only):
         return []
-    if only and "deploy" not in only:
-        return []
+    if not config.text("DEPLOY_HOST").strip():
+        return [_serverless(config)]
     from nself_builtins.shared.remote import Server
 
     from .flow import history

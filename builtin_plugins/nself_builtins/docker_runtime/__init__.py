@@ -48,6 +48,11 @@ def diagnose(config: Config, stack: Stack, deep: bool, only: list[str]) -> list[
         runtime.check()
     except NselfError as exc:
         return [Finding("engine", "error", exc.message, exc.hint)]
+    if not config.is_local:
+        try:
+            runtime.status()
+        except NselfError:
+            return []  # this machine runs another target's stack: nothing here is this one's
     found = [Finding("engine", "ok", "the Docker engine and Compose v2 answer")]
     if (not only or "ports" in only) and (config.project_dir / "docker-compose.yml").is_file():
         taken = runtime.taken_ports()

@@ -20,6 +20,9 @@ from nself_sdk import (
 
 from .engine import ProjectEngine, state_of
 
+# The label the compose plugin gives every container: the target it was built for.
+ENV_LABEL = "org.nself.env"
+
 
 class DockerRuntime:
     """Runs one project's generated stack on a Docker engine."""
@@ -42,6 +45,26 @@ class DockerRuntime:
     def services(self) -> list[str]:
         return list(self.engine.services())
 
+    def _own_target(self, containers: Mapping[str, Any]) -> None:
+        """Refuse to take another target's containers for this one's: `--env prod` on a
+        laptop that runs the dev stack must not report dev's containers as prod's."""
+        built_for = {str(c.labels.get(ENV_LABEL) or "") for c in containers.values()} - {""}
+        env = self.config.env
+        if not built_for or env in built_for:
+            return
+        other = sorted(built_for)[0]
+        hint = f"`--env {other}` looks at this machine's stack"
+        if not self.config.is_local:
+            hint = (
+                f"{env} runs on its server: set DEPLOY_HOST in .env.{env} to look at it "
+                f"there (docs/deploy.md); {hint}"
+            )
+        raise NselfError(
+            f"no {env} stack runs on this machine: its containers of {self.project} are "
+            f"the {', '.join(sorted(built_for))} stack",
+            hint,
+        )
+
     def status(self) -> list[ServiceState]:
         from dataclasses import replace
 
@@ -49,6 +72,7 @@ class DockerRuntime:
 
         services = self.engine.services()
         containers = self.engine.containers()
+        self._own_target(containers)
         stopped = on_purpose(self.folder, containers)
         states = []
         for name in sorted(set(services) | set(containers)):
@@ -93,7 +117,9 @@ class DockerRuntime:
     ) -> Iterator[str]:
         engine = self.engine
         engine.known([service])
-        if service not in engine.containers():
+        containers = engine.containers()
+        self._own_target(containers)
+        if service not in containers:
             raise NselfError(f"{service} has no container yet", f"start it: nself start {service}")
         args = [*engine.compose_args(), "--ansi", "never", "logs", "--no-color", "--no-log-prefix"]
         if follow:
@@ -200,6 +226,7 @@ class DockerRuntime:
     ) -> list[HealthResult]:
         from .health import check_health
 
+        self._own_target(self.engine.containers())
         return check_health(self.engine, services, now=now, folder=self.folder)
 
     def up(
