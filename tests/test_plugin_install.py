@@ -503,3 +503,46 @@ def test_status_lists_bundles_of_a_stack_that_does_not_build(
     assert result.code == 0, result.output
     rows = json.loads(result.out)
     assert [(r["name"], r["url"]) for r in rows] == [("alpha", None), ("beta", None)]
+
+
+def test_a_new_hyphenated_plugin_lints_installs_and_builds(
+    project: Path, tmp_path: Path, nself: Run
+) -> None:
+    """`plugin new my-plugin && plugin lint my-plugin` passes on its own scaffold (its schema
+    is my_plugin, its settings MY_PLUGIN_*), and the build takes what lint passed."""
+    made = nself("plugin", "new", "my-plugin", cwd=tmp_path)
+    assert made.code == 0, made.output
+    linted = nself("plugin", "lint", "my-plugin", cwd=tmp_path)
+    assert linted.code == 0, linted.output
+    assert "my-plugin 0.1.0 is a valid plugin bundle" in linted.out
+    installed = nself("plugin", "install", str(tmp_path / "my-plugin"), "--yes", cwd=project)
+    assert installed.code == 0, installed.output
+    assert nself("secrets", "generate", cwd=project).code == 0
+    built = nself("build", cwd=project)
+    assert built.code == 0, built.output
+    assert "https://my-plugin.local.nself.org" in built.out
+
+
+@pytest.mark.parametrize(
+    ("extra", "files", "said"),
+    [
+        ('[service.volumes]\ndata = "/data:ro"\n', {}, "'/data:ro' must be an absolute"),
+        (
+            '[[files]]\nsource = "app.ini"\ntarget = "/etc/app.ini"\n',
+            {"app.ini": "url = ${DATABASE_URL}\n"},
+            "app.ini refers to secret setting(s) DATABASE_URL",
+        ),
+    ],
+)
+def test_lint_refuses_what_the_build_refuses(
+    project: Path, tmp_path: Path, nself: Run, extra: str, files: dict[str, str], said: str
+) -> None:
+    """One parser for lint, install and every build: a volume target with ':' and a secret
+    in a rendered file are refused by `plugin lint` with the line install would give."""
+    head = 'access = ["database-superuser"]\n[service]\nimage = "traefik/whoami:v1.10.3"\n'
+    folder = make_bundle(tmp_path, "strict", extra=head + extra, files=files, service=False)
+    linted = nself("plugin", "lint", str(folder), cwd=tmp_path)
+    assert linted.code == 1 and said in linted.err, linted.output
+    installed = nself("plugin", "install", str(folder), "--yes", cwd=project)
+    assert installed.code == 1 and said in installed.err, installed.output
+    nothing_installed(project)

@@ -84,7 +84,12 @@ An nself plugin bundle. Try it in a project:
     nself plugin install ./{name}      # from the project folder
     nself build && nself start
 
-Pack it for a registry: `nself plugin pack .` (writes {name}-0.1.0.tar.gz and its sha256).
+Pack it for a registry: `nself plugin pack .` (writes dist/{name}-0.1.0.tar.gz and its
+sha256; `--output FOLDER` writes them there instead).
+
+Remove it from a project with `nself plugin remove {name}`: its data stays. Named volumes
+go only with `--delete-data`; its database schema ({schema}) and role stay until you drop
+them as the superuser (`DROP OWNED BY nself_plugin_{schema}; DROP ROLE nself_plugin_{schema};`).
 """
 
 TEST = """\

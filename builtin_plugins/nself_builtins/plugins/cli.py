@@ -60,11 +60,15 @@ def remove_cmd(
     name: Annotated[str, typer.Argument(help="Installed plugin.")],
     delete_data: Annotated[
         bool,
-        typer.Option("--delete-data", help="Also delete the plugin's volumes (irreversible)."),
+        typer.Option(
+            "--delete-data",
+            help="Also delete the plugin's volumes (irreversible); its database schema stays.",
+        ),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
-    """Remove a plugin from the project. Its data (volumes, tables) is kept by default."""
+    """Remove a plugin from the project. Its volumes stay unless --delete-data; its database
+    schema and role always stay (it says how to drop them)."""
     from nself_sdk import load_config, require_confirmation
 
     from .data import data_summary, plugin_volumes
@@ -91,15 +95,20 @@ def remove_cmd(
         for line in deleted:
             out.info(f"  {line}")
         if "database schema" in summary:
-            out.warn(
-                f"the database schema and role of {name} are kept",
-                "drop them with the plugin's down migrations, or as the superuser: "
-                f"DROP OWNED BY nself_plugin_{name.replace('-', '_')}; "
-                f"DROP ROLE nself_plugin_{name.replace('-', '_')}",
-            )
+            out.warn(f"the database schema and role of {name} are kept", _drop_hint(name))
     elif summary:
         out.info(f"  kept its data: {summary} (--delete-data deletes the volumes)")
+        if "database schema" in summary:
+            out.info(f"  the schema and role stay until you drop them: {_drop_hint(name)}")
     out.info("next: nself build && nself start")
+
+
+def _drop_hint(name: str) -> str:
+    role = f"nself_plugin_{name.replace('-', '_')}"
+    return (
+        "with the plugin's down migrations, or as the superuser (`nself db shell`): "
+        f"DROP OWNED BY {role}; DROP ROLE {role};"
+    )
 
 
 @app.command("list")
