@@ -25,7 +25,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (
         EXIT_FAILED,
         "failed (`error:` and `hint:` on stderr), or a check found a problem: a core service "
-        "failed to start or is unhealthy (`start`, `restart`, `health`), an error finding "
+        "failed to start, is unhealthy or is stopped (`start`, `restart`, `health`), an "
+        "error finding "
         "(`doctor`, `secrets audit`, `ssl status`, `plugin lint`, `db migrate status`), "
         "generated files out of date (`build --check`)",
     ),
@@ -37,9 +38,9 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (
         EXIT_DEGRADED,
         "degraded: the core services run, but one that is not core (optional, plugin, "
-        "custom, monitoring) failed and was isolated (`start`, `restart`) or is unhealthy "
-        "or degraded (`health`); a service stopped on purpose (`nself stop`, "
-        "`nself admin stop`) counts as neither",
+        "custom, monitoring) failed and was isolated (`start`, `restart`), or is unhealthy, "
+        "degraded or stopped (`health`); an optional service stopped on purpose (`nself "
+        "admin stop`) is not expected to run and counts for nothing",
     ),
     (
         EXIT_NOT_CONFIRMED,

@@ -26,7 +26,7 @@ def stack_findings(config: Config) -> list[Finding]:
             findings.append(
                 Finding(
                     "services",
-                    "warning",
+                    "error" if state.role == "core" else "warning",
                     f"{state.name} was stopped on purpose",
                     f"nself start {state.name}",
                 )

@@ -185,8 +185,10 @@ def health(
     ] = False,
     env: EnvOption = None,
 ) -> None:
-    """Check every service concurrently; exit 1 when a core service is unhealthy, 3 when another is
-    unhealthy or one is degraded (a service stopped on purpose is neither)."""
+    """Check every service concurrently; exit 1 when a core service is down, 3 when another is.
+
+    Down: unhealthy, or stopped (an optional service stopped on purpose is not expected to
+    run); a degraded service also makes it exit 3."""
     from dataclasses import replace
 
     project = open_project(rebuild=False, env=env)

@@ -143,13 +143,15 @@ def _count(names: list[str]) -> str:
 
 
 def health_exit(results: list[HealthResult], role: Callable[[str], str]) -> int:
-    """The exit status of `health`: a core service unhealthy fails (1); any other unhealthy
-    or anything degraded is degraded (3), as the circuit breaker says for `start`; a
-    service stopped on purpose counts as neither."""
-    unhealthy = [r.service for r in results if r.status == "unhealthy"]
-    if any(role(name) == "core" for name in unhealthy):
+    """The exit status of `health`, as the circuit breaker's for `start`: a core service
+    that is down (unhealthy, or stopped) fails (1); any other unhealthy, degraded or
+    stopped service is degraded (3). An optional service stopped on purpose is not
+    expected to run, so it counts for nothing."""
+    down = [r.service for r in results if r.status in ("unhealthy", "stopped")]
+    if any(role(name) == "core" for name in down):
         return EXIT_FAILED
-    if unhealthy or any(r.status == "degraded" for r in results):
+    missing = [name for name in down if role(name) != "optional"]
+    if missing or any(r.status in ("unhealthy", "degraded") for r in results):
         return EXIT_DEGRADED
     return EXIT_OK
 
