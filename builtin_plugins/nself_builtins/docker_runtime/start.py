@@ -189,6 +189,8 @@ class Start:
         state = state_of(name, self.known[name].role, container)
         if old_id == container.id:  # count only the restarts of this start
             state = replace(state, restarts=max(0, state.restarts - seen_restarts))
+            if not finished:  # an error of an earlier start, until Compose has tried again
+                state = replace(state, error="")
         return _phase(state, finished)
 
     def _engine_trouble(self, compose: ComposeUp) -> None:
