@@ -33,6 +33,7 @@ from pathlib import Path
 
 from nself_builtins.shared import replicas
 from nself_sdk import Config, HealthCheck, Problem, Route, Service
+from nself_sdk.declare import IMAGE_SETTING_LABEL
 
 SERVICE = "hasura-replica"
 SWITCH = "HASURA_REPLICA_ENABLED"
@@ -87,6 +88,8 @@ def service(config: Config, primary: Service) -> Service:
         # refuse a catalog of another version).
         depends_on=("hasura", *(replicas.service(n) for n in first)),
         health_url=f"http://{SERVICE}:8080/healthz",
+        # HASURA_IMAGE runs another image here too (a mirror's)
+        labels={k: v for k, v in primary.labels.items() if k == IMAGE_SETTING_LABEL},
         contract=primary.contract,
     )
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from nself_builtins.shared import replicas
 from nself_sdk import Config, GeneratedFile, ImageContract, Mount, Service
+from nself_sdk.declare import IMAGE_SETTING_LABEL
 
 SCRIPT_DIR = "postgres/replica"
 SCRIPT = "replica.sh"
@@ -151,6 +152,8 @@ def services(config: Config, primary: Service) -> list[Service]:
                     Mount(f"./{SCRIPT_DIR}", "/nself/replica", read_only=True),
                 ),
                 user="postgres",
+                # POSTGRES_IMAGE runs another image here too (the primary's, a mirror's)
+                labels=_image_setting(primary),
                 build=primary.build,
                 shm_size=primary.shm_size,
                 stop_grace_period=primary.stop_grace_period,
@@ -158,6 +161,10 @@ def services(config: Config, primary: Service) -> list[Service]:
             )
         )
     return found
+
+
+def _image_setting(primary: Service) -> dict[str, str]:
+    return {k: v for k, v in primary.labels.items() if k == IMAGE_SETTING_LABEL}
 
 
 def files(config: Config) -> list[GeneratedFile]:
