@@ -27,7 +27,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
         "failed (`error:` and `hint:` on stderr), or a check found a problem: a core service "
         "failed to start, is unhealthy or is stopped (`start`, `restart`, `health`), an "
         "error finding "
-        "(`doctor`, `secrets audit`, `ssl status`, `plugin lint`, `db migrate status`), "
+        "(`doctor`, `harden`, `install`, `secrets audit`, `ssl status`, `plugin lint`, "
+        "`db migrate status`), "
         "generated files out of date (`build --check`)",
     ),
     (

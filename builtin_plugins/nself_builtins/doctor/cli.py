@@ -56,4 +56,6 @@ def doctor(
         counts = {level: sum(f.level == level for _p, f in findings) for level in MARK}
         info(f"{counts['ok']} ok, {counts['warning']} warnings, {counts['error']} errors")
     if any(f.level == "error" for _p, f in findings):
-        raise typer.Exit(1)
+        from nself_sdk import EXIT_FAILED
+
+        raise typer.Exit(EXIT_FAILED)

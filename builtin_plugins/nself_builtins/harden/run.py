@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nself_sdk import UsageError, find_project, load_config, stack
+from nself_sdk import EXIT_FAILED, EXIT_OK, UsageError, find_project, load_config, stack
 from nself_sdk.console import emit_json, info, paint
 from nself_sdk.host import plugin_manager
 
@@ -64,11 +64,11 @@ def harden_command(env: str | None, fix: bool, layers: list[str], as_json: bool)
                 ],
             }
         )
-        return 0 if report.ok else 1
+        return EXIT_OK if report.ok else EXIT_FAILED
     if fix:
         _print_fixes(applied)
     _print(report, layers)
-    return 0 if report.ok else 1
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def _print_fixes(applied: list[Applied]) -> None:

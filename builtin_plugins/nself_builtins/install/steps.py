@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nself_builtins.shared.placement import INSTALL_MARKER as MARKER
-from nself_sdk import NselfError, UsageError
+from nself_sdk import EXIT_FAILED, EXIT_OK, NselfError, UsageError
 from nself_sdk.console import info, ok, paint, warn
 
 ENVS = ("prod", "staging")
@@ -732,7 +732,7 @@ def run_install(o: Options) -> int:
         refused = Project().refusal(ctx)
         if refused is not None:
             raise refused
-        return 0
+        return EXIT_OK
     if os.geteuid() != 0:
         raise NselfError(
             "nself install changes the system (packages, firewall, services): run it as root",
@@ -766,4 +766,4 @@ def run_install(o: Options) -> int:
         f"{ctx.path} serves {o.domain} ({o.env}); "
         + (f"{changed} step(s) changed" if changed else "nothing changed: already installed")
     )
-    return 1 if counts.get("error") else 0
+    return EXIT_FAILED if counts.get("error") else EXIT_OK

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from nself_sdk import NselfError, find_project
+from nself_sdk import EXIT_FAILED, NselfError, find_project
 from nself_sdk import console as out
 
 HELP = "Install, inspect and author plugins (bundles from a registry, folder or archive)."
@@ -212,7 +212,7 @@ def lint(
             m = bundle.manifest
             out.ok(f"{m.name} {m.version} is a valid plugin bundle")
     if errors:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command("pack")

@@ -15,6 +15,7 @@ from nself_builtins.shared.generations import kept_files
 from nself_builtins.shared.secrets import generate as generate_secret
 from nself_builtins.shared.secrets import ignore_said, split_said
 from nself_sdk import (
+    EXIT_FAILED,
     Config,
     NselfError,
     Setting,
@@ -251,7 +252,7 @@ def audit(env: str | None, as_json: bool) -> None:
             file = secrets_file(target or "dev")  # resolved by audit_findings
             info(f"fix the mode of {file} first; the values were not checked")
     if findings:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_FAILED)
 
 
 def audit_findings(

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nself_sdk import NselfError
+from nself_sdk import EXIT_FAILED, NselfError
 from nself_sdk.console import emit_json, info, ok, warn
 
 from .options import ConfirmOpt, DryRunOpt, EnvOpt, JsonOpt, LockOpt, guard, resolve
@@ -154,7 +154,7 @@ def status_cmd(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
         for problem in problems:
             warn(problem.message, problem.hint)
     if problems:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command("verify")
