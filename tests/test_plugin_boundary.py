@@ -346,7 +346,7 @@ def test_install_names_declared_settings_the_project_already_sets(
     folder = make_bundle(tmp_path, "helper", extra=extra)
     run: Any = nself
     refusal = run("plugin", "install", str(folder), cwd=project)
-    assert refusal.code == 2
+    assert refusal.code == 4  # not confirmed
     said = f"read settings your env files already set: OPENAI_API_KEY (.env.secrets:{line})"
     assert said in refusal.out
     assert read_lock(project) == {}
