@@ -24,6 +24,7 @@ from kernel_helpers import compose_config
 from nself import hookspecs
 from nself.plugins import forget, scan_entry_points
 from nself_sdk.testing import Result, set_env
+from plugin_helpers import make_bundle
 
 Run = Callable[..., Result]
 
@@ -215,6 +216,49 @@ def test_an_allow_list_must_keep_the_essential_plugins(
         "hint: add docker_runtime, harden, license, secrets to NSELF_PLUGINS (the essential "
         "plugins: compose, docker_runtime, harden, license, project, secrets)",
     ]
+
+
+def test_a_misspelt_plugin_name_in_a_switch_is_named(
+    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name no plugin has would leave the plugin meant in (or out) without a word."""
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "redsi,MAIL,auth")
+    result = nself("build", "--json", cwd=project)
+    assert result.code == 0, result.output
+    assert result.err.splitlines() == [
+        "warning: NSELF_DISABLE_PLUGINS names 'MAIL', which is no plugin of this project",
+        "  hint: did you mean mail? names are those `nself plugin list` shows, separated by commas",
+        "warning: NSELF_DISABLE_PLUGINS names 'redsi', which is no plugin of this project",
+        "  hint: did you mean redis? names are those `nself plugin list` shows, "
+        "separated by commas",
+    ]
+    assert "auth" not in json.loads(result.out)["services"]  # the rest still applies
+
+
+def test_a_bundle_name_in_a_switch_is_no_misspelling(
+    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle installed in the project is a plugin of it, as the Python ones are."""
+    bundle = make_bundle(project.parent, "hello")
+    assert nself("plugin", "install", str(bundle), "--yes", cwd=project).code == 0
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "hello")
+    result = nself("build", "--json", cwd=project)
+    assert result.code == 0 and "warning" not in result.err, result.output
+    assert "hello" not in json.loads(result.out)["services"]
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "helo")
+    result = nself("build", "--json", cwd=project)
+    assert "did you mean hello?" in result.err and "hello" in json.loads(result.out)["services"]
+
+
+def test_names_run_together_are_named_in_the_essential_error(
+    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NSELF_PLUGINS", "project compose docker_runtime")
+    result = nself("build", cwd=project)
+    assert result.code == 1 and "Traceback" not in result.output
+    assert result.err.splitlines()[-1].endswith(
+        "; no plugin is named 'project compose docker_runtime': separate names by commas"
+    )
 
 
 RUNTIME = """from nself_sdk import hookimpl

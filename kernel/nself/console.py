@@ -39,6 +39,12 @@ def error(message: str, hint: str | None = None) -> None:
         print(f"{paint('hint:', 'dim', sys.stderr)} {scrub(hint)}", file=sys.stderr)
 
 
+def warn(message: str, hint: str | None = None) -> None:
+    print(f"{paint('warning:', 'yellow', sys.stderr)} {scrub(message)}", file=sys.stderr)
+    if hint:
+        print(f"  {paint('hint:', 'dim', sys.stderr)} {scrub(hint)}", file=sys.stderr)
+
+
 def emit_json(data: Any) -> None:
     data = json.loads(json.dumps(data, default=str))
     print(json.dumps(scrub_data(data), indent=2, sort_keys=True))

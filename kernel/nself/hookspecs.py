@@ -19,6 +19,8 @@ import pluggy
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from typer import Typer
+
     from .config import Config
     from .model import GeneratedFile, Problem, Setting
     from .model import Stack as _Stack
@@ -193,6 +195,6 @@ def run_bare_command(name: str) -> int | None:
 
 
 @hookspec
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     """Add commands or command groups to the ``nself`` Typer ``app``; keep imports of heavy
     libraries inside the command functions."""

@@ -3,9 +3,7 @@ scrubbed of the secret values nself has seen (``scrub``)."""
 
 from __future__ import annotations
 
-import sys
-
-from nself.console import emit_json, error, paint, state
+from nself.console import emit_json, error, paint, state, warn
 from nself.redact import scrub
 
 
@@ -15,12 +13,6 @@ def info(message: str = "") -> None:
 
 def ok(message: str) -> None:
     print(f"{paint('✓', 'green')} {scrub(message)}")
-
-
-def warn(message: str, hint: str | None = None) -> None:
-    print(f"{paint('warning:', 'yellow', sys.stderr)} {scrub(message)}", file=sys.stderr)
-    if hint:
-        print(f"  {paint('hint:', 'dim', sys.stderr)} {scrub(hint)}", file=sys.stderr)
 
 
 __all__ = ["emit_json", "error", "info", "ok", "paint", "state", "warn"]
