@@ -439,3 +439,37 @@ def test_verify_leaves_no_role_behind(target: Path, nself, pg: Cluster, db: str)
         assert left == []
     finally:
         pg.sql("DROP ROLE IF EXISTS intruder; DROP ROLE IF EXISTS intruder2")
+
+
+def test_a_database_with_time_limits_and_read_only_by_default(
+    target: Path, nself, pg: Cluster, db: str
+) -> None:
+    """Settings a production database often has do not break its backups and restores:
+    a short statement_timeout (counting a large table), an idle-in-transaction timeout
+    (the session holding the backup's snapshot waits for pg_dump) and
+    default_transaction_read_only (pg_restore writes into the new database)."""
+    pg.sql(
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS pad FROM generate_series(1, 600000) g",
+        db,
+    )
+    for setting in (
+        "statement_timeout = '20ms'",
+        "idle_in_transaction_session_timeout = '100ms'",
+        "default_transaction_read_only = on",
+    ):
+        pg.sql(f'ALTER DATABASE "{db}" SET {setting}')
+    settings = (
+        "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_database d"
+        f" ON d.oid = s.setdatabase WHERE d.datname = '{db}' AND s.setrole = 0"
+    )
+    before = pg.sql(settings)
+    try:
+        manifest = backup(nself, target)
+        assert manifest["tables"]["public.big"] == 600000
+        r = nself("db", "restore", manifest["name"], cwd=target)
+        assert r.code == 0, r.output
+        assert pg.sql(settings) == before  # the restored database has them too
+        assert pg.sql("SELECT count(*) FROM customers", db) == [(2000,)]
+    finally:
+        drop_family(pg, db)
+        pg.sql(f'CREATE DATABASE "{db}"')

@@ -307,6 +307,17 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     _fsync_dir(path.parent)
 
 
+def untimed(conn: psycopg.Connection[Any]) -> None:
+    """No time limit for this session, whatever the database sets (a ``statement_timeout``
+    would cancel counting a large table; an ``idle_in_transaction_session_timeout`` would
+    end the session holding a backup's snapshot while pg_dump runs), as pg_dump and
+    pg_restore do for theirs."""
+    for setting in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"):
+        conn.execute(f"SET {setting} = 0")
+    if conn.info.transaction_status != conn.info.transaction_status.IDLE:
+        conn.commit()
+
+
 def snapshot_facts(
     conn: psycopg.Connection[Any], known: dict[str, int] | None = None
 ) -> tuple[dict[str, int], list[str]]:
@@ -413,6 +424,7 @@ def take(
     started = time.monotonic()
     say(f"backing up {transport.describe()} to {name}")
     with transport.connect() as conn:
+        untimed(conn)  # it holds the snapshot, idle in its transaction, while pg_dump runs
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = conn.execute(
             "SELECT pg_export_snapshot(), current_setting('server_version'), current_database()"
@@ -585,9 +597,10 @@ def _split_toc(lines: list[str]) -> tuple[list[str], list[str]]:
 # -- restore into a database ------------------------------------------------------------------
 
 
-def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None) -> list[str]:
+def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None) -> None:
     """A new database (never replacing one: an existing name is refused), with the owner,
-    encoding, locale, tablespace and settings of ``like`` when it exists."""
+    encoding, locale and tablespace of ``like`` when it exists (its settings are copied
+    once it is filled: ``_copy_settings``)."""
     from psycopg import sql
 
     if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
@@ -605,7 +618,7 @@ def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None
         ).fetchone()
     if like is None or row is None:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-        return []
+        return
     owner, encoding, collate, ctype, tablespace = row
     # Naming a tablespace needs CREATE on it, even pg_default, which an owner that is not a
     # superuser lacks: the default is left unsaid.
@@ -624,7 +637,6 @@ def _create_db(conn: psycopg.Connection[Any], name: str, like: str | None = None
             where,
         )
     )
-    return _copy_settings(conn, like, name)
 
 
 # Settings whose stored value is a list of quoted names (``search_path = app, "$user"``):
@@ -815,6 +827,7 @@ def _confined_data(lines: list[str]) -> tuple[list[str], dict[str, list[str]]]:
 
 
 def _compare(conn: psycopg.Connection[Any], manifest: dict[str, Any], name: str) -> tuple[int, int]:
+    untimed(conn)
     expected: dict[str, int] = manifest["tables"]
     counts, schema_lines = snapshot_facts(conn, restored_counts(conn, expected))
     if counts != expected:
@@ -1020,7 +1033,7 @@ def _restore_and_swap(
     incoming = journal.incoming_name(target, run.key)
     found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone()
     exists = found is not None
-    refused = _create_db(admin, incoming, like=target)
+    _create_db(admin, incoming, like=target)
     journal.checkpoint("created")
     mark = run.mark("incoming", target=target, backup=name, phase="restoring")
     swapped = False
@@ -1038,6 +1051,9 @@ def _restore_and_swap(
             )
         say(f"restoring {name} ({jobs()} parallel job{'s' if jobs() > 1 else ''})")
         bound = _restore_into(transport, staged, toc, incoming, tmpdir)
+        # the database's settings only now: pg_restore must not run under them (a
+        # default_transaction_read_only, a short statement_timeout)
+        refused = _copy_settings(admin, target, incoming) if exists else []
         journal.checkpoint("restored")
         with transport.connect(dbname=incoming) as conn:
             _compare(conn, manifest, name)

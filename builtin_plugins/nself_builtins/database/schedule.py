@@ -260,6 +260,8 @@ backup() {
   psql -X -q -At -v ON_ERROR_STOP=1 -v project="${BACKUP_PROJECT:-}" <<SQL
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 SET LOCAL search_path TO "\$user", public;
+SET LOCAL statement_timeout = 0;
+SET LOCAL idle_in_transaction_session_timeout = 0;
 SELECT pg_export_snapshot() AS snap \gset
 \setenv NSELF_SNAPSHOT :snap
 \! sh /nself/backup.sh dump
