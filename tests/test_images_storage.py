@@ -111,3 +111,30 @@ def test_presigned_urls_work_through_a_non_443_port(
     )
     refused = send(https, unsigned_port.replace(f"{DOMAIN}/", f"{DOMAIN}:{https}/"), "GET")
     assert refused[0] == 403 and b"SignatureDoesNotMatch" in refused[1], refused
+
+
+def test_minios_metrics_never_leave_through_the_public_route(
+    storage_stack: tuple[Path, int], nself: Run
+) -> None:
+    """Prometheus reads MinIO's metrics over the stack's network without a token
+    (MINIO_PROMETHEUS_AUTH_TYPE=public with monitoring on): through nginx, in any spelling,
+    nginx answers 404 itself and MinIO never sees the request."""
+    folder, https = storage_stack
+    started = nself("start", "nginx", "minio", "--timeout", "120", cwd=folder)
+    assert started.code == 0, started.output
+    base = f"https://storage.{DOMAIN}:{https}"
+    for path in (
+        "/minio/v2/metrics/cluster",
+        "/minio/v2/metrics/bucket",
+        "/minio/metrics/v3/system/drive",
+        "/minio/prometheus/metrics",
+        "//minio/v2/metrics/cluster",
+        "/minio/v2/%6detrics/cluster",
+        "/minio/v2%2Fmetrics/node",
+        "/minio/x/../v2/metrics/cluster",
+    ):
+        status, body = send(https, base + path, "GET")
+        assert (status, b"<center>nginx</center>" in body) == (404, True), (path, status, body)
+    # the rest of the S3 API still reaches MinIO (which refuses an unsigned request itself)
+    status, body = send(https, base + "/uploads", "GET")
+    assert b"<center>nginx</center>" not in body and b"<Error>" in body, (status, body)

@@ -59,7 +59,8 @@ class Subdomain(Record):
     value. ``when`` leaves the route out for configurations it answers false for.
     An ``internal_only`` route also declares ``<PREFIX>_ALLOW_CIDRS`` (the setting's name
     without ``_SUBDOMAIN``): the networks that may reach it; nginx asks for a login first
-    unless ``own_login`` (the service has one).
+    unless ``own_login`` (the service has one). ``refused_paths`` are path prefixes the
+    route never passes on (nginx answers 404 itself).
     """
 
     setting: str
@@ -73,6 +74,7 @@ class Subdomain(Record):
     internal_only: bool
     own_login: bool
     extra: tuple[str, ...]
+    refused_paths: tuple[str, ...]
     when: Callable[[Config], bool] | None
 
     __slots__ = tuple(__annotations__)  # the fields above, in their order
@@ -91,6 +93,7 @@ class Subdomain(Record):
         internal_only: bool = False,
         own_login: bool = False,
         extra: tuple[str, ...] = (),
+        refused_paths: tuple[str, ...] = (),
         when: Callable[[Config], bool] | None = None,
     ) -> None:
         self.fill(locals())
@@ -133,6 +136,7 @@ class Subdomain(Record):
             allow_cidrs=tuple(cidrs(config.text(self.allow_setting))) if self.allow_setting else (),
             own_login=self.own_login,
             extra=self.extra,
+            refused_paths=self.refused_paths,
         )
 
 

@@ -108,6 +108,9 @@ class Route(Shown):
     allow_cidrs: tuple[str, ...] = ()
     own_login: bool = False
     extra: tuple[str, ...] = ()
+    # Path prefixes the public route never passes on (nginx answers 404 itself): what the
+    # service serves only to the stack's own network, e.g. MinIO's Prometheus metrics.
+    refused_paths: tuple[str, ...] = ()
     # Which of its plugin's routes this is, for messages (e.g. the env-file slot ``CS_2``)
     # when the service's name does not say it.
     source: str = ""

@@ -55,6 +55,9 @@ def route_problem(route: Route, domain: str) -> str | None:
         return f"its upstream host {route.upstream_host!r} is not a host name"
     if route.max_body_size is not None and not is_size(route.max_body_size):
         return f"its max_body_size {route.max_body_size!r} is not an nginx size"
+    for path in route.refused_paths:
+        if not re.fullmatch(r"/[A-Za-z0-9/._-]*", path):
+            return f"its refused path {path!r} is not a plain URL path"
     for line in route.extra:
         if re.search(r"[{}\r\n]", line) or not line.rstrip().endswith(";"):
             return f"its extra line {line!r} is not one plain directive"
@@ -261,6 +264,9 @@ def site(route: Route, config: Config, host: str, balanced: Upstream | None = No
         lines.append(f"    client_max_body_size {route.max_body_size};")
     if route.internal_only:
         lines += private(route)
+    # nginx matches locations against the decoded, normalized path (slashes merged, dot
+    # segments resolved), so no spelling of a refused path reaches the service.
+    lines += [f"    location ^~ {path} {{ return 404; }}" for path in route.refused_paths]
     lines += ["    location / {", f"        limit_req zone={zone} burst={burst} nodelay;"]
     if balanced is None:
         lines += [

@@ -54,6 +54,12 @@ S3_PROXY = (
     "chunked_transfer_encoding off;",
 )
 
+# MinIO's Prometheus metrics (bucket names, object counts and sizes, drives, version) are
+# for the monitoring stack, which reads them over the stack's network without a token
+# (MINIO_PROMETHEUS_AUTH_TYPE=public): the public S3 route never passes them on. The
+# v2, v3 and legacy paths (MinIO's docs/metrics).
+METRICS_PATHS = ("/minio/v2/metrics", "/minio/metrics", "/minio/prometheus")
+
 
 def console_routed(config: Config) -> bool:
     """The console is reachable through nginx in dev, elsewhere only when asked for."""
@@ -116,6 +122,7 @@ plugin = ServicePlugin(
             "Public subdomain of the S3 API.",
             max_body_size="${STORAGE_MAX_BODY_SIZE}",
             extra=S3_PROXY,
+            refused_paths=METRICS_PATHS,
         ),
         Subdomain(
             "STORAGE_CONSOLE_SUBDOMAIN",
