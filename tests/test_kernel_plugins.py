@@ -227,9 +227,10 @@ def test_a_misspelt_plugin_name_in_a_switch_is_named(
     assert result.code == 0, result.output
     assert result.err.splitlines() == [
         "warning: NSELF_DISABLE_PLUGINS names 'MAIL', which is no plugin of this project",
-        "  hint: did you mean mail? names are those `nself plugin list` shows, separated by commas",
+        "  hint: did you mean mail? names are those `nself plugin list --all` shows, "
+        "separated by commas",
         "warning: NSELF_DISABLE_PLUGINS names 'redsi', which is no plugin of this project",
-        "  hint: did you mean redis? names are those `nself plugin list` shows, "
+        "  hint: did you mean redis? names are those `nself plugin list --all` shows, "
         "separated by commas",
     ]
     assert "auth" not in json.loads(result.out)["services"]  # the rest still applies

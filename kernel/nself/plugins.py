@@ -151,7 +151,7 @@ def _warn_unknown(project_dir: Path, extras: set[str]) -> None:
         hint = f"did you mean {close[0]}? " if close else ""
         warn(
             f"{var} names {name!r}, which is no plugin of this project",
-            f"{hint}names are those `nself plugin list` shows, separated by commas",
+            f"{hint}names are those `nself plugin list --all` shows, separated by commas",
         )
 
 
