@@ -90,6 +90,19 @@ def test_private_sites_ask_for_a_login_and_allow_no_docker_range(project: Path, 
     assert warned.code == 0 and "MAIL_ALLOW_CIDRS lets in 172.16.0.0/12" in warned.err
 
 
+def test_trusting_dockers_range_as_a_proxy_is_warned(project: Path, nself: Run) -> None:
+    """Trusted proxies' X-Forwarded-For names the client nginx allows and rate-limits: with
+    Docker's gateway among them, any client through the port proxy names its own address."""
+    set_env(project, ".env.local", MAIL_ENABLED="true", MAIL_ALLOW_CIDRS="203.0.113.0/24")
+    set_env(project, ".env.local", NGINX_TRUSTED_PROXIES="10.0.0.5, 172.17.0.1")
+    warned = nself("build", cwd=project)
+    assert warned.code == 0, warned.output
+    assert "NGINX_TRUSTED_PROXIES trusts 172.17.0.1, Docker's own range" in warned.err
+    set_env(project, ".env.local", NGINX_TRUSTED_PROXIES="10.0.0.5, 192.0.2.0/24")
+    quiet = nself("build", cwd=project)
+    assert quiet.code == 0 and "NGINX_TRUSTED_PROXIES" not in quiet.err, quiet.output
+
+
 def test_a_server_needs_its_own_private_password(project: Path, nself: Run) -> None:
     set_env(project, ".env.prod", STORAGE_ENABLED="true", STORAGE_CONSOLE_ENABLED="true")
     mail_server(project, ".env.secrets.prod")

@@ -271,11 +271,20 @@ def _value_problems(config: Config) -> list[Problem]:
 
 def _docker_range(config: Config, name: str) -> str | None:
     """The item of the allowlist ``name`` that covers Docker's default gateway range."""
+    return _docker_item(cidrs(config.text(name)))
+
+
+def _docker_item(items: list[str]) -> str | None:
+    """The first of ``items`` (addresses or networks) that overlaps Docker's default
+    gateway range; items that are not addresses are other checks' business."""
     import ipaddress
 
     docker = ipaddress.ip_network("172.16.0.0/12")
-    for item in cidrs(config.text(name)):
-        net = ipaddress.ip_network(item, strict=False)
+    for item in items:
+        try:
+            net = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            continue
         if net.version == 4 and net.overlaps(docker):
             return item
     return None
@@ -337,6 +346,17 @@ def _proxy_problems(config: Config) -> list[Problem]:
                     "list the proxies' addresses or networks, like 10.0.0.5, 10.1.0.0/16",
                 )
             )
+    if gateway := _docker_item(render.trusted_proxies(config)):
+        problems.append(
+            Problem(
+                "warning",
+                f"{config.where('NGINX_TRUSTED_PROXIES')}: NGINX_TRUSTED_PROXIES trusts "
+                f"{gateway}, Docker's own range: every client that reaches nginx through "
+                "Docker's port proxy comes from there, so its own X-Forwarded-For is "
+                "believed (the *_ALLOW_CIDRS allowlists and the rate limits with it)",
+                "list only your proxy's or load balancer's addresses",
+            )
+        )
     return problems
 
 
