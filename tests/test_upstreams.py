@@ -395,6 +395,38 @@ def test_rolling_restart_of_three_replicas_loses_no_request(
     assert steady.total >= 100, steady.total
 
 
+@pytest.mark.docker
+@pytest.mark.usefixtures("docker_engine")
+def test_a_rolling_restart_of_two_functions_replicas_loses_no_request(
+    who_stack: tuple[Path, str, int, str], nself: Run
+) -> None:
+    """FUNCTIONS_REPLICAS=2 (the functions stand-in, the scaffolded hello function): the
+    second waits for the first, both answer the route, a restart under a steady request
+    loop replaces them one at a time without a failed request."""
+    folder, name, https, _image = who_stack
+    set_env(folder, ".env.local", FUNCTIONS_ENABLED="true", FUNCTIONS_IMAGE=standin("functions"),
+            FUNCTIONS_REPLICAS="2")  # fmt: skip
+    r = nself("start", "--with", "functions", "--timeout", "180", cwd=folder)
+    assert r.code == 0, r.output
+    host = f"functions.{DOMAIN}"
+    probe = Loop(https, host, path="/hello?name=Ada")
+    assert probe.get() == (200, "Hello, Ada!")
+    containers = (f"{name}-functions-1", f"{name}-functions-2-1")
+
+    def started(container: str) -> str:
+        return docker("inspect", "-f", "{{.State.StartedAt}}", container).stdout
+
+    before = {c: started(c) for c in containers}
+    with Loop(https, host, path="/hello?name=Ada", limit=6000, seconds=300) as steady:
+        time.sleep(1)
+        r = nself("restart", "functions", "--timeout", "240", cwd=folder)
+        time.sleep(1)
+    assert r.code == 0, r.output
+    assert all(started(c) != before[c] for c in containers), "both replicas were restarted"
+    assert steady.failures == [], steady.failures[:5]
+    assert steady.total >= 50, steady.total
+
+
 def test_a_deploy_replaces_replicas_one_at_a_time(tmp_path: Path, nself: Run) -> None:
     """The server's `up` script: everything but the held replicas first, then each stage
     with --no-deps; a name the release does not have is skipped (the script runs with a
