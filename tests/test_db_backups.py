@@ -473,3 +473,10 @@ def test_a_database_with_time_limits_and_read_only_by_default(
     finally:
         drop_family(pg, db)
         pg.sql(f'CREATE DATABASE "{db}"')
+
+
+def test_a_name_that_is_no_backup(target: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    backup(nself, target)
+    for name in ("", ".", "..", "../../etc/passwd", "nope"):
+        r = nself("db", "restore", name, "--dry-run", cwd=target)
+        assert r.code == 1 and f"no backup named {name} in " in r.err, (name, r.output)

@@ -154,3 +154,19 @@ def test_leftovers_of_interrupted_runs_go_once_a_day_old(engine: Pitr) -> None:
     assert plan.leftovers == [".base-4.tar.abc.part", "base-1.tar"]
     apply_prune(engine, plan)
     assert not old.exists() and not part.exists() and fresh.exists()
+
+
+def test_a_kept_data_folder_already_gone_is_not_an_error(tmp_path: Path) -> None:
+    """A recovery deletes the older kept folder its plan named only after the promotion;
+    one the user removed meanwhile (or a concurrent prune) must not turn the finished
+    recovery into an unexpected error. A name that is not a kept folder still is refused."""
+    from nself_builtins.database.pitr import LocalCluster
+
+    (tmp_path / "data").mkdir()
+    kept = tmp_path / "data.pre-pitr-20260101000000"
+    kept.mkdir()
+    cluster = LocalCluster(tmp_path / "data", None, None)
+    cluster.remove_kept(["data.pre-pitr-20260101000000", "data.pre-pitr-20260102000000"])
+    assert not kept.exists() and (tmp_path / "data").is_dir()
+    with pytest.raises(NselfError, match="not a kept data folder"):
+        cluster.remove_kept(["data"])

@@ -148,7 +148,7 @@ class Store:
                 raise NselfError("there are no backups yet", "take one with `nself db backup`")
             return names[0]
         base = Path(name).name
-        for candidate in (base, base + SUFFIX):
+        for candidate in (base, base + SUFFIX) if base not in ("", ".", "..") else ():
             if self.manifest_file(candidate).exists() or self.dump(candidate).exists():
                 return candidate
         raise NselfError(f"no backup named {name} in {self.root}", "see `nself db backup list`")

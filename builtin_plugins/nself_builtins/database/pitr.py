@@ -356,10 +356,13 @@ class LocalCluster:
         return found
 
     def remove_kept(self, names: list[str]) -> None:
-        for name in names:
+        for name in names:  # every name checked before anything is deleted
             if not _kept_name(name, self.data_dir.name):
                 raise NselfError(f"refusing to delete {name!r}: not a kept data folder")
-            shutil.rmtree(self.data_dir.parent / name)
+        for name in names:
+            path = self.data_dir.parent / name
+            if path.is_dir() and not path.is_symlink():  # gone already: nothing to do
+                shutil.rmtree(path)
 
     def log_tail(self) -> str:
         try:
