@@ -11,7 +11,10 @@ sentinels' ``resolve-hostnames``/``announce-hostnames``), so a container that co
 at another address is still the node the sentinels know. A node keeps its role in a
 config file on its volume (``/data/nself-redis.conf``, rewritten by the sentinels at a
 failover), so a restart does not turn a promoted replica back into a replica of a
-stopped master. Passwords stay on the command line as for the plain Redis
+stopped master. A sentinel's own file lives in its container: a new container (after
+``nself down``, or a changed setting) first asks ``redis-replica`` whether it was promoted
+(it starts as a replica, so it says master only then) and watches whichever node is the
+master, never a demoted one. Passwords stay on the command line as for the plain Redis
 (``requirepass``, and ``masterauth`` for a node that becomes a replica).
 
 Clients find the master by asking a sentinel: ``REDIS_SENTINELS`` (the three
@@ -158,7 +161,7 @@ def sentinel_command() -> tuple[str, ...]:
         "sentinel resolve-hostnames yes",
         "sentinel announce-hostnames yes",
         "sentinel announce-ip $SENTINEL_HOST",
-        "sentinel monitor $MASTER redis 6379 2",
+        "sentinel monitor $MASTER $primary 6379 2",
         "sentinel auth-pass $MASTER $REDISCLI_AUTH",
         "sentinel down-after-milliseconds $MASTER $DOWN_AFTER",
         "sentinel failover-timeout $MASTER 60000",
@@ -168,11 +171,19 @@ def sentinel_command() -> tuple[str, ...]:
     ]
     written = " ".join(f'"{line}"' for line in lines)
     # Written once per container (the sentinel rewrites it with what it learns); the
-    # password comes from the environment, never from this command line.
+    # password comes from the environment, never from this command line. The master is
+    # the replica when it says so (it was promoted: after a failover a new sentinel that
+    # watched `redis`, a replica by then, would hand clients a read-only node and abort
+    # every failover with no good slave), `redis` otherwise.
+    find = (
+        f"primary=redis; redis-cli -h {REPLICA} -p 6379 info replication 2>/dev/null "
+        f"| grep -q '^role:master' && primary={REPLICA}; "
+    )
     return (
         "sh",
         "-c",
-        f'conf=/tmp/sentinel.conf; [ -s "$conf" ] || printf "%s\\n" {written} >"$conf"; '
+        f'conf=/tmp/sentinel.conf; [ -s "$conf" ] || {{ {find}'
+        f'printf "%s\\n" {written} >"$conf"; }}; '
         'exec redis-server "$conf" --sentinel',
     )
 
