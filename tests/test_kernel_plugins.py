@@ -185,7 +185,7 @@ def test_allow_list_switch_keeps_only_the_named_plugins(
     site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_distribution(site)
-    essential = "project,compose,docker_runtime,license,secrets,harden"
+    essential = "project,compose,docker_runtime,license,secrets,harden,environments"
     monkeypatch.setenv("NSELF_PLUGINS", f"{essential},postgres,nginx,demo")
     result = nself("build", "--json", cwd=project)
     assert result.code == 0, result.output
@@ -211,11 +211,29 @@ def test_an_allow_list_must_keep_the_essential_plugins(
     result = nself("build", cwd=project)
     assert result.code == 1 and "Traceback" not in result.output
     assert result.err.splitlines() == [
-        "error: plugins docker_runtime, harden, license, secrets are essential: "
+        "error: plugins docker_runtime, environments, harden, license, secrets are essential: "
         "nself does not work without them",
-        "hint: add docker_runtime, harden, license, secrets to NSELF_PLUGINS (the essential "
-        "plugins: compose, docker_runtime, harden, license, project, secrets)",
+        "hint: add docker_runtime, environments, harden, license, secrets to NSELF_PLUGINS (the "
+        "essential plugins: compose, docker_runtime, environments, harden, license, project, "
+        "secrets)",
     ]
+
+
+def test_the_plugin_placing_a_targets_build_cannot_be_disabled(
+    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without environments (build_folder) a prod build on a laptop would be written over
+    the local stack's files and remove its dev certificate; nor would ADMIN_ENABLED be
+    refused outside local."""
+    assert nself("build", cwd=project).code == 0
+    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "environments")
+    result = nself("build", "--env", "prod", cwd=project)
+    assert result.code == 1 and "Traceback" not in result.output
+    assert result.err.splitlines()[0] == (
+        "error: plugin environments is essential: nself does not work without it"
+    )
+    assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before
 
 
 def test_a_misspelt_plugin_name_in_a_switch_is_named(

@@ -74,6 +74,12 @@ def test_the_seed_flow_leaves_the_local_build_as_it_was(project: Path, nself: Ru
     assert "ENV=staging" in (target / ".env.computed").read_text()
     assert "MY_NOTE" not in (target / ".env.computed").read_text()  # not rebuilt either
 
+    # Asked about another target, the hint builds that target, not the current one.
+    assert nself("env", "switch", "local", cwd=project).code == 0
+    stale = nself("build", "--check", "--env", "staging", cwd=project)
+    assert stale.code == 1 and "run `nself build --env staging`" in stale.err, stale.output
+    assert nself("env", "switch", "staging", cwd=project).code == 0
+
     # Rolling back staging's build rolls back staging's folder only.
     assert nself("build", cwd=project).code == 0
     assert "MY_NOTE=changed" in (target / ".env.computed").read_text()
