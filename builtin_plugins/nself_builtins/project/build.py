@@ -27,12 +27,16 @@ def run_build(
             ok(f"restored the previous build ({len(restored)} files)")
             for path, what in restored.items():
                 info(f"  {what}: {path}")
-            info("the env files are unchanged: the next `nself build` redoes it")
+            again = "nself build" + (f" --env {env}" if env else "")
+            info(f"the env files are unchanged: the next `{again}` redoes it")
         return
     result = build(find_project(), env, check=check)
     for problem in result.plan.warnings:
         warn(problem.message, problem.hint)
-    stale = NselfError("generated files are out of date", "run `nself build`")
+    # with --env, the command that builds that target (`nself build` alone builds the
+    # current one, which may be another)
+    again = "nself build" + (f" --env {result.plan.config.env}" if env else "")
+    stale = NselfError("generated files are out of date", f"run `{again}`")
     if as_json:
         data = summary_data(result, check)
         if check and result.changes:
