@@ -124,7 +124,7 @@ def test_rotating_the_jwt_key_explains_and_asks(project: Path, nself) -> None:  
     assert nself("build", cwd=project).code == 0
     before = {p: (project / p).read_bytes() for p in (".env.secrets", ".env.computed")}
     refused = nself("secrets", "rotate", "HASURA_JWT_KEY", cwd=project)
-    assert refused.code == 1
+    assert refused.code == 4  # not confirmed
     assert "signed-in users are signed out and must sign in again" in refused.err
     assert "rerun with --yes" in refused.err
     assert {p: (project / p).read_bytes() for p in before} == before
