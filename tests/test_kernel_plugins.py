@@ -269,6 +269,21 @@ def test_a_bundle_name_in_a_switch_is_no_misspelling(
     assert "did you mean hello?" in result.err and "hello" in json.loads(result.out)["services"]
 
 
+def test_a_setting_of_a_disabled_plugin_names_the_switch(
+    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without postgres nothing derives DATABASE_URL, which hasura and auth use: the hint
+    says so rather than only 'set them in an env file'."""
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "postgres")
+    assert build_error(project, nself) == (
+        "error: docker-compose.yml refers to undefined setting(s): DATABASE_URL"
+    )
+    assert nself("build", cwd=project).err.splitlines()[1] == (
+        "hint: set them in an env file, or leave in the plugin that derives them "
+        "(NSELF_DISABLE_PLUGINS=postgres is set)"
+    )
+
+
 def test_names_run_together_are_named_in_the_essential_error(
     project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,7 +17,7 @@ from .config import DEFAULT_LABEL, Config, load
 from .envfiles import Entry
 from .errors import ConfigError, NselfError, fs_error
 from .model import GeneratedFile, Problem, Setting, Shown, Stack
-from .plugins import Manager, make_manager
+from .plugins import Manager, make_manager, switches_set
 
 STATE_DIR = ".nself"
 MANIFEST = f"{STATE_DIR}/build.json"
@@ -144,9 +144,11 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     for item in files:
         text = item.content if item.env_refs and isinstance(item.content, str) else ""
         if missing := sorted(set(_REF.findall(text)) - known):
+            hint = "set them in an env file"
+            if switches := switches_set():  # the plugin deriving them may be left out
+                hint += f", or leave in the plugin that derives them ({switches} is set)"
             raise NselfError(
-                f"{item.path} refers to undefined setting(s): {', '.join(missing)}",
-                "set them in an env file",
+                f"{item.path} refers to undefined setting(s): {', '.join(missing)}", hint
             )
     _refuse_errors(warnings, pm.hook.validate_files(config=config, stack=stack, files=files))
     computed = envfiles.render_env({k: config.get(k) or "" for k in known}, COMPUTED_HEADER)

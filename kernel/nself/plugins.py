@@ -41,6 +41,11 @@ def _keeps(name: str) -> bool:
     return name not in _names(DISABLE_VAR) and (not only or name in only)
 
 
+def switches_set() -> str:
+    """The plugin switches in force (``NSELF_DISABLE_PLUGINS=a,b``), for hints; or ``""``."""
+    return " ".join(f"{var}={os.environ[var]}" for var in (DISABLE_VAR, ONLY_VAR) if _names(var))
+
+
 def scan_entry_points() -> list[EntryPoint]:
     """The plugin entry points (``nself.plugins``) of the installed distributions."""
     return entrypoints.scan(ENTRY_POINT_GROUP)
