@@ -279,3 +279,27 @@ def test_prod_without_a_server_is_not_this_machines_dev_stack(
         assert nself("health", "postgres", cwd=folder).code == 0
     finally:
         remove_project(name)
+
+
+@pytest.mark.docker
+def test_prod_without_a_server_on_a_machine_running_nothing(
+    project: Path, nself: Run, docker_engine: None
+) -> None:
+    """Nothing of the project runs here: prod is still not 'a stack to start' on this
+    laptop (`nself start` runs local's), and the stale files' hint builds prod."""
+    from kernel_helpers import mail_server
+
+    assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
+    mail_server(project)
+    _result, findings = doctor(nself, project, "--env", "prod")
+    services = [f for f in findings if f["check"] == "services"]
+    assert [f["level"] for f in services] == ["warning"], services
+    assert "no prod stack runs on this machine, and no prod server is configured" in (
+        services[0]["message"]
+    )
+    assert "nself start" not in (services[0]["hint"] or "")
+    assert not {f["check"] for f in findings} & {"engine", "ports", "disk"}  # this laptop's
+    stale = [f for f in findings if f["message"].startswith("generated files are stale")]
+    assert stale and stale[0]["hint"] == "run `nself build --env prod`", stale
+    shown = nself("status", "--env", "prod", cwd=project)
+    assert shown.code == 1 and "no prod server is configured" in shown.err, shown.output

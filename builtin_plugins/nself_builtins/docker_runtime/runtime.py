@@ -48,10 +48,22 @@ class DockerRuntime:
     def _own_target(self, containers: Mapping[str, Any]) -> None:
         """Refuse to take another target's containers for this one's: `--env prod` on a
         laptop that runs the dev stack must not report dev's containers as prod's."""
+        from nself_builtins.shared.placement import runs_here
+
         built_for = {str(c.labels.get(ENV_LABEL) or "") for c in containers.values()} - {""}
         env = self.config.env
-        if not built_for or env in built_for:
+        if env in built_for:
             return
+        if not built_for:
+            if runs_here(self.config) or self.config.text("DEPLOY_HOST").strip():
+                return
+            # Nothing of this project runs here, and staging or prod never does on a
+            # machine that has no server for it: it is not "a stack to start" here.
+            raise NselfError(
+                f"no {env} stack runs on this machine, and no {env} server is configured",
+                f"set DEPLOY_HOST in .env.{env} to look at it there (docs/deploy.md), or set "
+                f"up this machine as the {env} server with `nself install`",
+            )
         other = sorted(built_for)[0]
         hint = f"`--env {other}` looks at this machine's stack"
         if not self.config.is_local:
@@ -70,9 +82,9 @@ class DockerRuntime:
 
         from .stopped import on_purpose
 
-        services = self.engine.services()
         containers = self.engine.containers()
-        self._own_target(containers)
+        self._own_target(containers)  # before the build is read: it may be another target's
+        services = self.engine.services()
         stopped = on_purpose(self.folder, containers)
         states = []
         for name in sorted(set(services) | set(containers)):

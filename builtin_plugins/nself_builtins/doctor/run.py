@@ -37,7 +37,7 @@ def diagnose_project(env: str | None, deep: bool, only: list[str]) -> list[tuple
                         "config",
                         "warning",
                         f"generated files are stale: {stale}",
-                        "run `nself build`",
+                        "run `nself build" + (f" --env {plan.config.env}`" if env else "`"),
                     ),
                 )
             )
