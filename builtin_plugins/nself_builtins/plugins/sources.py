@@ -1,5 +1,5 @@
 """What `nself plugin install SPEC` names: a bundle folder, an archive, or NAME[@VERSION]
-from the registry (through the registry client, when this nself has one)."""
+from the registry (through the registry library's client, nself_registry.client)."""
 
 from __future__ import annotations
 
@@ -27,21 +27,9 @@ def _is_path(spec: str) -> bool:
 
 def fetch_from_registry(project: Path, name: str, version: str | None) -> Path:
     """Download and verify ``name`` through the registry client; returns the archive."""
-    import importlib
+    from nself_registry.client import fetch
 
-    try:
-        client: Any = importlib.import_module("nself_registry.client")
-    except ImportError:
-        client = None
-    fetch = getattr(client, "fetch", None)
-    if fetch is None:
-        raise NselfError(
-            f"cannot install {name!r} from a registry: this nself has no registry client",
-            "install from a folder or an archive instead: "
-            "`nself plugin install ./my-plugin` or `nself plugin install my-plugin.tar.gz`",
-        )
-    path = fetch(project, name, version)
-    return Path(path)
+    return fetch(project, name, version)
 
 
 def install_spec(project: Path, spec: str, force: bool, approve: Approve | None = None) -> Any:
