@@ -103,6 +103,20 @@ def test_trusting_dockers_range_as_a_proxy_is_warned(project: Path, nself: Run) 
     assert quiet.code == 0 and "NGINX_TRUSTED_PROXIES" not in quiet.err, quiet.output
 
 
+def test_a_login_name_nginx_would_split_is_refused(project: Path, nself: Run) -> None:
+    """nginx reads a user file line up to its first ':' as the name: 'adm:in' locked every
+    private route for everyone (the build wrote it as given)."""
+    set_env(project, ".env.local", MAIL_ENABLED="true", NGINX_AUTH_USER="adm:in")
+    refused = nself("build", cwd=project)
+    assert refused.code == 1, refused.output
+    assert ".env.local:3: NGINX_AUTH_USER='adm:in' cannot be the login" in refused.err
+    set_env(project, ".env.local", NGINX_AUTH_USER="ops.team@example")
+    built = nself("build", cwd=project)
+    assert built.code == 0, built.output
+    users = (project / "nginx/auth/private.htpasswd").read_text()
+    assert users.splitlines()[-1].startswith("ops.team@example:{SSHA}")
+
+
 def test_a_server_needs_its_own_private_password(project: Path, nself: Run) -> None:
     set_env(project, ".env.prod", STORAGE_ENABLED="true", STORAGE_CONSOLE_ENABLED="true")
     mail_server(project, ".env.secrets.prod")

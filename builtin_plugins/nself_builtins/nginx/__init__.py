@@ -565,6 +565,13 @@ def _password_file(config: Config, route: Route) -> GeneratedFile:
             f"run `nself secrets generate{flag}`",
         )
     user = config.text("NGINX_AUTH_USER", "admin")
+    if not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", user):
+        # nginx's user file splits a line at its first ':': 'adm:in' would lock everyone out
+        raise NselfError(
+            f"{config.where('NGINX_AUTH_USER')}: NGINX_AUTH_USER={user!r} cannot be the login "
+            "of private routes",
+            "use letters, digits and . _ @ - (no ':' or spaces), e.g. admin",
+        )
     text = render.password_file(user, password, config.project_name)
     # The ${...} names what the file is made from: outside dev, the secret rules apply.
     return GeneratedFile(f"nginx/{render.PASSWORD_FILE}", text, 0o644, env_refs=True)
