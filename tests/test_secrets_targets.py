@@ -179,6 +179,23 @@ def test_an_old_projects_target_secrets_never_reach_git(
     assert "added to it" not in again.err and (project / ".gitignore").read_text() == text
 
 
+def test_the_audit_finds_secrets_files_git_tracks(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    add = ["git", "-C", str(project), "add", "-f", ".env.secrets.prod"]
+    subprocess.run(add, check=True)  # committed before .gitignore listed it, say
+    audit = nself("secrets", "audit", "--json", cwd=project)
+    tracked = [f for f in json.loads(audit.out)["findings"] if f["kind"] == "tracked"]
+    assert [f["name"] for f in tracked] == [".env.secrets.prod"], audit.out
+    assert "git rm --cached .env.secrets.prod" in tracked[0]["message"]
+    assert audit.code == 1
+    doctor = nself("doctor", "--check", "secrets", cwd=project)
+    assert "tracked by git" in doctor.out + doctor.err, doctor.output
+    rm = ["git", "-C", str(project), "rm", "-q", "--cached", ".env.secrets.prod"]
+    subprocess.run(rm, check=True)
+    again = nself("secrets", "audit", "--json", cwd=project)
+    assert not [f for f in json.loads(again.out)["findings"] if f["kind"] == "tracked"]
+
+
 def test_init_force_splits_an_old_project_first(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
     old = _old_project(project)
     result = nself("init", ".", "--force", cwd=project)

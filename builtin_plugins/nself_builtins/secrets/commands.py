@@ -260,7 +260,7 @@ def audit_findings(
 ) -> tuple[str | None, int, list[dict[str, str]], bool]:
     """``(env, secrets checked, findings, whether the target's secrets file could be read
     safely)``."""
-    findings = readable_findings(project)
+    findings = readable_findings(project) + tracked_findings(project)
     target = target_env(project, target)
     own = secrets_file(target)
     secrets_file_ok = not any(f["kind"] == "readable" and f["name"] == own for f in findings)
@@ -292,6 +292,40 @@ def readable_findings(project: Path) -> list[dict[str, str]]:
                     rel,
                     rel,
                     f"readable by {who} (mode {mode:04o}); run: chmod 600 {rel}",
+                )
+            )
+    return findings
+
+
+def tracked_findings(project: Path) -> list[dict[str, str]]:
+    """Files holding secrets that git tracks (added before .gitignore listed them, or by
+    force): every clone and every push carries them."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        return []
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(project), "ls-files", "-z", "--", *SECRETS_FILES, COMPUTED],
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if done.returncode != 0:  # not in a git repository
+        return []
+    findings = []
+    for raw in done.stdout.split(b"\0"):
+        if raw:
+            rel = raw.decode("utf-8", "replace")
+            findings.append(
+                _finding(
+                    "tracked",
+                    rel,
+                    rel,
+                    "tracked by git: every clone and push carries its secrets; run: "
+                    f"git rm --cached {rel}, commit, and rotate what it holds",
                 )
             )
     return findings
