@@ -71,6 +71,9 @@ def test_the_seed_flow_leaves_the_local_build_as_it_was(project: Path, nself: Ru
     set_env(project, ".env.staging", MY_NOTE="changed")
     refused = nself("start", "--env", "staging", cwd=project)
     assert refused.code == 1 and "no staging server is configured" in refused.err
+    # switched to staging, a plain `nself start` is refused too: the hint names the local one
+    plain = nself("start", cwd=project)
+    assert plain.code == 1 and "`nself start --env local` runs the local stack" in plain.err
     assert "ENV=staging" in (target / ".env.computed").read_text()
     assert "MY_NOTE" not in (target / ".env.computed").read_text()  # not rebuilt either
 

@@ -113,12 +113,12 @@ def elsewhere(config: Config) -> None:
             f"{env} runs on its server ({config.text('DEPLOY_HOST').strip()}): services there "
             "change only through releases",
             f"nself deploy {env} (it builds {env} into .nself/targets/{env} and ships it); "
-            "`nself start` runs the local stack",
+            "`nself start --env local` runs the local stack",
         )
     raise NselfError(
         f"no {env} server is configured, and {env} does not run on this machine",
         f"set DEPLOY_HOST in .env.{env} and run `nself deploy {env}` (docs/deploy.md), or set "
-        f"up the server with `nself install`; `nself start` runs the local stack",
+        f"up the server with `nself install`; `nself start --env local` runs the local stack",
     )
 
 
