@@ -440,6 +440,31 @@ def test_a_setting_declared_twice(site: Path, project: Path, nself: Run) -> None
     assert "BASE_DOMAIN" in error and both(error, "project", "zz-dup")
 
 
+def test_one_answer_object_from_two_plugins_names_both(
+    site: Path, project: Path, nself: Run
+) -> None:
+    """Two plugins handing over the same list (a constant of a library they share) are
+    two answers, each its own plugin's: the clash names both, not the second twice."""
+    (site / "nself_test_shared_settings.py").write_text(
+        'from nself_sdk import Setting\nSETTINGS = [Setting("SHARED_NAME", "x")]\n'
+    )
+    code = textwrap.dedent(
+        """\
+        from nself_sdk import hookimpl
+        from nself_test_shared_settings import SETTINGS
+
+        @hookimpl
+        def declare_settings():
+            return SETTINGS
+        """
+    )
+    make_distribution(site, plugin="alpha", code=code)
+    make_distribution(site, plugin="beta", code=code)
+    error = build_error(project, nself)
+    assert error.startswith("error: setting SHARED_NAME is declared by both ")
+    assert both(error, "alpha", "beta")
+
+
 def test_one_plugin_name_from_two_distributions(site: Path, project: Path, nself: Run) -> None:
     make_distribution(site, plugin="twin", dist="first-dist")
     make_distribution(site, plugin="twin", dist="second-dist")

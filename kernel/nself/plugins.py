@@ -207,12 +207,16 @@ class Manager(pluggy.PluginManager):
             results = getattr(self.hook, hook)(**kwargs)
         finally:
             noted = self._calls.pop()
-        owner = {id(answer): plugin for plugin, answer in noted}
-        if all(id(r) in owner for r in results):
-            return [(owner[id(r)], r) for r in results]
-        impls = getattr(self.hook, hook).get_hookimpls()
-        wrappers = " and ".join(i.plugin_name for i in impls if i.wrapper or i.hookwrapper)
-        return [(owner.get(id(r)) or wrappers or "?", r) for r in results]
+        # Matched by identity, each noted answer once: two plugins may hand over one object.
+        named: list[tuple[str, Any]] = []
+        for result in results:
+            at = next((i for i, (_p, answer) in enumerate(noted) if answer is result), None)
+            named.append((noted.pop(at)[0] if at is not None else "", result))
+        if any(not plugin for plugin, _r in named):
+            impls = getattr(self.hook, hook).get_hookimpls()
+            wrappers = " and ".join(i.plugin_name for i in impls if i.wrapper or i.hookwrapper)
+            named = [(plugin or wrappers or "?", r) for plugin, r in named]
+        return named
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
         marker = f"{self.project_name}_impl"
