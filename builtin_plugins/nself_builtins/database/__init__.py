@@ -11,9 +11,12 @@ inside the postgres service) and against any server reachable directly (tests, C
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nself_sdk import Config, Finding, GeneratedFile, Problem, Service, Setting, Stack, hookimpl
+
+if TYPE_CHECKING:
+    from nself_sdk import Runtime
 
 
 @hookimpl
@@ -95,7 +98,7 @@ def contribute_env(config: Config) -> Generator[None, list[dict[str, str]], list
 
 
 @hookimpl
-def stack_started(config: Config, stack: Stack, runtime: Any, services: list[str]) -> None:
+def stack_started(config: Config, stack: Stack, runtime: Runtime, services: list[str]) -> None:
     """A primary started with replicas configured lets them in (a project whose
     POSTGRES_REPLICAS came from someone else's env file, on a primary with data)."""
     if "postgres" not in services:

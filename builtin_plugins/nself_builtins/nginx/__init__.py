@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nself_builtins.shared.images import OFFICIAL_ALPINE
 from nself_builtins.shared.tls import (
@@ -35,6 +35,9 @@ from nself_sdk import (
     Stack,
     hookimpl,
 )
+
+if TYPE_CHECKING:
+    from nself_sdk import Runtime
 from nself_sdk.checks import cidrs, cidrs_problem, label_problem, size_problem
 
 from . import render, upstreams
@@ -616,7 +619,7 @@ __all__ = ["Route"]
 
 
 @hookimpl
-def stack_started(config: Config, stack: Stack, runtime: Any, services: list[str]) -> None:
+def stack_started(config: Config, stack: Stack, runtime: Runtime, services: list[str]) -> None:
     """A running nginx keeps the configuration it loaded: reload it (tested first) when
     files under nginx/ are newer than its last load."""
     if "nginx" not in services:

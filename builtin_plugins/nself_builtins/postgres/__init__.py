@@ -4,7 +4,7 @@ With ``POSTGRES_REPLICAS``, streaming read replicas of it (``replicas``)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from nself_builtins.shared import replicas as replica_names
@@ -22,6 +22,9 @@ from nself_sdk import (
     Stack,
     hookimpl,
 )
+
+if TYPE_CHECKING:
+    from nself_sdk import Runtime
 
 BASE_IMAGE = "postgres:16-bookworm"
 # The official image; nself's Dockerfile adds pgvector, pg_partman, pg_cron and curl.
@@ -148,7 +151,9 @@ class PostgresPlugin(ServicePlugin):
         return files
 
     @hookimpl
-    def rotate_secret(self, config: Config, name: str, value: str, runtime: Any) -> bool | None:
+    def rotate_secret(
+        self, config: Config, name: str, value: str, runtime: Runtime | None
+    ) -> bool | None:
         """A new POSTGRES_PASSWORD must be set inside the running database first."""
         if name != "POSTGRES_PASSWORD":
             return None

@@ -4,7 +4,7 @@ and renewed by the stack's ``acme`` service."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nself_sdk import (
     Config,
@@ -16,6 +16,9 @@ from nself_sdk import (
     Stack,
     hookimpl,
 )
+
+if TYPE_CHECKING:
+    from nself_sdk import Runtime
 
 
 @hookimpl
@@ -54,7 +57,7 @@ def register_commands(app: Any) -> None:
 
 
 @hookimpl(tryfirst=True)
-def stack_started(config: Config, stack: Stack, runtime: Any, services: list[str]) -> None:
+def stack_started(config: Config, stack: Stack, runtime: Runtime, services: list[str]) -> None:
     """Before nginx reloads (this runs first): placeholders for hosts the build added,
     so the new configuration names files that exist. After nginx started: say so when a
     certificate has expired, misses a host or is failing to renew: never silent."""
