@@ -103,6 +103,17 @@ def test_a_stack_raises_what_a_user_would_see(tmp_path: Path, nself_stack: Stack
         nself_stack(folder)
 
 
+def test_a_stack_for_a_server_target(nself_stack: StackFactory) -> None:
+    """target="prod" builds as a prod build does: the target's own secrets, its build
+    folder (.nself/targets/prod), read by service() and file() alike."""
+    stack = nself_stack(Echo(), env={"BASE_DOMAIN": "example.com"}, target="prod")
+    assert stack.plan.root == stack.project / ".nself" / "targets" / "prod"
+    assert stack.service("echo")["labels"]["org.nself.env"] == "prod"
+    assert "api.example.com" in stack.file("nginx/sites/api.conf")
+    dev = (stack.project / ".env.dev").read_text()
+    assert f"POSTGRES_PASSWORD={stack.setting('POSTGRES_PASSWORD')}" not in dev  # its own
+
+
 class Echo:
     """A plugin that is an object, not a module."""
 

@@ -99,8 +99,9 @@ class PluginStack:
         raise AssertionError(f"no service {name!r} in the stack")
 
     def file(self, path: str) -> str:
-        """A generated file's text, relative to the project."""
-        target = self.project / path
+        """A generated file's text, relative to the build's folder (the project's, or
+        ``.nself/targets/TARGET`` for a server's build)."""
+        target = self.plan.root / path
         if not target.is_file():
             raise AssertionError(f"{path} was not generated")
         return target.read_text(encoding="utf-8")
@@ -281,11 +282,20 @@ def nself_stack(tmp_path: Path, nself_plugins: Callable[..., None]) -> StackFact
         _raise_on_failure("init", str(project), "--name", name, *domains)
         for bundle in bundles:
             _raise_on_failure("-C", str(project), "plugin", "install", str(bundle), "--yes")
+        local = target in (None, "dev", "local")
+        if not local:
+            # What a server's build asks beyond the plugins under test: the target's own
+            # strong secrets, and a mail relay for Auth (a placeholder: nothing is sent).
+            import secrets
+
+            _raise_on_failure("-C", str(project), "secrets", "generate", "--env", str(target))
+            relay = {"AUTH_SMTP_HOST": "smtp.example.invalid", "AUTH_SMTP_USER": name}
+            relay["AUTH_SMTP_PASS"] = secrets.token_hex(24)
+            set_env(project, f".env.secrets.{target}", **relay)
         if env:
-            layer = ".env.local" if target in (None, "dev", "local") else f".env.{target}"
-            set_env(project, layer, **env)
+            set_env(project, ".env.local" if local else f".env.{target}", **env)
         plan = nself_build(project, target).plan
-        compose_file = project / "docker-compose.yml"
+        compose_file = plan.root / "docker-compose.yml"
         text = compose_file.read_text(encoding="utf-8") if compose_file.exists() else "{}"
         values = {k: plan.config.get(k) or "" for k in plan.config.names()}
         return PluginStack(project=project, plan=plan, compose=yaml.safe_load(text), env=values)
