@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from docker_helpers import use_standins
+from docker_helpers import standin, use_standins
 from nself_sdk.testing import Result, set_env
 from test_runtime_e2e import docker, project_objects, remove_project
 
@@ -216,3 +216,26 @@ def test_replicas_in_the_env_files_come_up_with_a_new_stack(
         assert slots(nself, folder) == ["nself_replica_r1"]
     finally:
         remove_project(name)
+
+
+def test_a_remove_the_build_refuses_leaves_the_replica_streaming(stack: Path, nself: Run) -> None:
+    """A service reads ${DATABASE_REPLICA_URL}: removing the only replica is refused by the
+    build, before anything is stopped or dropped (it used to stop the replica and drop its
+    slot first, so the replica, still configured, came back unable to stream and served
+    ever older rows)."""
+    folder = stack
+    assert sql(nself, folder, "postgres", "CREATE TABLE notes (n int)").code == 0
+    added = nself("db", "replica", "add", cwd=folder)
+    assert added.code == 0, added.output
+    set_env(folder, ".env.local", CS_1_NAME="reader", CS_1_IMAGE=standin("http"),
+            CS_1_PORT="8080", CS_1_ENV_READ_URL="${DATABASE_REPLICA_URL}")  # fmt: skip
+    refused = nself("db", "replica", "remove", "replica1", cwd=folder)
+    assert refused.code != 0
+    assert "DATABASE_REPLICA_URL" in refused.err and "Traceback" not in refused.err
+    assert "stopped" not in refused.out and "dropped" not in refused.out, refused.out
+    assert "POSTGRES_REPLICAS=replica1" in (folder / ".env.local").read_text()
+    assert slots(nself, folder) == ["nself_replica_replica1"]
+    [row] = listing(nself, folder)
+    assert row["state"] == "streaming" and row["container"] == "healthy", row
+    assert sql(nself, folder, "postgres", "INSERT INTO notes VALUES (1)").code == 0
+    seen_within(nself, folder, 1, 5.0)

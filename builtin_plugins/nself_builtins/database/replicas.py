@@ -480,7 +480,12 @@ def remove(target: Target, name: str, say: Say) -> Removed:
     service = names.service(name)
     stopped = False
     removed_volume = False
-    if local and name in configured:
+    # The env files first: the stack must still build without the replica (a service
+    # reading ${DATABASE_REPLICA_URL} may refuse), and a refusal leaves it streaming.
+    file = None
+    if name in configured:
+        file, _before = _write(target, [n for n in configured if n != name])
+    if local:
         stopped = _stop(target, service)
         if stopped:
             say(f"  stopped {service}")
@@ -493,9 +498,6 @@ def remove(target: Target, name: str, say: Say) -> Removed:
     dropped = drop_slot(transport, name)
     if dropped:
         say(f"  primary: dropped the replication slot {names.slot(name)}")
-    file = None
-    if name in configured:
-        file, _before = _write(target, [n for n in configured if n != name])
     if local:
         from nself_sdk import build
 
@@ -505,13 +507,19 @@ def remove(target: Target, name: str, say: Say) -> Removed:
 
 
 def _stop(target: Target, service: str) -> bool:
-    from nself_sdk import runtime
+    """Stop the replica's running container, found by the project's Compose labels (the
+    generated files may no longer list it: a remove interrupted after its build)."""
+    import subprocess
 
-    engine = runtime(target.config)
-    if not any(s.name == service and s.state != "missing" for s in engine.status()):
-        return False
-    engine.stop([service])
-    return True
+    label = f"label=com.docker.compose.project={target.config.project_name}"
+    running = subprocess.run(
+        ["docker", "ps", "-q", "--filter", label, "--filter",
+         f"label=com.docker.compose.service={service}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    for container in running:
+        subprocess.run(["docker", "stop", container], capture_output=True, check=False)
+    return bool(running)
 
 
 def _remove_container_and_volume(target: Target, service: str, volume: str, say: Say) -> bool:
