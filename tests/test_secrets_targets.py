@@ -137,6 +137,13 @@ def test_an_interrupted_split_is_finished_and_an_edited_file_kept(project: Path,
     assert "copied to" not in again.err
     assert not (project / ".env.secrets.prod").exists()
 
+    # A folder where a target's file belongs is said in one line (no traceback).
+    staging.unlink()
+    (project / ".env.secrets.staging").mkdir()
+    folder = nself("env", "show", "--env", "staging", cwd=project)
+    assert folder.code == 1 and "Traceback" not in folder.output, folder.output
+    assert ".env.secrets.staging is a folder, where nself reads an env file" in folder.err
+
 
 OLD_GITIGNORE = "# nself: per-developer, secret and generated files\n.env.local\n.env.secrets\n"
 

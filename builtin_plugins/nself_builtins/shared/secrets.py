@@ -83,7 +83,7 @@ def split_secrets(project: Path) -> list[str]:
     text = read_text(legacy, SECRETS) or ""
     if not parse_text(text, SECRETS):
         return []
-    if any(p.is_symlink() or p.read_bytes() != _copy(p, text) for p in present):
+    if any(p.is_symlink() or not p.is_file() or p.read_bytes() != _copy(p, text) for p in present):
         return []  # made or edited by someone else: that target has its own secrets
     created = []
     for path in targets:
