@@ -301,5 +301,6 @@ def test_prod_without_a_server_on_a_machine_running_nothing(
     assert not {f["check"] for f in findings} & {"engine", "ports", "disk"}  # this laptop's
     stale = [f for f in findings if f["message"].startswith("generated files are stale")]
     assert stale and stale[0]["hint"] == "run `nself build --env prod`", stale
-    shown = nself("status", "--env", "prod", cwd=project)
-    assert shown.code == 1 and "no prod server is configured" in shown.err, shown.output
+    for argv in (("status",), ("health",), ("logs", "postgres")):
+        shown = nself(*argv, "--env", "prod", cwd=project)
+        assert shown.code == 1 and "no prod server is configured" in shown.err, shown.output

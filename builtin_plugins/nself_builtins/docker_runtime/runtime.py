@@ -128,9 +128,9 @@ class DockerRuntime:
         tail: int | None = None,
     ) -> Iterator[str]:
         engine = self.engine
-        engine.known([service])
         containers = engine.containers()
-        self._own_target(containers)
+        self._own_target(containers)  # before the build is read: it may be another target's
+        engine.known([service])
         if service not in containers:
             raise NselfError(f"{service} has no container yet", f"start it: nself start {service}")
         args = [*engine.compose_args(), "--ansi", "never", "logs", "--no-color", "--no-log-prefix"]
