@@ -32,7 +32,7 @@ SERVERS = re.compile(r"^NGINX_UPSTREAM_([A-Z][A-Z0-9_]{0,39})_SERVERS$")
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 LABEL = r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?"
 HOST = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*$")
-TIME = re.compile(r"^[1-9]\d{0,5}(ms|s|m|h)?$")
+TIME = re.compile(r"^[1-9][0-9]{0,5}(ms|s|m|h)?$")  # ASCII digits: \d takes any
 MAX_SERVERS = 64
 MAX_WEIGHT = 100
 MAX_FAILS = 100
@@ -109,7 +109,7 @@ def parse_server(text: str) -> Server:
             raise ValueError("an IPv6 address is written [ADDRESS]:PORT")
         if not HOST.match(host):
             raise ValueError(f"{host!r} is not a host name or an IPv4 address")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"the port {port!r} is not a number from 1 to 65535")
     return Server(host, int(port))
 
@@ -135,7 +135,7 @@ def _servers(config: Config, name: str) -> tuple[list[Server], list[str]]:
         errors.append(f"{prefix}WEIGHTS has {len(weights)} weights for {len(raw)} servers")
     elif weights:
         for index, weight in enumerate(weights):
-            if not weight.isdigit() or not 1 <= int(weight) <= MAX_WEIGHT:
+            if not (weight.isascii() and weight.isdigit()) or not 1 <= int(weight) <= MAX_WEIGHT:
                 errors.append(f"{prefix}WEIGHTS: {weight!r} is not a weight from 1 to {MAX_WEIGHT}")
             elif index < len(servers):
                 servers[index] = Server(servers[index].host, servers[index].port, int(weight))
@@ -190,7 +190,7 @@ def problems(config: Config) -> list[Problem]:
         _servers_found, errors = _servers(config, name)
         found += [Problem("error", f"{where}: {error}", SERVER_HINT) for error in errors]
         fails = config.text(prefix + "MAX_FAILS")
-        if fails and (not fails.isdigit() or int(fails) > MAX_FAILS):
+        if fails and (not (fails.isascii() and fails.isdigit()) or int(fails) > MAX_FAILS):
             found.append(
                 Problem(
                     "error",

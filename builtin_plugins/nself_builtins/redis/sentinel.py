@@ -83,7 +83,7 @@ def problems(config: Config) -> list[Problem]:
             )
         )
     down = config.text("REDIS_SENTINEL_DOWN_AFTER_MS")
-    if not down.isdigit() or not 1000 <= int(down) <= 600000:
+    if not (down.isascii() and down.isdigit()) or not 1000 <= int(down) <= 600000:
         found.append(
             Problem(
                 "error",

@@ -97,7 +97,7 @@ def count_problem(config: Config, setting: str) -> Problem | None:
     if not raw:
         return None
     where = config.where(setting)
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # str.isdigit alone takes any digit ('²')
         return Problem(
             "error",
             f"{where}: {setting}={raw!r} is not a number of replicas",
@@ -123,7 +123,8 @@ def count_problem(config: Config, setting: str) -> Problem | None:
 def count(config: Config, setting: str) -> int:
     """The replica count ``setting`` asks for (1 when unset or invalid: validation says so)."""
     raw = config.text(setting)
-    return int(raw) if raw.isdigit() and 1 <= int(raw) <= MAX_REPLICAS else 1
+    ok = raw.isascii() and raw.isdigit()
+    return int(raw) if ok and 1 <= int(raw) <= MAX_REPLICAS else 1
 
 
 def rolling_stages(stack: Stack, names: list[str], running: set[str]) -> list[list[str]]:
