@@ -299,6 +299,12 @@ def test_two_servers_share_requests_and_one_stopped_loses_none(
 
     listed = nself("nginx", "upstream", "list", cwd=folder)
     assert listed.code == 0 and "nginx sends to: " in listed.out and "none" not in listed.out
+    # An address written as an IP is sent to as it is (nothing to resolve).
+    r = nself("nginx", "upstream", "add", "lit", "--server", "192.0.2.7:8080", cwd=folder)
+    assert r.code == 0, r.output
+    listed = nself("nginx", "upstream", "list", cwd=folder)
+    assert "nginx sends to: 192.0.2.7:8080" in listed.out, listed.out
+    assert nself("nginx", "upstream", "remove", "lit", cwd=folder).code == 0
 
     # One server stops while requests keep coming: every request is still answered.
     with Loop(https, host, limit=600, seconds=60) as steady:

@@ -185,8 +185,9 @@ def upstream_list(
     found = rows(the_plan.config, the_plan.stack)
     live = resolved(the_plan.config) if the_plan.config.is_local else None
     for row in found:
+        literal = row.pop("literal", [])
         if live is not None:
-            row["resolved"] = live.get(row["block"], [])
+            row["resolved"] = literal + live.get(row["block"], [])
     if as_json:
         emit_json(found)
         return

@@ -310,6 +310,8 @@ def rows(config: Any, stack: Any) -> list[dict[str, Any]]:
                 "subdomain": up.subdomain,
                 "servers": [{"server": str(s), "weight": s.weight} for s in up.servers],
                 "health": up.health,
+                # addresses written as IPs: in the block as they are, never looked up
+                "literal": [str(s) for s in up.servers if s.literal],
             }
         )
     for route in stack.routes:
