@@ -267,6 +267,15 @@ def test_a_bundle_name_in_a_switch_is_no_misspelling(
     monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "helo")
     result = nself("build", "--json", cwd=project)
     assert "did you mean hello?" in result.err and "hello" in json.loads(result.out)["services"]
+    # An allow-list without the plugin that loads bundles cannot keep one: said.
+    essential = "project,compose,docker_runtime,license,secrets,harden,environments"
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "")
+    monkeypatch.setenv("NSELF_PLUGINS", f"{essential},hello")
+    result = nself("build", "--json", cwd=project)
+    assert "the switches leave out the plugin that loads bundles" in result.err, result.output
+    monkeypatch.setenv("NSELF_PLUGINS", f"{essential},plugins,hello")
+    result = nself("build", "--json", cwd=project)
+    assert "warning" not in result.err and "hello" in json.loads(result.out)["services"]
 
 
 def test_a_setting_of_a_disabled_plugin_names_the_switch(

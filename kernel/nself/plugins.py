@@ -141,7 +141,7 @@ def _entry_point_names(*switches: object) -> frozenset[str]:
 _WARNED: set[tuple[str, str, Path]] = set()
 
 
-def _warn_unknown(project_dir: Path, extras: set[str]) -> None:
+def _warn_unknown(project_dir: Path, extras: set[str], loads_bundles: bool) -> None:
     """Warn, once per project and process, of a name in the switches that no plugin has: a misspelt
     name would otherwise leave the plugin in (or out) without a word. Not an error: a
     variable set for every project may name a bundle only some of them install."""
@@ -154,10 +154,10 @@ def _warn_unknown(project_dir: Path, extras: set[str]) -> None:
 
         close = get_close_matches(name.lower(), sorted(known), n=1)
         hint = f"did you mean {close[0]}? " if close else ""
-        warn(
-            f"{var} names {name!r}, which is no plugin of this project",
-            f"{hint}names are those `nself plugin list --all` shows, separated by commas",
-        )
+        hint += "names are those `nself plugin list --all` shows, separated by commas"
+        if not loads_bundles:  # a bundle's name is not known then: it may be one
+            hint += "; the switches leave out the plugin that loads bundles"
+        warn(f"{var} names {name!r}, which is no plugin of this project", hint)
 
 
 class Manager(pluggy.PluginManager):
@@ -292,7 +292,8 @@ def make_manager(project_dir: Path | None = None) -> Manager:
         for extra in answer or ()
     ]
     if _names(DISABLE_VAR) or _names(ONLY_VAR):
-        _warn_unknown(project_dir, {name for name, _extra in extras})
+        loads = bool(base.hook.load_extra_plugins.get_hookimpls())
+        _warn_unknown(project_dir, {name for name, _extra in extras}, loads)
     extras = [(name, extra) for name, extra in extras if _keeps(name)]
     if not extras:
         return base
