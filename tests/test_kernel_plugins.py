@@ -580,6 +580,23 @@ def test_no_plugin_submodule_shadows_a_hook() -> None:
             assert not isinstance(getattr(plugin, hook, None), types.ModuleType), plugin_name
 
 
+def test_no_builtin_hook_gives_an_argument_a_default() -> None:
+    """pluggy passes an argument with a default only from 1.7 on (before, the default
+    always wins, whatever the caller gives): ``validate_license(..., purpose="build")``
+    made every install check a build's, lenient one under pluggy 1.5 and 1.6."""
+    from nself.plugins import make_manager
+
+    pm = make_manager()
+    defaults = [
+        f"{impl.plugin_name}.{name}{impl.kwargnames}"
+        for name in vars(hookspecs)
+        if hasattr(getattr(hookspecs, name), "nself_spec")
+        for impl in getattr(pm.hook, name).get_hookimpls()
+        if impl.kwargnames
+    ]
+    assert defaults == []
+
+
 # -- licensed plugins: the license plugin checks every plugin of another tier than free ----
 
 

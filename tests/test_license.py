@@ -231,17 +231,17 @@ def test_build_keeps_installed_pro_plugins_working(
     silent: str,
 ) -> None:
     config = load_config(project)
-    verdict = validate_license(config, "ai", "pro")
+    verdict = validate_license(config, "ai", "pro", "build")
     assert isinstance(verdict, Problem) and verdict.level == "error"
     assert "needs a pro licence" in verdict.message
     assert nself("license", "set", mint(trust)).code == 0
-    assert validate_license(config, "ai", "pro") is True
+    assert validate_license(config, "ai", "pro", "build") is True
     # licence server gone for 8 days: installs refused, builds only warn
     monkeypatch.setenv("NSELF_PING_API_URL", silent)
     monkeypatch.setenv(client.TIMEOUT_VAR, "0.5")
     age_answer(trust, 8)
     assert "grace period is over" in error_of(client.fetch, None, "ai", None)
-    verdict = validate_license(config, "ai", "pro")
+    verdict = validate_license(config, "ai", "pro", "build")
     assert isinstance(verdict, Problem) and verdict.level == "warning"
     assert "installed plugins keep working" in verdict.message
 
@@ -254,7 +254,7 @@ def test_expired_licence_warns_at_build_and_refuses_installs(
 ) -> None:
     now = int(time.time())
     monkeypatch.setenv("NSELF_LICENSE_KEY", mint(trust, issued=now - 40 * DAY, expires=now - 1))
-    verdict = validate_license(load_config(project), "ai", "pro")
+    verdict = validate_license(load_config(project), "ai", "pro", "build")
     assert isinstance(verdict, Problem) and verdict.level == "warning"
     assert "expired" in verdict.message
     assert "expired on" in error_of(client.fetch, None, "ai", None)
@@ -271,7 +271,7 @@ def test_clock_rollback_is_detected(
     state["high_water"] = int(time.time()) + DAY
     licensing.save_state(state)
     assert "clock rollback" in error_of(client.fetch, None, "ai", None)
-    verdict = validate_license(load_config(project), "ai", "pro")
+    verdict = validate_license(load_config(project), "ai", "pro", "build")
     assert isinstance(verdict, Problem) and verdict.level == "warning"
 
 

@@ -41,9 +41,7 @@ def validate_config(config: Config) -> list[Problem]:
 
 
 @hookimpl
-def validate_license(
-    config: Config, plugin: str, tier: str, purpose: str = "build"
-) -> Problem | bool:
+def validate_license(config: Config, plugin: str, tier: str, purpose: str) -> Problem | bool:
     """Offline verification on every build; online refresh only when due.
 
     A build never fails because the licence server is down or the licence lapsed for a
