@@ -124,6 +124,24 @@ class Echo:
         return [Service(name="echo", image="nself-standin/http:3", role="plugin", port=3834)]
 
 
+def test_a_plugin_with_no_hook_is_named(nself_stack: StackFactory) -> None:
+    """A module whose plugin is an object in it (``whoami = "nself_whoami:plugin"``),
+    given itself, would take part with no hook at all, without a word."""
+    import types
+
+    module = types.ModuleType("nself_echo")
+    module.plugin = Echo()  # type: ignore[attr-defined]
+    with pytest.raises(
+        TypeError,
+        match=r"^plugin nself_echo implements no nself hook: did "
+        r"you mean nself_echo\.plugin\?$",
+    ):
+        nself_stack(module)
+    with pytest.raises(TypeError, match=r"implements no nself hook$"):
+        nself_stack(object())
+    assert nself_stack(module.plugin).service("echo")
+
+
 def test_plugin_objects_and_bundles_in_one_stack(
     tmp_path: Path, nself_stack: StackFactory, nself: Run
 ) -> None:

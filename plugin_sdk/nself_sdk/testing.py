@@ -35,7 +35,7 @@ plugins load when a fixture first runs nself.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -169,6 +169,16 @@ def plugin_name(plugin: object) -> str:
     return type(plugin).__name__
 
 
+def _implements_a_hook(plugin: object) -> bool:
+    """Whether ``plugin`` has an ``@hookimpl`` function (a module's own, or an object's)."""
+    if isinstance(plugin, ModuleType):
+        marked: list[Mapping[str, object]] = [vars(plugin)]
+    else:
+        marked = [vars(klass) for klass in type(plugin).__mro__]
+        marked.append(getattr(plugin, "__dict__", {}))
+    return any(hasattr(value, "nself_impl") for names in marked for value in names.values())
+
+
 class _Given:
     """Plugin objects made discoverable for one test: a distribution (``*.dist-info`` with
     ``nself.plugins`` entry points) in a folder on ``sys.path``, each entry pointing at the
@@ -185,6 +195,15 @@ class _Given:
         wanted = {plugin_name(p): p for p in plugins} | named
         installed = [plugin for _name, plugin in installed_plugins()]
         for name, plugin in wanted.items():
+            if not _implements_a_hook(plugin):  # it would take part without a word
+                inside = vars(plugin).items() if isinstance(plugin, ModuleType) else ()
+                inner = [
+                    f"{name}.{attr}"
+                    for attr, value in inside
+                    if not isinstance(value, ModuleType | type) and _implements_a_hook(value)
+                ]
+                guess = f": did you mean {' or '.join(inner)}?" if inner else ""
+                raise TypeError(f"plugin {name} implements no nself hook{guess}")
             if any(plugin is p for p in installed) or self.entries.get(name) is plugin:
                 continue  # installed (pip install -e .) or given already: found as it is
             if name in self.entries:
