@@ -275,6 +275,12 @@ def test_prod_without_a_server_is_not_this_machines_dev_stack(
             shown = nself(*argv, "--env", "prod", cwd=folder)
             assert shown.code == 1 and "no prod stack runs on this machine" in shown.err, argv
             assert "DEPLOY_HOST" in shown.err
+        # switched to prod, stop and down never take dev's containers (or volumes) for prod's
+        assert nself("env", "switch", "prod", cwd=folder).code == 0
+        for argv in (("stop",), ("down", "--volumes", "--confirm")):
+            refused = nself(*argv, cwd=folder)
+            assert refused.code == 1 and "no prod stack runs on this machine" in refused.err, argv
+        assert nself("env", "switch", "local", cwd=folder).code == 0
         # the dev stack itself is looked at as before
         assert nself("health", "postgres", cwd=folder).code == 0
     finally:

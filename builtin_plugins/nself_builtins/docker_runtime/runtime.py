@@ -65,7 +65,7 @@ class DockerRuntime:
                 f"up this machine as the {env} server with `nself install`",
             )
         other = sorted(built_for)[0]
-        hint = f"`--env {other}` looks at this machine's stack"
+        hint = f"`--env {other}` (or `nself env switch {other}`) is this machine's stack"
         if not self.config.is_local:
             hint = (
                 f"{env} runs on its server: set DEPLOY_HOST in .env.{env} to look at it "
@@ -99,6 +99,7 @@ class DockerRuntime:
     def stop(self, services: Sequence[str] | None = None) -> None:
         from .stopped import note_stopped
 
+        self._own_target(self.engine.containers())  # never another target's containers
         names = self.engine.known(services) if services else []
         self.engine.compose("stop", *names)
         note_stopped(self.folder, names or self.engine.known(None))
@@ -113,6 +114,7 @@ class DockerRuntime:
     def down(self, volumes: bool = False) -> None:
         from .stopped import forget
 
+        self._own_target(self.engine.containers())  # never another target's (or its data)
         args = ["down", "--remove-orphans"]
         if volumes:
             args.append("--volumes")
