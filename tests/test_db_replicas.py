@@ -239,3 +239,27 @@ def test_a_remove_the_build_refuses_leaves_the_replica_streaming(stack: Path, ns
     assert row["state"] == "streaming" and row["container"] == "healthy", row
     assert sql(nself, folder, "postgres", "INSERT INTO notes VALUES (1)").code == 0
     seen_within(nself, folder, 1, 5.0)
+
+
+def test_removing_a_replica_names_the_services_still_reading_it(stack: Path, nself: Run) -> None:
+    """A running service started with ${DATABASE_REPLICA_URL} keeps the removed replica's
+    URL until it is made anew: remove says so, and `nself start` gives it the next one."""
+    folder = stack
+    for name in ("replica1", "replica2"):
+        added = nself("db", "replica", "add", name, "--no-start", cwd=folder)
+        assert added.code == 0, added.output
+    set_env(folder, ".env.local", CS_1_NAME="reader", CS_1_IMAGE=standin("http"),
+            CS_1_PORT="8080", CS_1_ENV_READ_URL="${DATABASE_REPLICA_URL}")  # fmt: skip
+    started = nself("start", "reader", "--timeout", "120", cwd=folder)
+    assert started.code == 0, started.output
+
+    def read_url() -> str:
+        return nself("exec", "reader", "--", "sh", "-c", 'echo "$READ_URL"', cwd=folder).out
+
+    assert "@postgres-replica1:5432/" in read_url()
+    removed = nself("db", "replica", "remove", "replica1", cwd=folder)
+    assert removed.code == 0, removed.output
+    assert "reader still uses the replicas' old URLs, replica1's among them" in removed.err
+    assert "hint: make them anew with the new ones: nself start" in removed.err
+    assert nself("start", "--timeout", "120", cwd=folder).code == 0
+    assert "@postgres-replica2:5432/" in read_url()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nself_builtins.shared import replicas as names
@@ -449,6 +449,7 @@ class Removed:
     slot_dropped: bool
     stopped: bool
     volume_removed: bool
+    stale: list[str] = field(default_factory=list)  # running services with the old URLs
 
 
 def remove(target: Target, name: str, say: Say) -> Removed:
@@ -498,12 +499,30 @@ def remove(target: Target, name: str, say: Say) -> Removed:
     dropped = drop_slot(transport, name)
     if dropped:
         say(f"  primary: dropped the replication slot {names.slot(name)}")
+    stale: list[str] = []
     if local:
         from nself_sdk import build
 
-        build(target.project, target.env)
+        built = build(target.project, target.env)
         removed_volume = _remove_container_and_volume(target, service, names.volume(name), say)
-    return Removed(name, file, dropped, stopped, removed_volume)
+        stale = _reading_replicas(built.plan.config, built.plan.stack)
+    return Removed(name, file, dropped, stopped, removed_volume, stale)
+
+
+def _reading_replicas(config: Any, stack: Any) -> list[str]:
+    """Running services whose settings name the replicas' URLs: they keep the URLs they
+    were started with (one of them the removed replica's) until they are made anew."""
+    from nself_builtins.shared.envs import services_using
+    from nself_sdk import runtime
+
+    users = services_using(config, stack, ["DATABASE_REPLICA_URL", "DATABASE_REPLICA_URLS"])
+    if not users:
+        return []
+    try:
+        running = {s.name for s in runtime(config).status() if s.running}
+    except NselfError:
+        return []
+    return [name for name in users if name in running]
 
 
 def _stop(target: Target, service: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -125,11 +126,17 @@ def remove_cmd(
     guard(target, confirm, False, "removing a replica")
     removed = remove(target, name, say=info)
     if as_json:
-        emit_json(removed.__dict__)
+        emit_json(asdict(removed))
         return
     where = f", taken out of {removed.file}" if removed.file else ""
     slot = "its slot dropped" if removed.slot_dropped else "no slot was left"
     ok(f"removed replica {removed.name}{where}; {slot}")
+    if removed.stale:
+        warn(
+            f"{', '.join(removed.stale)} still use{'s' if len(removed.stale) == 1 else ''} "
+            f"the replicas' old URLs, {removed.name}'s among them",
+            "make them anew with the new ones: nself start",
+        )
     from nself_builtins.shared.placement import runs_here
 
     if not runs_here(target.config):
