@@ -10,37 +10,19 @@ failover: every sentinel named a read-only node as the master and aborted each f
 from __future__ import annotations
 
 import subprocess
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from docker_helpers import standin, use_standins
 from test_redis_sentinel import MASTER, Run, redis_cli, sentinel_logs, wait_for
-from test_runtime_e2e import remove_project
-
-
-@pytest.fixture
-def stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str]]:
-    name = f"nselfsenr{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    use_standins(folder, REDIS_IMAGE=standin("redis"))
-    r = nself("service", "add", "redis-sentinel", "--template", "redis-sentinel", cwd=folder)
-    assert r.code == 0, r.output
-    try:
-        yield folder, name
-    finally:
-        remove_project(name)
+from test_redis_sentinel import sentinel_stack as sentinel_stack  # the fixture, by name
 
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("docker_engine")
 def test_sentinels_made_anew_after_a_failover_find_the_promoted_master(
-    stack: tuple[Path, str], nself: Run
+    request: pytest.FixtureRequest, nself: Run
 ) -> None:
-    folder, name = stack
+    folder, name = request.getfixturevalue("sentinel_stack")
     r = nself("start", "--all", "--timeout", "180", cwd=folder)
     assert r.code == 0, r.output
     assert wait_for(lambda: redis_cli(name, MASTER + 'echo "$1"') == "redis", 30)
