@@ -149,7 +149,7 @@ def test_a_generated_prod_config_is_accepted_by_compose(project: Path, nself) ->
     assert built.code == 0, built.output
     config = subprocess.run(
         ["docker", "compose", "--env-file", ".env.computed", "config", "--format", "json"],
-        cwd=project,
+        cwd=project / ".nself" / "targets" / "prod",  # what `nself deploy prod` ships
         capture_output=True,
         text=True,
     )
