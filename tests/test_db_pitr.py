@@ -131,6 +131,18 @@ def _archive(c: Cluster) -> set[str]:
     return {p.name for p in c.archive.iterdir()}
 
 
+def _settled_archive(c: Cluster, within: float = 60.0) -> set[str]:
+    """The archive once the archiver has no copy in flight (a ``.part``): segments of
+    earlier work may still be on their way when a command returns."""
+    deadline = time.monotonic() + within
+    names = _archive(c)
+    while any(name.endswith(".part") for name in names):
+        assert time.monotonic() < deadline, f"the archiver never finished: {sorted(names)}"
+        time.sleep(0.2)
+        names = _archive(c)
+    return names
+
+
 def test_prune_drops_old_base_backups_and_their_wal_and_recovery_still_works(
     fresh: Cluster, project: Path, nself, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,7 +234,7 @@ def test_prune_keeps_the_newest_and_refuses_bad_input(
     assert nself("db", "pitr", "backup", cwd=project).code == 0
     (manifest,) = (project / "backups" / "pitr").glob("base-*.tar.json")
     only = _age(manifest, 30)
-    before = _archive(fresh)
+    before = _settled_archive(fresh)
 
     for bad in ("0", "-3"):
         r = nself("db", "pitr", "prune", "--days", bad, "--yes", cwd=project)
