@@ -263,3 +263,33 @@ def test_removing_a_replica_names_the_services_still_reading_it(stack: Path, nse
     assert "hint: make them anew with the new ones: nself start" in removed.err
     assert nself("start", "--timeout", "120", cwd=folder).code == 0
     assert "@postgres-replica2:5432/" in read_url()
+
+
+def test_a_replica_added_again_over_a_data_copy_left_behind_starts_afresh(
+    stack: Path, nself: Run
+) -> None:
+    """A remove cut short after the slot was dropped leaves the replica's data volume. An
+    add under the same name makes a new slot, reserving WAL from now on, so that copy
+    cannot resume (the primary recycled the WAL it needs): the add takes a new base
+    backup instead of starting it, healthy and never streaming, on ever older rows."""
+    folder = stack
+    assert sql(nself, folder, "postgres", "CREATE TABLE notes (n int)").code == 0
+    assert nself("db", "replica", "add", cwd=folder).code == 0
+    # Cut short: stopped, slot dropped, taken out of the env file, its volume still there.
+    assert nself("stop", "postgres-replica1", cwd=folder).code == 0
+    drop = "SELECT pg_drop_replication_slot('nself_replica_replica1')"
+    assert sql(nself, folder, "postgres", drop).code == 0
+    env = folder / ".env.local"
+    env.write_text(env.read_text().replace("POSTGRES_REPLICAS=replica1\n", ""))
+    for n in range(4):  # the copy's WAL recycled on the primary
+        churn = (f"INSERT INTO notes SELECT {n} FROM generate_series(1, 20000); "
+                 "SELECT pg_switch_wal(); CHECKPOINT")  # fmt: skip
+        assert sql(nself, folder, "postgres", churn).code == 0
+    assert sql(nself, folder, "postgres", "INSERT INTO notes VALUES (-1)").code == 0
+
+    again = nself("db", "replica", "add", "replica1", "--timeout", "120", cwd=folder)
+    assert again.code == 0, again.output
+    assert "its data volume" in again.out, again.out
+    seen_within(nself, folder, -1, 20.0)
+    [row] = listing(nself, folder)
+    assert row["state"] == "streaming", row

@@ -399,6 +399,12 @@ def add(target: Target, name: str | None, *, start: bool, timeout: float, say: S
     started = False
     from nself_builtins.shared.placement import runs_here
 
+    if created and runs_here(target.config):
+        # A data copy left by a remove cut short cannot resume from a slot made now (the
+        # WAL it needs may be recycled): it goes, and the replica takes a base backup.
+        service = names.service(name)
+        _stop(target, service)
+        _remove_container_and_volume(target, service, names.volume(name), say)
     if start and runs_here(target.config):
         started = _start(target, name, timeout, say)
     row = next((r for r in rows(_reloaded(target)) if r.name == name), None)
