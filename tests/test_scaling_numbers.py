@@ -1,4 +1,5 @@
-"""Numbers in the scaling settings and options are ASCII digits (issue 15).
+"""Numbers in settings and options are ASCII digits (the scaling ones of issue 15, the
+backup schedule and the deploy bounds).
 
 Python's ``str.isdigit`` and the regular expression ``\\d`` take any Unicode digit: a
 superscript two passed the check and then broke ``int()`` (an unexpected ValueError
@@ -52,6 +53,9 @@ ARABIC_FIVE = "\u0665"
              "REDIS_SENTINEL_DOWN_AFTER_MS": ARABIC_FIVE * 4},
             "not 1000-600000",
         ),
+        ({"BACKUP_SCHEDULE": f"*/{SUPERSCRIPT_TWO} * * * *"}, "bad step"),
+        ({"BACKUP_SCHEDULE": f"{ARABIC_FIVE} 3 * * *"}, "is outside 0-59"),
+        ({"DEPLOY_PORT": SUPERSCRIPT_TWO * 2}, "DEPLOY_PORT"),
     ],
 )  # fmt: skip
 def test_settings_with_other_digits_are_refused_by_the_build(

@@ -397,7 +397,7 @@ def jobs() -> int:
     one job (the server's backends and pg_restore compete for the same cores).
     """
     forced = os.environ.get("NSELF_RESTORE_JOBS", "").strip()
-    if forced.isdigit() and int(forced) > 0:
+    if forced.isascii() and forced.isdigit() and int(forced) > 0:
         return int(forced)
     return max(1, min(4, (os.cpu_count() or 1) // 2))
 

@@ -58,13 +58,13 @@ def cron_problem(expr: str) -> str | None:
     for part, (low, high) in zip(parts, limits, strict=True):
         for piece in part.split(","):
             base, _, step = piece.partition("/")
-            if step and (not step.isdigit() or int(step) == 0):
+            if step and (not (step.isascii() and step.isdigit()) or int(step) == 0):
                 return f"bad step in {piece!r}"
             if base == "*":
                 continue
             lo, _, hi = base.partition("-")
             for number in (lo, hi) if hi else (lo,):
-                if not number.isdigit() or not low <= int(number) <= high:
+                if not (number.isascii() and number.isdigit()) or not low <= int(number) <= high:
                     return f"{piece!r} is outside {low}-{high}"
             if hi and int(lo) > int(hi):
                 return f"{piece!r} is an empty range"

@@ -39,9 +39,13 @@ def validate_config(config: Config) -> list[Problem]:
     problems = []
     for name, (low, high) in _BOUNDS.items():
         raw = config.text(name).strip()
-        if raw and not (raw.isdigit() and low <= int(raw) <= high):
+        if raw and not (raw.isascii() and raw.isdigit() and low <= int(raw) <= high):
             problems.append(
-                Problem("error", f"{config.where(name)}: {name} must be a number {low}-{high}")
+                Problem(
+                    "error",
+                    f"{config.where(name)}: {name} must be a number {low}-{high}",
+                    f"write {name} in plain digits 0-9, or remove it for the default",
+                )
             )
     host = config.text("DEPLOY_HOST").strip()
     if host:

@@ -174,7 +174,7 @@ def _published(spec: Any) -> tuple[str, int] | None:
             return None
         host_ip = parts[0] if len(parts) == 3 else "0.0.0.0"
         published = parts[-2]
-    if not published.isdigit():
+    if not (published.isascii() and published.isdigit()):
         return None  # a range or an ephemeral port: nothing to probe
     return host_ip.strip("[]") or "0.0.0.0", int(published)
 

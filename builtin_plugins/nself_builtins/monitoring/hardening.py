@@ -12,7 +12,7 @@ MIN_LOG_HOURS = 24 * 7
 
 def hours(value: str) -> float | None:
     value = value.strip()
-    if len(value) < 2 or not value[:-1].isdigit() or value[-1] not in HOURS:
+    if len(value) < 2 or not (value.isascii() and value[:-1].isdigit()) or value[-1] not in HOURS:
         return None
     return int(value[:-1]) * HOURS[value[-1]]
 

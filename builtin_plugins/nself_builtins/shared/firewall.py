@@ -88,7 +88,7 @@ class Chain:
             words = line.split()
             if "--ctorigdstport" in words:
                 value = words[words.index("--ctorigdstport") + 1]
-                if value.isdigit():
+                if value.isascii() and value.isdigit():
                     ports.add(int(value))
         return ports
 

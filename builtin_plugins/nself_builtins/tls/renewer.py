@@ -371,7 +371,7 @@ class Account:
         """Remember the CA's Retry-After on rate limits and overload (429, 503)."""
         if response.status_code in (429, 503):
             value = response.headers.get("Retry-After", "")
-            if value.isdigit():
+            if value.isascii() and value.isdigit():
                 self.retry_after = now() + int(value)
             else:
                 from email.utils import parsedate_to_datetime
