@@ -264,8 +264,9 @@ def test_prod_without_a_server_is_not_this_machines_dev_stack(
         assert result.code == 1, result.output
         deploy = [f for f in findings if f["check"] == "deploy"]
         assert [f["level"] for f in deploy] == ["error"], findings
-        assert "no prod server is configured: DEPLOY_HOST is not set in .env.prod" in (
-            deploy[0]["message"]
+        assert (
+            "no prod server is configured: DEPLOY_HOST is not set in .env.prod"
+            in (deploy[0]["message"])
         )
         services = [f for f in findings if f["check"] == "services"]
         assert services and all(f["level"] != "ok" for f in services), services
@@ -300,8 +301,9 @@ def test_prod_without_a_server_on_a_machine_running_nothing(
     _result, findings = doctor(nself, project, "--env", "prod")
     services = [f for f in findings if f["check"] == "services"]
     assert [f["level"] for f in services] == ["warning"], services
-    assert "no prod stack runs on this machine, and no prod server is configured" in (
-        services[0]["message"]
+    assert (
+        "no prod stack runs on this machine, and no prod server is configured"
+        in (services[0]["message"])
     )
     assert "nself start" not in (services[0]["hint"] or "")
     assert not {f["check"] for f in findings} & {"engine", "ports", "disk"}  # this laptop's

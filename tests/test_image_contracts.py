@@ -468,8 +468,7 @@ def test_every_service_runs_the_image_its_setting_names(
             CS_1_IMAGE="example/api:1", CS_1_PORT="8001", **flags)  # fmt: skip
     first = nself_sdk.plan(folder, "prod")
     settings = {
-        s.name: image_setting(s.name, s.labels, first.config.declared)
-        for s in first.stack.services
+        s.name: image_setting(s.name, s.labels, first.config.declared) for s in first.stack.services
     }
     assert {"acme", "api", "db-backup", "pgbouncer", "ntfy", "grafana"} <= set(settings)
     assert settings["pgbouncer"] == "PGBOUNCER_IMAGE" and settings["api"] == "CS_1_IMAGE"

@@ -63,9 +63,7 @@ def wait_for(port: int, server: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"nothing answered on port {port}")
 
 
-def run_doc(
-    text: str, cwd: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
-) -> tuple[int, Path]:
+def run_doc(text: str, cwd: Path, nself: Run, monkeypatch: pytest.MonkeyPatch) -> tuple[int, Path]:
     """Run every block of ``text`` from ``cwd``; the number of commands run, the last cwd."""
     ran = 0
     background: list[subprocess.Popen[bytes]] = []

@@ -115,7 +115,7 @@ def test_names_that_look_secret(name: str, secret: bool) -> None:
 def test_every_command_that_asks_exits_4_when_not_confirmed(
     project: Path, tmp_path: Path, nself
 ) -> None:  # type: ignore[no-untyped-def]
-    """"Needs confirmation" is one exit code (4) whichever command asks, and nothing was
+    """A missing confirmation is one exit code (4) whichever command asks, and nothing was
     changed: without a terminal nothing is asked, the flag is needed."""
     assert nself("secrets", "generate", "--env", "prod", cwd=project).code == 0
     mail_server(project)

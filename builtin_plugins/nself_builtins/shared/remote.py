@@ -219,8 +219,7 @@ class Server:
         process.terminate()
         process.wait(timeout=10)
         raise NselfError(
-            f"the tunnel to the {self.env} server did not open within "
-            f"{2 * self.connect_timeout}s",
+            f"the tunnel to the {self.env} server did not open within {2 * self.connect_timeout}s",
             f"check the connection: ssh -p {self.port} {self.user}@{self.host}",
         )
 
