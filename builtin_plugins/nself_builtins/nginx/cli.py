@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nself_builtins.shared.nginx import is_running, reload_running, tested
+from nself_builtins.shared.nginx import is_running, test_then_reload, tested
 
 PANEL = "Run"
 
@@ -55,13 +55,11 @@ def reload() -> None:
     _config, rt = _runtime()
     if not is_running(rt):
         raise NselfError("nginx is not running", "start it: nself start nginx")
-    why = tested(rt, True)
-    if why is not None:
-        raise NselfError(
-            f"nginx configuration is invalid, not reloaded: {why}",
-            "nginx keeps serving its current configuration; fix the file and reload again",
-        )
-    reload_running(rt)
+    test_then_reload(
+        rt,
+        "nginx configuration is invalid, not reloaded",
+        "nginx keeps serving its current configuration; fix the file and reload again",
+    )
     ok("nginx reloaded: configuration tested and loaded, connections kept")
 
 

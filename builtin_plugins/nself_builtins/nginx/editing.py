@@ -178,7 +178,7 @@ def _go_live(config: Any) -> tuple[str, bool]:
     """nginx -t on the generated files by the running nginx, then reload it. When nginx
     does not run, nothing is live yet: `nself start` loads the files (and
     `nself nginx test` checks them now)."""
-    from nself_builtins.shared.nginx import is_running, reload_running, tested
+    from nself_builtins.shared.nginx import is_running, test_then_reload
     from nself_sdk import runtime
 
     rt = runtime(config)
@@ -191,13 +191,11 @@ def _go_live(config: Any) -> tuple[str, bool]:
         return "", False
     # the new upstreams' names, looked up before nginx tests and loads them
     rt.exec("nginx", ["sh", "-c", f"sh {ROOT}/{RUN} resolve"])
-    why = tested(rt, True)
-    if why is not None:
-        raise NselfError(
-            f"nginx refuses the configuration with this change, nothing was changed: {why}",
-            "fix the server list (or the file nginx names) and run the command again",
-        )
-    reload_running(rt)
+    test_then_reload(
+        rt,
+        "nginx refuses the configuration with this change, nothing was changed",
+        "fix the server list (or the file nginx names) and run the command again",
+    )
     return "the running nginx", True
 
 

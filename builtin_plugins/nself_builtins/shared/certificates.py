@@ -141,14 +141,12 @@ def revoke_certificate(config: Config, name: str) -> dict[str, Any]:
 
 
 def reload_nginx(rt: Any) -> None:
-    from .nginx import is_running, reload_running, tested
+    from .nginx import is_running, test_then_reload
 
     if not is_running(rt):
         return
-    why = tested(rt, True)
-    if why is not None:
-        raise NselfError(
-            f"nginx keeps its loaded certificates: the new ones fail nginx -t: {why}",
-            "see `nself nginx test`",
-        )
-    reload_running(rt)
+    test_then_reload(
+        rt,
+        "nginx keeps its loaded certificates: the new ones fail nginx -t",
+        "see `nself nginx test`",
+    )

@@ -58,6 +58,17 @@ def workers(rt: Any) -> set[str]:
     return set(rt.exec(SERVICE, ["sh", "-c", script]).output.split())
 
 
+def test_then_reload(rt: Any, refusal: str, hint: str | None = None) -> None:
+    """``nginx -t`` by the running nginx, then the reload; a refused configuration is an
+    error (``refusal: why``) and the running nginx keeps serving what it has."""
+    from nself_sdk import NselfError
+
+    why = tested(rt, True)
+    if why is not None:
+        raise NselfError(f"{refusal}: {why}", hint)
+    reload_running(rt)
+
+
 def reload_running(rt: Any, wait: float = 10.0) -> None:
     """Signal the running nginx to reload, and wait until the workers of the old
     configuration are gone (they finish their requests first), so what answers next is

@@ -114,7 +114,7 @@ def revoke(
 @app.command("generate")
 def generate() -> None:
     """Issue a new development certificate for BASE_DOMAIN and its subdomains (local)."""
-    from nself_builtins.shared.nginx import is_running, reload_running, tested
+    from nself_builtins.shared.nginx import is_running, test_then_reload
     from nself_builtins.shared.tls import dev_certificate
     from nself_sdk import NselfError, find_project, load_config, runtime, write_atomic
     from nself_sdk.console import ok
@@ -143,10 +143,7 @@ def generate() -> None:
     except NselfError:
         running = False
     if running:
-        why = tested(rt, True)
-        if why is not None:
-            raise NselfError(f"nginx configuration is invalid, not reloaded: {why}")
-        reload_running(rt)
+        test_then_reload(rt, "nginx configuration is invalid, not reloaded")
         ok("nginx reloaded with it")
 
 
