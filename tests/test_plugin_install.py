@@ -289,18 +289,6 @@ def test_cli_errors_are_one_line_with_hint(project: Path, tmp_path: Path, nself:
     assert result.code == 2 and "is not a plugin name, folder or archive" in result.err
 
 
-def test_registry_name_without_client_is_a_clear_error(
-    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import nself_registry
-
-    monkeypatch.setitem(__import__("sys").modules, "nself_registry.client", None)
-    assert nself_registry is not None
-    result = nself("plugin", "install", "--yes", "pgbouncer@1.0.0", cwd=project)
-    assert result.code == 1
-    assert "cannot install 'pgbouncer' from a registry" in result.err
-
-
 def test_tampered_file_is_refused_at_load(project: Path, tmp_path: Path, nself: Run) -> None:
     install_folder(project, make_bundle(tmp_path, "alpha"))
     with (project / "plugins" / "alpha" / "plugin.toml").open("a") as handle:
