@@ -174,22 +174,37 @@ def test_disable_switch_leaves_a_plugin_out(
     site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_distribution(site)
-    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "demo, auth")
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "demo, mail")
     data = json.loads(nself("build", "--json", cwd=project).out)
-    assert data["services"] == ["hasura", "nginx", "postgres"]
+    assert data["services"] == ["auth", "hasura", "nginx", "postgres"]
     names = [p["name"] for p in json.loads(nself("version", "--json").out)["plugins"]]
-    assert "demo" not in names and "auth" not in names and "hasura" in names
+    assert "demo" not in names and "mail" not in names and "hasura" in names
+
+
+@pytest.mark.parametrize("plugin", ["postgres", "hasura", "auth", "nginx"])
+def test_the_always_there_services_cannot_be_switched_off(
+    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch, plugin: str
+) -> None:
+    """PostgreSQL, Hasura, Auth and Nginx are always part of the stack: leaving one out
+    would build a stack without it, saying "built"."""
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", plugin)
+    assert build_error(project, nself) == (
+        f"error: plugin {plugin} is essential: nself does not work without it"
+    )
+    hint = nself("build", cwd=project).err.splitlines()[1]
+    assert hint.startswith(f"hint: remove {plugin} from NSELF_DISABLE_PLUGINS (the essential")
 
 
 def test_allow_list_switch_keeps_only_the_named_plugins(
     site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_distribution(site)
-    essential = "project,compose,docker_runtime,license,secrets,harden,environments"
-    monkeypatch.setenv("NSELF_PLUGINS", f"{essential},postgres,nginx,demo")
+    essential = "project,compose,docker_runtime,license,secrets,harden,environments,"
+    essential += "postgres,hasura,auth,nginx"
+    monkeypatch.setenv("NSELF_PLUGINS", f"{essential},demo")
     result = nself("build", "--json", cwd=project)
     assert result.code == 0, result.output
-    assert json.loads(result.out)["services"] == ["demo", "nginx", "postgres"]
+    assert json.loads(result.out)["services"] == ["auth", "demo", "hasura", "nginx", "postgres"]
 
 
 def test_an_essential_plugin_cannot_be_disabled(
@@ -207,15 +222,15 @@ def test_an_essential_plugin_cannot_be_disabled(
 def test_an_allow_list_must_keep_the_essential_plugins(
     project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NSELF_PLUGINS", "project,compose,postgres,nginx")
+    monkeypatch.setenv("NSELF_PLUGINS", "project,compose,postgres,nginx,hasura")
     result = nself("build", cwd=project)
     assert result.code == 1 and "Traceback" not in result.output
     assert result.err.splitlines() == [
-        "error: plugins docker_runtime, environments, harden, license, secrets are essential: "
-        "nself does not work without them",
-        "hint: add docker_runtime, environments, harden, license, secrets to NSELF_PLUGINS (the "
-        "essential plugins: compose, docker_runtime, environments, harden, license, project, "
-        "secrets)",
+        "error: plugins auth, docker_runtime, environments, harden, license, secrets are "
+        "essential: nself does not work without them",
+        "hint: add auth, docker_runtime, environments, harden, license, secrets to "
+        "NSELF_PLUGINS (the essential plugins: auth, compose, docker_runtime, environments, "
+        "harden, hasura, license, nginx, postgres, project, secrets)",
     ]
 
 
@@ -237,10 +252,11 @@ def test_the_plugin_placing_a_targets_build_cannot_be_disabled(
 
 
 def test_a_misspelt_plugin_name_in_a_switch_is_named(
-    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+    site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A name no plugin has would leave the plugin meant in (or out) without a word."""
-    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "redsi,MAIL,auth")
+    make_distribution(site)
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "redsi,MAIL,demo")
     result = nself("build", "--json", cwd=project)
     assert result.code == 0, result.output
     assert result.err.splitlines() == [
@@ -251,7 +267,7 @@ def test_a_misspelt_plugin_name_in_a_switch_is_named(
         "  hint: did you mean redis? names are those `nself plugin list --all` shows, "
         "separated by commas",
     ]
-    assert "auth" not in json.loads(result.out)["services"]  # the rest still applies
+    assert "demo" not in json.loads(result.out)["services"]  # the rest still applies
 
 
 def test_a_bundle_name_in_a_switch_is_no_misspelling(
@@ -268,7 +284,8 @@ def test_a_bundle_name_in_a_switch_is_no_misspelling(
     result = nself("build", "--json", cwd=project)
     assert "did you mean hello?" in result.err and "hello" in json.loads(result.out)["services"]
     # An allow-list without the plugin that loads bundles cannot keep one: said.
-    essential = "project,compose,docker_runtime,license,secrets,harden,environments"
+    essential = "project,compose,docker_runtime,license,secrets,harden,environments,"
+    essential += "postgres,hasura,auth,nginx"
     monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "")
     monkeypatch.setenv("NSELF_PLUGINS", f"{essential},hello")
     result = nself("build", "--json", cwd=project)
@@ -278,18 +295,35 @@ def test_a_bundle_name_in_a_switch_is_no_misspelling(
     assert "warning" not in result.err and "hello" in json.loads(result.out)["services"]
 
 
+DERIVER = """from nself_sdk import hookimpl
+
+@hookimpl
+def contribute_env(config):
+    return {"DEMO_URL": "http://demo:8080"}
+"""
+
+USER = """from nself_sdk import GeneratedFile, hookimpl
+
+@hookimpl
+def contribute_files(config, stack):
+    return [GeneratedFile("user/app.env", "URL=${DEMO_URL}\\n", env_refs=True)]
+"""
+
+
 def test_a_setting_of_a_disabled_plugin_names_the_switch(
-    project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+    site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without postgres nothing derives DATABASE_URL, which hasura and auth use: the hint
-    says so rather than only 'set them in an env file'."""
-    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "postgres")
+    """Without the plugin deriving DEMO_URL, a file that uses it fails: the hint says the
+    switch may be why, rather than only 'set them in an env file'."""
+    make_distribution(site, plugin="deriver", code=DERIVER)
+    make_distribution(site, plugin="user", code=USER)
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "deriver")
     assert build_error(project, nself) == (
-        "error: docker-compose.yml refers to undefined setting(s): DATABASE_URL"
+        "error: user/app.env refers to undefined setting(s): DEMO_URL"
     )
     assert nself("build", cwd=project).err.splitlines()[1] == (
         "hint: set them in an env file, or leave in the plugin that derives them "
-        "(NSELF_DISABLE_PLUGINS=postgres is set)"
+        "(NSELF_DISABLE_PLUGINS=deriver is set)"
     )
 
 
