@@ -763,3 +763,17 @@ def test_hook_monitoring_sees_every_build_hook_call(project: Path) -> None:
         undo()
     assert BUILD_HOOKS - {"load_extra_plugins"} <= set(seen)
     assert seen.count("contribute_services") == 1
+
+
+def test_every_builtin_types_register_commands_app_as_the_hookspec_does() -> None:
+    """One type for the ``app`` of ``register_commands``: the hookspec's ``Typer``."""
+    from nself.plugins import installed_plugins
+
+    assert inspect.get_annotations(hookspecs.register_commands)["app"] == "Typer"
+    seen = []
+    for name, plugin in installed_plugins():
+        impl = getattr(plugin, "register_commands", None)
+        if impl is not None:
+            seen.append(name)
+            assert inspect.get_annotations(impl)["app"] == "Typer", name
+    assert len(seen) >= 17

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import (
     Config,
@@ -34,6 +34,9 @@ from nself_sdk import (
     hookimpl,
     safety_rule,
 )
+
+if TYPE_CHECKING:
+    from typer import Typer
 
 IMAGE = "nself/nself-admin:0.9.0"
 PORT = 3021
@@ -138,7 +141,7 @@ class AdminPlugin(ServicePlugin):
         return [GeneratedFile(f"{DATA}/.gitignore", "# nself Admin's own data\n*\n")]
 
     @hookimpl
-    def register_commands(self, app: Any) -> None:
+    def register_commands(self, app: Typer) -> None:
         from .cli import PANEL
         from .cli import app as commands
 

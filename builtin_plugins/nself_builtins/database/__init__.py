@@ -11,11 +11,13 @@ inside the postgres service) and against any server reachable directly (tests, C
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import Config, Finding, GeneratedFile, Problem, Service, Setting, Stack, hookimpl
 
 if TYPE_CHECKING:
+    from typer import Typer
+
     from nself_sdk import Runtime
 
 
@@ -122,7 +124,7 @@ def stack_started(config: Config, stack: Stack, runtime: Runtime, services: list
 
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from nself_sdk.commands import command_group
 
     from .cli import HELP, PANEL

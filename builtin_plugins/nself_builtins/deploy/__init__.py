@@ -3,11 +3,13 @@ servers, reached over SSH, each keeping its last releases to roll back to."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import Config, Finding, NselfError, Problem, Setting, Stack, hookimpl
 
 if TYPE_CHECKING:
+    from typer import Typer
+
     from nself_sdk import Runtime
 
 SETTINGS = (
@@ -79,7 +81,7 @@ def provide_runtime(config: Config) -> Runtime | None:
 
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from .cli import app as commands
 
     app.add_typer(commands)

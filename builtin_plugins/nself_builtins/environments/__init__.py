@@ -8,10 +8,13 @@ The kernel picks the target from ``--env`` > ``NSELF_ENV`` > ``.nself/env`` (wri
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import Config, Problem, hookimpl, safety_rule
 from nself_sdk.envfiles import SECRETS_FILES
+
+if TYPE_CHECKING:
+    from typer import Typer
 
 # The files a project's settings come from (defaults and derived values aside).
 ENV_LAYERS = (".env.dev", ".env.local", ".env.staging", ".env.prod", *SECRETS_FILES)
@@ -53,7 +56,7 @@ def unknown_settings(config: Config) -> list[Problem]:
 
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from .cli import PANEL
     from .cli import app as commands
 

@@ -10,13 +10,16 @@ joins
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import Config, Finding, Problem, Stack, hookimpl
 
+if TYPE_CHECKING:
+    from typer import Typer
+
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from .cli import app as harden_app
 
     app.add_typer(harden_app, name="harden", rich_help_panel="Run")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nself_builtins.shared.urls import public_url
 from nself_sdk import (
@@ -23,6 +23,9 @@ from nself_sdk import (
     Subdomain,
     hookimpl,
 )
+
+if TYPE_CHECKING:
+    from typer import Typer
 
 IMAGE = "hasura/graphql-engine:v2.44.0"
 HASURA = ImageContract(
@@ -278,7 +281,7 @@ class HasuraPlugin(ServicePlugin):
         return routes
 
     @hookimpl
-    def register_commands(self, app: Any) -> None:
+    def register_commands(self, app: Typer) -> None:
         from .cli import app as hasura
 
         app.add_typer(hasura, rich_help_panel="Services")

@@ -6,13 +6,16 @@ run changes nothing; ``--dry-run`` lists every step and changes nothing."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import hookimpl
 
+if TYPE_CHECKING:
+    from typer import Typer
+
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from .cli import app as install_app
 
     app.add_typer(install_app, name="install", rich_help_panel="Run")

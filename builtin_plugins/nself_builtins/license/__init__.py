@@ -9,9 +9,12 @@ unless a licensed plugin or a licence command is involved).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import Config, Finding, Problem, hookimpl
+
+if TYPE_CHECKING:
+    from typer import Typer
 
 
 def tier_of(plugin: object) -> str:
@@ -68,7 +71,7 @@ def validate_license(config: Config, plugin: str, tier: str, purpose: str) -> Pr
 
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from .cli import PANEL
     from .cli import app as commands
 

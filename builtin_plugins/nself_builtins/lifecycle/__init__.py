@@ -7,13 +7,16 @@ do lives in ``project`` and ``report``. Heavy imports stay inside the commands.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import Config, Finding, hookimpl
 
+if TYPE_CHECKING:
+    from typer import Typer
+
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from .cli import app as commands
 
     app.add_typer(commands)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nself_builtins.shared.images import OFFICIAL_ALPINE
 from nself_builtins.shared.tls import (
@@ -37,6 +37,8 @@ from nself_sdk import (
 )
 
 if TYPE_CHECKING:
+    from typer import Typer
+
     from nself_sdk import Runtime
 from nself_sdk.checks import cidrs, cidrs_problem, label_problem, size_problem
 
@@ -502,7 +504,7 @@ SSL_GITIGNORE = "# nself: certificates and keys stay out of version control\n*\n
 
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from .cli import PANEL
     from .cli import app as commands
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from nself_sdk import Config, Problem, hookimpl
 
 if TYPE_CHECKING:
+    from typer import Typer
+
     from .store import Installed, LockEntry, install_archive, install_folder, remove
 
 _loaded: dict[Path, list[Any]] = {}
@@ -81,7 +83,7 @@ def validate_config(config: Config) -> list[Problem]:
 
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from nself_sdk.commands import command_group
 
     from .cli import HELP, PANEL

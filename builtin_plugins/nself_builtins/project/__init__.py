@@ -8,13 +8,16 @@ domain rule and ``.gitignore`` merging, with each plugin adding its own folders 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import Config, Problem, Setting, hookimpl
 from nself_sdk.checks import image_problem
 from nself_sdk.envfiles import RESERVED
 
 from .names import DEFAULT_DOMAIN, domain_problem
+
+if TYPE_CHECKING:
+    from typer import Typer
 
 
 @hookimpl
@@ -82,7 +85,7 @@ def process_variables(config: Config) -> list[Problem]:
 
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from .cli import app as commands
 
     app.add_typer(commands)

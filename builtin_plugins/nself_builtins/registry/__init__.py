@@ -6,9 +6,12 @@ only when the commands are registered or run.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import Setting, hookimpl
+
+if TYPE_CHECKING:
+    from typer import Typer
 
 
 @hookimpl
@@ -39,7 +42,7 @@ def declare_settings() -> list[Setting]:
 
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from nself_sdk.commands import command_group
 
     from .cli import plugin, registry

@@ -9,9 +9,12 @@ Values are never printed: commands name secrets, never show them. The work is do
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import Config, Finding, GeneratedFile, Problem, Setting, Stack, hookimpl
+
+if TYPE_CHECKING:
+    from typer import Typer
 
 
 @hookimpl
@@ -35,7 +38,7 @@ def prepare_env_files(project_dir: Path, env: str) -> None:
 
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from .cli import PANEL
     from .cli import app as commands
 

@@ -6,9 +6,12 @@ loads when the commands are registered; Jinja2 and the catalogue when one runs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import GeneratedFile, hookimpl
+
+if TYPE_CHECKING:
+    from typer import Typer
 
 README = """\
 Code of the custom services: `nself service add NAME --template T` writes services/NAME/
@@ -22,7 +25,7 @@ def contribute_scaffold() -> list[GeneratedFile]:
 
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from .cli import PANEL
     from .cli import app as commands
 

@@ -4,7 +4,7 @@ and renewed by the stack's ``acme`` service."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nself_sdk import (
     Config,
@@ -18,6 +18,8 @@ from nself_sdk import (
 )
 
 if TYPE_CHECKING:
+    from typer import Typer
+
     from nself_sdk import Runtime
 
 
@@ -50,7 +52,7 @@ def contribute_files(config: Config, stack: Stack) -> list[GeneratedFile]:
 
 
 @hookimpl
-def register_commands(app: Any) -> None:
+def register_commands(app: Typer) -> None:
     from .cli import app as ssl_app
 
     app.add_typer(ssl_app, name="ssl", rich_help_panel="Run")
