@@ -749,8 +749,8 @@ def test_an_answer_a_wrapper_adds_is_attributed_to_it(
 
 
 def test_hook_monitoring_sees_every_build_hook_call(project: Path) -> None:
-    from nself.build import build
     from nself.plugins import make_manager
+    from nself_sdk import build
 
     seen: list[str] = []
     pm = make_manager(project)

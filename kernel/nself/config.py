@@ -123,9 +123,8 @@ class Config:
         return self.env == "dev"
 
 
-def load(project_dir: Path, env: str | None = None) -> Config:
-    """Read the project's layers for the target environment."""
-    target = envfiles.target_env(project_dir, env)
+def load(project_dir: Path, target: str) -> Config:
+    """Read the project's layers for the target environment (dev, staging or prod)."""
     layers = envfiles.read_layers(project_dir, target)
     # Secret-looking literals are masked in any output from here on, even in errors.
     redact.remember(

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, UsageError
+from .errors import ConfigError
 from .model import Shown
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -299,23 +299,3 @@ def quote(value: str) -> str:
         value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("$", "\\$")
     )
     return f'"{escaped}"'
-
-
-def current_env_file(project: Path) -> Path:
-    return project / ".nself" / "env"
-
-
-def target_env(project: Path, requested: str | None = None) -> str:
-    """``--env`` beats ``NSELF_ENV`` beats the last ``nself env switch`` beats dev."""
-    if requested is not None:  # `--env ''` too: a usage error, not dev
-        try:
-            return canonical_env(requested, "--env")
-        except ConfigError as exc:
-            raise UsageError(exc.message, exc.hint) from None
-    if os.environ.get("NSELF_ENV"):
-        return canonical_env(os.environ["NSELF_ENV"], "NSELF_ENV")
-    marker = current_env_file(project)
-    if marker.is_file():
-        where = str(marker.relative_to(project))
-        return canonical_env(marker.read_text(encoding="utf-8").strip(), where)
-    return "dev"

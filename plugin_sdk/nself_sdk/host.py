@@ -15,6 +15,9 @@ from nself.errors import NselfError
 from nself.plugins import Manager, make_manager
 from nself.plugins import scan_entry_points as entry_point_plugins
 
+from .envfiles import target_env
+from .writer import read_manifest, writing
+
 # The files plugins answer to a hook (e.g. ``contribute_scaffold``), checked as the
 # build's: inside the project, not an env file or .nself/, one owner per path.
 collect_files = _build.collect_files
@@ -29,8 +32,6 @@ def plugin_manager(project: Path | None = None) -> Manager:
 def build_root(project: Path, env: str | None = None) -> Path:
     """Where the build for ``env`` (default: the current target) writes its files: the
     project folder, or the target's own folder inside ``.nself/`` (hook ``build_folder``)."""
-    from nself.envfiles import target_env
-
     return _build.output_folder(make_manager(project), project, target_env(project, env))
 
 
@@ -40,8 +41,8 @@ def rollback(project: Path, env: str | None = None) -> dict[str, str]:
     path -> restored | removed. The env files are not touched."""
     pm = make_manager(project)
     root = build_root(project, env)
-    with _build.writing(root, "restore"):
-        manifest = _build.read_manifest(root)
+    with writing(root, "restore"):
+        manifest = read_manifest(root)
         done: dict[str, str] | None = pm.hook.rollback_build(project_dir=root, manifest=manifest)
     if done is None:
         raise NselfError(

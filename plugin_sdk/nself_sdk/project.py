@@ -2,25 +2,61 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pluggy
 
 from nself import build as _build
-from nself.build import BuildResult, Plan
-from nself.config import Config
+from nself.build import Plan
+from nself.config import DEFAULT_LABEL, Config
 from nself.console import state
-from nself.errors import NselfError
+from nself.envfiles import UndefinedReference, secrets_file
+from nself.errors import ConfigError, NselfError
 from nself.plugins import Manager, make_manager
 
+from .envfiles import target_env
 from .model import Stack
+from .writer import BuildResult, write
 
 if TYPE_CHECKING:
     from .containers import Runtime
 
-plan = _build.plan
-build = _build.build
+
+@contextmanager
+def _resolving(project: Path, env: str) -> Iterator[None]:
+    """A generated secret missing from every layer (deleted, or never generated) is named
+    with the command that makes it."""
+    try:
+        yield
+    except UndefinedReference as exc:
+        setting = _build.declared_settings(make_manager(project)).get(exc.name)
+        if setting is None or not setting.generate:
+            raise
+        flag = "" if env == "dev" else f" --env {env}"
+        where = "its default value" if exc.entry.where == DEFAULT_LABEL else exc.entry.where
+        raise ConfigError(
+            f"{exc.name} is not set in any env file of {env}, "
+            f"and {exc.entry.key} ({where}) refers to it",
+            f"run `nself secrets generate{flag}`: it writes a strong {exc.name} into "
+            f"{secrets_file(env)}",
+        ) from exc
+
+
+def plan(project_dir: Path, env: str | None = None) -> Plan:
+    """Everything a build of ``env`` (default: the current target) writes, computed in
+    memory and checked."""
+    target = target_env(project_dir, env)
+    with _resolving(project_dir, target):
+        return _build.plan(project_dir, target)
+
+
+def build(project_dir: Path, env: str | None = None, check: bool = False) -> BuildResult:
+    """Generate every file; with ``check`` only report what is invalid or out of date.
+    Everything is computed and checked in memory first, so a failing build writes nothing."""
+    return write(plan(project_dir, env), check)
 
 
 def find_project() -> Path:
@@ -41,8 +77,10 @@ def find_project() -> Path:
 
 def load_config(project: Path | None = None, env: str | None = None) -> Config:
     """The project's resolved settings: env layers, declared defaults and derived values."""
-    config, _pm = _build.load_config(project or find_project(), env)
-    return config
+    project = project or find_project()
+    target = target_env(project, env)
+    with _resolving(project, target):
+        return _build.load_config(project, target)[0]
 
 
 def stack(config: Config, pm: Manager | None = None) -> Stack:
