@@ -94,6 +94,30 @@ def test_catalogue_stack_builds_and_compose_accepts_it(full_project: Path, nself
     # The plugin's service logs in as its own role, never as the superuser.
     assert services["audit"]["environment"]["PGRST_DB_URI"] == "${AUDIT_DATABASE_URL}"
     assert "AUDIT_DATABASE_URL='postgres://nself_plugin_audit:" in computed
+    # Hasura serves the plugin's tables through a source of their own, logged in as the
+    # plugin's role (its URL given to Hasura only), the core tables as before.
+    hasura = services["hasura"]["environment"]
+    assert hasura["HASURA_PLUGIN_AUDIT_DATABASE_URL"] == "${HASURA_PLUGIN_AUDIT_DATABASE_URL}"
+    assert hasura["HASURA_GRAPHQL_DATABASE_URL"] == "${DATABASE_URL}"
+    assert "HASURA_PLUGIN_AUDIT_DATABASE_URL='postgres://nself_plugin_audit:" in computed
+    assert not any("HASURA_PLUGIN" in k for k in services["audit"]["environment"])
+    source = yaml.safe_load((full_project / "hasura/plugins/audit/source.yaml").read_text())
+    assert source == [
+        {
+            "name": "plugin_audit",
+            "kind": "postgres",
+            "configuration": {
+                "connection_info": {
+                    "database_url": {"from_env": "HASURA_PLUGIN_AUDIT_DATABASE_URL"}
+                }
+            },
+            "tables": "!include ../../plugins/audit/tables.yaml",
+        }
+    ]
+    databases = full_project / "hasura/metadata/databases"
+    assert (databases / "../../plugins/audit/tables.yaml").resolve() == (
+        full_project / "hasura/plugins/audit/tables.yaml"
+    ).resolve()
     check = subprocess.run(
         [*compose_cmd(), "--env-file", ".env.computed", "config", "-q"],
         cwd=full_project,

@@ -254,6 +254,20 @@ def _checks(config: Config) -> list[Problem]:
     return problems
 
 
+def _with_plugin_sources(config: Config, service: Service) -> Service:
+    """Hasura is given the URL of every plugin source (HASURA_PLUGIN_<NAME>_DATABASE_URL,
+    derived by the plugin for its own database role), so it serves a plugin's tables as
+    that role, never as the superuser (docs/plugins/security.md)."""
+    from dataclasses import replace
+
+    from nself_builtins.shared.boundary import HASURA_SOURCE_URL
+
+    urls = sorted(n for n in config.names() if HASURA_SOURCE_URL.match(n))
+    if not urls:
+        return service
+    return replace(service, environment=service.environment | {n: f"${{{n}}}" for n in urls})
+
+
 class HasuraPlugin(ServicePlugin):
     """Hasura (and its read-only twin on the replica), its commands and its part of the
     hardening suite."""
@@ -264,7 +278,7 @@ class HasuraPlugin(ServicePlugin):
             return []
         from . import replica
 
-        primary = self.container(config)
+        primary = _with_plugin_sources(config, self.container(config))
         if not replica.runs(config):
             return [primary]
         return [primary, replica.service(config, primary)]

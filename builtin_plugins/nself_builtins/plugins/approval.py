@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nself_builtins.shared.boundary import ACCESS, PUBLIC_SETTINGS, references, role_name
+from nself_builtins.shared.boundary import (
+    ACCESS,
+    PUBLIC_SETTINGS,
+    hasura_source,
+    references,
+    role_name,
+)
 from nself_sdk import console as out
 from nself_sdk import require_yes
 
@@ -44,9 +50,11 @@ def access_lines(bundle: Bundle, already: dict[str, str] | None = None) -> list[
         lines.append(line)
         tables = _hasura_tables(bundle)
         if tables:
+            source = hasura_source(m.name)[0]
             lines.append(
-                f"have Hasura serve {', '.join(tables)} as the database superuser "
-                "(triggers, views and defaults of its schema run with that right)"
+                f"have Hasura serve {', '.join(tables)} through its own source {source}, "
+                f"as the role {role_name(m.name)} (its triggers, views and defaults run "
+                "with that role's rights)"
             )
     for name in m.access:
         lines.append(f"{ACCESS[name].means} [{name}]")

@@ -352,6 +352,19 @@ def role_name(plugin: str) -> str:
     return "nself_plugin_" + schema_name(plugin)
 
 
+# The Hasura source serving a bundle's tables, connected as its role (never the
+# superuser): Hasura reads its URL from HASURA_PLUGIN_<NAME>_DATABASE_URL, which the
+# Hasura service is given for every plugin that derives one.
+HASURA_SOURCE_URL = re.compile(r"^HASURA_PLUGIN_[A-Z0-9_]+_DATABASE_URL$")
+
+
+def hasura_source(plugin: str) -> tuple[str, str]:
+    """The Hasura source of ``plugin``'s tables and the setting holding its URL
+    (``my-plugin`` -> ``plugin_my_plugin``, ``HASURA_PLUGIN_MY_PLUGIN_DATABASE_URL``)."""
+    schema = schema_name(plugin)
+    return f"plugin_{schema}", f"HASURA_PLUGIN_{schema.upper()}_DATABASE_URL"
+
+
 def schema_problem(plugin: str) -> str | None:
     schema = schema_name(plugin)
     if schema in RESERVED_SCHEMAS or schema.startswith(("pg_", "np_")):

@@ -173,7 +173,20 @@ class Runner:
             for n, item in enumerate(todo, start=1):
                 self._apply(history, item, durable=n == len(todo))
                 outcome.applied.append(item)
+            self._open_hasura_catalog(history)
         return outcome
+
+    def _open_hasura_catalog(self, history: History) -> None:
+        """Every plugin role Hasura serves gets what Hasura reads at its source's start-up
+        (confine.py), also when its migrations ran before Hasura first started."""
+        roles = {i.role.name: i.role for i in self.items if i.role is not None and i.role.hasura}
+        if not roles:
+            return
+        from .confine import grant_hasura_catalog
+
+        with history.conn.transaction():
+            for role in roles.values():
+                grant_hasura_catalog(history.conn, role)
 
     def _apply(self, history: History, item: Item, durable: bool = True) -> None:
         """Run one migration and record it, atomically when it is transactional.
