@@ -17,7 +17,6 @@ does not exist.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -26,8 +25,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 from nself_sdk import Config, NselfError, UsageError, nself_version
 
+from .durable import clean_leftovers, file_sha256
+from .durable import finish as _finish  # the underscored names: take() keeps its own words
+from .durable import fsync_dir as _fsync_dir
+from .durable import temp_in as _temp_in
+from .durable import write_json as _write_json
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -202,109 +206,6 @@ class Store:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-TEMP_PREFIX = ".nself-"
-LEFTOVER_GRACE = 2.0  # seconds: an unlocked temp file this old is a dead run's (locked at once)
-SCHEDULER_LEFTOVER_AGE = 86400.0  # the in-stack scheduler's temp files (it cleans its own)
-
-
-@contextmanager
-def _temp_in(folder: Path, name: str) -> Iterator[tuple[Path, Any]]:
-    """A temp file beside ``name``, locked (flock) while this process writes it: the next
-    run deletes temp files nobody holds (a killed or disk-full run's), see ``leftovers``."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{TEMP_PREFIX}{name}.", suffix=".part")
-    os.fchmod(fd, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    handle = os.fdopen(fd, "wb")
-    try:
-        yield Path(tmp), handle
-    except BaseException:
-        handle.close()
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _held(path: Path) -> bool:
-    """Whether a live process holds the temp file's lock."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-def leftovers(folder: Path, now: float | None = None) -> list[Path]:
-    """Temp files of runs that died (killed, disk full) in a backup folder.
-
-    nself's own (``.nself-*.part``) count once nobody holds their lock; the in-stack
-    scheduler's (``.backup-*.part``, ``.facts``) once they are a day old (it removes its own
-    when it starts again)."""
-    if not folder.is_dir():
-        return []
-    now = time.time() if now is None else now
-    found = []
-    for path in folder.iterdir():
-        name = path.name
-        if not name.startswith(".") or not path.is_file() or path.is_symlink():
-            continue
-        age = now - path.stat().st_mtime
-        if name.startswith(TEMP_PREFIX) and name.endswith(".part"):
-            if age > LEFTOVER_GRACE and not _held(path):
-                found.append(path)
-        elif (
-            name.startswith((".backup-", ".base-"))
-            and name.endswith((".part", ".facts", ".facts.json", ".failed"))
-            and age > SCHEDULER_LEFTOVER_AGE
-        ):
-            found.append(path)
-    return sorted(found)
-
-
-def clean_leftovers(folder: Path, say: Say = lambda _: None) -> list[str]:
-    removed = []
-    for path in leftovers(folder):
-        size = path.stat().st_size
-        path.unlink(missing_ok=True)
-        removed.append(path.name)
-        say(f"removed {path.name} ({size} bytes), left by an interrupted run")
-    return removed
-
-
-def _finish(handle: Any) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
-    handle.close()
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with _temp_in(path.parent, path.name) as (tmp, handle):
-        handle.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
-        _finish(handle)
-        os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def untimed(conn: psycopg.Connection[Any]) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from nself_sdk import Config, Finding, NselfError, Stack
 
 from .backups import Store, check_integrity
+from .settle import bound_finisher, settle_recovery
 from .target import Target
 
 # A scheduled backup older than this (hours) means the schedule stopped working.
@@ -38,12 +39,12 @@ def interrupted(target: Target) -> list[Finding]:
         Finding("interrupted", "warning", note, "nothing left to do: it was settled just now")
         if settled
         else Finding("interrupted", "error", note, "fix that, then run `nself doctor` again")
-        for note, settled in target.settle_recovery(lambda _: None)
+        for note, settled in settle_recovery(target, lambda _: None)
     ]
     try:
         transport = target.transport()
         with journal.Run(transport) as run:
-            finish = target.bound_finisher(transport)(run)
+            finish = bound_finisher(target, transport)(run)
             notes = journal.settle(run, transport.dbname, finish_bound=finish)
             kept = journal.kept(run.admin, transport.dbname)
     except NselfError as exc:

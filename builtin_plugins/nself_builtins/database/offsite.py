@@ -14,7 +14,8 @@ from typing import Any
 
 from nself_sdk import Config, NselfError
 
-from .backups import Store, _fsync_dir, check_integrity, file_sha256
+from .backups import Store, check_integrity
+from .durable import file_sha256, fsync_dir
 
 
 @dataclass
@@ -138,5 +139,5 @@ def pull(store: Store, name: str, bucket: Bucket) -> dict[str, Any]:
         raise _fail("download", exc) from None
     for tmp, final in temps:
         os.replace(tmp, final)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return check_integrity(store, name)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from nself_sdk import NselfError, UsageError
 
-from .backups import _fsync_dir, _held, _temp_in, _write_json, file_sha256
+from .durable import clean_leftovers, file_sha256, fsync_dir, held, temp_in, write_json
 from .journal import checkpoint
 from .transport import Transport
 
@@ -570,7 +570,7 @@ class LocalArchive:
                 raise NselfError(f"refusing to delete {name!r} from the archive")
             (self.folder / name).unlink(missing_ok=True)
         if names:
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
 
 
 @dataclass
@@ -755,8 +755,6 @@ class Pitr:
         return sorted(found, key=lambda m: str(m.get("end", "")))
 
     def base_backup(self, say: Say = lambda _: None) -> dict[str, Any]:
-        from .backups import clean_leftovers
-
         self.base_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base_dir, 0o700)
         ignore = self.base_dir / ".gitignore"  # base backups hold the whole cluster
@@ -776,7 +774,7 @@ class Pitr:
             )
         name = "base-" + datetime.now(UTC).strftime("%Y-%m-%d-%H-%M-%S") + ".tar"
         say(f"taking base backup {name}")
-        with _temp_in(self.base_dir, name) as (tmp, handle):
+        with temp_in(self.base_dir, name) as (tmp, handle):
             done = self.transport.run_tool(
                 "pg_basebackup",
                 ["-D", "-", "-Ft", "-X", "fetch", "--checkpoint=fast", "--no-password", "-v"],
@@ -800,8 +798,8 @@ class Pitr:
                 "timeline": facts["timeline"],
             }
             os.replace(tmp, self.base_dir / name)
-            _fsync_dir(self.base_dir)
-        _write_json(self.base_dir / f"{name}.json", manifest)
+            fsync_dir(self.base_dir)
+        write_json(self.base_dir / f"{name}.json", manifest)
         return manifest
 
     def _end_lsn(self, base: dict[str, Any]) -> int | None:
@@ -1129,7 +1127,7 @@ class Pitr:
                 ) from None
 
             def step(entry: dict[str, Any], phase: str) -> None:
-                _write_json(self.base_dir / JOURNAL, {**entry, "phase": phase})
+                write_json(self.base_dir / JOURNAL, {**entry, "phase": phase})
 
             yield step
         finally:
@@ -1137,7 +1135,7 @@ class Pitr:
 
     def _forget(self) -> None:
         (self.base_dir / JOURNAL).unlink(missing_ok=True)
-        _fsync_dir(self.base_dir)
+        fsync_dir(self.base_dir)
 
     def _put_back(self, aside: Path) -> None:
         """The data folder from before the recovery, and the server running on it."""
@@ -1156,7 +1154,7 @@ class Pitr:
         path = self.base_dir / JOURNAL
         if not path.is_file():
             return []
-        if _held(self.base_dir / JOURNAL_LOCK):
+        if held(self.base_dir / JOURNAL_LOCK):
             return []  # a recovery is running: not ours to touch
         try:
             entry = json.loads(path.read_text())

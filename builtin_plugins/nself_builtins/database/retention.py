@@ -188,7 +188,7 @@ def _leftovers(folder: Path, listed: set[str], now: float) -> list[str]:
         partial = name.startswith(".base-") and name.endswith(".part")
         if (orphan or partial) and path.is_file() and now - path.stat().st_mtime > LEFTOVER_AGE:
             found.append(name)
-    from .backups import TEMP_PREFIX, leftovers
+    from .durable import TEMP_PREFIX, leftovers
 
     found += [p.name for p in leftovers(folder) if p.name.startswith(TEMP_PREFIX)]
     return sorted(set(found))
@@ -253,17 +253,17 @@ def plan_prune(engine: Pitr, days: int, now: datetime | None = None) -> PrunePla
 
 def apply_prune(engine: Pitr, plan: PrunePlan) -> PrunePlan:
     """Delete what ``plan`` lists: base backups (manifest first), then WAL."""
-    from .backups import _fsync_dir
+    from .durable import fsync_dir
 
     folder = engine.base_dir
     for base in plan.drop:  # oldest first
         (folder / f"{base['name']}.json").unlink(missing_ok=True)
-        _fsync_dir(folder)  # the backup is no longer listed before its file goes
+        fsync_dir(folder)  # the backup is no longer listed before its file goes
         (folder / base["name"]).unlink(missing_ok=True)
     for name in plan.leftovers:
         (folder / name).unlink(missing_ok=True)
     if plan.drop or plan.leftovers:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     # check again right before the WAL goes: every listed base backup starts at or after
     # the cutoff (a backup copied back meanwhile keeps its WAL)
     for base in engine.base_backups():

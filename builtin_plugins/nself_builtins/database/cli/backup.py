@@ -141,7 +141,8 @@ def prune_cmd(
 ) -> None:
     """Apply BACKUP_RETENTION_DAYS (dry run unless --yes; keeps the newest verified); drop
     the databases restores kept and the temp files of interrupted runs."""
-    from ..backups import Store, drop_kept, kept_databases, leftovers, prune, staged_leftovers
+    from ..backups import Store, drop_kept, kept_databases, prune, staged_leftovers
+    from ..durable import leftovers
 
     target = resolve(env)
     store = Store.for_project(target.project, target.config)

@@ -23,7 +23,7 @@ LockOpt = Annotated[
 # The command groups are registered on every start-up: the target/transport machinery is
 # imported only when a db command runs.
 def resolve(env: str | None) -> Target:
-    from ..target import resolve as resolve_target
+    from ..settle import resolve as resolve_target
 
     return resolve_target(env)
 
