@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from nself_sdk import NselfError, UsageError, require_yes
+from nself_sdk import UsageError, require_yes
 from nself_sdk.console import emit_json, info, ok
 
 from .options import ConfirmOpt, DryRunOpt, EnvOpt, JsonOpt, guard, resolve, size
@@ -81,64 +81,14 @@ def base_cmd(env: EnvOpt = None) -> None:
 @app.command("status")
 def status_cmd(env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     """Show base backups, archived WAL, the recoverable window and retention."""
-    from ..pitr import fmt, pitr_for_target, window_lines
-    from ..retention import configured_days, plan_prune, size_text
+    from ..pitr_status import pitr_status
 
-    target = resolve(env)
-    days = configured_days(target.config)
-    engine = pitr_for_target(target)
-    bases = engine.base_backups()
-    earliest, newest, spans, left_out = engine.window()
-    retention: dict[str, Any] = {"days": days}
-    try:
-        plan = plan_prune(engine, days)
-    except NselfError as exc:
-        retention["prune"] = None
-        retention["note"] = exc.message
-    else:
-        retention["prune"] = plan.to_json()
-    kept = engine.control.kept_folders()
-    data = {
-        "base_backups": bases,
-        "earliest": earliest.isoformat() if earliest else None,
-        "newest": newest.isoformat() if newest else None,
-        "timelines": [
-            {
-                "timeline": span.timeline,
-                "first_commit": span.first.isoformat() if span.first else None,
-                "last_commit": span.last.isoformat() if span.last else None,
-                "branched_off": span.end is not None,
-            }
-            for span in spans
-        ],
-        "left_out": left_out,
-        "kept_data_folders": kept,
-        "retention": retention,
-    }
+    status = pitr_status(resolve(env))
     if as_json:
-        emit_json(data)
+        emit_json(status.to_json())
         return
-    info(f"  base backups: {len(bases)}")
-    if earliest and newest:
-        info(f"  recoverable window: {fmt(earliest)} .. {fmt(newest)}")
-        if len(spans) > 1:
-            for line in window_lines(spans, earliest)[1:]:
-                info(f"    {line}")
-    else:
-        info("  nothing is recoverable yet (`nself db pitr backup`)")
-    for text in left_out:
-        info(f"  not usable for this history: {text}")
-    for name, bytes_ in kept.items():
-        info(f"  kept by a recovery: {name} ({size_text(bytes_)})")
-    info(f"  retention: PITR_RETENTION_DAYS={days}")
-    if retention["prune"] is None:
-        info(f"  prune: nothing to do ({retention['note']})")
-    else:
-        info(
-            f"  `nself db pitr prune --yes` would delete {len(plan.drop)} base backup(s),"
-            f" {len(plan.wal)} WAL file(s) and {len(plan.folders)} kept data folder(s),"
-            f" freeing {size_text(plan.freed)}"
-        )
+    for line in status.lines():
+        info(line)
 
 
 @app.command("prune")
