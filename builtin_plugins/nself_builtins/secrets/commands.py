@@ -464,42 +464,80 @@ def rotate(names: str | list[str], env: str | None, yes: bool, timeout: float) -
     """Give each of ``names`` a new value, set it inside the stack, rebuild and restart the
     services that use them. Several at once works even when each of them alone would not
     build (two weak secrets: the build refuses the other one)."""
+    wanted = _wanted(names)
+    project = find_project()
+    config = load_config(project, env)
+    settings = [_rotatable(config, name) for name in wanted]
+    probable = _probable_users(project, config, wanted)
+    for setting in settings:
+        _confirm(config, setting, yes, probable)
+    shown, file = ", ".join(wanted), secrets_file(config.env)
+    rt, running = _stack_runtime(config)
+    after = _set_values(project, config, settings, wanted, rt)
+    users = _users_of_change(config, after)
+    try:
+        result = run_build(project, config.env)
+    except NselfError as exc:  # the new values are in place (and in the database): say so
+        raise NselfError(
+            f"{shown} rotated (new values in {file}) but the rebuild failed: {exc.message}",
+            "fix that, then run `nself build` and `nself restart`",
+        ) from exc
+    ok(f"rotated {shown} in {file}; rebuilt ({len(result.changes)} file(s) changed)")
+    _warn_stale(config, wanted, file)
+    from nself_builtins.shared.placement import runs_here
+
+    if not runs_here(config):
+        if users:
+            warn(
+                f"the {config.env} services using it ({', '.join(users)}) keep the old value "
+                "until the next release",
+                f"deploy it now: nself deploy {config.env}",
+            )
+        return
+    _restart_users(after.config, users, running, shown, timeout, file)
+
+
+def _wanted(names: str | list[str]) -> list[str]:
     wanted = [names] if isinstance(names, str) else list(names)
     wanted = list(dict.fromkeys(n.strip().upper() for n in wanted if n.strip()))
     if not wanted:
         raise UsageError("name a secret to rotate", "e.g. nself secrets rotate HASURA_JWT_KEY")
-    project = find_project()
-    config = load_config(project, env)
-    target = config.env
-    settings = [_rotatable(config, name) for name in wanted]
-    try:
-        before_stack: Any = plan(project, target).stack
-    except NselfError:  # e.g. refused because of the very secrets being rotated
-        before_stack = None
-    derived = _derived(config, *wanted)
-    probable = (
-        [s.name for s in before_stack.services if service_references(s) & derived]
-        if before_stack is not None
-        else []
-    )
-    for setting in settings:
-        _confirm(
-            config, setting, yes, in_dependency_order(before_stack, probable) if probable else []
-        )
-    shown = ", ".join(wanted)
+    return wanted
 
-    rt: Any = None
+
+def _probable_users(project: Path, config: Config, wanted: list[str]) -> list[str]:
+    """The services the current build says use these secrets, in dependency order (what the
+    confirmation names); none when the build refuses (e.g. because of these very secrets)."""
+    try:
+        before_stack: Any = plan(project, config.env).stack
+    except NselfError:
+        return []
+    derived = _derived(config, *wanted)
+    probable = [s.name for s in before_stack.services if service_references(s) & derived]
+    return in_dependency_order(before_stack, probable) if probable else []
+
+
+def _stack_runtime(config: Config) -> tuple[Any, set[str]]:
+    """The runtime of the environment's stack (None when there is none) and what runs."""
     # Outside local, the stack is the one on the environment's server (DEPLOY_HOST); never
     # this machine's containers, which run the local stack under the same project name.
     from nself_builtins.shared.placement import runs_here
 
+    rt: Any = None
     deployed = runs_here(config) or bool(config.text("DEPLOY_HOST").strip())
     try:
         rt = runtime(config) if deployed else None
     except NselfError as exc:
         warn(f"no container runtime: {exc.message}")
-    running = _running(rt) if runs_here(config) else set()
+    return rt, _running(rt) if runs_here(config) else set()
 
+
+def _set_values(
+    project: Path, config: Config, settings: list[Setting], wanted: list[str], rt: Any
+) -> Any:
+    """Write fresh values to the secrets file and have each secret's owner set it inside
+    the stack (hook ``rotate_secret``); on any failure put the file and the dates back, but
+    keep the values the stack already took. Returns the plan with the new values."""
     file = secrets_file(config.env)
     secrets_path = project / file
     saved = secrets_path.read_bytes() if secrets_path.is_file() else None
@@ -527,7 +565,7 @@ def rotate(names: str | list[str], env: str | None, yes: bool, timeout: float) -
 
     applied: dict[str, str] = {}
     try:
-        after = plan(project, target)
+        after = plan(project, config.env)
         pm = plugin_manager(project)
         for name, value in values.items():
             pm.hook.rotate_secret(config=after.config, name=name, value=value, runtime=rt)
@@ -535,22 +573,22 @@ def rotate(names: str | list[str], env: str | None, yes: bool, timeout: float) -
     except BaseException:
         restore(applied)
         raise
+    return after
+
+
+def _users_of_change(config: Config, after: Any) -> list[str]:
+    """The services whose definitions read a value the rotation changed, in order."""
     changed = {
         n
         for n in set(config.names()) | set(after.config.names())
         if config.get(n) != after.config.get(n)
     }
-    users = in_dependency_order(
+    return in_dependency_order(
         after.stack, [s.name for s in after.stack.services if service_references(s) & changed]
     )
-    try:
-        result = run_build(project, target)
-    except NselfError as exc:  # the new values are in place (and in the database): say so
-        raise NselfError(
-            f"{shown} rotated (new values in {file}) but the rebuild failed: {exc.message}",
-            "fix that, then run `nself build` and `nself restart`",
-        ) from exc
-    ok(f"rotated {shown} in {file}; rebuilt ({len(result.changes)} file(s) changed)")
+
+
+def _warn_stale(config: Config, wanted: list[str], file: str) -> None:
     stale = [
         e.where
         for name in wanted
@@ -562,14 +600,12 @@ def rotate(names: str | list[str], env: str | None, yes: bool, timeout: float) -
             f"the old value is still written in {', '.join(stale)} (now overridden)",
             "delete it there: old secrets should not linger in files",
         )
-    if not runs_here(config):
-        if users:
-            warn(
-                f"the {config.env} services using it ({', '.join(users)}) keep the old value "
-                "until the next release",
-                f"deploy it now: nself deploy {config.env}",
-            )
-        return
+
+
+def _restart_users(
+    config: Config, users: list[str], running: set[str], shown: str, timeout: float, file: str
+) -> None:
+    """Restart the running users of the new value (``config``: the rebuilt stack's)."""
     live = [u for u in users if u in running]
     idle = [u for u in users if u not in running]
     if idle:
@@ -578,7 +614,7 @@ def rotate(names: str | list[str], env: str | None, yes: bool, timeout: float) -
         if not users:
             info("  no service of the stack uses it")
         return
-    rt = runtime(after.config)  # the rebuilt stack
+    rt = runtime(config)  # the rebuilt stack
     for service in live:
         info(f"  restarting {service} ...")
         _restart(rt, service, shown, timeout, file)
