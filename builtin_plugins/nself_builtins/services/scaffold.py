@@ -239,6 +239,61 @@ def add(
     use_existing: bool = False,
     image: str | None = None,
 ) -> Added:
+    tpl = _check_request(name, template_name, port, subdomain, internal, use_existing, image)
+    before = plan(project, CHECK_ENV)
+    host = host_of(name)
+    subdomain, port, number = _allocate(
+        project, taken(project, before.stack), name, tpl, port, subdomain, internal
+    )
+    folder = project / SERVICES_DIR / name
+    if folder.exists() and not use_existing and tpl is not None:
+        raise NselfError(
+            f"{SERVICES_DIR}/{name} already exists",
+            "pass --use-existing to give that code a slot, or remove the folder",
+        )
+    if use_existing and not folder.is_dir():
+        raise NselfError(f"--use-existing: {SERVICES_DIR}/{name} is not a folder")
+
+    values = context(
+        name, port, subdomain, before.config.project_name, before.config.domain, number
+    )
+    running = {s.name for s in before.stack.services}
+    needs = tpl.needs if tpl is not None else ()
+    depends = [need for need in needs if need in running]
+    warnings = [
+        f"template {template_name} needs {need}, which is not part of the stack: enable it "
+        f"({need.upper()}_ENABLED=true in .env.dev), then set CS_{number}_DEPENDS_ON={need}"
+        for need in needs
+        if need not in running
+    ]
+    block = slot_values(name, tpl, port, subdomain, depends, image)
+    render_to = tpl if not use_existing else None
+    files, after = _write_slot(project, name, number, block, render_to, values)
+    url = public_urls(after.config, after.stack).get(host, "") if subdomain else ""
+    return Added(
+        name,
+        number,
+        tpl.name if tpl is not None else "",
+        port,
+        subdomain,
+        f"{SERVICES_DIR}/{name}" if tpl is not None else "",
+        files,
+        envslots.TARGET_FILE,
+        url,
+        warnings,
+    )
+
+
+def _check_request(
+    name: str,
+    template_name: str | None,
+    port: int | None,
+    subdomain: str | None,
+    internal: bool,
+    use_existing: bool,
+    image: str | None,
+) -> Template | None:
+    """The arguments on their own (before the project is read); the template asked for."""
     if (template_name is None) == (image is None):
         raise UsageError(
             "pass either --template T (scaffold code) or --image IMAGE (run an image)",
@@ -259,9 +314,20 @@ def add(
         check_subdomain(subdomain)
     if port is not None and not 0 < port < 65536:
         raise UsageError(f"invalid port {port}", "use a port between 1 and 65535")
+    return tpl
 
-    before = plan(project, CHECK_ENV)
-    used = taken(project, before.stack)
+
+def _allocate(
+    project: Path,
+    used: Taken,
+    name: str,
+    tpl: Template | None,
+    port: int | None,
+    subdomain: str | None,
+    internal: bool,
+) -> tuple[str, int, int]:
+    """The new service's subdomain ("" when internal), port and CS_N slot, each refused
+    when another service or plugin holds it."""
     host = host_of(name)
     if host in used.names:
         raise NselfError(
@@ -290,29 +356,22 @@ def add(
             f"all {envslots.MAX_SLOTS} custom service slots are taken",
             "remove a service with `nself service remove NAME`",
         )
+    return subdomain, port, number
 
+
+def _write_slot(
+    project: Path,
+    name: str,
+    number: int,
+    block: list[tuple[str, str]],
+    tpl: Template | None,
+    values: dict[str, Any],
+) -> tuple[list[str], Any]:
+    """Render ``tpl`` (when given) into services/NAME and append the slot's settings, then
+    check the stack still builds; on any failure put everything back as it was. Returns
+    the files rendered and the new plan."""
     services = project / SERVICES_DIR
     folder = services / name
-    if folder.exists() and not use_existing and tpl is not None:
-        raise NselfError(
-            f"{SERVICES_DIR}/{name} already exists",
-            "pass --use-existing to give that code a slot, or remove the folder",
-        )
-    if use_existing and not folder.is_dir():
-        raise NselfError(f"--use-existing: {SERVICES_DIR}/{name} is not a folder")
-
-    values = context(
-        name, port, subdomain, before.config.project_name, before.config.domain, number
-    )
-    running = {s.name for s in before.stack.services}
-    needs = tpl.needs if tpl is not None else ()
-    depends = [need for need in needs if need in running]
-    warnings = [
-        f"template {template_name} needs {need}, which is not part of the stack: enable it "
-        f"({need.upper()}_ENABLED=true in .env.dev), then set CS_{number}_DEPENDS_ON={need}"
-        for need in needs
-        if need not in running
-    ]
     staging: Path | None = None
     placed = False  # the rendered code is in services/NAME (the build checks the folder)
     files: list[str] = []
@@ -320,18 +379,17 @@ def add(
     original = env_path.read_text(encoding="utf-8")
     mode = stat.S_IMODE(env_path.stat().st_mode)
     try:
-        if tpl is not None and not use_existing:
+        if tpl is not None:
             services.mkdir(exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=services))
             staging.chmod(0o755)
             files = render(tpl, staging, values)
-        block = slot_values(name, tpl, port, subdomain, depends, image)
         write_atomic(env_path, envslots.appended(original, name, number, block), mode)
         if staging is not None:
             os.replace(staging, folder)
             staging, placed = None, True
         try:
-            after = plan(project, CHECK_ENV)
+            return files, plan(project, CHECK_ENV)
         except NselfError as exc:
             raise NselfError(
                 f"the stack would not build with {name}: {exc.message}",
@@ -345,19 +403,6 @@ def add(
         if placed:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    url = public_urls(after.config, after.stack).get(host, "") if subdomain else ""
-    return Added(
-        name,
-        number,
-        tpl.name if tpl is not None else "",
-        port,
-        subdomain,
-        f"{SERVICES_DIR}/{name}" if tpl is not None else "",
-        files,
-        envslots.TARGET_FILE,
-        url,
-        warnings,
-    )
 
 
 def slot_values(
