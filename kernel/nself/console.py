@@ -1,6 +1,6 @@
 """What the kernel prints: errors and ``--json`` answers, scrubbed of every
 remembered secret value (``redact``), coloured only on a terminal. Plugins print through
-``nself_sdk.console``, which adds the everyday helpers to these."""
+``nself_sdk.console``, which adds the everyday helpers (``warn``, ``info``, ``ok``)."""
 
 from __future__ import annotations
 
@@ -37,12 +37,6 @@ def error(message: str, hint: str | None = None) -> None:
     print(f"{paint('error:', 'red', sys.stderr)} {scrub(message)}", file=sys.stderr)
     if hint:
         print(f"{paint('hint:', 'dim', sys.stderr)} {scrub(hint)}", file=sys.stderr)
-
-
-def warn(message: str, hint: str | None = None) -> None:
-    print(f"{paint('warning:', 'yellow', sys.stderr)} {scrub(message)}", file=sys.stderr)
-    if hint:
-        print(f"  {paint('hint:', 'dim', sys.stderr)} {scrub(hint)}", file=sys.stderr)
 
 
 def emit_json(data: Any) -> None:

@@ -1,7 +1,7 @@
 """Errors the CLI turns into one line plus a hint, and the one table of exit codes.
 
 Every command exits with a code of this table, whoever wrote it: the kernel maps an
-error's class to its code (``NselfError`` 1, ``UsageError`` 2, ``NotConfirmed`` 4), and a
+error's class to its code (``NselfError`` 1, ``UsageError`` 2, the SDK's ``NotConfirmed`` 4), and a
 command that reports an outcome (a check, a start) exits with the constant for it.
 ``scripts/gen-reference`` writes the table into docs/reference/commands.md.
 """
@@ -93,10 +93,3 @@ def fs_error(exc: OSError, doing: str, project: Path | None = None) -> NselfErro
         "fix the path (move what is in the way, check permissions and free space) "
         "and run the command again",
     )
-
-
-class NotConfirmed(NselfError):
-    """A confirmation the command needs was not given, or the answer was no; nothing was
-    changed (exit code 4). The hint says which flag confirms it."""
-
-    exit_code = EXIT_NOT_CONFIRMED

@@ -20,7 +20,6 @@ from typing import Any
 import pluggy
 
 from . import entrypoints, hookspecs
-from .console import warn
 from .entrypoints import EntryPoint
 from .errors import NselfError
 
@@ -55,7 +54,6 @@ def forget() -> None:
     """Scan again on next use (after installing a distribution into this very process)."""
     _installed.cache_clear()
     _base_manager.cache_clear()
-    _entry_point_names.cache_clear()
 
 
 def _switches() -> tuple[str, str, tuple[str, ...]]:
@@ -131,33 +129,6 @@ def _unknown_names(known: set[str]) -> list[tuple[str, str]]:
     """``(variable, name)`` for each name the switches give that is not in ``known``."""
     switches = ((var, sorted(_names(var))) for var in (DISABLE_VAR, ONLY_VAR))
     return [(var, name) for var, names in switches for name in names if name not in known]
-
-
-@cache
-def _entry_point_names(*switches: object) -> frozenset[str]:
-    return frozenset(ep.name for ep in scan_entry_points())
-
-
-_WARNED: set[tuple[str, str, Path]] = set()
-
-
-def _warn_unknown(project_dir: Path, extras: set[str], loads_bundles: bool) -> None:
-    """Warn, once per project and process, of a name in the switches that no plugin has: a misspelt
-    name would otherwise leave the plugin in (or out) without a word. Not an error: a
-    variable set for every project may name a bundle only some of them install."""
-    known = _entry_point_names(*_switches()) | extras
-    for var, name in _unknown_names(set(known)):
-        if (var, name, project_dir) in _WARNED:
-            continue
-        _WARNED.add((var, name, project_dir))
-        from difflib import get_close_matches
-
-        close = get_close_matches(name.lower(), sorted(known), n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        hint += "names are those `nself plugin list --all` shows, separated by commas"
-        if not loads_bundles:  # a bundle's name is not known then: it may be one
-            hint += "; the switches leave out the plugin that loads bundles"
-        warn(f"{var} names {name!r}, which is no plugin of this project", hint)
 
 
 class Manager(pluggy.PluginManager):
@@ -291,9 +262,6 @@ def make_manager(project_dir: Path | None = None) -> Manager:
         for answer in base.hook.load_extra_plugins(project_dir=project_dir)
         for extra in answer or ()
     ]
-    if _names(DISABLE_VAR) or _names(ONLY_VAR):
-        loads = bool(base.hook.load_extra_plugins.get_hookimpls())
-        _warn_unknown(project_dir, {name for name, _extra in extras}, loads)
     extras = [(name, extra) for name, extra in extras if _keeps(name)]
     if not extras:
         return base

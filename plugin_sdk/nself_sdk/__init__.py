@@ -25,7 +25,6 @@ from nself.errors import (
     EXIT_OK,
     EXIT_USAGE,
     ConfigError,
-    NotConfirmed,
     NselfError,
     UsageError,
 )
@@ -57,7 +56,7 @@ from .project import (
     runtime,
     stack,
 )
-from .safety import require_confirmation, require_yes
+from .safety import NotConfirmed, require_confirmation, require_yes
 from .safety import rule as safety_rule
 
 # The runtime's types are needed by the commands that touch containers, not by every start

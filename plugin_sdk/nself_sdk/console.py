@@ -3,12 +3,20 @@ scrubbed of the secret values nself has seen (``scrub``)."""
 
 from __future__ import annotations
 
-from nself.console import emit_json, error, paint, state, warn
+import sys
+
+from nself.console import emit_json, error, paint, state
 from nself.redact import scrub
 
 
 def info(message: str = "") -> None:
     print(scrub(message))
+
+
+def warn(message: str, hint: str | None = None) -> None:
+    print(f"{paint('warning:', 'yellow', sys.stderr)} {scrub(message)}", file=sys.stderr)
+    if hint:
+        print(f"  {paint('hint:', 'dim', sys.stderr)} {scrub(hint)}", file=sys.stderr)
 
 
 def ok(message: str) -> None:

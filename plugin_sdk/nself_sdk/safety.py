@@ -24,7 +24,7 @@ import sys
 from typing import Literal
 
 from nself.config import Config
-from nself.errors import NotConfirmed, NselfError
+from nself.errors import EXIT_NOT_CONFIRMED, NselfError
 
 from .console import warn
 
@@ -45,6 +45,13 @@ _WORDS = {
     "provision": "provisioning servers (this costs money)",
     "admin": "the admin UI",
 }
+
+
+class NotConfirmed(NselfError):
+    """A confirmation the command needs was not given, or the answer was no; nothing was
+    changed (exit code 4). The hint says which flag confirms it."""
+
+    exit_code = EXIT_NOT_CONFIRMED
 
 
 def rule(env: str, action: Action) -> Rule:

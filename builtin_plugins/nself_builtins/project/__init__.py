@@ -8,6 +8,8 @@ domain rule and ``.gitignore`` merging, with each plugin adding its own folders 
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nself_sdk import Config, Problem, Setting, hookimpl
@@ -26,6 +28,18 @@ def declare_settings() -> list[Setting]:
         Setting("PROJECT_NAME", description="Names the Compose project, network and volumes."),
         Setting("BASE_DOMAIN", DEFAULT_DOMAIN, "Every public URL is a subdomain of this."),
     ]
+
+
+@hookimpl(wrapper=True)
+def load_extra_plugins(
+    project_dir: Path,
+) -> Generator[None, list[list[object]], list[list[object]]]:
+    """Names no plugin has in the plugin switches are warned about (``switches``)."""
+    answers = yield
+    from .switches import warn_unknown
+
+    warn_unknown(project_dir, answers)
+    return answers
 
 
 @hookimpl
