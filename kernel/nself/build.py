@@ -32,7 +32,8 @@ class Plan(Shown):
     stack: Stack[Any, Any, Any]
     files: list[GeneratedFile]
     warnings: list[Problem] = field(default_factory=list)
-    # Where the files go: the project folder, or the target's own (hook build_folder).
+    # Where the files go: the project folder, or the target's own (``nself_sdk`` asks the
+    # hook build_folder).
     root: Path = Path()
 
 
@@ -128,19 +129,7 @@ def plan(project_dir: Path, target: str) -> Plan:
     _refuse_errors(warnings, pm.hook.validate_files(config=config, stack=stack, files=files))
     computed = envfiles.render_env({k: config.get(k) or "" for k in known}, COMPUTED_HEADER)
     files.append(GeneratedFile(envfiles.COMPUTED, computed, 0o600))
-    return Plan(config, stack, files, warnings, output_folder(pm, project_dir, config.env))
-
-
-def output_folder(pm: Manager, project_dir: Path, env: str) -> Path:
-    """The folder target ``env``'s generated files are written to (hook ``build_folder``):
-    the project folder, or one inside its ``.nself/``."""
-    folder = pm.hook.build_folder(project_dir=project_dir, env=env)
-    if not folder:
-        return project_dir
-    rel = Path(folder)
-    if rel.is_absolute() or ".." in rel.parts or len(rel.parts) < 2 or rel.parts[0] != STATE_DIR:
-        raise NselfError(f"a plugin puts the build for {env} in {folder}, outside {STATE_DIR}/")
-    return project_dir / rel
+    return Plan(config, stack, files, warnings, project_dir)
 
 
 def _refuse_errors(warnings: list[Problem], answers: list[list[Problem]]) -> None:

@@ -29,7 +29,8 @@ Level = Literal["error", "warning"]
 
 @dataclass(frozen=True, repr=False)
 class Setting(Shown):
-    """An env variable a plugin reads: documented, defaulted, generated if secret.
+    """An env variable a plugin reads: documented, defaulted, generated if secret (the
+    SDK's ``Setting`` adds what only plugins read).
 
     A name may stand for a family: ``<N>`` is any number and a trailing ``<NAME>`` any
     name (``CS_<N>_ENV_<NAME>``). Such a template documents the family and tells
@@ -40,20 +41,8 @@ class Setting(Shown):
     default: str | None = None
     description: str = ""
     secret: bool = False
-    min_length: int = 0
     # How `nself init` / `nself secrets generate` make a value: "token", "password" or "hex".
     generate: str | None = None
-    # Values that are only written into `.env.dev` when the project is created.
-    scaffold: bool = False
-    # What rotating this secret does to users (e.g. "signed-in users must sign in again");
-    # `nself secrets rotate` shows it and asks for confirmation.
-    rotation: str = ""
-    # Names people write by mistake for this setting (another product's name for it):
-    # never read, but `nself build` warns about them and names this setting.
-    wrong_names: tuple[str, ...] = ()
-    # An on/off switch `nself init --wizard` offers although its default is not "false"
-    # (e.g. off in dev, on elsewhere). Every ``*_ENABLED`` defaulting to "false" is offered.
-    wizard: bool = False
 
 
 @dataclass(frozen=True, repr=False)

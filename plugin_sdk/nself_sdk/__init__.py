@@ -28,7 +28,7 @@ from nself.errors import (
     NselfError,
     UsageError,
 )
-from nself.model import GeneratedFile, Problem, Setting
+from nself.model import GeneratedFile, Problem
 from nself.redact import MASK, scrub, secret_name
 
 if TYPE_CHECKING:
@@ -46,7 +46,17 @@ if TYPE_CHECKING:
 from .contract import ImageContract
 from .declare import ServicePlugin, Subdomain
 from .findings import Finding
-from .model import DatabaseRole, HealthCheck, Migration, Mount, PortBinding, Route, Service, Stack
+from .model import (
+    DatabaseRole,
+    HealthCheck,
+    Migration,
+    Mount,
+    PortBinding,
+    Route,
+    Service,
+    Setting,
+    Stack,
+)
 from .project import (
     build,
     find_project,

@@ -37,11 +37,11 @@ import pluggy
 
 from nself.config import Config
 from nself.envfiles import secrets_file
-from nself.model import Problem, Setting
+from nself.model import Problem
 
 from ._record import Record
 from .checks import cidrs
-from .model import Route, Service
+from .model import Route, Service, Setting
 
 hookimpl = pluggy.HookimplMarker("nself")
 

@@ -16,6 +16,7 @@ from nself.plugins import Manager, make_manager
 from nself.plugins import scan_entry_points as entry_point_plugins
 
 from .envfiles import target_env
+from .project import output_folder
 from .writer import read_manifest, writing
 
 # The files plugins answer to a hook (e.g. ``contribute_scaffold``), checked as the
@@ -32,7 +33,7 @@ def plugin_manager(project: Path | None = None) -> Manager:
 def build_root(project: Path, env: str | None = None) -> Path:
     """Where the build for ``env`` (default: the current target) writes its files: the
     project folder, or the target's own folder inside ``.nself/`` (hook ``build_folder``)."""
-    return _build.output_folder(make_manager(project), project, target_env(project, env))
+    return output_folder(make_manager(project), project, target_env(project, env))
 
 
 def rollback(project: Path, env: str | None = None) -> dict[str, str]:

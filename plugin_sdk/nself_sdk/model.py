@@ -8,8 +8,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from nself.model import Setting as _Setting
 from nself.model import Shown
 from nself.model import Stack as _Stack
+
+
+@dataclass(frozen=True, repr=False, kw_only=True)
+class Setting(_Setting):
+    """An env variable a plugin reads (see ``nself.model.Setting``), with what only plugins
+    read: the minimum length, how ``nself init`` and ``nself secrets`` treat it."""
+
+    min_length: int = 0
+    # Values that are only written into `.env.dev` when the project is created.
+    scaffold: bool = False
+    # What rotating this secret does to users (e.g. "signed-in users must sign in again");
+    # `nself secrets rotate` shows it and asks for confirmation.
+    rotation: str = ""
+    # Names people write by mistake for this setting (another product's name for it):
+    # never read, but `nself build` warns about them and names this setting.
+    wrong_names: tuple[str, ...] = ()
+    # An on/off switch `nself init --wizard` offers although its default is not "false"
+    # (e.g. off in dev, on elsewhere). Every ``*_ENABLED`` defaulting to "false" is offered.
+    wizard: bool = False
+
+
+def plugin_setting(setting: _Setting) -> Setting:
+    """``setting`` (from ``config.declared``) as the SDK's, with what only plugins read."""
+    if isinstance(setting, Setting):
+        return setting
+    s = setting
+    return Setting(s.name, s.default, s.description, s.secret, s.generate)
+
 
 Role = Literal["core", "optional", "plugin", "custom", "monitoring"]
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 from nself import build as _build
-from nself.build import Plan
+from nself.build import STATE_DIR, Plan
 from nself.config import DEFAULT_LABEL, Config
 from nself.console import state
 from nself.envfiles import UndefinedReference, secrets_file
@@ -50,7 +50,22 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     memory and checked."""
     target = target_env(project_dir, env)
     with _resolving(project_dir, target):
-        return _build.plan(project_dir, target)
+        result = _build.plan(project_dir, target)
+    pm = result.config.pluginmanager or make_manager(project_dir)
+    result.root = output_folder(pm, project_dir, target)
+    return result
+
+
+def output_folder(pm: pluggy.PluginManager, project_dir: Path, env: str) -> Path:
+    """The folder target ``env``'s generated files are written to (hook ``build_folder``):
+    the project folder, or one inside its ``.nself/``."""
+    folder = pm.hook.build_folder(project_dir=project_dir, env=env)
+    if not folder:
+        return project_dir
+    rel = Path(folder)
+    if rel.is_absolute() or ".." in rel.parts or len(rel.parts) < 2 or rel.parts[0] != STATE_DIR:
+        raise NselfError(f"a plugin puts the build for {env} in {folder}, outside {STATE_DIR}/")
+    return project_dir / rel
 
 
 def build(project_dir: Path, env: str | None = None, check: bool = False) -> BuildResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from nself_sdk import Config, Problem
+from nself_sdk.model import plugin_setting
 
 REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 NUMBER = re.compile(r"\d+")
@@ -33,7 +34,7 @@ def unknown_setting_warnings(config: Config, unknown: list[str]) -> list[Problem
     plain = [n for n in declared if "<" not in n]
     templates = [n for n in declared if "<" in n]
     family = re.compile("|".join(_family(t) for t in templates)) if templates else None
-    wrong = {w: s.name for s in declared.values() for w in s.wrong_names}
+    wrong = {w: s.name for s in declared.values() for w in plugin_setting(s).wrong_names}
     history = config.resolver.history
     used = {
         ref

@@ -40,6 +40,7 @@ from nself_sdk.envfiles import (
     write_atomic,
 )
 from nself_sdk.host import plugin_manager
+from nself_sdk.model import plugin_setting
 
 from .policy import weakness
 
@@ -376,7 +377,7 @@ def value_findings(config: Config) -> tuple[int, list[dict[str, str]]]:
         checked += 1
         where = config.where(name)
         winner = config.origins(name)[-1]
-        why = weakness(value, declared.min_length if declared else 0)
+        why = weakness(value, plugin_setting(declared).min_length if declared else 0)
         if why:
             add("weak", name, where, why)
         if not config.is_local:
@@ -426,7 +427,7 @@ def _rotatable(config: Config, name: str) -> Setting:
             f"put the new value in {secrets_file(config.env)}, then run `nself build` "
             "and `nself start`",
         )
-    return declared
+    return plugin_setting(declared)
 
 
 def _confirm(config: Config, setting: Setting, yes: bool, users: list[str]) -> None:

@@ -10,6 +10,7 @@ import re
 
 from nself_sdk import Config, GeneratedFile, Problem
 from nself_sdk.envfiles import secrets_file
+from nself_sdk.model import plugin_setting
 
 WEAK_WORDS = ("changeme", "password", "secret", "admin", "devstub", "dev-stub", "example", "test")
 # How a plugin's default reads in `config.where` / an origin's `file` (the kernel's label).
@@ -64,7 +65,8 @@ def secret_problems(config: Config, files: list[GeneratedFile]) -> list[Problem]
         setting = config.declared.get(name)
         if setting is None or not setting.secret:
             continue
-        required = bool(setting.generate or setting.min_length)
+        min_length = plugin_setting(setting).min_length
+        required = bool(setting.generate or min_length)
         value = config.get(name) or ""
         entry = config.resolver.entry(name)
         source = config.where(name)
@@ -81,6 +83,6 @@ def secret_problems(config: Config, files: list[GeneratedFile]) -> list[Problem]
             problems.append(
                 Problem("error", f"{name} ({source}) still has the dev-stub value", fix)
             )
-        elif required and (why := weakness(value, setting.min_length)) is not None:
+        elif required and (why := weakness(value, min_length)) is not None:
             problems.append(Problem("error", f"{name} ({source}) is too weak: {why}", fix))
     return problems
