@@ -54,7 +54,7 @@ NOTES = """
 CREATE TABLE items (id bigserial PRIMARY KEY, body text NOT NULL);
 CREATE FUNCTION run_program() RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
-  EXECUTE 'COPY (SELECT 1) TO PROGRAM ''true''';
+  EXECUTE 'COPY (SELECT 1) TO PROGRAM ''cat >/dev/null''';
   RETURN 'ran';
 END $$;
 CREATE FUNCTION steal(what text) RETURNS text LANGUAGE plpgsql AS $$
