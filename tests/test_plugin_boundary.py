@@ -198,6 +198,44 @@ def test_a_plugins_volume_never_is_another_plugins(
 
 
 @pytest.mark.parametrize(
+    ("first", "second", "setting"),
+    [
+        # one env_prefix chosen by both
+        (
+            f'env_prefix = "SHARED_"\n{SERVICE}',
+            f'env_prefix = "SHARED_"\n{SERVICE}',
+            "SHARED_PORT",
+        ),
+        # a setting of one under the other's prefix: ab's AB_C_TOKEN is ab-c's
+        (
+            '[settings.AB_C_TOKEN]\ndescription = "x"\n',
+            '[settings.AB_C_TOKEN]\ndescription = "x"\n',
+            "AB_C_TOKEN",
+        ),
+    ],
+    ids=["prefix", "name"],
+)
+def test_a_setting_two_plugins_declare_is_refused_at_install(
+    first: str, second: str, setting: str, project: Path, tmp_path: Path, nself: Result
+) -> None:
+    """Two bundles claiming one setting stop the build; install refuses the second, naming
+    both, with nothing installed."""
+    run: Any = nself
+    names = ("one", "two") if "SHARED" in setting else ("ab", "ab-c")
+    one = make_bundle(tmp_path, names[0], extra=first)
+    two = make_bundle(tmp_path, names[1], extra=second)
+    assert run("plugin", "install", str(one), "--yes", cwd=project).code == 0
+    lock = (project / "plugins.lock").read_bytes()
+    refusal = run("plugin", "install", str(two), "--yes", cwd=project)
+    assert refusal.code == 1, refusal.output
+    line = f"plugins {names[0]} and {names[1]} both declare the setting {setting}"
+    assert line in refusal.err, refusal.err
+    assert refusal.err.count("error:") == 1 and "Traceback" not in refusal.output
+    assert (project / "plugins.lock").read_bytes() == lock
+    assert not (project / "plugins" / names[1]).exists()
+
+
+@pytest.mark.parametrize(
     ("manifest_extra", "expected"),
     [
         ('env_prefix = "AUTH_"', "overlaps AUTH_"),

@@ -397,6 +397,7 @@ def _install_folder(
     check_dependencies(project, bundle, entries)
     others = [_installed_manifest(project, name) for name in entries if name != manifest.name]
     check_volumes([m for m in others if m is not None] + [manifest])
+    check_settings([m for m in others if m is not None] + [manifest])
     if check_licence_with_hooks:
         check_licence(project, bundle)
     wanted = manifest.service.port if manifest.service is not None else None
@@ -604,6 +605,33 @@ def check_volumes(manifests: list[Manifest]) -> None:
                     "would read and write the other's data",
                     f"remove one of them; nothing was changed (a plugin's volume key may "
                     f"not make another plugin's name: {m.name}'s {key!r} or {other}'s)",
+                )
+
+
+def setting_names(m: Manifest) -> list[str]:
+    """Every setting the bundle declares, and those nself declares or derives for it."""
+    names = [s.name for s in m.settings]
+    if m.service is not None:
+        names += [m.port_setting, m.host_setting, m.image_setting]
+    if m.database is not None:
+        names += [m.database_url_setting, m.database_password_setting]
+    return names
+
+
+def check_settings(manifests: list[Manifest]) -> None:
+    """Refuse two plugins claiming one setting (a shared ``env_prefix``, or ``ab``'s
+    ``AB_C_TOKEN`` under ``ab-c``'s prefix): one would be handed the other's value, and the
+    build refuses them; install says so first, with nothing installed."""
+    owners: dict[str, str] = {}
+    for m in manifests:
+        for name in setting_names(m):
+            other = owners.setdefault(name, m.name)
+            if other != m.name:
+                raise NselfError(
+                    f"plugins {other} and {m.name} both declare the setting {name}: one "
+                    "would be handed the other's value",
+                    f"nothing was installed; give {m.name} another env_prefix or setting "
+                    f"name, or remove {other} first",
                 )
 
 
