@@ -224,12 +224,13 @@ def snapshot_facts(
 ) -> tuple[dict[str, int], list[str]]:
     """Per-table row counts and the schema lines, read in the connection's snapshot.
 
-    Counting runs beside ``pg_dump`` (one scan each, no parallel workers to compete with
-    it). ``known``: counts the server already vouches for (``restored_counts``); those
-    tables are not scanned again."""
+    Counting runs beside ``pg_dump`` (one scan each: no parallel workers, and no JIT
+    compiling a plan that runs once, to compete with it for the CPU). ``known``: counts the
+    server already vouches for (``restored_counts``); those tables are not scanned again."""
     from psycopg import sql
 
     conn.execute("SET max_parallel_workers_per_gather = 0")
+    conn.execute("SET jit = off")
     counts: dict[str, int] = {}
     for schema, table in conn.execute(TABLES_SQL).fetchall():
         key = f"{schema}.{table}"
@@ -242,6 +243,7 @@ def snapshot_facts(
         row = conn.execute(query).fetchone()
         counts[key] = int(row[0]) if row else 0
     conn.execute("RESET max_parallel_workers_per_gather")
+    conn.execute("RESET jit")
     return counts, schema_of(conn)
 
 
