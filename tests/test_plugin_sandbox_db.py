@@ -307,3 +307,58 @@ INSERT INTO items (x) VALUES (1), (2);
         for (kept,) in pg.sql("SELECT datname FROM pg_database"):
             if kept != db and kept.startswith(db[:30]):
                 pg.sql(f'DROP DATABASE "{kept}" WITH (FORCE)')
+
+
+def test_remove_delete_data_drops_the_schema_and_role_only_with_a_yes(
+    sandbox: Path, tmp_path: Path, nself: Any, pg: Cluster, db: str
+) -> None:
+    """`plugin remove --delete-data` drops the plugin's schema, what its role owns, its
+    history and the role, as the superuser, once the user said yes; nothing of another
+    plugin or of the core goes, and a refusal of the database leaves everything."""
+    install(sandbox, tmp_path, "CREATE TABLE items (id int);\nINSERT INTO items VALUES (1);")
+    install(
+        sandbox,
+        tmp_path / "o",
+        "CREATE TABLE keep (id int);\nINSERT INTO keep VALUES (7);",
+        name="other",
+    )
+    assert migrate(nself, sandbox).code == 0
+    before = snapshot(pg, db)
+    roles = "SELECT rolname FROM pg_roles WHERE rolname LIKE 'nself_plugin_%' ORDER BY 1"
+    schemas = "SELECT nspname FROM pg_namespace WHERE nspname IN ('notes', 'other') ORDER BY 1"
+    history = (
+        "SELECT source, count(*) FROM np_schema_migrations"
+        " WHERE source IN ('notes', 'other') GROUP BY 1 ORDER BY 1"
+    )
+    assert pg.sql(roles) == [("nself_plugin_notes",), ("nself_plugin_other",)]
+
+    asked = nself("plugin", "remove", "notes", "--delete-data", cwd=sandbox)  # no terminal
+    assert asked.code == 4, asked.output
+    assert (
+        "dropping plugin notes's database schema notes and role nself_plugin_notes needs your yes"
+        in asked.err
+    )
+    assert pg.sql(roles) == [("nself_plugin_notes",), ("nself_plugin_other",)]
+    assert pg.sql("SELECT * FROM notes.items", db) == [(1,)]
+    assert (sandbox / "plugins" / "notes").is_dir()
+
+    # A view of the project's own over the plugin's table: the database refuses, nothing goes.
+    pg.sql("CREATE VIEW public.mine AS SELECT * FROM notes.items", db)
+    refused = nself("plugin", "remove", "notes", "--delete-data", "--yes", cwd=sandbox)
+    assert refused.code == 1, refused.output
+    assert "plugin notes: its database objects were not dropped" in refused.err
+    assert "Traceback" not in refused.output
+    assert pg.sql(roles) == [("nself_plugin_notes",), ("nself_plugin_other",)]
+    assert pg.sql("SELECT * FROM public.mine", db) == [(1,)]
+    assert (sandbox / "plugins" / "notes").is_dir()
+    pg.sql("DROP VIEW public.mine", db)
+
+    done = nself("plugin", "remove", "notes", "--delete-data", "--yes", cwd=sandbox)
+    assert done.code == 0, done.output
+    assert "dropped the database role nself_plugin_notes" in done.out
+    assert pg.sql(roles) == [("nself_plugin_other",)]
+    assert pg.sql(schemas, db) == [("other",)]
+    assert pg.sql(history, db) == [("other", 1)]
+    assert pg.sql("SELECT * FROM other.keep", db) == [(7,)]
+    assert snapshot(pg, db) == before  # the core's tables and rows, roles, extensions
+    assert not (sandbox / "plugins" / "notes").exists()

@@ -156,6 +156,17 @@ def rotate_secret(config: Config, name: str, value: str, runtime: object) -> boo
     """
 
 
+@hookspec(firstresult=True)
+def drop_plugin_database(config: Config, plugin: str, role: str, schema: str) -> list[str] | None:
+    """Drop what a plugin bundle kept in the database, as the superuser: its ``schema``,
+    everything its ``role`` owns, its migration history, then the role.
+
+    Called by ``nself plugin remove --delete-data`` after the user's yes, before the plugin
+    leaves the project. Return what was dropped (one line each), ``None`` when you hold no
+    database; raise ``NselfError`` to refuse (nothing is dropped).
+    """
+
+
 @hookspec
 def stack_started(config: Config, stack: Stack, runtime: object, services: list[str]) -> None:
     """React to ``nself start`` having brought ``services`` up (healthy or isolated), for

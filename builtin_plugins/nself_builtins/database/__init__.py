@@ -124,6 +124,14 @@ def stack_started(config: Config, stack: Stack, runtime: Runtime, services: list
 
 
 @hookimpl
+def drop_plugin_database(config: Config, plugin: str, role: str, schema: str) -> list[str]:
+    """A removed bundle's schema, what its role owns, its history and the role."""
+    from .plugin_data import drop
+
+    return drop(config, plugin, role, schema)
+
+
+@hookimpl
 def register_commands(app: Typer) -> None:
     from nself_sdk.commands import command_group
 

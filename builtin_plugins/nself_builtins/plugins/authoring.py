@@ -87,9 +87,9 @@ An nself plugin bundle. Try it in a project:
 Pack it for a registry: `nself plugin pack .` (writes dist/{name}-0.1.0.tar.gz and its
 sha256; `--output FOLDER` writes them there instead).
 
-Remove it from a project with `nself plugin remove {name}`: its data stays. Named volumes
-go only with `--delete-data`; its database schema ({schema}) and role stay until you drop
-them as the superuser (`DROP OWNED BY nself_plugin_{schema}; DROP ROLE nself_plugin_{schema};`).
+Remove it from a project with `nself plugin remove {name}`: its data stays. Named volumes,
+its database schema ({schema}) and its role nself_plugin_{schema} go only with
+`--delete-data` (it asks, or needs `--yes`).
 """
 
 TEST = """\

@@ -62,16 +62,17 @@ def remove_cmd(
         bool,
         typer.Option(
             "--delete-data",
-            help="Also delete the plugin's volumes (irreversible); its database schema stays.",
+            help="Also delete the plugin's volumes, its database schema and role "
+            "(irreversible; asks, or needs --yes).",
         ),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
-    """Remove a plugin from the project. Its volumes stay unless --delete-data; its database
-    schema and role always stay (it says how to drop them)."""
-    from nself_sdk import load_config, require_confirmation
+    """Remove a plugin from the project. Its volumes, database schema and role stay unless
+    --delete-data (with your yes)."""
+    from nself_sdk import load_config, require_confirmation, require_yes
 
-    from .data import data_summary, plugin_volumes
+    from .data import data_summary, plugin_database, plugin_volumes
     from .data import delete_data as wipe
     from .store import read_lock, remove
 
@@ -81,6 +82,8 @@ def remove_cmd(
     summary = data_summary(project, name)
     volumes: list[str] = []
     project_name = ""
+    database = plugin_database(project, name) if delete_data else None
+    deleted: list[str] = []
     if delete_data:
         config = load_config(project)
         project_name = config.project_name
@@ -88,27 +91,43 @@ def remove_cmd(
         require_confirmation(
             config, "delete-data", yes, detail=f"plugin {name}: {summary}", flag="--yes"
         )
-    deleted = wipe(project_name, name, volumes) if delete_data else []
+        if database is not None:
+            role, schema = database
+            require_yes(
+                f"Drop plugin {name}'s database schema {schema} with all its rows, and its "
+                f"role {role}?",
+                yes,
+                needs=f"dropping plugin {name}'s database schema {schema} and role {role} "
+                "needs your yes",
+                hint="rerun with --yes once you are sure; nothing was changed",
+            )
+            from nself_sdk.host import plugin_manager
+
+            # First: when the database refuses, nothing else is gone either.
+            dropped = plugin_manager(project).hook.drop_plugin_database(
+                config=config, plugin=name, role=role, schema=schema
+            )
+            if dropped is None:
+                raise NselfError(
+                    "no plugin of this project reaches its database, so the plugin's schema "
+                    "and role cannot be dropped; nothing was changed",
+                    "enable the database plugin, or remove the plugin without --delete-data",
+                )
+            deleted += dropped
+        deleted += wipe(project_name, name, volumes)
     entry = remove(project, name)
     out.ok(f"removed {entry.name} {entry.version} from plugins/ and plugins.lock")
-    if delete_data:
-        for line in deleted:
-            out.info(f"  {line}")
-        if "database schema" in summary:
-            out.warn(f"the database schema and role of {name} are kept", _drop_hint(name))
-    elif summary:
-        out.info(f"  kept its data: {summary} (--delete-data deletes the volumes)")
+    for line in deleted:
+        out.info(f"  {line}")
+    if not delete_data and summary:
+        out.info(f"  kept its data: {summary} (--delete-data deletes it)")
         if "database schema" in summary:
             out.info(f"  the schema and role stay until you drop them: {_drop_hint(name)}")
     out.info("next: nself build && nself start")
 
 
 def _drop_hint(name: str) -> str:
-    role = f"nself_plugin_{name.replace('-', '_')}"
-    return (
-        "with the plugin's down migrations, or as the superuser (`nself db shell`): "
-        f"DROP OWNED BY {role}; DROP ROLE {role};"
-    )
+    return f"`nself plugin remove {name} --delete-data` drops them (and its volumes)"
 
 
 @app.command("list")

@@ -1,4 +1,5 @@
-"""A removed plugin's data: named volumes (and tables, which stay until dropped by hand)."""
+"""A removed plugin's data: named volumes, and its database schema and role (dropped by the
+database capability, through the hook ``drop_plugin_database``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,19 @@ def data_summary(project: Path, name: str) -> str:
     if manifest.database is not None and manifest.database.migrations:
         parts.append(f"the database schema {manifest.database.schema}")
     return "; ".join(parts)
+
+
+def plugin_database(project: Path, name: str) -> tuple[str, str] | None:
+    """The database role and schema of the installed plugin ``name``, when it has any."""
+    from nself_builtins.shared.boundary import role_name
+    from nself_builtins.shared.manifest import load_bundle
+
+    from .store import PLUGINS_DIR
+
+    manifest = load_bundle(project / PLUGINS_DIR / name).manifest
+    if manifest.database is None:
+        return None
+    return role_name(name), manifest.database.schema
 
 
 def plugin_volumes(project: Path, name: str) -> list[str]:
