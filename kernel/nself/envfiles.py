@@ -18,12 +18,12 @@ from .model import Shown
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 ALIASES = {"local": "dev", "development": "dev", "production": "prod", "stage": "staging"}
-COMPUTED = ".env.computed"
+COMPUTED = ".env.computed"  # the resolved values, written by nself_sdk.plan
 SECRETS = ".env.secrets"
 # Each target has its own secrets: .env.secrets for local, .env.secrets.<env> otherwise, so
 # generating one target's secrets never changes another's.
 SECRETS_FILES = (SECRETS, f"{SECRETS}.staging", f"{SECRETS}.prod")
-# The env files a project keeps (and .env.computed, which only the kernel writes).
+# The env files a project keeps (and .env.computed, which only nself writes).
 RESERVED = frozenset(
     {".env.dev", ".env.local", ".env.staging", ".env.prod", *SECRETS_FILES, COMPUTED}
 )
@@ -279,23 +279,3 @@ class UndefinedReference(ConfigError):
             f"define {name} or write ${{{name}:-default}}",
         )
         self.name, self.entry = name, entry
-
-
-def render_env(values: dict[str, str], header: str) -> str:
-    """Serialise values so that Compose and our parser read them back unchanged."""
-    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    lines += [f"{key}={quote(values[key])}" for key in sorted(values)]
-    return "\n".join(lines) + "\n"
-
-
-def quote(value: str) -> str:
-    """Single-quote anything that is not a plain word; single quotes keep JSON intact."""
-    if value and all(c.isalnum() or c in "-_./:@+,=" for c in value):
-        return value
-    if "'" not in value and "\n" not in value:
-        return f"'{value}'"
-    # Double quotes: escape what Compose would otherwise interpret (``$`` starts a variable).
-    escaped = (
-        value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("$", "\\$")
-    )
-    return f'"{escaped}"'

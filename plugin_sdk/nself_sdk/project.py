@@ -15,9 +15,10 @@ from nself.config import DEFAULT_LABEL, Config
 from nself.console import state
 from nself.envfiles import UndefinedReference, secrets_file
 from nself.errors import ConfigError, NselfError
+from nself.model import GeneratedFile
 from nself.plugins import Manager, make_manager
 
-from .envfiles import target_env
+from .envfiles import COMPUTED, COMPUTED_HEADER, render_env, target_env
 from .model import Stack
 from .writer import BuildResult, write
 
@@ -51,7 +52,11 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     target = target_env(project_dir, env)
     with _resolving(project_dir, target):
         result = _build.plan(project_dir, target)
-    pm = result.config.pluginmanager or make_manager(project_dir)
+    config = result.config
+    values = {name: config.get(name) or "" for name in config.names()}
+    computed = render_env(values, COMPUTED_HEADER)
+    result.files.append(GeneratedFile(COMPUTED, computed, 0o600))
+    pm = config.pluginmanager or make_manager(project_dir)
     result.root = output_folder(pm, project_dir, target)
     return result
 
