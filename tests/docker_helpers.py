@@ -44,11 +44,16 @@ def free_port() -> int:
 def use_standins(folder: Path, layer: str = ".env.local", **values: str) -> tuple[int, int]:
     """Point a project at the local stand-in images on free host ports; returns the
     (HTTP, HTTPS) ports. Hasura and Auth are disabled: their images (hasura/graphql-engine,
-    nhost/hasura-auth) cannot be obtained on this machine. SSL_MODE is local unless given."""
+    nhost/hasura-auth) cannot be obtained on this machine. SSL_MODE is local and health
+    checks run every second unless given."""
     http, https = free_port(), free_port()
     # nself's own certificate unless a test asks for ACME: staging and prod default to
     # ACME, and a test must never reach a real CA.
     values.setdefault("SSL_MODE", "local")
+    # Docker runs a container's first health check one interval after it starts (10 s
+    # for nginx): every start and restart would wait that long for containers that are
+    # up in a second. The checks themselves are the same.
+    values.setdefault("HEALTHCHECK_INTERVAL", "1s")
     set_env(
         folder,
         layer,

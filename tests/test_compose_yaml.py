@@ -165,3 +165,33 @@ def test_a_damaged_file_is_reported_and_rendered_again(
     check = nself("build", "--check", cwd=project)
     assert check.code == 1 and "docker-compose.yml" in check.out
     assert compose_after_build(project, nself) == first
+
+
+# -- HEALTHCHECK_INTERVAL: one interval for every health check ------------------------------
+
+
+@needs_docker
+def test_healthcheck_interval_sets_every_check_and_a_bad_one_is_refused_at_its_line(
+    project: Path, nself: Callable[..., Result]
+) -> None:
+    own = yaml.safe_load(compose_after_build(project, nself))["services"]
+    assert {s["healthcheck"]["interval"] for s in own.values()} >= {"5s", "10s"}  # their own
+
+    set_env(project, ".env.local", HEALTHCHECK_INTERVAL="1s")
+    compose_after_build(project, nself)
+    services = compose_config(project)["services"]  # as Compose reads it
+    assert set(services) == set(own)
+    for name, body in services.items():
+        assert body["healthcheck"]["interval"] == "1s", name
+        # only the interval: the test, timeout, retries and grace period stay each one's own
+        written = yaml.safe_load((project / "docker-compose.yml").read_text())["services"]
+        assert written[name]["healthcheck"] == own[name]["healthcheck"] | {"interval": "1s"}
+
+    for bad in ("soon", "1", "0s", "-5s", "1h"):
+        before = (project / "docker-compose.yml").read_text()
+        set_env(project, ".env.local", HEALTHCHECK_INTERVAL=bad)
+        r = nself("build", cwd=project)
+        assert r.code == 1, r.output
+        assert f"HEALTHCHECK_INTERVAL={bad!r} is not a duration" in r.err, r.err
+        assert ".env.local:" in r.err and "hint:" in r.err and "Traceback" not in r.output
+        assert (project / "docker-compose.yml").read_text() == before

@@ -21,6 +21,7 @@ from nself_sdk import (
     GeneratedFile,
     Problem,
     Service,
+    Setting,
     Stack,
     hookimpl,
     nself_version,
@@ -38,6 +39,9 @@ DIGEST = "# nself digest: "
 # Docker keeps at most this much log per container (rotated).
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 _LITERAL_DOLLAR = re.compile(r"\$(?!\{[A-Za-z_][A-Za-z0-9_]*\})")
+# HEALTHCHECK_INTERVAL: a Compose duration, one whole number and a unit.
+INTERVAL = "HEALTHCHECK_INTERVAL"
+_DURATION = re.compile(r"^[1-9][0-9]{0,4}(ms|s|m)$")
 
 
 def dump_yaml(doc: dict[str, Any]) -> str:
@@ -59,7 +63,9 @@ def esc(value: str) -> str:
     return _LITERAL_DOLLAR.sub("$$", value)
 
 
-def render_service(service: Service, project: str, owner: str, env: str = "") -> dict[str, Any]:
+def render_service(
+    service: Service, project: str, owner: str, env: str = "", interval: str | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"image": service.image}
     if service.build:
         body["build"] = {"context": service.build}
@@ -80,7 +86,7 @@ def render_service(service: Service, project: str, owner: str, env: str = "") ->
         check = service.healthcheck
         body["healthcheck"] = {
             "test": [esc(part) for part in check.test],
-            "interval": check.interval,
+            "interval": interval or check.interval,
             "timeout": check.timeout,
             "retries": check.retries,
             "start_period": check.start_period,
@@ -127,8 +133,9 @@ def render_service(service: Service, project: str, owner: str, env: str = "") ->
 
 def render(config: Config, stack: Stack) -> str:
     project = config.project_name
+    interval = config.get(INTERVAL) or None
     services = {
-        s.name: render_service(s, project, stack.owners.get(s.name, ""), config.env)
+        s.name: render_service(s, project, stack.owners.get(s.name, ""), config.env, interval)
         for s in stack.services
     }
     volumes = sorted({m.source for s in stack.services for m in s.mounts if "/" not in m.source})
@@ -162,6 +169,34 @@ def _unchanged(path: Path, source: str) -> str | None:
     if not sep or head + "\n" != HEADER or line.split() != [source, _digest(body.encode())]:
         return None
     return text
+
+
+@hookimpl
+def declare_settings() -> list[Setting]:
+    return [
+        Setting(
+            INTERVAL,
+            None,
+            "How often Compose runs every service's health check (e.g. 1s); unset: each "
+            "service's own (5s to 15s). Docker runs a container's first check one interval "
+            "after it starts, so a shorter one lets `nself start` and restarts see it "
+            "healthy sooner, for one check per interval per service.",
+        )
+    ]
+
+
+@hookimpl
+def validate_config(config: Config) -> list[Problem]:
+    value = config.get(INTERVAL)
+    if not value or _DURATION.match(value):
+        return []
+    return [
+        Problem(
+            "error",
+            f"{config.where(INTERVAL)}: {INTERVAL}={value!r} is not a duration",
+            "write a whole number and a unit: ms, s or m (e.g. 1s, 500ms), or remove the line",
+        )
+    ]
 
 
 @hookimpl
