@@ -368,3 +368,29 @@ def test_pg_crons_step_of_a_restore_killed_after_its_swap_is_done_by_any_next_co
     assert pg.sql("SELECT jobid FROM cron.job ORDER BY 1", db) == [(1,), (2,)]
     r = cli(target, "db", "migrate", "status")
     assert "interrupted" not in r.stderr, r.stderr  # done once
+
+
+def test_a_killed_verify_leaves_no_role_behind(target: Path, pg: Cluster, db: str) -> None:
+    """A verify creates the roles its scratch copy needs; killed before it could drop them,
+    the next nself command drops them (and only them: a role of the same shape that no
+    verify marked stays)."""
+    pg.sql("CREATE ROLE verify_needs NOLOGIN; CREATE ROLE users_own NOLOGIN")
+    pg.sql("GRANT SELECT ON ticks TO verify_needs", db)
+    try:
+        name = take_backup(target)  # its roles file holds verify_needs
+        pg.sql("REVOKE ALL ON ticks FROM verify_needs", db)
+        pg.sql("DROP ROLE verify_needs")
+        r = cli(target, "db", "backup", "verify", name, NSELF_TEST_KILL_AT="verify-roles")
+        assert r.returncode == -signal.SIGKILL, r.stderr
+        assert pg.sql("SELECT rolname FROM pg_roles WHERE rolname = 'verify_needs'") == [
+            ("verify_needs",)
+        ]
+        r = cli(target, "db", "backup", "list")
+        assert r.returncode == 0, r.stderr
+        assert "verify_needs" in r.stdout + r.stderr  # it says what it dropped
+        left = pg.sql("SELECT rolname FROM pg_roles WHERE rolname IN ('verify_needs', 'users_own')")
+        assert left == [("users_own",)]
+        r = cli(target, "db", "backup", "verify", name)  # and a verify now works
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        pg.sql("DROP ROLE IF EXISTS verify_needs; DROP ROLE IF EXISTS users_own")

@@ -784,8 +784,12 @@ def verify(
                     admin, store.globals_file(name).read_text(), name, bare=True
                 )
                 try:
-                    for statement in roles:
-                        admin.execute(statement.encode())
+                    with admin.transaction():  # each role is marked as this run's: a killed
+                        for statement in roles:  # verify's are dropped by the next settle
+                            admin.execute(statement.encode())
+                        for role in created:
+                            journal.set_role_mark(admin, role, run.mark("role", backup=name))
+                    journal.checkpoint("verify-roles")
                     _create_db(admin, scratch)
                     try:
                         journal.set_mark(admin, scratch, run.mark("scratch", backup=name))

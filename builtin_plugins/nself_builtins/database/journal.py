@@ -80,7 +80,7 @@ def scratch_name(run: int) -> str:
 class Mark:
     """nself's journal entry on a database it created (or kept)."""
 
-    kind: str  # incoming | previous | scratch
+    kind: str  # incoming | previous | scratch | role (one a verify created)
     run: int
     target: str = ""
     backup: str = ""
@@ -141,6 +141,37 @@ def set_mark(conn: psycopg.Connection[Any], name: str, mark: Mark | str | None) 
             _ident(name), sql.Literal(text) if text is not None else sql.SQL("NULL")
         )
     )
+
+
+def set_role_mark(conn: psycopg.Connection[Any], role: str, mark: Mark) -> None:
+    from psycopg import sql
+
+    conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(_ident(role), sql.Literal(mark.text())))
+
+
+def drop_dead_roles(conn: psycopg.Connection[Any], live: set[int]) -> list[str]:
+    """Drop the roles a verify created for its scratch copy and then could not drop (it was
+    killed): marked by a run that is no longer alive. One that owns or holds anything now
+    stays (DROP ROLE refuses): nself drops only what it created and left empty."""
+    import psycopg
+    from psycopg import sql
+
+    rows = conn.execute(
+        "SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles"
+        " WHERE shobj_description(oid, 'pg_authid') LIKE %s",
+        (MARK + "%",),
+    ).fetchall()
+    gone: list[str] = []
+    for role, comment in rows:
+        mark = Mark.parse(comment)
+        if mark is None or mark.kind != "role" or mark.run in live:
+            continue
+        try:
+            conn.execute(sql.SQL("DROP ROLE {}").format(_ident(role)))
+        except psycopg.Error:
+            continue
+        gone.append(role)
+    return gone
 
 
 def allow_connections(conn: psycopg.Connection[Any], name: str, allow: bool) -> None:
@@ -372,6 +403,9 @@ def settle(
                     note(f"finished an interrupted restore of {mark.backup}: pg_cron's jobs")
                 mark.bound = False  # never again: a later restore must not get these jobs
                 set_mark(conn, db.name, mark)
+        roles = drop_dead_roles(conn, live | {run.key})
+        if roles:
+            note(f"dropped {', '.join(roles)}: role(s) an interrupted verify created")
         notes += _legacy(conn, target, found, say)
     finally:
         run.unlock_target(target)
