@@ -248,3 +248,28 @@ def pitr_retention(folder: Path, nself) -> None:  # type: ignore[no-untyped-def]
     r = nself("db", "pitr", "status", "--json", cwd=folder)
     assert r.code == 0, r.output
     assert json.loads(r.out)["retention"]["prune"]["delete"]["wal"]["count"] == 0
+
+
+def test_a_recovery_waits_for_the_helper_a_killed_nself_left_running() -> None:
+    """Killing nself does not stop the helper container that was changing the data volume
+    (`docker run` is only its client): the next step on the same volume waits for it."""
+    import subprocess
+    import time
+
+    from docker_helpers import standin
+    from nself_builtins.database.pitr import HELPER_LABEL, StackCluster
+
+    label = f"{HELPER_LABEL}=test{uuid.uuid4().hex[:8]}"
+    argv = ["docker", "run", "-d", "--rm", "--network", "none", "--label", label]
+    argv += ["--entrypoint", "sh", standin("postgres"), "-c", "sleep 3"]
+    left = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        started = time.monotonic()
+        StackCluster._wait_for_helpers(label)
+        assert time.monotonic() - started > 1.5  # it waited for the helper
+        running = subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label={label}"], capture_output=True, text=True
+        )
+        assert running.stdout.strip() == ""
+    finally:
+        subprocess.run(["docker", "rm", "-f", left], capture_output=True, check=False)

@@ -227,6 +227,22 @@ class ClusterControl(Protocol):
 
     def start(self) -> None: ...
 
+    @staticmethod
+    def _wait_for_helpers(label: str) -> None:
+        """A helper of a killed nself keeps running (killing the docker client does not stop
+        its container): wait until it is done before changing the same data folder again."""
+        found = subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label={label}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        if found:
+            from nself_sdk.console import warn
+
+            warn("waiting for a helper container of an interrupted recovery to finish")
+            subprocess.run(["docker", "wait", *found], capture_output=True, check=False)
+
     def aside_for(self, stamp: str) -> Path:
         """Where ``replace_data`` moves the data folder (``pgdata.pre-pitr-<stamp>``)."""
         ...
@@ -303,6 +319,22 @@ class LocalCluster:
                 for name in dirs + files:
                     os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid)
 
+    @staticmethod
+    def _wait_for_helpers(label: str) -> None:
+        """A helper of a killed nself keeps running (killing the docker client does not stop
+        its container): wait until it is done before changing the same data folder again."""
+        found = subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label={label}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        if found:
+            from nself_sdk.console import warn
+
+            warn("waiting for a helper container of an interrupted recovery to finish")
+            subprocess.run(["docker", "wait", *found], capture_output=True, check=False)
+
     def aside_for(self, stamp: str) -> Path:
         return self.data_dir.with_name(f"{self.data_dir.name}.pre-pitr-{stamp}")
 
@@ -378,6 +410,9 @@ STACK_PGDATA = f"{STACK_DATA}/pgdata"
 STACK_ARCHIVE = f"{STACK_DATA}/wal-archive"
 
 
+HELPER_LABEL = "org.nself.pitr-helper-of"  # = the postgres container whose volume it changes
+
+
 @dataclass
 class StackCluster:
     """The stack's postgres service: stopped and started through the runtime; its data
@@ -410,8 +445,10 @@ class StackCluster:
         if shutil.which("docker") is None:
             raise NselfError("recovering the stack's database needs the docker CLI")
         state = self._state()
+        label = f"{HELPER_LABEL}={state.container}"
+        self._wait_for_helpers(label)
         argv = ["docker", "run", "--rm", "-i", "--network", "none", "--user", "root"]
-        argv += ["--volumes-from", state.container, "--entrypoint", "sh"]
+        argv += ["--label", label, "--volumes-from", state.container, "--entrypoint", "sh"]
         for key, value in (env or {}).items():
             argv += ["-e", f"{key}={value}"]
         argv += [state.image, "-c", script]
@@ -421,6 +458,22 @@ class StackCluster:
             err = result.stderr.decode("utf-8", "replace").strip().splitlines()
             raise NselfError(f"changing the data volume failed: {err[-1] if err else 'error'}")
         return result.stdout.decode("utf-8", "replace")
+
+    @staticmethod
+    def _wait_for_helpers(label: str) -> None:
+        """A helper of a killed nself keeps running (killing the docker client does not stop
+        its container): wait until it is done before changing the same data folder again."""
+        found = subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label={label}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        if found:
+            from nself_sdk.console import warn
+
+            warn("waiting for a helper container of an interrupted recovery to finish")
+            subprocess.run(["docker", "wait", *found], capture_output=True, check=False)
 
     def aside_for(self, stamp: str) -> Path:
         return Path(f"{STACK_PGDATA}.pre-pitr-{stamp}")
