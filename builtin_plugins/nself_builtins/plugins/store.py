@@ -590,22 +590,37 @@ def volume_name(plugin: str, key: str) -> str:
     return "plugin_" + re.sub(r"[^a-z0-9_]", "_", plugin) + "_" + key
 
 
+def _first_clash(
+    manifests: list[Manifest], claims: Callable[[Manifest], list[tuple[str, str]]]
+) -> tuple[str, Manifest, str, str] | None:
+    """The first name two plugins claim: (the earlier owner, the later plugin, the name,
+    what of the later plugin makes it); ``claims`` gives (name, what) pairs."""
+    owners: dict[str, str] = {}
+    for m in manifests:
+        for name, what in claims(m):
+            other = owners.setdefault(name, m.name)
+            if other != m.name:
+                return other, m, name, what
+    return None
+
+
 def check_volumes(manifests: list[Manifest]) -> None:
     """Refuse two plugins whose volumes get one name (``ab`` with ``c_data`` and ``ab-c``
     with ``data`` are both ``plugin_ab_c_data``): one would mount the other's data, and
     ``plugin remove --delete-data`` of one would delete it."""
-    owners: dict[str, str] = {}
-    for m in manifests:
-        for key in sorted(m.service.volumes) if m.service is not None else ():
-            name = volume_name(m.name, key)
-            other = owners.setdefault(name, m.name)
-            if other != m.name:
-                raise NselfError(
-                    f"plugins {other} and {m.name} would both use the volume {name}: one "
-                    "would read and write the other's data",
-                    f"remove one of them; nothing was changed (a plugin's volume key may "
-                    f"not make another plugin's name: {m.name}'s {key!r} or {other}'s)",
-                )
+
+    def volumes(m: Manifest) -> list[tuple[str, str]]:
+        keys = sorted(m.service.volumes) if m.service is not None else []
+        return [(volume_name(m.name, key), key) for key in keys]
+
+    if clash := _first_clash(manifests, volumes):
+        other, m, name, key = clash
+        raise NselfError(
+            f"plugins {other} and {m.name} would both use the volume {name}: one "
+            "would read and write the other's data",
+            f"remove one of them; nothing was changed (a plugin's volume key may "
+            f"not make another plugin's name: {m.name}'s {key!r} or {other}'s)",
+        )
 
 
 def setting_names(m: Manifest) -> list[str]:
@@ -622,17 +637,14 @@ def check_settings(manifests: list[Manifest]) -> None:
     """Refuse two plugins claiming one setting (a shared ``env_prefix``, or ``ab``'s
     ``AB_C_TOKEN`` under ``ab-c``'s prefix): one would be handed the other's value, and the
     build refuses them; install says so first, with nothing installed."""
-    owners: dict[str, str] = {}
-    for m in manifests:
-        for name in setting_names(m):
-            other = owners.setdefault(name, m.name)
-            if other != m.name:
-                raise NselfError(
-                    f"plugins {other} and {m.name} both declare the setting {name}: one "
-                    "would be handed the other's value",
-                    f"nothing was installed; give {m.name} another env_prefix or setting "
-                    f"name, or remove {other} first",
-                )
+    if clash := _first_clash(manifests, lambda m: [(n, n) for n in setting_names(m)]):
+        other, m, name, _ = clash
+        raise NselfError(
+            f"plugins {other} and {m.name} both declare the setting {name}: one "
+            "would be handed the other's value",
+            f"nothing was installed; give {m.name} another env_prefix or setting "
+            f"name, or remove {other} first",
+        )
 
 
 def _installed_manifest(project: Path, name: str) -> Manifest | None:
