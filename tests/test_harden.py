@@ -728,3 +728,49 @@ def test_migrate_create_tenant_extends_the_source_the_project_has(
     refused = nself("db", "migrate", "create", "--tenant", "invoices", cwd=project)
     assert refused.code == 1 and "lists its tables in databases.yaml itself" in refused.err
     assert sorted(p.name for p in (project / "migrations").iterdir()) == before
+
+
+def test_a_plugins_table_tracked_in_the_superusers_source_is_an_error(
+    project: Path, tmp_path: Path, nself: Run
+) -> None:
+    """A plugin's tables are served by its own source (its role); tracked by hand in the
+    source default, Hasura would run its triggers, defaults and views as the superuser."""
+    from nself_builtins.plugins import install_folder
+    from plugin_helpers import make_bundle
+
+    tables = "- table: {schema: notes, name: items}\n"
+    install_folder(
+        project,
+        make_bundle(
+            tmp_path,
+            "notes",
+            extra='[database]\nmigrations = "m"\nhasura_metadata = "tables.yaml"\n',
+            service=False,
+            files={"m/0001_init.up.sql": "CREATE TABLE items (id int);\n", "tables.yaml": tables},
+        ),
+    )
+    assert nself("secrets", "generate", cwd=project).code == 0
+    assert nself("build", cwd=project).code == 0
+    result, data = harden(nself, project, "--layer", "authorization")
+    assert found(data, "plugin-source") == [], result.output
+    databases = project / "hasura" / "metadata" / "databases"
+    (databases / "default" / "tables").mkdir(parents=True)
+    (databases / "default" / "tables" / "tables.yaml").write_text(tables)
+    (databases / "databases.yaml").write_text(
+        "- name: default\n  kind: postgres\n  configuration:\n    connection_info:\n"
+        "      database_url: {from_env: HASURA_GRAPHQL_DATABASE_URL}\n"
+        '  tables: "!include default/tables/tables.yaml"\n'
+    )
+    result, data = harden(nself, project, "--layer", "authorization")
+    errors = found(data, "plugin-source", "error")
+    assert result.code == 1 and len(errors) == 1, result.output
+    assert errors[0]["message"].startswith(
+        "hasura/metadata/databases/default/tables/tables.yaml: notes.items is a plugin's table"
+    )
+    # Listed under the plugin's own source, as `nself build` writes it: fine, and read once.
+    (databases / "default" / "tables" / "tables.yaml").write_text("[]\n")
+    source = (project / "hasura/plugins/notes/source.yaml").read_text()
+    with (databases / "databases.yaml").open("a") as handle:
+        handle.write(source)
+    result, data = harden(nself, project, "--layer", "authorization")
+    assert found(data, "plugin-source") == [], result.output

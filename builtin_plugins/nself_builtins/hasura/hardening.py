@@ -245,7 +245,37 @@ def authorization(config: Config, stack: Stack) -> list[Finding]:
     ]
     found += anonymous(meta)
     found += wall(meta, schema)
+    found += plugin_tables_as_superuser(config, meta)
     return found
+
+
+def plugin_tables_as_superuser(config: Config, meta: Metadata) -> list[Finding]:
+    """A plugin's table tracked in a source that does not log in as the plugin's role
+    (the source default is the superuser's): its triggers, defaults and views would run
+    with every right when Hasura touches it (docs/plugins/security.md)."""
+    from nself_builtins.shared.boundary import HASURA_SOURCE_URL
+
+    served = {
+        name.removeprefix("HASURA_PLUGIN_").removesuffix("_DATABASE_URL").lower(): name
+        for name in config.names()
+        if HASURA_SOURCE_URL.match(name)
+    }
+    return [
+        Finding(
+            "plugin-source",
+            "error",
+            f"{table.where}: {table.qualified} is a plugin's table, tracked in a Hasura source "
+            f"that does not connect as the plugin's role ({served[table.schema]}): its "
+            "triggers, defaults and views would run as the superuser",
+            f"track it only through hasura/plugins/*/source.yaml (the source plugin_"
+            f"{table.schema}, which reads {served[table.schema]})",
+            layer="authorization",
+        )
+        for table in meta.tables
+        if table.schema in served
+        and table.connection is not None
+        and served[table.schema] not in table.connection
+    ]
 
 
 def anonymous(meta: Metadata) -> list[Finding]:

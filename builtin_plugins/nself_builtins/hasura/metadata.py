@@ -28,6 +28,9 @@ class TableMeta:
     schema: str
     name: str
     where: str  # the file that describes it
+    # How the source serving it connects (its ``configuration`` as text; "" when not
+    # known), None for a plugin's own generated file (served by its own source).
+    connection: str | None = ""
     # kind ("select", ...) -> role -> its permission (columns, filter, check, set, ...)
     permissions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
@@ -74,6 +77,8 @@ class _Reader:
         self.root = (project / "hasura").resolve()
         self.meta = Metadata()
         self.loader = _loader()
+        self.connection: str | None = ""  # of the source being read
+        self.read_files: set[Path] = set()  # tables files read through a source
 
     def rel(self, path: Path) -> str:
         try:
@@ -134,7 +139,12 @@ class _Reader:
         if not isinstance(table, dict) or not isinstance(table.get("name"), str):
             self.meta.problems.append(f"{self.rel(source)}: an entry without table: {{name}}")
             return
-        meta = TableMeta(str(table.get("schema") or "public"), table["name"], self.rel(source))
+        meta = TableMeta(
+            str(table.get("schema") or "public"),
+            table["name"],
+            self.rel(source),
+            connection=self.connection,
+        )
         for kind in KINDS:
             granted: dict[str, dict[str, Any]] = {}
             for item in entry.get(f"{kind}_permissions") or ():
@@ -152,18 +162,24 @@ class _Reader:
             for source in listed if isinstance(listed, list) else ():
                 if not isinstance(source, dict):
                     continue
+                self.connection = str(source.get("configuration") or "")
                 tables, origin = self.follow(source.get("tables"), databases)
+                self.read_files.add(origin.resolve())
                 if isinstance(tables, list):
                     for entry in tables:
                         value, where = self.follow(entry, origin)
                         self.table(value, where)
+                self.connection = ""
         else:
             for path in sorted((base / "databases").glob("*/tables/tables.yaml")):
                 self.tables_file(path)
         if (base / "tables.yaml").is_file():  # metadata version 2: one file
             self.tables_file(base / "tables.yaml")
+        self.connection = None
         for path in sorted((self.project / PLUGINS_DIR).glob("*/tables.yaml")):
-            self.tables_file(path)
+            if path.resolve() not in self.read_files:  # listed under its source already
+                self.tables_file(path)
+        self.connection = ""
 
 
 def read(project: Path) -> Metadata:
