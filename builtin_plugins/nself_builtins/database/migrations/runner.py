@@ -184,9 +184,18 @@ class Runner:
             return
         from .confine import grant_hasura_catalog
 
-        with history.conn.transaction():
-            for role in roles.values():
-                grant_hasura_catalog(history.conn, role)
+        psycopg = _psycopg()
+        try:
+            with history.conn.transaction():
+                for role in roles.values():
+                    grant_hasura_catalog(history.conn, role)
+        except psycopg.Error as exc:
+            raise NselfError(
+                f"Hasura cannot start the plugins' own sources ({', '.join(sorted(roles))}): "
+                f"their roles were not let read its catalog: {_pg_message(exc)}",
+                "the migrations were applied; run `nself db migrate up` again as the owner "
+                "of the schema hdb_catalog (the user Hasura connects as)",
+            ) from None
 
     def _apply(self, history: History, item: Item, durable: bool = True) -> None:
         """Run one migration and record it, atomically when it is transactional.
