@@ -136,6 +136,7 @@ RESERVED_PREFIXES = (
     "FUNCTIONS_",
     "GRAFANA_",
     "HASURA_",
+    "HEALTHCHECK_",
     "LOKI_",
     "MAIL_",
     "MEILI_",
