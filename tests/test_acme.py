@@ -140,7 +140,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("acme") / name
     done = cli(folder.parent, "init", str(folder), "--name", name, "--domain", DOMAIN)
     assert done.returncode == 0, done.stderr
-    http, https = use_standins(folder, ".env.local", MONITORING_ENABLED="false", SSL_MODE="acme")
+    # One start for the whole module, then minutes of tests: each service keeps its own
+    # health-check interval (the renewer's check is a Python start-up, ~0.4 s of CPU).
+    http, https = use_standins(
+        folder, ".env.local", MONITORING_ENABLED="false", SSL_MODE="acme", HEALTHCHECK_INTERVAL=""
+    )
     pebble = Pebble(tmp_path_factory.mktemp("pebble"), http)
     shutil.copy(pebble.ca, folder / "acme-ca.pem")
     set_env(
