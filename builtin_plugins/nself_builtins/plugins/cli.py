@@ -127,7 +127,11 @@ def remove_cmd(
 
 
 def _drop_hint(name: str) -> str:
-    return f"`nself plugin remove {name} --delete-data` drops them (and its volumes)"
+    role = f"nself_plugin_{name.replace('-', '_')}"
+    return (
+        f"as the superuser (`nself db shell`): DROP OWNED BY {role}; DROP ROLE {role}; "
+        "(with --delete-data, the removal drops them)"
+    )
 
 
 @app.command("list")
