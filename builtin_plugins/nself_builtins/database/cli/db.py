@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +11,9 @@ from nself_sdk.console import info, ok, warn
 
 from . import backup, migrate, pitr, pool, replica
 from .options import ConfirmOpt, DryRunOpt, EnvOpt, guard, resolve, size
+
+if TYPE_CHECKING:
+    from ..target import Target
 
 HELP = (
     "Migrations, backups, restore, point-in-time recovery, seeds, shell; read replicas and "
@@ -46,7 +49,7 @@ def restore_cmd(
     ] = False,
 ) -> None:
     """Replace the database with a backup (checked first; the current one is kept)."""
-    from ..backups import Store, check_integrity, origin, restore
+    from ..backups import Store, check_integrity, restore
 
     target = resolve(env)
     guard(target, confirm, dry_run, "restoring")
@@ -54,29 +57,8 @@ def restore_cmd(
     resolved = store.resolve_name(name)
     manifest = check_integrity(store, resolved)
     if dry_run:
-        transport = target.transport()
-        with transport.connect(dbname="postgres", autocommit=True) as conn:  # refused as a run
-            elsewhere = origin(
-                conn,
-                manifest,
-                resolved,
-                target.config.project_name,
-                transport.dbname,
-                from_other_project,
-            )
-        info(
-            f"would restore {resolved} ({size(manifest['size'])}, taken {manifest['created'][:19]})"
-            + (f" from elsewhere ({elsewhere})" if elsewhere else "")
-        )
-        info(
-            "  into a new database, then swap: the current one is "
-            + (
-                "dropped (it refuses connections from the start)"
-                if no_safety_backup
-                else "kept under another name"
-            )
-            + "; dry run: nothing changed"
-        )
+        for line in _restore_plan(target, resolved, manifest, no_safety_backup, from_other_project):
+            info(line)
         return
     result = restore(
         target.transport(),
@@ -87,6 +69,30 @@ def restore_cmd(
         project=target.config.project_name,
         other_project=from_other_project,
     )
+    _say_restored(resolved, result)
+
+
+def _restore_plan(
+    target: Target, resolved: str, manifest: dict[str, Any], drop: bool, other_project: bool
+) -> list[str]:
+    """What a restore would do (its dry run): the backup's origin is checked as a run would."""
+    from ..backups import origin
+
+    transport = target.transport()
+    with transport.connect(dbname="postgres", autocommit=True) as conn:  # refused as a run
+        elsewhere = origin(
+            conn, manifest, resolved, target.config.project_name, transport.dbname, other_project
+        )
+    return [
+        f"would restore {resolved} ({size(manifest['size'])}, taken {manifest['created'][:19]})"
+        + (f" from elsewhere ({elsewhere})" if elsewhere else ""),
+        "  into a new database, then swap: the current one is "
+        + ("dropped (it refuses connections from the start)" if drop else "kept under another name")
+        + "; dry run: nothing changed",
+    ]
+
+
+def _say_restored(resolved: str, result: dict[str, Any]) -> None:
     ok(f"restored {resolved} into {result['database']}")
     if result.get("origin"):
         info(f"  it came from elsewhere: {result['origin']}")
