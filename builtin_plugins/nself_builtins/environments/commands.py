@@ -87,40 +87,30 @@ def _built_settings(project: Path) -> dict[str, str] | None:
 def status(env: str | None, as_json: bool) -> None:
     project = find_project()
     target = target_env(project, env)  # an unknown --env: a usage error
-    layers = []
+    report = status_report(project, env, target)
+    if as_json:
+        emit_json(report)
+        return
+    _print_status(report)
+
+
+def status_report(project: Path, env: str | None, target: str) -> dict[str, Any]:
+    """The target's env layers, its last build and how far the files are from it now."""
     config: Config | None = None
     problem: str | None = None
     try:
         config = load_config(project, target)
     except NselfError as exc:
         problem = exc.message
-    for name in layer_files(target):
-        path = project / name
-        entry: dict[str, Any] = {"file": name, "present": path.is_file()}
-        if config is not None and path.is_file():
-            entry["settings"] = sum(
-                1 for key in config.names() for e in config.origins(key) if e.file == name
-            )
-            entry["winning"] = sum(
-                1 for key in config.names() if config.origins(key)[-1].file == name
-            )
-        layers.append(entry)
-
     from nself_builtins.shared.placement import build_folder
 
     # the target's own build: the project folder, or .nself/targets/ENV for a server's
     root = project / (build_folder(project, target) or "")
-    manifest_path = root / MANIFEST
-    last: dict[str, Any] | None = None
-    if manifest_path.is_file():
-        try:
-            last = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except ValueError:
-            last = None
+    last = _last_manifest(root / MANIFEST)
     report: dict[str, Any] = {
         "env": target,
         "source": target_source(project, env),
-        "layers": layers,
+        "layers": _layers(project, target, config),
         "built": last is not None,
         "last_build_env": (last or {}).get("env"),
         "edited_by_hand": [],
@@ -141,17 +131,47 @@ def status(env: str | None, as_json: bool) -> None:
             report["problem"] = exc.message
         else:
             report["out_of_date"] = result.changes
-            built = _built_settings(root)
-            if built is not None:
-                now = {k: config.get(k) or "" for k in config.names()}
-                changed = {k: "added" for k in now if k not in built}
-                changed.update({k: "removed" for k in built if k not in now})
-                changed.update({k: "changed" for k in now if k in built and built[k] != now[k]})
-                report["settings_changed"] = dict(sorted(changed.items()))
-    if as_json:
-        emit_json(report)
-        return
-    _print_status(report)
+            report["settings_changed"] = _settings_changed(root, config)
+    return report
+
+
+def _layers(project: Path, target: str, config: Config | None) -> list[dict[str, Any]]:
+    """Each env layer of ``target``: present, and how many settings it sets and wins."""
+    layers = []
+    for name in layer_files(target):
+        path = project / name
+        entry: dict[str, Any] = {"file": name, "present": path.is_file()}
+        if config is not None and path.is_file():
+            entry["settings"] = sum(
+                1 for key in config.names() for e in config.origins(key) if e.file == name
+            )
+            entry["winning"] = sum(
+                1 for key in config.names() if config.origins(key)[-1].file == name
+            )
+        layers.append(entry)
+    return layers
+
+
+def _last_manifest(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        last: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    return last
+
+
+def _settings_changed(root: Path, config: Config) -> dict[str, str]:
+    """The settings added, removed or changed since the last build (none when unknown)."""
+    built = _built_settings(root)
+    if built is None:
+        return {}
+    now = {k: config.get(k) or "" for k in config.names()}
+    changed = {k: "added" for k in now if k not in built}
+    changed.update({k: "removed" for k in built if k not in now})
+    changed.update({k: "changed" for k in now if k in built and built[k] != now[k]})
+    return dict(sorted(changed.items()))
 
 
 def _print_status(report: dict[str, Any]) -> None:
