@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from nself_builtins.shared.remote import EXIT_LOCKED, Server
 from nself_sdk import (
@@ -398,21 +399,7 @@ def deploy(env: str | None, confirm: bool, say: Say, dry_run: bool = False) -> O
         require_confirmation(config, "deploy", confirm)
     server = Server.from_config(config)
     wait, watch, keep = settings(config)
-    # The target's own build (.nself/targets/ENV on a laptop): written, then shipped as
-    # it is, so `nself build --env ENV` shows what a deploy sends. --dry-run writes nothing.
-    stack = (
-        plan(config.project_dir, config.env)
-        if dry_run
-        else build(config.project_dir, config.env).plan
-    )
-    for problem in stack.warnings:
-        warn(problem.message, problem.hint)
-    private = {Path(p) for p in (server.key, server.known_hosts) if p}
-    contents = collect(config.project_dir, stack.stack, stack.files, private, stack.root)
-    for link in contents.skipped_links:
-        warn(f"{link} is a link to nothing: not shipped")
-    release: Release = pack(contents)
-    services = sorted(s.name for s in stack.stack.services)
+    release, services = _release(config, server, dry_run)
     say(f"→ deploying {config.project_name} to {config.env}: {server.describe()}")
     say(
         f"  release {release.id}: {len(services)} services, {release.files} files, "
@@ -426,31 +413,7 @@ def deploy(env: str | None, confirm: bool, say: Say, dry_run: bool = False) -> O
     version = source_version(config.project_dir)
     with Session(config, server) as session:
         previous = session.current
-        upload = server.run(
-            remote.UPLOAD,
-            server.path,
-            release.id,
-            stdin=release.archive,
-            timeout=max(120.0, len(release.archive) / 50_000),
-        )
-        if upload.returncode != 0:
-            raise NselfError(f"uploading the release failed: {_last(upload.stderr)}")
-        say("  uploaded; fetching its images")
-        try:
-            fetched, said = session.images(release.id)
-            if not fetched:
-                warn(f"fetching some images failed: {_last(said)}", "the health gate decides")
-            say(f"  starting it (health gate: {wait}s)")
-            failing, output = _gate(session, release.id, wait, watch, say)
-        except BaseException as exc:  # interrupted, connection lost, timeout...
-            _recover(session, release.id, previous, wait, say)
-            if isinstance(exc, NselfError):
-                raise DeployFailed(
-                    f"the deploy of {release.id} to {config.env} stopped: {exc.message}; "
-                    + (f"{previous} is serving again" if previous else "it was stopped"),
-                    exc.hint,
-                ) from exc
-            raise
+        failing, output = _ship(session, config, release, previous, wait, watch, say)
         if not failing:
             session.switch(
                 release.id,
@@ -462,33 +425,106 @@ def deploy(env: str | None, confirm: bool, say: Say, dry_run: bool = False) -> O
             return Outcome(
                 config.env, release.id, previous, time.monotonic() - started, services, pruned
             )
-        details = _explain(session, failing, output)
-        what = f"release {release.id} failed on {config.env}: {session.summary(failing)}"
-        server.run(remote.DISCARD, server.path, release.id)
-        hint = f"fix it and deploy again; `nself releases --env {config.env}` shows the history"
-        if previous:
-            say(f"  {session.summary(failing)}: starting {previous} again")
-            back, _said = _gate(session, previous, wait, 0, say)
-            session.note(session.record("failed", release.id, f"rolled back to {previous}"))
-            if back:
-                session.keep_lock = True
-                raise DeployFailed(
-                    f"{what}; the previous release {previous} did not come back healthy "
-                    f"either ({session.summary(back)})" + (f"\n{details}" if details else ""),
-                    f"the server needs attention: nself releases --env {config.env}",
-                )
+        _refuse(session, config, release.id, previous, failing, output, wait, say)
+
+
+def _release(config: Config, server: Server, dry_run: bool) -> tuple[Release, list[str]]:
+    """The target's own build (.nself/targets/ENV on a laptop), written, then packed as it
+    is, so `nself build --env ENV` shows what a deploy sends; --dry-run writes nothing.
+    Returns the release and the names of its services."""
+    stack = (
+        plan(config.project_dir, config.env)
+        if dry_run
+        else build(config.project_dir, config.env).plan
+    )
+    for problem in stack.warnings:
+        warn(problem.message, problem.hint)
+    private = {Path(p) for p in (server.key, server.known_hosts) if p}
+    contents = collect(config.project_dir, stack.stack, stack.files, private, stack.root)
+    for link in contents.skipped_links:
+        warn(f"{link} is a link to nothing: not shipped")
+    return pack(contents), sorted(s.name for s in stack.stack.services)
+
+
+def _ship(
+    session: Session,
+    config: Config,
+    release: Release,
+    previous: str,
+    wait: int,
+    watch: int,
+    say: Say,
+) -> tuple[list[str], str]:
+    """Upload ``release``, fetch its images and start it behind the health gate; what
+    fails the gate (none: healthy). Interrupted, the previous release serves again."""
+    server = session.server
+    upload = server.run(
+        remote.UPLOAD,
+        server.path,
+        release.id,
+        stdin=release.archive,
+        timeout=max(120.0, len(release.archive) / 50_000),
+    )
+    if upload.returncode != 0:
+        raise NselfError(f"uploading the release failed: {_last(upload.stderr)}")
+    say("  uploaded; fetching its images")
+    try:
+        fetched, said = session.images(release.id)
+        if not fetched:
+            warn(f"fetching some images failed: {_last(said)}", "the health gate decides")
+        say(f"  starting it (health gate: {wait}s)")
+        return _gate(session, release.id, wait, watch, say)
+    except BaseException as exc:  # interrupted, connection lost, timeout...
+        _recover(session, release.id, previous, wait, say)
+        if isinstance(exc, NselfError):
             raise DeployFailed(
-                f"{what}; rolled back: {previous} is serving again"
-                + (f"\n{details}" if details else ""),
-                hint,
+                f"the deploy of {release.id} to {config.env} stopped: {exc.message}; "
+                + (f"{previous} is serving again" if previous else "it was stopped"),
+                exc.hint,
+            ) from exc
+        raise
+
+
+def _refuse(
+    session: Session,
+    config: Config,
+    release: str,
+    previous: str,
+    failing: list[str],
+    output: str,
+    wait: int,
+    say: Say,
+) -> NoReturn:
+    """A release that failed its gate: discarded, the previous one started again (or,
+    for a first release, the stack stopped); always raises ``DeployFailed``."""
+    server = session.server
+    details = _explain(session, failing, output)
+    what = f"release {release} failed on {config.env}: {session.summary(failing)}"
+    server.run(remote.DISCARD, server.path, release)
+    hint = f"fix it and deploy again; `nself releases --env {config.env}` shows the history"
+    if previous:
+        say(f"  {session.summary(failing)}: starting {previous} again")
+        back, _said = _gate(session, previous, wait, 0, say)
+        session.note(session.record("failed", release, f"rolled back to {previous}"))
+        if back:
+            session.keep_lock = True
+            raise DeployFailed(
+                f"{what}; the previous release {previous} did not come back healthy "
+                f"either ({session.summary(back)})" + (f"\n{details}" if details else ""),
+                f"the server needs attention: nself releases --env {config.env}",
             )
-        server.run(remote.STOP, server.path, config.project_name)
-        session.note(session.record("failed", release.id, "first release; stopped"))
         raise DeployFailed(
-            f"{what}; nothing was serving before, so it was stopped"
+            f"{what}; rolled back: {previous} is serving again"
             + (f"\n{details}" if details else ""),
             hint,
         )
+    server.run(remote.STOP, server.path, config.project_name)
+    session.note(session.record("failed", release, "first release; stopped"))
+    raise DeployFailed(
+        f"{what}; nothing was serving before, so it was stopped"
+        + (f"\n{details}" if details else ""),
+        hint,
+    )
 
 
 def _recover(session: Session, release: str, previous: str, wait: int, say: Say) -> None:
