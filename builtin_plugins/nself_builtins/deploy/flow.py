@@ -425,7 +425,7 @@ def deploy(env: str | None, confirm: bool, say: Say, dry_run: bool = False) -> O
             return Outcome(
                 config.env, release.id, previous, time.monotonic() - started, services, pruned
             )
-        _refuse(session, config, release.id, previous, failing, output, wait, say)
+        _refuse(session, config, failing, output, release.id, previous, wait, say)
 
 
 def _release(config: Config, server: Server, dry_run: bool) -> tuple[Release, list[str]]:
@@ -488,10 +488,10 @@ def _ship(
 def _refuse(
     session: Session,
     config: Config,
-    release: str,
-    previous: str,
     failing: list[str],
     output: str,
+    release: str,
+    previous: str,
     wait: int,
     say: Say,
 ) -> NoReturn:
@@ -504,10 +504,10 @@ def _refuse(
     hint = f"fix it and deploy again; `nself releases --env {config.env}` shows the history"
     if previous:
         say(f"  {session.summary(failing)}: starting {previous} again")
-        back, _said = _gate(session, previous, wait, 0, say)
-        session.note(session.record("failed", release, f"rolled back to {previous}"))
+        back = _back_to(
+            session, previous, wait, say, ("failed", release, f"rolled back to {previous}")
+        )
         if back:
-            session.keep_lock = True
             raise DeployFailed(
                 f"{what}; the previous release {previous} did not come back healthy "
                 f"either ({session.summary(back)})" + (f"\n{details}" if details else ""),
@@ -525,6 +525,19 @@ def _refuse(
         + (f"\n{details}" if details else ""),
         hint,
     )
+
+
+def _back_to(
+    session: Session, previous: str, wait: int, say: Say, record: tuple[str, str, str]
+) -> list[str]:
+    """Start ``previous`` again after a release failed its gate and note ``record`` (what,
+    which release, detail) in the history; what still fails. When ``previous`` does not
+    come back healthy either, the server's lock is kept: it needs attention."""
+    back, _said = _gate(session, previous, wait, 0, say)
+    session.note(session.record(*record))
+    if back:
+        session.keep_lock = True
+    return back
 
 
 def _recover(session: Session, release: str, previous: str, wait: int, say: Say) -> None:
@@ -590,10 +603,10 @@ def rollback(
         if failing:
             details = _explain(session, failing, output)
             summary = session.summary(failing)
-            back, _said = _gate(session, current, wait, 0, say)
-            session.note(session.record("rollback-failed", target, f"kept {current}"))
+            back = _back_to(
+                session, current, wait, say, ("rollback-failed", target, f"kept {current}")
+            )
             if back:
-                session.keep_lock = True
                 raise DeployFailed(
                     f"release {target} is not healthy on {config.env} ({summary}), and "
                     f"{current} did not come back healthy either ({session.summary(back)})",
