@@ -9,11 +9,9 @@ failover: every sentinel named a read-only node as the master and aborted each f
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from test_redis_sentinel import MASTER, Run, redis_cli, sentinel_logs, wait_for
+from test_redis_sentinel import MASTER, Run, fail_over, redis_cli, sentinel_logs, wait_for
 from test_redis_sentinel import sentinel_stack as sentinel_stack  # the fixture, by name
 
 
@@ -23,19 +21,7 @@ def test_sentinels_made_anew_after_a_failover_find_the_promoted_master(
     request: pytest.FixtureRequest, nself: Run
 ) -> None:
     folder, name = request.getfixturevalue("sentinel_stack")
-    r = nself("start", "--all", "--timeout", "180", cwd=folder)
-    assert r.code == 0, r.output
-    assert wait_for(lambda: redis_cli(name, MASTER + 'echo "$1"') == "redis", 30)
-    assert redis_cli(name, MASTER + 'redis-cli -h "$1" -p "$2" set order 41') == "OK"
-    for k in (1, 2, 3):
-        known = (
-            f"redis-cli -h redis-sentinel-{k} -p 26379 sentinel master mymaster | "
-            "grep -A1 -x -e num-other-sentinels -e num-slaves | grep -v -e '^num' -e '^--'"
-        )
-        assert wait_for(lambda q=known: redis_cli(name, q).split() == ["1", "2"], 20), k
-    assert subprocess.run(["docker", "kill", f"{name}-redis-1"]).returncode == 0
-    promoted = wait_for(lambda: redis_cli(name, MASTER + 'echo "$1"') == "redis-replica", 60)
-    assert promoted, sentinel_logs(name)
+    fail_over(nself, folder, name, known_within=20)
     assert redis_cli(name, MASTER + 'redis-cli -h "$1" -p "$2" set order 42') == "OK"
     r = nself("start", "redis", "--timeout", "120", cwd=folder)
     assert r.code == 0, r.output
