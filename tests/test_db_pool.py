@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from docker_helpers import standin, use_standins
+from docker_helpers import standin
 from nself_builtins.plugins.store import install_folder
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import remove_project
+from test_runtime_e2e import standin_project
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "plugin_registry" / "catalogue"
 Run = Callable[..., Result]
@@ -62,17 +61,12 @@ def test_pool_url_is_the_database_without_pgbouncer_and_the_pool_with_it(
 @pytest.fixture
 def pooled(tmp_path: Path, nself: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("NSELF_DB_URL", raising=False)
-    name = f"nselfpool{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    use_standins(folder, PGBOUNCER_POOL_SIZE="7", PGBOUNCER_MAX_CLIENT_CONN="120")
-    install_folder(folder, bundle_with_standin(tmp_path))
-    try:
+    pool = {"PGBOUNCER_POOL_SIZE": "7", "PGBOUNCER_MAX_CLIENT_CONN": "120"}
+    with standin_project(nself, tmp_path, "nselfpool", **pool) as folder:
+        install_folder(folder, bundle_with_standin(tmp_path))
         started = nself("start", "postgres", "pgbouncer", "--timeout", "120", cwd=folder)
         assert started.code == 0, started.output
         yield folder
-    finally:
-        remove_project(name)
 
 
 @pytest.mark.docker

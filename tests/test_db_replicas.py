@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from docker_helpers import standin, use_standins
+from docker_helpers import standin
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import docker, project_objects, remove_project
+from test_runtime_e2e import docker, project_objects, standin_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]
@@ -28,16 +27,10 @@ Run = Callable[..., Result]
 @pytest.fixture
 def stack(tmp_path: Path, nself: Run, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("NSELF_DB_URL", raising=False)
-    name = f"nselfrepl{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    use_standins(folder)
-    try:
+    with standin_project(nself, tmp_path, "nselfrepl") as folder:
         started = nself("start", "postgres", "--timeout", "120", cwd=folder)
         assert started.code == 0, started.output
         yield folder
-    finally:
-        remove_project(name)
 
 
 def sql(nself: Run, folder: Path, service: str, statement: str) -> Result:
@@ -198,11 +191,7 @@ def test_replicas_in_the_env_files_come_up_with_a_new_stack(
     """Builds regenerate replicas: on a fresh data volume the primary's init script lets
     them in, and `nself start` brings primary and replica up together."""
     monkeypatch.delenv("NSELF_DB_URL", raising=False)
-    name = f"nselfrepl{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    use_standins(folder, POSTGRES_REPLICAS="r1")
-    try:
+    with standin_project(nself, tmp_path, "nselfrepl", POSTGRES_REPLICAS="r1") as folder:
         started = nself("start", "--timeout", "180", cwd=folder)
         assert started.code == 0, started.output
         assert sql(nself, folder, "postgres", "CREATE TABLE notes (n int)").code == 0
@@ -214,8 +203,6 @@ def test_replicas_in_the_env_files_come_up_with_a_new_stack(
         [row] = listing(nself, folder)
         assert row["name"] == "r1" and row["state"] == "streaming"
         assert slots(nself, folder) == ["nself_replica_r1"]
-    finally:
-        remove_project(name)
 
 
 def test_a_remove_the_build_refuses_leaves_the_replica_streaming(stack: Path, nself: Run) -> None:

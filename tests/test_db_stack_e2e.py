@@ -15,31 +15,29 @@ from pathlib import Path
 
 import pytest
 
-from docker_helpers import use_standins
-from test_runtime_e2e import remove_project
+from test_runtime_e2e import standin_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
+
+
+def psql(nself, folder: Path, sql: str) -> str:  # type: ignore[no-untyped-def]
+    """Run ``sql`` in the stack's database with psql; its output, unaligned."""
+    r = nself("exec", "postgres", "--", "psql", "-U", "postgres", "-d", "nself", "-Atc", sql,
+              cwd=folder)  # fmt: skip
+    assert r.code == 0, r.output
+    return r.out.strip()
 
 
 @pytest.fixture
 def stack(tmp_path: Path, nself, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("NSELF_DB_URL", raising=False)
-    name = f"nselfdb{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    use_standins(
-        folder,
-        BACKUP_SCHEDULE='"0 3 * * *"',
-    )
-    try:
+    with standin_project(nself, tmp_path, "nselfdb", BACKUP_SCHEDULE='"0 3 * * *"') as folder:
         # the seed's own flow: a configured schedule is part of the stack, so a plain
         # `nself start` runs the scheduler (it once needed `--all`)
         assert nself("build", cwd=folder).code == 0
         started = nself("start", "--timeout", "120", cwd=folder)
         assert started.code == 0, started.output
         yield folder
-    finally:
-        remove_project(name)
 
 
 def test_db_commands_on_the_running_stack(stack: Path, nself) -> None:  # type: ignore[no-untyped-def]
@@ -73,37 +71,11 @@ def test_db_commands_on_the_running_stack(stack: Path, nself) -> None:  # type: 
     r = nself("db", "backup", "verify", name, cwd=folder)
     assert r.code == 0, r.output
 
-    r = nself(
-        "exec",
-        "postgres",
-        "--",
-        "psql",
-        "-U",
-        "postgres",
-        "-d",
-        "nself",
-        "-Atc",
-        "DELETE FROM notes WHERE id > 10",
-        cwd=folder,
-    )
-    assert r.code == 0, r.output
+    psql(nself, folder, "DELETE FROM notes WHERE id > 10")
     r = nself("db", "restore", name, cwd=folder)
     assert r.code == 0, r.output
     assert "is kept as nself__pre_restore_" in r.out  # the previous database, named
-    r = nself(
-        "exec",
-        "postgres",
-        "--",
-        "psql",
-        "-U",
-        "postgres",
-        "-d",
-        "nself",
-        "-Atc",
-        "SELECT count(*) FROM notes",
-        cwd=folder,
-    )
-    assert r.out.strip() == "500"
+    assert psql(nself, folder, "SELECT count(*) FROM notes") == "500"
     # the dump copied into the service for pg_restore is gone
     r = nself("exec", "postgres", "--", "sh", "-c", "ls -A /tmp/nself-stage", cwd=folder)
     assert r.out.strip() == "", r.output
@@ -166,41 +138,31 @@ def point_in_time_recovery(folder: Path, nself) -> None:  # type: ignore[no-unty
     import time
     from datetime import UTC, datetime
 
-    def psql(sql: str) -> str:
-        r = nself(
-            "exec",
-            "postgres",
-            "--",
-            "psql",
-            "-U",
-            "postgres",
-            "-d",
-            "nself",
-            "-Atc",
-            sql,
-            cwd=folder,
-        )
-        assert r.code == 0, r.output
-        return r.out.strip()
-
     r = nself("db", "pitr", "enable", cwd=folder)
     assert r.code == 0, r.output
-    psql("CREATE TABLE ledger (id int, note text); CREATE TABLE keep (id int)")
+    psql(nself, folder, "CREATE TABLE ledger (id int, note text); CREATE TABLE keep (id int)")
     r = nself("db", "pitr", "backup", cwd=folder)
     assert r.code == 0, r.output
     psql(
+        nself,
+        folder,
         "INSERT INTO ledger SELECT g, 'first' FROM generate_series(1, 100) g;"
-        " INSERT INTO keep VALUES (1)"
+        " INSERT INTO keep VALUES (1)",
     )
     time.sleep(1.2)
     noted = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
     time.sleep(1.2)
-    psql("INSERT INTO ledger SELECT g, 'later' FROM generate_series(101, 150) g; DROP TABLE keep")
+    psql(
+        nself,
+        folder,
+        "INSERT INTO ledger SELECT g, 'later' FROM generate_series(101, 150) g; DROP TABLE keep",
+    )
     r = nself("db", "pitr", "--target", noted, "--yes", cwd=folder)
     assert r.code == 0, r.output
-    assert psql("SELECT note || ':' || count(*) FROM ledger GROUP BY note") == "first:100"
-    assert psql("SELECT count(*) FROM keep") == "1"
-    assert psql("SELECT pg_is_in_recovery()") == "f"
+    notes = psql(nself, folder, "SELECT note || ':' || count(*) FROM ledger GROUP BY note")
+    assert notes == "first:100"
+    assert psql(nself, folder, "SELECT count(*) FROM keep") == "1"
+    assert psql(nself, folder, "SELECT pg_is_in_recovery()") == "f"
     pitr_retention(folder, nself)
 
 

@@ -243,17 +243,11 @@ def test_prod_without_a_server_is_not_this_machines_dev_stack(
 ) -> None:
     """`doctor --env prod` on a laptop that runs the dev stack: there is no prod server,
     and dev's containers are never reported as prod's (`status` and `health` neither)."""
-    import uuid
 
-    from docker_helpers import use_standins
     from kernel_helpers import mail_server
-    from test_runtime_e2e import remove_project
+    from test_runtime_e2e import standin_project
 
-    name = f"nselfdoc{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    use_standins(folder)
-    try:
+    with standin_project(nself, tmp_path, "nselfdoc") as folder:
         started = nself("start", "postgres", "--timeout", "120", cwd=folder)
         assert started.code == 0, started.output
         assert nself("secrets", "generate", "--env", "prod", cwd=folder).code == 0
@@ -284,8 +278,6 @@ def test_prod_without_a_server_is_not_this_machines_dev_stack(
         assert nself("env", "switch", "local", cwd=folder).code == 0
         # the dev stack itself is looked at as before
         assert nself("health", "postgres", cwd=folder).code == 0
-    finally:
-        remove_project(name)
 
 
 @pytest.mark.docker

@@ -18,6 +18,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,21 @@ def remove_project(name: str) -> None:
         found = docker(kind, "ls", "-q", "--filter", label, check=False).stdout.split()
         if found:
             docker(kind, "rm", *found, check=False)
+
+
+@contextmanager
+def standin_project(nself: Run, parent: Path, prefix: str, **values: str) -> Iterator[Path]:
+    """A project made by ``nself init`` in ``parent`` under a name of its own (``prefix``
+    and 8 hex digits: a Compose project no other test shares), the stand-in images in its
+    ``.env.local`` with ``values``; whatever carries its name is removed afterwards."""
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    folder = parent / name
+    assert nself("init", str(folder), "--name", name).code == 0
+    use_standins(folder, **values)
+    try:
+        yield folder
+    finally:
+        remove_project(name)
 
 
 def project_objects(name: str) -> dict[str, list[str]]:

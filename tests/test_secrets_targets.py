@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 
-from docker_helpers import use_standins
 from kernel_helpers import read_computed
 from nself_sdk.envfiles import parse_text
 from nself_sdk.testing import set_env
@@ -217,13 +215,9 @@ def test_init_force_splits_an_old_project_first(project: Path, nself) -> None:  
 def test_prod_secrets_leave_the_running_local_database_alone(tmp_path: Path, nself) -> None:  # type: ignore[no-untyped-def]
     """The walkthrough: `secrets generate --env prod` on a laptop used to change the local
     database's password in the env files; the next command was refused by the database."""
-    from test_runtime_e2e import remove_project
+    from test_runtime_e2e import standin_project
 
-    name = f"nselfsec{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    use_standins(folder)
-    try:
+    with standin_project(nself, tmp_path, "nselfsec") as folder:
         assert nself("build", cwd=folder).code == 0
         started = nself("start", "postgres", "--timeout", "120", cwd=folder)
         assert started.code == 0, started.output
@@ -242,8 +236,6 @@ def test_prod_secrets_leave_the_running_local_database_alone(tmp_path: Path, nse
         assert "password authentication failed" in refused.err
         assert "refused POSTGRES_PASSWORD" in refused.err
         assert "is the database running" not in refused.err
-    finally:
-        remove_project(name)
 
 
 def test_the_audit_finds_what_staging_and_prod_still_share(project: Path, nself) -> None:  # type: ignore[no-untyped-def]

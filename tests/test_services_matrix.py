@@ -27,22 +27,12 @@ import nself_sdk
 from docker_helpers import needs_docker, standin
 from nself.cli import main
 from nself_sdk.testing import set_env
+from test_services import MONITORING
 
 pytestmark = [needs_docker, pytest.mark.docker, pytest.mark.slow]
 
 FLAGS = ("ADMIN", "STORAGE", "REDIS", "FUNCTIONS", "MAIL", "SEARCH", "MONITORING")
 CORE = {"postgres", "hasura", "auth", "nginx"}
-MONITORING = {
-    "prometheus",
-    "grafana",
-    "loki",
-    "promtail",
-    "tempo",
-    "alertmanager",
-    "cadvisor",
-    "node-exporter",
-    "postgres-exporter",
-}
 ENVS = ("dev", "staging", "prod")
 
 
