@@ -34,6 +34,7 @@ HASURA = ImageContract(
         "https://github.com/hasura/graphql-engine/blob/v2.44.0/packaging/graphql-engine/Dockerfile",
         "https://github.com/hasura/graphql-engine/blob/v2.44.0/packaging/graphql-engine-base/ubuntu.dockerfile",
         "https://hasura.io/docs/2.0/deployment/graphql-engine-flags/reference/",
+        "https://hasura.io/docs/2.0/api-reference/syntax-defs/#pgsourceconnectioninfo",
     ),
     # ubuntu (jammy) base; a hasura user (1001) exists but the image has no USER.
     user=0,
@@ -42,7 +43,10 @@ HASURA = ImageContract(
     # "curl is not removed, it's required to support health checks"; the image's own
     # HEALTHCHECK is `curl -f http://localhost:8080/healthz`.
     tools=("graphql-engine", "curl", "sh", "bash", "pg_dump"),
-    env=("HASURA_GRAPHQL_*",),
+    # A source's connection URL in the metadata may name any variable (``database_url:
+    # {from_env: NAME}``, read from Hasura's environment): the plugins' sources read
+    # HASURA_PLUGIN_<NAME>_DATABASE_URL (docs/plugins/security.md).
+    env=("HASURA_GRAPHQL_*", "HASURA_PLUGIN_*"),
     required=("HASURA_GRAPHQL_DATABASE_URL",),
     ports=(8080,),
     # The base Dockerfile builds per TARGETPLATFORM (amd64 and arm64).
