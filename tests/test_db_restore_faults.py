@@ -394,3 +394,35 @@ def test_a_killed_verify_leaves_no_role_behind(target: Path, pg: Cluster, db: st
         assert r.returncode == 0, r.stdout + r.stderr
     finally:
         pg.sql("DROP ROLE IF EXISTS verify_needs; DROP ROLE IF EXISTS users_own")
+
+
+def test_a_restore_killed_in_its_roles_step_leaves_no_half_made_role(
+    target: Path, pg: Cluster, db: str
+) -> None:
+    """The roles a restore recreates (CREATE ROLE, then its ALTER ROLE ... LOGIN PASSWORD,
+    then its memberships) are made in one transaction: killed between two of them, the
+    next restore finds the role missing and makes it whole, instead of taking the
+    attribute-less role the kill left for the backup's own."""
+    pg.sql("CREATE ROLE half_made LOGIN PASSWORD 'Half-made-9f2c'")
+    pg.sql("GRANT SELECT ON ticks TO half_made", db)
+    try:
+        name = take_backup(target)
+        pg.sql("REVOKE ALL ON ticks FROM half_made", db)
+        pg.sql("DROP ROLE half_made")
+        r = cli(target, "db", "restore", name, NSELF_TEST_KILL_AT="restore-roles")
+        assert r.returncode == -signal.SIGKILL, r.stderr
+        assert pg.sql("SELECT rolname FROM pg_roles WHERE rolname = 'half_made'") == []
+        r = cli(target, "db", "restore", name)
+        assert r.returncode == 0, r.stderr
+        assert "half_made" in r.stdout + r.stderr  # said: created the roles it lacked
+        made = "SELECT rolcanlogin, rolpassword IS NOT NULL FROM pg_authid WHERE rolname = %s"
+        with pg.connect() as conn:
+            assert conn.execute(made, ("half_made",)).fetchall() == [(True, True)]
+    finally:
+        with pg.connect() as conn:
+            for kept in family(pg, db):
+                if kept != db:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{kept}" WITH (FORCE)')
+        if pg.sql("SELECT 1 FROM pg_roles WHERE rolname = 'half_made'"):
+            pg.sql("DROP OWNED BY half_made", db)
+            pg.sql("DROP ROLE half_made")

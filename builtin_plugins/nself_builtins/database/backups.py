@@ -908,8 +908,10 @@ def restore(
             with transport.stage(store.dump(name), run.key) as staged:
                 toc = _toc(transport, staged, name)
                 roles, created = _missing_roles(admin, store.globals_file(name).read_text(), name)
-                for statement in roles:
-                    admin.execute(statement.encode())
+                with admin.transaction():  # a role is made whole or not at all: killed
+                    for statement in roles:  # between its CREATE and its ALTER ... LOGIN,
+                        admin.execute(statement.encode())  # the next restore makes it again
+                        journal.checkpoint("restore-roles")
                 if created:
                     say("created the roles this cluster lacked: " + ", ".join(created))
                 result.update(
