@@ -426,3 +426,61 @@ def test_a_restore_killed_in_its_roles_step_leaves_no_half_made_role(
         if pg.sql("SELECT 1 FROM pg_roles WHERE rolname = 'half_made'"):
             pg.sql("DROP OWNED BY half_made", db)
             pg.sql("DROP ROLE half_made")
+
+
+def test_a_restore_beside_a_verify_gets_the_backups_own_roles(
+    target: Path, pg: Cluster, db: str
+) -> None:
+    """Two nself commands at once: a verify has made the bare role (NOLOGIN) its scratch
+    copy needs when a restore of a backup holding that role starts. The restore waits for
+    the verify to drop it, then makes the role whole (login, password); it never takes the
+    verify's bare role for the backup's own, nor loses it when the verify drops it."""
+    pg.sql("CREATE ROLE both_need LOGIN PASSWORD 'Both-need-9f2c'")
+    pg.sql("GRANT SELECT ON ticks TO both_need", db)
+    try:
+        name = take_backup(target)
+        pg.sql("REVOKE ALL ON ticks FROM both_need", db)
+        pg.sql("DROP ROLE both_need")
+        env = dict(os.environ)
+        verify = subprocess.Popen(
+            [NSELF, "db", "backup", "verify", name],
+            cwd=target,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while not pg.sql("SELECT 1 FROM pg_roles WHERE rolname = 'both_need'"):
+            assert time.monotonic() < deadline and verify.poll() is None, "no verify role"
+            time.sleep(0.005)
+        verify.send_signal(signal.SIGSTOP)  # the verify, paused while its role exists
+        restore = subprocess.Popen(
+            [NSELF, "db", "restore", name],
+            cwd=target,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(3)
+        verify.send_signal(signal.SIGCONT)
+        v_out, v_err = verify.communicate(timeout=120)
+        r_out, r_err = restore.communicate(timeout=120)
+        assert verify.returncode == 0, v_out + v_err
+        assert restore.returncode == 0, r_out + r_err
+        made = (
+            "SELECT rolcanlogin, rolpassword IS NOT NULL, shobj_description(oid, 'pg_authid')"
+            " FROM pg_authid WHERE rolname = %s"
+        )
+        with pg.connect() as conn:
+            assert conn.execute(made, ("both_need",)).fetchall() == [(True, True, None)]
+        assert "waiting for another nself's verify" in r_out + r_err
+    finally:
+        with pg.connect() as conn:
+            for kept in family(pg, db):
+                if kept != db:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{kept}" WITH (FORCE)')
+        if pg.sql("SELECT 1 FROM pg_roles WHERE rolname = 'both_need'"):
+            pg.sql("DROP OWNED BY both_need", db)
+            pg.sql("DROP ROLE both_need")

@@ -780,26 +780,27 @@ def verify(
             say(f"verifying {name}: restoring into scratch database {scratch}")
             with transport.stage(store.dump(name), run.key) as staged:
                 toc = _toc(transport, staged, name)
-                roles, created = _missing_roles(
-                    admin, store.globals_file(name).read_text(), name, bare=True
-                )
-                try:
-                    with admin.transaction():  # each role is marked as this run's: a killed
-                        for statement in roles:  # verify's are dropped by the next settle
-                            admin.execute(statement.encode())
-                        for role in created:
-                            journal.set_role_mark(admin, role, run.mark("role", backup=name))
-                    journal.checkpoint("verify-roles")
-                    _create_db(admin, scratch)
+                with run.roles(say):  # no restore looks for its roles while these exist
+                    roles, created = _missing_roles(
+                        admin, store.globals_file(name).read_text(), name, bare=True
+                    )
                     try:
-                        journal.set_mark(admin, scratch, run.mark("scratch", backup=name))
-                        _restore_into(transport, staged, toc, scratch, Path(tmp))
-                        with transport.connect(dbname=scratch) as conn:
-                            tables, rows = _compare(conn, manifest, name)
+                        with admin.transaction():  # each role is marked as this run's: a
+                            for statement in roles:  # killed verify's go at the next settle
+                                admin.execute(statement.encode())
+                            for role in created:
+                                journal.set_role_mark(admin, role, run.mark("role", backup=name))
+                        journal.checkpoint("verify-roles")
+                        _create_db(admin, scratch)
+                        try:
+                            journal.set_mark(admin, scratch, run.mark("scratch", backup=name))
+                            _restore_into(transport, staged, toc, scratch, Path(tmp))
+                            with transport.connect(dbname=scratch) as conn:
+                                tables, rows = _compare(conn, manifest, name)
+                        finally:
+                            journal.drop(admin, scratch)
                     finally:
-                        journal.drop(admin, scratch)
-                finally:
-                    _drop_roles(admin, created)
+                        _drop_roles(admin, created)
         record.update(
             ok=True, tables=tables, rows=rows, seconds=round(time.monotonic() - started, 2)
         )
@@ -907,11 +908,14 @@ def restore(
         try:
             with transport.stage(store.dump(name), run.key) as staged:
                 toc = _toc(transport, staged, name)
-                roles, created = _missing_roles(admin, store.globals_file(name).read_text(), name)
-                with admin.transaction():  # a role is made whole or not at all: killed
-                    for statement in roles:  # between its CREATE and its ALTER ... LOGIN,
-                        admin.execute(statement.encode())  # the next restore makes it again
-                        journal.checkpoint("restore-roles")
+                with run.roles(say):  # a verify's bare roles are not the backup's
+                    roles, created = _missing_roles(
+                        admin, store.globals_file(name).read_text(), name
+                    )
+                    with admin.transaction():  # a role is made whole or not at all: killed
+                        for statement in roles:  # between its CREATE and its ALTER ... LOGIN,
+                            admin.execute(statement.encode())  # the next restore makes it
+                            journal.checkpoint("restore-roles")  # again
                 if created:
                     say("created the roles this cluster lacked: " + ", ".join(created))
                 result.update(

@@ -24,12 +24,13 @@ database, not a live run's database.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -40,8 +41,9 @@ if TYPE_CHECKING:
     from .transport import Transport
 
 MARK = "nself:"
-RUN_CLASS = 0x6E730001  # advisory lock classes: "ns" + 1 (a run), + 2 (a target's restore)
-TARGET_CLASS = 0x6E730002
+RUN_CLASS = 0x6E730001  # advisory lock classes: "ns" + 1 (a run), + 2 (a target's restore),
+TARGET_CLASS = 0x6E730002  # + 3 (the cluster's roles, while a verify's or a restore's
+ROLES_CLASS = 0x6E730003  # own are made, and a verify's used and dropped)
 NAME_BYTES = 63  # PostgreSQL truncates longer identifiers
 INCOMING = re.compile(r"^(?P<prefix>.*)__restoring_(?P<run>[0-9a-f]{8})$")
 SCRATCH = re.compile(r"^nself_verify_(?P<run>[0-9a-f]{8})$")
@@ -269,6 +271,21 @@ class Run:
             "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (TARGET_CLASS, target)
         ).fetchone()
         return bool(row and row[0])
+
+    @contextlib.contextmanager
+    def roles(self, say: Say = lambda _: None) -> Iterator[None]:
+        """Hold the cluster's roles: the roles a verify makes for its scratch copy exist
+        only while it holds them. A restore that looked for its roles then would take a
+        verify's bare role for the backup's own (and lose it when the verify drops it)."""
+        got = self.admin.execute("SELECT pg_try_advisory_lock(%s, 0)", (ROLES_CLASS,)).fetchone()
+        if not (got and got[0]):
+            say("waiting for another nself's verify to drop the roles it made for its copy")
+            self.admin.execute("SELECT pg_advisory_lock(%s, 0)", (ROLES_CLASS,))
+        try:
+            yield
+        finally:
+            if not self.admin.closed:
+                self.admin.execute("SELECT pg_advisory_unlock(%s, 0)", (ROLES_CLASS,))
 
     def unlock_target(self, target: str) -> None:
         if not self.admin.closed:
