@@ -484,3 +484,27 @@ def test_a_restore_beside_a_verify_gets_the_backups_own_roles(
         if pg.sql("SELECT 1 FROM pg_roles WHERE rolname = 'both_need'"):
             pg.sql("DROP OWNED BY both_need", db)
             pg.sql("DROP ROLE both_need")
+
+
+def test_a_backup_killed_between_its_files_and_its_manifest_leaves_nothing(
+    target: Path, pg: Cluster
+) -> None:
+    """Killed after the dump and the roles file took their names, before the manifest:
+    no backup (no manifest), so no list or prune would show them; the next backup removes
+    them (its pending mark says nself made them), and `prune` shows them before that."""
+    folder = target / "backups"
+    r = cli(target, "db", "backup", NSELF_TEST_KILL_AT="backup-renamed")
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    (dump,) = folder.glob("backup-*.dump")
+    assert not list(folder.glob("*.json"))
+    time.sleep(2.5)  # past the grace of a temp file just made
+    r = cli(target, "db", "backup", "prune")
+    assert r.returncode == 0, r.stderr
+    assert f"would delete {dump.name} " in r.stdout, r.stdout
+    user_file = folder / "backup-2020-01-01-00-00.dump"  # not nself's: no pending mark
+    user_file.write_bytes(b"a user's file")
+    name = take_backup(target)
+    assert not list(folder.glob(".nself-*"))
+    assert sorted(p.name for p in folder.glob("backup-*.dump")) == sorted([name, user_file.name])
+    assert [p.name for p in folder.glob("*.dump.json")] == [name + ".json"]
+    assert user_file.read_bytes() == b"a user's file"

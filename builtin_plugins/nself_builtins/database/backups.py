@@ -320,8 +320,11 @@ def take(
 
     The manifest records where the backup comes from (``project``, the cluster's system
     identifier, the database), which ``restore`` checks."""
+    from . import journal
+
     now = now or datetime.now(UTC)
     folder = store.ensure()
+    _clean_unfinished(store, say)
     clean_leftovers(folder, say)
     name = store.new_name(label, now)
     started = time.monotonic()
@@ -338,6 +341,7 @@ def take(
         with (
             _temp_in(folder, name) as (tmp, handle),
             _temp_in(folder, name + ".globals.sql") as (gtmp, ghandle),
+            _temp_in(folder, name + PENDING) as (pending, phandle),  # held until the manifest
         ):
             failure: list[BaseException] = []
 
@@ -382,11 +386,52 @@ def take(
                 "schema": schema_lines,
                 "seconds": round(time.monotonic() - started, 2),
             }
-            os.replace(gtmp, store.globals_file(name))
-            os.replace(tmp, store.dump(name))
-            _fsync_dir(folder)
-    _write_json(store.manifest_file(name), manifest)  # last: now the backup exists
+            try:
+                os.replace(gtmp, store.globals_file(name))
+                os.replace(tmp, store.dump(name))
+                _fsync_dir(folder)
+                journal.checkpoint("backup-renamed")
+                _write_json(store.manifest_file(name), manifest)  # last: now the backup exists
+            except BaseException:
+                store.dump(name).unlink(missing_ok=True)
+                store.globals_file(name).unlink(missing_ok=True)
+                raise
+            phandle.close()
+            pending.unlink()
     return manifest
+
+
+PENDING = ".pending"  # a temp file held from the renames of a backup's files to its manifest
+
+
+def unfinished(store: Store) -> list[Path]:
+    """The files of backups whose run was killed between renaming them into place and
+    writing the manifest (its pending mark, which nobody holds now, names it), then the
+    mark: without a manifest they are no backup, and no list would ever show them."""
+    from .durable import LEFTOVER_GRACE, TEMP_PREFIX, held
+
+    now = time.time()
+    found: list[Path] = []
+    for mark in sorted(store.root.glob(f"{TEMP_PREFIX}*{PENDING}.*.part")):
+        if held(mark) or now - mark.stat().st_mtime <= LEFTOVER_GRACE:
+            continue
+        name = mark.name[len(TEMP_PREFIX) :].rsplit(PENDING + ".", 1)[0]
+        if not store.manifest_file(name).exists():
+            found += [
+                path
+                for path in (store.dump(name), store.globals_file(name))
+                if path.is_file() and not path.is_symlink()
+            ]
+        found.append(mark)
+    return found
+
+
+def _clean_unfinished(store: Store, say: Say) -> None:
+    for path in unfinished(store):
+        size = path.stat().st_size
+        path.unlink(missing_ok=True)
+        if not path.name.endswith(".part"):
+            say(f"removed {path.name} ({size} bytes): a backup killed before its manifest")
 
 
 def cluster_id(conn: psycopg.Connection[Any]) -> str | None:

@@ -141,7 +141,7 @@ def prune_cmd(
 ) -> None:
     """Apply BACKUP_RETENTION_DAYS (dry run unless --yes; keeps the newest verified); drop
     the databases restores kept and the temp files of interrupted runs."""
-    from ..backups import Store, drop_kept, kept_databases, prune, staged_leftovers
+    from ..backups import Store, drop_kept, kept_databases, prune, staged_leftovers, unfinished
     from ..durable import leftovers
 
     target = resolve(env)
@@ -156,7 +156,8 @@ def prune_cmd(
         info(f"  {verb} {name}")
     for name, why in kept_reason.items():
         info(f"  keep {name}: {why}")
-    stale = leftovers(store.root)
+    half = unfinished(store)
+    stale = half + [p for p in leftovers(store.root) if p not in half]
     for path in stale:
         info(f"  {verb} {path.name} ({size(path.stat().st_size)}), left by an interrupted run")
         if yes:
