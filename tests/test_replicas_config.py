@@ -197,6 +197,42 @@ def test_sources_the_read_only_hasura_does_not_move_are_named(project: Path, nse
     assert status["read_replica_urls_setting_used"] is False
 
 
+def test_the_read_only_hasura_reads_a_plugins_source_from_the_replica_too(
+    project: Path, nself: Run
+) -> None:
+    """A plugin's Hasura source (its own role) is read from the replica by the read-only
+    Hasura, like the default source: pointed at the primary, a mutation sent to the
+    read-only URL would write the plugin's tables."""
+    from nself_builtins.plugins import install_folder
+
+    install_folder(project, CATALOGUE / "audit", source="catalogue")
+    set_env(project, POSTGRES_REPLICAS="replica1", HASURA_REPLICA_ENABLED="true")
+    assert nself("build", cwd=project).code == 0
+    # The project's metadata lists the plugin's source, as docs/plugins/security.md says.
+    databases = project / "hasura/metadata/databases"
+    databases.mkdir(parents=True)
+    (databases / "databases.yaml").write_text(
+        "- name: default\n  kind: postgres\n  configuration:\n    connection_info:\n"
+        "      database_url:\n        from_env: HASURA_GRAPHQL_DATABASE_URL\n  tables: []\n"
+        + (project / "hasura/plugins/audit/source.yaml").read_text()
+    )
+    services = compose(project)
+    ro, primary = services["hasura-replica"]["environment"], services["hasura"]["environment"]
+    assert isinstance(ro, dict) and isinstance(primary, dict)
+    name = "HASURA_PLUGIN_AUDIT_DATABASE_URL"
+    assert primary[name] == "${HASURA_PLUGIN_AUDIT_DATABASE_URL}"
+    assert ro[name] == "${HASURA_REPLICA_PLUGIN_AUDIT_DATABASE_URL}"
+    config = nself_sdk.load_config(project)
+    assert "@postgres:5432/nself?" in config.text(name)
+    on_replica = config.text("HASURA_REPLICA_PLUGIN_AUDIT_DATABASE_URL")
+    assert on_replica == config.text(name).replace("@postgres:", "@postgres-replica1:")
+    assert on_replica.startswith("postgres://nself_plugin_audit:")  # the plugin's role still
+    assert "HASURA_REPLICA_PLUGIN" not in json.dumps(services["audit"])  # Hasura's only
+    status = json.loads(nself("hasura", "replica", "status", "--json", cwd=project).out)
+    assert status["sources_on_replica"] == ["default", "plugin_audit"]
+    assert status["sources_not_on_replica"] == []
+
+
 def test_hasura_replica_without_replicas_stops_the_build(project: Path, nself: Run) -> None:
     set_env(project, HASURA_REPLICA_ENABLED="true")
     failed = nself("build", cwd=project)

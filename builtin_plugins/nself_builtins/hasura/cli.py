@@ -64,7 +64,8 @@ def _say_what_it_does(env: str | None, as_json: bool) -> None:
         warn(
             f"the Hasura source {name} does not take its URL from HASURA_GRAPHQL_DATABASE_URL: "
             "the read-only Hasura does not read it from the replica",
-            "only sources whose database_url is {from_env: HASURA_GRAPHQL_DATABASE_URL} move",
+            "only sources whose database_url is {from_env: HASURA_GRAPHQL_DATABASE_URL} "
+            "(or a plugin's HASURA_PLUGIN_<NAME>_DATABASE_URL) move",
         )
     for note in notes:
         warn(note)

@@ -56,11 +56,15 @@ def replica_names(config: Config) -> list[str]:
 
 def service(config: Config, primary: Service) -> Service:
     """The read-only Hasura: the primary's image, settings and secrets, the replica's data."""
+    from nself_builtins.shared.boundary import HASURA_SOURCE_URL, hasura_replica_source
+
     env = {
         k: v
         for k, v in primary.environment.items()
         if k not in ("HASURA_GRAPHQL_DATABASE_URL", "HASURA_GRAPHQL_ENABLE_CONSOLE")
     }
+    # The plugins' sources (each its own role) are read from the replica too.
+    env.update({k: f"${{{hasura_replica_source(k)}}}" for k in env if HASURA_SOURCE_URL.match(k)})
     env.update(
         {
             "HASURA_GRAPHQL_DATABASE_URL": "${DATABASE_REPLICA_URL}",
@@ -131,6 +135,8 @@ def problems(config: Config) -> list[Problem]:
 def offloaded(project: Path) -> tuple[list[str], list[str], list[str]]:
     """Which of the project's Hasura sources the read-only Hasura reads from the replica,
     which it does not (their URL comes from elsewhere), and notes."""
+    from nself_builtins.shared.boundary import HASURA_SOURCE_URL
+
     from .metadata import database_sources
 
     sources, unreadable = database_sources(project)
@@ -140,7 +146,9 @@ def offloaded(project: Path) -> tuple[list[str], list[str], list[str]]:
     read: list[str] = []
     other: list[str] = []
     for source in sources:
-        if source.url_env == "HASURA_GRAPHQL_DATABASE_URL":
+        if source.url_env == "HASURA_GRAPHQL_DATABASE_URL" or (
+            source.url_env is not None and HASURA_SOURCE_URL.match(source.url_env)
+        ):
             read.append(source.name)
         else:
             other.append(source.name)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from nself_builtins.shared.boundary import hasura_source, role_name
+from nself_builtins.shared import replicas
+from nself_builtins.shared.boundary import hasura_replica_source, hasura_source, role_name
 from nself_builtins.shared.manifest import PORT_FIRST, PORT_LAST, REF, Bundle
 from nself_sdk import (
     Config,
@@ -138,7 +139,16 @@ class BundlePlugin:
             if self.bundle.hasura_text:
                 # Hasura's own copy of the role's URL (the plugin's source), kept apart from
                 # the plugin's settings so the bundle names no HASURA_ setting.
-                env[hasura_source(m.name)[1]] = env[m.database_url_setting]
+                url_setting = hasura_source(m.name)[1]
+                env[url_setting] = env[m.database_url_setting]
+                # The read-only Hasura reads it from the first replica, as its default
+                # source (a hot standby: a mutation sent there fails).
+                first = replicas.names(config)[:1]
+                if first:
+                    env[hasura_replica_source(url_setting)] = (
+                        f"postgres://{role_name(m.name)}:{password}@{replicas.service(first[0])}"
+                        f":5432/{db}?sslmode=disable"
+                    )
         return env
 
     @hookimpl

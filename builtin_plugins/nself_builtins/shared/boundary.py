@@ -366,6 +366,14 @@ def hasura_source(plugin: str) -> tuple[str, str]:
     return f"plugin_{schema}", f"HASURA_PLUGIN_{schema.upper()}_DATABASE_URL"
 
 
+def hasura_replica_source(url_setting: str) -> str:
+    """The setting holding a plugin source's URL on the database replica, which the
+    read-only Hasura reads instead (``HASURA_PLUGIN_X_DATABASE_URL`` ->
+    ``HASURA_REPLICA_PLUGIN_X_DATABASE_URL``): outside ``HASURA_PLUGIN_``, so no plugin's
+    name can make it."""
+    return "HASURA_REPLICA_" + url_setting.removeprefix("HASURA_")
+
+
 def schema_problem(plugin: str) -> str | None:
     schema = schema_name(plugin)
     if schema in RESERVED_SCHEMAS or schema.startswith(("pg_", "np_")):
