@@ -3,16 +3,17 @@ database role: whatever the schema's triggers, defaults and views do runs with t
 rights, never the superuser's (real PostgreSQL 15, see pg_cluster.py).
 
 The Hasura image cannot be pulled here, so this test stands in for it: it runs on a
-connection made from the URL nself gives Hasura for the plugin's source the statements
-Hasura v2.44.0 runs on a source at start-up (``prepareCatalog`` in
-server/src-lib/Hasura/Backends/Postgres/DDL/Source.hs; ``doesSchemaExist`` and
-``doesTableExist`` in .../Postgres/Connection/MonadTx.hs; ``getSourceCatalogVersion`` in
-.../DDL/Source/Version.hs; ``fetchPgScalars``), and a query and an insert of a tracked
+connection made from the URL nself gives Hasura for the plugin's source what Hasura v2.44.0
+runs on a source at start-up (``resolveDatabaseMetadata`` in
+server/src-lib/Hasura/Backends/Postgres/DDL/Source.hs: the tables' and functions' metadata
+and ``fetchPgScalars``, all from ``pg_catalog``), and a query and an insert of a tracked
 table in the shape Hasura builds them (a CTE ``INSERT ... RETURNING *, <check> AS
 check__constraint`` then ``bool_and``: .../Translate/Returning.hs, ``mkCheckErrorExp``;
-``SET LOCAL "hasura.user"``: MonadTx.hs ``setHeadersTx``). The source catalog Hasura
-makes as the superuser for its default source (hdb_catalog: the version table, the
-event log, the metadata) is made here by the superuser with the same names.
+``SET LOCAL "hasura.user"``: MonadTx.hs ``setHeadersTx``). Hasura reads or makes a source's
+own catalog (``prepareCatalog``: ``hdb_catalog``, its version table) only for a source with
+event triggers (``initCatalogIfNeeded`` in .../RQL/DDL/Schema/Cache.hs), which a bundle may
+not declare: so the plugin's role is given nothing of ``hdb_catalog``, made here by the
+superuser as Hasura makes it for its own metadata and default source.
 """
 
 from __future__ import annotations
@@ -134,26 +135,11 @@ def connect_as_hasura(url: str, pg: Cluster, db: str) -> psycopg.Connection[Any]
     )
 
 
-def source_start_up(conn: psycopg.Connection[Any]) -> str:
-    """What Hasura runs on the source at start-up, in one read-write transaction; the
-    source catalog's version."""
+def source_start_up(conn: psycopg.Connection[Any]) -> None:
+    """What Hasura runs on the source at start-up (a source without event triggers: the
+    introspection of its tables, functions and scalars), in one read-only transaction."""
     with conn.transaction():
-        schema = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = %s)",
-            ("hdb_catalog",),
-        ).fetchone()
-        tables = [
-            conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s)",
-                ("hdb_catalog", table),
-            ).fetchone()
-            for table in ("event_log", "hdb_source_catalog_version")
-        ]
-        # Hasura creates the schema and its catalog when it finds no schema: only the
-        # superuser may.
-        assert schema == (True,) and tables == [(True,), (True,)]
-        row = conn.execute("SELECT version FROM hdb_catalog.hdb_source_catalog_version").fetchone()
-        assert row is not None
+        conn.execute("SET TRANSACTION READ ONLY")
         scalars = conn.execute(
             "SELECT coalesce(json_agg(typname), '[]') FROM pg_catalog.pg_type WHERE typtype = 'b'"
         ).fetchone()
@@ -163,7 +149,11 @@ def source_start_up(conn: psycopg.Connection[Any]) -> str:
             " AND attnum > 0 ORDER BY attnum"
         ).fetchall()
         assert columns == [("id",), ("body",)]
-        return str(row[0])
+        functions = conn.execute(
+            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = 'notes' ORDER BY 1"
+        ).fetchall()
+        assert ("run_program",) in functions
 
 
 def hasura_insert(conn: psycopg.Connection[Any], table: str) -> Any:
@@ -205,31 +195,29 @@ def test_hasura_serves_a_plugins_tables_as_its_role_and_attacks_fail(
     assert url not in built.output and str(urlsplit(url).password) not in built.output
     assert (project_db / ".env.computed").stat().st_mode & 0o777 == 0o600
 
-    # Hasura had not started yet: nothing of its catalog to open. Its first start makes
-    # the catalog; the next `nself db migrate up` (nothing pending) opens it to the role.
+    # Hasura's first start makes its catalog, as the superuser; a later `nself db migrate
+    # up` gives the plugin's role nothing of it: Hasura does not read it on the source.
     pg.sql(HASURA_CATALOG, db)
     privilege = (
         "SELECT has_schema_privilege(%s, 'hdb_catalog', 'USAGE'),"
         " has_table_privilege(%s, 'hdb_catalog.hdb_source_catalog_version', 'SELECT')"
     )
-    with pg.connect(db) as su:
-        assert su.execute(privilege, ("nself_plugin_notes",) * 2).fetchone() == (False, False)
     again = nself("db", "migrate", "up", cwd=project_db)
     assert again.code == 0, again.output
     with pg.connect(db) as su:
-        assert su.execute(privilege, ("nself_plugin_notes",) * 2).fetchone() == (True, True)
-        # A plugin Hasura does not serve gets nothing of Hasura's catalog.
-        assert su.execute(privilege, ("nself_plugin_other",) * 2).fetchone() == (False, False)
+        for role in ("nself_plugin_notes", "nself_plugin_other"):
+            assert su.execute(privilege, (role,) * 2).fetchone() == (False, False)
 
     with connect_as_hasura(url, pg, db) as conn:
-        assert source_start_up(conn) == "3"
+        source_start_up(conn)
         # The tracked table works: an insert and a query as Hasura sends them.
         inserted = hasura_insert(conn, "items")
         assert inserted == ({"affected_rows": 1}, True)
         rows = hasura_select(conn, "items")
         assert rows == ([{"id": 1, "body": "hello"}],)
-        # ... and nothing more of Hasura's catalog: no metadata, no event log, no DDL.
+        # ... and nothing of Hasura's catalog: no metadata, no event log, no DDL.
         for statement in (
+            "SELECT version FROM hdb_catalog.hdb_source_catalog_version",
             "SELECT * FROM hdb_catalog.hdb_metadata",
             "SELECT * FROM hdb_catalog.event_log",
             "CREATE TABLE hdb_catalog.mine (id int)",

@@ -150,16 +150,13 @@ class DatabaseRole(Shown):
     """The confined role a plugin bundle's migrations run as: it logs in with its own
     password (the setting ``password_setting``), owns the one schema ``schema`` and is
     granted nothing else but ``pg_read_all_data`` when ``read_all``. Core creates the
-    ``extensions`` for it. ``hasura``: Hasura serves its tables through a source that
-    logs in as the role, which then may read the one row Hasura checks at the source's
-    start-up. See docs/plugins/security.md."""
+    ``extensions`` for it. See docs/plugins/security.md."""
 
     name: str
     schema: str
     password_setting: str
     read_all: bool = False
     extensions: tuple[str, ...] = ()
-    hasura: bool = False
 
 
 @dataclass(frozen=True, repr=False)

@@ -83,7 +83,6 @@ class BundlePlugin:
             password_setting=self.manifest.database_password_setting,
             read_all="database-read" in self.manifest.access,
             extensions=db.extensions,
-            hasura=bool(self.bundle.hasura_text),
         )
 
     @hookimpl

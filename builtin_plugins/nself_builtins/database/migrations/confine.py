@@ -14,19 +14,12 @@ checks, by its login (``session_user``), that it records only its own migrations
 
 Hasura serves a bundle's tables through a source of their own that logs in as the
 bundle's role (docs/plugins/security.md), so whatever the schema's triggers, defaults,
-checks and views do runs with that role's rights. What Hasura v2.44.0 runs on such a
-source at start-up (``prepareCatalog`` in
-server/src-lib/Hasura/Backends/Postgres/DDL/Source.hs, with ``doesSchemaExist`` and
-``doesTableExist`` in .../Postgres/Connection/MonadTx.hs and ``getSourceCatalogVersion``
-in .../DDL/Source/Version.hs): it looks ``hdb_catalog`` up in
-``information_schema.schemata`` (which lists only schemas the role has a privilege on),
-``event_log`` and ``hdb_source_catalog_version`` up in ``pg_tables``; when the source's
-database already holds the catalog (the default source shares it), it only reads
-``SELECT version FROM hdb_catalog.hdb_source_catalog_version``, and migrates nothing when
-that is the latest. So the role gets ``USAGE`` on ``hdb_catalog`` and ``SELECT`` on that
-one table, nothing more: not the metadata, the event log or any right to create there.
-Its metadata reads (src-rsr/pg_table_metadata.sql, pg_function_metadata.sql, the scalar
-types) read ``pg_catalog`` and ``information_schema``, open to every role.
+checks and views do runs with that role's rights. The role needs nothing of Hasura's
+catalog for it: at a source's start-up Hasura v2.44.0 reads the tables', functions' and
+scalar types' metadata from ``pg_catalog`` (``resolveDatabaseMetadata`` in
+server/src-lib/Hasura/Backends/Postgres/DDL/Source.hs), and reads or makes the source's
+``hdb_catalog`` (``prepareCatalog``) only when the source has event triggers
+(``initCatalogIfNeeded`` in .../RQL/DDL/Schema/Cache.hs), which a bundle may not declare.
 """
 
 from __future__ import annotations
@@ -43,8 +36,6 @@ if TYPE_CHECKING:
     from .files import Item
 
 ROLE_PREFIX = "nself_plugin_"
-HASURA_CATALOG = "hdb_catalog"
-HASURA_SOURCE_VERSION = "hdb_source_catalog_version"
 RECORD = "public.np_plugin_migration"
 RECORD_ARGS = "text, text, text, text, text, boolean, text, text, integer, text"
 RECORD_SQL = f"""
@@ -173,31 +164,6 @@ def provision(history: History, role: DatabaseRole, source: str, password: str) 
                 sql.SQL(RECORD), r
             )
         )
-
-
-def grant_hasura_catalog(conn: psycopg.Connection[Any], role: DatabaseRole) -> bool:
-    """Let Hasura start the plugin's own source as its role: ``USAGE`` on ``hdb_catalog``
-    and ``SELECT`` on the source catalog's version, when Hasura made them (it does at its
-    first start, as the superuser, for the default source). False: nothing to grant yet,
-    or the plugin has no Hasura metadata."""
-    from psycopg import sql
-
-    if not role.hasura or not role.name.startswith(ROLE_PREFIX):
-        return False
-    table = f"{HASURA_CATALOG}.{HASURA_SOURCE_VERSION}"
-    found = conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL AND to_regrole(%s) IS NOT NULL", (table, role.name)
-    ).fetchone()
-    if not found or not found[0]:
-        return False
-    r = _ident(role.name)
-    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(_ident(HASURA_CATALOG), r))
-    conn.execute(
-        sql.SQL("GRANT SELECT ON {}.{} TO {}").format(
-            _ident(HASURA_CATALOG), _ident(HASURA_SOURCE_VERSION), r
-        )
-    )
-    return True
 
 
 class ConfinedHistory(History):

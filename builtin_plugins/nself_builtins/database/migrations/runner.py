@@ -173,29 +173,7 @@ class Runner:
             for n, item in enumerate(todo, start=1):
                 self._apply(history, item, durable=n == len(todo))
                 outcome.applied.append(item)
-            self._open_hasura_catalog(history)
         return outcome
-
-    def _open_hasura_catalog(self, history: History) -> None:
-        """Every plugin role Hasura serves gets what Hasura reads at its source's start-up
-        (confine.py), also when its migrations ran before Hasura first started."""
-        roles = {i.role.name: i.role for i in self.items if i.role is not None and i.role.hasura}
-        if not roles:
-            return
-        from .confine import grant_hasura_catalog
-
-        psycopg = _psycopg()
-        try:
-            with history.conn.transaction():
-                for role in roles.values():
-                    grant_hasura_catalog(history.conn, role)
-        except psycopg.Error as exc:
-            raise NselfError(
-                f"Hasura cannot start the plugins' own sources ({', '.join(sorted(roles))}): "
-                f"their roles were not let read its catalog: {_pg_message(exc)}",
-                "the migrations were applied; run `nself db migrate up` again as the owner "
-                "of the schema hdb_catalog (the user Hasura connects as)",
-            ) from None
 
     def _apply(self, history: History, item: Item, durable: bool = True) -> None:
         """Run one migration and record it, atomically when it is transactional.
