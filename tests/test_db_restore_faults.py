@@ -508,3 +508,24 @@ def test_a_backup_killed_between_its_files_and_its_manifest_leaves_nothing(
     assert sorted(p.name for p in folder.glob("backup-*.dump")) == sorted([name, user_file.name])
     assert [p.name for p in folder.glob("*.dump.json")] == [name + ".json"]
     assert user_file.read_bytes() == b"a user's file"
+
+
+def test_a_forged_mark_on_the_live_database_never_gets_it_dropped(
+    target: Path, pg: Cluster, db: str
+) -> None:
+    """Marks are comments: whoever owns a database may write one. A mark of an unfinished
+    restore forged on the live database itself (its owner may comment on it) makes settling
+    leave it alone, never drop it as the restore's unfinished copy."""
+    from nself_builtins.database.journal import Mark
+
+    forged = Mark(kind="incoming", run=1, target=db, backup="x", phase="restoring").text()
+    pg.sql(f"COMMENT ON DATABASE \"{db}\" IS '{forged}'")
+    r = cli(target, "db", "backup", "list")
+    assert r.returncode == 0, r.stderr
+    assert family(pg, db) == [db]
+    assert pg.sql("SELECT count(*) FROM ticks", db) == [(100,)]
+    forged = Mark(kind="previous", run=1, target=db, backup="x", phase="kept").text()
+    pg.sql(f"COMMENT ON DATABASE \"{db}\" IS '{forged}'")
+    r = cli(target, "db", "backup", "prune", "--yes")  # drops the databases restores kept
+    assert r.returncode == 0, r.stderr
+    assert family(pg, db) == [db]

@@ -337,13 +337,13 @@ def _empty(run: Run, name: str) -> bool:
 
 
 def _incoming_for(db: Database, target: str) -> bool:
-    mark = db.mark
-    if mark is not None:
-        return mark.kind == "incoming" and mark.target == target
-    match = INCOMING.match(db.name)  # killed between CREATE DATABASE and its mark
-    if match is None:
+    """Whether ``db`` is an unfinished copy of a restore of ``target``: its name is the one
+    nself gives it (a comment alone, which a database's owner may write, is not enough)."""
+    match = INCOMING.match(db.name)
+    if match is None or db.name != incoming_name(target, int(match.group("run"), 16)):
         return False
-    return db.name == incoming_name(target, int(match.group("run"), 16))
+    mark = db.mark  # none: killed between CREATE DATABASE and its mark
+    return mark is None or (mark.kind == "incoming" and mark.target == target)
 
 
 def settle(
@@ -377,8 +377,8 @@ def settle(
         found = databases(conn)
         for db in found.values():
             owner = _run_of(db)
-            if owner is None or owner in live or owner == run.key:
-                continue
+            if owner is None or owner in live or owner == run.key or db.name == target:
+                continue  # the live database is never settled away, whatever its comment says
             mark = db.mark
             if mark is None and not _empty(run, db.name):
                 # nself marks its databases right after creating them, before anything is
@@ -458,6 +458,8 @@ def kept(conn: psycopg.Connection[Any], target: str) -> list[Database]:
     out = []
     for db in found.values():
         mark = db.mark
+        if db.name == target:
+            continue  # never the live database, whatever its comment says
         if (mark is not None and mark.kind == "previous" and mark.target == target) or (
             db.name == legacy and target in found
         ):
