@@ -529,3 +529,25 @@ def test_a_forged_mark_on_the_live_database_never_gets_it_dropped(
     r = cli(target, "db", "backup", "prune", "--yes")  # drops the databases restores kept
     assert r.returncode == 0, r.stderr
     assert family(pg, db) == [db]
+
+
+def test_a_killed_verifys_role_someone_took_over_stays(target: Path, pg: Cluster, db: str) -> None:
+    """A role a killed verify left, then given a login (someone uses it now), is no longer
+    as nself made it: the next command leaves it (it owns nothing, so DROP ROLE would not
+    refuse)."""
+    pg.sql("CREATE ROLE taken_over NOLOGIN")
+    pg.sql("GRANT SELECT ON ticks TO taken_over", db)
+    try:
+        name = take_backup(target)
+        pg.sql("REVOKE ALL ON ticks FROM taken_over", db)
+        pg.sql("DROP ROLE taken_over")
+        r = cli(target, "db", "backup", "verify", name, NSELF_TEST_KILL_AT="verify-roles")
+        assert r.returncode == -signal.SIGKILL, r.stderr
+        pg.sql("ALTER ROLE taken_over LOGIN PASSWORD 'Taken-over-9f2c'")
+        r = cli(target, "db", "backup", "list")
+        assert r.returncode == 0, r.stderr
+        assert pg.sql("SELECT rolname FROM pg_roles WHERE rolname = 'taken_over'") == [
+            ("taken_over",)
+        ]
+    finally:
+        pg.sql("DROP ROLE IF EXISTS taken_over")

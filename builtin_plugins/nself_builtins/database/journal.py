@@ -154,13 +154,18 @@ def set_role_mark(conn: psycopg.Connection[Any], role: str, mark: Mark) -> None:
 def drop_dead_roles(conn: psycopg.Connection[Any], live: set[int]) -> list[str]:
     """Drop the roles a verify created for its scratch copy and then could not drop (it was
     killed): marked by a run that is no longer alive. One that owns or holds anything now
-    stays (DROP ROLE refuses): nself drops only what it created and left empty."""
+    stays (DROP ROLE refuses), and so does one given a login, an attribute or a membership
+    since (someone took it over): nself drops only what it created and left as it was."""
     import psycopg
     from psycopg import sql
 
-    rows = conn.execute(
-        "SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles"
-        " WHERE shobj_description(oid, 'pg_authid') LIKE %s",
+    rows = conn.execute(  # still as a verify made it: no login, no attribute, no membership
+        "SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles r"
+        " WHERE shobj_description(oid, 'pg_authid') LIKE %s AND NOT r.rolcanlogin"
+        " AND NOT r.rolsuper AND NOT r.rolcreaterole AND NOT r.rolcreatedb"
+        " AND NOT r.rolreplication AND NOT r.rolbypassrls"
+        " AND NOT EXISTS (SELECT 1 FROM pg_auth_members m"
+        " WHERE m.member = r.oid OR m.roleid = r.oid)",
         (MARK + "%",),
     ).fetchall()
     gone: list[str] = []
