@@ -363,6 +363,36 @@ def test_install_shows_the_access_and_needs_a_yes(
     assert "asker" in read_lock(project)
 
 
+def test_install_names_who_hasura_lets_read_a_plugins_tables(
+    project: Path, tmp_path: Path, nself: Result
+) -> None:
+    """A plugin granted database-read can track a view over the core's users; what the
+    user approves must say to which Hasura roles (here every visitor) it is served."""
+    extra = (
+        'access = ["database-read"]\n[database]\nmigrations = "migrations"\n'
+        'hasura_metadata = "hasura/tables.yaml"\n'
+    )
+    files = {
+        "migrations/0001_init.up.sql": "CREATE VIEW everyone AS SELECT * FROM auth.users;\n"
+        "CREATE TABLE own (id int PRIMARY KEY);\n",
+        "hasura/tables.yaml": "- table: {schema: reader, name: everyone}\n"
+        "  select_permissions:\n"
+        "    - role: anonymous\n      permission: {columns: [id], filter: {}}\n"
+        "    - role: user\n      permission: {columns: [id], filter: {}}\n"
+        "- table: {schema: reader, name: own}\n"
+        "  insert_permissions:\n"
+        "    - role: user\n      permission: {columns: [id], check: {}}\n"
+        "- table: {schema: reader, name: quiet}\n",
+    }
+    folder = make_bundle(tmp_path, "reader", extra=extra, service=False, files=files)
+    refusal = nself("plugin", "install", str(folder), cwd=project)  # type: ignore[operator]
+    assert refusal.code == 4, refusal.output
+    assert (
+        "have Hasura serve reader.everyone (select: anonymous, user), reader.own "
+        "(insert: user), reader.quiet (admin only) through its own source plugin_reader"
+    ) in refusal.out
+
+
 def test_install_names_declared_settings_the_project_already_sets(
     project: Path, tmp_path: Path, nself: Result
 ) -> None:

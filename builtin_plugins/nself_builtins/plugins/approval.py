@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nself_builtins.shared.boundary import (
     ACCESS,
@@ -92,8 +92,24 @@ def _hasura_tables(bundle: Bundle) -> list[str]:
     for entry in entries:
         table = entry.get("table") if isinstance(entry, dict) else None
         if isinstance(table, dict):
-            names.append(f"{table.get('schema')}.{table.get('name')}")
+            names.append(f"{table.get('schema')}.{table.get('name')} ({_served_to(entry)})")
     return sorted(set(names)) or ["(none listed)"]
+
+
+def _served_to(entry: dict[str, Any]) -> str:
+    """The Hasura roles a table entry lets read or change the table, by kind
+    (``select: anonymous, user; insert: user``); ``admin only`` when none."""
+    kinds = []
+    for kind in ("select", "insert", "update", "delete"):
+        granted = entry.get(f"{kind}_permissions")
+        roles = sorted(
+            {str(p["role"]) for p in granted if isinstance(p, dict) and "role" in p}
+            if isinstance(granted, list)
+            else set()
+        )
+        if roles:
+            kinds.append(f"{kind}: {', '.join(roles)}")
+    return "; ".join(kinds) or "admin only"
 
 
 def already_set(project: Path, bundle: Bundle, old: LockEntry | None) -> dict[str, str]:
