@@ -551,3 +551,23 @@ def test_a_killed_verifys_role_someone_took_over_stays(target: Path, pg: Cluster
         ]
     finally:
         pg.sql("DROP ROLE IF EXISTS taken_over")
+
+
+def test_a_copy_staged_onto_a_full_disk_is_removed_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Staging copies a dump into the postgres service (``sh -c 'cat > …'`` run there).
+    When that disk fills up halfway, the partial copy goes with the error, not at the next
+    run: a full disk is not left full. The shell runs here, on a 1 MiB tmpfs, through the
+    transport that runs tools on this machine (the same code path as inside the service)."""
+    from nself_builtins.database import transport as tr
+    from nself_sdk import NselfError
+
+    dump = tmp_path / "big.dump"
+    dump.write_bytes(os.urandom(3 * 2**20))
+    with tmpfs("1m") as disk:
+        monkeypatch.setattr(tr, "STAGE_DIR", str(disk / "nself-stage"))
+        here = tr.DirectTransport("127.0.0.1", 1, "nobody", "", "nothing")
+        with pytest.raises(NselfError), tr._staged_inside(here, dump, 0x1234):
+            raise AssertionError("staged onto a full disk")
+        assert list((disk / "nself-stage").iterdir()) == []

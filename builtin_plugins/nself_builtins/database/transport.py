@@ -241,16 +241,17 @@ def _staged_inside(transport: Transport, path: Path, run: int) -> Iterator[str]:
     """Copy a local file into the postgres service for its tools; removed afterwards, or by
     the next run when this one is killed (the file name carries the run's key)."""
     inside = f"{STAGE_DIR}/{run:08x}-{os.getpid()}-{path.name}"  # passed as $0: no quoting
-    with path.open("rb") as source:
-        transport.run_tool(
-            "sh",
-            ["-c", 'mkdir -p "${0%/*}" && chmod 700 "${0%/*}" && cat > "$0"', inside],
-            stdin=source,
-        )
-    try:
+    try:  # a copy cut short (a full disk) goes with the error, not at the next run
+        with path.open("rb") as source:
+            transport.run_tool(
+                "sh",
+                ["-c", 'mkdir -p "${0%/*}" && chmod 700 "${0%/*}" && cat > "$0"', inside],
+                stdin=source,
+            )
         yield inside
     finally:
-        transport.run_tool("rm", ["-f", inside], check=False)
+        with contextlib.suppress(NselfError):  # unreachable: the next run removes it
+            transport.run_tool("rm", ["-f", inside], check=False)
 
 
 STAGED_RUN = re.compile(r"^([0-9a-f]{8})-\d+-[^/]+$")
