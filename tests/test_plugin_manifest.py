@@ -318,6 +318,19 @@ def test_bundle_files_are_read_and_checked(tmp_path: Path) -> None:
             "    comment: {value_from_env: HASURA_GRAPHQL_ADMIN_SECRET}\n",
             "value_from_env would read Hasura's own environment",
         ),
+        # A root field or type named like the core's (users) fails Hasura's whole schema
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n  configuration:\n"
+            "    custom_name: users\n",
+            "custom_name users is not under notes_",
+        ),
+        (
+            "hasura/tables.yaml",
+            "- table: {schema: notes, name: notes_items}\n  configuration:\n"
+            "    custom_root_fields: {select: notes_all, insert: {name: insert_users}}\n",
+            "custom_root_fields insert insert_users is not under notes_",
+        ),
         # Hasura evaluates a permission's filter with its own rights: an oracle on
         # another schema's rows
         (

@@ -1375,6 +1375,7 @@ def _hasura_entry_problems(entry: dict[str, Any], schema: str) -> list[str]:
         for key in entry
         if key not in HASURA_TABLE_KEYS
     ]
+    problems += _hasura_name_problems(entry.get("configuration"), schema)
     stack: list[Any] = [entry]
     while stack:
         item = stack.pop()
@@ -1393,6 +1394,28 @@ def _hasura_entry_problems(entry: dict[str, Any], schema: str) -> list[str]:
         elif isinstance(item, list):
             stack.extend(item)
     return problems
+
+
+def _hasura_name_problems(configuration: Any, schema: str) -> list[str]:
+    """GraphQL names a table entry chooses (``custom_name``, ``custom_root_fields``) stay
+    under the plugin's schema (``notes_...``, ``insert_notes_...``), as Hasura's own names
+    for its tables do: a name the project's own tables use (``users``) fails Hasura's
+    whole GraphQL schema, every source's, at its next start."""
+    if not isinstance(configuration, dict):
+        return []
+    named: list[tuple[str, Any]] = [("custom_name", configuration.get("custom_name"))]
+    fields = configuration.get("custom_root_fields")
+    if isinstance(fields, dict):
+        for field, value in fields.items():
+            name = value.get("name") if isinstance(value, dict) else value
+            named.append((f"custom_root_fields {field}", name))
+    own = tuple(f"{verb}{schema}_" for verb in ("", "insert_", "update_", "delete_"))
+    return [
+        f"{what} {name} is not under {schema}_: the GraphQL names of a plugin's tables start "
+        "with its schema, so they cannot clash with the project's"
+        for what, name in named
+        if name is not None and not (isinstance(name, str) and name.startswith(own))
+    ]
 
 
 def _hasura_table_named(key: str, value: Any) -> str | None:
