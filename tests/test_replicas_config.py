@@ -233,6 +233,25 @@ def test_the_read_only_hasura_reads_a_plugins_source_from_the_replica_too(
     assert status["sources_not_on_replica"] == []
 
 
+def test_a_source_url_of_the_projects_own_under_hasura_plugin_is_left_as_it_is(
+    project: Path, nself: Run
+) -> None:
+    """A URL the project sets itself under HASURA_PLUGIN_ (no plugin derives it, so there
+    is no replica URL for it) is handed to the read-only Hasura unchanged, as before."""
+    url = "postgres://u:p@elsewhere:5432/x"
+    set_env(
+        project,
+        POSTGRES_REPLICAS="replica1",
+        HASURA_REPLICA_ENABLED="true",
+        HASURA_PLUGIN_FOO_DATABASE_URL=url,
+    )
+    built = nself("build", cwd=project)
+    assert built.code == 0, built.output
+    ro = compose(project)["hasura-replica"]["environment"]
+    assert isinstance(ro, dict)
+    assert ro["HASURA_PLUGIN_FOO_DATABASE_URL"] == "${HASURA_PLUGIN_FOO_DATABASE_URL}"
+
+
 def test_hasura_replica_without_replicas_stops_the_build(project: Path, nself: Run) -> None:
     set_env(project, HASURA_REPLICA_ENABLED="true")
     failed = nself("build", cwd=project)

@@ -63,8 +63,15 @@ def service(config: Config, primary: Service) -> Service:
         for k, v in primary.environment.items()
         if k not in ("HASURA_GRAPHQL_DATABASE_URL", "HASURA_GRAPHQL_ENABLE_CONSOLE")
     }
-    # The plugins' sources (each its own role) are read from the replica too.
-    env.update({k: f"${{{hasura_replica_source(k)}}}" for k in env if HASURA_SOURCE_URL.match(k)})
+    # The plugins' sources (each its own role) are read from the replica too; a URL the
+    # project sets itself under that name (no replica URL derived for it) is left alone.
+    env.update(
+        {
+            k: f"${{{hasura_replica_source(k)}}}"
+            for k in env
+            if HASURA_SOURCE_URL.match(k) and config.get(hasura_replica_source(k)) is not None
+        }
+    )
     env.update(
         {
             "HASURA_GRAPHQL_DATABASE_URL": "${DATABASE_REPLICA_URL}",
