@@ -8,6 +8,7 @@ domain rule and ``.gitignore`` merging, with each plugin adding its own folders 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,9 +37,10 @@ def load_extra_plugins(
 ) -> Generator[None, list[list[object]], list[list[object]]]:
     """Names no plugin has in the plugin switches are warned about (``switches``)."""
     answers = yield
-    from .switches import warn_unknown
+    if os.environ.get("NSELF_DISABLE_PLUGINS") or os.environ.get("NSELF_PLUGINS"):
+        from .switches import warn_unknown  # imported only then: a build runs without it
 
-    warn_unknown(project_dir, answers)
+        warn_unknown(project_dir, answers)
     return answers
 
 
