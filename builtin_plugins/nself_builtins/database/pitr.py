@@ -227,22 +227,6 @@ class ClusterControl(Protocol):
 
     def start(self) -> None: ...
 
-    @staticmethod
-    def _wait_for_helpers(label: str) -> None:
-        """A helper of a killed nself keeps running (killing the docker client does not stop
-        its container): wait until it is done before changing the same data folder again."""
-        found = subprocess.run(
-            ["docker", "ps", "-q", "--filter", f"label={label}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split()
-        if found:
-            from nself_sdk.console import warn
-
-            warn("waiting for a helper container of an interrupted recovery to finish")
-            subprocess.run(["docker", "wait", *found], capture_output=True, check=False)
-
     def aside_for(self, stamp: str) -> Path:
         """Where ``replace_data`` moves the data folder (``pgdata.pre-pitr-<stamp>``)."""
         ...
@@ -318,22 +302,6 @@ class LocalCluster:
             for folder, dirs, files in os.walk(path):
                 for name in dirs + files:
                     os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid)
-
-    @staticmethod
-    def _wait_for_helpers(label: str) -> None:
-        """A helper of a killed nself keeps running (killing the docker client does not stop
-        its container): wait until it is done before changing the same data folder again."""
-        found = subprocess.run(
-            ["docker", "ps", "-q", "--filter", f"label={label}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split()
-        if found:
-            from nself_sdk.console import warn
-
-            warn("waiting for a helper container of an interrupted recovery to finish")
-            subprocess.run(["docker", "wait", *found], capture_output=True, check=False)
 
     def aside_for(self, stamp: str) -> Path:
         return self.data_dir.with_name(f"{self.data_dir.name}.pre-pitr-{stamp}")
