@@ -571,3 +571,27 @@ def test_a_copy_staged_onto_a_full_disk_is_removed_at_once(
         with pytest.raises(NselfError), tr._staged_inside(here, dump, 0x1234):
             raise AssertionError("staged onto a full disk")
         assert list((disk / "nself-stage").iterdir()) == []
+
+
+def test_a_prune_killed_after_a_manifest_leaves_nothing_after_the_next_backup(
+    target: Path, pg: Cluster
+) -> None:
+    """prune deletes a backup's manifest first (then it is no backup), then its files:
+    killed in between, the files are removed by the next backup (prune's pending mark
+    names them), never left where no list or prune sees them."""
+    folder = target / "backups"
+    old = take_backup(target)
+    time.sleep(1.1)
+    take_backup(target)
+    manifest = json.loads((folder / f"{old}.json").read_text())
+    manifest["created"] = "2020-01-01T00:00:00+00:00"
+    (folder / f"{old}.json").write_text(json.dumps(manifest))
+    r = cli(target, "db", "backup", "prune", "--yes", NSELF_TEST_KILL_AT="prune-manifest")
+    assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
+    assert (folder / old).exists() and not (folder / f"{old}.json").exists()
+    time.sleep(2.5)  # past the grace of a temp file just made
+    take_backup(target)
+    dumps = sorted(p.name for p in folder.glob("backup-*.dump"))
+    assert dumps == sorted(p.name[: -len(".json")] for p in folder.glob("*.dump.json"))
+    assert len(dumps) == 2 and not list(folder.glob(".nself-*"))
+    assert len(list(folder.glob("*.globals.sql"))) == 2

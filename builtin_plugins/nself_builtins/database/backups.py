@@ -1189,14 +1189,21 @@ def prune(
         if when < cutoff and name not in keep:
             doomed.append(name)
     if apply:
+        from . import journal
+
         for name in doomed:
-            for path in (
-                store.manifest_file(name),  # first: without it the rest is not a backup
-                store.dump(name),
-                store.globals_file(name),
-                store.verified_file(name),
-            ):
-                path.unlink(missing_ok=True)
+            # held while deleting: killed after the manifest, the rest is the next backup's
+            with _temp_in(store.root, name + PENDING) as (pending, handle):
+                for path in (
+                    store.manifest_file(name),  # first: without it the rest is not a backup
+                    store.dump(name),
+                    store.globals_file(name),
+                    store.verified_file(name),
+                ):
+                    path.unlink(missing_ok=True)
+                    journal.checkpoint("prune-manifest")
+                handle.close()
+                pending.unlink()
         if doomed:
             _fsync_dir(store.root)
     kept = {n: why for n, why in keep.items() if n in names}
