@@ -274,3 +274,23 @@ def test_an_unknown_env_option_is_a_usage_error_everywhere(
     assert result.code == 2, result.output
     assert result.err.startswith("error: unknown environment 'qa' (--env)"), result.err
     assert sorted(p.name for p in project.iterdir()) == before
+
+
+def test_a_build_without_plugin_sources_does_not_load_the_bundle_boundary(
+    project: Path,
+) -> None:
+    """The bundles' rules (nself_builtins.shared.boundary, ~5 ms of imports) load only for
+    a project whose Hasura serves a plugin's source: a plain build never needs them."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom nself.cli import main\ntry:\n    main(['build'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('BOUNDARY', 'nself_builtins.shared.boundary' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=project,
+    )
+    assert "BOUNDARY False" in loaded.stdout, loaded.stdout + loaded.stderr

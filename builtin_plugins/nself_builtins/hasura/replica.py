@@ -56,8 +56,6 @@ def replica_names(config: Config) -> list[str]:
 
 def service(config: Config, primary: Service) -> Service:
     """The read-only Hasura: the primary's image, settings and secrets, the replica's data."""
-    from nself_builtins.shared.boundary import HASURA_SOURCE_URL, hasura_replica_source
-
     env = {
         k: v
         for k, v in primary.environment.items()
@@ -65,13 +63,16 @@ def service(config: Config, primary: Service) -> Service:
     }
     # The plugins' sources (each its own role) are read from the replica too; a URL the
     # project sets itself under that name (no replica URL derived for it) is left alone.
-    env.update(
-        {
-            k: f"${{{hasura_replica_source(k)}}}"
-            for k in env
-            if HASURA_SOURCE_URL.match(k) and config.get(hasura_replica_source(k)) is not None
-        }
-    )
+    if any(k.startswith("HASURA_PLUGIN_") for k in env):  # the bundles' rules load lazily
+        from nself_builtins.shared.boundary import HASURA_SOURCE_URL, hasura_replica_source
+
+        env.update(
+            {
+                k: f"${{{hasura_replica_source(k)}}}"
+                for k in env
+                if HASURA_SOURCE_URL.match(k) and config.get(hasura_replica_source(k)) is not None
+            }
+        )
     env.update(
         {
             "HASURA_GRAPHQL_DATABASE_URL": "${DATABASE_REPLICA_URL}",
