@@ -595,3 +595,32 @@ def test_a_prune_killed_after_a_manifest_leaves_nothing_after_the_next_backup(
     assert dumps == sorted(p.name[: -len(".json")] for p in folder.glob("*.dump.json"))
     assert len(dumps) == 2 and not list(folder.glob(".nself-*"))
     assert len(list(folder.glob("*.globals.sql"))) == 2
+
+
+def test_two_backups_at_once_are_two_backups(target: Path, pg: Cluster) -> None:
+    """Two `nself db backup` started together (a schedule and a user, the same minute):
+    each gets a name of its own, each files match its manifest; neither replaces the other
+    while both say they succeeded."""
+    import hashlib
+
+    folder = target / "backups"
+    procs = [
+        subprocess.Popen(
+            [NSELF, "db", "backup", "--json"],
+            cwd=target,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    names = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out + err
+        names.append(json.loads(out[out.index("{") :])["name"])
+    assert len(set(names)) == 2, names
+    for name in names:
+        manifest = json.loads((folder / f"{name}.json").read_text())
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == manifest["sha256"]

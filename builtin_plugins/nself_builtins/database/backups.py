@@ -326,82 +326,111 @@ def take(
     folder = store.ensure()
     _clean_unfinished(store, say)
     clean_leftovers(folder, say)
-    name = store.new_name(label, now)
-    started = time.monotonic()
-    say(f"backing up {transport.describe()} to {name}")
-    with transport.connect() as conn:
-        untimed(conn)  # it holds the snapshot, idle in its transaction, while pg_dump runs
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        row = conn.execute(
-            "SELECT pg_export_snapshot(), current_setting('server_version'), current_database()"
-        ).fetchone()
-        assert row is not None
-        snapshot, server_version, database = row
-        system_id = cluster_id(conn)
-        with (
-            _temp_in(folder, name) as (tmp, handle),
-            _temp_in(folder, name + ".globals.sql") as (gtmp, ghandle),
-            _temp_in(folder, name + PENDING) as (pending, phandle),  # held until the manifest
-        ):
-            failure: list[BaseException] = []
+    name, pending, held_mark = _reserve(store, label, now)  # held until the manifest
+    try:
+        started = time.monotonic()
+        say(f"backing up {transport.describe()} to {name}")
+        with transport.connect() as conn:
+            untimed(conn)  # it holds the snapshot, idle in its transaction, while pg_dump runs
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            row = conn.execute(
+                "SELECT pg_export_snapshot(), current_setting('server_version'), current_database()"
+            ).fetchone()
+            assert row is not None
+            snapshot, server_version, database = row
+            system_id = cluster_id(conn)
+            with (
+                _temp_in(folder, name) as (tmp, handle),
+                _temp_in(folder, name + ".globals.sql") as (gtmp, ghandle),
+            ):
+                failure: list[BaseException] = []
 
-            def dump() -> None:
+                def dump() -> None:
+                    try:
+                        transport.run_tool(
+                            "pg_dump",
+                            ["-Fc", f"--snapshot={snapshot}", "--no-password", "-d", database],
+                            stdout=handle,
+                        )
+                    except BaseException as exc:
+                        failure.append(exc)
+
+                worker = threading.Thread(target=dump, name="pg_dump")
+                worker.start()
                 try:
-                    transport.run_tool(
-                        "pg_dump",
-                        ["-Fc", f"--snapshot={snapshot}", "--no-password", "-d", database],
-                        stdout=handle,
-                    )
-                except BaseException as exc:
-                    failure.append(exc)
-
-            worker = threading.Thread(target=dump, name="pg_dump")
-            worker.start()
-            try:
-                counts, schema_lines = snapshot_facts(conn)  # same snapshot, while pg_dump runs
-                _dump_globals(transport, ghandle)  # while pg_dump runs too
-            finally:
-                worker.join()
-            conn.execute("COMMIT")
-            if failure:
-                raise _disk_hint(failure[0], folder)
-            _finish(handle)
-            _finish(ghandle)
-            manifest = {
-                "format": FORMAT,
-                "name": name,
-                "label": label,
-                "created": now.isoformat(),
-                "size": tmp.stat().st_size,
-                "sha256": file_sha256(tmp),
-                "globals_sha256": file_sha256(gtmp),
-                "project": project,
-                "system_identifier": system_id,
-                "database": database,
-                "postgres_version": server_version,
-                "nself_version": nself_version,
-                "tables": counts,
-                "rows": sum(counts.values()),
-                "schema_sha256": schema_hash(schema_lines),
-                "schema": schema_lines,
-                "seconds": round(time.monotonic() - started, 2),
-            }
-            try:
+                    counts, schema_lines = snapshot_facts(conn)  # same snapshot, while pg_dump runs
+                    _dump_globals(transport, ghandle)  # while pg_dump runs too
+                finally:
+                    worker.join()
+                conn.execute("COMMIT")
+                if failure:
+                    raise _disk_hint(failure[0], folder)
+                _finish(handle)
+                _finish(ghandle)
+                manifest = {
+                    "format": FORMAT,
+                    "name": name,
+                    "label": label,
+                    "created": now.isoformat(),
+                    "size": tmp.stat().st_size,
+                    "sha256": file_sha256(tmp),
+                    "globals_sha256": file_sha256(gtmp),
+                    "project": project,
+                    "system_identifier": system_id,
+                    "database": database,
+                    "postgres_version": server_version,
+                    "nself_version": nself_version,
+                    "tables": counts,
+                    "rows": sum(counts.values()),
+                    "schema_sha256": schema_hash(schema_lines),
+                    "schema": schema_lines,
+                    "seconds": round(time.monotonic() - started, 2),
+                }
                 os.replace(gtmp, store.globals_file(name))
                 os.replace(tmp, store.dump(name))
                 _fsync_dir(folder)
                 journal.checkpoint("backup-renamed")
                 _write_json(store.manifest_file(name), manifest)  # last: now the backup exists
-            except BaseException:
-                store.dump(name).unlink(missing_ok=True)
-                store.globals_file(name).unlink(missing_ok=True)
-                raise
-            phandle.close()
-            pending.unlink()
+    except BaseException:
+        if not store.manifest_file(name).exists():  # no backup: its files go too
+            store.dump(name).unlink(missing_ok=True)
+            store.globals_file(name).unlink(missing_ok=True)
+        raise
+    finally:
+        held_mark.close()
+        pending.unlink(missing_ok=True)
     return manifest
 
 
-PENDING = ".pending"  # a temp file held from the renames of a backup's files to its manifest
+PENDING = ".pending"  # a temp file held from a backup's name to its manifest
+
+
+def _reserve(store: Store, label: str | None, now: datetime) -> tuple[str, Path, Any]:
+    """A name no other backup has or is taking (two at once in the same minute): its dump
+    is created empty at once (O_EXCL), under a held pending mark that names it, so a run
+    killed before its manifest leaves the next one what to remove (``unfinished``)."""
+    import fcntl
+
+    from .durable import TEMP_PREFIX
+
+    while True:
+        name = store.new_name(label, now)
+        fd, mark = tempfile.mkstemp(
+            dir=store.root, prefix=f"{TEMP_PREFIX}{name}{PENDING}.", suffix=".part"
+        )
+        os.fchmod(fd, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            os.close(os.open(store.dump(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:  # another run took it between the look and now
+            os.close(fd)
+            os.unlink(mark)
+            continue
+        except BaseException:
+            os.close(fd)
+            os.unlink(mark)
+            raise
+        return name, Path(mark), os.fdopen(fd, "wb")
 
 
 def unfinished(store: Store) -> list[Path]:
