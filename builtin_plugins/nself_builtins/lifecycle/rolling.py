@@ -2,8 +2,10 @@
 replicas of a service down together, so its route keeps answering.
 
 Everything else goes in the first stage, with one replica of each group; each later
-stage takes the next replica, once the one before is healthy. nginx skips a replica
-while it is away (passive health: the request goes to the next one). A replica that
+stage takes the next replica, once the one before is healthy and nginx has had time to
+learn its new address (two of its look-ups: until then nginx still sends to the old one,
+so taking the next replica away sooner leaves the route short of two). nginx skips a
+replica while it is away (passive health: the request goes to the next one). A replica that
 fails stops the rollout of its group: the ones not replaced yet keep running as they
 were, and the outcome says so.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from nself_builtins.shared.service_replicas import rolling_stages
+from nself_builtins.shared.service_replicas import RESOLVE_INTERVAL, rolling_stages
 from nself_sdk import NselfError, UpResult
 from nself_sdk import console as out
 
@@ -50,6 +52,8 @@ def up(
             stage = [n for n in stage if n not in kept]
             if not stage:
                 continue
+        if index:
+            time.sleep(2 * RESOLVE_INTERVAL)  # nginx learns the previous replica's address
         left = deadline - time.monotonic()
         if left <= 0:
             raise NselfError(

@@ -25,6 +25,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from nself_builtins.shared.service_replicas import RESOLVE_INTERVAL
 from nself_sdk import Config, Problem
 
 PREFIX = "NGINX_UPSTREAM_"
@@ -269,7 +270,7 @@ def listing(upstreams: list[Upstream]) -> str:
 # off (max_fails=0) rather than answer 502 for fail_timeout after one failed request.
 ALONE = "alone"
 RUN = "nself-run.sh"
-INTERVAL = 2
+INTERVAL = RESOLVE_INTERVAL
 ROOT = "/etc/nginx/nself"
 
 

@@ -22,6 +22,9 @@ REPLICA = "org.nself.replica"
 REPLICAS = "org.nself.replicas"
 # More would not make one machine faster: each replica is a whole process of the service.
 MAX_REPLICAS = 20
+# nginx's container looks the replicas' names up this often (seconds); a restarted replica
+# has a new address, which nginx sends to only after its next look-up and reload.
+RESOLVE_INTERVAL = 2
 
 
 def replica_name(name: str, number: int) -> str:
