@@ -5,7 +5,6 @@ files)."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from nself.build import STATE_DIR, Plan
 from nself.errors import NselfError, fs_error
 from nself.model import GeneratedFile, Shown
 from nself.plugins import make_manager
+
+from .locks import exclusive
 
 MANIFEST = f"{STATE_DIR}/build.json"
 
@@ -131,22 +132,12 @@ def write(result: Plan, check: bool = False) -> BuildResult:
 def writing(project: Path, doing: str = "write") -> Iterator[None]:
     """The project locked for writing (one build or rollback at a time), and an OSError
     while ``doing`` turned into one line naming the path."""
-    import fcntl
-
     try:
-        lock = project / STATE_DIR / "build.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise NselfError(
-                    "another `nself build` is writing this project right now",
-                    "wait for it to finish and run the command again",
-                ) from None
+        with exclusive(
+            project / STATE_DIR / "build.lock",
+            "another `nself build` is writing this project right now",
+            "wait for it to finish and run the command again",
+        ):
             yield
-        finally:
-            os.close(fd)
     except OSError as exc:
         raise fs_error(exc, doing, project) from exc

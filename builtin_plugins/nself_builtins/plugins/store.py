@@ -37,7 +37,7 @@ from nself_builtins.shared.manifest import (
     parse_manifest,
     version_matches,
 )
-from nself_sdk import NselfError, nself_version, write_atomic
+from nself_sdk import NselfError, locks, nself_version, write_atomic
 
 from . import files
 
@@ -195,22 +195,12 @@ def allocate_port(
 @contextmanager
 def exclusive(project: Path) -> Iterator[None]:
     """One install or removal at a time per project (an advisory lock in .nself/)."""
-    import fcntl
-
-    path = project / ".nself" / "plugins.lck"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise NselfError(
-                "another `nself plugin` command is changing this project's plugins",
-                "wait for it to finish, then run the command again",
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with locks.exclusive(
+        project / ".nself" / "plugins.lck",
+        "another `nself plugin` command is changing this project's plugins",
+        "wait for it to finish, then run the command again",
+    ):
+        yield
 
 
 @contextmanager
