@@ -57,6 +57,61 @@ def test_switch_to_an_unknown_environment_is_a_usage_error(project: Path, nself)
     assert not (project / ".nself" / "env").exists()
 
 
+@pytest.mark.parametrize(
+    ("source", "named", "hint"),
+    [
+        ("--env", "(--env)", "give --env one of: local (dev), staging, prod"),
+        (
+            "NSELF_ENV",
+            "(the variable NSELF_ENV)",
+            "set NSELF_ENV to one of: local (dev), staging, prod, or unset it",
+        ),
+        (
+            ".nself/env",
+            "(.nself/env, written by `nself env switch`)",
+            "choose the target again: nself env switch local|staging|prod",
+        ),
+    ],
+)
+def test_an_unknown_target_is_a_usage_error_from_every_source(  # type: ignore[no-untyped-def]
+    project: Path, nself, monkeypatch, source: str, named: str, hint: str
+) -> None:
+    """One kind of mistake, one exit code (2), whichever of the three sources named it; the
+    hint says how to correct that source. ``nself build`` alone runs before Typer loads."""
+    monkeypatch.delenv("NSELF_ENV", raising=False)
+    args: tuple[str, ...] = ()
+    if source == "--env":
+        args = ("--env", "bogus")
+    elif source == "NSELF_ENV":
+        monkeypatch.setenv("NSELF_ENV", "bogus")
+    else:
+        (project / ".nself").mkdir(exist_ok=True)
+        (project / ".nself" / "env").write_text("bogus\n")
+    for command in (("build",), ("build", "--check"), ("env", "status")):
+        result = nself(*command, *args, cwd=project)
+        assert result.code == 2, (command, result.output)
+        assert result.err.splitlines() == [
+            f"error: unknown environment 'bogus' {named}",
+            f"hint: {hint}",
+        ], command
+    assert not (project / "docker-compose.yml").exists()
+
+
+def test_a_switch_repairs_a_damaged_target_and_warns_of_a_bad_variable(  # type: ignore[no-untyped-def]
+    project: Path, nself, monkeypatch
+) -> None:
+    (project / ".nself").mkdir(exist_ok=True)
+    (project / ".nself" / "env").write_text("bogus\n")
+    monkeypatch.setenv("NSELF_ENV", "bogus")
+    switched = nself("env", "switch", "local", cwd=project)
+    assert switched.code == 0, switched.output
+    assert (project / ".nself" / "env").read_text() == "dev\n"
+    assert "NSELF_ENV=bogus is set in your shell and still wins over this" in switched.err
+    assert nself("build", cwd=project).code == 2  # it does: refused until it is unset
+    monkeypatch.delenv("NSELF_ENV")
+    assert nself("build", cwd=project).code == 0
+
+
 def test_show_redacts_every_secret(project: Path, nself) -> None:  # type: ignore[no-untyped-def]
     set_env(
         project,

@@ -32,19 +32,36 @@ def current_env_file(project: Path) -> Path:
 
 
 def target_env(project: Path, requested: str | None = None) -> str:
-    """``--env`` beats ``NSELF_ENV`` beats the last ``nself env switch`` beats dev."""
+    """``--env`` beats ``NSELF_ENV`` beats the last ``nself env switch`` beats dev.
+
+    A name that is no environment is a usage error (exit 2) wherever it came from, and the
+    hint says how to correct that source."""
     if requested is not None:  # `--env ''` too: a usage error, not dev
-        try:
-            return canonical_env(requested, "--env")
-        except ConfigError as exc:
-            raise UsageError(exc.message, exc.hint) from None
-    if os.environ.get("NSELF_ENV"):
-        return canonical_env(os.environ["NSELF_ENV"], "NSELF_ENV")
+        return _chosen(requested, "--env", f"give --env one of: {_NAMES}")
+    shell = os.environ.get("NSELF_ENV")
+    if shell:
+        return _chosen(
+            shell, "the variable NSELF_ENV", f"set NSELF_ENV to one of: {_NAMES}, or unset it"
+        )
     marker = current_env_file(project)
     if marker.is_file():
-        where = str(marker.relative_to(project))
-        return canonical_env(marker.read_text(encoding="utf-8").strip(), where)
+        where = f"{marker.relative_to(project)}, written by `nself env switch`"
+        return _chosen(
+            marker.read_text(encoding="utf-8").strip(),
+            where,
+            "choose the target again: nself env switch local|staging|prod",
+        )
     return "dev"
+
+
+_NAMES = "local (dev), staging, prod"
+
+
+def _chosen(name: str, where: str, hint: str) -> str:
+    try:
+        return canonical_env(name, where)
+    except ConfigError as exc:
+        raise UsageError(exc.message, hint) from None
 
 
 COMPUTED_HEADER = (

@@ -44,6 +44,13 @@ def target_source(project: Path, env: str | None) -> str:
 
 
 # -- switch -------------------------------------------------------------------------------
+def _named(value: str) -> str | None:
+    try:
+        return canonical_env(value)
+    except NselfError:
+        return None
+
+
 def switch(target: str) -> None:
     try:
         env = canonical_env(target, "nself env switch")
@@ -59,7 +66,7 @@ def switch(target: str) -> None:
     ok(f"target environment: {label(env)}" + (f" (was {label(before)})" if before else ""))
     info(f"  layers: {' < '.join(layer_files(env))}")
     shell = os.environ.get("NSELF_ENV")
-    if shell and canonical_env(shell, "NSELF_ENV") != env:
+    if shell and _named(shell) != env:  # one that names no environment wins too: refused
         warn(
             f"NSELF_ENV={shell} is set in your shell and still wins over this",
             "unset NSELF_ENV to use the switched environment",
