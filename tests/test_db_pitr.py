@@ -288,3 +288,35 @@ def test_server_archive_lists_and_deletes_through_the_shell(tmp_path: Path) -> N
         server.remove(["../x"])
     with pytest.raises(NselfError, match="does not exist"):
         ServerArchive(server.transport, str(tmp_path / "none")).files()
+
+
+def test_status_with_the_stack_down_answers_scripts_as_every_json_command_does(
+    project: Path, nself
+) -> None:
+    """With the stack down there is no window to read (the archive is the server's): under
+    --json a failure is the one object every command answers (the kernel's policy, as
+    ``db migrate status`` and ``db replica list`` do), the error and hint lines go to
+    stderr for the person reading, and nothing else is printed."""
+    assert nself("build", cwd=project).code == 0
+    answers = {}
+    for args in (("pitr", "status"), ("migrate", "status"), ("replica", "list")):
+        r = nself("db", *args, "--json", cwd=project)
+        assert r.code == 1, (args, r.output)
+        answers[args] = json.loads(r.out)  # one object, nothing else on stdout
+        assert r.err.splitlines() == [
+            "error: the postgres service is not running",
+            "hint: start the stack with `nself start`",
+        ], args
+    assert answers[("pitr", "status")] == {
+        "ok": False,
+        "error": "the postgres service is not running",
+        "hint": "start the stack with `nself start`",
+        "problems": [
+            {
+                "level": "error",
+                "message": "the postgres service is not running",
+                "hint": "start the stack with `nself start`",
+            }
+        ],
+    }
+    assert len({json.dumps(a, sort_keys=True) for a in answers.values()}) == 1
