@@ -65,6 +65,14 @@ def cli(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
+def started(project: Path, *args: str) -> subprocess.Popen[str]:
+    """nself running in the background, its output captured."""
+    return subprocess.Popen(
+        [NSELF, *args], cwd=project, env=dict(os.environ), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
 def take_backup(project: Path) -> str:
     r = cli(project, "db", "backup", "--json")
     assert r.returncode == 0, r.stderr
@@ -116,6 +124,37 @@ class Writer:
 
 def ids(pg: Cluster, database: str) -> set[int]:
     return {r[0] for r in pg.sql("SELECT id FROM ticks", database)}
+
+
+@contextlib.contextmanager
+def role_only_in_a_backup(target: Path, pg: Cluster, db: str, role: str, how: str) -> Iterator[str]:
+    """A backup whose roles file holds ``role`` (``CREATE ROLE role how``, granted SELECT
+    on ticks), the role dropped from the server since: yields the backup's name. Afterwards
+    the databases restores kept, what the role owns and the role itself are gone."""
+    pg.sql(f"CREATE ROLE {role} {how}")
+    pg.sql(f"GRANT SELECT ON ticks TO {role}", db)
+    try:
+        name = take_backup(target)
+        pg.sql(f"REVOKE ALL ON ticks FROM {role}", db)
+        pg.sql(f"DROP ROLE {role}")
+        yield name
+    finally:
+        with pg.connect() as conn:
+            for kept in family(pg, db):
+                if kept != db:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{kept}" WITH (FORCE)')
+        if role_names(pg, role):
+            pg.sql(f"DROP OWNED BY {role}", db)
+            pg.sql(f"DROP ROLE {role}")
+
+
+def role_names(pg: Cluster, *roles: str) -> list[str]:
+    """Which of ``roles`` the server has."""
+    with pg.connect() as conn:
+        found = conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) ORDER BY 1", (list(roles),)
+        )
+        return [row[0] for row in found]
 
 
 def test_every_write_acknowledged_during_a_restore_is_kept(
@@ -374,26 +413,20 @@ def test_a_killed_verify_leaves_no_role_behind(target: Path, pg: Cluster, db: st
     """A verify creates the roles its scratch copy needs; killed before it could drop them,
     the next nself command drops them (and only them: a role of the same shape that no
     verify marked stays)."""
-    pg.sql("CREATE ROLE verify_needs NOLOGIN; CREATE ROLE users_own NOLOGIN")
-    pg.sql("GRANT SELECT ON ticks TO verify_needs", db)
+    pg.sql("CREATE ROLE users_own NOLOGIN")
     try:
-        name = take_backup(target)  # its roles file holds verify_needs
-        pg.sql("REVOKE ALL ON ticks FROM verify_needs", db)
-        pg.sql("DROP ROLE verify_needs")
-        r = cli(target, "db", "backup", "verify", name, NSELF_TEST_KILL_AT="verify-roles")
-        assert r.returncode == -signal.SIGKILL, r.stderr
-        assert pg.sql("SELECT rolname FROM pg_roles WHERE rolname = 'verify_needs'") == [
-            ("verify_needs",)
-        ]
-        r = cli(target, "db", "backup", "list")
-        assert r.returncode == 0, r.stderr
-        assert "verify_needs" in r.stdout + r.stderr  # it says what it dropped
-        left = pg.sql("SELECT rolname FROM pg_roles WHERE rolname IN ('verify_needs', 'users_own')")
-        assert left == [("users_own",)]
-        r = cli(target, "db", "backup", "verify", name)  # and a verify now works
-        assert r.returncode == 0, r.stdout + r.stderr
+        with role_only_in_a_backup(target, pg, db, "verify_needs", "NOLOGIN") as name:
+            r = cli(target, "db", "backup", "verify", name, NSELF_TEST_KILL_AT="verify-roles")
+            assert r.returncode == -signal.SIGKILL, r.stderr
+            assert role_names(pg, "verify_needs") == ["verify_needs"]
+            r = cli(target, "db", "backup", "list")
+            assert r.returncode == 0, r.stderr
+            assert "verify_needs" in r.stdout + r.stderr  # it says what it dropped
+            assert role_names(pg, "verify_needs", "users_own") == ["users_own"]
+            r = cli(target, "db", "backup", "verify", name)  # and a verify now works
+            assert r.returncode == 0, r.stdout + r.stderr
     finally:
-        pg.sql("DROP ROLE IF EXISTS verify_needs; DROP ROLE IF EXISTS users_own")
+        pg.sql("DROP ROLE IF EXISTS users_own")
 
 
 def test_a_restore_killed_in_its_roles_step_leaves_no_half_made_role(
@@ -403,29 +436,17 @@ def test_a_restore_killed_in_its_roles_step_leaves_no_half_made_role(
     then its memberships) are made in one transaction: killed between two of them, the
     next restore finds the role missing and makes it whole, instead of taking the
     attribute-less role the kill left for the backup's own."""
-    pg.sql("CREATE ROLE half_made LOGIN PASSWORD 'Half-made-9f2c'")
-    pg.sql("GRANT SELECT ON ticks TO half_made", db)
-    try:
-        name = take_backup(target)
-        pg.sql("REVOKE ALL ON ticks FROM half_made", db)
-        pg.sql("DROP ROLE half_made")
+    how = "LOGIN PASSWORD 'Half-made-9f2c'"
+    with role_only_in_a_backup(target, pg, db, "half_made", how) as name:
         r = cli(target, "db", "restore", name, NSELF_TEST_KILL_AT="restore-roles")
         assert r.returncode == -signal.SIGKILL, r.stderr
-        assert pg.sql("SELECT rolname FROM pg_roles WHERE rolname = 'half_made'") == []
+        assert role_names(pg, "half_made") == []
         r = cli(target, "db", "restore", name)
         assert r.returncode == 0, r.stderr
         assert "half_made" in r.stdout + r.stderr  # said: created the roles it lacked
         made = "SELECT rolcanlogin, rolpassword IS NOT NULL FROM pg_authid WHERE rolname = %s"
         with pg.connect() as conn:
             assert conn.execute(made, ("half_made",)).fetchall() == [(True, True)]
-    finally:
-        with pg.connect() as conn:
-            for kept in family(pg, db):
-                if kept != db:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{kept}" WITH (FORCE)')
-        if pg.sql("SELECT 1 FROM pg_roles WHERE rolname = 'half_made'"):
-            pg.sql("DROP OWNED BY half_made", db)
-            pg.sql("DROP ROLE half_made")
 
 
 def test_a_restore_beside_a_verify_gets_the_backups_own_roles(
@@ -435,34 +456,15 @@ def test_a_restore_beside_a_verify_gets_the_backups_own_roles(
     copy needs when a restore of a backup holding that role starts. The restore waits for
     the verify to drop it, then makes the role whole (login, password); it never takes the
     verify's bare role for the backup's own, nor loses it when the verify drops it."""
-    pg.sql("CREATE ROLE both_need LOGIN PASSWORD 'Both-need-9f2c'")
-    pg.sql("GRANT SELECT ON ticks TO both_need", db)
-    try:
-        name = take_backup(target)
-        pg.sql("REVOKE ALL ON ticks FROM both_need", db)
-        pg.sql("DROP ROLE both_need")
-        env = dict(os.environ)
-        verify = subprocess.Popen(
-            [NSELF, "db", "backup", "verify", name],
-            cwd=target,
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+    how = "LOGIN PASSWORD 'Both-need-9f2c'"
+    with role_only_in_a_backup(target, pg, db, "both_need", how) as name:
+        verify = started(target, "db", "backup", "verify", name)
         deadline = time.monotonic() + 60
-        while not pg.sql("SELECT 1 FROM pg_roles WHERE rolname = 'both_need'"):
+        while not role_names(pg, "both_need"):
             assert time.monotonic() < deadline and verify.poll() is None, "no verify role"
             time.sleep(0.005)
         verify.send_signal(signal.SIGSTOP)  # the verify, paused while its role exists
-        restore = subprocess.Popen(
-            [NSELF, "db", "restore", name],
-            cwd=target,
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        restore = started(target, "db", "restore", name)
         time.sleep(3)
         verify.send_signal(signal.SIGCONT)
         v_out, v_err = verify.communicate(timeout=120)
@@ -476,14 +478,6 @@ def test_a_restore_beside_a_verify_gets_the_backups_own_roles(
         with pg.connect() as conn:
             assert conn.execute(made, ("both_need",)).fetchall() == [(True, True, None)]
         assert "waiting for another nself's verify" in r_out + r_err
-    finally:
-        with pg.connect() as conn:
-            for kept in family(pg, db):
-                if kept != db:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{kept}" WITH (FORCE)')
-        if pg.sql("SELECT 1 FROM pg_roles WHERE rolname = 'both_need'"):
-            pg.sql("DROP OWNED BY both_need", db)
-            pg.sql("DROP ROLE both_need")
 
 
 def test_a_backup_killed_between_its_files_and_its_manifest_leaves_nothing(
@@ -535,22 +529,13 @@ def test_a_killed_verifys_role_someone_took_over_stays(target: Path, pg: Cluster
     """A role a killed verify left, then given a login (someone uses it now), is no longer
     as nself made it: the next command leaves it (it owns nothing, so DROP ROLE would not
     refuse)."""
-    pg.sql("CREATE ROLE taken_over NOLOGIN")
-    pg.sql("GRANT SELECT ON ticks TO taken_over", db)
-    try:
-        name = take_backup(target)
-        pg.sql("REVOKE ALL ON ticks FROM taken_over", db)
-        pg.sql("DROP ROLE taken_over")
+    with role_only_in_a_backup(target, pg, db, "taken_over", "NOLOGIN") as name:
         r = cli(target, "db", "backup", "verify", name, NSELF_TEST_KILL_AT="verify-roles")
         assert r.returncode == -signal.SIGKILL, r.stderr
         pg.sql("ALTER ROLE taken_over LOGIN PASSWORD 'Taken-over-9f2c'")
         r = cli(target, "db", "backup", "list")
         assert r.returncode == 0, r.stderr
-        assert pg.sql("SELECT rolname FROM pg_roles WHERE rolname = 'taken_over'") == [
-            ("taken_over",)
-        ]
-    finally:
-        pg.sql("DROP ROLE IF EXISTS taken_over")
+        assert role_names(pg, "taken_over") == ["taken_over"]
 
 
 def test_a_copy_staged_onto_a_full_disk_is_removed_at_once(
@@ -604,17 +589,7 @@ def test_two_backups_at_once_are_two_backups(target: Path, pg: Cluster) -> None:
     import hashlib
 
     folder = target / "backups"
-    procs = [
-        subprocess.Popen(
-            [NSELF, "db", "backup", "--json"],
-            cwd=target,
-            env=dict(os.environ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    procs = [started(target, "db", "backup", "--json") for _ in range(2)]
     names = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
