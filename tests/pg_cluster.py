@@ -198,3 +198,22 @@ def db(pg: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
     with pg.database(name) as created:
         yield created
+
+
+@contextlib.contextmanager
+def with_plugins(
+    project: Path, cluster: Cluster, db: str, core: str, monkeypatch: pytest.MonkeyPatch, nself: Any
+) -> Iterator[Path]:
+    """``project`` on the database ``db`` with the core's tables (``core``, SQL) and
+    nself's own (``nself db migrate up``), for plugins' migrations to run as their roles;
+    afterwards every plugin's role is dropped with what it owns."""
+    monkeypatch.setenv("NSELF_DB_URL", cluster.url(db))
+    cluster.sql(core, db)
+    assert nself("db", "migrate", "up", cwd=project).code == 0
+    try:
+        yield project
+    finally:
+        roles = "SELECT rolname FROM pg_roles WHERE rolname LIKE 'nself_plugin_%'"
+        for (role,) in cluster.sql(roles):
+            cluster.sql(f'DROP OWNED BY "{role}"', db)
+            cluster.sql(f'DROP ROLE "{role}"')

@@ -104,13 +104,8 @@ def bundle(tmp_path: Path, name: str, up: str, hasura: bool) -> Path:
 def project_db(
     project: Path, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch, nself: Any
 ) -> Iterator[Path]:
-    monkeypatch.setenv("NSELF_DB_URL", pg.url(db))
-    pg.sql(CORE, db)
-    assert nself("db", "migrate", "up", cwd=project).code == 0
-    yield project
-    for (role,) in pg.sql("SELECT rolname FROM pg_roles WHERE rolname LIKE 'nself_plugin_%'"):
-        pg.sql(f'DROP OWNED BY "{role}"', db)
-        pg.sql(f'DROP ROLE "{role}"')
+    with pg_cluster.with_plugins(project, pg, db, CORE, monkeypatch, nself) as folder:
+        yield folder
 
 
 def hasura_url(project: Path, name: str) -> str:

@@ -54,13 +54,8 @@ def snapshot(pg: Cluster, db: str) -> dict[str, Any]:
 def sandbox(
     project: Path, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch, nself: Any
 ) -> Iterator[Path]:
-    monkeypatch.setenv("NSELF_DB_URL", pg.url(db))
-    pg.sql(CORE, db)
-    assert nself("db", "migrate", "up", cwd=project).code == 0  # nself's own tables
-    yield project
-    for (role,) in pg.sql("SELECT rolname FROM pg_roles WHERE rolname LIKE 'nself_plugin_%'"):
-        pg.sql(f'DROP OWNED BY "{role}"', db)
-        pg.sql(f'DROP ROLE "{role}"')
+    with pg_cluster.with_plugins(project, pg, db, CORE, monkeypatch, nself) as folder:
+        yield folder
 
 
 def install(project: Path, tmp_path: Path, up: str, extra: str = "", name: str = "notes") -> None:
@@ -330,17 +325,20 @@ def test_remove_delete_data_drops_the_schema_and_role_only_with_a_yes(
         "SELECT source, count(*) FROM np_schema_migrations"
         " WHERE source IN ('notes', 'other') GROUP BY 1 ORDER BY 1"
     )
-    assert pg.sql(roles) == [("nself_plugin_notes",), ("nself_plugin_other",)]
 
+    def whole() -> None:  # both plugins' roles, notes's rows and folder: nothing went
+        assert pg.sql(roles) == [("nself_plugin_notes",), ("nself_plugin_other",)]
+        assert pg.sql("SELECT * FROM notes.items", db) == [(1,)]
+        assert (sandbox / "plugins" / "notes").is_dir()
+
+    whole()
     asked = nself("plugin", "remove", "notes", "--delete-data", cwd=sandbox)  # no terminal
     assert asked.code == 4, asked.output
     assert (
         "dropping plugin notes's database schema notes and role nself_plugin_notes needs your yes"
         in asked.err
     )
-    assert pg.sql(roles) == [("nself_plugin_notes",), ("nself_plugin_other",)]
-    assert pg.sql("SELECT * FROM notes.items", db) == [(1,)]
-    assert (sandbox / "plugins" / "notes").is_dir()
+    whole()
 
     # A view of the project's own over the plugin's table: the database refuses, nothing goes.
     pg.sql("CREATE VIEW public.mine AS SELECT * FROM notes.items", db)
@@ -348,9 +346,8 @@ def test_remove_delete_data_drops_the_schema_and_role_only_with_a_yes(
     assert refused.code == 1, refused.output
     assert "plugin notes: its database objects were not dropped" in refused.err
     assert "Traceback" not in refused.output
-    assert pg.sql(roles) == [("nself_plugin_notes",), ("nself_plugin_other",)]
+    whole()
     assert pg.sql("SELECT * FROM public.mine", db) == [(1,)]
-    assert (sandbox / "plugins" / "notes").is_dir()
     pg.sql("DROP VIEW public.mine", db)
 
     done = nself("plugin", "remove", "notes", "--delete-data", "--yes", cwd=sandbox)
