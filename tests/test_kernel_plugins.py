@@ -22,7 +22,8 @@ import pytest
 from docker_helpers import needs_docker
 from kernel_helpers import compose_config
 from nself import hookspecs
-from nself.plugins import forget, scan_entry_points
+from nself.plugins import forget
+from nself_sdk.host import entry_point_plugins
 from nself_sdk.testing import Result, set_env
 from plugin_helpers import make_bundle
 
@@ -98,7 +99,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_builtin_and_third_party_plugins_are_found_the_same_way(site: Path) -> None:
     module = make_distribution(site)
-    found = {ep.name: ep for ep in scan_entry_points()}
+    found = {ep.name: ep for ep in entry_point_plugins()}
     assert found["postgres"].dist == "nself"
     assert found["postgres"].value == "nself_builtins.postgres:plugin"
     assert (found["demo"].dist, found["demo"].version) == ("nself_demo_plugin", "1.2.3")

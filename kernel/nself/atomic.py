@@ -8,11 +8,8 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never half.
-
-    ``mode`` is the file's whatever the umask; folders it creates are 0755 whatever the
-    umask too, so a container running as another user can reach a 0644 file in them.
-    """
+    """Replace ``path`` with ``data``: readers see the old or the new file, never half.
+    ``mode`` is the file's whatever the umask (and new folders are 0755, see below)."""
     make_folders(path.parent)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -56,8 +53,7 @@ def make_folders(folder: Path, mode: int = 0o755) -> None:
 
 
 def _name(exc: BaseException, path: Path) -> None:
-    """Give an OSError without a path (a full disk: ENOSPC on write or fsync) ``path``, so
-    the error names the file, not the temporary one or nothing."""
+    """Name ``path`` in an OSError naming nothing (ENOSPC) or the temporary file."""
     temporary = str(path.parent / f".{path.name}.")
     if isinstance(exc, OSError) and (
         exc.filename in (None, "") or str(exc.filename).startswith(temporary)

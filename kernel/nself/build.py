@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +12,9 @@ from .config import DEFAULT_LABEL, Config, load
 from .envfiles import Entry
 from .errors import NselfError
 from .model import GeneratedFile, Problem, Setting, Shown, Stack
-from .plugins import Manager, make_manager, switches_set
+from .plugins import Manager, make_manager
 
 STATE_DIR = ".nself"
-_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass(repr=False)
@@ -27,9 +25,7 @@ class Plan(Shown):
     stack: Stack[Any, Any, Any]
     files: list[GeneratedFile]
     warnings: list[Problem] = field(default_factory=list)
-    # Where the files go: the project folder, or the target's own (``nself_sdk`` asks the
-    # hook build_folder).
-    root: Path = Path()
+    root: Path = Path()  # where the files go (the SDK asks the hook build_folder)
 
 
 class BuildRefused(NselfError):
@@ -43,9 +39,8 @@ class BuildRefused(NselfError):
 def _claims(
     answers: Iterable[tuple[str, Iterable[Any]]], key: Callable[[Any], Any], what: str, hint: str
 ) -> list[tuple[str, Any]]:
-    """``(plugin, item)`` for every item of the plugins' answers, each ``key`` claimed by
-    one plugin only: a second claim fails naming both (``what``: e.g. "service {}"
-    is contributed, with the key in the braces)."""
+    """``(plugin, item)`` for every item of the answers; a ``key`` claimed twice fails
+    naming both plugins (``what``: e.g. "service {} is contributed")."""
     owners: dict[Any, str] = {}
     claimed = []
     for plugin, answer in answers:
@@ -70,8 +65,7 @@ def declared_settings(pm: Manager) -> dict[str, Setting]:
 
 
 def load_config(project_dir: Path, target: str) -> tuple[Config, Manager]:
-    """Resolved config of ``target`` with declared defaults and derived values, and the
-    manager."""
+    """Resolved config of ``target`` (declared defaults, derived values), and the manager."""
     pm = make_manager(project_dir)
     pm.hook.prepare_env_files(project_dir=project_dir, env=target)
     config = load(project_dir, target)
@@ -111,23 +105,12 @@ def plan(project_dir: Path, target: str) -> Plan:
     _refuse_errors(warnings, pm.hook.validate_config(config=config))
     stack = collect_stack(pm, config)
     files = collect_files(pm, "contribute_files", config=config, stack=stack)
-    known = set(config.names())
-    for item in files:
-        text = item.content if item.env_refs and isinstance(item.content, str) else ""
-        if missing := sorted(set(_REF.findall(text)) - known):
-            hint = "set them in an env file"
-            if switches := switches_set():  # the plugin deriving them may be left out
-                hint += f", or leave in the plugin that derives them ({switches} is set)"
-            raise NselfError(
-                f"{item.path} refers to undefined setting(s): {', '.join(missing)}", hint
-            )
     _refuse_errors(warnings, pm.hook.validate_files(config=config, stack=stack, files=files))
     return Plan(config, stack, files, warnings, project_dir)
 
 
 def _refuse_errors(warnings: list[Problem], answers: list[list[Problem]]) -> None:
-    """Stop on any error among the answers of a ``validate_*`` hook; keep the warnings
-    (each said once)."""
+    """Stop on any error of a ``validate_*`` hook; keep the warnings, each once."""
     problems = [p for answer in answers for p in answer]
     if errors := [p for p in problems if p.level == "error"]:
         raise BuildRefused(list(dict.fromkeys(errors)))
@@ -164,15 +147,15 @@ def collect_stack(pm: Manager, config: Config) -> Stack[Any, Any, Any]:
 
 
 def _router(plugin: str, route: Any) -> str:
-    """Who routes ``route``, for messages: the plugin, and which of its routes where that
-    is not plain (its ``source``, e.g. the env-file slot ``CS_2``, or else its service)."""
+    """Who routes ``route``, for messages: the plugin and, where not plain, which of its
+    routes (its ``source``, e.g. the env-file slot ``CS_2``, or its service)."""
     which = route.source or route.service or route.upstream_host
     return plugin if which == plugin else f"{plugin} ({which})"
 
 
 def collect_files(pm: Manager, hook: str, **kwargs: Any) -> list[GeneratedFile]:
-    """The files plugins answer to ``hook``, sorted; each inside the project, not one of
-    the kernel's own, and claimed by one plugin only."""
+    """The files plugins answer to ``hook``, sorted; each inside the project, not the
+    kernel's own, and claimed by one plugin."""
     claims = _claims(
         pm.answers(hook, **kwargs),
         lambda f: f.path,

@@ -1,8 +1,7 @@
 """The ``nself`` command line: the root options, and the error and exit policy.
 
-Every command comes from a plugin through the ``register_commands`` hook. Typer is
-imported only once a command has to be parsed, so ``nself --version`` starts in a blink.
-"""
+Every command comes from a plugin (``register_commands``); Typer is imported only once a
+command has to be parsed."""
 
 import sys
 from pathlib import Path
@@ -16,7 +15,6 @@ if TYPE_CHECKING:
     import typer
 
 HELP = "A complete, production-grade, self-hosted backend: one CLI, generated config."
-# Root options that take a value (needed to find the command name in argv).
 _VALUE_OPTIONS = {"--project", "-C"}
 
 
@@ -44,7 +42,6 @@ def make_app() -> "typer.Typer":
         ] = None,
         version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
     ) -> None:
-        """A complete, production-grade, self-hosted backend: one CLI, generated config."""
         if version:
             typer.echo(f"nself {__version__}")
             raise typer.Exit()
@@ -56,11 +53,8 @@ def make_app() -> "typer.Typer":
 
 
 def get_command(app: "typer.Typer", only: str | None = None) -> Any:
-    """The Click command of ``app``; with ``only``, convert just that command or group.
-
-    Converting every plugin command costs start-up time on every run; a run needs the one
-    it executes (help and unknown names still see all of them).
-    """
+    """The Click command of ``app``; with ``only``, just that command or group (converting
+    them all costs start-up time; help and unknown names still see all of them)."""
     import typer.main
 
     app.registered_commands, app.registered_groups = _flat(app)
@@ -73,9 +67,8 @@ def get_command(app: "typer.Typer", only: str | None = None) -> Any:
 
 
 def _flat(app: "typer.Typer") -> tuple[list[Any], list[Any]]:
-    """The commands and named groups of ``app``, those of apps added without a name (a
-    plugin's top-level commands: ``app.add_typer(cli.app)``) taken in, so that each can be
-    converted alone. The apps themselves are left as they are (they live at module level)."""
+    """The commands and named groups of ``app`` and of the apps added to it without a name
+    (a plugin's top-level commands), so that each can be converted alone."""
     commands, groups = list(app.registered_commands), []
     for info in app.registered_groups:
         if _group_name(info) or info.typer_instance is None:
@@ -106,8 +99,7 @@ def main(argv: list[str] | None = None) -> Any:
     as_json = "--json" in args[: args.index("--") if "--" in args else len(args)]
     try:
         if len(args) == 1 and not args[0].startswith("-"):
-            # `nself build`, run after every edit: nothing to parse, so a plugin may run it
-            # before Typer and the plugins' commands are imported (~60 ms of start-up).
+            # `nself build` after every edit: a plugin may run it without Typer (~60 ms).
             from .plugins import make_manager
 
             code = make_manager().hook.run_bare_command(name=args[0])
@@ -148,8 +140,7 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 def _first_word(args: list[str]) -> str | None:
-    """The command's name: the first word of ``args`` that is not a root option or its
-    value."""
+    """The command's name: the first word that is not a root option or its value."""
     skip = False
     for arg in args:
         if skip:
@@ -164,10 +155,8 @@ def _first_word(args: list[str]) -> str | None:
 def _fail(
     problems: list[tuple[str, str | None]], code: int, as_json: bool, trace: bool = False
 ) -> NoReturn:
-    """Report a failure: with ``trace`` (--debug) the traceback, secret values masked as in
-    all output; ``error:``/``hint:`` lines on stderr and, when ``--json`` was asked for and
-    the command has not answered yet, ``{"ok": false, "error", "hint", "problems"}`` on
-    stdout, so a script always gets an object to read; then exit with ``code``."""
+    """``error:``/``hint:`` lines (after the masked traceback with ``trace``) and, with
+    ``--json`` and no answer yet, ``{"ok": false, ...}`` on stdout; exit with ``code``."""
     if trace:
         import traceback
 
@@ -189,9 +178,8 @@ def _fail(
 
 
 def _take_debug(args: list[str]) -> tuple[list[str], bool]:
-    """``args`` without ``--debug``, and whether it was there: it is accepted anywhere on
-    the command line (``nself build --debug``, as the error hints suggest), except after
-    ``--``, where the words belong to another program (``nself exec db -- cmd --debug``)."""
+    """``args`` without ``--debug``, and whether it was there: anywhere, except after ``--``
+    (``nself exec db -- cmd --debug``)."""
     end = args.index("--") if "--" in args else len(args)
     if "--debug" not in args[:end]:
         return args, False

@@ -26,15 +26,12 @@ class Config:
     project_dir: Path
     env: str
     resolver: Resolver
-    # What the plugins declared (filled in by the build pipeline's ``load_config``).
+    # What the plugins declared, and every name they derive (``contribute_env``).
     declared: dict[str, Setting] = field(default_factory=dict)
-    # Every name a plugin derives (``contribute_env``), set in a file or not.
     derived: set[str] = field(default_factory=set)
-    # The plugins this config was loaded with (as pytest's ``config.pluginmanager``): a
-    # hook that needs the other plugins (their answers, their attributes) asks it.
+    # The plugins this config was loaded with (as pytest's ``config.pluginmanager``).
     pluginmanager: pluggy.PluginManager | None = None
 
-    # -- reading values -------------------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
         value = self.resolver.get(name)
         return default if value is None else value
@@ -86,7 +83,6 @@ class Config:
         """Every layer that set ``name``, lowest precedence first."""
         return list(self.resolver.history.get(name, []))
 
-    # -- secrets ----------------------------------------------------------------------------
     def is_secret(self, name: str) -> bool:
         """Declared secret by a plugin, or named like one (PASSWORD, SECRET, KEY, TOKEN...)."""
         setting = self.declared.get(name)
@@ -108,7 +104,6 @@ class Config:
                 values.append(password)
         redact.remember(values)
 
-    # -- project-wide values the kernel itself needs ------------------------------------------
     @property
     def project_name(self) -> str:
         raw = self.text("PROJECT_NAME", self.project_dir.name)

@@ -1,6 +1,5 @@
-"""What the kernel prints: errors and ``--json`` answers, scrubbed of every
-remembered secret value (``redact``), coloured only on a terminal. Plugins print through
-``nself_sdk.console``, which adds the everyday helpers (``warn``, ``info``, ``ok``)."""
+"""What the kernel prints: errors and ``--json`` answers, scrubbed of secret values and
+coloured only on a terminal (plugins print through ``nself_sdk.console``)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
-"""The entry points of the installed distributions, read without ``importlib.metadata``
-(whose email and zip machinery cost ~20 ms of every start of nself): the same
-``*.dist-info`` / ``*.egg-info`` ``entry_points.txt`` files, with the same rule (the first
+"""Entry points read without ``importlib.metadata`` (its email and zip machinery cost
+~20 ms of every start): the same ``entry_points.txt`` files, the same rule (the first
 distribution of a name on ``sys.path`` wins); zipped paths are left to it. A test holds
-the two in agreement.
-"""
+the two in agreement."""
 
 from __future__ import annotations
 

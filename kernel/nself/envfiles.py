@@ -1,8 +1,5 @@
 """Layered env files: which files a target reads, their syntax (python-dotenv's, which is
-Docker Compose's), and ``${VAR}`` / ``${VAR:-default}`` / ``${VAR-default}`` interpolation.
-
-Errors name the file and line, never the value: it may be a secret.
-"""
+Compose's) and interpolation. Errors name the file and line, never the value."""
 
 from __future__ import annotations
 
@@ -20,8 +17,6 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 ALIASES = {"local": "dev", "development": "dev", "production": "prod", "stage": "staging"}
 COMPUTED = ".env.computed"  # the resolved values, written by nself_sdk.plan
 SECRETS = ".env.secrets"
-# Each target has its own secrets: .env.secrets for local, .env.secrets.<env> otherwise, so
-# generating one target's secrets never changes another's.
 SECRETS_FILES = (SECRETS, f"{SECRETS}.staging", f"{SECRETS}.prod")
 # The env files a project keeps (and .env.computed, which only nself writes).
 RESERVED = frozenset(
@@ -41,18 +36,13 @@ def canonical_env(name: str, where: str = "") -> str:
 
 
 def secrets_file(env: str) -> str:
-    """The secrets layer of ``env``: ``.env.secrets`` (local), ``.env.secrets.staging``,
-    ``.env.secrets.prod``."""
+    """The secrets layer of ``env``: ``.env.secrets`` (local) or ``.env.secrets.<env>``."""
     return SECRETS if env == "dev" else f"{SECRETS}.{env}"
 
 
 def layer_files(env: str) -> list[str]:
-    """The env files read for ``env``, lowest precedence first.
-
-    ``.env.local`` is a developer's own override, so it applies to the local target only:
-    nothing on a laptop can leak into a staging or production build. Each target reads its
-    own secrets file, so the local database's password never changes when prod's is made.
-    """
+    """The env files read for ``env``, lowest precedence first: a developer's own
+    ``.env.local`` never reaches a server build, and each target has its own secrets."""
     return [".env.dev", ".env.local" if env == "dev" else f".env.{env}", secrets_file(env)]
 
 
@@ -72,13 +62,9 @@ class Entry(Shown):
 
 
 def parse_text(text: str, file: str) -> list[Entry]:
-    """Parse one env file with python-dotenv; a malformed line names file and line.
-
-    The syntax is the one python-dotenv and Docker Compose read: ``export``, single quotes
-    (literal), double quotes (escapes, interpolation), bare values up to a `` #`` comment,
-    quoted values spanning lines. A line is never shown: a line without '=' or with a
-    strange name may well be a pasted secret, and file and line are enough to find it.
-    """
+    """Parse one env file with python-dotenv (``export``, single quotes literal, double
+    quotes with escapes, `` #`` comments, multi-line values). A malformed line is named by
+    file and number, never shown: it may be a pasted secret."""
     from dotenv.parser import parse_stream  # python-dotenv
 
     if "\x00" in text:  # Compose and the shell would cut the value there
@@ -129,11 +115,8 @@ def check_private(path: Path) -> None:
 
 
 def read_text(path: Path, name: str) -> str | None:
-    """The text of the env file ``path`` (shown as ``name``); None when there is none.
-
-    A folder or a link to nothing where the file belongs is an error (skipping it would
-    drop its settings without a word), and so is text that is not UTF-8 (naming the line).
-    """
+    """The text of the env file ``path`` (shown as ``name``); None when there is none. A
+    folder or a dangling link there is an error: skipping it would drop settings silently."""
     if not path.exists():
         if path.is_symlink():
             raise ConfigError(
@@ -171,14 +154,9 @@ def read_layers(project: Path, env: str) -> list[Entry]:
 
 
 class Resolver:
-    """The merged layers (``history``: every entry of a name, the last one wins) and their
-    values, resolved lazily and once.
-
-    ``${NAME}``, ``${NAME:-default}`` (unset or empty) and ``${NAME-default}`` (unset) mean
-    what they mean to Compose; a default may hold references and is resolved only when it
-    is used. ``$NAME`` without braces and a lone ``$`` stay literal; other forms
-    (``${NAME:?error}``...) and cycles are errors.
-    """
+    """The merged layers (``history``: every entry of a name, the last one wins), resolved
+    lazily and once. ``${NAME}``, ``${NAME:-default}`` and ``${NAME-default}`` mean what
+    they mean to Compose; ``$NAME`` and a lone ``$`` stay literal; other forms are errors."""
 
     def __init__(self, layers: Iterable[Entry]) -> None:
         self.history: dict[str, list[Entry]] = {}
@@ -218,9 +196,8 @@ class Resolver:
     def _expand(
         self, entry: Entry, pos: int, stack: tuple[str, ...], evaluate: bool, nested: bool = False
     ) -> tuple[str, int]:
-        """``entry.raw`` from ``pos`` with its references replaced (only checked unless
-        ``evaluate``), up to the end or, in a default (``nested``), up to its closing
-        ``}``: the text and where it ends."""
+        """``entry.raw`` from ``pos`` with references replaced (only checked unless
+        ``evaluate``), up to the end or a default's closing ``}``; the text and its end."""
         raw = entry.raw
         out: list[str] = []
         while True:

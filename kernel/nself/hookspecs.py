@@ -1,13 +1,7 @@
-"""The hooks nself plugins implement. Markers and docstrings only.
-
-Every capability of nself, the core services included, is a plugin implementing some of
-these hooks. ``docs/hooks.md`` documents each one; a test keeps the two in step.
-
-What the kernel does not define is typed ``object``: the services, routes and migrations
-(``nself_sdk.Service``, ``Route``, ``Migration``), a container runtime (the contract is
-``nself_sdk.Runtime``) and the findings of ``diagnose`` and ``harden``
-(``nself_sdk.Finding``); the kernel may not import the SDK, implementations annotate them
-with its types.
+"""The hooks nself plugins implement: markers and docstrings only (``docs/hooks.md``
+documents each; a test keeps the two in step). What the kernel does not define is typed
+``object`` (services, routes, migrations, a runtime, findings); implementations annotate
+them with the SDK's types.
 """
 
 from __future__ import annotations

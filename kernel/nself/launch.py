@@ -1,8 +1,5 @@
-"""The ``nself`` executable's entry point.
-
-It answers ``nself --version`` before importing anything else (no Typer, no plugins), and
-hands every other command to ``nself.cli``.
-"""
+"""The ``nself`` executable: ``--version`` answered before importing anything else,
+every other command handed to ``nself.cli``."""
 
 import sys
 

@@ -1,6 +1,5 @@
-"""The plain data the kernel itself reads: settings, generated files, problems, and the
-stack it assembles. What a service, route or migration is, the SDK says
-(``nself_sdk.model``): the kernel only keeps one owner per service name and subdomain."""
+"""The plain data the kernel reads: settings, generated files, problems, and the stack it
+assembles (what a service, route or migration is, ``nself_sdk.model`` says)."""
 
 from __future__ import annotations
 
@@ -9,11 +8,8 @@ from typing import Generic, Literal, TypeVar
 
 
 class Shown:
-    """The usual dataclass ``repr``, shared instead of generated per class.
-
-    Generating ``__repr__`` (and the other methods) for each dataclass is most of what
-    importing this module costs, and it is imported on every start of nself.
-    """
+    """The usual dataclass ``repr``, shared: generating one per class is most of what
+    importing this module (on every start) would cost."""
 
     __slots__ = ()
 
@@ -29,20 +25,15 @@ Level = Literal["error", "warning"]
 
 @dataclass(frozen=True, repr=False)
 class Setting(Shown):
-    """An env variable a plugin reads: documented, defaulted, generated if secret (the
-    SDK's ``Setting`` adds what only plugins read).
-
-    A name may stand for a family: ``<N>`` is any number and a trailing ``<NAME>`` any
-    name (``CS_<N>_ENV_<NAME>``). Such a template documents the family and tells
-    ``nself build`` the names are known; it has no default.
-    """
+    """An env variable a plugin reads: documented, defaulted, generated if secret. A name
+    may stand for a family, ``<N>`` any number and a trailing ``<NAME>`` any name
+    (``CS_<N>_ENV_<NAME>``); such a template has no default."""
 
     name: str
     default: str | None = None
     description: str = ""
     secret: bool = False
-    # How `nself init` / `nself secrets generate` make a value: "token", "password" or "hex".
-    generate: str | None = None
+    generate: str | None = None  # how a value is made: "token", "password" or "hex"
 
 
 @dataclass(frozen=True, repr=False)
@@ -52,10 +43,8 @@ class GeneratedFile(Shown):
     path: str
     content: str | bytes
     mode: int = 0o644
-    # Written once and then left alone (e.g. a dev certificate).
-    keep_existing: bool = False
-    # ``${NAME}`` in the content refers to settings, resolved from .env.computed at run time.
-    env_refs: bool = False
+    keep_existing: bool = False  # written once, then left alone (a dev certificate)
+    env_refs: bool = False  # ``${NAME}`` in it is resolved from .env.computed at run time
 
 
 @dataclass(frozen=True, repr=False)
@@ -74,8 +63,8 @@ M = TypeVar("M")
 
 @dataclass(repr=False)
 class Stack(Shown, Generic[S, R, M]):
-    """Everything the plugins contributed for one build, after the kernel checked it: the
-    SDK's ``Stack`` is this one of its ``Service``, ``Route`` and ``Migration``."""
+    """What the plugins contributed for one build, one owner per name (the SDK's ``Stack``
+    is this one of its ``Service``, ``Route`` and ``Migration``)."""
 
     services: list[S]
     routes: list[R]

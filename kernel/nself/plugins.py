@@ -1,11 +1,8 @@
-"""Builds the plugin manager: entry-point plugins first, then those a project adds.
-
-Builtin capabilities and third-party plugins are found the same way: as entry points of
-the group ``nself.plugins`` in the installed distributions' metadata. ``NSELF_PLUGINS``
-(allow-list) and ``NSELF_DISABLE_PLUGINS`` (deny-list) take comma-separated names. The
-group ``nself.essential`` (plugin = role) names the plugins nself cannot work without:
-leaving out every plugin of a role is an error, so a third-party plugin declaring the same
-role (another container runtime) may stand in for a builtin one.
+"""The plugin manager: the entry points of group ``nself.plugins`` (builtin and third-party
+alike), then those a project adds. ``NSELF_PLUGINS`` (allow-list) and
+``NSELF_DISABLE_PLUGINS`` (deny-list) take comma-separated names. Group ``nself.essential``
+(plugin = role) names the plugins nself cannot work without: each role keeps one of its
+plugins, so a third-party one (another container runtime) may stand in for a builtin one.
 """
 
 from __future__ import annotations
@@ -25,7 +22,6 @@ from .errors import NselfError
 
 ENTRY_POINT_GROUP = "nself.plugins"
 ESSENTIAL_GROUP = "nself.essential"
-# Comma-separated plugin names to leave out, or to allow exclusively.
 DISABLE_VAR = "NSELF_DISABLE_PLUGINS"
 ONLY_VAR = "NSELF_PLUGINS"
 
@@ -35,36 +31,23 @@ def _names(var: str) -> set[str]:
 
 
 def _keeps(name: str) -> bool:
-    """Whether the switches leave the plugin ``name`` in."""
     only = _names(ONLY_VAR)
     return name not in _names(DISABLE_VAR) and (not only or name in only)
 
 
-def switches_set() -> str:
-    """The plugin switches in force (``NSELF_DISABLE_PLUGINS=a,b``), for hints; or ``""``."""
-    return " ".join(f"{var}={os.environ[var]}" for var in (DISABLE_VAR, ONLY_VAR) if _names(var))
-
-
-def scan_entry_points() -> list[EntryPoint]:
-    """The plugin entry points (``nself.plugins``) of the installed distributions."""
-    return entrypoints.scan(ENTRY_POINT_GROUP)
-
-
 def forget() -> None:
-    """Scan again on next use (after installing a distribution into this very process)."""
+    """Scan again on next use (after installing a distribution into this process)."""
     _installed.cache_clear()
     _base_manager.cache_clear()
 
 
 def _switches() -> tuple[str, str, tuple[str, ...]]:
-    """What the plugins found depend on: the two variables and ``sys.path``."""
     return os.environ.get(DISABLE_VAR, ""), os.environ.get(ONLY_VAR, ""), tuple(sys.path)
 
 
 def installed_plugins() -> list[tuple[str, object]]:
-    """``(name, plugin)`` of the entry-point plugins the switches leave in, sorted by name
-    so every build sees one order. Scanned and imported once per process (again if the
-    switches or ``sys.path`` change, or after ``forget()``)."""
+    """``(name, plugin)`` of the entry-point plugins the switches leave in, sorted by name;
+    scanned once per process (again when the switches or ``sys.path`` change)."""
     return _installed(*_switches())
 
 
@@ -132,16 +115,11 @@ def _unknown_names(known: set[str]) -> list[tuple[str, str]]:
 
 
 class Manager(pluggy.PluginManager):
-    """pluggy's manager, quicker to register plugins with, and saying who answered what.
+    """pluggy's manager, saying who answered what and quicker to register plugins with.
 
-    Every hook is called through pluggy (``pm.hook.NAME(...)``), so hook wrappers and
-    hook monitoring see every call. ``answers(NAME, ...)`` makes that same single call and
-    names the plugin behind each answer (for collision messages, ``stack.owners``).
-
-    pluggy reads every attribute of a plugin through ``inspect.getattr_static``; for a
-    module that is every name it imports, for an object every name of its class. Only the
-    names carrying the ``@hookimpl`` marker are handed on to pluggy (which still rejects
-    implementations of unknown hooks).
+    Every hook is called through pluggy, so wrappers and monitoring see every call;
+    ``answers(NAME, ...)`` makes that one call and names the plugin behind each answer.
+    Only names carrying the ``@hookimpl`` marker reach pluggy's ``getattr_static`` reads.
     """
 
     def __init__(self) -> None:
@@ -153,13 +131,11 @@ class Manager(pluggy.PluginManager):
         for caller in self.get_hookcallers(plugin) or ():
             for impl in caller.get_hookimpls():
                 if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
-                    # pluggy runs ``impl.function`` inside its own call loop: the wrapped
-                    # function returns the same answer, noting who gave it.
                     impl.function = self._noting(impl.plugin_name, impl.function)  # type: ignore[misc]
         return registered
 
     def _noting(self, plugin: str, function: Any) -> Any:
-        """``function`` noting its answer for the innermost open ``answers`` call."""
+        """``function`` (run by pluggy's own loop), noting its answer for ``answers``."""
 
         def answer(*args: Any, **kwargs: Any) -> Any:
             result = function(*args, **kwargs)
@@ -170,9 +146,8 @@ class Manager(pluggy.PluginManager):
         return answer
 
     def answers(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """``(plugin, answer)`` of one pluggy call of ``hook``, in pluggy's order (fixed:
-        plugins register sorted by name), so every build sees the same answers. An answer
-        a hook wrapper put in is attributed to the wrapper."""
+        """``(plugin, answer)`` of one pluggy call of ``hook``, in pluggy's order; an answer a
+        hook wrapper put in is attributed to the wrapper."""
         self._calls.append([])
         try:
             results = getattr(self.hook, hook)(**kwargs)
@@ -195,8 +170,7 @@ class Manager(pluggy.PluginManager):
             if not hasattr(vars(plugin).get(name), marker):
                 return None
             return super().parse_hookimpl_opts(plugin, name)
-        # A plugin object: its class's marked methods (their options read once per
-        # class), or a function set on the object itself.
+        # A plugin object: its class's marked methods, or a function set on the object.
         opts = _marked(type(plugin), marker).get(name)
         if opts is not None:
             return opts
@@ -248,12 +222,8 @@ def _base_manager(*switches: object) -> Manager:
 
 
 def make_manager(project_dir: Path | None = None) -> Manager:
-    """A manager with every installed plugin, plus the project's own when given.
-
-    The manager of the installed plugins is built once per process and shared; a project
-    that brings its own plugins (``load_extra_plugins``) gets a manager of its own. Treat
-    managers as read-only: register nothing into them.
-    """
+    """A manager with every installed plugin (built once per process and shared: register
+    nothing into it), plus the project's own (``load_extra_plugins``) when given."""
     base = _base_manager(*_switches())
     if project_dir is None:
         return base

@@ -1,10 +1,7 @@
-"""Keeping secrets out of output: which settings are secret, and masking their values.
-
-A setting is secret when a plugin declares it so, or when its name looks like one
-(``..._PASSWORD``, ``..._SECRET``, ``..._KEY``, ``..._TOKEN``...): the kernel needs that
-rule itself, to remember secret values as it reads the env files, before any plugin has
-answered. Every secret value the process has seen is remembered, and all console output
-is scrubbed of those values and of credentials in URLs (``scheme://user:password@host``).
+"""Keeping secrets out of output. A setting is secret when a plugin declares it so or its
+name looks like one (``..._PASSWORD``, ``..._TOKEN``...): the kernel needs the rule itself,
+to remember secret values as it reads the env files, before any plugin has answered. All
+output is scrubbed of every value remembered and of credentials in URLs.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ NOT_SECRET_LAST = frozenset(
 # Shorter values are too likely to be ordinary words to scrub everywhere.
 MIN_SCRUB = 8
 _URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*:)([^@\s/'\"]+)(@)")
-# Every secret value seen, longest first (a value holding another is masked whole).
 _known: list[str] = []
 
 
@@ -51,7 +47,8 @@ def mask_url_credentials(value: str) -> str:
 
 
 def remember(values: Iterable[str]) -> None:
-    """Add secret values (and their URL-encoded forms) that must never be printed."""
+    """Remember secret values (and their URL-encoded forms), longest first: a value
+    holding another is masked whole."""
     from urllib.parse import quote
 
     known = set(_known)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from nself import build as _build
+from nself import entrypoints
+from nself.entrypoints import EntryPoint
 from nself.errors import NselfError
-from nself.plugins import Manager, make_manager
-from nself.plugins import scan_entry_points as entry_point_plugins
+from nself.plugins import ENTRY_POINT_GROUP, Manager, make_manager
 
 from .envfiles import target_env
 from .project import output_folder
@@ -22,6 +23,12 @@ from .writer import read_manifest, writing
 # The files plugins answer to a hook (e.g. ``contribute_scaffold``), checked as the
 # build's: inside the project, not an env file or .nself/, one owner per path.
 collect_files = _build.collect_files
+
+
+def entry_point_plugins() -> list[EntryPoint]:
+    """The plugin entry points (``nself.plugins``) of the installed distributions, every
+    one of them (the plugin switches do not leave any out)."""
+    return entrypoints.scan(ENTRY_POINT_GROUP)
 
 
 def plugin_manager(project: Path | None = None) -> Manager:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +18,7 @@ from nself.console import state
 from nself.envfiles import UndefinedReference, secrets_file
 from nself.errors import ConfigError, NselfError
 from nself.model import GeneratedFile
-from nself.plugins import Manager, make_manager
+from nself.plugins import DISABLE_VAR, ONLY_VAR, Manager, make_manager
 
 from .envfiles import COMPUTED, COMPUTED_HEADER, render_env, target_env
 from .model import Stack
@@ -24,6 +26,8 @@ from .writer import BuildResult, write
 
 if TYPE_CHECKING:
     from .containers import Runtime
+
+_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @contextmanager
@@ -54,11 +58,33 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
         result = _build.plan(project_dir, target)
     config = result.config
     values = {name: config.get(name) or "" for name in config.names()}
+    _refuse_undefined(result.files, set(values))
     computed = render_env(values, COMPUTED_HEADER)
     result.files.append(GeneratedFile(COMPUTED, computed, 0o600))
     pm = config.pluginmanager or make_manager(project_dir)
     result.root = output_folder(pm, project_dir, target)
     return result
+
+
+def _refuse_undefined(files: list[GeneratedFile], known: set[str]) -> None:
+    """A file whose ``${NAME}`` is resolved from .env.computed at run time names only
+    settings that file holds."""
+    for item in files:
+        text = item.content if item.env_refs and isinstance(item.content, str) else ""
+        if missing := sorted(set(_REF.findall(text)) - known):
+            hint = "set them in an env file"
+            if switches := _switches_set():  # the plugin deriving them may be left out
+                hint += f", or leave in the plugin that derives them ({switches} is set)"
+            raise NselfError(
+                f"{item.path} refers to undefined setting(s): {', '.join(missing)}", hint
+            )
+
+
+def _switches_set() -> str:
+    """The plugin switches in force (``NSELF_DISABLE_PLUGINS=a,b``), or ``""``."""
+    return " ".join(
+        f"{v}={os.environ[v]}" for v in (DISABLE_VAR, ONLY_VAR) if os.environ.get(v, "").strip(", ")
+    )
 
 
 def output_folder(pm: pluggy.PluginManager, project_dir: Path, env: str) -> Path:

@@ -24,9 +24,10 @@ import sys
 from typing import Literal
 
 from nself.config import Config
-from nself.errors import EXIT_NOT_CONFIRMED, NselfError
+from nself.errors import NselfError
 
 from .console import warn
+from .exitcodes import EXIT_NOT_CONFIRMED
 
 Action = Literal["deploy", "migrate", "delete-data", "provision", "admin"]
 Rule = Literal["free", "caution", "confirm", "refuse"]
