@@ -98,7 +98,7 @@ def _check_essential(found: list[EntryPoint], enabled: set[str]) -> None:
     else:
         fix = f"add {left_out} to {ONLY_VAR}"
     fix += f" (the essential plugins: {', '.join(every)})"
-    unknown = [name for _var, name in _unknown_names(plugins)]
+    unknown = sorted((_names(DISABLE_VAR) | _names(ONLY_VAR)) - plugins)
     if unknown:  # "compose docker_runtime" is one name, and no plugin's
         fix += f"; no plugin is named {', '.join(map(repr, unknown))}: separate names by commas"
     what = f"plugin {left_out} is" if len(missing) == 1 else f"plugins {left_out} are"
@@ -106,12 +106,6 @@ def _check_essential(found: list[EntryPoint], enabled: set[str]) -> None:
         f"{what} essential: nself does not work without {'it' if len(missing) == 1 else 'them'}",
         fix,
     )
-
-
-def _unknown_names(known: set[str]) -> list[tuple[str, str]]:
-    """``(variable, name)`` for each name the switches give that is not in ``known``."""
-    switches = ((var, sorted(_names(var))) for var in (DISABLE_VAR, ONLY_VAR))
-    return [(var, name) for var, names in switches for name in names if name not in known]
 
 
 class Manager(pluggy.PluginManager):
