@@ -22,12 +22,12 @@ import pytest
 
 import nself_sdk
 from docker_helpers import needs_docker, standin
-from nself.build import Plan
 from nself.cli import main
 from nself_builtins.plugins.store import install_folder
 from nself_sdk import HealthCheck, ImageContract, Mount, Service
 from nself_sdk.contract import REQUIRED_PLATFORMS, health_tools, mount_problems, problems
 from nself_sdk.testing import Result, set_env
+from nself_sdk.writer import Plan
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "plugin_registry" / "catalogue"
 FLAGS = ("ADMIN", "STORAGE", "REDIS", "FUNCTIONS", "MAIL", "SEARCH", "MONITORING")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 from . import envfiles
-from .config import DEFAULT_LABEL, Config, load
+from .config import DEFAULT_LABEL, C, Config, load
 from .envfiles import Entry
 from .errors import NselfError
 from .model import GeneratedFile, Problem, Setting, Shown, Stack
@@ -18,10 +18,10 @@ STATE_DIR = ".nself"
 
 
 @dataclass(repr=False)
-class Plan(Shown):
+class Plan(Shown, Generic[C]):
     """What a build would write, before anything touches the disk."""
 
-    config: Config
+    config: C
     stack: Stack[Any, Any, Any]
     files: list[GeneratedFile]
     warnings: list[Problem] = field(default_factory=list)
@@ -64,11 +64,11 @@ def declared_settings(pm: Manager) -> dict[str, Setting]:
     return {setting.name: setting for _plugin, setting in claims}
 
 
-def load_config(project_dir: Path, target: str) -> tuple[Config, Manager]:
+def load_config(project_dir: Path, target: str, kind: type[C]) -> tuple[C, Manager]:
     """Resolved config of ``target`` (declared defaults, derived values), and the manager."""
     pm = make_manager(project_dir)
     pm.hook.prepare_env_files(project_dir=project_dir, env=target)
-    config = load(project_dir, target)
+    config = load(project_dir, target, kind)
     config.pluginmanager = pm
     config.declared = settings = declared_settings(pm)
     # Declared defaults apply where no layer sets the name.
@@ -98,9 +98,9 @@ def load_config(project_dir: Path, target: str) -> tuple[Config, Manager]:
     return config, pm
 
 
-def plan(project_dir: Path, target: str) -> Plan:
+def plan(project_dir: Path, target: str, kind: type[C]) -> Plan[C]:
     """Everything a build of ``target`` writes, computed in memory and checked."""
-    config, pm = load_config(project_dir, target)
+    config, pm = load_config(project_dir, target, kind)
     warnings: list[Problem] = []
     _refuse_errors(warnings, pm.hook.validate_config(config=config))
     stack = collect_stack(pm, config)

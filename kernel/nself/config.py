@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from . import envfiles, redact
 from .envfiles import Entry, Resolver
@@ -104,22 +104,13 @@ class Config:
                 values.append(password)
         redact.remember(values)
 
-    @property
-    def project_name(self) -> str:
-        raw = self.text("PROJECT_NAME", self.project_dir.name)
-        return "".join(c if c.isalnum() or c in "-_" else "-" for c in raw.lower()).strip("-_")
 
-    @property
-    def domain(self) -> str:
-        return self.text("BASE_DOMAIN")  # its default is the project plugin's
-
-    @property
-    def is_local(self) -> bool:
-        return self.env == "dev"
+C = TypeVar("C", bound=Config)
 
 
-def load(project_dir: Path, target: str) -> Config:
-    """Read the project's layers for the target environment (dev, staging or prod)."""
+def load(project_dir: Path, target: str, kind: type[C]) -> C:
+    """Read the project's layers for the target environment (dev, staging or prod) into a
+    ``kind`` (the SDK's ``Config`` adds what plugins read about the project)."""
     layers = envfiles.read_layers(project_dir, target)
     # Secret-looking literals are masked in any output from here on, even in errors.
     redact.remember(
@@ -134,4 +125,4 @@ def load(project_dir: Path, target: str) -> Config:
                 f"{declared.where}: ENV={declared.raw} but the target environment is {target}",
                 "remove ENV from the env files and use `nself env switch` or --env",
             )
-    return Config(project_dir=project_dir, env=target, resolver=resolver)
+    return kind(project_dir=project_dir, env=target, resolver=resolver)

@@ -17,7 +17,7 @@ import pluggy
 
 from nself import __version__ as nself_version
 from nself.atomic import write_atomic
-from nself.config import TRUE, Config
+from nself.config import TRUE
 from nself.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, NselfError, UsageError
 from nself.model import GeneratedFile, Problem
 from nself.redact import MASK, scrub, secret_name
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         UpResult,
     )
 
+from .config import Config
 from .contract import ImageContract
 from .declare import ServicePlugin, Subdomain
 from .exitcodes import EXIT_DEGRADED, EXIT_NOT_CONFIRMED

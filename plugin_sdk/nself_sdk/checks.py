@@ -21,8 +21,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from nself.config import Config
 from nself.model import Problem
+
+from .config import Config
 
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")

@@ -35,9 +35,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-    from nself.config import Config
     from nself.model import GeneratedFile
 
+    from .config import Config
     from .model import Mount, Route, Service
 
 # The platforms every pinned image must serve: Intel/AMD servers and ARM ones (Graviton,

@@ -35,12 +35,12 @@ from dataclasses import replace
 
 import pluggy
 
-from nself.config import Config
 from nself.envfiles import secrets_file
 from nself.model import Problem
 
 from ._record import Record
 from .checks import cidrs
+from .config import Config
 from .model import Route, Service, Setting
 
 hookimpl = pluggy.HookimplMarker("nself")

@@ -12,17 +12,18 @@ from typing import TYPE_CHECKING
 import pluggy
 
 from nself import build as _build
-from nself.build import STATE_DIR, Plan
-from nself.config import DEFAULT_LABEL, Config
+from nself.build import STATE_DIR
+from nself.config import DEFAULT_LABEL
 from nself.console import state
 from nself.envfiles import UndefinedReference, secrets_file
 from nself.errors import ConfigError, NselfError
 from nself.model import GeneratedFile
 from nself.plugins import DISABLE_VAR, ONLY_VAR, Manager, make_manager
 
+from .config import Config
 from .envfiles import COMPUTED, COMPUTED_HEADER, render_env, target_env
 from .model import Stack
-from .writer import BuildResult, write
+from .writer import BuildResult, Plan, write
 
 if TYPE_CHECKING:
     from .containers import Runtime
@@ -55,7 +56,7 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     memory and checked."""
     target = target_env(project_dir, env)
     with _resolving(project_dir, target):
-        result = _build.plan(project_dir, target)
+        result = _build.plan(project_dir, target, Config)
     config = result.config
     values = {name: config.get(name) or "" for name in config.names()}
     _refuse_undefined(result.files, set(values))
@@ -126,7 +127,7 @@ def load_config(project: Path | None = None, env: str | None = None) -> Config:
     project = project or find_project()
     target = target_env(project, env)
     with _resolving(project, target):
-        return _build.load_config(project, target)[0]
+        return _build.load_config(project, target, Config)[0]
 
 
 def stack(config: Config, pm: Manager | None = None) -> Stack:

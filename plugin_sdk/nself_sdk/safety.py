@@ -23,9 +23,9 @@ from __future__ import annotations
 import sys
 from typing import Literal
 
-from nself.config import Config
 from nself.errors import NselfError
 
+from .config import Config
 from .console import warn
 from .exitcodes import EXIT_NOT_CONFIRMED
 

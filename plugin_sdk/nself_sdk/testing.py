@@ -44,9 +44,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from nself.build import Plan
-
     from .model import Migration, Route, Service
+    from .writer import Plan
 
 
 @dataclass

@@ -13,14 +13,17 @@ from typing import Any
 
 from nself import __version__
 from nself.atomic import write_atomic
-from nself.build import STATE_DIR, Plan
+from nself.build import STATE_DIR
+from nself.build import Plan as _Plan
 from nself.errors import NselfError, fs_error
 from nself.model import GeneratedFile, Shown
 from nself.plugins import make_manager
 
+from .config import Config
 from .locks import exclusive
 
 MANIFEST = f"{STATE_DIR}/build.json"
+Plan = _Plan[Config]  # what a build would write, the config the SDK's
 
 
 @dataclass(repr=False)
