@@ -88,11 +88,6 @@ class Config:
         setting = self.declared.get(name)
         return (setting is not None and setting.secret) or redact.secret_name(name)
 
-    def redacted(self, name: str) -> str:
-        """The value as it may be shown: secrets masked, passwords in URLs masked."""
-        value = self.get(name) or ""
-        return redact.MASK if value and self.is_secret(name) else redact.mask_url_credentials(value)
-
     def remember_secrets(self) -> None:
         """Make sure no output of this process ever shows a secret value of this config."""
         values: list[str] = []

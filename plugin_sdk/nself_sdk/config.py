@@ -1,8 +1,10 @@
 """The ``Config`` plugins are given: the kernel's resolved settings, and what every plugin
-reads about the project (its name, its domain, whether it runs on a laptop)."""
+reads about the project (its name, its domain, whether it runs on a laptop) and how a
+value may be shown."""
 
 from __future__ import annotations
 
+from nself import redact
 from nself.config import Config as _Config
 
 
@@ -22,3 +24,8 @@ class Config(_Config):
     @property
     def is_local(self) -> bool:
         return self.env == "dev"
+
+    def redacted(self, name: str) -> str:
+        """The value as it may be shown: secrets masked, passwords in URLs masked."""
+        value = self.get(name) or ""
+        return redact.MASK if value and self.is_secret(name) else redact.mask_url_credentials(value)
