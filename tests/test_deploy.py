@@ -404,39 +404,3 @@ def test_the_deployed_database_and_a_release_that_falls_over_later(
         assert "echo-api" in late.err
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
-
-
-def test_a_tunnel_is_a_connection_of_its_own_beside_the_shared_one(
-    ssh_server: SshServer,  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    """With the shared connection up (every command opens it first), a tunnel's ssh used to
-    hand its forward to that connection and exit at once: taken for a failed connection
-    ("cannot reach the staging server ... ssh failed") whenever the machine was slow to
-    look, and left open after `terminate`. It holds the forward itself now."""
-    import socket
-    import time
-
-    from nself_builtins.shared.remote import Server
-
-    server = Server(
-        env="staging",
-        host="127.0.0.1",
-        user="root",
-        port=ssh_server.port,
-        path=str(tmp_path),
-        key=str(ssh_server.key),
-        known_hosts=str(ssh_server.known_hosts),
-    )
-    try:
-        assert server.run("true").returncode == 0  # the shared connection is up
-        local, process = server.tunnel("127.0.0.1", ssh_server.port)
-        time.sleep(1.5)  # as a loaded machine would be slow to look
-        assert process.poll() is None, "the tunnel's ssh exited"
-        socket.create_connection(("127.0.0.1", local), timeout=5).close()
-        process.terminate()
-        process.wait(timeout=10)
-        with pytest.raises(OSError):
-            socket.create_connection(("127.0.0.1", local), timeout=2).close()
-    finally:
-        server.close()

@@ -180,7 +180,10 @@ class Server:
         of an existing master hands the forward to the master and exits at once, so its
         exit would say nothing (it was once taken for a failed connection under load), and
         the forward would outlive ``terminate``. So here the process exiting means the
-        tunnel failed, and ssh says why on stderr."""
+        tunnel failed, and ssh says why on stderr.
+
+        Its ssh runs ``cat`` on the server, fed by a pipe only this process holds: when this
+        process ends, even killed, the pipe closes, ``cat`` ends and so does the tunnel."""
         import socket
         import time
 
@@ -194,14 +197,16 @@ class Server:
             "ControlMaster=no",
             "-o",
             "ControlPath=none",
-            "-N",
             "-o",
             "ExitOnForwardFailure=yes",
             "-L",
             f"127.0.0.1:{local}:{host}:{port}",
         ]
         process = subprocess.Popen(
-            [*argv[:1], *forward, *argv[1:]], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [*argv[:1], *forward, *argv[1:], "cat >/dev/null"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         # ssh gives up by itself (ConnectTimeout, a refused key...); this only bounds a
         # handshake that neither finishes nor fails, with room for a loaded machine.
