@@ -243,6 +243,15 @@ def test_debug_does_not_break_version(args: tuple[str, ...], nself: Run) -> None
     assert result.out.strip() == f"nself {__version__}"
 
 
+@pytest.mark.parametrize("args", [("-C", "x", "--version"), ("--project", ".", "--version")])
+def test_version_after_a_root_option_prints_the_version(args: tuple[str, ...], nself: Run) -> None:
+    """The root's --help offers --version beside -C: given with it, it answers (it said
+    "Missing command" and exited 2), before the project folder is looked at."""
+    result = nself(*args)
+    assert result.code == 0, result.output
+    assert result.out.strip() == f"nself {__version__}" and result.err == ""
+
+
 def test_a_project_folder_that_does_not_exist_is_named_so(tmp_path: Path, nself: Run) -> None:
     result = nself("-C", str(tmp_path / "nonexistent"), "build")
     assert result.code == 1, result.output

@@ -32,6 +32,11 @@ def make_app() -> "typer.Typer":
         context_settings={"help_option_names": ["-h", "--help"]},
     )
 
+    def print_version(asked: bool) -> None:
+        if asked:  # eager: before Click asks for a command (`nself -C x --version`)
+            typer.echo(f"nself {__version__}")
+            raise typer.Exit()
+
     @app.callback()
     def root(
         debug: Annotated[
@@ -40,11 +45,13 @@ def make_app() -> "typer.Typer":
         project: Annotated[
             Path | None, typer.Option("--project", "-C", help="Project folder.")
         ] = None,
-        version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+        version: Annotated[
+            bool,
+            typer.Option(
+                "--version", help="Print the version.", callback=print_version, is_eager=True
+            ),
+        ] = False,
     ) -> None:
-        if version:
-            typer.echo(f"nself {__version__}")
-            raise typer.Exit()
         state.debug = state.debug or debug  # `main` takes --debug from anywhere in argv
         state.project = project
 
