@@ -328,6 +328,31 @@ def test_a_setting_of_a_disabled_plugin_names_the_switch(
     )
 
 
+CHECKER = """from nself_sdk import Problem, hookimpl
+
+@hookimpl
+def validate_files(files):
+    return [Problem("error", "checker refuses the files")]
+"""
+
+
+def test_an_undefined_setting_is_said_before_the_files_are_checked(
+    site: Path, project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file naming an undefined setting stops the build before ``validate_files`` runs
+    (docs/architecture.md's order): its checks see only files whose settings resolve."""
+    make_distribution(site, plugin="deriver", code=DERIVER)
+    make_distribution(site, plugin="user", code=USER)
+    make_distribution(site, plugin="checker", code=CHECKER)
+    assert build_error(project, nself) == "error: checker refuses the files"
+    monkeypatch.setenv("NSELF_DISABLE_PLUGINS", "deriver")
+    result = nself("build", cwd=project)
+    assert result.err.splitlines()[0] == (
+        "error: user/app.env refers to undefined setting(s): DEMO_URL"
+    ), result.output
+    assert "checker refuses" not in result.err
+
+
 def test_names_run_together_are_named_in_the_essential_error(
     project: Path, nself: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:

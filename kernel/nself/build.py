@@ -98,13 +98,17 @@ def load_config(project_dir: Path, target: str, kind: type[C]) -> tuple[C, Manag
     return config, pm
 
 
-def plan(project_dir: Path, target: str, kind: type[C]) -> Plan[C]:
-    """Everything a build of ``target`` writes, computed in memory and checked."""
+def plan(
+    project_dir: Path, target: str, kind: type[C], check: Callable[[C, list[GeneratedFile]], None]
+) -> Plan[C]:
+    """Everything a build of ``target`` writes, computed in memory and checked (``check``:
+    the caller's own check of the files, raising before the plugins' ``validate_files``)."""
     config, pm = load_config(project_dir, target, kind)
     warnings: list[Problem] = []
     _refuse_errors(warnings, pm.hook.validate_config(config=config))
     stack = collect_stack(pm, config)
     files = collect_files(pm, "contribute_files", config=config, stack=stack)
+    check(config, files)
     _refuse_errors(warnings, pm.hook.validate_files(config=config, stack=stack, files=files))
     return Plan(config, stack, files, warnings, project_dir)
 

@@ -56,10 +56,9 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     memory and checked."""
     target = target_env(project_dir, env)
     with _resolving(project_dir, target):
-        result = _build.plan(project_dir, target, Config)
+        result = _build.plan(project_dir, target, Config, _refuse_undefined)
     config = result.config
     values = {name: config.get(name) or "" for name in config.names()}
-    _refuse_undefined(result.files, set(values))
     computed = render_env(values, COMPUTED_HEADER)
     result.files.append(GeneratedFile(COMPUTED, computed, 0o600))
     pm = config.pluginmanager or make_manager(project_dir)
@@ -67,9 +66,10 @@ def plan(project_dir: Path, env: str | None = None) -> Plan:
     return result
 
 
-def _refuse_undefined(files: list[GeneratedFile], known: set[str]) -> None:
+def _refuse_undefined(config: Config, files: list[GeneratedFile]) -> None:
     """A file whose ``${NAME}`` is resolved from .env.computed at run time names only
-    settings that file holds."""
+    settings that file holds (checked before the plugins' ``validate_files``)."""
+    known = set(config.names())
     for item in files:
         text = item.content if item.env_refs and isinstance(item.content, str) else ""
         if missing := sorted(set(_REF.findall(text)) - known):
