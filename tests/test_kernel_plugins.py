@@ -803,3 +803,37 @@ def test_every_builtin_types_register_commands_app_as_the_hookspec_does() -> Non
             seen.append(name)
             assert inspect.get_annotations(impl)["app"] == "Typer", name
     assert len(seen) >= 17
+
+
+def _kernel_strings() -> set[str]:
+    """Every name-like word of the kernel's string constants, docstrings left out."""
+    import ast
+    import re
+
+    import nself
+
+    words: set[str] = set()
+    for path in Path(nself.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            text = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(text, str) and id(node) not in docstrings:
+                words.update(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
+    return words
+
+
+def test_the_kernel_names_no_setting_a_plugin_declares() -> None:
+    """The settings are the plugins' (PROJECT_NAME and BASE_DOMAIN are the project
+    plugin's, read through the SDK's Config): the kernel's code names none of them."""
+    from nself_sdk.host import plugin_manager
+
+    declared = {s.name for answer in plugin_manager().hook.declare_settings() for s in answer}
+    assert {"PROJECT_NAME", "BASE_DOMAIN", "POSTGRES_PASSWORD"} <= declared
+    assert sorted(_kernel_strings() & declared) == []
