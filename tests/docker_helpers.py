@@ -1,16 +1,24 @@
 """Helpers for tests that run containers on the shared Docker engine: the local stand-in
-images (tests/standins/), free host ports, and whether an engine is there at all."""
+images (tests/standins/), free host ports, throw-away projects on them (each its own
+Compose project, removed whatever happens), and whether an engine is there at all."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from nself_sdk.testing import set_env
+from nself_sdk.testing import Result, set_env
+
+PROJECT_LABEL = "com.docker.compose.project"
 
 # Stand-in images are cached by tag and shared by everyone using this engine: change a
 # recipe in tests/standins/, bump the tag here and in build.sh.
@@ -66,3 +74,61 @@ def use_standins(folder: Path, layer: str = ".env.local", **values: str) -> tupl
         **values,
     )
     return http, https
+
+
+def docker(*args: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, **kw)
+
+
+def remove_project(name: str) -> None:
+    """Remove everything labelled with the Compose project ``name``, whatever happened."""
+    label = f"label={PROJECT_LABEL}={name}"
+    ids = docker("ps", "-aq", "--filter", label, check=False).stdout.split()
+    if ids:
+        docker("rm", "-f", "-v", *ids, check=False)
+    for kind in ("network", "volume"):
+        found = docker(kind, "ls", "-q", "--filter", label, check=False).stdout.split()
+        if found:
+            docker(kind, "rm", *found, check=False)
+
+
+@dataclass(frozen=True)
+class StandinStack:
+    """A throw-away project on the stand-in images: its folder (named as its Compose
+    project) and nginx's host ports."""
+
+    folder: Path
+    http: int
+    https: int
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+
+@contextmanager
+def standin_stack(
+    nself: Callable[..., Result], parent: Path, prefix: str, **values: str
+) -> Iterator[StandinStack]:
+    """A project made by ``nself init`` in ``parent`` under a name of its own (``prefix``
+    and 8 hex digits: a Compose project no other test shares), the stand-in images in its
+    ``.env.local`` with ``values`` (``use_standins``); whatever carries its name is removed
+    afterwards, even when the test failed."""
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    folder = parent / name
+    made = nself("init", str(folder), "--name", name)
+    assert made.code == 0, made.output
+    try:
+        http, https = use_standins(folder, **values)
+        yield StandinStack(folder, http, https)
+    finally:
+        remove_project(name)
+
+
+@contextmanager
+def standin_project(
+    nself: Callable[..., Result], parent: Path, prefix: str, **values: str
+) -> Iterator[Path]:
+    """``standin_stack``'s folder alone."""
+    with standin_stack(nself, parent, prefix, **values) as stack:
+        yield stack.folder

@@ -30,9 +30,8 @@ from typing import Any
 import pytest
 
 from acme_ca import Pebble, RateLimitedCA, pebble_bin  # noqa: F401  (the fixture)
-from docker_helpers import standin, use_standins
+from docker_helpers import remove_project, standin, use_standins
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import remove_project
 
 pytestmark = [
     pytest.mark.docker,

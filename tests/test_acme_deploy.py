@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 
 from acme_ca import Pebble, pebble_bin  # noqa: F401  (the fixture)
-from docker_helpers import standin, use_standins
+from docker_helpers import remove_project, standin, use_standins
 from nself_sdk.testing import Result, set_env
 from sshd import SshServer, ssh_server  # noqa: F401  (the fixture)
 from test_acme import Site, serial, served, verified, wait_for
-from test_runtime_e2e import remove_project
 
 pytestmark = [
     pytest.mark.docker,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from docker_helpers import free_port, standin, use_standins
+from docker_helpers import free_port, remove_project, standin, use_standins
 from nself_sdk.testing import Result
-from test_runtime_e2e import container_of, remove_project
+from test_runtime_e2e import container_of
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from docker_helpers import standin
+from docker_helpers import standin, standin_project
 from nself_builtins.plugins.store import install_folder
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import standin_project
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "plugin_registry" / "catalogue"
 Run = Callable[..., Result]

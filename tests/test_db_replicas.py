@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from docker_helpers import standin
+from docker_helpers import docker, standin, standin_project
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import docker, project_objects, standin_project
+from test_runtime_e2e import project_objects
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from test_runtime_e2e import standin_project
+from docker_helpers import standin_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 

@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 
-from docker_helpers import standin, use_standins
+from docker_helpers import remove_project, standin, use_standins
 from nself_builtins.deploy import flow
 from nself_sdk.testing import Result, set_env
 from sshd import SshServer, ssh_server  # noqa: F401  (the fixture)
-from test_runtime_e2e import remove_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]

@@ -244,8 +244,8 @@ def test_prod_without_a_server_is_not_this_machines_dev_stack(
     """`doctor --env prod` on a laptop that runs the dev stack: there is no prod server,
     and dev's containers are never reported as prod's (`status` and `health` neither)."""
 
+    from docker_helpers import standin_project
     from kernel_helpers import mail_server
-    from test_runtime_e2e import standin_project
 
     with standin_project(nself, tmp_path, "nselfdoc") as folder:
         started = nself("start", "postgres", "--timeout", "120", cwd=folder)

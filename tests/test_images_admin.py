@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from docker_helpers import standin, use_standins
+from docker_helpers import standin, standin_project
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import remove_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]
@@ -44,15 +42,10 @@ def give_to_user(folder: Path) -> None:
 
 @pytest.fixture
 def admin_project(tmp_path: Path, nself: Run) -> Iterator[Path]:
-    name = f"nselfadm{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    use_standins(folder, ADMIN_ENABLED="true", ADMIN_IMAGE=standin("base"))
-    give_to_user(folder)
-    try:
+    admin = {"ADMIN_ENABLED": "true", "ADMIN_IMAGE": standin("base")}
+    with standin_project(nself, tmp_path, "nselfadm", **admin) as folder:
+        give_to_user(folder)
         yield folder
-    finally:
-        remove_project(name)
 
 
 def probe(nself: Run, folder: Path) -> str:

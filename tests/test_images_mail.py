@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from docker_helpers import standin, use_standins
+from docker_helpers import remove_project, standin, use_standins
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import remove_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]

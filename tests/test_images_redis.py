@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from docker_helpers import standin
+from docker_helpers import docker, standin
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import container_of, docker, stack, wait_for  # noqa: F401
+from test_runtime_e2e import container_of, stack, wait_for  # noqa: F401
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]

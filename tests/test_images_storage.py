@@ -15,16 +15,15 @@ from __future__ import annotations
 import http.client
 import shlex
 import ssl
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from docker_helpers import standin, use_standins
+from docker_helpers import standin, standin_stack
 from nself_sdk.testing import Result
-from test_runtime_e2e import DOMAIN, remove_project
+from test_runtime_e2e import DOMAIN
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]
@@ -32,14 +31,9 @@ Run = Callable[..., Result]
 
 @pytest.fixture
 def storage_stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, int]]:
-    name = f"nselfs3{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    _http, https = use_standins(folder, STORAGE_ENABLED="true", MINIO_IMAGE=standin("minio"))
-    try:
-        yield folder, https
-    finally:
-        remove_project(name)
+    minio = standin("minio")
+    with standin_stack(nself, tmp_path, "nselfs3", STORAGE_ENABLED="true", MINIO_IMAGE=minio) as s:
+        yield s.folder, s.https
 
 
 def computed(folder: Path) -> dict[str, str]:

@@ -9,15 +9,13 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from docker_helpers import use_standins
+from docker_helpers import standin_stack
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import remove_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
@@ -57,14 +55,8 @@ def started_at(project: str) -> str:
 
 @pytest.fixture
 def stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str, int]]:
-    name = f"nselfng{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    port, _https = use_standins(folder)
-    try:
-        yield folder, name, port
-    finally:
-        remove_project(name)
+    with standin_stack(nself, tmp_path, "nselfng") as s:
+        yield s.folder, s.name, s.http
 
 
 def served_issuer(port: int, host: str) -> str:

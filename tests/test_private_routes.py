@@ -11,17 +11,15 @@ from __future__ import annotations
 import base64
 import socket
 import ssl
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from docker_helpers import standin, use_standins
+from docker_helpers import standin, standin_stack
 from kernel_helpers import mail_server
 from nself_sdk.envfiles import parse_text
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import remove_project
 
 Run = Callable[..., Result]
 DOMAIN = "local.nself.org"
@@ -135,14 +133,9 @@ def test_a_server_needs_its_own_private_password(project: Path, nself: Run) -> N
 
 @pytest.fixture
 def mail_stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, int]]:
-    name = f"nselfpriv{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    _http, https = use_standins(folder, MAIL_ENABLED="true", MAIL_IMAGE=standin("mailpit"))
-    try:
-        yield folder, https
-    finally:
-        remove_project(name)
+    mailpit = standin("mailpit")
+    with standin_stack(nself, tmp_path, "nselfpriv", MAIL_ENABLED="true", MAIL_IMAGE=mailpit) as s:
+        yield s.folder, s.https
 
 
 @pytest.mark.docker

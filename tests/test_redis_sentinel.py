@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from docker_helpers import standin, use_standins
+from docker_helpers import standin, standin_stack
 from nself_sdk import plan
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import remove_project
 
 Run = Callable[..., Result]
 
@@ -87,16 +85,10 @@ MASTER = "set -- $(redis-cli -p 26379 sentinel get-master-addr-by-name mymaster)
 
 @pytest.fixture
 def sentinel_stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str]]:
-    name = f"nselfsen{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    use_standins(folder, REDIS_IMAGE=standin("redis"))
-    r = nself("service", "add", "redis-sentinel", "--template", "redis-sentinel", cwd=folder)
-    assert r.code == 0, r.output
-    try:
-        yield folder, name
-    finally:
-        remove_project(name)
+    with standin_stack(nself, tmp_path, "nselfsen", REDIS_IMAGE=standin("redis")) as s:
+        r = nself("service", "add", "redis-sentinel", "--template", "redis-sentinel", cwd=s.folder)
+        assert r.code == 0, r.output
+        yield s.folder, s.name
 
 
 def sentinel_logs(name: str) -> str:

@@ -14,56 +14,21 @@ import os
 import signal
 import socket
 import ssl
-import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from docker_helpers import standin, use_standins
+from docker_helpers import PROJECT_LABEL, docker, standin, standin_stack
 from nself_sdk import load_config, runtime
 from nself_sdk.testing import Result, set_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
-PROJECT_LABEL = "com.docker.compose.project"
 DOMAIN = "local.nself.org"
 Run = Callable[..., Result]
-
-
-def docker(*args: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, **kw)
-
-
-def remove_project(name: str) -> None:
-    """Remove everything labelled with the Compose project ``name``, whatever happened."""
-    label = f"label={PROJECT_LABEL}={name}"
-    ids = docker("ps", "-aq", "--filter", label, check=False).stdout.split()
-    if ids:
-        docker("rm", "-f", "-v", *ids, check=False)
-    for kind in ("network", "volume"):
-        found = docker(kind, "ls", "-q", "--filter", label, check=False).stdout.split()
-        if found:
-            docker(kind, "rm", *found, check=False)
-
-
-@contextmanager
-def standin_project(nself: Run, parent: Path, prefix: str, **values: str) -> Iterator[Path]:
-    """A project made by ``nself init`` in ``parent`` under a name of its own (``prefix``
-    and 8 hex digits: a Compose project no other test shares), the stand-in images in its
-    ``.env.local`` with ``values``; whatever carries its name is removed afterwards."""
-    name = f"{prefix}{uuid.uuid4().hex[:8]}"
-    folder = parent / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    use_standins(folder, **values)
-    try:
-        yield folder
-    finally:
-        remove_project(name)
 
 
 def project_objects(name: str) -> dict[str, list[str]]:
@@ -109,21 +74,9 @@ def https_get(port: int, host: str, path: str = "/") -> tuple[int, str]:
 @pytest.fixture
 def stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str, int]]:
     """A project with a unique name and free host ports, torn down even on failure."""
-    name = f"nselfe2e{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    result = nself("init", str(folder), "--name", name)
-    assert result.code == 0, result.output
-    _http, https = use_standins(
-        folder,
-        CS_1_NAME="echo_api",
-        CS_1_IMAGE=standin("http"),
-        CS_1_PORT="8001",
-        CS_1_SUBDOMAIN="echo",
-    )
-    try:
-        yield folder, name, https
-    finally:
-        remove_project(name)
+    echo = {"CS_1_NAME": "echo_api", "CS_1_IMAGE": standin("http"), "CS_1_PORT": "8001"}
+    with standin_stack(nself, tmp_path, "nselfe2e", **echo, CS_1_SUBDOMAIN="echo") as made:
+        yield made.folder, made.name, made.https
 
 
 def psql(nself: Run, folder: Path, sql: str) -> Result:

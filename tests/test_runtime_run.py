@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from docker_helpers import use_standins
+from docker_helpers import docker, remove_project, use_standins
 from nself_sdk import load_config, runtime
 from nself_sdk.testing import Result
-from test_runtime_e2e import docker, remove_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 Run = Callable[..., Result]

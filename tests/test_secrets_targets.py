@@ -215,7 +215,7 @@ def test_init_force_splits_an_old_project_first(project: Path, nself) -> None:  
 def test_prod_secrets_leave_the_running_local_database_alone(tmp_path: Path, nself) -> None:  # type: ignore[no-untyped-def]
     """The walkthrough: `secrets generate --env prod` on a laptop used to change the local
     database's password in the env files; the next command was refused by the database."""
-    from test_runtime_e2e import standin_project
+    from docker_helpers import standin_project
 
     with standin_project(nself, tmp_path, "nselfsec") as folder:
         assert nself("build", cwd=folder).code == 0

@@ -10,16 +10,14 @@ leave the local stack exactly as it was.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from docker_helpers import use_standins
+from docker_helpers import docker, standin_stack
 from kernel_helpers import mail_server
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import docker, remove_project
 
 Run = Callable[..., Result]
 TARGET = Path(".nself/targets/staging")
@@ -102,14 +100,8 @@ def test_the_seed_flow_leaves_the_local_build_as_it_was(project: Path, nself: Ru
 
 @pytest.fixture
 def local_stack(tmp_path: Path, nself: Run) -> Iterator[tuple[Path, str]]:
-    name = f"nselftarget{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / name
-    assert nself("init", str(folder), "--name", name).code == 0
-    use_standins(folder)
-    try:
-        yield folder, name
-    finally:
-        remove_project(name)
+    with standin_stack(nself, tmp_path, "nselftarget") as s:
+        yield s.folder, s.name
 
 
 def containers(name: str) -> dict[str, str]:

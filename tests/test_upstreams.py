@@ -22,10 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from docker_helpers import standin, use_standins
+from docker_helpers import remove_project, standin, use_standins
 from nself_sdk import plan
 from nself_sdk.testing import Result, set_env
-from test_runtime_e2e import remove_project
 
 Run = Callable[..., Result]
 DOMAIN = "local.nself.org"
