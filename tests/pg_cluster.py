@@ -200,20 +200,25 @@ def db(pg: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
         yield created
 
 
-@contextlib.contextmanager
-def with_plugins(
-    project: Path, cluster: Cluster, db: str, core: str, monkeypatch: pytest.MonkeyPatch, nself: Any
-) -> Iterator[Path]:
-    """``project`` on the database ``db`` with the core's tables (``core``, SQL) and
-    nself's own (``nself db migrate up``), for plugins' migrations to run as their roles;
-    afterwards every plugin's role is dropped with what it owns."""
-    monkeypatch.setenv("NSELF_DB_URL", cluster.url(db))
-    cluster.sql(core, db)
-    assert nself("db", "migrate", "up", cwd=project).code == 0
-    try:
-        yield project
-    finally:
-        roles = "SELECT rolname FROM pg_roles WHERE rolname LIKE 'nself_plugin_%'"
-        for (role,) in cluster.sql(roles):
-            cluster.sql(f'DROP OWNED BY "{role}"', db)
-            cluster.sql(f'DROP ROLE "{role}"')
+def with_plugins(core: str) -> Any:
+    """A fixture: the test's ``project`` on its database ``db`` with the core's tables
+    (``core``, SQL) and nself's own (``nself db migrate up``), for plugins' migrations to
+    run as their roles; afterwards every plugin's role is dropped with what it owns.
+    ``sandbox = pg_cluster.with_plugins(CORE)`` in a test module names it."""
+
+    @pytest.fixture
+    def fixture(
+        project: Path, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch, nself: Any
+    ) -> Iterator[Path]:
+        monkeypatch.setenv("NSELF_DB_URL", pg.url(db))
+        pg.sql(core, db)
+        assert nself("db", "migrate", "up", cwd=project).code == 0
+        try:
+            yield project
+        finally:
+            roles = "SELECT rolname FROM pg_roles WHERE rolname LIKE 'nself_plugin_%'"
+            for (role,) in pg.sql(roles):
+                pg.sql(f'DROP OWNED BY "{role}"', db)
+                pg.sql(f'DROP ROLE "{role}"')
+
+    return fixture

@@ -18,7 +18,6 @@ superuser as Hasura makes it for its own metadata and default source.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -100,12 +99,7 @@ def bundle(tmp_path: Path, name: str, up: str, hasura: bool) -> Path:
     return make_bundle(tmp_path / "src", name, extra=extra, service=False, files=files)
 
 
-@pytest.fixture
-def project_db(
-    project: Path, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch, nself: Any
-) -> Iterator[Path]:
-    with pg_cluster.with_plugins(project, pg, db, CORE, monkeypatch, nself) as folder:
-        yield folder
+project_db = pg_cluster.with_plugins(CORE)  # the project on db, its core tables made
 
 
 def hasura_url(project: Path, name: str) -> str:

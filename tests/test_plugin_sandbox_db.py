@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +49,7 @@ def snapshot(pg: Cluster, db: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def sandbox(
-    project: Path, pg: Cluster, db: str, monkeypatch: pytest.MonkeyPatch, nself: Any
-) -> Iterator[Path]:
-    with pg_cluster.with_plugins(project, pg, db, CORE, monkeypatch, nself) as folder:
-        yield folder
+sandbox = pg_cluster.with_plugins(CORE)  # the project on db, its core tables made
 
 
 def install(project: Path, tmp_path: Path, up: str, extra: str = "", name: str = "notes") -> None:
