@@ -57,27 +57,27 @@ def test_switch_to_an_unknown_environment_is_a_usage_error(project: Path, nself)
     assert not (project / ".nself" / "env").exists()
 
 
-@pytest.mark.parametrize(
-    ("source", "named", "hint"),
-    [
-        ("--env", "(--env)", "give --env one of: local (dev), staging, prod"),
-        (
-            "NSELF_ENV",
-            "(the variable NSELF_ENV)",
-            "set NSELF_ENV to one of: local (dev), staging, prod, or unset it",
-        ),
-        (
-            ".nself/env",
-            "(.nself/env, written by `nself env switch`)",
-            "choose the target again: nself env switch local|staging|prod",
-        ),
-    ],
-)
+# Where a wrong target came from: how the error names it, and how the hint corrects it.
+WRONG_TARGET = {
+    "--env": ("(--env)", "give --env one of: local (dev), staging, prod"),
+    "NSELF_ENV": (
+        "(the variable NSELF_ENV)",
+        "set NSELF_ENV to one of: local (dev), staging, prod, or unset it",
+    ),
+    ".nself/env": (
+        "(.nself/env, written by `nself env switch`)",
+        "choose the target again: nself env switch local|staging|prod",
+    ),
+}
+
+
+@pytest.mark.parametrize("source", list(WRONG_TARGET))
 def test_an_unknown_target_is_a_usage_error_from_every_source(  # type: ignore[no-untyped-def]
-    project: Path, nself, monkeypatch, source: str, named: str, hint: str
+    project: Path, nself, monkeypatch, source: str
 ) -> None:
     """One kind of mistake, one exit code (2), whichever of the three sources named it; the
     hint says how to correct that source. ``nself build`` alone runs before Typer loads."""
+    named, hint = WRONG_TARGET[source]
     monkeypatch.delenv("NSELF_ENV", raising=False)
     args: tuple[str, ...] = ()
     if source == "--env":
