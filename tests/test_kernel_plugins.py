@@ -837,3 +837,85 @@ def test_the_kernel_names_no_setting_a_plugin_declares() -> None:
     declared = {s.name for answer in plugin_manager().hook.declare_settings() for s in answer}
     assert {"PROJECT_NAME", "BASE_DOMAIN", "POSTGRES_PASSWORD"} <= declared
     assert sorted(_kernel_strings() & declared) == []
+
+
+WATCHER = """import os
+
+from nself_sdk import hookimpl
+
+
+def _seen(hook, config):
+    with open(os.environ["WATCHER_LOG"], "a") as log:
+        log.write(f"{hook} {type(config).__module__}.{type(config).__qualname__}\\n")
+
+
+@hookimpl
+def validate_config(config):
+    _seen("validate_config", config)
+    return []
+
+
+@hookimpl
+def contribute_env(config):
+    _seen("contribute_env", config)
+    return {}
+
+
+@hookimpl
+def contribute_files(config):
+    _seen("contribute_files", config)
+    return []
+
+
+@hookimpl
+def validate_files(config):
+    _seen("validate_files", config)
+    return []
+
+
+@hookimpl
+def contribute_urls(config):
+    _seen("contribute_urls", config)
+    return {}
+
+
+@hookimpl
+def provide_runtime(config):
+    _seen("provide_runtime", config)
+
+
+@hookimpl
+def diagnose(config):
+    _seen("diagnose", config)
+    return []
+
+
+@hookimpl
+def harden(config):
+    _seen("harden", config)
+    return []
+"""
+
+
+def test_every_hook_is_given_the_sdks_config(
+    site: Path, project: Path, nself: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plugins read ``config.domain``, ``is_local``, ``project_name`` and ``redacted``: the
+    SDK's ``Config``, whichever command loaded it (the kernel's lacks them)."""
+    log = tmp_path / "seen.log"
+    monkeypatch.setenv("WATCHER_LOG", str(log))
+    make_distribution(site, plugin="watcher", code=WATCHER)
+    for command in (["build"], ["urls"], ["doctor"], ["harden"], ["build", "--env", "prod"]):
+        nself(*command, cwd=project)
+    seen = [line.split() for line in log.read_text().splitlines()]
+    assert {hook for hook, _kind in seen} == {
+        "validate_config",
+        "contribute_env",
+        "contribute_files",
+        "validate_files",
+        "contribute_urls",
+        "provide_runtime",
+        "diagnose",
+        "harden",
+    }
+    assert {kind for _hook, kind in seen} == {"nself_sdk.config.Config"}
