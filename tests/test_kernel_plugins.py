@@ -839,6 +839,17 @@ def test_the_kernel_names_no_setting_a_plugin_declares() -> None:
     assert sorted(_kernel_strings() & declared) == []
 
 
+# The hooks given a config, each with an answer that changes nothing.
+WATCHED = {
+    "validate_config": "[]",
+    "contribute_env": "{}",
+    "contribute_files": "[]",
+    "validate_files": "[]",
+    "contribute_urls": "{}",
+    "provide_runtime": "None",
+    "diagnose": "[]",
+    "harden": "[]",
+}
 WATCHER = """import os
 
 from nself_sdk import hookimpl
@@ -847,54 +858,10 @@ from nself_sdk import hookimpl
 def _seen(hook, config):
     with open(os.environ["WATCHER_LOG"], "a") as log:
         log.write(f"{hook} {type(config).__module__}.{type(config).__qualname__}\\n")
-
-
-@hookimpl
-def validate_config(config):
-    _seen("validate_config", config)
-    return []
-
-
-@hookimpl
-def contribute_env(config):
-    _seen("contribute_env", config)
-    return {}
-
-
-@hookimpl
-def contribute_files(config):
-    _seen("contribute_files", config)
-    return []
-
-
-@hookimpl
-def validate_files(config):
-    _seen("validate_files", config)
-    return []
-
-
-@hookimpl
-def contribute_urls(config):
-    _seen("contribute_urls", config)
-    return {}
-
-
-@hookimpl
-def provide_runtime(config):
-    _seen("provide_runtime", config)
-
-
-@hookimpl
-def diagnose(config):
-    _seen("diagnose", config)
-    return []
-
-
-@hookimpl
-def harden(config):
-    _seen("harden", config)
-    return []
-"""
+""" + "".join(
+    f"\n\n@hookimpl\ndef {hook}(config):\n    _seen({hook!r}, config)\n    return {answer}\n"
+    for hook, answer in WATCHED.items()
+)
 
 
 def test_every_hook_is_given_the_sdks_config(
@@ -908,14 +875,5 @@ def test_every_hook_is_given_the_sdks_config(
     for command in (["build"], ["urls"], ["doctor"], ["harden"], ["build", "--env", "prod"]):
         nself(*command, cwd=project)
     seen = [line.split() for line in log.read_text().splitlines()]
-    assert {hook for hook, _kind in seen} == {
-        "validate_config",
-        "contribute_env",
-        "contribute_files",
-        "validate_files",
-        "contribute_urls",
-        "provide_runtime",
-        "diagnose",
-        "harden",
-    }
+    assert {hook for hook, _kind in seen} == set(WATCHED)
     assert {kind for _hook, kind in seen} == {"nself_sdk.config.Config"}
