@@ -138,6 +138,12 @@ def test_show_redacts_every_secret(project: Path, nself) -> None:  # type: ignor
     assert data["DATABASE_URL"]["value"].startswith(f"postgres://postgres:{MASK}@postgres:5432/")
     assert data["MY_URL"]["value"] == f"https://bob:{MASK}@example.com/x"
     assert data["POSTGRES_USER"]["value"] == "postgres"  # ordinary values are shown
+    # a name that describes a secret is no secret: the shortest password Auth accepts
+    assert data["AUTH_PASSWORD_MIN_LENGTH"] == {
+        "value": "12",
+        "source": "(default)",
+        "secret": False,
+    }
     only = json.loads(nself("env", "show", "postgres_u", "--json", cwd=project).out)["settings"]
     assert set(only) == {"POSTGRES_URL", "POSTGRES_USER"}
 

@@ -106,6 +106,9 @@ def test_deleting_volumes_in_prod_needs_confirmation(project: Path, nself) -> No
         ("S3_ACCESS_KEY_ID", False),
         ("JWT_KEY_FILE", False),
         ("KEYCLOAK_REALM", False),
+        ("AUTH_PASSWORD_MIN_LENGTH", False),
+        ("SESSION_TOKEN_TTL", False),
+        ("API_KEY_ROTATION_TIMEOUT", False),
     ],
 )
 def test_names_that_look_secret(name: str, secret: bool) -> None:

@@ -16,9 +16,10 @@ SECRET_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL", "APIKEY",
 # ... or one of these as a whole "_"-separated part, or a part ending in KEY (MASTERKEY).
 SECRET_PARTS = frozenset({"PASS", "PWD", "KEY", "KEYS", "SALT", "PRIVATE"})
 # A name ending in one of these describes a secret rather than holding one
-# (JWT_KEY_FILE, S3_ACCESS_KEY_ID, SECRET_NAME, ..._TOKEN_URL).
+# (JWT_KEY_FILE, S3_ACCESS_KEY_ID, SECRET_NAME, ..._TOKEN_URL, ..._PASSWORD_MIN_LENGTH).
 NOT_SECRET_LAST = frozenset(
     {"URL", "URI", "HOST", "PORT", "PATH", "FILE", "DIR", "ID", "NAME", "TYPE", "ENABLED"}
+    | {"LENGTH", "TTL", "TIMEOUT"}
 )
 # Shorter values are too likely to be ordinary words to scrub everywhere.
 MIN_SCRUB = 8
