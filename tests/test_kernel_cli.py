@@ -243,7 +243,9 @@ def test_debug_does_not_break_version(args: tuple[str, ...], nself: Run) -> None
     assert result.out.strip() == f"nself {__version__}"
 
 
-@pytest.mark.parametrize("args", [("-C", "x", "--version"), ("--project", ".", "--version")])
+@pytest.mark.parametrize(
+    "args", [("-C", "x", "--version"), ("--project", ".", "--version"), ("-C", "x", "-V")]
+)
 def test_version_after_a_root_option_prints_the_version(args: tuple[str, ...], nself: Run) -> None:
     """The root's --help offers --version beside -C: given with it, it answers (it said
     "Missing command" and exited 2), before the project folder is looked at."""

@@ -48,7 +48,7 @@ def make_app() -> "typer.Typer":
         version: Annotated[
             bool,
             typer.Option(
-                "--version", help="Print the version.", callback=print_version, is_eager=True
+                "--version", "-V", help="Print the version.", callback=print_version, is_eager=True
             ),
         ] = False,
     ) -> None:
