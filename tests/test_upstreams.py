@@ -102,6 +102,7 @@ def test_add_writes_the_env_file_and_the_build_regenerates_the_block(
         (["--server", "a:1", "--server", "a:1"], "listed twice"),
         (["--server", "a:1", "--fail-timeout", "soon"], "is not a time"),
         (["--server", "a:1", "--subdomain", "a.b"], "is not a DNS label"),
+        (["--server", "a:1", "--env", "bogus"], "unknown environment 'bogus'"),
     ],
 )
 def test_bad_servers_are_one_line_and_write_nothing(
@@ -113,6 +114,16 @@ def test_bad_servers_are_one_line_and_write_nothing(
     assert said in r.err and "hint:" in r.err and "Traceback" not in r.output
     assert len(r.err.strip().splitlines()) == 2
     assert env_text(nself_project) == before
+
+
+def test_env_takes_the_names_every_other_command_takes(nself_project: Path, nself: Run) -> None:
+    """`--env local` and `--env development` name dev, as for every other command (they were
+    refused as unknown environments)."""
+    for alias, name in (("local", "near"), ("development", "nearer")):
+        r = nself("nginx", "upstream", "add", name, "--server", "a:1", "--env", alias,
+                  cwd=nself_project)  # fmt: skip
+        assert r.code == 0, r.output
+        assert f"NGINX_UPSTREAM_{name.upper()}_SERVERS=a:1\n" in env_text(nself_project)
 
 
 def test_taken_names_and_subdomains_are_refused(nself_project: Path, nself: Run) -> None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nself_sdk import NselfError, UsageError
+from nself_sdk import ConfigError, NselfError, UsageError
+from nself_sdk.envfiles import canonical_env
 
 from . import upstreams
 from .upstreams import ROOT, RUN
@@ -24,6 +25,14 @@ from .upstreams import ROOT, RUN
 # file, unless they are one environment's own (another server's addresses).
 FILES = {"dev": ".env.dev", "staging": ".env.staging", "prod": ".env.prod"}
 ALL_FILES = (".env.dev", ".env.local", ".env.staging", ".env.prod")
+
+
+def _environment(name: str) -> str:
+    """``--env`` as dev, staging or prod (``local`` and ``production`` are their names too)."""
+    try:
+        return canonical_env(name)
+    except ConfigError as exc:
+        raise UsageError(exc.message, "give --env one of: local (dev), staging, prod") from None
 
 
 def marker(name: str) -> str:
@@ -222,8 +231,7 @@ def add(
         raise UsageError(f"--max-fails {max_fails}: use 0 to {upstreams.MAX_FAILS}")
     if fail_timeout is not None and not upstreams.TIME.match(fail_timeout):
         raise UsageError(f"--fail-timeout {fail_timeout!r} is not a time", "write 10s, 500ms or 1m")
-    if env not in FILES:
-        raise UsageError(f"unknown environment {env!r}", "use dev, staging or prod")
+    env = _environment(env)
     taken = declared(project)
     if name in taken:
         raise NselfError(
