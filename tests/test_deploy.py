@@ -82,6 +82,27 @@ def served(port: int) -> str:
         conn.close()
 
 
+@pytest.fixture
+def image_of() -> Iterator[Callable[[str], str]]:
+    """Builds a variant of the http stand-in whose command is a shell script; removed after."""
+    tags: list[str] = []
+
+    def build(script: str) -> str:
+        tag = f"nself-test/deploy-{uuid.uuid4().hex[:8]}:1"
+        dockerfile = f"FROM {standin('http')}\nCMD {json.dumps(['sh', '-c', script])}\n"
+        built = subprocess.run(
+            ["docker", "build", "-q", "-t", tag, "-"], input=dockerfile,
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert built.returncode == 0, built.stderr
+        tags.append(tag)
+        return tag
+
+    yield build
+    if tags:
+        subprocess.run(["docker", "rmi", "-f", *tags], capture_output=True, check=False)
+
+
 def releases(nself: Run, folder: Path) -> dict[str, object]:
     shown = nself("releases", "--env", "staging", "--json", cwd=folder)
     assert shown.code == 0, shown.output
@@ -292,7 +313,7 @@ def test_deploy_refuses_what_it_cannot_do(
 
 
 def test_the_deployed_database_and_a_release_that_falls_over_later(
-    site: tuple[Path, Path, int], nself: Run
+    site: tuple[Path, Path, int], nself: Run, image_of: Callable[[str], str]
 ) -> None:
     """`nself db ... --env staging` works on the server's database over SSH: the tools run
     in the deployed postgres service, SQL goes through a tunnel (nothing runs locally)."""
@@ -385,21 +406,46 @@ def test_the_deployed_database_and_a_release_that_falls_over_later(
     # A release that passes the gate and falls over while watched is rolled back too. It
     # falls over late enough for the gate to pass on a loaded machine (the watch ends at
     # the crash, so waiting longer costs nothing when the machine is quiet).
-    tag = f"nself-test/crash-later-{uuid.uuid4().hex[:6]}:1"
-    dockerfile = (
-        f"FROM {standin('http')}\n"
-        'CMD ["sh", "-c", "busybox httpd -f -p ${PORT} -h /www & sleep 30; exit 1"]\n'
+    late_image = image_of("busybox httpd -f -p ${PORT} -h /www & sleep 30; exit 1")
+    set_env(folder, ".env.staging", CS_1_IMAGE=late_image, DEPLOY_WATCH="90")
+    late = nself("deploy", "staging", cwd=folder)
+    assert late.code == 1, late.output
+    assert "watching it" in late.output and "rolled back" in late.err
+    assert "echo-api" in late.err
+
+
+def test_a_crash_no_look_of_the_watch_sees_is_counted(
+    site: tuple[Path, Path, int], nself: Run, image_of: Callable[[str], str]
+) -> None:
+    """The watch compares each container's restart count with what it was before `up`, so
+    a crash counts even when no look finds the service down: one while `up --wait` waits
+    for it (Compose sees it restarting and waits on), and crashes the engine undoes within
+    0.1 s (after 10 s of running its back-off starts over) in a service without a health
+    check, which every look finds running."""
+    folder, _remote, port = site
+    mark(folder, "release-one")
+    assert nself("deploy", "staging", cwd=folder).code == 0
+    good = releases(nself, folder)["current"]
+    # `nself status --env staging` reads the engine's side of each container too.
+    status = nself("status", "--env", "staging", "--json", cwd=folder)
+    assert status.code == 0, status.output
+    rows = {r["service"]: r for r in json.loads(status.out)}
+    assert isinstance(rows["echo-api"]["uptime_s"], float), rows
+    assert rows["echo-api"]["restarts"] == 0, rows
+
+    once = image_of(
+        "[ -e /tmp/crashed ] || { touch /tmp/crashed; sleep 2; exit 1; }; "
+        "exec busybox httpd -f -p ${PORT} -h /www"
     )
-    built = subprocess.run(
-        ["docker", "build", "-q", "-t", tag, "-"], input=dockerfile,
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert built.returncode == 0, built.stderr
-    try:
-        set_env(folder, ".env.staging", CS_1_IMAGE=tag, DEPLOY_WATCH="90")
-        late = nself("deploy", "staging", cwd=folder)
-        assert late.code == 1, late.output
-        assert "watching it" in late.output and "rolled back" in late.err
-        assert "echo-api" in late.err
-    finally:
-        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+    set_env(folder, ".env.staging", CS_1_IMAGE=once, DEPLOY_WATCH="4")
+    crashed = nself("deploy", "staging", cwd=folder)
+    assert crashed.code == 1, crashed.output
+    assert "echo-api restarted" in crashed.err and "rolled back" in crashed.err, crashed.output
+
+    looping = image_of("busybox httpd -f -p ${PORT} -h /www & sleep 11; exit 1")
+    set_env(folder, ".env.staging", CS_1_IMAGE=looping, CS_1_HEALTHCHECK="none", DEPLOY_WATCH="30")
+    looped = nself("deploy", "staging", cwd=folder)
+    assert looped.code == 1, looped.output
+    assert "echo-api restarted" in looped.err and "rolled back" in looped.err, looped.output
+    assert releases(nself, folder)["current"] == good
+    assert served(port) == "release-one"

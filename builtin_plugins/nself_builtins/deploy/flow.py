@@ -11,7 +11,6 @@ serving.
 from __future__ import annotations
 
 import getpass
-import json
 import re
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from nself_builtins.shared.remote import EXIT_LOCKED, Server
 from nself_sdk import (
@@ -35,6 +34,7 @@ from nself_sdk import (
 from nself_sdk.console import warn
 
 from . import remote
+from .containers import full_id, inspected, rows
 from .release import Release, collect, pack
 
 Say = Callable[[str], None]
@@ -155,7 +155,8 @@ class Session:
         self.who = f"{who()} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
         self.current = ""
         self.reasons: dict[str, str] = {}
-        self.restarts: dict[str, int] = {}  # restarts by the restart policy, per service
+        # Restarts by the restart policy: (service, count) by the engine's container id.
+        self.restarts: dict[str, tuple[str, int]] = {}
         self.keep_lock = False
 
     def __enter__(self) -> Session:
@@ -236,26 +237,33 @@ class Session:
         services = [s.name for s in planned.services]
         return rolling_stages(planned, services, set(services))[1:]
 
-    def containers(self) -> list[dict[str, object]]:
-        """The project's containers (Compose's JSON), each with its ``RestartCount``."""
+    def containers(self) -> list[dict[str, Any]]:
+        """The project's containers (Compose's JSON), each with the engine's whole ``Id``
+        ("" if gone) and its ``RestartCount``."""
         done = self.server.run(remote.PS, self.server.path, self.config.project_name)
         text, _sep, counted = done.stdout.partition("@restarts\n")
-        text = text.strip()
-        if not text:
-            return []
-        if text.startswith("["):
-            rows = json.loads(text)
-        else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        restarts = {}
-        for line in counted.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1].isdigit():
-                restarts[parts[0]] = int(parts[1])
-        found = [r for r in rows if isinstance(r, dict)]
+        found = rows(text)
+        counts = inspected(counted, 2)
         for row in found:
-            row["RestartCount"] = restarts.get(str(row.get("ID", "")), 0)
+            row["Id"] = full_id(row, counts)
+            count = counts.get(row["Id"], ["0"])[0]
+            row["RestartCount"] = int(count) if count.isdigit() else 0
         return found
+
+    def restart_counts(self) -> dict[str, int]:
+        """How often each container (by id) has been restarted by its restart policy."""
+        return {row["Id"]: row["RestartCount"] for row in self.containers() if row["Id"]}
+
+    def restarted(self, before: dict[str, int]) -> list[str]:
+        """Services with a container restarted since ``before`` (``restart_counts``): in
+        the last look of ``failing``; a container made since then counts from 0."""
+        return sorted(
+            {
+                service
+                for container, (service, count) in self.restarts.items()
+                if count > before.get(container, 0)
+            }
+        )
 
     def failing(self, expected: dict[str, str]) -> list[str]:
         """Services of a release that are missing, not running, not healthy, or still run
@@ -275,10 +283,8 @@ class Session:
             labels = dict(
                 part.split("=", 1) for part in str(row.get("Labels", "")).split(",") if "=" in part
             )
-            count = row.get("RestartCount", 0)
-            self.restarts[name] = self.restarts.get(name, 0) + (
-                count if isinstance(count, int) else 0
-            )
+            if row["Id"]:
+                self.restarts[row["Id"]] = (name, row["RestartCount"])
             seen.setdefault(name, []).append(
                 (
                     str(row.get("State", "")).lower(),
@@ -350,7 +356,12 @@ def settings(config: Config) -> tuple[int, int, int]:
 
 
 def _gate(session: Session, release: str, wait: int, watch: int, say: Say) -> tuple[list[str], str]:
-    """Start ``release`` and hold it to the health gate: (failing services, compose output)."""
+    """Start ``release`` and hold it to the health gate: (failing services, compose output).
+
+    Watched (``watch`` seconds), a crash that no look sees (while Compose waits for the
+    service, or between two looks) still shows as a restart by the restart policy: each
+    container's count is compared with its count before ``up`` (0 for one made since)."""
+    before = session.restart_counts() if watch > 0 else {}
     ok, output, services = session.up(release, wait)
     failing = session.failing(services)
     if failing or not ok:
@@ -359,21 +370,17 @@ def _gate(session: Session, release: str, wait: int, watch: int, say: Say) -> tu
         return failing or ["(compose)"], output
     if watch > 0:
         say(f"  healthy; watching it for {watch}s")
-        baseline = dict(session.restarts)
         deadline = time.monotonic() + watch
-        while time.monotonic() < deadline:
-            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-            failing = session.failing(services)
-            # A crash between two looks shows only as a restart by the restart policy.
-            restarted = [
-                name
-                for name, count in session.restarts.items()
-                if count > baseline.get(name, 0) and name not in failing
-            ]
+        while True:
+            restarted = [name for name in session.restarted(before) if name not in failing]
             for name in restarted:
                 session.reasons[name] = "restarted"
             if failing or restarted:
                 return failing + restarted, output
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            failing = session.failing(services)
     return [], output
 
 

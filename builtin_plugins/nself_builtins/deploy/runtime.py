@@ -8,7 +8,6 @@ stopping or recreating them is refused with the way to do it (``nself deploy``).
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,6 +23,8 @@ from nself_sdk import (
     ServiceState,
     UpResult,
 )
+
+from . import containers
 
 # Runs Compose on the current release; $3... are Compose's arguments.
 _COMPOSE = r"""
@@ -102,39 +103,27 @@ class ServerRuntime:
         done = server.run(_STATUS, server.path, self.config.project_name)
         names, _sep, rest = done.stdout.partition("@ps\n")
         listed, _sep, inspected = rest.partition("@inspect\n")
-        text = listed.strip()
-        rows: list[Any] = []
-        if text.startswith("["):
-            rows = json.loads(text)
-        elif text:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        started: dict[str, tuple[float | None, int]] = {}
-        for line in inspected.splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[2].isdigit():
-                started[parts[0]] = (_started(parts[1]), int(parts[2]))
+        engine = containers.inspected(inspected, 3)
         states: dict[str, ServiceState] = {}
-        for row in rows:
-            if not isinstance(row, dict):
-                continue
+        for row in containers.rows(listed):
+            stamp, restarts = engine.get(containers.full_id(row, engine), ["", "0"])
             name = str(row.get("Service", ""))
             labels = dict(
                 p.split("=", 1) for p in str(row.get("Labels", "")).split(",") if "=" in p
             )
             state = str(row.get("State", "")).lower() or "missing"
             health = str(row.get("Health", "")).lower()
-            uptime, restarts = started.get(str(row.get("ID", "")), (None, 0))
             exit_code = row.get("ExitCode")
             states[name] = ServiceState(
                 name=name,
                 state=state,
                 health=(health or "none") if state == "running" else "",
-                uptime=uptime if state == "running" else None,
+                uptime=_started(stamp) if stamp and state == "running" else None,
                 role=labels.get("org.nself.role", ""),
                 image=str(row.get("Image", "")),
                 container=str(row.get("ID", "")),
                 exit_code=exit_code if isinstance(exit_code, int) and state != "running" else None,
-                restarts=restarts,
+                restarts=int(restarts) if restarts.isdigit() else 0,
             )
         for name in names.split():
             states.setdefault(name, ServiceState(name=name, state="missing"))
