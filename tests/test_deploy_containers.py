@@ -19,7 +19,7 @@ def test_a_row_is_matched_whether_compose_cuts_the_id_or_not() -> None:
     engine = containers.inspected(ENGINE, 2)
     assert engine == {WHOLE: ["3"], OTHER: ["0"]}
     for text in (
-        "\n".join(json.dumps(row) for row in cut),  # one object per line (v2.2x and later)
+        "\n".join(json.dumps(row) for row in cut),  # one object per line (v2.21 and later)
         json.dumps(whole),  # one array (earlier versions)
     ):
         rows = containers.rows(text)

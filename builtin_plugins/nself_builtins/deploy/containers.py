@@ -1,8 +1,9 @@
 """A server's containers as Compose lists them, joined with what the engine says of each.
 
-Compose's ``ps --format json`` cuts a container's id to 12 characters (v2.2x and later;
-earlier versions printed it whole), while ``docker inspect`` prints all 64: a row is
-matched to the engine's line whose id starts with the row's.
+Compose's ``ps --format json`` prints ids cut to 12 characters since v2.21 (it formats
+its list as the docker CLI does; earlier versions printed them whole, in one array), while
+``docker inspect`` prints all 64: a row is matched to the engine's line whose id starts
+with the row's.
 """
 
 from __future__ import annotations
