@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -453,3 +454,54 @@ def test_a_crash_no_look_of_the_watch_sees_is_counted(
     assert "rolled back" in looped.err, looped.output
     assert releases(nself, folder)["current"] == good
     assert served(port) == "release-one"
+
+
+def test_a_kept_container_counts_the_crashes_since_its_last_start(
+    site: tuple[Path, Path, int], nself: Run, image_of: Callable[[str], str]
+) -> None:
+    """Restarts from before a deploy never fail it, and a crash after `up` always does: the
+    engine sets a container's restart count back to 0 when it is started by hand, as `up`
+    starts a stopped container it keeps (its configuration unchanged), so a crash after
+    that start leaves the count below the one taken before `up`."""
+    folder, _remote, port = site
+    crashes = image_of(
+        "if [ -e /tmp/armed ]; then rm /tmp/armed; sleep 2; exit 1; fi; "
+        "busybox httpd -f -p ${PORT} -h /www & "
+        "while [ ! -e /tmp/die ]; do sleep 0.2; done; rm /tmp/die; exit 1"
+    )
+    set_env(folder, ".env.staging", CS_1_IMAGE=crashes, DEPLOY_WATCH="4")
+    mark(folder, "release-one")
+    assert nself("deploy", "staging", cwd=folder).code == 0
+    container = f"{folder.name}-echo-api-1"
+
+    def engine(*args: str) -> str:
+        done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def restarts() -> str:
+        return engine("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", container)
+
+    for count in (1, 2):  # crashes long before the next deploy
+        engine("exec", container, "touch", "/tmp/die")
+        for _ in range(150):
+            if restarts() == f"{count} running":
+                break
+            time.sleep(0.2)
+        assert restarts() == f"{count} running"
+    mark(folder, "release-two")
+    kept = nself("deploy", "staging", cwd=folder)
+    assert kept.code == 0, kept.output
+    assert restarts() == "2 running"  # the same container, kept by `up`
+    good = releases(nself, folder)["current"]
+
+    # Stopped, it crashes once when started again: by `up`, which keeps it.
+    engine("exec", container, "touch", "/tmp/armed")
+    engine("stop", "-t", "1", container)
+    mark(folder, "release-three")
+    crashed = nself("deploy", "staging", cwd=folder)
+    assert crashed.code == 1, crashed.output
+    assert "failed on staging: echo-api" in crashed.err, crashed.output
+    assert "rolled back" in crashed.err, crashed.output
+    assert releases(nself, folder)["current"] == good
+    assert served(port) == "release-two"

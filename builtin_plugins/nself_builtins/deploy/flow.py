@@ -155,8 +155,8 @@ class Session:
         self.who = f"{who()} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
         self.current = ""
         self.reasons: dict[str, str] = {}
-        # Restarts by the restart policy: (service, count) by the engine's container id.
-        self.restarts: dict[str, tuple[str, int]] = {}
+        # Restarts by the restart policy: (service, count, last start) by container id.
+        self.restarts: dict[str, tuple[str, int, str]] = {}
         self.keep_lock = False
 
     def __enter__(self) -> Session:
@@ -239,29 +239,34 @@ class Session:
 
     def containers(self) -> list[dict[str, Any]]:
         """The project's containers (Compose's JSON), each with the engine's whole ``Id``
-        ("" if gone) and its ``RestartCount``."""
+        ("" if gone), its ``RestartCount`` and when it last started (``StartedAt``)."""
         done = self.server.run(remote.PS, self.server.path, self.config.project_name)
         text, _sep, counted = done.stdout.partition("@restarts\n")
         found = rows(text)
-        counts = inspected(counted, 2)
+        counts = inspected(counted, 3)
         for row in found:
             row["Id"] = full_id(row, counts)
-            count = counts.get(row["Id"], ["0"])[0]
+            count, started = counts.get(row["Id"], ["0", ""])
             row["RestartCount"] = int(count) if count.isdigit() else 0
+            row["StartedAt"] = started
         return found
 
-    def restart_counts(self) -> dict[str, int]:
-        """How often each container (by id) has been restarted by its restart policy."""
-        return {row["Id"]: row["RestartCount"] for row in self.containers() if row["Id"]}
+    def restart_counts(self) -> dict[str, tuple[int, str]]:
+        """Each container's (restarts by its restart policy, last start), by id."""
+        return {
+            row["Id"]: (row["RestartCount"], row["StartedAt"])
+            for row in self.containers()
+            if row["Id"]
+        }
 
-    def restarted(self, before: dict[str, int]) -> list[str]:
-        """Services with a container restarted since ``before`` (``restart_counts``): in
-        the last look of ``failing``; a container made since then counts from 0."""
+    def restarted(self, before: dict[str, tuple[int, str]]) -> list[str]:
+        """Services with a container restarted by its restart policy since ``before``
+        (``restart_counts``), in the last look of ``failing``."""
         return sorted(
             {
                 service
-                for container, (service, count) in self.restarts.items()
-                if count > before.get(container, 0)
+                for container, (service, count, started) in self.restarts.items()
+                if _restarted_since(count, started, before.get(container))
             }
         )
 
@@ -284,7 +289,7 @@ class Session:
                 part.split("=", 1) for part in str(row.get("Labels", "")).split(",") if "=" in part
             )
             if row["Id"]:
-                self.restarts[row["Id"]] = (name, row["RestartCount"])
+                self.restarts[row["Id"]] = (name, row["RestartCount"], row["StartedAt"])
             seen.setdefault(name, []).append(
                 (
                     str(row.get("State", "")).lower(),
@@ -346,6 +351,19 @@ class Session:
         self.server.run(remote.RECORD, self.server.path, line)
 
 
+def _restarted_since(count: int, started: str, before: tuple[int, str] | None) -> bool:
+    """Whether a container's restart policy restarted it since ``before`` (its count and
+    last start then; none: made since). A start by hand (Compose's ``up`` starting a
+    stopped container it keeps) sets the engine's count back to 0, so a container started
+    since ``before`` was restarted by its policy exactly when its count is above 0."""
+    if before is None:
+        return count > 0
+    then, started_then = before
+    if started and started_then and started != started_then:
+        return count > 0
+    return count > then
+
+
 def settings(config: Config) -> tuple[int, int, int]:
     """(health wait, watch seconds, releases kept)."""
     return (
@@ -360,7 +378,8 @@ def _gate(session: Session, release: str, wait: int, watch: int, say: Say) -> tu
 
     Watched (``watch`` seconds), a crash that no look sees (while Compose waits for the
     service, or between two looks) still shows as a restart by the restart policy: each
-    container's count is compared with its count before ``up`` (0 for one made since)."""
+    container's count is compared with its count before ``up`` (0 for one made or started
+    since: ``_restarted_since``)."""
     before = session.restart_counts() if watch > 0 else {}
     ok, output, services = session.up(release, wait)
     failing = session.failing(services)

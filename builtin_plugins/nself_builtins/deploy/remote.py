@@ -91,13 +91,14 @@ exit $rc
 """
 
 # The project's containers as JSON (one object per line or one array), then how often
-# each has been restarted by its restart policy.
+# each has been restarted by its restart policy since it was last started by hand, and
+# when it last started.
 PS = r"""
 P=$1; NAME=$2
 compose --project-name "$NAME" ps --all --format json
 ids=$(compose --project-name "$NAME" ps --all --quiet)
 echo "@restarts"
-[ -z "$ids" ] || docker inspect -f '{{.Id}} {{.RestartCount}}' $ids
+[ -z "$ids" ] || docker inspect -f '{{.Id}} {{.RestartCount}} {{.State.StartedAt}}' $ids
 """
 
 LOGS = r"""
