@@ -32,3 +32,14 @@ def test_a_row_the_engine_does_not_know_matches_nothing() -> None:
     assert containers.full_id({"ID": ""}, engine) == ""  # never every container
     assert containers.full_id({}, engine) == ""
     assert containers.rows("  \n") == []
+
+
+def test_a_short_or_shared_id_names_no_container() -> None:
+    engine = containers.inspected(ENGINE, 2)
+    for short in (WHOLE[:1], WHOLE[:11], " "):
+        assert containers.full_id({"ID": short}, engine) == "", short
+    twin = WHOLE[:12] + "0" * 52
+    both = {**engine, twin: ["0"]}
+    assert containers.full_id({"ID": WHOLE[:12]}, both) == ""
+    assert containers.full_id({"ID": WHOLE}, both) == WHOLE
+    assert containers.full_id({"ID": twin[:13]}, both) == twin

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+SHORT_ID = 12  # the characters of an id Compose prints
+
 
 def rows(text: str) -> list[dict[str, Any]]:
     """Compose's ``ps --format json``: one array, or one object per line (by version)."""
@@ -31,8 +33,12 @@ def inspected(text: str, fields: int) -> dict[str, list[str]]:
 
 
 def full_id(row: dict[str, Any], ids: dict[str, list[str]]) -> str:
-    """The engine's id of the container a Compose row lists ("" if the engine has none)."""
-    short = str(row.get("ID", ""))
-    if not short:
+    """The engine's id of the container a Compose row lists ("" if the engine has none).
+
+    An id shorter than Compose's 12 characters, or one two of the engine's ids start with,
+    names no container: it must never be taken for another one (or for all of them)."""
+    short = str(row.get("ID", "")).strip()
+    if len(short) < SHORT_ID:
         return ""
-    return next((known for known in ids if known.startswith(short)), "")
+    found = [known for known in ids if known.startswith(short)]
+    return found[0] if len(found) == 1 else ""
