@@ -489,6 +489,12 @@ def test_a_kept_container_counts_the_crashes_since_its_last_start(
                 break
             time.sleep(0.2)
         assert restarts() == f"{count} running"
+    # `nself status --env` counts them (a check of 0 alone could not see counts lost).
+    status = nself("status", "--env", "staging", "--json", cwd=folder)
+    assert status.code == 0, status.output
+    row = {r["service"]: r for r in json.loads(status.out)}["echo-api"]
+    assert (row["state"], row["restarts"]) == ("running", 2), row
+    assert isinstance(row["uptime_s"], float), row
     mark(folder, "release-two")
     kept = nself("deploy", "staging", cwd=folder)
     assert kept.code == 0, kept.output
@@ -498,6 +504,11 @@ def test_a_kept_container_counts_the_crashes_since_its_last_start(
     # Stopped, it crashes once when started again: by `up`, which keeps it.
     engine("exec", container, "touch", "/tmp/armed")
     engine("stop", "-t", "1", container)
+    status = nself("status", "--env", "staging", "--json", cwd=folder)
+    row = {r["service"]: r for r in json.loads(status.out)}["echo-api"]
+    assert (row["state"], row["uptime_s"], row["restarts"]) == ("exited", None, 2), row
+    shown = nself("status", "--env", "staging", cwd=folder)
+    assert re.search(r"echo-api +exited \(\d+\)", shown.out), shown.output
     mark(folder, "release-three")
     crashed = nself("deploy", "staging", cwd=folder)
     assert crashed.code == 1, crashed.output
