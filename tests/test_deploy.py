@@ -516,3 +516,25 @@ def test_a_kept_container_counts_the_crashes_since_its_last_start(
     assert "rolled back" in crashed.err, crashed.output
     assert releases(nself, folder)["current"] == good
     assert served(port) == "release-two"
+
+
+def test_a_replicated_service_is_replaced_one_container_at_a_time_and_watched(
+    site: tuple[Path, Path, int], nself: Run, image_of: Callable[[str], str]
+) -> None:
+    """A release that replaces a replicated service in stages passes the watch (each new
+    container counts from 0, the kept ones from their count before `up`)."""
+    folder, _remote, _port = site
+    serve = "exec busybox httpd -f -p ${PORT} -h /www"
+    set_env(folder, ".env.staging", CS_1_IMAGE=image_of(serve), CS_1_REPLICAS="2")
+    first = nself("deploy", "staging", cwd=folder)
+    assert first.code == 0, first.output
+    newer = image_of(f"true; {serve}")
+    set_env(folder, ".env.staging", CS_1_IMAGE=newer, DEPLOY_WATCH="4")
+    second = nself("deploy", "staging", cwd=folder)
+    assert second.code == 0, second.output
+    images = subprocess.run(
+        ["docker", "ps", "--filter", f"label=com.docker.compose.project={folder.name}",
+         "--format", "{{.Image}} {{.Status}}"],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    assert images.count(newer) == 2, images
