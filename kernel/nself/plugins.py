@@ -30,6 +30,11 @@ def _names(var: str) -> set[str]:
     return {n.strip() for n in os.environ.get(var, "").split(",") if n.strip()}
 
 
+def switches_set() -> str:
+    """The plugin switches in force (``NSELF_DISABLE_PLUGINS=a,b``), for hints; or ``""``."""
+    return " ".join(f"{var}={os.environ[var]}" for var in (DISABLE_VAR, ONLY_VAR) if _names(var))
+
+
 def _keeps(name: str) -> bool:
     only = _names(ONLY_VAR)
     return name not in _names(DISABLE_VAR) and (not only or name in only)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from nself.console import state
 from nself.envfiles import UndefinedReference, secrets_file
 from nself.errors import ConfigError, NselfError
 from nself.model import GeneratedFile
-from nself.plugins import DISABLE_VAR, ONLY_VAR, Manager, make_manager
+from nself.plugins import Manager, make_manager, switches_set
 
 from .config import Config
 from .envfiles import COMPUTED, COMPUTED_HEADER, render_env, target_env
@@ -74,18 +73,11 @@ def _refuse_undefined(config: Config, files: list[GeneratedFile]) -> None:
         text = item.content if item.env_refs and isinstance(item.content, str) else ""
         if missing := sorted(set(_REF.findall(text)) - known):
             hint = "set them in an env file"
-            if switches := _switches_set():  # the plugin deriving them may be left out
+            if switches := switches_set():  # the plugin deriving them may be left out
                 hint += f", or leave in the plugin that derives them ({switches} is set)"
             raise NselfError(
                 f"{item.path} refers to undefined setting(s): {', '.join(missing)}", hint
             )
-
-
-def _switches_set() -> str:
-    """The plugin switches in force (``NSELF_DISABLE_PLUGINS=a,b``), or ``""``."""
-    return " ".join(
-        f"{v}={os.environ[v]}" for v in (DISABLE_VAR, ONLY_VAR) if os.environ.get(v, "").strip(", ")
-    )
 
 
 def output_folder(pm: pluggy.PluginManager, project_dir: Path, env: str) -> Path:
